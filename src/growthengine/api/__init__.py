@@ -1,0 +1,1 @@
+"""The HTTP API: parse, call the engine, answer. No business rules here."""

@@ -1,0 +1,64 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from growthengine import __version__
+from growthengine.api import routes_clock, routes_ingest, routes_users
+from growthengine.api.auth import KeyRing
+from growthengine.api.errors import install_error_handlers
+from growthengine.api.responses import OrjsonResponse
+from growthengine.clock import ManualClock
+from growthengine.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+def create_app(engine: Engine, keys: KeyRing, *, run_workers: bool = True) -> FastAPI:
+    """The API around an engine. On the real clock a background worker fires due timers."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if run_workers and not isinstance(engine.clock, ManualClock):
+            task = asyncio.create_task(_worker(engine))
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = FastAPI(
+        title="Growth Engine",
+        version=__version__,
+        description="Marketing automation: Segment-compatible ingestion, segments, flows, guardrails.",
+        default_response_class=OrjsonResponse,
+        lifespan=lifespan,
+    )
+    app.state.engine = engine
+    app.state.keys = keys
+    install_error_handlers(app)
+    for module in (routes_ingest, routes_users, routes_clock):
+        app.include_router(module.router)
+    return app
+
+
+async def _worker(engine: Engine) -> None:
+    """Fire due timers on the real clock, a little at a time, between requests."""
+    interval = engine.settings.worker_interval_s
+    while True:
+        try:
+            fired = engine.run_due()
+            if fired:
+                log.info("worker fired %d timer(s)", fired)
+        except Exception:
+            log.exception("worker pass failed; trying again in %.1fs", interval)
+        await asyncio.sleep(interval)

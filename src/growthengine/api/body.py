@@ -1,0 +1,52 @@
+"""Reading request bodies as SDKs send them: JSON, optionally gzip-compressed, bounded in size."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import orjson
+from fastapi import Request
+
+from growthengine.api.errors import ApiError
+
+
+async def read_json(request: Request, *, max_bytes: int) -> Any:
+    """The decoded JSON body; 400, 413 or 415 with a clear message when it cannot be read."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > max_bytes:
+                raise ApiError(413, "payload_too_large", f"the body is larger than {max_bytes} bytes")
+        except ValueError:
+            raise ApiError(400, "bad_request", "Content-Length is not a number") from None
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw.extend(chunk)
+        if len(raw) > max_bytes:
+            raise ApiError(413, "payload_too_large", f"the body is larger than {max_bytes} bytes")
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    data = bytes(raw)
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        data = _inflate(data, max_bytes, gzip=encoding != "deflate")
+    elif encoding not in ("", "identity"):
+        raise ApiError(415, "unsupported_media_type",
+                       f"Content-Encoding {encoding!r} is not supported; send identity or gzip")
+    if not data.strip():
+        raise ApiError(400, "invalid_json", "the body is empty; send a JSON object")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+
+
+def _inflate(data: bytes, max_bytes: int, *, gzip: bool) -> bytes:
+    inflater = zlib.decompressobj(wbits=31 if gzip else 15)
+    try:
+        out = inflater.decompress(data, max_bytes + 1)
+    except zlib.error as exc:
+        raise ApiError(400, "bad_encoding", f"the body is not valid {'gzip' if gzip else 'deflate'} data: {exc}") \
+            from None
+    if len(out) > max_bytes or inflater.unconsumed_tail:
+        raise ApiError(413, "payload_too_large", f"the decompressed body is larger than {max_bytes} bytes")
+    return out

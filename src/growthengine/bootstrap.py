@@ -1,0 +1,42 @@
+"""The one place where adapters are built and wired into an engine."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from growthengine.clock import Clock, ManualClock, RealClock
+from growthengine.engine import Engine
+from growthengine.ingest.service import IngestionService
+from growthengine.scheduler.runner import Scheduler
+from growthengine.settings import Settings
+from growthengine.storage.unit_of_work import Store
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    """The engine cannot start as configured; the message says why."""
+
+
+def build_clock(settings: Settings) -> Clock:
+    if settings.clock == "manual":
+        start = settings.clock_start
+        if start is None:
+            raise StartupError("--clock manual needs --start ISO (for example 2026-01-01T09:00:00+07:00)")
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=dt.UTC)
+        return ManualClock(start)
+    return RealClock()
+
+
+def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store | None = None) -> Engine:
+    """Wire an engine from settings; tests and the simulator may hand in their own clock or store."""
+    clock = clock or build_clock(settings)
+    store = store or Store.open(settings.db_url)
+    scheduler = Scheduler(store, clock)
+    ingestion = IngestionService(
+        store, clock, future_tolerance=dt.timedelta(seconds=settings.future_tolerance_s)
+    )
+    log.info("engine wired: %s storage, %s clock", store.dialect, clock.mode)
+    return Engine(settings=settings, clock=clock, store=store, scheduler=scheduler, ingestion=ingestion)

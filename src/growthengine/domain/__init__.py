@@ -1,0 +1,1 @@
+"""Plain data of the engine: calls and events, profiles, messages. No I/O here."""

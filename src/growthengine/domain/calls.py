@@ -1,0 +1,172 @@
+"""Segment-spec calls (identify, track, page, screen, alias, group), parsed and validated at the edge."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from growthengine.domain.traits import TraitError, validate_traits
+from growthengine.timefmt import TimeFormatError, parse_instant
+
+CALL_TYPES = ("identify", "track", "page", "screen", "alias", "group")
+MAX_ID_LENGTH = 256
+MAX_EVENT_NAME_LENGTH = 200
+
+# Fields every call may carry that the engine reads itself; anything else is kept in ``extra``.
+_CORE_FIELDS = {
+    "type", "userId", "anonymousId", "event", "properties", "traits", "timestamp", "messageId",
+    "previousId", "groupId", "name",
+}
+
+# A client's clock may be wrong; Segment corrects for it with sentAt (client time of sending).
+_MAX_SKEW = dt.timedelta(days=365 * 5)
+
+
+class InvalidCall(ValueError):
+    """One call could not be accepted; the message says exactly why."""
+
+
+@dataclass(slots=True)
+class Call:
+    """One validated call, ready to be stored."""
+
+    type: str
+    user_id: str | None
+    anonymous_id: str | None
+    timestamp: dt.datetime
+    message_id: str | None = None
+    event: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    traits: dict[str, Any] = field(default_factory=dict)
+    previous_id: str | None = None
+    group_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """What the event log calls this call: the event name for track, else the type."""
+        if self.type == "track" and self.event:
+            return self.event
+        return self.type
+
+
+def _identifier(raw: dict[str, Any], key: str) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InvalidCall(f"{key} must be a string, got {type(value).__name__}")
+    text = str(value).strip()
+    if not text:
+        raise InvalidCall(f"{key} must not be empty")
+    if len(text) > MAX_ID_LENGTH:
+        raise InvalidCall(f"{key} is longer than {MAX_ID_LENGTH} characters")
+    return text
+
+
+def _object(raw: dict[str, Any], key: str) -> dict[str, Any]:
+    value = raw.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidCall(f"{key} must be an object, got {type(value).__name__}")
+    return value
+
+
+def parse_call(
+    raw: Any,
+    *,
+    now: dt.datetime,
+    future_tolerance: dt.timedelta,
+    default_type: str | None = None,
+    batch_sent_at: Any = None,
+) -> Call:
+    """Validate one raw call (a decoded JSON value) against the Segment spec as the engine reads it."""
+    if not isinstance(raw, dict):
+        raise InvalidCall(f"a call must be a JSON object, got {type(raw).__name__}")
+    call_type = raw.get("type", default_type)
+    if default_type is not None and call_type != default_type:
+        raise InvalidCall(f"type must be {default_type!r} on this route, got {call_type!r}")
+    if call_type not in CALL_TYPES:
+        raise InvalidCall(f"type must be one of {', '.join(CALL_TYPES)}; got {call_type!r}")
+
+    user_id = _identifier(raw, "userId")
+    anonymous_id = _identifier(raw, "anonymousId")
+    if user_id is None and anonymous_id is None:
+        raise InvalidCall("a call needs a userId or an anonymousId")
+
+    message_id = _identifier(raw, "messageId")
+
+    if raw.get("timestamp") is None:
+        timestamp = _corrected_client_time(raw, now, batch_sent_at)
+    else:
+        try:
+            timestamp = parse_instant(raw["timestamp"])
+        except TimeFormatError as exc:
+            raise InvalidCall(str(exc)) from None
+        if timestamp > now + future_tolerance:
+            raise InvalidCall(
+                f"timestamp {raw['timestamp']} is more than {int(future_tolerance.total_seconds() // 60)} "
+                "minutes ahead of the engine's clock"
+            )
+
+    call = Call(
+        type=call_type,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        timestamp=timestamp,
+        message_id=message_id,
+        extra={k: v for k, v in raw.items() if k not in _CORE_FIELDS},
+    )
+
+    if call_type == "track":
+        event = raw.get("event")
+        if not isinstance(event, str) or not event.strip():
+            raise InvalidCall("a track call needs an event name (a non-empty string)")
+        if len(event) > MAX_EVENT_NAME_LENGTH:
+            raise InvalidCall(f"event name is longer than {MAX_EVENT_NAME_LENGTH} characters")
+        call.event = event.strip()
+        call.properties = _object(raw, "properties")
+    elif call_type in ("page", "screen"):
+        call.properties = _object(raw, "properties")
+        name = raw.get("name")
+        if name is not None and not isinstance(name, str):
+            raise InvalidCall("name must be a string")
+        call.event = name
+    elif call_type == "identify":
+        try:
+            call.traits = validate_traits(_object(raw, "traits"))
+        except TraitError as exc:
+            raise InvalidCall(str(exc)) from None
+    elif call_type == "group":
+        call.group_id = _identifier(raw, "groupId")
+        call.traits = _object(raw, "traits")
+    elif call_type == "alias":
+        call.previous_id = _identifier(raw, "previousId")
+        if call.previous_id is None:
+            raise InvalidCall("an alias call needs a previousId")
+        if user_id is None:
+            raise InvalidCall("an alias call needs a userId")
+    return call
+
+
+def _corrected_client_time(raw: dict[str, Any], now: dt.datetime, batch_sent_at: Any) -> dt.datetime:
+    """No ``timestamp``: take ``originalTimestamp`` corrected by the client's clock skew (``sentAt``), else now.
+
+    This is how RudderStack and Segment SDKs that send ``originalTimestamp`` get their event times.
+    """
+    original = raw.get("originalTimestamp")
+    if original is None:
+        return now
+    try:
+        original_at = parse_instant(original, field="originalTimestamp")
+        sent = raw.get("sentAt", batch_sent_at)
+        if sent is None:
+            return min(original_at, now)
+        skew = parse_instant(sent, field="sentAt") - original_at
+    except TimeFormatError as exc:
+        raise InvalidCall(str(exc)) from None
+    if abs(skew) > _MAX_SKEW:
+        return now
+    return min(now - skew, now) if skew >= dt.timedelta(0) else now

@@ -1,0 +1,194 @@
+"""The ingestion path: validate calls, drop duplicates, merge identities and traits, append, notify."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from growthengine.clock import Clock, to_us
+from growthengine.domain.calls import Call, InvalidCall, parse_call
+from growthengine.domain.events import Event
+from growthengine.domain.profiles import Profile, anonymous_key
+from growthengine.domain.traits import CHANNELS
+from growthengine.ingest.listeners import IngestListener
+from growthengine.storage.unit_of_work import Store, Tx
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Rejection:
+    index: int
+    error: str
+
+
+@dataclass(slots=True)
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": [{"index": r.index, "error": r.error} for r in self.rejected],
+        }
+
+
+class IngestionService:
+    """Takes decoded calls (as from ``/v1/batch``) and makes them part of the engine's state."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        future_tolerance: dt.timedelta = dt.timedelta(minutes=5),
+        listeners: list[IngestListener] | None = None,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._future_tolerance = future_tolerance
+        self.listeners: list[IngestListener] = list(listeners or [])
+
+    def ingest(
+        self, raw_calls: list[Any], *, default_type: str | None = None, batch_sent_at: Any = None
+    ) -> IngestResult:
+        """Validate and store a batch; a bad call is rejected alone and the rest are kept."""
+        now = self._clock.now()
+        result = IngestResult()
+        calls: list[Call] = []
+        for index, raw in enumerate(raw_calls):
+            try:
+                calls.append(
+                    parse_call(raw, now=now, future_tolerance=self._future_tolerance, default_type=default_type,
+                               batch_sent_at=batch_sent_at)
+                )
+            except InvalidCall as exc:
+                result.rejected.append(Rejection(index, str(exc)))
+        if calls:
+            with self._store.transaction() as tx:
+                fresh = self._drop_duplicates(tx, calls, result)
+                if fresh:
+                    self._store_calls(tx, fresh, to_us(now))
+                    result.accepted = len(fresh)
+        if result.rejected:
+            log.info("ingest: %d accepted, %d duplicate, %d rejected (first: %s)", result.accepted,
+                     result.duplicates, len(result.rejected), result.rejected[0].error)
+        return result
+
+    @staticmethod
+    def _drop_duplicates(tx: Tx, calls: list[Call], result: IngestResult) -> list[Call]:
+        ids = [c.message_id for c in calls if c.message_id is not None]
+        if not ids:
+            return calls
+        seen = tx.events.existing_message_ids(ids)
+        fresh: list[Call] = []
+        for call in calls:
+            if call.message_id is not None:
+                if call.message_id in seen:
+                    result.duplicates += 1
+                    continue
+                seen.add(call.message_id)
+            fresh.append(call)
+        return fresh
+
+    def _store_calls(self, tx: Tx, calls: list[Call], received_us: int) -> None:
+        keys = self._resolve_identities(tx, calls)
+        profiles = tx.profiles.get_many(list(dict.fromkeys(keys)), for_update=True)
+        touched: dict[str, Profile] = {}
+        rows: list[dict[str, Any]] = []
+        stored: list[Event] = []
+        # Apply in event-time order so that traits and activity reflect history even in a back-filled batch.
+        order = sorted(range(len(calls)), key=lambda i: calls[i].timestamp)
+        for i in order:
+            call, key = calls[i], keys[i]
+            ts_us = to_us(call.timestamp)
+            profile = profiles.get(key)
+            if profile is None:
+                profile = Profile(user_id=key, anonymous=call.user_id is None, first_seen_us=ts_us,
+                                  updated_us=received_us)
+                profiles[key] = profile
+            event = Event(user_id=key, name=call.name, type=call.type, ts_us=ts_us,
+                          properties=call.traits if call.type == "identify" else call.properties,
+                          message_id=call.message_id)
+            self._apply(profile, call, event)
+            profile.updated_us = received_us
+            touched[key] = profile
+            stored.append(event)
+            rows.append({
+                "message_id": call.message_id,
+                "type": call.type,
+                "name": call.name[:200],
+                "user_id": key,
+                "anonymous_id": call.anonymous_id,
+                "ts_us": ts_us,
+                "received_us": received_us,
+                "payload": orjson.dumps(event.properties).decode(),
+                "extra": orjson.dumps(call.extra).decode() if call.extra else None,
+            })
+        tx.events.append(rows)
+        tx.profiles.save_many(touched.values())
+        for listener in self.listeners:
+            listener.on_events(tx, stored, touched)
+
+    @staticmethod
+    def _apply(profile: Profile, call: Call, event: Event) -> None:
+        if event.is_activity:
+            profile.touch(event.ts_us)
+        elif event.ts_us < profile.first_seen_us:
+            profile.first_seen_us = event.ts_us
+        if call.type == "identify" and call.traits:
+            profile.apply_traits(call.traits, event.ts_us)
+        elif call.type == "track" and call.event == "unsubscribed":
+            channel = call.properties.get("channel")
+            targets = CHANNELS if channel in (None, "all") else (channel,) if channel in CHANNELS else ()
+            if targets:
+                profile.apply_traits({"consent": {c: False for c in targets}}, event.ts_us)
+
+    def _resolve_identities(self, tx: Tx, calls: list[Call]) -> list[str]:
+        """The profile key of each call; an identify (or any call) with both ids links the anonymous history."""
+        anon_ids = [c.anonymous_id for c in calls if c.anonymous_id is not None]
+        anon_ids += [c.previous_id for c in calls if c.type == "alias" and c.previous_id is not None]
+        links = tx.profiles.linked_users(anon_ids) if anon_ids else {}
+        # Links first, so that a visitor's anonymous calls earlier in the same batch land on the user too.
+        for call in calls:
+            if call.user_id is None:
+                continue
+            to_link = [call.anonymous_id] if call.anonymous_id is not None else []
+            if call.type == "alias" and call.previous_id is not None:
+                to_link.append(call.previous_id)
+            for anon in to_link:
+                if anon not in links:
+                    self._merge(tx, anon, call.user_id, to_us(call.timestamp))
+                    links[anon] = call.user_id
+        keys: list[str] = []
+        for call in calls:
+            if call.user_id is not None:
+                keys.append(call.user_id)
+            else:
+                assert call.anonymous_id is not None
+                keys.append(links.get(call.anonymous_id) or anonymous_key(call.anonymous_id))
+        return keys
+
+    def _merge(self, tx: Tx, anonymous_id: str, user_id: str, at_us: int) -> None:
+        """Fold an anonymous visitor into the identified user (as Segment and Customer.io do)."""
+        anon_key = anonymous_key(anonymous_id)
+        tx.profiles.link(anonymous_id, user_id, at_us)
+        anon = tx.profiles.get(anon_key)
+        if anon is None:
+            return
+        moved = tx.events.reassign(anon_key, user_id)
+        user = tx.profiles.get(user_id) or Profile(user_id=user_id, first_seen_us=anon.first_seen_us,
+                                                   updated_us=at_us)
+        user.absorb(anon)
+        tx.profiles.save_many([user])
+        tx.profiles.delete(anon_key)
+        for listener in self.listeners:
+            listener.on_merge(tx, anon_key, user_id)
+        log.info("merged an anonymous visitor into a user (%d events moved)", moved)

@@ -1,0 +1,89 @@
+"""Opening a database: URL handling, the two adapters' engine settings, and migrations."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger(__name__)
+
+Dialect = Literal["sqlite", "postgresql"]
+
+
+class DatabaseURLError(ValueError):
+    """The database URL names something the engine cannot open."""
+
+
+def normalize_url(url: str) -> tuple[str, Dialect]:
+    """Accept ``sqlite:///path`` and ``postgresql://...``; return the SQLAlchemy URL and the dialect."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise DatabaseURLError(f"not a database URL: {url!r} ({exc})") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.render_as_string(hide_password=False), "sqlite"
+    if backend in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+        return parsed.render_as_string(hide_password=False), "postgresql"
+    raise DatabaseURLError(f"unsupported database {backend!r}: use sqlite:///path or postgresql://...")
+
+
+def create_sqlite_engine(url: str) -> sa.Engine:
+    """The embedded default: a file in WAL mode, one writer at a time, BEGIN IMMEDIATE for every transaction."""
+    parsed = make_url(url)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (pysqlite's own handling is lazy)
+        cur = dbapi_conn.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            "busy_timeout=30000",
+            "cache_size=-262144",
+            "temp_store=MEMORY",
+            "mmap_size=1073741824",
+        ):
+            cur.execute(f"PRAGMA {pragma}")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn):  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def create_postgres_engine(url: str) -> sa.Engine:
+    """Production: PostgreSQL through psycopg 3, a connection pool per process."""
+    return sa.create_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+
+
+def open_engine(url: str) -> tuple[sa.Engine, Dialect]:
+    sa_url, dialect = normalize_url(url)
+    if dialect == "sqlite":
+        return create_sqlite_engine(sa_url), dialect
+    return create_postgres_engine(sa_url), dialect
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Bring the schema to the newest revision (idempotent)."""
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # Several processes may start at once: one migrates, the others wait.
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727001)")
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+    log.info("database schema is at the newest revision")

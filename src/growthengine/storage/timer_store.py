@@ -1,0 +1,93 @@
+"""Durable timers: work that falls due at a stored instant (never a sleep)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from growthengine.storage.dialects import insert_for
+from growthengine.storage.schema import timers
+
+
+@dataclass(slots=True, frozen=True)
+class Timer:
+    id: int
+    kind: str
+    key: str
+    due_us: int
+    payload: dict[str, Any]
+    attempts: int
+
+
+class TimerStore:
+    def __init__(self, conn: sa.Connection, dialect: str) -> None:
+        self._conn = conn
+        self._dialect = dialect
+
+    def schedule(self, kind: str, key: str, due_us: int, payload: dict[str, Any] | None = None) -> None:
+        """Set the timer named ``key`` to fire at ``due_us`` (an existing timer of that key is moved)."""
+        self.schedule_many([(kind, key, due_us, payload or {})])
+
+    def schedule_many(self, items: Sequence[tuple[str, str, int, dict[str, Any]]]) -> None:
+        if not items:
+            return
+        rows = [
+            {"kind": k, "key": key, "due_us": due, "payload": orjson.dumps(p).decode(), "attempts": 0}
+            for k, key, due, p in items
+        ]
+        stmt = insert_for(self._dialect, timers)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key"],
+            set_={"kind": stmt.excluded.kind, "due_us": stmt.excluded.due_us, "payload": stmt.excluded.payload,
+                  "attempts": 0},
+        )
+        self._conn.execute(stmt, rows)
+
+    def cancel(self, key: str) -> None:
+        self._conn.execute(sa.delete(timers).where(timers.c.key == key))
+
+    def set_attempts(self, key: str, attempts: int) -> None:
+        self._conn.execute(sa.update(timers).where(timers.c.key == key).values(attempts=attempts))
+
+    def get(self, key: str) -> Timer | None:
+        row = self._conn.execute(sa.select(timers).where(timers.c.key == key)).mappings().first()
+        return _to_timer(row) if row else None
+
+    def next_due_us(self) -> int | None:
+        value = self._conn.execute(sa.select(sa.func.min(timers.c.due_us))).scalar()
+        return int(value) if value is not None else None
+
+    def claim_due(self, until_us: int, *, limit: int = 1000, at_us: int | None = None) -> list[Timer]:
+        """Timers due by ``until_us`` (or exactly at ``at_us``), earliest first, locked for this transaction.
+
+        On PostgreSQL other workers skip the rows this one holds (``FOR UPDATE SKIP LOCKED``).
+        """
+        query = sa.select(timers).order_by(timers.c.due_us, timers.c.id).limit(limit)
+        if at_us is not None:
+            query = query.where(timers.c.due_us == at_us)
+        else:
+            query = query.where(timers.c.due_us <= until_us)
+        if self._dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        return [_to_timer(r) for r in self._conn.execute(query).mappings()]
+
+    def delete(self, ids: Sequence[int]) -> None:
+        for start in range(0, len(ids), 500):
+            self._conn.execute(sa.delete(timers).where(timers.c.id.in_(list(ids[start : start + 500]))))
+
+    def count(self, kind: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(timers)
+        if kind is not None:
+            query = query.where(timers.c.kind == kind)
+        return int(self._conn.execute(query).scalar_one())
+
+
+def _to_timer(row: Any) -> Timer:
+    return Timer(
+        id=row["id"], kind=row["kind"], key=row["key"], due_us=row["due_us"],
+        payload=orjson.loads(row["payload"]), attempts=row["attempts"],
+    )

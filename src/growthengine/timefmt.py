@@ -1,0 +1,53 @@
+"""Parsing and printing of instants and durations as they appear on the wire (ISO-8601)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+_DURATION = re.compile(
+    r"^P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
+)
+
+
+class TimeFormatError(ValueError):
+    """A time or duration on the wire could not be understood."""
+
+
+def parse_instant(value: object, *, field: str = "timestamp") -> dt.datetime:
+    """Parse an ISO-8601 instant. A value without an offset is taken as UTC (as Segment does)."""
+    if not isinstance(value, str):
+        raise TimeFormatError(f"{field} must be an ISO-8601 string, got {type(value).__name__}")
+    text = value.strip()
+    if not text or len(text) > 64:
+        raise TimeFormatError(f"{field} is not an ISO-8601 time: {value[:64]!r}")
+    try:
+        parsed = dt.datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        raise TimeFormatError(f"{field} is not an ISO-8601 time: {value[:64]!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    try:
+        return parsed.astimezone(dt.UTC)
+    except (OverflowError, ValueError):
+        raise TimeFormatError(f"{field} is out of range: {value[:64]!r}") from None
+
+
+def format_instant(instant: dt.datetime) -> str:
+    """ISO-8601 with offset, UTC, as the API answers."""
+    return instant.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_iso_duration(value: object, *, field: str = "by") -> dt.timedelta:
+    """Parse an ISO-8601 duration such as ``PT1H`` or ``P2DT30M`` (no months or years: they have no fixed length)."""
+    if not isinstance(value, str):
+        raise TimeFormatError(f"{field} must be an ISO-8601 duration string such as 'PT1H'")
+    match = _DURATION.match(value.strip().upper())
+    if not match or value.strip().upper() in {"P", "PT"} or value.strip().upper().endswith("T"):
+        raise TimeFormatError(f"{field} is not an ISO-8601 duration (e.g. 'PT1H', 'P1D'): {value[:40]!r}")
+    parts = {k: float(v) for k, v in match.groupdict().items() if v is not None}
+    try:
+        return dt.timedelta(**parts)
+    except OverflowError:
+        raise TimeFormatError(f"{field} is too large: {value[:40]!r}") from None

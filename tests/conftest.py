@@ -1,0 +1,67 @@
+"""Shared fixtures: the manual clock, an engine on each storage backend, the throw-away PostgreSQL cluster."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from growthengine.bootstrap import build_engine
+from growthengine.clock import ManualClock
+from growthengine.engine import Engine
+from growthengine.settings import Settings
+from tests.pg_cluster import PgCluster
+
+START = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=7)))
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    cluster = PgCluster()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database on each backend: one contract suite runs against both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'growth.db'}"
+    cluster: PgCluster = request.getfixturevalue("pg_cluster")
+    return cluster.new_database()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'growth.db'}"
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+def make_engine(url: str, clock: ManualClock, tmp_path: Path) -> Engine:
+    settings = Settings(db_url=url, data_dir=tmp_path / "data", clock="manual", clock_start=clock.now())
+    return build_engine(settings, clock=clock)
+
+
+@pytest.fixture
+def engine(sqlite_url: str, clock: ManualClock, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on the embedded default (SQLite) and the manual clock."""
+    eng = make_engine(sqlite_url, clock, tmp_path)
+    yield eng
+    eng.close()
+
+
+@pytest.fixture
+def any_engine(db_url: str, clock: ManualClock, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on each storage backend in turn."""
+    eng = make_engine(db_url, clock, tmp_path)
+    yield eng
+    eng.close()

@@ -1,0 +1,102 @@
+"""The ingestion path and the storage port behave the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from growthengine.clock import ManualClock, to_us
+from growthengine.engine import Engine
+
+
+def test_identify_and_track_build_a_profile(any_engine: Engine, clock: ManualClock) -> None:
+    result = any_engine.ingest([
+        {"type": "identify", "userId": "u1", "traits": {"email": "somchai@example.com", "language": "th",
+                                                        "consent": {"push": True}}},
+        {"type": "track", "userId": "u1", "event": "app_opened"},
+    ])
+    assert result.as_dict() == {"accepted": 2, "duplicates": 0, "rejected": []}
+    view = any_engine.user_view("u1")
+    assert view is not None
+    assert view["traits"] == {"email": "somchai@example.com", "language": "th", "consent": {"push": True}}
+    assert view["computed"]["last_active"] == "2026-01-05T02:00:00Z"
+
+
+def test_message_id_makes_calls_idempotent(any_engine: Engine) -> None:
+    call = {"type": "track", "userId": "u1", "event": "item_viewed", "messageId": "m-1"}
+    first = any_engine.ingest([call, dict(call)])
+    again = any_engine.ingest([call])
+    assert (first.accepted, first.duplicates) == (1, 1)
+    assert (again.accepted, again.duplicates) == (0, 1)
+    with any_engine.store.transaction() as tx:
+        assert tx.events.count() == 1
+
+
+def test_a_bad_call_is_rejected_alone(any_engine: Engine) -> None:
+    result = any_engine.ingest([
+        {"type": "track", "userId": "u1", "event": "app_opened"},
+        {"type": "track", "userId": "u1"},
+        {"type": "identify", "userId": "u1", "traits": {"phone": "0812345678"}},
+        {"type": "track", "event": "x"},
+        {"type": "track", "userId": "u2", "event": "app_opened"},
+    ])
+    assert result.accepted == 2
+    assert [r.index for r in result.rejected] == [1, 2, 3]
+    assert "E.164" in result.rejected[1].error
+
+
+def test_back_filled_traits_do_not_overwrite_newer_ones(any_engine: Engine, clock: ManualClock) -> None:
+    now = clock.now()
+    any_engine.ingest([{"type": "identify", "userId": "u1", "traits": {"province": "Chiang Mai"}}])
+    old = (now - dt.timedelta(days=3)).isoformat()
+    any_engine.ingest([{"type": "identify", "userId": "u1", "timestamp": old,
+                        "traits": {"province": "Bangkok", "name": "Somchai"}}])
+    view = any_engine.user_view("u1")
+    assert view is not None
+    assert view["traits"] == {"province": "Chiang Mai", "name": "Somchai"}
+    assert view["computed"]["first_seen"].startswith("2026-01-02")
+
+
+def test_anonymous_history_merges_on_identify(any_engine: Engine) -> None:
+    any_engine.ingest([
+        {"type": "track", "anonymousId": "anon-9", "event": "item_viewed", "properties": {"listing_id": "L1"}},
+        {"type": "page", "anonymousId": "anon-9", "name": "home"},
+    ])
+    assert any_engine.user_view("u7") is None
+    any_engine.ingest([{"type": "identify", "userId": "u7", "anonymousId": "anon-9", "traits": {"name": "Nok"}}])
+    any_engine.ingest([{"type": "track", "anonymousId": "anon-9", "event": "app_opened"}])
+    with any_engine.store.transaction() as tx:
+        names = [e.name for e in tx.events.for_user("u7")]
+        assert tx.profiles.get("anon:anon-9") is None
+    assert sorted(names) == ["app_opened", "identify", "item_viewed", "page"]
+
+
+def test_unsubscribed_event_removes_consent(any_engine: Engine) -> None:
+    any_engine.ingest([{"type": "identify", "userId": "u1", "traits": {"consent": {"email": True, "push": True}}}])
+    any_engine.ingest([{"type": "track", "userId": "u1", "event": "unsubscribed", "properties": {"channel": "email"}}])
+    view = any_engine.user_view("u1")
+    assert view is not None
+    assert view["traits"]["consent"] == {"email": False, "push": True}
+
+
+def test_timers_fire_in_order_at_their_due_time(any_engine: Engine, clock: ManualClock) -> None:
+    seen: list[tuple[str, dt.datetime, dt.datetime]] = []
+
+    def handler(tx, timers, due):  # type: ignore[no-untyped-def]
+        for t in timers:
+            seen.append((t.key, due, clock.now()))
+        if any(t.key == "a" for t in timers):
+            tx.timers.schedule("test", "c", to_us(due + dt.timedelta(minutes=30)))
+
+    any_engine.scheduler.register("test", handler)
+    start = clock.now()
+    with any_engine.store.transaction() as tx:
+        tx.timers.schedule("test", "b", to_us(start + dt.timedelta(hours=2)))
+        tx.timers.schedule("test", "a", to_us(start + dt.timedelta(hours=1)))
+        tx.timers.schedule("test", "late", to_us(start + dt.timedelta(hours=9)))
+    processed = any_engine.advance(start + dt.timedelta(hours=3))
+    assert processed == 3
+    assert [k for k, _, _ in seen] == ["a", "c", "b"]
+    assert all(due == at for _, due, at in seen)
+    assert clock.now() == start + dt.timedelta(hours=3)
+    with any_engine.store.transaction() as tx:
+        assert tx.timers.count() == 1
