@@ -6,9 +6,12 @@ import datetime as dt
 import logging
 
 from growthengine.clock import Clock, ManualClock, RealClock
+from growthengine.config.loader import EngineConfig, load_config
 from growthengine.engine import Engine
 from growthengine.ingest.service import IngestionService
 from growthengine.scheduler.runner import Scheduler
+from growthengine.segments.engine import TIMER_KIND as SEGMENT_TIMER
+from growthengine.segments.engine import SegmentEngine
 from growthengine.settings import Settings
 from growthengine.storage.unit_of_work import Store
 
@@ -30,13 +33,20 @@ def build_clock(settings: Settings) -> Clock:
     return RealClock()
 
 
-def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store | None = None) -> Engine:
-    """Wire an engine from settings; tests and the simulator may hand in their own clock or store."""
+def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store | None = None,
+                 config: EngineConfig | None = None) -> Engine:
+    """Wire an engine from settings; tests and the simulator may hand in their own clock, store or config."""
+    config = config or load_config(settings.config_file)
     clock = clock or build_clock(settings)
     store = store or Store.open(settings.db_url)
     scheduler = Scheduler(store, clock)
+    segments = SegmentEngine(config.segments, clock, settings.business_timezone)
     ingestion = IngestionService(
-        store, clock, future_tolerance=dt.timedelta(seconds=settings.future_tolerance_s)
+        store, clock, future_tolerance=dt.timedelta(seconds=settings.future_tolerance_s), listeners=[segments]
     )
-    log.info("engine wired: %s storage, %s clock", store.dialect, clock.mode)
-    return Engine(settings=settings, clock=clock, store=store, scheduler=scheduler, ingestion=ingestion)
+    scheduler.register(SEGMENT_TIMER, segments.on_timers)
+    engine = Engine(settings=settings, clock=clock, store=store, scheduler=scheduler, ingestion=ingestion,
+                    config=config, segments=segments)
+    engine.backfill_changed_segments()
+    log.info("engine wired: %s storage, %s clock, %d segments", store.dialect, clock.mode, len(config.segments))
+    return engine

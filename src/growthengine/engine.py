@@ -8,8 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from growthengine.clock import Clock, ManualClock, from_us
+from growthengine.config.loader import EngineConfig
 from growthengine.ingest.service import IngestionService, IngestResult
 from growthengine.scheduler.runner import Scheduler
+from growthengine.segments.engine import SegmentEngine
+from growthengine.segments.rebuild import Progress, RebuildResult, rebuild
 from growthengine.settings import Settings
 from growthengine.storage.unit_of_work import Store
 from growthengine.timefmt import format_instant
@@ -28,6 +31,8 @@ class Engine:
     store: Store
     scheduler: Scheduler
     ingestion: IngestionService
+    config: EngineConfig
+    segments: SegmentEngine
 
     def ingest(
         self, calls: list[Any], *, default_type: str | None = None, batch_sent_at: Any = None
@@ -50,12 +55,52 @@ class Engine:
             profile = tx.profiles.get(user_id)
             if profile is None or profile.anonymous:
                 return None
+            memberships = [m for m in tx.segments.members_of_user(user_id) if m.segment in self.segments.segments]
             computed: dict[str, Any] = {
                 "first_seen": format_instant(from_us(profile.first_seen_us)),
                 "last_active": format_instant(from_us(profile.last_active_us))
                 if profile.last_active_us is not None else None,
+                "segment_data": {m.segment: m.data for m in memberships if m.entity == ""},
+                "segment_reasons": {m.segment: m.reason for m in memberships if m.entity == ""},
             }
-            return {"userId": profile.user_id, "traits": profile.traits, "computed": computed, "segments": []}
+            entities: dict[str, list[str]] = {}
+            for m in memberships:
+                if m.entity:
+                    entities.setdefault(m.segment, []).append(m.entity)
+            if entities:
+                computed["segment_entities"] = entities
+            segments = sorted({m.segment for m in memberships})
+            return {"userId": profile.user_id, "traits": profile.traits, "computed": computed, "segments": segments}
+
+    def segment_sizes(self) -> dict[str, int]:
+        """Members per segment (every configured segment, zero when empty)."""
+        with self.store.transaction() as tx:
+            sizes = tx.segments.sizes()
+        return {key: sizes.get(key, 0) for key in self.segments.segments}
+
+    def segment_members(self, key: str, *, after: str | None, limit: int) -> list[str]:
+        with self.store.transaction() as tx:
+            return tx.segments.members_page(key, after=after, limit=limit)
+
+    def rebuild_segments(self, keys: list[str] | None = None, progress: Progress | None = None) -> RebuildResult:
+        """Recompute memberships from the whole event history (all segments, or ``keys``)."""
+        with self.store.transaction() as tx:
+            return rebuild(self.segments, tx, keys, progress)
+
+    def backfill_changed_segments(self) -> list[str]:
+        """Back-fill segments added or edited since the last start; forget removed ones. Returns what changed."""
+        versions = {key: seg.version for key, seg in self.segments.segments.items()}
+        with self.store.transaction() as tx:
+            known: dict[str, str] = tx.state.get("segment_versions") or {}
+            changed = [k for k, v in versions.items() if known.get(k) != v]
+            for removed in set(known) - set(versions):
+                tx.segments.clear_segment(removed)
+            if changed and tx.events.count() > 0:
+                rebuild(self.segments, tx, changed)
+            tx.state.put("segment_versions", versions)
+        if changed:
+            log.info("segments back-filled from history: %s", ", ".join(changed))
+        return changed
 
     def close(self) -> None:
         self.store.close()

@@ -69,3 +69,38 @@ engine_state = sa.Table(
     sa.Column("key", sa.String(128), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
 )
+
+segment_state = sa.Table(
+    "segment_state",
+    metadata,
+    sa.Column("user_id", sa.String(300), primary_key=True),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("updated_us", sa.BigInteger, nullable=False),
+)
+
+segment_members = sa.Table(
+    "segment_members",
+    metadata,
+    sa.Column("segment_key", sa.String(100), primary_key=True),
+    sa.Column("user_id", sa.String(300), primary_key=True),
+    sa.Column("entity", sa.String(256), primary_key=True),
+    sa.Column("since_us", sa.BigInteger, nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Index("ix_segment_members_user", "user_id"),
+)
+
+segment_transitions = sa.Table(
+    "segment_transitions",
+    metadata,
+    sa.Column("id", RowId, primary_key=True, autoincrement=True),
+    sa.Column("segment_key", sa.String(100), nullable=False),
+    sa.Column("user_id", sa.String(300), nullable=False),
+    sa.Column("entity", sa.String(256), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("at_us", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Index("ix_segment_transitions_segment", "segment_key", "at_us"),
+    sa.Index("ix_segment_transitions_user", "user_id", "at_us"),
+)

@@ -32,7 +32,8 @@ class TimerStore:
         """Set the timer named ``key`` to fire at ``due_us`` (an existing timer of that key is moved)."""
         self.schedule_many([(kind, key, due_us, payload or {})])
 
-    def schedule_many(self, items: Sequence[tuple[str, str, int, dict[str, Any]]]) -> None:
+    def schedule_many(self, items: Sequence[tuple[str, str, int, dict[str, Any]]], *, earliest: bool = False) -> None:
+        """Set many timers. With ``earliest``, an existing timer of the same key keeps the earlier due time."""
         if not items:
             return
         rows = [
@@ -40,10 +41,13 @@ class TimerStore:
             for k, key, due, p in items
         ]
         stmt = insert_for(self._dialect, timers)
+        due: Any = stmt.excluded.due_us
+        if earliest:
+            pick = sa.func.least if self._dialect == "postgresql" else sa.func.min
+            due = pick(timers.c.due_us, stmt.excluded.due_us)
         stmt = stmt.on_conflict_do_update(
             index_elements=["key"],
-            set_={"kind": stmt.excluded.kind, "due_us": stmt.excluded.due_us, "payload": stmt.excluded.payload,
-                  "attempts": 0},
+            set_={"kind": stmt.excluded.kind, "due_us": due, "payload": stmt.excluded.payload, "attempts": 0},
         )
         self._conn.execute(stmt, rows)
 

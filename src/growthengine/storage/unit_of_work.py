@@ -18,6 +18,7 @@ from growthengine.storage.dialects import insert_for
 from growthengine.storage.event_log import EventLog
 from growthengine.storage.profile_store import ProfileStore
 from growthengine.storage.schema import engine_state
+from growthengine.storage.segment_store import SegmentStore
 from growthengine.storage.timer_store import TimerStore
 
 
@@ -48,6 +49,7 @@ class Tx:
         self.profiles = ProfileStore(conn, dialect)
         self.timers = TimerStore(conn, dialect)
         self.state = StateStore(conn, dialect)
+        self.segments = SegmentStore(conn, dialect)
 
 
 class Store:

@@ -1,0 +1,235 @@
+"""What each rule needs to remember about a user's events, kept small, and how an event updates it.
+
+A user's segment state is one JSON document:
+
+``{"a": {"last": us, "days": {"<local day ordinal>": us}}, "f": {feed_id: ...}, "m": {...}, "t": {...}}``
+
+``a`` is activity (every activity event), ``f`` holds one entry per event rule (a *feed*, named by a hash of the
+rule so an edited rule starts a fresh feed), ``m`` the user's memberships and ``t`` the pending timer per segment.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import zoneinfo
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from growthengine.domain.events import Event
+from growthengine.segments.model import (
+    ActiveDays,
+    All,
+    AnyOf,
+    Compare,
+    Condition,
+    EventAggregate,
+    Not,
+    Pattern,
+    PropertyFilter,
+    Segment,
+)
+
+State = dict[str, Any]
+DAY_US = 86_400_000_000
+
+
+def feed_id(node: EventAggregate | Pattern) -> str:
+    return hashlib.sha1(repr(node).encode(), usedforsecurity=False).hexdigest()[:10]
+
+
+def compare(value: Any, cmp: Compare) -> bool:
+    op, operand = cmp.op, cmp.operand
+    try:
+        if op == "eq":
+            return bool(value == operand)
+        if op == "ne":
+            return bool(value != operand)
+        if op == "exists":
+            return bool((value is not None) == operand)
+        if value is None:
+            return False
+        if op == "gt":
+            return bool(value > operand)
+        if op == "gte":
+            return bool(value >= operand)
+        if op == "lt":
+            return bool(value < operand)
+        if op == "lte":
+            return bool(value <= operand)
+        if op == "in":
+            return bool(value in operand)
+        if op == "not_in":
+            return bool(value not in operand)
+        if op == "contains":
+            return bool(operand in value) if isinstance(value, (str, list, dict)) else False
+    except TypeError:
+        return False
+    return False
+
+
+def matches(properties: dict[str, Any], filters: tuple[PropertyFilter, ...]) -> bool:
+    return all(compare(properties.get(f.prop), f.compare) for f in filters)
+
+
+def entity_ids(properties: dict[str, Any], prop: str) -> list[str]:
+    """The entity an event is about: ``listing_id`` directly, or each of ``listing_ids`` (a purchase)."""
+    value = properties.get(prop)
+    if value is not None and not isinstance(value, (list, dict)):
+        return [str(value)]
+    plural = properties.get(prop + "s")
+    if isinstance(plural, list):
+        return [str(v) for v in plural if v is not None and not isinstance(v, (list, dict))]
+    return []
+
+
+@lru_cache(maxsize=256)
+def zone_for(name: str) -> zoneinfo.ZoneInfo:
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return zoneinfo.ZoneInfo("Asia/Bangkok")
+
+
+def local_day(ts_us: int, tz: str) -> int:
+    instant = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ts_us)
+    return instant.astimezone(zone_for(tz)).date().toordinal()
+
+
+@dataclass(frozen=True)
+class FeedPlan:
+    """Which feeds each event name updates, and how far back each must remember."""
+
+    aggregates: dict[str, list[tuple[str, EventAggregate]]]
+    patterns: dict[str, list[tuple[str, Pattern, str]]]  # event -> (feed id, pattern, "first"|"close")
+    activity_window_us: int
+    feed_ids: frozenset[str]
+
+    @classmethod
+    def build(cls, segments: Iterable[Segment]) -> FeedPlan:
+        aggregates: dict[str, list[tuple[str, EventAggregate]]] = {}
+        patterns: dict[str, list[tuple[str, Pattern, str]]] = {}
+        window = 0
+        ids: set[str] = set()
+        for segment in segments:
+            for node in walk(segment.condition):
+                if isinstance(node, EventAggregate):
+                    fid = feed_id(node)
+                    if fid not in ids:
+                        aggregates.setdefault(node.event, []).append((fid, node))
+                    ids.add(fid)
+                elif isinstance(node, Pattern):
+                    fid = feed_id(node)
+                    if fid not in ids:
+                        patterns.setdefault(node.first, []).append((fid, node, "first"))
+                        for closer in node.not_followed_by:
+                            patterns.setdefault(closer, []).append((fid, node, "close"))
+                    ids.add(fid)
+                elif isinstance(node, ActiveDays):
+                    window = max(window, node.within_us)
+        return cls(aggregates, patterns, window, frozenset(ids))
+
+
+def walk(condition: Condition) -> Iterable[Condition]:
+    yield condition
+    if isinstance(condition, (All, AnyOf)):
+        for item in condition.items:
+            yield from walk(item)
+    elif isinstance(condition, Not):
+        yield from walk(condition.item)
+
+
+def apply_event(state: State, event: Event, plan: FeedPlan, tz: str) -> None:
+    """Fold one event into a user's state (order-independent: back-filled events land where they belong)."""
+    if event.is_activity:
+        activity = state.setdefault("a", {"last": None, "days": {}})
+        if activity["last"] is None or event.ts_us > activity["last"]:
+            activity["last"] = event.ts_us
+        if plan.activity_window_us:
+            day = str(local_day(event.ts_us, tz))
+            days = activity["days"]
+            if days.get(day, -1) < event.ts_us:
+                days[day] = event.ts_us
+    feeds = state.setdefault("f", {})
+    props = event.properties
+    for fid, node in plan.aggregates.get(event.name, ()):
+        if node.where and not matches(props, node.where):
+            continue
+        _add_to_aggregate(feeds, fid, node, event)
+    for fid, pattern, role in plan.patterns.get(event.name, ()):
+        entities = feeds.setdefault(fid, {})
+        for entity in entity_ids(props, pattern.same):
+            slot = entities.setdefault(entity, {"f": [], "c": []})
+            if role == "first":
+                slot["f"].append([event.ts_us, props])
+            else:
+                slot["c"].append(event.ts_us)
+
+
+def _measure_value(node: EventAggregate, props: dict[str, Any]) -> Any:
+    if node.measure == "sum":
+        value = props.get(node.of or "")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            try:
+                return float(value) if isinstance(value, str) else 0
+            except ValueError:
+                return 0
+        return value
+    if node.measure == "distinct":
+        value = props.get(node.of or "")
+        return None if value is None else str(value)
+    return 1
+
+
+def _add_to_aggregate(feeds: dict[str, Any], fid: str, node: EventAggregate, event: Event) -> None:
+    group = None
+    if node.per is not None:
+        raw = event.properties.get(node.per)
+        if raw is None:
+            return
+        group = str(raw)
+    value = _measure_value(node, event.properties)
+    if node.within_us is not None:
+        feeds.setdefault(fid, []).append([event.ts_us, value, group])
+        return
+    feed = feeds.setdefault(fid, {})
+    agg = feed.setdefault(group or "", {"n": 0, "s": 0, "d": [], "l": None})
+    agg["n"] += 1
+    if node.measure == "sum":
+        agg["s"] += value
+    elif node.measure == "distinct" and value is not None and value not in agg["d"]:
+        agg["d"].append(value)
+    if agg["l"] is None or event.ts_us > agg["l"]:
+        agg["l"] = event.ts_us
+
+
+def prune(state: State, plan: FeedPlan, segments: Iterable[Segment], now_us: int) -> None:
+    """Forget what can never matter again (windows only slide forward), and feeds no rule uses any more."""
+    feeds = state.get("f", {})
+    for fid in [f for f in feeds if f not in plan.feed_ids]:
+        del feeds[fid]
+    for segment in segments:
+        for node in walk(segment.condition):
+            if isinstance(node, EventAggregate) and node.within_us is not None:
+                entries = feeds.get(feed_id(node))
+                if entries:
+                    cutoff = now_us - node.within_us
+                    feeds[feed_id(node)] = [e for e in entries if e[0] > cutoff]
+            elif isinstance(node, Pattern):
+                entities = feeds.get(feed_id(node))
+                if not entities:
+                    continue
+                for entity in list(entities):
+                    slot = entities[entity]
+                    slot["f"] = [f for f in slot["f"] if f[0] + node.leaves_after_us > now_us]
+                    if not slot["f"]:
+                        del entities[entity]
+                        continue
+                    oldest = min(f[0] for f in slot["f"])
+                    slot["c"] = [c for c in slot["c"] if c >= oldest]
+    activity = state.get("a")
+    if activity and activity["last"] is not None and plan.activity_window_us:
+        cutoff = activity["last"] - plan.activity_window_us
+        activity["days"] = {d: ts for d, ts in activity["days"].items() if ts > cutoff}
