@@ -65,3 +65,9 @@ def any_engine(db_url: str, clock: ManualClock, tmp_path: Path) -> Iterator[Engi
     eng = make_engine(db_url, clock, tmp_path)
     yield eng
     eng.close()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (``pytest.mark.anyio``) run on asyncio."""
+    return "asyncio"

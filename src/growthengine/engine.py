@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from growthengine.clock import Clock, ManualClock, from_us
-from growthengine.config.loader import EngineConfig
+from growthengine.config.errors import ConfigError
+from growthengine.config.loader import EngineConfig, load_config
 from growthengine.ingest.service import IngestionService, IngestResult
 from growthengine.scheduler.runner import Scheduler
 from growthengine.segments.engine import SegmentEngine
@@ -101,6 +102,19 @@ class Engine:
         if changed:
             log.info("segments back-filled from history: %s", ", ".join(changed))
         return changed
+
+    def reload_config(self) -> ConfigError | None:
+        """Load the config file again. A config with errors is refused and the engine keeps its last good one."""
+        try:
+            config = load_config(self.settings.config_file)
+        except ConfigError as exc:
+            log.error("config refused, keeping the last good one:\n%s", exc)
+            return exc
+        self.config = config
+        self.segments.configure(config.segments)
+        self.backfill_changed_segments()
+        log.info("config reloaded: %d segments", len(config.segments))
+        return None
 
     def close(self) -> None:
         self.store.close()

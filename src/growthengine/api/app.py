@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from growthengine import __version__
-from growthengine.api import routes_clock, routes_ingest, routes_users
+from growthengine.api import routes_clock, routes_ingest, routes_segments, routes_users
 from growthengine.api.auth import KeyRing
 from growthengine.api.errors import install_error_handlers
 from growthengine.api.responses import OrjsonResponse
@@ -46,16 +46,29 @@ def create_app(engine: Engine, keys: KeyRing, *, run_workers: bool = True) -> Fa
     app.state.engine = engine
     app.state.keys = keys
     install_error_handlers(app)
-    for module in (routes_ingest, routes_users, routes_clock):
+    for module in (routes_ingest, routes_users, routes_segments, routes_clock):
         app.include_router(module.router)
     return app
 
 
+def _config_mtime(engine: Engine) -> float | None:
+    path = engine.settings.config_file
+    try:
+        return path.stat().st_mtime if path is not None else None
+    except OSError:
+        return None
+
+
 async def _worker(engine: Engine) -> None:
-    """Fire due timers on the real clock, a little at a time, between requests."""
+    """Fire due timers on the real clock, a little at a time, between requests; pick up config edits."""
     interval = engine.settings.worker_interval_s
+    seen_mtime = _config_mtime(engine)
     while True:
         try:
+            mtime = _config_mtime(engine)
+            if mtime != seen_mtime:
+                seen_mtime = mtime
+                engine.reload_config()
             fired = engine.run_due()
             if fired:
                 log.info("worker fired %d timer(s)", fired)

@@ -98,3 +98,16 @@ def body_doc(model: type[BaseModel]) -> dict[str, Any]:
             }},
         }
     }
+
+
+class SegmentSummary(BaseModel):
+    key: str
+    name: str
+    refresh: str
+    size: int
+    description: str = ""
+
+
+class MembersPage(BaseModel):
+    members: list[str]
+    next: str | None

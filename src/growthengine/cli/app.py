@@ -62,6 +62,16 @@ def serve(
         engine.close()
 
 
+def _register() -> None:
+    from growthengine.cli import check_config, segments
+
+    app.add_typer(segments.app, name="segments")
+    app.command("check-config")(check_config.check_config)
+
+
+_register()
+
+
 def main() -> None:
     """Entry point: every failure is one clear line and a non-zero exit, never a bare traceback."""
     from growthengine.bootstrap import StartupError

@@ -42,6 +42,10 @@ class _Invalid(Exception):
         self.message = message
 
 
+class _Reported(Exception):
+    """Problems inside were already recorded; the enclosing segment is refused."""
+
+
 class SegmentLoader:
     """Turns the ``segments:`` block of a config into :class:`Segment` objects."""
 
@@ -49,6 +53,7 @@ class SegmentLoader:
         self.file = file
         self.lines = lines
         self.issues: list[ConfigIssue] = []
+        self.refused: set[str] = set()
 
     def _issue(self, path: Path, message: str) -> None:
         line = None
@@ -71,6 +76,9 @@ class SegmentLoader:
                 segments[str(key)] = self._segment(str(key), spec, path)
             except _Invalid as exc:
                 self._issue(exc.path, exc.message)
+                self.refused.add(str(key))
+            except _Reported:
+                self.refused.add(str(key))
         self._check_references(segments, base)
         return segments
 
@@ -119,8 +127,19 @@ class SegmentLoader:
             if not isinstance(items, list) or not items:
                 raise _Invalid((*path, kind), f"{kind} takes a non-empty list of conditions")
             self._no_extra(spec, path, {kind})
-            parsed = tuple(self._condition(item, (*path, kind, i)) for i, item in enumerate(items))
-            return All(parsed) if kind == "all" else AnyOf(parsed)
+            parsed: list[Condition] = []
+            failed = False
+            for i, item in enumerate(items):
+                try:
+                    parsed.append(self._condition(item, (*path, kind, i)))
+                except _Invalid as exc:  # report every bad item, not only the first
+                    self._issue(exc.path, exc.message)
+                    failed = True
+                except _Reported:
+                    failed = True
+            if failed:
+                raise _Reported
+            return All(tuple(parsed)) if kind == "all" else AnyOf(tuple(parsed))
         if kind == "not":
             self._no_extra(spec, path, {"not"})
             return Not(self._condition(spec["not"], (*path, "not")))
@@ -265,7 +284,7 @@ class SegmentLoader:
         graph = {key: sorted(_references(seg.condition)) for key, seg in segments.items()}
         for key, refs in graph.items():
             for ref in refs:
-                if ref not in segments:
+                if ref not in segments and ref not in self.refused:
                     self._issue((*base, key), f"refers to unknown segment {ref!r}")
         state: dict[str, int] = {}
 

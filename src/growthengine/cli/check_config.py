@@ -1,0 +1,23 @@
+"""``growth check-config FILE``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from growthengine.cli.options import console, out
+from growthengine.config.errors import ConfigError
+from growthengine.config.loader import load_config
+
+
+def check_config(file: Annotated[Path, typer.Argument(help="YAML config with segments and flows")]) -> None:
+    """Validate segments and flows; every error names the file, the path inside it and what is wrong."""
+    try:
+        config = load_config(file)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            console.print(f"[red]error:[/] {issue}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    out.print(f"{file}: OK ({len(config.segments)} segments)")
