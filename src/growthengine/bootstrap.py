@@ -5,9 +5,29 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from growthengine.channels.registry import build_providers
 from growthengine.clock import Clock, ManualClock, RealClock
-from growthengine.config.loader import EngineConfig, load_config
+from growthengine.config.loader import EngineConfig, load_config, load_flow_version
+from growthengine.content.coupon_client import HttpCouponEngine
+from growthengine.content.coupons import EmbeddedCouponEngine
+from growthengine.content.recommendation_client import HttpRecommendationEngine
+from growthengine.content.recommendations import PopularInFavouriteCategory
+from growthengine.content.templates import load_default_templates
 from growthengine.engine import Engine
+from growthengine.flows.actions import (
+    CouponSource,
+    EmbeddedCoupons,
+    EmbeddedRecommendations,
+    RecommendationSource,
+    RemoteCoupons,
+    RemoteRecommendations,
+)
+from growthengine.flows.dispatch import MESSAGE_TIMER, Dispatcher
+from growthengine.flows.engine import BROADCAST_TIMER, FlowEngine
+from growthengine.flows.model import Flow
+from growthengine.flows.runner import RUN_TIMER, Runner
+from growthengine.gate.decision import SendGate
+from growthengine.gate.rules import GateRules
 from growthengine.ingest.service import IngestionService
 from growthengine.scheduler.runner import Scheduler
 from growthengine.segments.engine import TIMER_KIND as SEGMENT_TIMER
@@ -45,8 +65,40 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
         store, clock, future_tolerance=dt.timedelta(seconds=settings.future_tolerance_s), listeners=[segments]
     )
     scheduler.register(SEGMENT_TIMER, segments.on_timers)
+    flows = build_flow_engine(settings, config, clock, store)
+    segments.listeners.append(flows)
+    ingestion.listeners.append(flows)
+    scheduler.register(RUN_TIMER, flows.on_run_timers)
+    scheduler.register(MESSAGE_TIMER, flows.on_message_timers)
+    scheduler.register(BROADCAST_TIMER, flows.on_broadcast_timers)
     engine = Engine(settings=settings, clock=clock, store=store, scheduler=scheduler, ingestion=ingestion,
-                    config=config, segments=segments)
+                    config=config, segments=segments, flows=flows)
     engine.backfill_changed_segments()
+    with store.transaction() as tx:
+        flows.start(tx)
     log.info("engine wired: %s storage, %s clock, %d segments", store.dialect, clock.mode, len(config.segments))
     return engine
+
+
+def build_flow_engine(settings: Settings, config: EngineConfig, clock: Clock, store: Store) -> FlowEngine:
+    """The flow engine with its send gate, channel providers, and the coupon and recommendation services."""
+    templates = config.templates or load_default_templates()
+    gate = SendGate(GateRules(global_control_pct=settings.global_control_pct), settings.business_timezone)
+    dispatcher = Dispatcher(gate, build_providers())
+    coupons: CouponSource = (
+        RemoteCoupons(HttpCouponEngine(settings.coupon_engine_url, clock=clock)) if settings.coupon_engine_url
+        else EmbeddedCoupons(EmbeddedCouponEngine(store, clock))
+    )
+    recommendations: RecommendationSource = (
+        RemoteRecommendations(HttpRecommendationEngine(settings.recommendation_engine_url))
+        if settings.recommendation_engine_url
+        else EmbeddedRecommendations(PopularInFavouriteCategory(store, clock))
+    )
+    runner = Runner(templates, dispatcher, coupons, recommendations, site_url=settings.site_url,
+                    business_timezone=settings.business_timezone)
+    segment_keys = set(config.segments)
+
+    def load_version(key: str, definition: dict[str, object]) -> Flow | None:
+        return load_flow_version(key, dict(definition), segment_keys, templates)
+
+    return FlowEngine(config.flows, runner, clock, load_version)

@@ -7,9 +7,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from growthengine.clock import Clock, ManualClock, from_us
+from growthengine.clock import Clock, ManualClock, from_us, to_us
 from growthengine.config.errors import ConfigError
 from growthengine.config.loader import EngineConfig, load_config
+from growthengine.domain.messages import Message
+from growthengine.flows.engine import FlowEngine
 from growthengine.ingest.service import IngestionService, IngestResult
 from growthengine.scheduler.runner import Scheduler
 from growthengine.segments.engine import SegmentEngine
@@ -34,6 +36,7 @@ class Engine:
     ingestion: IngestionService
     config: EngineConfig
     segments: SegmentEngine
+    flows: FlowEngine
 
     def ingest(
         self, calls: list[Any], *, default_type: str | None = None, batch_sent_at: Any = None
@@ -103,6 +106,47 @@ class Engine:
             log.info("segments back-filled from history: %s", ", ".join(changed))
         return changed
 
+    def messages(self, *, user_id: str | None = None, flow: str | None = None, channel: str | None = None,
+                 status: str | None = None, after_seq: int | None = None, limit: int = 100) -> list[Message]:
+        with self.store.transaction() as tx:
+            return tx.messages.query(user_id=user_id, flow=flow, channel=channel, status=status,
+                                     after_seq=after_seq, limit=limit)
+
+    def message_counts(self) -> dict[str, int]:
+        with self.store.transaction() as tx:
+            return tx.messages.counts()
+
+    def inbox(self, user_id: str) -> list[Message] | None:
+        """The in-app messages due for the user (the app calls this on open); they count as delivered."""
+        now_us = to_us(self.clock.now())
+        with self.store.transaction() as tx:
+            if tx.profiles.get(user_id) is None:
+                return None
+            due = [m for m in tx.messages.query(user_id=user_id, channel="in_app", limit=10_000)
+                   if m.status in ("sent", "delivered") and (m.expires_us is None or m.expires_us > now_us)]
+            for message in due:
+                if message.status == "sent":
+                    tx.messages.update(message.id, status="delivered", updated_us=now_us)
+                    message.status = "delivered"
+            return due
+
+    def mark_read(self, user_id: str, message_id: str) -> Message | None:
+        """The user read an in-app message: it is opened."""
+        now_us = to_us(self.clock.now())
+        with self.store.transaction() as tx:
+            message = tx.messages.get(message_id)
+            if message is None or message.user_id != user_id or message.channel != "in_app":
+                return None
+            if message.status in ("sent", "delivered"):
+                data = dict(message.data, opened_us=now_us)
+                tx.messages.update(message_id, status="opened", updated_us=now_us, data=data)
+                message.status = "opened"
+            return message
+
+    def flow_counts(self, key: str) -> dict[tuple[str, str], int]:
+        with self.store.transaction() as tx:
+            return tx.runs.step_counts(key)
+
     def reload_config(self) -> ConfigError | None:
         """Load the config file again. A config with errors is refused and the engine keeps its last good one."""
         try:
@@ -112,7 +156,10 @@ class Engine:
             return exc
         self.config = config
         self.segments.configure(config.segments)
+        self.flows.configure(config.flows)
         self.backfill_changed_segments()
+        with self.store.transaction() as tx:
+            self.flows.start(tx)
         log.info("config reloaded: %d segments", len(config.segments))
         return None
 

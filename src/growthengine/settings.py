@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     max_batch_items: int = 1000
     max_body_bytes: int = 8 * 1024 * 1024
     worker_interval_s: float = 0.5
+    site_url: str = "https://jaikod.com"
+    coupon_engine_url: str | None = None
+    recommendation_engine_url: str | None = None
+    global_control_pct: float = 0.0
 
     @field_validator("write_keys", mode="before")
     @classmethod

@@ -51,3 +51,10 @@ class Story:
     def transitions(self, user: str, key: str | None = None) -> list[tuple[str, str, str]]:
         with self.engine.store.transaction() as tx:
             return [(t.segment, t.kind, t.entity) for t in tx.segments.transitions(user_id=user, segment=key)]
+
+
+def messages(engine: Engine, user: str | None = None, **filters: Any) -> list[dict[str, Any]]:
+    """Messages as the API shows them (oldest first)."""
+    from growthengine.api.routes_messages import message_json
+
+    return [message_json(m) for m in engine.messages(user_id=user, limit=1000, **filters)]

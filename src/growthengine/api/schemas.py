@@ -111,3 +111,30 @@ class SegmentSummary(BaseModel):
 class MembersPage(BaseModel):
     members: list[str]
     next: str | None
+
+
+class MessageView(_Open):
+    id: str
+    userId: str
+    flow: str
+    step: str
+    channel: str
+    kind: str
+    status: str
+    scheduledAt: str
+    body: str
+    reason: str | None = None
+    sentAt: str | None = None
+    title: str | None = None
+    subject: str | None = None
+    variant: str | None = None
+    coupon: str | None = None
+
+
+class MessagesPage(BaseModel):
+    messages: list[MessageView]
+    next: str | None
+
+
+class InboxView(BaseModel):
+    messages: list[MessageView]

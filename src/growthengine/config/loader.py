@@ -10,6 +10,9 @@ import yaml
 
 from growthengine.config.errors import ConfigError, ConfigIssue
 from growthengine.config.yaml_lines import load_with_lines
+from growthengine.content.templates import TemplateNotFound, TemplateRegistry, load_default_templates
+from growthengine.flows.loader import FlowLoader, TemplateInfo
+from growthengine.flows.model import Flow
 from growthengine.segments.loader import SegmentLoader
 from growthengine.segments.model import Segment
 
@@ -20,7 +23,22 @@ _TOP_LEVEL = {"segments", "flows", "settings", "templates", "campaigns"}
 @dataclass
 class EngineConfig:
     segments: dict[str, Segment] = field(default_factory=dict)
+    flows: dict[str, Flow] = field(default_factory=dict)
+    templates: TemplateRegistry | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+
+
+def template_info(registry: TemplateRegistry) -> TemplateInfo:
+    """What flow validation needs to know of a template: its channel and the variables it requires."""
+
+    def info(key: str) -> tuple[str, set[str]] | None:
+        try:
+            template = registry.get(key)
+        except TemplateNotFound:
+            return None
+        return str(template.channel), set(template.required_variables)
+
+    return info
 
 
 def _read(path: Path) -> tuple[dict[str, Any], dict[tuple[str | int, ...], int]]:
@@ -48,28 +66,53 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[tuple[str | int, ...], int]]
     return data, lines
 
 
-def load_config(path: Path | None = None, *, with_defaults: bool = True) -> EngineConfig:
+def load_config(path: Path | None = None, *, with_defaults: bool = True,
+                templates: TemplateRegistry | None = None) -> EngineConfig:
     """Load and validate; raises :class:`ConfigError` listing every problem (file, path, line, message)."""
+    registry = templates or load_default_templates()
     issues: list[ConfigIssue] = []
     segments: dict[str, Segment] = {}
     sources: list[Path] = ([DEFAULT_CONFIG] if with_defaults else []) + ([path] if path is not None else [])
+    documents = [(source, *_read(source)) for source in sources]
     raw: dict[str, Any] = {}
-    for source in sources:
-        data, lines = _read(source)
+    for source, data, lines in documents:
         loader = SegmentLoader(str(source), lines)
         block = data.get("segments")
-        loaded = loader.load(block)
+        segments.update(loader.load(block))
         issues.extend(loader.issues)
-        segments.update(loaded)
-        if isinstance(block, dict):
-            for key, spec in block.items():
-                if spec is None:
-                    segments.pop(str(key), None)
-        raw.update(data)
+        _drop_nulls(segments, block)
+        for section, value in data.items():
+            if isinstance(value, dict) and isinstance(raw.get(section), dict):
+                raw[section] = {**raw[section], **value}
+            else:
+                raw[section] = value
+    if not issues:
+        final = SegmentLoader("config", {})
+        final._check_references(segments, ("segments",))
+        issues.extend(final.issues)
+    flows: dict[str, Flow] = {}
+    for source, data, lines in documents:
+        flow_loader = FlowLoader(str(source), lines, set(segments), template_info(registry))
+        block = data.get("flows")
+        flows.update(flow_loader.load(block))
+        issues.extend(flow_loader.issues)
+        _drop_nulls(flows, block)
     if issues:
         raise ConfigError(issues)
-    final = SegmentLoader("config", {})
-    final._check_references(segments, ("segments",))
-    if final.issues:
-        raise ConfigError(final.issues)
-    return EngineConfig(segments=segments, raw=raw)
+    return EngineConfig(segments=segments, flows=flows, templates=registry, raw=raw)
+
+
+def _drop_nulls(loaded: dict[str, Any], block: Any) -> None:
+    """``key: null`` in a later file removes a default."""
+    if isinstance(block, dict):
+        for key, spec in block.items():
+            if spec is None:
+                loaded.pop(str(key), None)
+
+
+def load_flow_version(key: str, definition: dict[str, Any], segments: set[str],
+                      registry: TemplateRegistry) -> Flow | None:
+    """An older version of a flow, from its stored definition (for runs still in flight on it)."""
+    loader = FlowLoader("stored version", {}, segments, template_info(registry))
+    flows = loader.load({key: definition})
+    return flows.get(key)

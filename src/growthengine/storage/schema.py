@@ -104,3 +104,19 @@ segment_transitions = sa.Table(
     sa.Index("ix_segment_transitions_segment", "segment_key", "at_us"),
     sa.Index("ix_segment_transitions_user", "user_id", "at_us"),
 )
+
+coupons = sa.Table(
+    "coupons",
+    metadata,
+    sa.Column("code", sa.String(32), primary_key=True),
+    sa.Column("issue_key", sa.String(512), nullable=True),
+    sa.Column("user_id", sa.String(300), nullable=False),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("value", sa.String(32), nullable=False),
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+    sa.Column("expires_us", sa.BigInteger, nullable=False),
+    sa.Column("redeemed_us", sa.BigInteger, nullable=True),
+    sa.Column("order_id", sa.String(256), nullable=True),
+    sa.Index("ix_coupons_issue_key", "issue_key", unique=True),
+    sa.Index("ix_coupons_user", "user_id", "created_us"),
+)

@@ -13,10 +13,14 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from growthengine.storage.coupon_store import CouponStore
 from growthengine.storage.database import Dialect, migrate, open_engine
 from growthengine.storage.dialects import insert_for
 from growthengine.storage.event_log import EventLog
+from growthengine.storage.listing_store import ListingStore
+from growthengine.storage.message_store import MessageStore
 from growthengine.storage.profile_store import ProfileStore
+from growthengine.storage.run_store import RunStore
 from growthengine.storage.schema import engine_state
 from growthengine.storage.segment_store import SegmentStore
 from growthengine.storage.timer_store import TimerStore
@@ -49,7 +53,11 @@ class Tx:
         self.profiles = ProfileStore(conn, dialect)
         self.timers = TimerStore(conn, dialect)
         self.state = StateStore(conn, dialect)
+        self.coupons = CouponStore(conn, dialect)
         self.segments = SegmentStore(conn, dialect)
+        self.runs = RunStore(conn, dialect)
+        self.messages = MessageStore(conn, dialect)
+        self.listings = ListingStore(conn, dialect)
 
 
 class Store:

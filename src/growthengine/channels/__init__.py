@@ -1,0 +1,1 @@
+"""Channels: one interface, a registry of providers, the local outbox when no credentials are set."""

@@ -1,0 +1,28 @@
+"""The local outbox: where push, email, SMS and ads sends go when a channel has no provider credentials.
+
+It keeps exactly one row per message id, so the embedded default works offline and never sends twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from growthengine.channels.base import Delivery
+from growthengine.domain.messages import Message
+from growthengine.storage.unit_of_work import Tx
+
+ADDRESS = {"push": "push_token", "email": "email", "sms": "phone"}
+
+
+class OutboxProvider:
+    name = "outbox"
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+
+    def send(self, tx: Tx, message: Message, traits: dict[str, Any], now_us: int) -> Delivery:
+        payload = {"to": traits.get(ADDRESS.get(self.channel, ""), message.user_id), "title": message.title,
+                   "subject": message.subject, "body": message.body, "html": message.html,
+                   "image_url": message.image_url, "user_id": message.user_id}
+        tx.messages.to_outbox(message.id, self.channel, self.name, payload, now_us)
+        return Delivery("sent", self.name)

@@ -1,0 +1,1 @@
+"""Content: message templates (Thai first), variants, and the coupon and recommendation contracts."""

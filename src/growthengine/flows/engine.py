@@ -1,0 +1,312 @@
+"""The flow engine: enrolls runs from segment entries, events and schedules; moves them on timers; ends them
+on exit events. Runs, timers and messages are stored, so a restart loses nothing and repeats nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from growthengine.clock import Clock, to_us
+from growthengine.domain.events import Event
+from growthengine.domain.messages import PROGRESS
+from growthengine.domain.profiles import Profile
+from growthengine.flows.dispatch import Dispatcher
+from growthengine.flows.model import EventTrigger, Flow, Schedule, SegmentEntered
+from growthengine.flows.runner import RUN_TIMER, Runner
+from growthengine.flows.triggers import event_matches, exit_matches, exits_for, trigger_entity
+from growthengine.storage.segment_store import Transition
+from growthengine.storage.timer_store import Timer
+from growthengine.storage.unit_of_work import Tx
+
+log = logging.getLogger(__name__)
+
+BROADCAST_TIMER = "broadcast"
+FEEDBACK = {"message_opened": "opened", "message_clicked": "clicked"}
+
+# Loads an older version of a flow from its stored definition (runs in flight keep their version).
+VersionLoader = Callable[[str, dict[str, Any]], Flow | None]
+
+
+class FlowEngine:
+    def __init__(self, flows: dict[str, Flow], runner: Runner, clock: Clock, load_version: VersionLoader) -> None:
+        self.runner = runner
+        self.clock = clock
+        self._load_version = load_version
+        self._versions: dict[tuple[str, str], Flow | None] = {}
+        self.configure(flows)
+
+    def configure(self, flows: dict[str, Flow]) -> None:
+        self.flows = {k: f for k, f in flows.items() if f.enabled}
+        self._by_segment: dict[str, list[Flow]] = defaultdict(list)
+        self._by_event: dict[str, list[Flow]] = defaultdict(list)
+        for flow in self.flows.values():
+            if isinstance(flow.trigger, SegmentEntered):
+                self._by_segment[flow.trigger.segment].append(flow)
+            elif isinstance(flow.trigger, EventTrigger):
+                self._by_event[flow.trigger.event].append(flow)
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        return self.runner.dispatcher
+
+    def start(self, tx: Tx) -> None:
+        """Record the current versions and book the next broadcast of every scheduled flow."""
+        now_us = to_us(self.clock.now())
+        for flow in self.flows.values():
+            tx.runs.save_version(flow.key, flow.version, flow.source, now_us)
+            if isinstance(flow.trigger, Schedule):
+                key = f"broadcast:{flow.key}"
+                if tx.timers.get(key) is None:
+                    tx.timers.schedule(BROADCAST_TIMER, key, self._next_broadcast(flow.trigger, now_us),
+                                       {"f": flow.key})
+
+    def flow_for(self, run_flow: str, version: str) -> Flow | None:
+        current = self.flows.get(run_flow)
+        if current is not None and current.version == version:
+            return current
+        key = (run_flow, version)
+        if key not in self._versions:
+            self._versions[key] = None
+        return self._versions[key]
+
+    def _flow_of(self, tx: Tx, run_flow: str, version: str) -> Flow | None:
+        flow = self.flow_for(run_flow, version)
+        if flow is None:
+            definition = tx.runs.version(run_flow, version)
+            if definition is not None:
+                flow = self._load_version(run_flow, definition)
+                self._versions[(run_flow, version)] = flow
+        return flow
+
+    # Enrollment -----------------------------------------------------------------------------------------
+
+    def enroll(self, tx: Tx, flow: Flow, candidates: list[tuple[str, str, int, dict[str, Any]]],
+               now_us: int, profiles: dict[str, Profile] | None = None) -> int:
+        """Start runs for (user, entity, trigger time, context); at most one live run per flow, user, entity."""
+        if not candidates:
+            return 0
+        unique: dict[tuple[str, str], tuple[str, str, int, dict[str, Any]]] = {}
+        for candidate in candidates:
+            unique.setdefault((candidate[0], candidate[1]), candidate)
+        pairs = list(unique)
+        blocked = tx.runs.live_entities(flow.key, pairs)
+        if flow.reentry == "never":
+            blocked |= tx.runs.ever_entered(flow.key, [u for u, _ in pairs])
+        chosen = [c for pair, c in unique.items() if pair not in blocked]
+        if not chosen:
+            return 0
+        trigger = flow.trigger
+        rows = []
+        for user_id, entity, trigger_us, context in chosen:
+            ctx = dict(context)
+            if isinstance(trigger, EventTrigger) and trigger.unless_within_us:
+                ctx["start_after_us"] = trigger_us + trigger.unless_within_us
+            rows.append({"flow_key": flow.key, "version": flow.version, "user_id": user_id, "entity": entity,
+                         "status": "active", "cursor": "0", "trigger_us": trigger_us, "entered_us": now_us,
+                         "updated_us": now_us, "context": ctx, "exit_reason": None})
+        ids = tx.runs.create_many(rows)
+        runs = tx.runs.get_many(ids)
+        known = profiles or {}
+        missing = [r.user_id for r in runs.values() if r.user_id not in known]
+        if missing:
+            known = {**known, **tx.profiles.get_many(missing)}
+        for run in runs.values():
+            profile = known.get(run.user_id)
+            self.runner.advance(tx, run, flow, profile.traits if profile else {}, now_us)
+        tx.runs.save_many(list(runs.values()))
+        return len(runs)
+
+    # Listeners ------------------------------------------------------------------------------------------
+
+    def on_transitions(self, tx: Tx, transitions: list[Transition]) -> None:
+        now_us = to_us(self.clock.now())
+        by_segment: dict[str, list[Transition]] = defaultdict(list)
+        for t in transitions:
+            if t.kind == "enter" and t.segment in self._by_segment:
+                by_segment[t.segment].append(t)
+        for segment, entered in by_segment.items():
+            for flow in self._by_segment[segment]:
+                candidates = []
+                for t in entered:
+                    trigger = dict(t.data.get("properties") or {})
+                    trigger.update({k: v for k, v in t.data.items() if k not in ("properties", "at_us")})
+                    trigger_us = int(t.data.get("at_us", t.at_us))
+                    candidates.append((t.user_id, t.entity, trigger_us, {"trigger": trigger, "segment": segment}))
+                self.enroll(tx, flow, candidates, now_us)
+
+    def on_events(self, tx: Tx, events: list[Event], profiles: dict[str, Profile]) -> None:
+        now_us = to_us(self.clock.now())
+        ordered = sorted(events, key=lambda e: e.ts_us)
+        self._marketplace_facts(tx, ordered)
+        self._feedback(tx, ordered, now_us)
+        self._exits(tx, ordered, now_us)
+        for event in ordered:
+            for flow in self._by_event.get(event.name, ()):
+                self._event_trigger(tx, flow, event, now_us, profiles)
+
+    def on_merge(self, tx: Tx, anonymous_key: str, user_id: str) -> None:
+        """Runs belong to identified users; an anonymous visitor's history is folded in by the segment engine."""
+
+    def _marketplace_facts(self, tx: Tx, events: list[Event]) -> None:
+        for event in events:
+            props = event.properties
+            listing = props.get("listing_id")
+            if listing is None:
+                continue
+            listing = str(listing)
+            if event.name == "favorite_added":
+                tx.listings.add_favorites([(listing, event.user_id, event.ts_us)])
+            elif event.name == "favorite_removed":
+                tx.listings.remove_favorite(listing, event.user_id)
+            elif event.name == "listing_created":
+                tx.listings.upsert_listing(listing, event.ts_us, seller_id=event.user_id, title=props.get("title"),
+                                           price=_number(props.get("price")), category=props.get("category"),
+                                           image_url=props.get("image_url"))
+            elif event.name == "listing_price_changed":
+                tx.listings.upsert_listing(listing, event.ts_us, price=_number(props.get("new_price")))
+
+    def _feedback(self, tx: Tx, events: list[Event], now_us: int) -> None:
+        for event in events:
+            status = FEEDBACK.get(event.name)
+            mid = event.properties.get("message_id")
+            if status is None or not isinstance(mid, str):
+                continue
+            message = tx.messages.get(mid)
+            if message is None or message.user_id != event.user_id:
+                continue
+            if PROGRESS.get(status, 0) > PROGRESS.get(message.status, -1):
+                data = dict(message.data)
+                data[f"{status}_us"] = event.ts_us
+                tx.messages.update(mid, status=status, updated_us=now_us, data=data)
+
+    def _exits(self, tx: Tx, events: list[Event], now_us: int) -> None:
+        users = list({e.user_id for e in events})
+        runs = tx.runs.active_for_users(users)
+        if not runs:
+            return
+        by_user: dict[str, list[Event]] = defaultdict(list)
+        for event in events:
+            by_user[event.user_id].append(event)
+        for run in runs:
+            flow = self._flow_of(tx, run.flow, run.version)
+            if flow is None:
+                continue
+            for event in by_user.get(run.user_id, ()):
+                if event.ts_us < run.trigger_us:
+                    continue
+                rule = next((r for r in exits_for(flow) if exit_matches(r, event, run)), None)
+                if rule is not None:
+                    self.end_run(tx, run, f"exit on {event.name}", now_us)
+                    break
+
+    def end_run(self, tx: Tx, run: Any, reason: str, now_us: int) -> None:
+        self.runner.finish(run, "exited", reason, now_us)
+        tx.runs.save(run)
+        tx.timers.cancel(f"run:{run.id}")
+        for message in tx.messages.for_run(run.id, ["scheduled"]):
+            tx.messages.update(message.id, status="cancelled", reason="flow_exit", updated_us=now_us)
+            tx.timers.cancel(f"msg:{message.id}")
+
+    def _event_trigger(self, tx: Tx, flow: Flow, event: Event, now_us: int, profiles: dict[str, Profile]) -> None:
+        trigger = flow.trigger
+        assert isinstance(trigger, EventTrigger)
+        values = event_matches(trigger, event)
+        if values is None:
+            return
+        entity = trigger_entity(trigger, values)
+        listing = tx.listings.get(entity) if entity else None
+        context_trigger = {**(listing or {}), **values}
+        context = {"trigger": context_trigger, "event": event.name}
+        if trigger.audience == "favorited":
+            started = 0
+            for chunk in tx.listings.favoriters(entity):
+                candidates = [(u, entity, event.ts_us, context) for u in chunk if u != event.user_id]
+                started += self.enroll(tx, flow, candidates, now_us)
+            log.info("%s: %s on %s reached %d favoriters", flow.key, event.name, entity, started)
+            return
+        self.enroll(tx, flow, [(event.user_id, entity, event.ts_us, context)], now_us, profiles)
+
+    # Timers ---------------------------------------------------------------------------------------------
+
+    def on_run_timers(self, tx: Tx, timers: list[Timer], due: dt.datetime) -> None:
+        now_us = to_us(due)
+        ids = [int(t.payload["r"]) for t in timers if "r" in t.payload]
+        runs = tx.runs.get_many(ids)
+        profiles = tx.profiles.get_many([r.user_id for r in runs.values()])
+        for run in runs.values():
+            if run.status != "active":
+                continue
+            flow = self._flow_of(tx, run.flow, run.version)
+            if flow is None:
+                self.runner.finish(run, "exited", "flow version no longer known", now_us)
+            else:
+                profile = profiles.get(run.user_id)
+                self.runner.advance(tx, run, flow, profile.traits if profile else {}, now_us)
+            tx.runs.save(run)
+
+    def on_message_timers(self, tx: Tx, timers: list[Timer], due: dt.datetime) -> None:
+        """Held messages (quiet hours) come due: decide again, and send."""
+        now_us = to_us(due)
+        found = tx.messages.get_many([str(t.payload["m"]) for t in timers if "m" in t.payload])
+        profiles = tx.profiles.get_many([m.user_id for m in found.values()])
+        for timer in timers:
+            message = found.get(str(timer.payload.get("m")))
+            if message is None or message.status != "scheduled":
+                continue
+            profile = profiles.get(message.user_id)
+            self.dispatcher.dispatch(tx, message, profile.traits if profile else {}, now_us,
+                                     holdout_pct=float(timer.payload.get("h", 0.0)), release=True)
+
+    def on_broadcast_timers(self, tx: Tx, timers: list[Timer], due: dt.datetime) -> None:
+        now_us = to_us(due)
+        for timer in timers:
+            flow = self.flows.get(str(timer.payload.get("f")))
+            if flow is None or not isinstance(flow.trigger, Schedule):
+                continue
+            occurrence = due.astimezone(dt.UTC).date().isoformat()
+            if flow.trigger.segment is not None:
+                users: list[str] = []
+                after: str | None = None
+                while True:
+                    page = tx.segments.members_page(flow.trigger.segment, after=after, limit=5000)
+                    if not page:
+                        break
+                    users += page
+                    after = page[-1]
+            else:
+                users = [p.user_id for p in tx.profiles.page(after=None, limit=1_000_000) if not p.anonymous]
+            for start in range(0, len(users), 2000):
+                chunk = users[start:start + 2000]
+                self.enroll(tx, flow, [(u, occurrence, now_us, {"trigger": {}}) for u in chunk], now_us)
+            tx.timers.schedule(BROADCAST_TIMER, f"broadcast:{flow.key}",
+                               self._next_broadcast(flow.trigger, now_us + 1), {"f": flow.key})
+            log.info("broadcast %s reached %d users", flow.key, len(users))
+
+    def _next_broadcast(self, schedule: Schedule, after_us: int) -> int:
+        from growthengine.clock import from_us
+        from growthengine.segments.feeds import zone_for
+
+        local = from_us(after_us).astimezone(zone_for(self.runner.business_timezone))
+        days = (schedule.weekday - local.weekday()) % 7
+        candidate = dt.datetime.combine(local.date() + dt.timedelta(days=days),
+                                        dt.time(schedule.hour, schedule.minute), tzinfo=local.tzinfo)
+        if candidate < local:
+            candidate += dt.timedelta(days=7)
+        return to_us(candidate)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+__all__ = ["BROADCAST_TIMER", "RUN_TIMER", "FlowEngine"]

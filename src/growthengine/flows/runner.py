@@ -1,0 +1,169 @@
+"""Taking a run through its steps: each step a function of the stored run, the flow and the time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from growthengine.clock import from_us, to_us
+from growthengine.content.templates import RenderError, TemplateRegistry
+from growthengine.domain.messages import Message, message_id
+from growthengine.flows.actions import (
+    ActionFailed,
+    CouponSource,
+    RecommendationSource,
+    fetch_recommendations,
+    issue_coupon,
+)
+from growthengine.flows.context import message_context
+from growthengine.flows.dispatch import Dispatcher
+from growthengine.flows.model import Branch, BranchCondition, CouponAction, Flow, RecommendationAction, Send, Wait
+from growthengine.flows.paths import DONE, enter_branch, following, resolve
+from growthengine.segments.feeds import zone_for
+from growthengine.storage.run_store import Run
+from growthengine.storage.unit_of_work import Tx
+
+log = logging.getLogger(__name__)
+
+RUN_TIMER = "flow"
+MAX_STEPS_PER_PASS = 200
+
+
+class Runner:
+    def __init__(self, templates: TemplateRegistry, dispatcher: Dispatcher, coupons: CouponSource,
+                 recommendations: RecommendationSource, *, site_url: str, business_timezone: str) -> None:
+        self.templates = templates
+        self.dispatcher = dispatcher
+        self.coupons = coupons
+        self.recommendations = recommendations
+        self.site_url = site_url
+        self.business_timezone = business_timezone
+
+    def tz(self, traits: dict[str, Any]) -> str:
+        tz = traits.get("timezone")
+        return tz if isinstance(tz, str) and tz else self.business_timezone
+
+    def advance(self, tx: Tx, run: Run, flow: Flow, traits: dict[str, Any], now_us: int) -> None:
+        """Take every step that is due now; stop at a wait that ends later (booking a timer) or at the end."""
+        start_after = run.context.get("start_after_us")
+        if isinstance(start_after, int) and now_us < start_after:
+            tx.timers.schedule(RUN_TIMER, f"run:{run.id}", start_after, {"r": run.id})
+            return
+        for _ in range(MAX_STEPS_PER_PASS):
+            if run.status != "active":
+                return
+            step = resolve(flow.steps, run.cursor)
+            if step is None:
+                self.finish(run, "completed", None, now_us)
+                return
+            body = step.body
+            here = run.cursor
+            if isinstance(body, Wait):
+                wake = self._wake(body, run, traits, now_us)
+                run.cursor = following(flow.steps, here)
+                if wake > now_us:
+                    run.updated_us = now_us
+                    tx.timers.schedule(RUN_TIMER, f"run:{run.id}", wake, {"r": run.id})
+                    return
+                continue
+            if isinstance(body, Send):
+                if run.context.pop("skip_next_send", None):
+                    log.info("run %s skips %s: an earlier action failed", run.id, step.name)
+                else:
+                    self._send(tx, run, flow, step.name, body, traits, now_us)
+            elif isinstance(body, (CouponAction, RecommendationAction)):
+                if not self._action(tx, run, step.name, body, now_us):
+                    self.finish(run, "exited", f"{step.name} failed", now_us)
+                    return
+            elif isinstance(body, Branch):
+                arm = "then" if self._holds(tx, run, body.condition) else "else"
+                target = enter_branch(here, arm)
+                run.cursor = target if resolve(flow.steps, target) is not None else following(flow.steps, here)
+                continue
+            run.cursor = following(flow.steps, here)
+            run.updated_us = now_us
+        log.error("run %s of %s took %d steps in one pass; stopping here", run.id, flow.key, MAX_STEPS_PER_PASS)
+
+    @staticmethod
+    def finish(run: Run, status: str, reason: str | None, now_us: int) -> None:
+        run.status = status
+        run.cursor = DONE
+        run.exit_reason = reason
+        run.updated_us = now_us
+
+    def _wake(self, wait: Wait, run: Run, traits: dict[str, Any], now_us: int) -> int:
+        if wait.for_us is not None:
+            return now_us + wait.for_us
+        if wait.until_offset_us is not None:
+            return run.trigger_us + wait.until_offset_us
+        assert wait.until_local is not None
+        local = from_us(now_us).astimezone(zone_for(self.tz(traits)))
+        target = local.replace(hour=wait.until_local[0], minute=wait.until_local[1], second=0, microsecond=0)
+        if target <= local:
+            target = dt.datetime.combine(local.date() + dt.timedelta(days=1), target.timetz())
+        return to_us(target)
+
+    def _send(self, tx: Tx, run: Run, flow: Flow, step: str, send: Send, traits: dict[str, Any],
+              now_us: int) -> None:
+        mid = message_id(flow.key, run.user_id, run.entity, run.id, step)
+        if tx.messages.existing_ids([mid]):
+            return  # already decided (a replayed step): never twice
+        listing = tx.listings.get(run.entity) if run.entity else None
+        tz = self.tz(traits)
+        context = message_context(run, traits, listing, now_us, site_url=self.site_url, timezone=tz)
+        context["user_context"] = run.context.get("user_context", [])
+        try:
+            rendered = self.templates.render(send.template, traits.get("language"), context)
+        except RenderError as exc:
+            log.error("run %s: %s", run.id, exc)
+            message = Message(id=mid, user_id=run.user_id, flow=flow.key, step=step, channel=send.channel,
+                              kind=send.kind, status="failed", reason="render_error", scheduled_us=now_us,
+                              updated_us=now_us, body="", run_id=run.id, priority=send.priority,
+                              data={"error": str(exc)})
+            tx.messages.add([message])
+            return
+        coupon = run.context.get("coupon")
+        message = Message(
+            id=mid, user_id=run.user_id, flow=flow.key, step=step, channel=send.channel, kind=send.kind,
+            status="scheduled", scheduled_us=now_us, updated_us=now_us, body=rendered.body, run_id=run.id,
+            priority=send.priority, title=rendered.title, subject=rendered.subject, html=rendered.html,
+            image_url=rendered.image_url, variant=rendered.variant,
+            coupon=coupon["code"] if isinstance(coupon, dict) else None,
+            expires_us=now_us + send.expires_us if send.expires_us else self._coupon_expiry(send, coupon),
+            data={"template": send.template, "language": rendered.language, "urgency": send.urgency,
+                  "entity": run.entity, "version": flow.version},
+        )
+        tx.messages.add([message])
+        self.dispatcher.dispatch(tx, message, traits, now_us, holdout_pct=flow.holdout_pct)
+
+    @staticmethod
+    def _coupon_expiry(send: Send, coupon: Any) -> int | None:
+        """An in-app reminder of a coupon is worth showing only while the coupon is valid."""
+        if send.channel == "in_app" and isinstance(coupon, dict):
+            return to_us(dt.datetime.fromisoformat(coupon["expires_at"]))
+        return None
+
+    def _action(self, tx: Tx, run: Run, step: str, action: CouponAction | RecommendationAction,
+                now_us: int) -> bool:
+        try:
+            if isinstance(action, CouponAction):
+                spec = {"type": action.type, "value": action.value, "expiry": action.expiry}
+                run.context["coupon"] = issue_coupon(self.coupons, tx, run.user_id, spec, f"run:{run.id}:{step}")
+            else:
+                run.context["recommendations"] = fetch_recommendations(self.recommendations, tx, run.user_id,
+                                                                       action.limit)
+            return True
+        except ActionFailed as exc:
+            run.context.setdefault("action_failures", []).append({"step": step, "error": str(exc), "at_us": now_us})
+            log.warning("run %s step %s: %s; taking fallback %s", run.id, step, exc, action.on_failure)
+            if action.on_failure == "skip_next_send":
+                run.context["skip_next_send"] = True
+            return action.on_failure != "exit"
+
+    def _holds(self, tx: Tx, run: Run, condition: BranchCondition) -> bool:
+        if condition.in_segment is not None:
+            return any(m.segment == condition.in_segment for m in tx.segments.members_of_user(run.user_id))
+        name = "purchase" if condition.converted is not None else condition.event_since_entry
+        happened = any(e.name == name for e in tx.events.for_user(run.user_id, since_us=run.entered_us))
+        return happened == (condition.converted if condition.converted is not None else True)

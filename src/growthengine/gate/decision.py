@@ -1,0 +1,91 @@
+"""The one send decision: every guardrail checked in one place, right before a send, with the rule that decided."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from growthengine.clock import from_us, to_us
+from growthengine.domain.messages import Message
+from growthengine.domain.traits import has_consent
+from growthengine.gate.bucketing import in_holdout
+from growthengine.gate.rules import FrequencyCap, GateRules
+from growthengine.segments.feeds import zone_for
+from growthengine.storage.unit_of_work import Tx
+
+ADDRESS_TRAIT = {"push": "push_token", "email": "email", "sms": "phone"}
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Literal["send", "defer", "suppress"]
+    reason: str | None = None
+    at_us: int | None = None
+    detail: str = ""
+
+
+SEND = Decision("send")
+
+
+class SendGate:
+    def __init__(self, rules: GateRules, business_timezone: str = "Asia/Bangkok") -> None:
+        self.rules = rules
+        self.business_timezone = business_timezone
+
+    def tz(self, traits: dict[str, Any]) -> str:
+        tz = traits.get("timezone")
+        return tz if isinstance(tz, str) and tz else self.business_timezone
+
+    def decide(self, tx: Tx, message: Message, traits: dict[str, Any], now_us: int, *,
+               holdout_pct: float = 0.0, release: bool = False) -> Decision:
+        """Send now, move to a later instant, or suppress; ``release`` is a held message coming due."""
+        if message.expires_us is not None and now_us >= message.expires_us:
+            return Decision("suppress", "expired", detail="the message expired before it could go")
+        address = ADDRESS_TRAIT.get(message.channel)
+        if address and not traits.get(address):
+            return Decision("suppress", "no_address", detail=f"the user has no {address}")
+        if message.kind == "transactional":
+            return SEND
+        if in_holdout("global", message.user_id, self.rules.global_control_pct):
+            return Decision("suppress", "holdout", detail="the user is in the global control group")
+        if in_holdout(message.flow, message.user_id, holdout_pct):
+            return Decision("suppress", "holdout", detail=f"the user is in {message.flow}'s holdout")
+        if not has_consent(traits, message.channel):
+            return Decision("suppress", "consent", detail=f"no opt-in to marketing on {message.channel}")
+        tz = self.tz(traits)
+        if not release and message.channel in self.rules.quiet_hours.channels:
+            release_us = self._quiet_until(now_us, tz)
+            if release_us is not None:
+                if message.expires_us is not None and release_us >= message.expires_us:
+                    return Decision("suppress", "quiet_hours", detail="quiet hours, and it expires before they end")
+                return Decision("defer", "quiet_hours", release_us,
+                                detail=f"quiet hours in {tz}; goes at {from_us(release_us).astimezone(zone_for(tz))}")
+        for cap in self.rules.caps:
+            if cap.channel == message.channel and cap.kind == message.kind:
+                since = self._window_start(cap, now_us, tz)
+                sent = tx.messages.sent_since(message.user_id, cap.channel, cap.kind, since)
+                if len([m for m in sent if m.id != message.id]) >= cap.limit:
+                    return Decision("suppress", "frequency_cap", detail=cap.describe())
+        return SEND
+
+    def _quiet_until(self, now_us: int, tz: str) -> int | None:
+        quiet = self.rules.quiet_hours
+        local = from_us(now_us).astimezone(zone_for(tz))
+        minutes = local.hour * 60 + local.minute
+        start = quiet.start[0] * 60 + quiet.start[1]
+        end = quiet.end[0] * 60 + quiet.end[1]
+        inside = (start <= minutes or minutes < end) if start > end else (start <= minutes < end)
+        if not inside:
+            return None
+        day = local.date() if minutes < end else local.date() + dt.timedelta(days=1)
+        release = dt.datetime.combine(day, dt.time(*quiet.end), tzinfo=local.tzinfo)
+        return to_us(release)
+
+    @staticmethod
+    def _window_start(cap: FrequencyCap, now_us: int, tz: str) -> int:
+        if cap.window == "rolling":
+            return now_us - cap.days * 86_400_000_000 + 1
+        local = from_us(now_us).astimezone(zone_for(tz))
+        first_day = local.date() - dt.timedelta(days=cap.days - 1)
+        return to_us(dt.datetime.combine(first_day, dt.time(0), tzinfo=local.tzinfo))

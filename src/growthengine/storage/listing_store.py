@@ -1,0 +1,56 @@
+"""The marketplace facts flows need: who favorited which listing, and each listing's title, price and image."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from growthengine.storage.dialects import insert_for
+from growthengine.storage.flow_schema import favorites, listings
+
+
+class ListingStore:
+    def __init__(self, conn: sa.Connection, dialect: str) -> None:
+        self._conn = conn
+        self._dialect = dialect
+
+    def add_favorites(self, rows: Sequence[tuple[str, str, int]]) -> None:
+        if not rows:
+            return
+        stmt = insert_for(self._dialect, favorites).on_conflict_do_nothing(index_elements=["listing_id", "user_id"])
+        self._conn.execute(stmt, [{"listing_id": lid, "user_id": uid, "added_us": at} for lid, uid, at in rows])
+
+    def remove_favorite(self, listing_id: str, user_id: str) -> None:
+        self._conn.execute(sa.delete(favorites).where(favorites.c.listing_id == listing_id,
+                                                      favorites.c.user_id == user_id))
+
+    def favoriters(self, listing_id: str, *, batch: int = 5000) -> Iterator[list[str]]:
+        """Everyone whose favorites hold the listing, in chunks."""
+        after = ""
+        while True:
+            rows = self._conn.execute(
+                sa.select(favorites.c.user_id).where(favorites.c.listing_id == listing_id, favorites.c.user_id > after)
+                .order_by(favorites.c.user_id).limit(batch)
+            ).scalars().all()
+            if not rows:
+                return
+            yield list(rows)
+            after = rows[-1]
+
+    def upsert_listing(self, listing_id: str, at_us: int, **values: Any) -> None:
+        existing = self.get(listing_id)
+        row = {"listing_id": listing_id, "updated_us": at_us, "seller_id": None, "title": None, "price": None,
+               "category": None, "image_url": None}
+        if existing:
+            row.update({k: v for k, v in existing.items() if k != "updated_us"})
+        row.update({k: v for k, v in values.items() if v is not None})
+        stmt = insert_for(self._dialect, listings)
+        stmt = stmt.on_conflict_do_update(index_elements=["listing_id"],
+                                          set_={c: stmt.excluded[c] for c in row if c != "listing_id"})
+        self._conn.execute(stmt, row)
+
+    def get(self, listing_id: str) -> dict[str, Any] | None:
+        row = self._conn.execute(sa.select(listings).where(listings.c.listing_id == listing_id)).mappings().first()
+        return {str(k): v for k, v in row.items()} if row else None

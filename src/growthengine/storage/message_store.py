@@ -1,0 +1,129 @@
+"""The send ledger (messages) and the local outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from growthengine.domain.messages import Message
+from growthengine.storage.dialects import insert_for
+from growthengine.storage.flow_schema import messages, outbox
+
+_COLUMNS = [c.name for c in messages.columns if c.name != "seq"]
+
+
+class MessageStore:
+    def __init__(self, conn: sa.Connection, dialect: str) -> None:
+        self._conn = conn
+        self._dialect = dialect
+
+    def add(self, items: Sequence[Message]) -> list[Message]:
+        """Write messages to the ledger; a message whose id is already there is not written again.
+
+        Returns the messages that were new.
+        """
+        if not items:
+            return []
+        existing = self.existing_ids([m.id for m in items])
+        fresh = [m for m in items if m.id not in existing]
+        if fresh:
+            stmt = insert_for(self._dialect, messages).on_conflict_do_nothing(index_elements=["id"])
+            self._conn.execute(stmt, [_row(m) for m in fresh])
+        return fresh
+
+    def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            rows = self._conn.execute(sa.select(messages.c.id).where(messages.c.id.in_(list(ids[start:start + 500]))))
+            found.update(r[0] for r in rows)
+        return found
+
+    def get(self, message_id: str) -> Message | None:
+        row = self._conn.execute(sa.select(messages).where(messages.c.id == message_id)).mappings().first()
+        return _message(row) if row else None
+
+    def get_many(self, ids: Sequence[str]) -> dict[str, Message]:
+        found: dict[str, Message] = {}
+        for start in range(0, len(ids), 500):
+            query = sa.select(messages).where(messages.c.id.in_(list(ids[start:start + 500])))
+            for row in self._conn.execute(query).mappings():
+                found[row["id"]] = _message(row)
+        return found
+
+    def update(self, message_id: str, **values: Any) -> None:
+        if "data" in values:
+            values["data"] = orjson.dumps(values["data"]).decode()
+        self._conn.execute(sa.update(messages).where(messages.c.id == message_id).values(**values))
+
+    def query(self, *, user_id: str | None = None, flow: str | None = None, channel: str | None = None,
+              status: str | None = None, after_seq: int | None = None, limit: int = 100) -> list[Message]:
+        """Messages oldest first (by when they were decided), filtered, after a cursor."""
+        query = sa.select(messages).order_by(messages.c.seq).limit(limit)
+        if user_id is not None:
+            query = query.where(messages.c.user_id == user_id)
+        if flow is not None:
+            query = query.where(messages.c.flow_key == flow)
+        if channel is not None:
+            query = query.where(messages.c.channel == channel)
+        if status is not None:
+            query = query.where(messages.c.status == status)
+        if after_seq is not None:
+            query = query.where(messages.c.seq > after_seq)
+        return [_message(r) for r in self._conn.execute(query).mappings()]
+
+    def for_run(self, run_id: int, statuses: Sequence[str] | None = None) -> list[Message]:
+        query = sa.select(messages).where(messages.c.run_id == run_id).order_by(messages.c.seq)
+        if statuses is not None:
+            query = query.where(messages.c.status.in_(list(statuses)))
+        return [_message(r) for r in self._conn.execute(query).mappings()]
+
+    def sent_since(self, user_id: str, channel: str, kind: str, since_us: int) -> list[Message]:
+        """Messages of this kind that went out to the user on the channel since an instant (frequency caps)."""
+        query = sa.select(messages).where(
+            messages.c.user_id == user_id, messages.c.channel == channel, messages.c.kind == kind,
+            messages.c.sent_us.is_not(None), messages.c.sent_us >= since_us,
+        )
+        return [_message(r) for r in self._conn.execute(query).mappings()]
+
+    def counts(self) -> dict[str, int]:
+        rows = self._conn.execute(sa.select(messages.c.status, sa.func.count()).group_by(messages.c.status))
+        return {status: int(n) for status, n in rows}
+
+    # Outbox ---------------------------------------------------------------------------------------
+
+    def to_outbox(self, message_id: str, channel: str, provider: str, payload: dict[str, Any], at_us: int) -> bool:
+        """Deliver to the local outbox exactly once per message id; returns False if it was already there."""
+        stmt = insert_for(self._dialect, outbox).on_conflict_do_nothing(index_elements=["message_id"])
+        result = self._conn.execute(stmt, {"message_id": message_id, "channel": channel, "provider": provider,
+                                           "payload": orjson.dumps(payload).decode(), "created_us": at_us})
+        return bool(result.rowcount)
+
+    def outbox(self, *, channel: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        query = sa.select(outbox).order_by(outbox.c.id).limit(limit)
+        if channel is not None:
+            query = query.where(outbox.c.channel == channel)
+        return [{**{str(k): v for k, v in r.items()}, "payload": orjson.loads(r["payload"])}
+                for r in self._conn.execute(query).mappings()]
+
+
+def _row(message: Message) -> dict[str, Any]:
+    values = asdict(message)
+    values["flow_key"] = values.pop("flow")
+    values.pop("seq", None)
+    values["data"] = orjson.dumps(values["data"]).decode()
+    return {k: values[k] for k in _COLUMNS}
+
+
+def _message(row: Any) -> Message:
+    return Message(
+        seq=row["seq"], id=row["id"], run_id=row["run_id"], user_id=row["user_id"], flow=row["flow_key"],
+        step=row["step"], channel=row["channel"], kind=row["kind"], status=row["status"], reason=row["reason"],
+        priority=row["priority"], scheduled_us=row["scheduled_us"], sent_us=row["sent_us"],
+        expires_us=row["expires_us"], updated_us=row["updated_us"], title=row["title"], subject=row["subject"],
+        body=row["body"], html=row["html"], image_url=row["image_url"], variant=row["variant"],
+        coupon=row["coupon"], data=orjson.loads(row["data"]),
+    )

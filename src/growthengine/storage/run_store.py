@@ -1,0 +1,139 @@
+"""Flow versions and runs (enrollments)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from growthengine.storage.dialects import insert_for
+from growthengine.storage.flow_schema import flow_runs, flow_versions
+
+
+@dataclass(slots=True)
+class Run:
+    id: int
+    flow: str
+    version: str
+    user_id: str
+    entity: str
+    status: str  # active | completed | exited
+    cursor: str  # the next step to take, as a path ("3", "2/then/0"); "" when done
+    trigger_us: int
+    entered_us: int
+    updated_us: int
+    context: dict[str, Any]
+    exit_reason: str | None = None
+
+
+class RunStore:
+    def __init__(self, conn: sa.Connection, dialect: str) -> None:
+        self._conn = conn
+        self._dialect = dialect
+
+    def save_version(self, flow: str, version: str, definition: dict[str, Any], at_us: int) -> None:
+        stmt = insert_for(self._dialect, flow_versions).on_conflict_do_nothing(index_elements=["flow_key", "version"])
+        self._conn.execute(stmt, {"flow_key": flow, "version": version, "created_us": at_us,
+                                  "definition": orjson.dumps(definition, default=str).decode()})
+
+    def version(self, flow: str, version: str) -> dict[str, Any] | None:
+        value = self._conn.execute(
+            sa.select(flow_versions.c.definition).where(flow_versions.c.flow_key == flow,
+                                                        flow_versions.c.version == version)
+        ).scalar()
+        return orjson.loads(value) if value is not None else None
+
+    def live_entities(self, flow: str, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (user, entity) pairs already have a live run of this flow."""
+        found: set[tuple[str, str]] = set()
+        users = list(dict.fromkeys(u for u, _ in pairs))
+        wanted = set(pairs)
+        for start in range(0, len(users), 500):
+            rows = self._conn.execute(
+                sa.select(flow_runs.c.user_id, flow_runs.c.entity).where(
+                    flow_runs.c.flow_key == flow, flow_runs.c.status == "active",
+                    flow_runs.c.user_id.in_(users[start:start + 500]))
+            )
+            found.update((u, e) for u, e in rows if (u, e) in wanted)
+        return found
+
+    def ever_entered(self, flow: str, user_ids: Sequence[str]) -> set[tuple[str, str]]:
+        found: set[tuple[str, str]] = set()
+        users = list(dict.fromkeys(user_ids))
+        for start in range(0, len(users), 500):
+            rows = self._conn.execute(
+                sa.select(flow_runs.c.user_id, flow_runs.c.entity).where(
+                    flow_runs.c.flow_key == flow, flow_runs.c.user_id.in_(users[start:start + 500]))
+            )
+            found.update((u, e) for u, e in rows)
+        return found
+
+    def create_many(self, rows: list[dict[str, Any]]) -> list[int]:
+        """Insert runs and return their ids, in order."""
+        if not rows:
+            return []
+        encoded = [{**r, "context": orjson.dumps(r["context"], default=str).decode()} for r in rows]
+        if self._dialect == "postgresql" or len(encoded) == 1:
+            ids = []
+            for start in range(0, len(encoded), 1000):
+                result = self._conn.execute(flow_runs.insert().returning(flow_runs.c.id, sort_by_parameter_order=True),
+                                            encoded[start:start + 1000])
+                ids += [r[0] for r in result]
+            return ids
+        first = int(self._conn.execute(sa.select(sa.func.coalesce(sa.func.max(flow_runs.c.id), 0))).scalar_one()) + 1
+        with_ids = [{**r, "id": first + i} for i, r in enumerate(encoded)]
+        self._conn.execute(flow_runs.insert(), with_ids)
+        return [r["id"] for r in with_ids]
+
+    def get_many(self, ids: Sequence[int]) -> dict[int, Run]:
+        found: dict[int, Run] = {}
+        for start in range(0, len(ids), 500):
+            query = sa.select(flow_runs).where(flow_runs.c.id.in_(list(ids[start:start + 500])))
+            if self._dialect == "postgresql":
+                query = query.with_for_update()
+            for row in self._conn.execute(query).mappings():
+                found[row["id"]] = _run(row)
+        return found
+
+    def active_for_users(self, user_ids: Sequence[str]) -> list[Run]:
+        runs: list[Run] = []
+        users = list(dict.fromkeys(user_ids))
+        for start in range(0, len(users), 500):
+            query = sa.select(flow_runs).where(flow_runs.c.status == "active",
+                                               flow_runs.c.user_id.in_(users[start:start + 500]))
+            runs += [_run(r) for r in self._conn.execute(query).mappings()]
+        return runs
+
+    def save(self, run: Run) -> None:
+        self._conn.execute(
+            sa.update(flow_runs).where(flow_runs.c.id == run.id).values(
+                status=run.status, cursor=run.cursor, updated_us=run.updated_us, exit_reason=run.exit_reason,
+                context=orjson.dumps(run.context, default=str).decode(),
+            )
+        )
+
+    def save_many(self, runs: Sequence[Run]) -> None:
+        for run in runs:
+            self.save(run)
+
+    def for_user(self, user_id: str) -> list[Run]:
+        query = sa.select(flow_runs).where(flow_runs.c.user_id == user_id).order_by(flow_runs.c.id)
+        return [_run(r) for r in self._conn.execute(query).mappings()]
+
+    def step_counts(self, flow: str) -> dict[tuple[str, str], int]:
+        """Live runs per (status, cursor) of a flow."""
+        rows = self._conn.execute(
+            sa.select(flow_runs.c.status, flow_runs.c.cursor, sa.func.count())
+            .where(flow_runs.c.flow_key == flow).group_by(flow_runs.c.status, flow_runs.c.cursor)
+        )
+        return {(s, c): int(n) for s, c, n in rows}
+
+
+def _run(row: Any) -> Run:
+    return Run(id=row["id"], flow=row["flow_key"], version=row["version"], user_id=row["user_id"],
+               entity=row["entity"], status=row["status"], cursor=row["cursor"], trigger_us=row["trigger_us"],
+               entered_us=row["entered_us"], updated_us=row["updated_us"], context=orjson.loads(row["context"]),
+               exit_reason=row["exit_reason"])
