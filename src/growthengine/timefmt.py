@@ -11,8 +11,22 @@ _DURATION = re.compile(
 )
 
 
+# The instants the engine takes from the wire: from the Unix epoch (instants are stored as microseconds since it),
+# to a year far enough for any test clock yet short enough that local-time and calendar arithmetic on them
+# (time zones, "daily at 02:00", "+30 days") can never overflow datetime.
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(3000, 1, 1, tzinfo=dt.UTC)
+
+
 class TimeFormatError(ValueError):
     """A time or duration on the wire could not be understood."""
+
+
+def check_range(instant: dt.datetime, *, field: str = "timestamp") -> dt.datetime:
+    """``instant`` itself, or a :class:`TimeFormatError` if it lies outside the years the engine works in."""
+    if not EARLIEST <= instant < LATEST:
+        raise TimeFormatError(f"{field} must fall between the years {EARLIEST.year} and {LATEST.year - 1} (UTC)")
+    return instant
 
 
 def parse_instant(value: object, *, field: str = "timestamp") -> dt.datetime:
@@ -29,9 +43,10 @@ def parse_instant(value: object, *, field: str = "timestamp") -> dt.datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     try:
-        return parsed.astimezone(dt.UTC)
+        utc = parsed.astimezone(dt.UTC)
     except (OverflowError, ValueError):
         raise TimeFormatError(f"{field} is out of range: {value[:64]!r}") from None
+    return check_range(utc, field=field)
 
 
 def format_instant(instant: dt.datetime) -> str:

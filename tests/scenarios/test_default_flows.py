@@ -59,7 +59,7 @@ def test_the_whole_nudge_push_coupon_email_last_chance_modal(story: Story, engin
     shopper(story)
     add_camera(story)
     story.advance(hours=24)  # T+24h
-    push, email = messages(engine, "u1")
+    _push, email = messages(engine, "u1")
     assert email["channel"] == "email" and email["status"] == "sent"
     assert email["subject"] == "ลดให้พิเศษ 5% เฉพาะคุณ 🏷️"
     assert email["coupon"] and email["coupon"] in email["body"]

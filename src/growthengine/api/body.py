@@ -49,4 +49,6 @@ def _inflate(data: bytes, max_bytes: int, *, gzip: bool) -> bytes:
             from None
     if len(out) > max_bytes or inflater.unconsumed_tail:
         raise ApiError(413, "payload_too_large", f"the decompressed body is larger than {max_bytes} bytes")
+    if not inflater.eof:  # without its end (and checksum) the body may be cut short anywhere
+        raise ApiError(400, "bad_encoding", f"the {'gzip' if gzip else 'deflate'} data is incomplete")
     return out

@@ -12,7 +12,13 @@ from growthengine.api.errors import ApiError
 from growthengine.api.schemas import ERROR_RESPONSES, AdvanceBody, AdvanceResponse, ClockView, body_doc
 from growthengine.clock import ClockError, ManualClock
 from growthengine.engine import Engine
-from growthengine.timefmt import TimeFormatError, format_instant, parse_instant, parse_iso_duration
+from growthengine.timefmt import (
+    TimeFormatError,
+    check_range,
+    format_instant,
+    parse_instant,
+    parse_iso_duration,
+)
 
 router = APIRouter(prefix="/v1", tags=["clock"], dependencies=[Depends(require_admin)])
 
@@ -34,7 +40,7 @@ async def advance_clock(request: Request, engine: Engine = Depends(get_engine)) 
     now = engine.clock.now()
     try:
         target = parse_instant(payload["to"], field="to") if payload.get("to") is not None \
-            else now + parse_iso_duration(payload["by"], field="by")
+            else check_range(now + parse_iso_duration(payload["by"], field="by"), field="now + by")
     except (TimeFormatError, OverflowError) as exc:
         raise ApiError(400, "invalid_time", str(exc)) from None
     if target < now:

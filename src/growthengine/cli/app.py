@@ -10,6 +10,8 @@ from typing import Annotated
 import typer
 
 from growthengine.cli.options import CliError, ConfigOption, DbOption, cli_settings, console, setup_logging
+from growthengine.cli.simulate import simulate as simulate_command
+from growthengine.cli.simulate import start_live_simulation
 from growthengine.timefmt import TimeFormatError, parse_instant
 
 app = typer.Typer(help="Growth Engine: marketing automation for marketplaces.", no_args_is_help=True,
@@ -29,6 +31,7 @@ def serve(
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
     clock: Annotated[str, typer.Option(help="real, or manual (a test clock moved by POST /v1/clock/advance)")] = "real",
     start: Annotated[str | None, typer.Option(help="start of the manual clock, ISO-8601")] = None,
+    simulate: Annotated[bool, typer.Option("--simulate", help="stream a simulated marketplace in (make run)")] = False,
 ) -> None:
     """Run the engine: API, workers, scheduler (and dashboard)."""
     import uvicorn
@@ -52,6 +55,7 @@ def serve(
     keys, new_key = load_keyring(settings)
     if new_key is not None:
         console.print(f"[bold]Admin API key (shown once, stored hashed under {settings.data_dir}):[/] {new_key}")
+    live = start_live_simulation(settings, new_key) if simulate else None
     engine = build_engine(settings)
     api = create_app(engine, keys)
     console.print(f"Growth Engine on http://{settings.host}:{settings.port} ({engine.store.dialect}, "
@@ -59,17 +63,21 @@ def serve(
     try:
         uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning", access_log=False)
     finally:
+        if live is not None:
+            live.set()
         engine.close()
 
 
 def _register() -> None:
-    from growthengine.cli import check_config, segments
+    from growthengine.cli import bench, check_config, segments
 
     app.add_typer(segments.app, name="segments")
+    app.add_typer(bench.app, name="bench")
     app.command("check-config")(check_config.check_config)
 
 
 _register()
+app.command("simulate")(simulate_command)
 
 
 def main() -> None:

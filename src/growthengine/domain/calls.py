@@ -12,12 +12,16 @@ from growthengine.timefmt import TimeFormatError, parse_instant
 CALL_TYPES = ("identify", "track", "page", "screen", "alias", "group")
 MAX_ID_LENGTH = 256
 MAX_EVENT_NAME_LENGTH = 200
+# Objects and arrays nested deeper than this are refused: the stored JSON (orjson) and Python's repr both
+# have limits a few times larger, and no real event needs more.
+MAX_NESTING = 64
 
-# Fields every call may carry that the engine reads itself; anything else is kept in ``extra``.
-_CORE_FIELDS = {
-    "type", "userId", "anonymousId", "event", "properties", "traits", "timestamp", "messageId",
-    "previousId", "groupId", "name",
-}
+# Fields the event log keeps in their own columns or as the payload; anything else (context, integrations,
+# sentAt, a page's name, a group's groupId, an alias's previousId, ...) is kept in ``extra``.
+_CORE_FIELDS = {"type", "userId", "anonymousId", "event", "properties", "traits", "timestamp", "messageId"}
+
+# Where anonymous visitors' profiles live (``domain.profiles.ANONYMOUS_PREFIX``); no userId may start with it.
+_RESERVED_USER_PREFIX = "anon:"
 
 # A client's clock may be wrong; Segment corrects for it with sentAt (client time of sending).
 _MAX_SKEW = dt.timedelta(days=365 * 5)
@@ -56,13 +60,32 @@ def _identifier(raw: dict[str, Any], key: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise InvalidCall(f"{key} must be a string, got {type(value).__name__}")
+        raise InvalidCall(f"{key} must be a string (or an integer), got {type(value).__name__}")
     text = str(value).strip()
     if not text:
         raise InvalidCall(f"{key} must not be empty")
     if len(text) > MAX_ID_LENGTH:
         raise InvalidCall(f"{key} is longer than {MAX_ID_LENGTH} characters")
+    if "\x00" in text:
+        raise InvalidCall(f"{key} must not contain the NUL character (\\u0000)")
     return text
+
+
+def _shown(value: Any) -> str:
+    """A value as an error message may quote it: short, and never the repr of a large structure."""
+    return repr(value[:40]) if isinstance(value, str) else type(value).__name__
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether objects and arrays in ``value`` nest more than ``limit`` levels (checked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def _object(raw: dict[str, Any], key: str) -> dict[str, Any]:
@@ -85,13 +108,18 @@ def parse_call(
     """Validate one raw call (a decoded JSON value) against the Segment spec as the engine reads it."""
     if not isinstance(raw, dict):
         raise InvalidCall(f"a call must be a JSON object, got {type(raw).__name__}")
+    if _nested_deeper_than(raw, MAX_NESTING):
+        raise InvalidCall(f"a call may nest objects and arrays at most {MAX_NESTING} levels deep")
     call_type = raw.get("type", default_type)
     if default_type is not None and call_type != default_type:
-        raise InvalidCall(f"type must be {default_type!r} on this route, got {call_type!r}")
+        raise InvalidCall(f"type must be {default_type!r} on this route, got {_shown(call_type)}")
     if call_type not in CALL_TYPES:
-        raise InvalidCall(f"type must be one of {', '.join(CALL_TYPES)}; got {call_type!r}")
+        raise InvalidCall(f"type must be one of {', '.join(CALL_TYPES)}; got {_shown(call_type)}")
 
     user_id = _identifier(raw, "userId")
+    if user_id is not None and user_id.startswith(_RESERVED_USER_PREFIX):
+        raise InvalidCall(f"userId must not start with {_RESERVED_USER_PREFIX!r}: that prefix is reserved for "
+                          "anonymous visitors (send it as anonymousId)")
     anonymous_id = _identifier(raw, "anonymousId")
     if user_id is None and anonymous_id is None:
         raise InvalidCall("a call needs a userId or an anonymousId")
@@ -105,7 +133,7 @@ def parse_call(
             timestamp = parse_instant(raw["timestamp"])
         except TimeFormatError as exc:
             raise InvalidCall(str(exc)) from None
-        if timestamp > now + future_tolerance:
+        if timestamp > now and timestamp - now > future_tolerance:  # no overflow at either end of time
             raise InvalidCall(
                 f"timestamp {raw['timestamp']} is more than {int(future_tolerance.total_seconds() // 60)} "
                 "minutes ahead of the engine's clock"
@@ -126,6 +154,8 @@ def parse_call(
             raise InvalidCall("a track call needs an event name (a non-empty string)")
         if len(event) > MAX_EVENT_NAME_LENGTH:
             raise InvalidCall(f"event name is longer than {MAX_EVENT_NAME_LENGTH} characters")
+        if "\x00" in event:
+            raise InvalidCall("event name must not contain the NUL character (\\u0000)")
         call.event = event.strip()
         call.properties = _object(raw, "properties")
     elif call_type in ("page", "screen"):
@@ -142,6 +172,7 @@ def parse_call(
     elif call_type == "group":
         call.group_id = _identifier(raw, "groupId")
         call.traits = _object(raw, "traits")
+        call.properties = call.traits  # a group's traits are what its stored event carries
     elif call_type == "alias":
         call.previous_id = _identifier(raw, "previousId")
         if call.previous_id is None:

@@ -22,7 +22,7 @@ def _valid_timezone(name: str) -> bool:
         return False
     try:
         zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder of zones, such as "America"
         return False
     return True
 
@@ -46,7 +46,8 @@ def validate_traits(traits: dict[str, Any]) -> dict[str, Any]:
             out[key] = value.strip()
         elif key == "timezone":
             if not isinstance(value, str) or not _valid_timezone(value.strip()):
-                raise TraitError(f"traits.timezone is not an IANA timezone: {str(value)[:64]!r}")
+                shown = repr(value[:64]) if isinstance(value, str) else type(value).__name__
+                raise TraitError(f"traits.timezone is not an IANA timezone: {shown}")
             out[key] = value.strip()
         elif key == "language":
             lang = value.strip().lower() if isinstance(value, str) else value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +13,7 @@ import orjson
 from growthengine.clock import Clock, to_us
 from growthengine.domain.calls import Call, InvalidCall, parse_call
 from growthengine.domain.events import Event
-from growthengine.domain.profiles import Profile, anonymous_key
+from growthengine.domain.profiles import ANONYMOUS_PREFIX, Profile, anonymous_key
 from growthengine.domain.traits import CHANNELS
 from growthengine.ingest.listeners import IngestListener
 from growthengine.storage.unit_of_work import Store, Tx
@@ -24,6 +25,15 @@ log = logging.getLogger(__name__)
 class Rejection:
     index: int
     error: str
+
+
+@dataclass(slots=True, frozen=True)
+class IngestRequest:
+    """One batch of raw calls (decoded JSON) as a request brings them."""
+
+    calls: list[Any]
+    default_type: str | None = None
+    batch_sent_at: Any = None
 
 
 @dataclass(slots=True)
@@ -60,41 +70,55 @@ class IngestionService:
         self, raw_calls: list[Any], *, default_type: str | None = None, batch_sent_at: Any = None
     ) -> IngestResult:
         """Validate and store a batch; a bad call is rejected alone and the rest are kept."""
+        return self.ingest_many([IngestRequest(raw_calls, default_type, batch_sent_at)])[0]
+
+    def ingest_many(self, requests: Sequence[IngestRequest]) -> list[IngestResult]:
+        """Store several batches in one transaction (group commit), one result each.
+
+        Each batch gets the answer it would have got had the batches come one after the other in this order,
+        and the stored state is the same; only the commits are shared (the API uses this for requests that
+        arrive together while the engine is busy).
+        """
         now = self._clock.now()
-        result = IngestResult()
+        results = [IngestResult() for _ in requests]
         calls: list[Call] = []
-        for index, raw in enumerate(raw_calls):
-            try:
-                calls.append(
-                    parse_call(raw, now=now, future_tolerance=self._future_tolerance, default_type=default_type,
-                               batch_sent_at=batch_sent_at)
-                )
-            except InvalidCall as exc:
-                result.rejected.append(Rejection(index, str(exc)))
+        owners: list[IngestResult] = []
+        tolerance = self._future_tolerance
+        for request, result in zip(requests, results, strict=True):
+            default_type, sent_at = request.default_type, request.batch_sent_at
+            for index, raw in enumerate(request.calls):
+                try:
+                    calls.append(parse_call(raw, now=now, future_tolerance=tolerance, default_type=default_type,
+                                            batch_sent_at=sent_at))
+                except InvalidCall as exc:
+                    result.rejected.append(Rejection(index, str(exc)))
+                else:
+                    owners.append(result)
         if calls:
             with self._store.transaction() as tx:
-                fresh = self._drop_duplicates(tx, calls, result)
+                fresh = self._drop_duplicates(tx, calls, owners)
                 if fresh:
                     self._store_calls(tx, fresh, to_us(now))
-                    result.accepted = len(fresh)
-        if result.rejected:
-            log.info("ingest: %d accepted, %d duplicate, %d rejected (first: %s)", result.accepted,
-                     result.duplicates, len(result.rejected), result.rejected[0].error)
-        return result
+        for result in results:
+            if result.rejected:
+                log.info("ingest: %d accepted, %d duplicate, %d rejected (first: %s)", result.accepted,
+                         result.duplicates, len(result.rejected), result.rejected[0].error)
+        return results
 
     @staticmethod
-    def _drop_duplicates(tx: Tx, calls: list[Call], result: IngestResult) -> list[Call]:
+    def _drop_duplicates(tx: Tx, calls: list[Call], owners: list[IngestResult]) -> list[Call]:
+        """The calls to store, counting each as accepted or duplicate in its owner's result."""
         ids = [c.message_id for c in calls if c.message_id is not None]
-        if not ids:
-            return calls
-        seen = tx.events.existing_message_ids(ids)
+        seen = tx.events.existing_message_ids(ids) if ids else set()
         fresh: list[Call] = []
-        for call in calls:
-            if call.message_id is not None:
-                if call.message_id in seen:
-                    result.duplicates += 1
+        for call, owner in zip(calls, owners, strict=True):
+            message_id = call.message_id
+            if message_id is not None:
+                if message_id in seen:
+                    owner.duplicates += 1
                     continue
-                seen.add(call.message_id)
+                seen.add(message_id)
+            owner.accepted += 1
             fresh.append(call)
         return fresh
 
@@ -104,18 +128,22 @@ class IngestionService:
         touched: dict[str, Profile] = {}
         rows: list[dict[str, Any]] = []
         stored: list[Event] = []
+        dumps = orjson.dumps
         # Apply in event-time order so that traits and activity reflect history even in a back-filled batch.
         order = sorted(range(len(calls)), key=lambda i: calls[i].timestamp)
         for i in order:
             call, key = calls[i], keys[i]
             ts_us = to_us(call.timestamp)
+            name = call.name
+            properties = call.traits if call.type == "identify" else call.properties
             profile = profiles.get(key)
             if profile is None:
-                profile = Profile(user_id=key, anonymous=call.user_id is None, first_seen_us=ts_us,
+                # A visitor's call linked to a user (earlier in the same batch) lands on the user's profile:
+                # the key, not the call, says whether the profile is anonymous.
+                profile = Profile(user_id=key, anonymous=key.startswith(ANONYMOUS_PREFIX), first_seen_us=ts_us,
                                   updated_us=received_us)
                 profiles[key] = profile
-            event = Event(user_id=key, name=call.name, type=call.type, ts_us=ts_us,
-                          properties=call.traits if call.type == "identify" else call.properties,
+            event = Event(user_id=key, name=name, type=call.type, ts_us=ts_us, properties=properties,
                           message_id=call.message_id)
             self._apply(profile, call, event)
             profile.updated_us = received_us
@@ -124,13 +152,13 @@ class IngestionService:
             rows.append({
                 "message_id": call.message_id,
                 "type": call.type,
-                "name": call.name[:200],
+                "name": name[:200],
                 "user_id": key,
                 "anonymous_id": call.anonymous_id,
                 "ts_us": ts_us,
                 "received_us": received_us,
-                "payload": orjson.dumps(event.properties).decode(),
-                "extra": orjson.dumps(call.extra).decode() if call.extra else None,
+                "payload": dumps(properties).decode(),
+                "extra": dumps(call.extra).decode() if call.extra else None,
             })
         tx.events.append(rows)
         tx.profiles.save_many(touched.values())

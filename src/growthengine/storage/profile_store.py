@@ -10,13 +10,26 @@ import sqlalchemy as sa
 
 from growthengine.domain.profiles import Profile
 from growthengine.storage.dialects import insert_for
+from growthengine.storage.event_log import in_list, list_params, marker
 from growthengine.storage.schema import identities, profiles
+
+# As in the event log, the statements of the ingestion path are plain SQL for the driver (same on both databases
+# but for the parameter marker and list matching), built from constant names and markers only (``noqa: S608``).
+_COLUMNS = ("user_id", "anonymous", "traits", "trait_times", "first_seen_us", "last_active_us", "updated_us")
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM profiles WHERE "  # noqa: S608
 
 
 class ProfileStore:
     def __init__(self, conn: sa.Connection, dialect: str) -> None:
         self._conn = conn
         self._dialect = dialect
+        mark = marker(dialect)
+        values = ", ".join([mark] * len(_COLUMNS))
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])
+        self._upsert_sql = (
+            f"INSERT INTO profiles ({', '.join(_COLUMNS)}) VALUES ({values}) "  # noqa: S608
+            f"ON CONFLICT (user_id) DO UPDATE SET {updates}"
+        )
 
     def get(self, user_id: str) -> Profile | None:
         return self.get_many([user_id]).get(user_id)
@@ -24,27 +37,19 @@ class ProfileStore:
     def get_many(self, user_ids: Sequence[str], *, for_update: bool = False) -> dict[str, Profile]:
         found: dict[str, Profile] = {}
         ids = list(dict.fromkeys(user_ids))
+        lock = " ORDER BY user_id FOR UPDATE" if for_update and self._dialect == "postgresql" else ""
         for start in range(0, len(ids), 500):
-            query = sa.select(profiles).where(profiles.c.user_id.in_(ids[start : start + 500]))
-            if for_update and self._dialect == "postgresql":
-                query = query.order_by(profiles.c.user_id).with_for_update()
-            for row in self._conn.execute(query).mappings():
-                found[row["user_id"]] = _to_profile(row)
+            chunk = ids[start : start + 500]
+            sql = _SELECT + in_list(self._dialect, "user_id", len(chunk)) + lock
+            for row in self._conn.exec_driver_sql(sql, list_params(self._dialect, chunk)):
+                found[row[0]] = _from_tuple(row)
         return found
 
     def save_many(self, items: Iterable[Profile]) -> None:
-        rows = [_to_row(p) for p in items]
+        rows = [_to_tuple(p) for p in items]
         if not rows:
             return
-        stmt = insert_for(self._dialect, profiles)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["user_id"],
-            set_={
-                c: stmt.excluded[c]
-                for c in ("anonymous", "traits", "trait_times", "first_seen_us", "last_active_us", "updated_us")
-            },
-        )
-        self._conn.execute(stmt, rows)
+        self._conn.exec_driver_sql(self._upsert_sql, rows)
 
     def delete(self, user_id: str) -> None:
         self._conn.execute(sa.delete(profiles).where(profiles.c.user_id == user_id))
@@ -65,10 +70,11 @@ class ProfileStore:
         found: dict[str, str] = {}
         ids = list(dict.fromkeys(anonymous_ids))
         for start in range(0, len(ids), 500):
-            rows = self._conn.execute(
-                sa.select(identities.c.anonymous_id, identities.c.user_id).where(
-                    identities.c.anonymous_id.in_(ids[start : start + 500])
-                )
+            chunk = ids[start : start + 500]
+            rows = self._conn.exec_driver_sql(
+                "SELECT anonymous_id, user_id FROM identities WHERE "  # noqa: S608
+                + in_list(self._dialect, "anonymous_id", len(chunk)),
+                list_params(self._dialect, chunk),
             )
             found.update({a: u for a, u in rows})
         return found
@@ -90,13 +96,27 @@ def _to_profile(row: Any) -> Profile:
     )
 
 
-def _to_row(profile: Profile) -> dict[str, Any]:
-    return {
-        "user_id": profile.user_id,
-        "anonymous": profile.anonymous,
-        "traits": orjson.dumps(profile.traits).decode(),
-        "trait_times": orjson.dumps(profile.trait_times).decode(),
-        "first_seen_us": profile.first_seen_us,
-        "last_active_us": profile.last_active_us,
-        "updated_us": profile.updated_us,
-    }
+def _from_tuple(row: Any) -> Profile:
+    """A profile from a row of ``_COLUMNS``."""
+    return Profile(
+        user_id=row[0],
+        anonymous=bool(row[1]),
+        traits=orjson.loads(row[2]),
+        trait_times=orjson.loads(row[3]),
+        first_seen_us=row[4],
+        last_active_us=row[5],
+        updated_us=row[6],
+    )
+
+
+def _to_tuple(profile: Profile) -> tuple[Any, ...]:
+    """A profile as the values of ``_COLUMNS``."""
+    return (
+        profile.user_id,
+        bool(profile.anonymous),
+        orjson.dumps(profile.traits).decode(),
+        orjson.dumps(profile.trait_times).decode(),
+        profile.first_seen_us,
+        profile.last_active_us,
+        profile.updated_us,
+    )
