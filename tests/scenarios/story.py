@@ -57,4 +57,4 @@ def messages(engine: Engine, user: str | None = None, **filters: Any) -> list[di
     """Messages as the API shows them (oldest first)."""
     from growthengine.api.routes_messages import message_json
 
-    return [message_json(m) for m in engine.messages(user_id=user, limit=1000, **filters)]
+    return [message_json(m) for m in engine.messages(user_id=user, limit=100_000, **filters)]

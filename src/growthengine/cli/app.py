@@ -69,9 +69,10 @@ def serve(
 
 
 def _register() -> None:
-    from growthengine.cli import bench, check_config, segments
+    from growthengine.cli import bench, check_config, flows, segments
 
     app.add_typer(segments.app, name="segments")
+    app.add_typer(flows.app, name="flows")
     app.add_typer(bench.app, name="bench")
     app.command("check-config")(check_config.check_config)
 

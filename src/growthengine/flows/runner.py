@@ -113,6 +113,13 @@ class Runner:
         tz = self.tz(traits)
         context = message_context(run, traits, listing, now_us, site_url=self.site_url, timezone=tz)
         context["user_context"] = run.context.get("user_context", [])
+        missing = sorted(self.templates.missing_variables(send.template, [k for k, v in context.items()
+                                                                           if v is not None]))
+        if missing:
+            # An earlier action could not provide what this message needs (a coupon): skip it, say why.
+            run.context.setdefault("skipped", []).append({"step": step, "missing": missing, "at_us": now_us})
+            log.info("run %s skips %s: no %s", run.id, step, ", ".join(missing))
+            return
         try:
             rendered = self.templates.render(send.template, traits.get("language"), context)
         except RenderError as exc:
