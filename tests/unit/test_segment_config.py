@@ -88,7 +88,8 @@ def test_a_running_engine_keeps_its_last_good_config(tmp_path: Path) -> None:
     try:
         engine.ingest([{"type": "track", "userId": "u1", "event": "item_viewed"}] * 2)
         assert "camera_lovers" in engine.user_view("u1")["segments"]  # type: ignore[index]
-        path.write_text("segments:\n  camera_lovers:\n    event: item_viewed\n    count: {gte: two}\n", encoding="utf-8")
+        path.write_text("segments:\n  camera_lovers:\n    event: item_viewed\n    count: {gte: two}\n",
+                        encoding="utf-8")
         error = engine.reload_config()
         assert error is not None and "gte needs a number" in str(error)
         assert "camera_lovers" in engine.segments.segments

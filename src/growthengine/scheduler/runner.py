@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 TimerHandler = Callable[[Tx, list[Timer], dt.datetime], None]
 
 MAX_ATTEMPTS = 8
-CLAIM_BATCH = 2000
+CLAIM_BATCH = 500
 
 
 class UnknownTimerKind(LookupError):
