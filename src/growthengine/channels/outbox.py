@@ -20,9 +20,14 @@ class OutboxProvider:
     def __init__(self, channel: str) -> None:
         self.channel = channel
 
-    def send(self, tx: Tx, message: Message, traits: dict[str, Any], now_us: int) -> Delivery:
+    def row(self, message: Message, traits: dict[str, Any], now_us: int) -> dict[str, Any]:
+        """The outbox row for a message (written in bulk by the dispatcher)."""
         payload = {"to": traits.get(ADDRESS.get(self.channel, ""), message.user_id), "title": message.title,
                    "subject": message.subject, "body": message.body, "html": message.html,
                    "image_url": message.image_url, "user_id": message.user_id}
-        tx.messages.to_outbox(message.id, self.channel, self.name, payload, now_us)
+        return {"message_id": message.id, "channel": self.channel, "provider": self.name, "payload": payload,
+                "created_us": now_us}
+
+    def send(self, tx: Tx, message: Message, traits: dict[str, Any], now_us: int) -> Delivery:
+        tx.messages.to_outbox_many([self.row(message, traits, now_us)])
         return Delivery("sent", self.name)

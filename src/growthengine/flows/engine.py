@@ -13,10 +13,11 @@ from growthengine.clock import Clock, to_us
 from growthengine.domain.events import Event
 from growthengine.domain.messages import PROGRESS
 from growthengine.domain.profiles import Profile
-from growthengine.flows.dispatch import Dispatcher
+from growthengine.flows.dispatch import Dispatcher, Outgoing
 from growthengine.flows.model import EventTrigger, Flow, Schedule, SegmentEntered
 from growthengine.flows.runner import RUN_TIMER, Runner
 from growthengine.flows.triggers import event_matches, exit_matches, exits_for, trigger_entity
+from growthengine.storage.run_store import Run
 from growthengine.storage.segment_store import Transition
 from growthengine.storage.timer_store import Timer
 from growthengine.storage.unit_of_work import Tx
@@ -99,7 +100,7 @@ class FlowEngine:
         if not chosen:
             return 0
         trigger = flow.trigger
-        rows = []
+        rows: list[dict[str, Any]] = []
         for user_id, entity, trigger_us, context in chosen:
             ctx = dict(context)
             if isinstance(trigger, EventTrigger) and trigger.unless_within_us:
@@ -108,15 +109,19 @@ class FlowEngine:
                          "status": "active", "cursor": "0", "trigger_us": trigger_us, "entered_us": now_us,
                          "updated_us": now_us, "context": ctx, "exit_reason": None})
         ids = tx.runs.create_many(rows)
-        runs = tx.runs.get_many(ids)
+        runs = [Run(id=run_id, flow=r["flow_key"], version=r["version"], user_id=r["user_id"], entity=r["entity"],
+                    status="active", cursor="0", trigger_us=r["trigger_us"], entered_us=now_us, updated_us=now_us,
+                    context=r["context"]) for run_id, r in zip(ids, rows, strict=True)]
         known = profiles or {}
-        missing = [r.user_id for r in runs.values() if r.user_id not in known]
+        missing = [r.user_id for r in runs if r.user_id not in known]
         if missing:
             known = {**known, **tx.profiles.get_many(missing)}
-        for run in runs.values():
+        out = Outgoing()
+        for run in runs:
             profile = known.get(run.user_id)
-            self.runner.advance(tx, run, flow, profile.traits if profile else {}, now_us)
-        tx.runs.save_many(list(runs.values()))
+            self.runner.advance(tx, run, flow, profile.traits if profile else {}, now_us, out)
+        self.runner.flush(tx, out, now_us)
+        tx.runs.save_many(runs)
         return len(runs)
 
     # Listeners ------------------------------------------------------------------------------------------
@@ -236,6 +241,8 @@ class FlowEngine:
         ids = [int(t.payload["r"]) for t in timers if "r" in t.payload]
         runs = tx.runs.get_many(ids)
         profiles = tx.profiles.get_many([r.user_id for r in runs.values()])
+        out = Outgoing()
+        moved = []
         for run in runs.values():
             if run.status != "active":
                 continue
@@ -244,8 +251,10 @@ class FlowEngine:
                 self.runner.finish(run, "exited", "flow version no longer known", now_us)
             else:
                 profile = profiles.get(run.user_id)
-                self.runner.advance(tx, run, flow, profile.traits if profile else {}, now_us)
-            tx.runs.save(run)
+                self.runner.advance(tx, run, flow, profile.traits if profile else {}, now_us, out)
+            moved.append(run)
+        self.runner.flush(tx, out, now_us)
+        tx.runs.save_many(moved)
 
     def on_message_timers(self, tx: Tx, timers: list[Timer], due: dt.datetime) -> None:
         """Held messages (quiet hours) come due: decide again, and send."""

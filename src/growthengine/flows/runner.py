@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from growthengine.clock import from_us, to_us
-from growthengine.content.templates import RenderError, TemplateRegistry
+from growthengine.content.templates import RenderedMessage, RenderError, TemplateRegistry
 from growthengine.domain.messages import Message, message_id
 from growthengine.flows.actions import (
     ActionFailed,
@@ -17,7 +17,7 @@ from growthengine.flows.actions import (
     issue_coupon,
 )
 from growthengine.flows.context import message_context
-from growthengine.flows.dispatch import Dispatcher
+from growthengine.flows.dispatch import Dispatcher, Outgoing
 from growthengine.flows.model import Branch, BranchCondition, CouponAction, Flow, RecommendationAction, Send, Wait
 from growthengine.flows.paths import DONE, enter_branch, following, resolve
 from growthengine.segments.feeds import zone_for
@@ -39,13 +39,18 @@ class Runner:
         self.recommendations = recommendations
         self.site_url = site_url
         self.business_timezone = business_timezone
+        self._renders: dict[tuple[str, str, str], RenderedMessage] = {}
+        self._listings: dict[str, dict[str, Any] | None] = {}
 
     def tz(self, traits: dict[str, Any]) -> str:
         tz = traits.get("timezone")
         return tz if isinstance(tz, str) and tz else self.business_timezone
 
-    def advance(self, tx: Tx, run: Run, flow: Flow, traits: dict[str, Any], now_us: int) -> None:
-        """Take every step that is due now; stop at a wait that ends later (booking a timer) or at the end."""
+    def advance(self, tx: Tx, run: Run, flow: Flow, traits: dict[str, Any], now_us: int, out: Outgoing) -> None:
+        """Take every step that is due now; stop at a wait that ends later (booking a timer) or at the end.
+
+        Messages decided on the way are collected in ``out``; :meth:`flush` gates, records and sends them.
+        """
         start_after = run.context.get("start_after_us")
         if isinstance(start_after, int) and now_us < start_after:
             tx.timers.schedule(RUN_TIMER, f"run:{run.id}", start_after, {"r": run.id})
@@ -71,7 +76,7 @@ class Runner:
                 if run.context.pop("skip_next_send", None):
                     log.info("run %s skips %s: an earlier action failed", run.id, step.name)
                 else:
-                    self._send(tx, run, flow, step.name, body, traits, now_us)
+                    self._send(tx, run, flow, step.name, body, traits, now_us, out)
             elif isinstance(body, (CouponAction, RecommendationAction)):
                 if not self._action(tx, run, step.name, body, now_us):
                     self.finish(run, "exited", f"{step.name} failed", now_us)
@@ -104,12 +109,31 @@ class Runner:
             target = dt.datetime.combine(local.date() + dt.timedelta(days=1), target.timetz())
         return to_us(target)
 
+    def flush(self, tx: Tx, out: Outgoing, now_us: int) -> None:
+        self.dispatcher.flush(tx, out, now_us)
+        self._renders.clear()
+        self._listings.clear()
+
+    def _listing(self, tx: Tx, entity: str) -> dict[str, Any] | None:
+        if entity not in self._listings:
+            self._listings[entity] = tx.listings.get(entity)
+        return self._listings[entity]
+
+    def _render(self, key: str, language: Any, context: dict[str, Any]) -> RenderedMessage:
+        """Render, reusing the result for recipients whose copy cannot differ (same values of what it reads)."""
+        used = self.templates.variables(key) | {"user_context"}
+        cache_key = (key, str(language), repr(sorted((k, context.get(k)) for k in used if k in context)))
+        rendered = self._renders.get(cache_key)
+        if rendered is None:
+            rendered = self.templates.render(key, language, context)
+            if len(self._renders) < 10_000:
+                self._renders[cache_key] = rendered
+        return rendered
+
     def _send(self, tx: Tx, run: Run, flow: Flow, step: str, send: Send, traits: dict[str, Any],
-              now_us: int) -> None:
+              now_us: int, out: Outgoing) -> None:
         mid = message_id(flow.key, run.user_id, run.entity, run.id, step)
-        if tx.messages.existing_ids([mid]):
-            return  # already decided (a replayed step): never twice
-        listing = tx.listings.get(run.entity) if run.entity else None
+        listing = self._listing(tx, run.entity) if run.entity else None
         tz = self.tz(traits)
         context = message_context(run, traits, listing, now_us, site_url=self.site_url, timezone=tz)
         context["user_context"] = run.context.get("user_context", [])
@@ -121,7 +145,7 @@ class Runner:
             log.info("run %s skips %s: no %s", run.id, step, ", ".join(missing))
             return
         try:
-            rendered = self.templates.render(send.template, traits.get("language"), context)
+            rendered = self._render(send.template, traits.get("language"), context)
         except RenderError as exc:
             log.error("run %s: %s", run.id, exc)
             message = Message(id=mid, user_id=run.user_id, flow=flow.key, step=step, channel=send.channel,
@@ -141,8 +165,7 @@ class Runner:
             data={"template": send.template, "language": rendered.language, "urgency": send.urgency,
                   "entity": run.entity, "version": flow.version},
         )
-        tx.messages.add([message])
-        self.dispatcher.dispatch(tx, message, traits, now_us, holdout_pct=flow.holdout_pct)
+        out.add(message, traits, flow.holdout_pct)
 
     @staticmethod
     def _coupon_expiry(send: Send, coupon: Any) -> int | None:

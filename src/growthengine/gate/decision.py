@@ -37,8 +37,26 @@ class SendGate:
         tz = traits.get("timezone")
         return tz if isinstance(tz, str) and tz else self.business_timezone
 
+    def decide_many(self, tx: Tx, items: list[tuple[Message, dict[str, Any], float]], now_us: int, *,
+                    release: bool = False) -> list[Decision]:
+        """Decide for many messages at once (one query per frequency cap, whatever their number).
+
+        Messages are decided in priority order, so when two compete for the one slot a cap allows, the more
+        valuable one wins; a message let through counts against the caps of the ones decided after it.
+        """
+        sent = CapCounter(tx, self, [(m, t) for m, t, _ in items], now_us)
+        order = sorted(range(len(items)), key=lambda i: -items[i][0].priority)
+        decisions: list[Decision] = [SEND] * len(items)
+        for i in order:
+            message, traits, holdout = items[i]
+            decision = self.decide(tx, message, traits, now_us, holdout_pct=holdout, release=release, counter=sent)
+            if decision.action == "send":
+                sent.record(message, now_us)
+            decisions[i] = decision
+        return decisions
+
     def decide(self, tx: Tx, message: Message, traits: dict[str, Any], now_us: int, *,
-               holdout_pct: float = 0.0, release: bool = False) -> Decision:
+               holdout_pct: float = 0.0, release: bool = False, counter: CapCounter | None = None) -> Decision:
         """Send now, move to a later instant, or suppress; ``release`` is a held message coming due."""
         if message.expires_us is not None and now_us >= message.expires_us:
             return Decision("suppress", "expired", detail="the message expired before it could go")
@@ -63,9 +81,13 @@ class SendGate:
                                 detail=f"quiet hours in {tz}; goes at {from_us(release_us).astimezone(zone_for(tz))}")
         for cap in self.rules.caps:
             if cap.channel == message.channel and cap.kind == message.kind:
-                since = self._window_start(cap, now_us, tz)
-                sent = tx.messages.sent_since(message.user_id, cap.channel, cap.kind, since)
-                if len([m for m in sent if m.id != message.id]) >= cap.limit:
+                since = self.window_start(cap, now_us, tz)
+                if counter is not None:
+                    count = counter.count(cap, message, since)
+                else:
+                    count = len([m for m in tx.messages.sent_since(message.user_id, cap.channel, cap.kind, since)
+                                 if m.id != message.id])
+                if count >= cap.limit:
                     return Decision("suppress", "frequency_cap", detail=cap.describe())
         return SEND
 
@@ -83,9 +105,32 @@ class SendGate:
         return to_us(release)
 
     @staticmethod
-    def _window_start(cap: FrequencyCap, now_us: int, tz: str) -> int:
+    def window_start(cap: FrequencyCap, now_us: int, tz: str) -> int:
         if cap.window == "rolling":
             return now_us - cap.days * 86_400_000_000 + 1
         local = from_us(now_us).astimezone(zone_for(tz))
         first_day = local.date() - dt.timedelta(days=cap.days - 1)
         return to_us(dt.datetime.combine(first_day, dt.time(0), tzinfo=local.tzinfo))
+
+
+class CapCounter:
+    """What each user was already sent, per capped channel and kind: read once for a whole batch."""
+
+    def __init__(self, tx: Tx, gate: SendGate, items: list[tuple[Message, dict[str, Any]]], now_us: int) -> None:
+        self._sent: dict[tuple[str, str, str], list[tuple[int, str]]] = {}
+        for cap in gate.rules.caps:
+            capped = [(m, t) for m, t in items if m.channel == cap.channel and m.kind == cap.kind]
+            if not capped:
+                continue
+            users = sorted({m.user_id for m, _ in capped})
+            zones = {gate.tz(t) for _, t in capped}
+            earliest = min(gate.window_start(cap, now_us, tz) for tz in zones)
+            for user_id, sent_us, mid in tx.messages.sent_times(users, cap.channel, cap.kind, earliest):
+                self._sent.setdefault((user_id, cap.channel, cap.kind), []).append((sent_us, mid))
+
+    def count(self, cap: FrequencyCap, message: Message, since_us: int) -> int:
+        entries = self._sent.get((message.user_id, cap.channel, cap.kind), [])
+        return sum(1 for sent_us, mid in entries if sent_us >= since_us and mid != message.id)
+
+    def record(self, message: Message, now_us: int) -> None:
+        self._sent.setdefault((message.user_id, message.channel, message.kind), []).append((now_us, message.id))

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -13,13 +12,15 @@ from growthengine.domain.messages import Message
 from growthengine.storage.dialects import insert_for
 from growthengine.storage.flow_schema import messages, outbox
 
-_COLUMNS = [c.name for c in messages.columns if c.name != "seq"]
+_FIELDS = [c.name for c in messages.columns if c.name not in ("seq", "flow_key", "data")]
 
 
 class MessageStore:
     def __init__(self, conn: sa.Connection, dialect: str) -> None:
         self._conn = conn
         self._dialect = dialect
+        # Told the ids of messages written by add() and update() (the ledger's only writers): the KPI rollups.
+        self.observer: Callable[[Sequence[str]], None] | None = None
 
     def add(self, items: Sequence[Message]) -> list[Message]:
         """Write messages to the ledger; a message whose id is already there is not written again.
@@ -33,6 +34,8 @@ class MessageStore:
         if fresh:
             stmt = insert_for(self._dialect, messages).on_conflict_do_nothing(index_elements=["id"])
             self._conn.execute(stmt, [_row(m) for m in fresh])
+            if self.observer is not None:
+                self.observer([m.id for m in fresh])
         return fresh
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
@@ -58,6 +61,8 @@ class MessageStore:
         if "data" in values:
             values["data"] = orjson.dumps(values["data"]).decode()
         self._conn.execute(sa.update(messages).where(messages.c.id == message_id).values(**values))
+        if self.observer is not None:
+            self.observer([message_id])
 
     def query(self, *, user_id: str | None = None, flow: str | None = None, channel: str | None = None,
               status: str | None = None, after_seq: int | None = None, limit: int = 100) -> list[Message]:
@@ -89,6 +94,27 @@ class MessageStore:
         )
         return [_message(r) for r in self._conn.execute(query).mappings()]
 
+    def sent_times(self, user_ids: Sequence[str], channel: str, kind: str,
+                   since_us: int) -> list[tuple[str, int, str]]:
+        """(user, sent time, message id) of what went out to these users on the channel since an instant."""
+        found: list[tuple[str, int, str]] = []
+        for start in range(0, len(user_ids), 500):
+            rows = self._conn.execute(
+                sa.select(messages.c.user_id, messages.c.sent_us, messages.c.id).where(
+                    messages.c.user_id.in_(list(user_ids[start:start + 500])), messages.c.channel == channel,
+                    messages.c.kind == kind, messages.c.sent_us.is_not(None), messages.c.sent_us >= since_us)
+            )
+            found += [(u, int(t), i) for u, t, i in rows]
+        return found
+
+    def to_outbox_many(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Many outbox rows at once (``message_id, channel, provider, payload, created_us``); one per message."""
+        if not rows:
+            return
+        encoded = [{**r, "payload": orjson.dumps(r["payload"]).decode()} for r in rows]
+        stmt = insert_for(self._dialect, outbox).on_conflict_do_nothing(index_elements=["message_id"])
+        self._conn.execute(stmt, encoded)
+
     def counts(self) -> dict[str, int]:
         rows = self._conn.execute(sa.select(messages.c.status, sa.func.count()).group_by(messages.c.status))
         return {status: int(n) for status, n in rows}
@@ -111,11 +137,10 @@ class MessageStore:
 
 
 def _row(message: Message) -> dict[str, Any]:
-    values = asdict(message)
-    values["flow_key"] = values.pop("flow")
-    values.pop("seq", None)
-    values["data"] = orjson.dumps(values["data"]).decode()
-    return {k: values[k] for k in _COLUMNS}
+    values = {name: getattr(message, name) for name in _FIELDS}
+    values["flow_key"] = message.flow
+    values["data"] = orjson.dumps(message.data).decode()
+    return values
 
 
 def _message(row: Any) -> Message:

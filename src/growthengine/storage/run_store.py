@@ -116,8 +116,16 @@ class RunStore:
         )
 
     def save_many(self, runs: Sequence[Run]) -> None:
-        for run in runs:
-            self.save(run)
+        if not runs:
+            return
+        stmt = sa.update(flow_runs).where(flow_runs.c.id == sa.bindparam("run_id")).values(
+            status=sa.bindparam("status"), cursor=sa.bindparam("cursor"), updated_us=sa.bindparam("updated_us"),
+            exit_reason=sa.bindparam("exit_reason"), context=sa.bindparam("context"))
+        self._conn.execute(stmt, [
+            {"run_id": r.id, "status": r.status, "cursor": r.cursor, "updated_us": r.updated_us,
+             "exit_reason": r.exit_reason, "context": orjson.dumps(r.context, default=str).decode()}
+            for r in runs
+        ])
 
     def for_user(self, user_id: str) -> list[Run]:
         query = sa.select(flow_runs).where(flow_runs.c.user_id == user_id).order_by(flow_runs.c.id)
