@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from growthengine.analytics.service import attach_analytics
 from growthengine.channels.registry import build_providers
 from growthengine.clock import Clock, ManualClock, RealClock
 from growthengine.config.loader import EngineConfig, load_config, load_flow_version
+from growthengine.consent.audit import ConsentAudit
+from growthengine.consent.unsubscribe import UnsubscribeLinks
 from growthengine.content.coupon_client import HttpCouponEngine
 from growthengine.content.coupons import EmbeddedCouponEngine
 from growthengine.content.recommendation_client import HttpRecommendationEngine
@@ -68,11 +71,13 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
     flows = build_flow_engine(settings, config, clock, store)
     segments.listeners.append(flows)
     ingestion.listeners.append(flows)
+    ingestion.listeners.append(ConsentAudit())
     scheduler.register(RUN_TIMER, flows.on_run_timers)
     scheduler.register(MESSAGE_TIMER, flows.on_message_timers)
     scheduler.register(BROADCAST_TIMER, flows.on_broadcast_timers)
     engine = Engine(settings=settings, clock=clock, store=store, scheduler=scheduler, ingestion=ingestion,
                     config=config, segments=segments, flows=flows)
+    attach_analytics(engine)  # KPI rollups: feedback listener, segment-size snapshots
     engine.backfill_changed_segments()
     with store.transaction() as tx:
         flows.start(tx)
@@ -94,8 +99,9 @@ def build_flow_engine(settings: Settings, config: EngineConfig, clock: Clock, st
         if settings.recommendation_engine_url
         else EmbeddedRecommendations(PopularInFavouriteCategory(store, clock))
     )
+    links = UnsubscribeLinks.from_data_dir(settings.data_dir, settings.public_url)
     runner = Runner(templates, dispatcher, coupons, recommendations, site_url=settings.site_url,
-                    business_timezone=settings.business_timezone)
+                    business_timezone=settings.business_timezone, links=links)
     segment_keys = set(config.segments)
 
     def load_version(key: str, definition: dict[str, object]) -> Flow | None:

@@ -34,9 +34,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = 8 * 1024 * 1024
     worker_interval_s: float = 0.5
     site_url: str = "https://jaikod.com"
+    public_url: str = "http://127.0.0.1:8000"
     coupon_engine_url: str | None = None
     recommendation_engine_url: str | None = None
     global_control_pct: float = 0.0
+    attribution_days: int = Field(3, ge=1, le=90)  # KPI conversion and unsubscribe window after a send
 
     @field_validator("write_keys", mode="before")
     @classmethod

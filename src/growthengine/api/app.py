@@ -10,7 +10,14 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from growthengine import __version__
-from growthengine.api import routes_clock, routes_ingest, routes_messages, routes_segments, routes_users
+from growthengine.api import (
+    routes_clock,
+    routes_ingest,
+    routes_messages,
+    routes_segments,
+    routes_unsubscribe,
+    routes_users,
+)
 from growthengine.api.auth import KeyRing
 from growthengine.api.errors import install_error_handlers
 from growthengine.api.responses import OrjsonResponse
@@ -46,7 +53,7 @@ def create_app(engine: Engine, keys: KeyRing, *, run_workers: bool = True) -> Fa
     app.state.engine = engine
     app.state.keys = keys
     install_error_handlers(app)
-    for module in (routes_ingest, routes_users, routes_segments, routes_messages, routes_clock):
+    for module in (routes_ingest, routes_users, routes_segments, routes_messages, routes_clock, routes_unsubscribe):
         app.include_router(module.router)
     return app
 

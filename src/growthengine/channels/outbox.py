@@ -25,6 +25,10 @@ class OutboxProvider:
         payload = {"to": traits.get(ADDRESS.get(self.channel, ""), message.user_id), "title": message.title,
                    "subject": message.subject, "body": message.body, "html": message.html,
                    "image_url": message.image_url, "user_id": message.user_id}
+        unsubscribe = message.data.get("unsubscribe_url")
+        if unsubscribe and self.channel == "email":
+            payload["headers"] = {"List-Unsubscribe": f"<{unsubscribe}>",
+                                  "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
         return {"message_id": message.id, "channel": self.channel, "provider": self.name, "payload": payload,
                 "created_us": now_us}
 

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from growthengine.clock import from_us, to_us
+from growthengine.consent.unsubscribe import UnsubscribeLinks
 from growthengine.content.templates import RenderedMessage, RenderError, TemplateRegistry
 from growthengine.domain.messages import Message, message_id
 from growthengine.flows.actions import (
@@ -32,13 +33,15 @@ MAX_STEPS_PER_PASS = 200
 
 class Runner:
     def __init__(self, templates: TemplateRegistry, dispatcher: Dispatcher, coupons: CouponSource,
-                 recommendations: RecommendationSource, *, site_url: str, business_timezone: str) -> None:
+                 recommendations: RecommendationSource, *, site_url: str, business_timezone: str,
+                 links: UnsubscribeLinks | None = None) -> None:
         self.templates = templates
         self.dispatcher = dispatcher
         self.coupons = coupons
         self.recommendations = recommendations
         self.site_url = site_url
         self.business_timezone = business_timezone
+        self.links = links
         self._renders: dict[tuple[str, str, str], RenderedMessage] = {}
         self._listings: dict[str, dict[str, Any] | None] = {}
 
@@ -137,6 +140,10 @@ class Runner:
         tz = self.tz(traits)
         context = message_context(run, traits, listing, now_us, site_url=self.site_url, timezone=tz)
         context["user_context"] = run.context.get("user_context", [])
+        unsubscribe_url = None
+        if self.links is not None and send.kind == "marketing":
+            unsubscribe_url = self.links.url(run.user_id, send.channel, mid)
+            context["unsubscribe_url"] = unsubscribe_url
         missing = sorted(self.templates.missing_variables(send.template, [k for k, v in context.items()
                                                                            if v is not None]))
         if missing:
@@ -163,7 +170,8 @@ class Runner:
             coupon=coupon["code"] if isinstance(coupon, dict) else None,
             expires_us=now_us + send.expires_us if send.expires_us else self._coupon_expiry(send, coupon),
             data={"template": send.template, "language": rendered.language, "urgency": send.urgency,
-                  "entity": run.entity, "version": flow.version},
+                  "entity": run.entity, "version": flow.version,
+                  **({"unsubscribe_url": unsubscribe_url} if unsubscribe_url else {})},
         )
         out.add(message, traits, flow.holdout_pct)
 

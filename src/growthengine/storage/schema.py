@@ -120,3 +120,16 @@ coupons = sa.Table(
     sa.Index("ix_coupons_issue_key", "issue_key", unique=True),
     sa.Index("ix_coupons_user", "user_id", "created_us"),
 )
+
+consent_changes = sa.Table(
+    "consent_changes",
+    metadata,
+    sa.Column("id", RowId, primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.String(300), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("granted", sa.Boolean, nullable=False),
+    sa.Column("at_us", sa.BigInteger, nullable=False),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("detail", sa.Text, nullable=True),
+    sa.Index("ix_consent_changes_user", "user_id", "at_us"),
+)

@@ -13,10 +13,12 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from growthengine.storage.consent_store import ConsentStore
 from growthengine.storage.coupon_store import CouponStore
 from growthengine.storage.database import Dialect, migrate, open_engine
 from growthengine.storage.dialects import insert_for
 from growthengine.storage.event_log import EventLog
+from growthengine.storage.kpi_store import KpiStore
 from growthengine.storage.listing_store import ListingStore
 from growthengine.storage.message_store import MessageStore
 from growthengine.storage.profile_store import ProfileStore
@@ -54,10 +56,12 @@ class Tx:
         self.timers = TimerStore(conn, dialect)
         self.state = StateStore(conn, dialect)
         self.coupons = CouponStore(conn, dialect)
+        self.consent = ConsentStore(conn, dialect)
         self.segments = SegmentStore(conn, dialect)
         self.runs = RunStore(conn, dialect)
         self.messages = MessageStore(conn, dialect)
         self.listings = ListingStore(conn, dialect)
+        self.kpis = KpiStore(conn, dialect, ledger=self.messages)  # KPI rollups, told of every message change
 
 
 class Store:

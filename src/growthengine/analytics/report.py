@@ -1,0 +1,139 @@
+"""The KPI report: rates from the rollups, uplift against the control group, and the spec's benchmarks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from growthengine.analytics.stats import newcombe_difference
+from growthengine.storage.analytics_schema import KPI_COUNTERS
+from growthengine.storage.unit_of_work import Tx
+from growthengine.timefmt import TimeFormatError, parse_instant
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DEFAULT_DAYS = 30
+MAX_DAYS = 3660
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    metric: str
+    op: str  # ">" or "<"
+    target: float
+
+    def check(self, value: float | None) -> bool | None:
+        if value is None:
+            return None
+        return value > self.target if self.op == ">" else value < self.target
+
+
+BENCHMARKS = (
+    Benchmark("delivery_rate", ">", 0.98),
+    Benchmark("push_open_rate", ">", 0.05),
+    Benchmark("email_open_rate", ">", 0.20),
+    Benchmark("ctr", ">", 0.02),
+    Benchmark("conversion_rate", ">", 0.015),
+    Benchmark("uplift", ">", 0.0),
+    Benchmark("unsubscribe_rate", "<", 0.005),
+)
+
+
+def ratio(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def uplift(counts: dict[str, Any]) -> dict[str, Any] | None:
+    """Conversion of the treated group minus the control group's, with its 95 % interval."""
+    treated, control = int(counts["sent"]), int(counts["control"])
+    if not treated or not control:
+        return None
+    value, low, high = newcombe_difference(int(counts["converted"]), treated, int(counts["control_converted"]),
+                                           control)
+    return {"value": value, "low": low, "high": high, "treated": treated, "control": control,
+            "significant": low > 0 or high < 0}
+
+
+def kpi_row(sums: dict[str, Any], dimensions: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One report row: its dimensions, its counts, its rates (None where nothing to divide by)."""
+    counts = {c: int(sums.get(c, 0)) for c in KPI_COUNTERS}
+    sent, failed = counts["sent"], counts["failed"]
+    push_sent, push_opened = int(sums.get("push_sent", 0)), int(sums.get("push_opened", 0))
+    email_sent, email_opened = int(sums.get("email_sent", 0)), int(sums.get("email_opened", 0))
+    row: dict[str, Any] = dict(dimensions or {})
+    row.update(counts)
+    row.update({
+        "delivery_rate": ratio(sent, sent + failed),
+        "open_rate": ratio(push_opened + email_opened, push_sent + email_sent),
+        "push_open_rate": ratio(push_opened, push_sent),
+        "email_open_rate": ratio(email_opened, email_sent),
+        "ctr": ratio(counts["clicked"], sent),
+        "conversion_rate": ratio(counts["converted"], sent),
+        "control_conversion_rate": ratio(counts["control_converted"], counts["control"]),
+        "unsubscribe_rate": ratio(counts["unsubscribed"], sent),
+        "uplift": uplift(counts),
+    })
+    return row
+
+
+def metric_value(row: dict[str, Any], metric: str) -> float | None:
+    value = row.get(metric)
+    if isinstance(value, dict):
+        inner = value.get("value")
+        return float(inner) if isinstance(inner, (int, float)) else None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def benchmarks(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each KPI of the row against the spec's good benchmark."""
+    out = {}
+    for b in BENCHMARKS:
+        value = metric_value(row, b.metric)
+        out[b.metric] = {"value": value, "target": b.target, "op": b.op, "ok": b.check(value)}
+    return out
+
+
+def parse_day(value: str, zone: ZoneInfo, *, field: str) -> dt.date:
+    """An ISO date (a local calendar day) or an ISO instant (the local day it falls on)."""
+    text = value.strip()
+    if _DATE.match(text):
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            raise TimeFormatError(f"{field} is not a date: {value[:40]!r}") from None
+    return parse_instant(text, field=field).astimezone(zone).date()
+
+
+def day_span(today: dt.date, zone: ZoneInfo, start: str | None, end: str | None) -> tuple[dt.date, dt.date]:
+    """The report's days: ``from`` to ``to`` inclusive; by default the 30 days up to today."""
+    last = parse_day(end, zone, field="to") if end else today
+    first = parse_day(start, zone, field="from") if start else last - dt.timedelta(days=DEFAULT_DAYS - 1)
+    if first > last:
+        raise TimeFormatError("from must not be after to")
+    if (last - first).days >= MAX_DAYS:
+        raise TimeFormatError(f"a report spans at most {MAX_DAYS} days")
+    return first, last
+
+
+def build_report(tx: Tx, first: dt.date, last: dt.date, flow: str | None = None) -> dict[str, Any]:
+    """``GET /v1/kpis``: overall, and by flow, step, channel, variant and day."""
+    config = tx.kpis.config()
+    span = (first.isoformat(), last.isoformat())
+
+    def rows(*by: str) -> list[dict[str, Any]]:
+        return [kpi_row(r, {name: r[name] for name in by}) for r in tx.kpis.sums(*span, flow=flow, by=by)]
+
+    overall = kpi_row(tx.kpis.sums(*span, flow=flow)[0])
+    overall["benchmarks"] = benchmarks(overall)
+    return {
+        "from": span[0], "to": span[1], "flow": flow, "timezone": config.timezone,
+        "attribution_days": config.attribution_days,
+        "overall": overall,
+        "by_flow": rows("flow"),
+        "by_step": rows("flow", "step"),
+        "by_channel": rows("channel"),
+        "by_variant": rows("flow", "step", "variant"),
+        "by_day": rows("day"),
+    }

@@ -1,0 +1,97 @@
+"""The analytics box wired into an engine: feedback events in, rollups and segment-size snapshots kept.
+
+Message status changes reach the rollups through the send ledger itself (``MessageStore.observer``, set by the
+unit of work), so no writer of messages can forget them. Conversions and unsubscribes arrive as events: this
+module's :class:`KpiListener` hears them on the ingestion path, in the same transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from growthengine.analytics.definitions import KpiConfig, local_day, zone
+from growthengine.analytics.report import build_report, day_span
+from growthengine.clock import Clock, to_us
+from growthengine.domain.events import Event
+from growthengine.domain.profiles import Profile
+from growthengine.engine import Engine
+from growthengine.segments.engine import SegmentEngine
+from growthengine.storage.timer_store import Timer
+from growthengine.storage.unit_of_work import Tx
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_TIMER = "segment_snapshot"
+SNAPSHOT_KEY = "segment_snapshot:daily"
+SNAPSHOT_AT = dt.time(23, 55)  # local: the day's size, late enough to include the day's changes
+
+
+class KpiListener:
+    """An ingestion listener (conversions, unsubscribes, merges) and the daily segment-size snapshot."""
+
+    def __init__(self, segments: SegmentEngine, clock: Clock, config: KpiConfig) -> None:
+        self.segments = segments
+        self.clock = clock
+        self.config = config
+
+    def on_events(self, tx: Tx, events: list[Event], profiles: dict[str, Profile]) -> None:
+        tx.kpis.events_arrived(events)
+
+    def on_merge(self, tx: Tx, anonymous_key: str, user_id: str) -> None:
+        tx.kpis.user_merged(user_id)
+
+    def snapshot(self, tx: Tx, at: dt.datetime) -> dict[str, int]:
+        """Record every configured segment's size now, under today's local date."""
+        found = tx.segments.sizes()
+        sizes = {key: found.get(key, 0) for key in self.segments.segments}
+        tx.kpis.snapshot_segments(local_day(to_us(at), zone(self.config)), sizes, to_us(at))
+        return sizes
+
+    def on_snapshot_timers(self, tx: Tx, timers: list[Timer], due: dt.datetime) -> None:
+        self.snapshot(tx, due)
+        tx.timers.schedule(SNAPSHOT_TIMER, SNAPSHOT_KEY, self.next_snapshot_us(due), {})
+
+    def next_snapshot_us(self, after: dt.datetime) -> int:
+        local = after.astimezone(zone(self.config))
+        candidate = dt.datetime.combine(local.date(), SNAPSHOT_AT, tzinfo=local.tzinfo)
+        if candidate <= local:
+            candidate = dt.datetime.combine(local.date() + dt.timedelta(days=1), SNAPSHOT_AT, tzinfo=local.tzinfo)
+        return to_us(candidate)
+
+
+def attach_analytics(engine: Engine) -> KpiListener:
+    """Wire analytics into an engine: hear feedback events, book the daily snapshot, rebuild stale rollups."""
+    config = KpiConfig(engine.settings.attribution_days, engine.settings.business_timezone)
+    listener = KpiListener(engine.segments, engine.clock, config)
+    engine.ingestion.listeners.append(listener)
+    engine.scheduler.register(SNAPSHOT_TIMER, listener.on_snapshot_timers)
+    now = engine.clock.now()
+    with engine.store.transaction() as tx:
+        stored = tx.kpis.stored_config()
+        if stored != config:
+            tx.kpis.save_config(config)
+            counted = tx.kpis.rebuild()
+            log.info("KPI rollups rebuilt for %s (%d messages)", config.as_dict(), counted)
+        if tx.timers.get(SNAPSHOT_KEY) is None:
+            tx.timers.schedule(SNAPSHOT_TIMER, SNAPSHOT_KEY, listener.next_snapshot_us(now), {})
+        listener.snapshot(tx, now)
+    return listener
+
+
+def kpi_report(engine: Engine, *, flow: str | None = None, start: str | None = None,
+               end: str | None = None) -> dict[str, Any]:
+    """The KPI report for a span of local days (raises ``TimeFormatError`` on a bad ``start``/``end``)."""
+    with engine.store.transaction() as tx:
+        tz = zone(tx.kpis.config())
+        first, last = day_span(engine.clock.now().astimezone(tz).date(), tz, start, end)
+        return build_report(tx, first, last, flow)
+
+
+def snapshot_segments(engine: Engine) -> dict[str, int]:
+    """An on-demand snapshot of segment sizes (the dashboard's button)."""
+    config = KpiConfig(engine.settings.attribution_days, engine.settings.business_timezone)
+    listener = KpiListener(engine.segments, engine.clock, config)
+    with engine.store.transaction() as tx:
+        return listener.snapshot(tx, engine.clock.now())

@@ -1,0 +1,1 @@
+"""Performance benchmarks (``growth bench ...``): workloads, measurements and the HTTP load generator."""

@@ -1,0 +1,82 @@
+"""``growth simulate``: a synthetic marketplace driven through the engine on a simulated clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from growthengine.cli.options import CliError, ConfigOption, DbOption, cli_settings, console, out
+from growthengine.settings import Settings
+from growthengine.timefmt import TimeFormatError, parse_instant
+
+DEFAULT_START = "2026-01-05T00:00:00+07:00"
+
+
+def simulate(
+    users: Annotated[int, typer.Option("--users", min=1, help="how many simulated users")] = 1000,
+    days: Annotated[float, typer.Option("--days", min=0.05, help="how many simulated days")] = 30.0,
+    seed: Annotated[int, typer.Option("--seed", help="the same seed gives the same marketplace")] = 7,
+    db: DbOption = None,
+    config: ConfigOption = None,
+    start: Annotated[str, typer.Option("--start", help="simulated start time, ISO-8601")] = DEFAULT_START,
+    tick: Annotated[int, typer.Option("--tick-minutes", min=1, max=60,
+                                      help="events go in one tick ahead of the clock, then it advances")] = 15,
+) -> None:
+    """Drive a simulated JaiKod marketplace through the engine on a simulated clock; print a KPI summary."""
+    from growthengine.bootstrap import build_engine
+    from growthengine.clock import ManualClock
+    from growthengine.simulate.batch import SimulationError, run_simulation
+    from growthengine.simulate.report import print_report
+
+    try:
+        start_at = parse_instant(start, field="--start")
+    except TimeFormatError as exc:
+        raise CliError(str(exc)) from None
+    data_dir: Path | None = None
+    if db is None:
+        data_dir = Path(tempfile.mkdtemp(prefix="growth-sim-"))
+        db = f"sqlite:///{data_dir / 'growth.db'}"
+        console.print(f"database: {db} (a fresh file; pass --db to choose)")
+    settings = cli_settings(db, config, clock="manual", clock_start=start_at, data_dir=data_dir)
+    if settings.future_tolerance_s < tick * 60:
+        # The simulator is this engine's only client and shares its clock: let it stamp a whole tick ahead.
+        settings = settings.model_copy(update={"future_tolerance_s": tick * 60.0})
+    clock = ManualClock(start_at)
+    engine = build_engine(settings, clock=clock)
+    began = time.perf_counter()  # for the run-time line of the summary only; simulated time is the engine's clock
+    try:
+        report = run_simulation(engine, users, days, seed, progress=True, console=console,
+                                tick=dt.timedelta(minutes=tick))
+    except SimulationError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        engine.close()
+    print_report(report, out, elapsed_s=time.perf_counter() - began)
+    if report.rejected:
+        raise CliError(f"{report.rejected} simulated calls were rejected (first: {report.first_rejection})")
+
+
+def start_live_simulation(settings: Settings, new_key: str | None) -> threading.Event:
+    """For ``growth serve --simulate``: stream a live marketplace into this server; set the event to stop it.
+
+    The simulator needs the admin key in plain text: the one made by this run, else ``GROWTH_API_KEY``.
+    """
+    from growthengine.keys import KEY_FILE
+    from growthengine.simulate.live import local_url, start_in_background
+
+    key = new_key or settings.api_key
+    if not key:
+        raise CliError(
+            "--simulate needs the admin API key, but only its hash is kept from an earlier run: set GROWTH_API_KEY "
+            f"to that key, or delete {Path(settings.data_dir) / KEY_FILE} to have a new one made"
+        )
+    url = local_url(settings.host, settings.port)
+    _, stop = start_in_background(url, key)
+    console.print(f"Simulated marketplace streaming into {url} (a simulated day every 6 minutes)")
+    return stop

@@ -1,0 +1,1 @@
+"""Consent: the audit trail of opt-ins and opt-outs, and the one-click unsubscribe link (RFC 8058)."""

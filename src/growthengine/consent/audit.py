@@ -1,0 +1,34 @@
+"""Keeps every consent statement as an audit trail (who, when, from where), as Thailand's PDPA expects."""
+
+from __future__ import annotations
+
+from growthengine.domain.events import Event
+from growthengine.domain.profiles import Profile
+from growthengine.domain.traits import CHANNELS
+from growthengine.storage.consent_store import ConsentChange
+from growthengine.storage.unit_of_work import Tx
+
+
+class ConsentAudit:
+    """An ingestion listener: consent in identify traits, and ``unsubscribed`` events, become audit rows."""
+
+    def on_events(self, tx: Tx, events: list[Event], profiles: dict[str, Profile]) -> None:
+        changes: list[ConsentChange] = []
+        for event in events:
+            if event.user_id.startswith("anon:"):
+                continue
+            if event.type == "identify" and isinstance(event.properties.get("consent"), dict):
+                for channel, granted in event.properties["consent"].items():
+                    if channel in CHANNELS and isinstance(granted, bool):
+                        changes.append(ConsentChange(event.user_id, channel, granted, event.ts_us, "identify"))
+            elif event.name == "unsubscribed":
+                channel = event.properties.get("channel")
+                source = str(event.properties.get("source") or "unsubscribed event")[:64]
+                detail = event.properties.get("message_id")
+                targets = CHANNELS if channel in (None, "all") else (channel,) if channel in CHANNELS else ()
+                changes += [ConsentChange(event.user_id, c, False, event.ts_us, source,
+                                          str(detail) if detail else None) for c in targets]
+        tx.consent.record(changes)
+
+    def on_merge(self, tx: Tx, anonymous_key: str, user_id: str) -> None:
+        """Consent is given by identified users only; nothing to move."""

@@ -1,0 +1,59 @@
+"""One-click unsubscribe links (RFC 8058): a signed token names the user, the channel and the message."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+
+class BadToken(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    user_id: str
+    channel: str
+    message_id: str
+
+
+class UnsubscribeLinks:
+    def __init__(self, secret: bytes, base_url: str) -> None:
+        self._secret = secret
+        self._base_url = base_url.rstrip("/")
+
+    @classmethod
+    def from_data_dir(cls, data_dir: Path, base_url: str) -> UnsubscribeLinks:
+        """The signing secret lives under the data dir, made once (32 random bytes)."""
+        path = Path(data_dir) / "unsubscribe.secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_hex(32), encoding="ascii")
+            path.chmod(0o600)
+        return cls(bytes.fromhex(path.read_text(encoding="ascii").strip()), base_url)
+
+    def token(self, user_id: str, channel: str, message_id: str) -> str:
+        body = base64.urlsafe_b64encode(orjson.dumps([user_id, channel, message_id])).rstrip(b"=")
+        mac = hmac.new(self._secret, body, hashlib.sha256).digest()[:16]
+        return body.decode() + "." + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+    def url(self, user_id: str, channel: str, message_id: str) -> str:
+        return f"{self._base_url}/u/{self.token(user_id, channel, message_id)}"
+
+    def read(self, token: str) -> Unsubscribe:
+        try:
+            body, mac = token.split(".", 1)
+            expected = hmac.new(self._secret, body.encode(), hashlib.sha256).digest()[:16]
+            given = base64.urlsafe_b64decode(mac + "=" * (-len(mac) % 4))
+            if not hmac.compare_digest(expected, given):
+                raise BadToken("the link's signature does not match")
+            user_id, channel, message_id = orjson.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+            raise BadToken(f"not an unsubscribe link this engine made ({exc})") from None
+        return Unsubscribe(str(user_id), str(channel), str(message_id))

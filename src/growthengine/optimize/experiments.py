@@ -1,0 +1,342 @@
+"""Experiments on a send step (SPEC 4.B "A/B test on 10 %, roll out the winner to 90 %"), and holdout uplift.
+
+**Allocation.** In the default ``explore`` mode a deterministic ``explore_share`` (10 %) of the audience, chosen by
+:func:`growthengine.gate.bucketing.bucket`, is split evenly over the variants; everyone else gets the control (the
+first variant, normally the curated copy) until a verdict, then the winner. In ``thompson`` mode every user gets the
+variant with the highest draw from its Beta(1 + conversions, 1 + failures) posterior (Thompson sampling), the draw
+seeded from the user, the experiment and the amount of evidence, so the same state gives the same answer.
+
+**The test: a mixture sequential probability ratio test (mSPRT)** for the difference of two proportions, the
+always-valid test of Johari, Pekelis and Walsh ("Always valid inference", Operations Research 2022; Optimizely's
+Stats Engine). With ``d`` the difference of the observed rates, ``V`` its variance under "no difference" (pooled
+rate, ``p(1-p)(1/n1 + 1/n2)``) and a normal mixing distribution of variance ``tau**2`` over the true difference,
+
+    Lambda = sqrt(V / (V + tau**2)) * exp(tau**2 * d**2 / (2 V (V + tau**2)))
+
+is a (asymptotic) martingale under the null, so by Ville's inequality ``P(Lambda ever >= 1/alpha) <= alpha``: the
+always-valid p-value ``min(1, 1/Lambda)`` may be checked after every batch, forever, without inflating false
+winners. That is why: the engine looks at the data continuously and must stop as soon as the evidence holds, with no
+fixed sample size to pre-register, and a plain z-test or a Bayesian "P(B > A) > 95 %" rule checked every batch
+declares false winners in A/A tests far more often than 5 %. With ``k`` variants the level of each pair is
+``alpha / (k(k-1)/2)`` (Bonferroni). A minimum sample per arm (``min_sends``) keeps the normal approximation honest.
+
+**Verdicts.** ``winner``: an eligible variant whose rate beats every other eligible variant at that level.
+``no_difference``: the always-valid confidence sequence of every pair lies within ``+-min_effect`` (the variants are
+practically equal) or every arm reached ``max_sends``. Otherwise ``running``. A verdict is final: store it on the
+state (:meth:`Experiment.conclude`) and :func:`assign` follows it.
+
+**Guardrail.** The unsubscribe rate is tested with the same mSPRT (its own ``guardrail_tau``, level
+``guardrail_alpha``, one-sided): a variant significantly worse than another is no longer eligible, neither explored
+nor rolled out, and a winner must also not be worse by more than ``guardrail_margin`` in its observed unsubscribe
+rate (so a harmful variant cannot win the race before its harm is significant).
+
+**Uplift** of a campaign over its holdout: Newcombe's hybrid score interval (method 10 of Newcombe 1998) for the
+difference of two proportions, built from the two Wilson score intervals; it keeps close to its nominal coverage
+for small counts and rates near 0, where the Wald interval fails.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from scipy import stats
+
+from growthengine.gate.bucketing import bucket
+
+Mode = Literal["explore", "thompson"]
+Status = Literal["running", "winner", "no_difference"]
+AssignReason = Literal["explore", "exploit", "winner", "thompson"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentConfig:
+    mode: Mode = "explore"
+    explore_share: float = 0.10
+    metric: str = "opens"  # what counts as a conversion (opens, clicks, purchases): a label, the caller counts
+    alpha: float = 0.05
+    tau: float = 0.02  # mixing sd over the true difference of conversion rates (the effect size we expect)
+    min_sends: int = 300
+    max_sends: int = 100_000
+    min_effect: float = 0.002
+    guardrail_alpha: float = 0.10
+    guardrail_tau: float = 0.005
+    guardrail_margin: float = 0.005
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("explore", "thompson"):
+            raise ValueError("mode must be explore or thompson")
+        if not 0 < self.explore_share <= 1 or not 0 < self.alpha < 1 or not 0 < self.guardrail_alpha < 1:
+            raise ValueError("explore_share must be in (0, 1]; alpha and guardrail_alpha in (0, 1)")
+        if self.tau <= 0 or self.guardrail_tau <= 0 or self.min_sends < 1 or self.max_sends < self.min_sends:
+            raise ValueError("tau must be positive and 1 <= min_sends <= max_sends")
+
+
+@dataclass(slots=True)
+class VariantStats:
+    sends: int = 0
+    conversions: int = 0
+    unsubscribes: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.conversions / self.sends if self.sends else 0.0
+
+    @property
+    def unsubscribe_rate(self) -> float:
+        return self.unsubscribes / self.sends if self.sends else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    status: Status
+    winner: str | None
+    p_value: float | None
+    reason: str
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def final(self) -> bool:
+        return self.status != "running"
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    variant: str
+    reason: AssignReason
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+
+class Experiment:
+    """The state of one experiment: counts per variant, the configuration, and the verdict once there is one."""
+
+    def __init__(self, key: str, variants: Sequence[str], *, config: ExperimentConfig | None = None,
+                 stats: dict[str, VariantStats] | None = None, verdict: Verdict | None = None) -> None:
+        if len(variants) < 2 or len(set(variants)) != len(variants):
+            raise ValueError("an experiment needs at least two distinct variants")
+        self.key = key
+        self.config = config or ExperimentConfig()
+        self.variants: dict[str, VariantStats] = {v: (stats or {}).get(v) or VariantStats() for v in variants}
+        self.verdict = verdict
+
+    @property
+    def control(self) -> str:
+        return next(iter(self.variants))
+
+    def record(self, variant: str, *, sends: int = 0, conversions: int = 0, unsubscribes: int = 0) -> None:
+        """Add outcomes of ``variant``'s sends (the caller decides what a conversion is: ``config.metric``)."""
+        if variant not in self.variants:
+            raise KeyError(f"experiment {self.key!r} has no variant {variant!r}")
+        if min(sends, conversions, unsubscribes) < 0:
+            raise ValueError("counts cannot be negative")
+        s = self.variants[variant]
+        s.sends += sends
+        s.conversions += conversions
+        s.unsubscribes += unsubscribes
+
+    def conclude(self, verdict: Verdict) -> None:
+        """Keep a final verdict (a running one is not kept)."""
+        if verdict.final and self.verdict is None:
+            self.verdict = verdict
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": 1, "key": self.key, "config": asdict(self.config),
+            "variants": {name: asdict(s) for name, s in self.variants.items()},
+            "verdict": None if self.verdict is None else asdict(self.verdict),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Experiment:
+        variants = {name: VariantStats(**s) for name, s in data["variants"].items()}
+        verdict = Verdict(**data["verdict"]) if data.get("verdict") else None
+        return cls(data["key"], list(variants), config=ExperimentConfig(**data.get("config", {})), stats=variants,
+                   verdict=verdict)
+
+
+# ---- the always-valid test ----------------------------------------------------------------------------------
+
+
+def msprt_p_value(x1: int, n1: int, x2: int, n2: int, tau: float) -> float:
+    """The always-valid p-value of "rate 1 == rate 2" after ``x`` successes in ``n`` trials on each side."""
+    if n1 <= 0 or n2 <= 0:
+        return 1.0
+    pooled = (x1 + x2) / (n1 + n2)
+    variance = pooled * (1 - pooled) * (1 / n1 + 1 / n2)
+    if variance <= 0:
+        return 1.0
+    diff = x2 / n2 - x1 / n1
+    t2 = tau * tau
+    log_lr = 0.5 * math.log(variance / (variance + t2)) + t2 * diff * diff / (2 * variance * (variance + t2))
+    return 1.0 if log_lr <= 0 else math.exp(-min(log_lr, 700.0))
+
+
+def confidence_radius(x1: int, n1: int, x2: int, n2: int, tau: float, alpha: float) -> float:
+    """Half-width of the always-valid ``1 - alpha`` confidence sequence for ``rate2 - rate1`` (inverting the
+    mSPRT; unpooled variance, with the rates pulled toward 1/2 by one pseudo-trial so it is never zero)."""
+    if n1 <= 0 or n2 <= 0:
+        return math.inf
+    p1, p2 = (x1 + 0.5) / (n1 + 1), (x2 + 0.5) / (n2 + 1)
+    variance = p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2
+    t2 = tau * tau
+    return math.sqrt(2 * variance * (variance + t2) / t2 * math.log(math.sqrt((variance + t2) / variance) / alpha))
+
+
+def _pairs(k: int) -> int:
+    return max(1, k * (k - 1) // 2)
+
+
+def guardrail_failures(state: Experiment) -> dict[str, str]:
+    """The variants whose unsubscribe rate is significantly worse than another's, each with why."""
+    cfg = state.config
+    level = cfg.guardrail_alpha / _pairs(len(state.variants))
+    failed: dict[str, str] = {}
+    for name, s in state.variants.items():
+        for other, o in state.variants.items():
+            if other == name or s.unsubscribe_rate <= o.unsubscribe_rate:
+                continue
+            p = msprt_p_value(o.unsubscribes, o.sends, s.unsubscribes, s.sends, cfg.guardrail_tau)
+            if p <= level:
+                failed[name] = (f"unsubscribe rate {s.unsubscribe_rate:.2%} is significantly above {other}'s "
+                                f"{o.unsubscribe_rate:.2%} (always-valid p={p:.3g} <= {level:.3g})")
+                break
+    return failed
+
+
+def eligible_variants(state: Experiment) -> list[str]:
+    """The variants still in play: those that did not fail the unsubscribe guardrail."""
+    failed = guardrail_failures(state)
+    return [name for name in state.variants if name not in failed]
+
+
+def decide(state: Experiment) -> Verdict:
+    """The verdict on the evidence so far (a stored final verdict stands)."""
+    if state.verdict is not None and state.verdict.final:
+        return state.verdict
+    cfg = state.config
+    failed = guardrail_failures(state)
+    names = [n for n in state.variants if n not in failed]
+    v = state.variants
+    inputs: dict[str, Any] = {
+        "test": "mSPRT", "alpha": cfg.alpha, "tau": cfg.tau, "metric": cfg.metric,
+        "rates": {n: round(s.rate, 5) for n, s in v.items()}, "sends": {n: s.sends for n, s in v.items()},
+        "unsubscribe_rates": {n: round(s.unsubscribe_rate, 5) for n, s in v.items()}, "guardrail_failed": failed,
+    }
+    short = [n for n in names if v[n].sends < cfg.min_sends]
+    if short:
+        return Verdict("running", None, None, f"collecting: {', '.join(short)} below {cfg.min_sends} sends", inputs)
+    if len(names) == 1:
+        return Verdict("winner", names[0], None, f"{names[0]} is the only variant that passed the unsubscribe "
+                       f"guardrail ({'; '.join(f'{k}: {why}' for k, why in failed.items())})", inputs)
+    level = cfg.alpha / _pairs(len(state.variants))
+    leader = max(names, key=lambda n: v[n].rate)
+    worst_p = 0.0
+    for other in names:
+        if other == leader:
+            continue
+        p = msprt_p_value(v[other].conversions, v[other].sends, v[leader].conversions, v[leader].sends, cfg.tau)
+        worst_p = max(worst_p, p)
+    inputs["level"] = level
+    inputs["leader"] = leader
+    if worst_p <= level:
+        harm = {o: v[leader].unsubscribe_rate - v[o].unsubscribe_rate for o in names if o != leader}
+        if max(harm.values()) <= cfg.guardrail_margin:
+            return Verdict("winner", leader, worst_p,
+                           f"{leader} converts at {v[leader].rate:.2%}, above every other variant (always-valid "
+                           f"p={worst_p:.3g} <= {level:.3g}), and its unsubscribe rate passes the guardrail", inputs)
+        inputs["winner_held_by_guardrail_margin"] = round(max(harm.values()), 5)
+    radius = max(confidence_radius(v[a].conversions, v[a].sends, v[b].conversions, v[b].sends, cfg.tau, level)
+                 + abs(v[a].rate - v[b].rate) for i, a in enumerate(names) for b in names[i + 1:])
+    inputs["largest_plausible_difference"] = round(radius, 5)
+    if radius < cfg.min_effect:
+        return Verdict("no_difference", None, worst_p, f"every difference is within +-{cfg.min_effect:.2%} "
+                       f"(always-valid bound {radius:.3%}): the variants are practically equal", inputs)
+    if all(v[n].sends >= cfg.max_sends for n in names):
+        return Verdict("no_difference", None, worst_p, f"no significant difference after {cfg.max_sends} sends "
+                       "per variant", inputs)
+    return Verdict("running", None, worst_p, f"{leader} leads, not yet significant (always-valid p={worst_p:.3g}, "
+                   f"needs <= {level:.3g})", inputs)
+
+
+# ---- assignment ---------------------------------------------------------------------------------------------
+
+
+def exploit_variant(state: Experiment, names: Sequence[str] | None = None) -> str:
+    """What the unexplored audience gets before a verdict: the control, or while the control fails the guardrail,
+    the eligible variant converting best so far."""
+    names = list(names) if names is not None else eligible_variants(state)
+    if state.control in names or not names:
+        return state.control
+    return max(names, key=lambda n: state.variants[n].rate)
+
+
+def assign(user_id: str, experiment_key: str, state: Experiment) -> Assignment:
+    """Which variant ``user_id`` gets, deterministically for the same state, and why."""
+    cfg = state.config
+    verdict = state.verdict
+    if verdict is not None and verdict.final:
+        if verdict.status == "winner" and verdict.winner in state.variants:
+            return Assignment(verdict.winner, "winner", {"verdict": verdict.reason})
+        return Assignment(state.control, "exploit", {"verdict": verdict.reason})
+    names = eligible_variants(state)
+    if cfg.mode == "thompson":
+        total = sum(s.sends for s in state.variants.values())
+        seed = int(bucket(experiment_key, user_id, f".thompson.{total}") * 2**53)
+        rng = np.random.default_rng(seed)
+        draws = {n: float(rng.beta(1 + state.variants[n].conversions,
+                                   1 + state.variants[n].sends - state.variants[n].conversions)) for n in names}
+        chosen = max(draws, key=lambda n: draws[n])
+        return Assignment(chosen, "thompson", {"draws": {n: round(d, 5) for n, d in draws.items()}})
+    draw = bucket(experiment_key, user_id, ".explore")
+    if draw < cfg.explore_share:
+        pick = bucket(experiment_key, user_id, ".variant")
+        chosen = names[min(int(pick * len(names)), len(names) - 1)]
+        return Assignment(chosen, "explore", {"bucket": round(draw, 5), "explore_share": cfg.explore_share,
+                                              "eligible": names})
+    return Assignment(exploit_variant(state, names), "exploit",
+                      {"bucket": round(draw, 5), "explore_share": cfg.explore_share})
+
+
+# ---- holdout uplift -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Uplift:
+    diff: float
+    low: float
+    high: float
+    method: str
+    level: float = 0.95
+
+
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval for a proportion."""
+    if n <= 0:
+        raise ValueError("n must be positive")
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    p = successes / n
+    denom = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, center - half), min(1.0, center + half)
+
+
+def uplift(treated_conversions: int, treated_n: int, control_conversions: int, control_n: int,
+           level: float = 0.95) -> Uplift:
+    """Conversion rate of the treated minus the holdout's, with Newcombe's hybrid score interval."""
+    if treated_n <= 0 or control_n <= 0:
+        raise ValueError("both groups need at least one user")
+    if not 0 <= treated_conversions <= treated_n or not 0 <= control_conversions <= control_n:
+        raise ValueError("conversions must be between 0 and the group size")
+    if not 0 < level < 1:
+        raise ValueError("level must be in (0, 1)")
+    p1, p2 = treated_conversions / treated_n, control_conversions / control_n
+    l1, u1 = wilson_interval(treated_conversions, treated_n, level)
+    l2, u2 = wilson_interval(control_conversions, control_n, level)
+    diff = p1 - p2
+    low = diff - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    high = diff + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    return Uplift(diff, low, high, "newcombe-wilson", level)

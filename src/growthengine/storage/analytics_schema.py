@@ -1,0 +1,101 @@
+"""Tables of the analytics box: KPI rollups kept up to date as messages change and feedback arrives.
+
+* ``kpi_messages``: what each message currently counts as (its day, dimensions, status, treated or control group,
+  attribution anchor and whether a purchase or an unsubscribe was attributed to it). It is the memory that makes
+  the rollups incremental and exact: a change is applied as "minus what the message counted as, plus what it
+  counts as now".
+* ``kpi_daily``: counters per local day, flow, step, channel, variant and kind. Pages and ``GET /v1/kpis`` read
+  only this (a few thousand rows a year), never the messages or the events.
+* ``kpi_reasons``: messages per day, flow, step, channel, status and reason (held, moved, suppressed, failed,
+  cancelled, and by which rule).
+* ``kpi_open_hours``: opens per flow, channel and local hour of the week (0 = Monday 00:00-00:59).
+* ``segment_size_history``: segment sizes, one snapshot per local day (the latest of the day wins).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from growthengine.storage.flow_schema import messages
+from growthengine.storage.schema import metadata
+
+KPI_COUNTERS = (
+    "decided", "scheduled", "sent", "delivered", "opened", "clicked", "failed", "suppressed", "cancelled",
+    "control", "converted", "control_converted", "unsubscribed",
+)
+KPI_DIMENSIONS = ("day", "flow_key", "step", "channel", "variant", "kind")
+REASON_DIMENSIONS = ("day", "flow_key", "step", "channel", "status", "reason")
+
+
+def _counter(name: str) -> sa.Column[int]:
+    return sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+
+
+kpi_messages = sa.Table(
+    "kpi_messages",
+    metadata,
+    sa.Column("message_id", sa.String(40), primary_key=True),
+    sa.Column("user_id", sa.String(300), nullable=False),
+    sa.Column("day", sa.String(10), nullable=False),
+    sa.Column("flow_key", sa.String(100), nullable=False),
+    sa.Column("step", sa.String(100), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("variant", sa.String(100), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("grp", sa.String(1), nullable=False),  # "t" treated (went out), "c" control (holdout), "" neither
+    sa.Column("anchor_us", sa.BigInteger, nullable=True),
+    sa.Column("converted", sa.Boolean, nullable=False),
+    sa.Column("unsubscribed", sa.Boolean, nullable=False),
+    sa.Column("open_how", sa.SmallInteger, nullable=True),
+    sa.Index("ix_kpi_messages_user_anchor", "user_id", "anchor_us"),
+)
+
+kpi_daily = sa.Table(
+    "kpi_daily",
+    metadata,
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("flow_key", sa.String(100), primary_key=True),
+    sa.Column("step", sa.String(100), primary_key=True),
+    sa.Column("channel", sa.String(16), primary_key=True),
+    sa.Column("variant", sa.String(100), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    *[_counter(name) for name in KPI_COUNTERS],
+    sa.Index("ix_kpi_daily_flow_day", "flow_key", "day"),
+)
+
+kpi_reasons = sa.Table(
+    "kpi_reasons",
+    metadata,
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("flow_key", sa.String(100), primary_key=True),
+    sa.Column("step", sa.String(100), primary_key=True),
+    sa.Column("channel", sa.String(16), primary_key=True),
+    sa.Column("status", sa.String(16), primary_key=True),
+    sa.Column("reason", sa.String(64), primary_key=True),
+    _counter("n"),
+)
+
+kpi_open_hours = sa.Table(
+    "kpi_open_hours",
+    metadata,
+    sa.Column("flow_key", sa.String(100), primary_key=True),
+    sa.Column("channel", sa.String(16), primary_key=True),
+    sa.Column("how", sa.SmallInteger, primary_key=True),
+    _counter("n"),
+)
+
+segment_size_history = sa.Table(
+    "segment_size_history",
+    metadata,
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("segment_key", sa.String(100), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("taken_us", sa.BigInteger, nullable=False),
+)
+
+# The message explorer filters the send ledger by status or channel, newest first: indexes so that a rare
+# status (failed, suppressed) is found without walking the whole ledger.
+ix_messages_status_seq = sa.Index("ix_messages_status_seq", messages.c.status, messages.c.seq)
+ix_messages_channel_seq = sa.Index("ix_messages_channel_seq", messages.c.channel, messages.c.seq)

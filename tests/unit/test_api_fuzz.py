@@ -1,0 +1,190 @@
+"""No input, however malformed, gets a 5xx, and nothing already accepted is lost (CONTRACT.md 3).
+
+Two fuzzers: schemathesis, driven by our own ``/openapi.json`` (valid and invalid requests for every operation),
+and hypothesis throwing arbitrary JSON at ``/v1/batch`` as items and as whole bodies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Ok
+from schemathesis.specs.openapi.schemas import OpenApiSchema
+
+from growthengine.api.app import create_app
+from growthengine.api.auth import KeyRing
+from growthengine.domain.calls import CALL_TYPES
+from growthengine.engine import Engine
+from tests.unit.api_client import ADMIN, ADMIN_KEY, WRITE, WRITE_KEY, api_client, event_count
+
+# -- schemathesis against our own OpenAPI document ------------------------------------------------------------------
+
+
+EXPECTED_OPERATIONS = {"POST /v1/identify", "POST /v1/track", "POST /v1/batch", "GET /v1/users/{userId}",
+                       "GET /v1/clock", "POST /v1/clock/advance"}
+
+
+def load_schema(engine: Engine) -> OpenApiSchema:
+    app = create_app(engine, KeyRing.from_keys([ADMIN_KEY], [WRITE_KEY]), run_workers=False)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    schema.config.update(headers=ADMIN)
+    return schema
+
+
+# ``schemathesis.pytest.from_fixture(...).parametrize()`` fails under pytest 9 (it sets ``Function._nodeid``, which
+# pytest 9 removed), and a module-level schema would need an engine at import time. So each operation's strategy is
+# driven by hypothesis directly; a failure names the operation and the generated request.
+@pytest.mark.parametrize("mode", [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE])
+def test_no_request_from_the_schema_gets_a_5xx(engine: Engine, mode: schemathesis.GenerationMode) -> None:
+    schema = load_schema(engine)
+    operations = [result.ok() for result in schema.get_all_operations() if isinstance(result, Ok)]
+    assert EXPECTED_OPERATIONS <= {op.label for op in operations}
+    for operation in operations:
+
+        @settings(max_examples=50, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy(generation_mode=mode))
+        def call(case: schemathesis.Case[Any]) -> None:
+            case.call_and_validate(headers=ADMIN, checks=[not_a_server_error])
+
+        try:
+            call()
+        except Unsatisfiable:
+            assert mode is schemathesis.GenerationMode.NEGATIVE, operation.label  # nothing to get wrong (no input)
+        except Exception as exc:
+            raise AssertionError(f"{operation.label} ({mode.value}): {exc}") from exc
+
+
+# -- hypothesis: arbitrary JSON at /v1/batch --------------------------------------------------------------------------
+
+_scalars = (
+    st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30)
+)
+json_values = st.recursive(
+    _scalars,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=12,
+)
+_times = st.sampled_from(["2026-01-05T01:59:00Z", "2026-01-05T09:00:00+07:00", "2030-01-01T00:00:00Z",
+                          "1970-01-01T00:00:00Z", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "nope", ""])
+_ids = st.sampled_from(["u1", "u2", "anon-1", "anon:1", " ", "x" * 300]) | json_values
+# Items shaped like calls reach past the first checks into identity merges, traits and time correction.
+call_like = st.fixed_dictionaries(
+    {"type": st.sampled_from(CALL_TYPES) | json_values},
+    optional={
+        "userId": _ids, "anonymousId": _ids, "previousId": _ids, "groupId": _ids, "messageId": _ids,
+        "event": st.sampled_from(["app_opened", "purchase", "unsubscribed", ""]) | json_values,
+        "name": json_values, "properties": json_values,
+        "traits": st.fixed_dictionaries({}, optional={
+            "email": st.sampled_from(["a@b.co", "bad"]) | json_values,
+            "phone": st.sampled_from(["+66812345678", "0812"]) | json_values,
+            "timezone": st.sampled_from(["Asia/Bangkok", "America", "Etc", "../x", "UTC"]) | json_values,
+            "language": st.sampled_from(["th", "EN", "fr"]) | json_values,
+            "consent": st.dictionaries(st.sampled_from(["push", "email", "fax"]), json_values, max_size=3)
+            | json_values,
+            "is_seller": json_values, "name": json_values,
+        }) | json_values,
+        "timestamp": _times | json_values, "originalTimestamp": _times | json_values, "sentAt": _times | json_values,
+        "context": json_values, "integrations": json_values,
+    },
+)
+batch_items = st.lists(call_like | json_values, max_size=8)
+
+KEEPER = "keeper-\U0001f512"
+KEEPER_TRAITS = {"name": "Keeper", "consent": {"push": True}}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def seeded(engine: Engine) -> AsyncIterator[tuple[httpx.AsyncClient, Engine]]:
+    """A client on an engine that already holds a user the fuzzers must never lose or change."""
+    async with api_client(engine) as client:
+        seed = {"batch": [{"type": "identify", "userId": KEEPER, "traits": KEEPER_TRAITS, "messageId": "seed-1"},
+                          {"type": "track", "userId": KEEPER, "event": "purchase", "messageId": "seed-2"}]}
+        response = await client.post("/v1/batch", json=seed, headers=WRITE)
+        assert response.json()["accepted"] == 2
+        yield client, engine
+
+
+async def _assert_keeper_intact(client: httpx.AsyncClient, engine: Engine, count_before: int, accepted: int) -> None:
+    assert event_count(engine) == count_before + accepted
+    response = await client.get(f"/v1/users/{KEEPER}", headers=ADMIN)
+    assert response.status_code == 200, response.text
+    assert response.json()["traits"] == KEEPER_TRAITS
+
+
+def _check_answer(response: httpx.Response, items: list[Any] | None) -> int:
+    """200 with a consistent account of every item (when ``items`` is known), or a 4xx in the error shape.
+
+    Returns how many were accepted.
+    """
+    assert response.status_code < 500, response.text
+    body = response.json()
+    if response.status_code != 200:
+        assert 400 <= response.status_code < 500
+        assert set(body["error"]) == {"code", "message", "details"}
+        return 0
+    if items is None:
+        return int(body["accepted"])
+    indexes = [r["index"] for r in body["rejected"]]
+    assert indexes == sorted(set(indexes)) and all(0 <= i < len(items) for i in indexes)
+    assert body["accepted"] + body["duplicates"] + len(indexes) == len(items)
+    return int(body["accepted"])
+
+
+@pytest.mark.anyio
+@settings(max_examples=150, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(items=batch_items, sent_at=_times | json_values)
+async def test_random_batch_items_are_accepted_or_rejected_alone(
+    seeded: tuple[httpx.AsyncClient, Engine], items: list[Any], sent_at: Any
+) -> None:
+    client, engine = seeded
+    before = event_count(engine)
+    response = await client.post("/v1/batch", content=orjson.dumps({"batch": items, "sentAt": sent_at}),
+                                 headers=WRITE)
+    assert response.status_code == 200, response.text
+    accepted = _check_answer(response, items)
+    await _assert_keeper_intact(client, engine, before, accepted)
+
+
+@pytest.mark.anyio
+@settings(max_examples=100, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(body=json_values | st.fixed_dictionaries({"batch": json_values}), route=st.sampled_from(
+    ["/v1/batch", "/v1/identify", "/v1/track", "/v1/page", "/v1/alias", "/v1/clock/advance"]))
+async def test_random_json_bodies_never_get_a_5xx(
+    seeded: tuple[httpx.AsyncClient, Engine], body: Any, route: str
+) -> None:
+    client, engine = seeded
+    before = event_count(engine)
+    response = await client.post(route, content=orjson.dumps(body), headers=ADMIN)
+    items = body.get("batch") if isinstance(body, dict) and route == "/v1/batch" else [body]
+    items = items if isinstance(items, list) else None
+    accepted = 0 if route == "/v1/clock/advance" else _check_answer(response, items)
+    await _assert_keeper_intact(client, engine, before, accepted)
+
+
+@pytest.mark.anyio
+@settings(max_examples=60, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(content=st.binary(max_size=200), encoding=st.sampled_from(["identity", "gzip", "deflate", "br", ""]))
+async def test_random_bytes_never_get_a_5xx(seeded: tuple[httpx.AsyncClient, Engine], content: bytes,
+                                            encoding: str) -> None:
+    client, engine = seeded
+    before = event_count(engine)
+    response = await client.post("/v1/batch", content=content, headers={**WRITE, "Content-Encoding": encoding})
+    await _assert_keeper_intact(client, engine, before, _check_answer(response, None))
