@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,14 +33,28 @@ def pg_cluster() -> Iterator[PgCluster]:
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh database on each backend: one contract suite runs against both."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'growth.db'}"
+        return str(request.getfixturevalue("sqlite_url"))
     cluster: PgCluster = request.getfixturevalue("pg_cluster")
     return cluster.new_database()
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file already at the newest schema: the migrations run once per test session."""
+    from growthengine.storage.unit_of_work import Store
+
+    path = tmp_path_factory.mktemp("template") / "growth.db"
+    Store.open(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as conn:  # fold the write-ahead log into the file, so one file is the template
+        conn.execute("PRAGMA journal_mode=DELETE")
+    return path
+
+
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'growth.db'}"
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    target = tmp_path / "growth.db"
+    shutil.copyfile(sqlite_template, target)
+    return f"sqlite:///{target}"
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ class PgCluster:
         self.port = _free_port()
         self._as_postgres = os.geteuid() == 0
         self._counter = 0
+        self._template_ready = False
 
     def _run(self, *args: str) -> None:
         cmd = list(args)
@@ -61,12 +62,21 @@ class PgCluster:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
-    def new_database(self) -> str:
-        """A fresh, empty database; returns its URL."""
+    def new_database(self, *, migrated: bool = True) -> str:
+        """A fresh database; returns its URL. ``migrated`` copies a template already at the newest schema
+        (much faster than running the migrations for every test; the migrations ran once, on the template)."""
         import psycopg
 
+        from growthengine.storage.unit_of_work import Store
+
+        if migrated and not self._template_ready:
+            with psycopg.connect(self.url(), autocommit=True) as conn:
+                conn.execute('CREATE DATABASE "growth_template"')
+            Store.open(self.url("growth_template")).close()
+            self._template_ready = True
         self._counter += 1
         name = f"t{os.getpid()}_{self._counter}"
+        template = ' TEMPLATE "growth_template"' if migrated else ""
         with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"{template}')
         return self.url(name)
