@@ -16,6 +16,8 @@ from growthengine.content.coupons import EmbeddedCouponEngine
 from growthengine.content.recommendation_client import HttpRecommendationEngine
 from growthengine.content.recommendations import PopularInFavouriteCategory
 from growthengine.content.templates import load_default_templates
+from growthengine.engagement.service import Optimizer
+from growthengine.engagement.tracker import EngagementTracker
 from growthengine.engine import Engine
 from growthengine.flows.actions import (
     CouponSource,
@@ -72,6 +74,7 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
     segments.listeners.append(flows)
     ingestion.listeners.append(flows)
     ingestion.listeners.append(ConsentAudit())
+    ingestion.listeners.append(EngagementTracker(settings.business_timezone))
     scheduler.register(RUN_TIMER, flows.on_run_timers)
     scheduler.register(MESSAGE_TIMER, flows.on_message_timers)
     scheduler.register(BROADCAST_TIMER, flows.on_broadcast_timers)
@@ -89,7 +92,9 @@ def build_flow_engine(settings: Settings, config: EngineConfig, clock: Clock, st
     """The flow engine with its send gate, channel providers, and the coupon and recommendation services."""
     templates = config.templates or load_default_templates()
     gate = SendGate(GateRules(global_control_pct=settings.global_control_pct), settings.business_timezone)
-    dispatcher = Dispatcher(gate, build_providers())
+    optimizer = Optimizer(settings.business_timezone)
+    tracker = EngagementTracker(settings.business_timezone)
+    dispatcher = Dispatcher(gate, build_providers(), router=optimizer.route_many, on_sent=[tracker.on_sent])
     coupons: CouponSource = (
         RemoteCoupons(HttpCouponEngine(settings.coupon_engine_url, clock=clock)) if settings.coupon_engine_url
         else EmbeddedCoupons(EmbeddedCouponEngine(store, clock))
@@ -101,7 +106,7 @@ def build_flow_engine(settings: Settings, config: EngineConfig, clock: Clock, st
     )
     links = UnsubscribeLinks.from_data_dir(settings.data_dir, settings.public_url)
     runner = Runner(templates, dispatcher, coupons, recommendations, site_url=settings.site_url,
-                    business_timezone=settings.business_timezone, links=links)
+                    business_timezone=settings.business_timezone, links=links, optimizer=optimizer)
     segment_keys = set(config.segments)
 
     def load_version(key: str, definition: dict[str, object]) -> Flow | None:

@@ -147,6 +147,29 @@ class Engine:
         with self.store.transaction() as tx:
             return tx.runs.step_counts(key)
 
+    def send_time(self, user_id: str, channel: str, after: dt.datetime | None = None,
+                  within: dt.timedelta = dt.timedelta(hours=24)) -> dict[str, Any] | None:
+        """``GET /v1/users/{id}/send-time``: when to send to this user on this channel, and why."""
+        optimizer = self.flows.runner.optimizer
+        assert optimizer is not None
+        start = max(after or self.clock.now(), self.clock.now())
+        with self.store.transaction() as tx:
+            profile = tx.profiles.get(user_id)
+            if profile is None or profile.anonymous:
+                return None
+            choice = optimizer.send_time(tx, user_id, profile.traits, channel, start, within)
+        return {"sendAt": format_instant(choice.send_at), "source": choice.source, "reason": choice.reason,
+                "detail": choice.detail}
+
+    def channel_scores(self, user_id: str) -> dict[str, float] | None:
+        optimizer = self.flows.runner.optimizer
+        assert optimizer is not None
+        with self.store.transaction() as tx:
+            profile = tx.profiles.get(user_id)
+            if profile is None or profile.anonymous:
+                return None
+            return optimizer.channel_scores(tx, user_id, to_us(self.clock.now()))
+
     def reload_config(self) -> ConfigError | None:
         """Load the config file again. A config with errors is refused and the engine keeps its last good one."""
         try:

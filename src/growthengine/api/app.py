@@ -14,6 +14,7 @@ from growthengine.api import (
     routes_clock,
     routes_ingest,
     routes_messages,
+    routes_optimize,
     routes_segments,
     routes_unsubscribe,
     routes_users,
@@ -53,7 +54,8 @@ def create_app(engine: Engine, keys: KeyRing, *, run_workers: bool = True) -> Fa
     app.state.engine = engine
     app.state.keys = keys
     install_error_handlers(app)
-    for module in (routes_ingest, routes_users, routes_segments, routes_messages, routes_clock, routes_unsubscribe):
+    for module in (routes_ingest, routes_users, routes_segments, routes_messages, routes_optimize, routes_clock,
+                   routes_unsubscribe):
         app.include_router(module.router)
     return app
 

@@ -8,6 +8,7 @@ statements, not 200,000 round trips.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,10 +34,17 @@ class Outgoing:
         self.items.append((message, traits, holdout_pct))
 
 
+Router = Callable[[Tx, list[tuple[Message, dict[str, Any], float]], int], None]
+SentHook = Callable[[Tx, list[Message], int], None]
+
+
 class Dispatcher:
-    def __init__(self, gate: SendGate, providers: dict[str, ChannelProvider]) -> None:
+    def __init__(self, gate: SendGate, providers: dict[str, ChannelProvider], *, router: Router | None = None,
+                 on_sent: list[SentHook] | None = None) -> None:
         self.gate = gate
         self.providers = providers
+        self.router = router  # may move a message to the channel the user prefers (channel scores)
+        self.on_sent: list[SentHook] = list(on_sent or [])
 
     def flush(self, tx: Tx, outgoing: Outgoing, now_us: int) -> None:
         """Gate, record and deliver new messages (ids already in the ledger are skipped: never twice)."""
@@ -50,7 +58,16 @@ class Dispatcher:
                 seen.add(item[0].id)
                 items.append(item)
         outgoing.items.clear()
-        decisions = self.gate.decide_many(tx, items, now_us)
+        if self.router is not None:
+            self.router(tx, items, now_us)
+        # A message booked for the user's best time is decided when that time comes.
+        later = [i for i, (m, _, _) in enumerate(items) if m.scheduled_us > now_us]
+        now_items = [item for i, item in enumerate(items) if i not in set(later)]
+        gated = iter(self.gate.decide_many(tx, now_items, now_us))
+        later_set = set(later)
+        decisions = [Decision("defer", items[i][0].reason or "send_time", items[i][0].scheduled_us,
+                              "booked for the user's best time") if i in later_set else next(gated)
+                     for i in range(len(items))]
         outbox_rows: list[dict[str, Any]] = []
         timers: list[tuple[str, str, int, dict[str, Any]]] = []
         deliver_later: list[tuple[Message, dict[str, Any]]] = []
@@ -73,6 +90,9 @@ class Dispatcher:
         tx.timers.schedule_many(timers)
         for message, traits in deliver_later:
             self._deliver(tx, message, traits, now_us)
+        sent = [m for m, _, _ in items if m.status == "sent"]
+        for hook in self.on_sent:
+            hook(tx, sent, now_us)
 
     def dispatch(self, tx: Tx, message: Message, traits: dict[str, Any], now_us: int, *,
                  holdout_pct: float = 0.0, release: bool = False) -> str:
@@ -93,6 +113,9 @@ class Dispatcher:
         tx.messages.update(message.id, status=message.status, reason=message.reason,
                            scheduled_us=message.scheduled_us, sent_us=message.sent_us, updated_us=now_us,
                            data=message.data)
+        if message.status == "sent":
+            for hook in self.on_sent:
+                hook(tx, [message], now_us)
         return message.status
 
     @staticmethod

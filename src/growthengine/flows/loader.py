@@ -226,7 +226,7 @@ class FlowLoader:
     def _send(self, spec: Any, path: Path, provided: set[str]) -> Send:
         if not isinstance(spec, dict):
             raise _Invalid(path, "send is {channel, template, kind, urgency, priority, expires}")
-        extra = sorted(set(spec) - {"channel", "template", "kind", "urgency", "priority", "expires"})
+        extra = sorted(set(spec) - {"channel", "template", "kind", "urgency", "priority", "expires", "best_time"})
         if extra:
             raise _Invalid((*path, extra[0]), f"unknown send field {extra[0]!r}")
         channel = spec.get("channel")
@@ -254,8 +254,14 @@ class FlowLoader:
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise _Invalid((*path, "priority"), "priority is a whole number (higher wins a contested slot)")
         expires = self._duration(spec["expires"], (*path, "expires")) if "expires" in spec else None
+        best = None
+        if "best_time" in spec:
+            best_spec = spec["best_time"]
+            if isinstance(best_spec, dict):
+                best_spec = best_spec.get("within")
+            best = self._duration(best_spec, (*path, "best_time"))
         return Send(channel=channel, template=str(template), kind=kind, urgency=urgency, priority=priority,
-                    expires_us=expires)
+                    expires_us=expires, best_within_us=best)
 
     def _action(self, spec: Any, path: Path) -> CouponAction | RecommendationAction:
         if not isinstance(spec, dict):

@@ -59,6 +59,7 @@ class Send:
     urgency: Literal["normal", "high"] = "normal"
     priority: int = 50
     expires_us: int | None = None
+    best_within_us: int | None = None  # send at the user's best time within this span (send-time optimization)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from growthengine.clock import from_us, to_us
 from growthengine.consent.unsubscribe import UnsubscribeLinks
@@ -21,6 +21,9 @@ from growthengine.flows.context import message_context
 from growthengine.flows.dispatch import Dispatcher, Outgoing
 from growthengine.flows.model import Branch, BranchCondition, CouponAction, Flow, RecommendationAction, Send, Wait
 from growthengine.flows.paths import DONE, enter_branch, following, resolve
+
+if TYPE_CHECKING:
+    from growthengine.engagement.service import Optimizer
 from growthengine.segments.feeds import zone_for
 from growthengine.storage.run_store import Run
 from growthengine.storage.unit_of_work import Tx
@@ -34,7 +37,7 @@ MAX_STEPS_PER_PASS = 200
 class Runner:
     def __init__(self, templates: TemplateRegistry, dispatcher: Dispatcher, coupons: CouponSource,
                  recommendations: RecommendationSource, *, site_url: str, business_timezone: str,
-                 links: UnsubscribeLinks | None = None) -> None:
+                 links: UnsubscribeLinks | None = None, optimizer: Optimizer | None = None) -> None:
         self.templates = templates
         self.dispatcher = dispatcher
         self.coupons = coupons
@@ -42,6 +45,7 @@ class Runner:
         self.site_url = site_url
         self.business_timezone = business_timezone
         self.links = links
+        self.optimizer = optimizer
         self._renders: dict[tuple[str, str, str], RenderedMessage] = {}
         self._listings: dict[str, dict[str, Any] | None] = {}
 
@@ -173,6 +177,13 @@ class Runner:
                   "entity": run.entity, "version": flow.version,
                   **({"unsubscribe_url": unsubscribe_url} if unsubscribe_url else {})},
         )
+        if send.best_within_us and self.optimizer is not None:
+            choice = self.optimizer.send_time(tx, run.user_id, traits, send.channel, from_us(now_us),
+                                              dt.timedelta(microseconds=send.best_within_us))
+            message.data["send_time"] = {"source": choice.source, "reason": choice.reason, "detail": choice.detail}
+            if to_us(choice.send_at) > now_us:
+                message.scheduled_us = to_us(choice.send_at)
+                message.reason = "send_time"
         out.add(message, traits, flow.holdout_pct)
 
     @staticmethod

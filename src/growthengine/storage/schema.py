@@ -133,3 +133,12 @@ consent_changes = sa.Table(
     sa.Column("detail", sa.Text, nullable=True),
     sa.Index("ix_consent_changes_user", "user_id", "at_us"),
 )
+
+user_models = sa.Table(
+    "user_models",
+    metadata,
+    sa.Column("user_id", sa.String(300), primary_key=True),
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("updated_us", sa.BigInteger, nullable=False),
+)

@@ -26,6 +26,7 @@ from growthengine.storage.run_store import RunStore
 from growthengine.storage.schema import engine_state
 from growthengine.storage.segment_store import SegmentStore
 from growthengine.storage.timer_store import TimerStore
+from growthengine.storage.user_model_store import UserModelStore
 
 
 class StateStore:
@@ -57,6 +58,7 @@ class Tx:
         self.state = StateStore(conn, dialect)
         self.coupons = CouponStore(conn, dialect)
         self.consent = ConsentStore(conn, dialect)
+        self.user_models = UserModelStore(conn, dialect)
         self.segments = SegmentStore(conn, dialect)
         self.runs = RunStore(conn, dialect)
         self.messages = MessageStore(conn, dialect)

@@ -1,0 +1,70 @@
+"""Answers from the optimization models: the best send time, the channel scores, the channel a message takes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from growthengine.clock import from_us
+from growthengine.domain.messages import Message
+from growthengine.domain.traits import has_consent
+from growthengine.engagement.tracker import SCORES, send_time_kind
+from growthengine.gate.decision import ADDRESS_TRAIT
+from growthengine.optimize.channel_scores import CHANNELS, ChannelPopulation, ChannelScores, route
+from growthengine.optimize.send_time import SendTimeChoice, SendTimeModel
+from growthengine.storage.unit_of_work import Tx
+
+QUIET = {"push": (22, 8), "sms": (22, 8)}
+
+
+class Optimizer:
+    def __init__(self, business_timezone: str = "Asia/Bangkok") -> None:
+        self.business_timezone = business_timezone
+        self.population = ChannelPopulation()
+
+    def tz(self, traits: dict[str, Any]) -> str:
+        tz = traits.get("timezone")
+        return tz if isinstance(tz, str) and tz else self.business_timezone
+
+    def send_time(self, tx: Tx, user_id: str, traits: dict[str, Any], channel: str, after: dt.datetime,
+                  within: dt.timedelta = dt.timedelta(hours=24)) -> SendTimeChoice:
+        doc = tx.user_models.get_many([user_id], send_time_kind(channel)).get(user_id)
+        tz = self.tz(traits)
+        model = SendTimeModel.from_json(doc) if doc else SendTimeModel(tz)
+        return model.best_time(after, within, tz, QUIET.get(channel), explore_key=f"{user_id}:{channel}")
+
+    def channel_scores(self, tx: Tx, user_id: str, now_us: int) -> dict[str, float]:
+        doc = tx.user_models.get_many([user_id], SCORES).get(user_id)
+        scores = ChannelScores.from_json(doc) if doc else ChannelScores()
+        found = scores.scores(self.population, from_us(now_us))
+        return {c: found.get(c, 0.0) for c in (*CHANNELS, "ads") if c in found or c != "ads"}
+
+    def route_many(self, tx: Tx, items: list[tuple[Message, dict[str, Any], float]], now_us: int) -> None:
+        """Switch marketing messages to the channel the user prefers, by the channel-score rules (SPEC 4.C)."""
+        candidates = [(m, t) for m, t, _ in items if m.kind == "marketing" and m.channel == "email"]
+        if not candidates:
+            return
+        docs = tx.user_models.get_many([m.user_id for m, _ in candidates], SCORES)
+        at = from_us(now_us)
+        for message, traits in candidates:
+            doc = docs.get(message.user_id)
+            if doc is None:
+                continue
+            scores = ChannelScores.from_json(doc).scores(self.population, at)
+            available = [c for c in CHANNELS if has_consent(traits, c) and (c not in ADDRESS_TRAIT or
+                                                                            traits.get(ADDRESS_TRAIT[c]))]
+            decision = route(message.channel, message.kind, scores, available=available)
+            if decision.switched:
+                message.data = {**message.data, "planned_channel": message.channel, "route": decision.detail,
+                                "route_inputs": decision.inputs}
+                message.channel = decision.channel
+                message.reason = "channel_score"
+                if message.title is None:
+                    message.title = message.subject
+                message.body = _short(message.body)
+
+
+def _short(text: str, limit: int = 178) -> str:
+    """An email's text made fit for a push: its first lines, cut at a word."""
+    flat = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    return flat if len(flat) <= limit else flat[:limit - 1].rsplit(" ", 1)[0] + "…"

@@ -1,0 +1,38 @@
+"""Per-user optimization models, stored as small JSON documents by kind (``send_time:push``, ``channels``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from growthengine.storage.dialects import insert_for
+from growthengine.storage.schema import user_models
+
+
+class UserModelStore:
+    def __init__(self, conn: sa.Connection, dialect: str) -> None:
+        self._conn = conn
+        self._dialect = dialect
+
+    def get_many(self, user_ids: Sequence[str], kind: str) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        ids = list(dict.fromkeys(user_ids))
+        for start in range(0, len(ids), 500):
+            rows = self._conn.execute(
+                sa.select(user_models.c.user_id, user_models.c.model).where(
+                    user_models.c.kind == kind, user_models.c.user_id.in_(ids[start:start + 500]))
+            )
+            found.update({u: orjson.loads(m) for u, m in rows})
+        return found
+
+    def save_many(self, kind: str, models: dict[str, dict[str, Any]], at_us: int) -> None:
+        if not models:
+            return
+        stmt = insert_for(self._dialect, user_models)
+        stmt = stmt.on_conflict_do_update(index_elements=["user_id", "kind"],
+                                          set_={"model": stmt.excluded.model, "updated_us": stmt.excluded.updated_us})
+        self._conn.execute(stmt, [{"user_id": u, "kind": kind, "model": orjson.dumps(m).decode(), "updated_us": at_us}
+                                  for u, m in models.items()])
