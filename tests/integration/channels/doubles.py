@@ -18,6 +18,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -25,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from aiosmtpd.smtp import SMTP as SMTPServer
+from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -202,7 +203,7 @@ class SmtpDouble:
 def _authenticator(server: SMTPServer, session: Session, envelope: Envelope, mechanism: str,
                    auth_data: Any) -> AuthResult:
     ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (b"growth", b"s3cret")
-    return AuthResult(success=ok)
+    return AuthResult(success=ok, handled=False)
 
 
 def tls_contexts(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
@@ -225,6 +226,7 @@ def tls_contexts(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     return server, client
 
 
+@contextmanager
 def run_smtp(*, tls_dir: Path | None = None) -> Iterator[SmtpDouble]:
     """An aiosmtpd server on 127.0.0.1 (with STARTTLS and AUTH required when ``tls_dir`` is given)."""
     handler = SmtpHandler()

@@ -154,7 +154,7 @@ def test_check_credentials(server: HTTPServer, make: Make) -> None:
     server.expect_oneshot_request("/v3/scopes").respond_with_json({"scopes": ["mail.send", "stats.read"]})
     make().check_credentials()
     server.expect_oneshot_request("/v3/scopes").respond_with_json({"scopes": ["stats.read"]})
-    with pytest.raises(CredentialsError, match="mail.send"):
+    with pytest.raises(CredentialsError, match=r"mail\.send"):
         make().check_credentials()
     server.expect_oneshot_request("/v3/scopes").respond_with_json({"errors": [{"message": "bad key"}]}, status=401)
     with pytest.raises(CredentialsError, match="refused"):

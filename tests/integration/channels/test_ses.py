@@ -12,7 +12,6 @@ import boto3
 import httpx
 import pytest
 from moto import mock_aws
-from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
@@ -26,6 +25,7 @@ SEND = "/v2/email/outbound-emails"
 TOPIC = "arn:aws:sns:ap-southeast-1:123456789012:ses-events"
 MID = "msg_5e5e5e5e5e5e5e5e5e5e5e5e"
 SUBJECT = "ลดให้พิเศษ 5% เฉพาะคุณ 🏷️"
+MOTO_ACCOUNT = "123456789012"  # moto's default account
 FAKE_KEYS = {"access_key_id": "AKIATESTTESTTEST", "secret_access_key": "secret"}
 
 
@@ -129,14 +129,14 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_sends_through_moto_and_checks_the_identity(aws: None, sleeps: list[float], http: httpx.Client) -> None:
     provider = SesProvider(SesConfig.from_settings({"region": "us-east-1", "from_address": "deals@jaikod.test",
                                                     **FAKE_KEYS}), http=http, sleep=sleeps.append)
-    with pytest.raises(CredentialsError, match="neither deals@jaikod.test nor its domain"):
+    with pytest.raises(CredentialsError, match=r"neither deals@jaikod\.test nor its domain"):
         provider.check_credentials()
     boto3.client("sesv2", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y") \
         .create_email_identity(EmailIdentity="jaikod.test")
     provider.check_credentials()
     delivery = provider.send(email(html=None))
     assert delivery.status == "sent" and delivery.provider_id
-    sent = ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages
+    sent = ses_backends[MOTO_ACCOUNT]["us-east-1"].sent_messages
     assert len(sent) == 1
     assert sent[0].subject == SUBJECT
     assert sent[0].body == "คูปอง SAVE5-XYZ ใช้ได้ 24 ชม."
@@ -229,9 +229,13 @@ def test_bad_messages_are_rejected(server: HTTPServer, make: Make) -> None:
 def test_a_certificate_off_the_allowed_hosts_is_never_fetched(server: HTTPServer, sleeps: list[float],
                                                               http: httpx.Client) -> None:
     fetched: list[str] = []
+
+    def fetch(url: str) -> bytes:
+        fetched.append(url)
+        return b""
+
     provider = SesProvider(SesConfig.from_settings({"region": "ap-southeast-1", "from_address": "d@jaikod.test",
-                                                    **FAKE_KEYS}), http=http,
-                           fetch=lambda url: fetched.append(url) or b"", sleep=sleeps.append)
+                                                    **FAKE_KEYS}), http=http, fetch=fetch, sleep=sleeps.append)
     with pytest.raises(WebhookRejected, match="allowed SNS host"):
         provider.parse_webhook(*post(server, ses_notification(delivered_event())))
     assert fetched == []

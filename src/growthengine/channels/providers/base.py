@@ -119,7 +119,7 @@ class Provider(Protocol):
 
 
 _EMAIL = re.compile(r"[^\s<>\"'(),;:]+@[^\s<>\"'(),;:]+")
-_PHONE = re.compile(r"\+?\d[\d \-]{7,}\d")
+_PHONE = re.compile(r"(?<![\w/])(?:\+|0)\d[\d \-]{7,}\d")  # E.164 (+66...) or Thai national (08...)
 
 
 def scrub(text: str) -> str:

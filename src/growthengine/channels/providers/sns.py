@@ -121,7 +121,10 @@ class SnsVerifier:
         """GET an URL that passes the same host check as the signing certificate (to confirm a subscription)."""
         if not self._url_allowed(url):
             raise WebhookRejected("the URL is not on an allowed SNS host")
-        return self._fetch(url)
+        try:
+            return self._fetch(url)
+        except httpx.HTTPError as exc:
+            raise WebhookRejected(f"visiting the URL failed ({type(exc).__name__})") from None
 
     def _check_signature(self, data: dict[str, Any]) -> None:
         version = data.get("SignatureVersion")

@@ -68,8 +68,9 @@ class TwilioConfig(ProviderConfig):
 
 
 def twilio_signature(auth_token: str, url: str, params: list[tuple[str, str]]) -> str:
-    """Twilio's request signature: base64 HMAC-SHA1 of the URL followed by each ``name + value``, sorted."""
-    data = url + "".join(name + value for name, value in sorted(params))
+    """Twilio's request signature: base64 HMAC-SHA1 of the URL followed by ``name + value`` for each parameter,
+    sorted by name, then value (a value repeated under one name counts once, as Twilio's own libraries do)."""
+    data = url + "".join(name + value for name, value in sorted(set(params)))
     digest = hmac.new(auth_token.encode("utf-8"), data.encode("utf-8"), hashlib.sha1).digest()
     return base64.b64encode(digest).decode("ascii")
 
@@ -137,8 +138,10 @@ class TwilioProvider:
             params = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body))
         except (UnicodeDecodeError, ValueError):
             raise WebhookRejected("the body is not a form") from None
-        expected = twilio_signature(self.config.auth_token.get_secret_value(), url, params)
-        if not hmac.compare_digest(expected.encode("ascii"), signature.encode("utf-8", "replace")):
+        token = self.config.auth_token.get_secret_value()
+        given = signature.encode("utf-8", "replace")
+        if not any(hmac.compare_digest(twilio_signature(token, candidate, params).encode("ascii"), given)
+                   for candidate in _url_variants(url)):
             raise WebhookRejected("the signature does not match")
         form = dict(params)
         if form.get("AccountSid") not in (None, self.config.account_sid):
@@ -165,6 +168,17 @@ class TwilioProvider:
         status = response.json().get("status")
         if status not in (None, "active"):
             raise CredentialsError(f"twilio: account {self.config.account_sid} is {status}")
+
+
+def _url_variants(url: str) -> list[str]:
+    """The URL as given, without its port and with the scheme's default port: Twilio signs one of these."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    variants = [url, parts._replace(netloc=host).geturl()]
+    if parts.port is None and default is not None:
+        variants.append(parts._replace(netloc=f"{host}:{default}").geturl())
+    return list(dict.fromkeys(variants))
 
 
 def _describe(response: httpx.Response) -> str:
