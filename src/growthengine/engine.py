@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from growthengine.clock import Clock, ManualClock, from_us, to_us
@@ -37,6 +37,7 @@ class Engine:
     config: EngineConfig
     segments: SegmentEngine
     flows: FlowEngine
+    webhooks_rejected: dict[str, int] = field(default_factory=dict)
 
     def ingest(
         self, calls: list[Any], *, default_type: str | None = None, batch_sent_at: Any = None
@@ -169,6 +170,17 @@ class Engine:
             if profile is None or profile.anonymous:
                 return None
             return optimizer.channel_scores(tx, user_id, to_us(self.clock.now()))
+
+    def handle_webhook(self, provider: str, headers: dict[str, str], body: bytes) -> int:
+        """A provider's webhook: verify it, then record each event on its message (raises if refused)."""
+        from growthengine.flows import feedback
+
+        events = feedback.parse(self.flows.dispatcher.providers, provider, headers, body)
+        with self.store.transaction() as tx:
+            applied, unsubscribes = feedback.apply_events(tx, events, to_us(self.clock.now()))
+        if unsubscribes:
+            self.ingest(unsubscribes)
+        return applied
 
     def reload_config(self) -> ConfigError | None:
         """Load the config file again. A config with errors is refused and the engine keeps its last good one."""

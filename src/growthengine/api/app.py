@@ -13,6 +13,7 @@ from growthengine import __version__
 from growthengine.api import (
     routes_clock,
     routes_ingest,
+    routes_kpis,
     routes_messages,
     routes_optimize,
     routes_segments,
@@ -23,6 +24,7 @@ from growthengine.api.auth import KeyRing
 from growthengine.api.errors import install_error_handlers
 from growthengine.api.responses import OrjsonResponse
 from growthengine.clock import ManualClock
+from growthengine.dashboard import mount_dashboard
 from growthengine.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -55,8 +57,9 @@ def create_app(engine: Engine, keys: KeyRing, *, run_workers: bool = True) -> Fa
     app.state.keys = keys
     install_error_handlers(app)
     for module in (routes_ingest, routes_users, routes_segments, routes_messages, routes_optimize, routes_clock,
-                   routes_unsubscribe):
+                   routes_unsubscribe, routes_kpis):
         app.include_router(module.router)
+    mount_dashboard(app, engine)
     return app
 
 
