@@ -118,6 +118,12 @@ class CapCounter:
 
     def __init__(self, tx: Tx, gate: SendGate, items: list[tuple[Message, dict[str, Any]]], now_us: int) -> None:
         self._sent: dict[tuple[str, str, str], list[tuple[int, str]]] = {}
+        capped_users = sorted({m.user_id for m, _ in items
+                               if any(c.channel == m.channel and c.kind == m.kind for c in gate.rules.caps)})
+        if capped_users:
+            # Several workers may send to the same user at once (PostgreSQL): lock the users' profile rows so
+            # that each counts what the others already sent. SQLite has one writer at a time anyway.
+            tx.profiles.get_many(capped_users, for_update=True)
         for cap in gate.rules.caps:
             capped = [(m, t) for m, t in items if m.channel == cap.channel and m.kind == cap.kind]
             if not capped:
