@@ -27,6 +27,7 @@ from growthengine.flows.actions import (
     RemoteCoupons,
     RemoteRecommendations,
 )
+from growthengine.flows.audience_sync import AudienceSync
 from growthengine.flows.dispatch import MESSAGE_TIMER, Dispatcher
 from growthengine.flows.engine import BROADCAST_TIMER, FlowEngine
 from growthengine.flows.model import Flow
@@ -72,6 +73,7 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
     scheduler.register(SEGMENT_TIMER, segments.on_timers)
     flows = build_flow_engine(settings, config, clock, store)
     segments.listeners.append(flows)
+    segments.listeners.append(AudienceSync(flows.dispatcher, clock))
     ingestion.listeners.append(flows)
     ingestion.listeners.append(ConsentAudit())
     ingestion.listeners.append(EngagementTracker(settings.business_timezone))

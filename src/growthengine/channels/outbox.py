@@ -5,6 +5,7 @@ It keeps exactly one row per message id, so the embedded default works offline a
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from growthengine.channels.base import Delivery
@@ -25,6 +26,10 @@ class OutboxProvider:
         payload = {"to": traits.get(ADDRESS.get(self.channel, ""), message.user_id), "title": message.title,
                    "subject": message.subject, "body": message.body, "html": message.html,
                    "image_url": message.image_url, "user_id": message.user_id}
+        if self.channel == "ads":
+            email = str(traits.get("email", "")).strip().lower()
+            payload = {"audience": message.data.get("audience"), "action": message.data.get("audience_action"),
+                       "email_sha256": hashlib.sha256(email.encode()).hexdigest(), "user_id": message.user_id}
         unsubscribe = message.data.get("unsubscribe_url")
         if unsubscribe and self.channel == "email":
             payload["headers"] = {"List-Unsubscribe": f"<{unsubscribe}>",
