@@ -1,4 +1,4 @@
-"""Live mode: the simulated marketplace posting to a real ``growth serve`` on 127.0.0.1 (CONTRACT.md 1, ``make run``)."""
+"""Live mode: the simulated marketplace posting to a real ``growth serve`` on 127.0.0.1 (``make run``)."""
 
 from __future__ import annotations
 

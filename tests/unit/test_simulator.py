@@ -8,6 +8,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -19,7 +20,7 @@ from growthengine.domain.traits import validate_traits
 from growthengine.engine import Engine
 from growthengine.settings import Settings
 from growthengine.simulate.batch import SimulationError, generate_events, run_simulation
-from growthengine.simulate.feedback import SimMessage, respond
+from growthengine.simulate.feedback import ApiMessageSource, SimMessage, respond
 from growthengine.simulate.marketplace import HOUR_US, Marketplace, to_call
 from growthengine.simulate.population import MESSAGE_CHANNELS
 from growthengine.timefmt import parse_instant
@@ -146,6 +147,35 @@ def test_users_answer_messages_by_their_latent_responsiveness() -> None:
         _conforms(call["event"], call["properties"])
 
 
+def test_the_api_message_source_reads_each_sent_message_once() -> None:
+    ledger = [
+        {"id": "m1", "userId": "u000001", "flow": "f", "step": "s", "channel": "push", "kind": "marketing",
+         "status": "sent", "scheduledAt": "2026-01-05T02:00:00Z", "sentAt": "2026-01-05T02:00:00Z", "body": "x"},
+        {"id": "m2", "userId": "u000002", "flow": "f", "step": "s", "channel": "push", "kind": "marketing",
+         "status": "scheduled", "scheduledAt": "2026-01-05T02:00:00Z", "body": "x"},
+        {"id": "m3", "userId": "u000003", "flow": "f", "step": "s", "channel": "email", "kind": "marketing",
+         "status": "suppressed", "scheduledAt": "2026-01-05T02:00:00Z", "body": "x"},
+    ]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/v1/messages"
+        after = int(request.url.params.get("cursor", "0"))
+        page = ledger[after : after + 2]
+        following = str(after + 2) if after + 2 < len(ledger) else None
+        return httpx.Response(200, json={"messages": page, "next": following})
+
+    with httpx.Client(transport=httpx.MockTransport(handler), base_url="http://engine") as client:
+        source = ApiMessageSource(client, page_size=2)
+        assert [m.id for m in source.new_messages()] == ["m1"]
+        assert source.new_messages() == []
+        ledger[1] = {**ledger[1], "status": "sent", "sentAt": "2026-01-05T08:00:00Z"}
+        [held] = source.new_messages()
+        assert held.id == "m2" and held.sent_at == dt.datetime(2026, 1, 5, 8, tzinfo=dt.UTC)
+    missing = httpx.MockTransport(lambda request: httpx.Response(404, json={}))
+    with httpx.Client(transport=missing, base_url="http://engine") as client:
+        assert ApiMessageSource(client).new_messages() == []
+
+
 def test_ground_truth_is_exposed() -> None:
     market = Marketplace(50, 1, START)
     truth = market.population.truth(0)
@@ -165,6 +195,10 @@ def test_a_short_run_through_the_engine(engine: Engine, clock: ManualClock) -> N
     assert clock.now() == ENGINE_START + 3 * DAY
     assert report.end == clock.now()
     assert engine.user_view("u000001") is not None
+    assert report.segment_sizes is not None and sum(report.segment_sizes.values()) > 0
+    counts = report.message_counts or {}
+    if counts.get("sent", 0) + counts.get("opened", 0) + counts.get("clicked", 0):
+        assert report.stats.messages_received > 0  # the users heard from the engine's send ledger
     with engine.store.transaction() as tx:
         assert tx.events.existing_message_ids([f"sim7-{to_us(report.start)}-1"])
 

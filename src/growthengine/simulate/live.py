@@ -131,6 +131,7 @@ def stream_live(
                 batch = market.drain(min(hour_us, now_us))
                 stats.history_events += len(batch)
                 poster.post(batch, timestamps=True)
+            log.info("simulator: %d history events posted; now live", stats.history_events)
         source = messages if messages is not None else ApiMessageSource(client)
         _run_live(market, poster, source, stats, stop, now_us=now_us, next_hour_us=hour_us,
                   speed=DAY_US / (day_seconds * 1_000_000), max_events=max_live_events, poll_seconds=poll_seconds)
@@ -170,9 +171,22 @@ def _run_live(market: Marketplace, poster: _Poster, source: MessageSource, stats
         stop.wait(0.25)
 
 
+THREAD_NAME = "growth-simulator"
+
+
+class _NotFromSimulator(logging.Filter):
+    """Keeps httpx's line-per-request log for the engine's own calls, not for the simulator's thousands of posts."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.threadName != THREAD_NAME
+
+
 def start_in_background(base_url: str, api_key: str, **options: Any) -> tuple[threading.Thread, threading.Event]:
     """Run :func:`stream_live` in a daemon thread; set the returned event to stop it."""
     stop = threading.Event()
+    httpx_log = logging.getLogger("httpx")
+    if not any(isinstance(f, _NotFromSimulator) for f in httpx_log.filters):
+        httpx_log.addFilter(_NotFromSimulator())
 
     def run() -> None:
         try:
@@ -184,6 +198,6 @@ def start_in_background(base_url: str, api_key: str, **options: Any) -> tuple[th
         except Exception:
             log.exception("simulator failed")
 
-    thread = threading.Thread(target=run, name="growth-simulator", daemon=True)
+    thread = threading.Thread(target=run, name=THREAD_NAME, daemon=True)
     thread.start()
     return thread, stop

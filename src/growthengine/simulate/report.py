@@ -80,7 +80,7 @@ def print_report(report: SimulationReport, console: Console, *, elapsed_s: float
     summary.add_row("GMV", _baht(stats.gmv))
     if stats.purchases:
         summary.add_row("average order", _baht(stats.gmv / stats.purchases))
-    summary.add_row("messages answered (received / opened / clicked)",
+    summary.add_row("messages got / opened / clicked",
                     f"{stats.messages_received:,} / {stats.messages_opened:,} / {stats.messages_clicked:,}")
     summary.add_row("purchases after a message", f"{stats.message_purchases:,} ({_baht(stats.message_gmv)})")
     summary.add_row("unsubscribes", f"{stats.unsubscribes:,}")
