@@ -221,14 +221,12 @@ def test_growth_simulate_prints_a_summary(tmp_path: Path) -> None:
     assert "purchases" in result.output and "item_viewed" in result.output
 
 
-def test_serve_simulate_without_a_known_key_is_one_clear_error(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("GROWTH_API_KEY", raising=False)
-    monkeypatch.delenv("GROWTH_DATA_DIR", raising=False)
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "admin_key.sha256").write_text("0" * 64 + "\n")
-    result = CliRunner().invoke(app, ["serve", "--simulate", "--db", f"sqlite:///{tmp_path / 'g.db'}",
-                                      "--port", "1"])
-    assert result.exit_code != 0
-    assert "GROWTH_API_KEY" in str(result.exception)
+def test_serve_simulate_on_a_second_run_gets_a_key_of_its_own(tmp_path: Path) -> None:
+    """Only the hash of the admin key is kept, so the simulator gets an in-memory admin key for this run."""
+    from growthengine.api.auth import KeyRing
+
+    keys = KeyRing(["0" * 64], [])
+    key = keys.add_ephemeral_admin()
+    assert keys.role_of(key) == "admin"
+    assert KeyRing(["0" * 64], []).role_of(key) is None, "the key lives in this process only"
+    assert not list(tmp_path.iterdir())

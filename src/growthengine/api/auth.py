@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import secrets
 from collections.abc import Iterable
 from typing import Literal
 
@@ -26,6 +27,12 @@ class KeyRing:
     @classmethod
     def from_keys(cls, admin_keys: Iterable[str], write_keys: Iterable[str]) -> KeyRing:
         return cls([hash_key(k) for k in admin_keys], [hash_key(k) for k in write_keys])
+
+    def add_ephemeral_admin(self) -> str:
+        """A new admin key for this process only (the built-in simulator): never printed, never stored."""
+        key = "ge_sim_" + secrets.token_urlsafe(24)
+        self._admin.append(hash_key(key))
+        return key
 
     def role_of(self, key: str) -> Role | None:
         digest = hash_key(key)

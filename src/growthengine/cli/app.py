@@ -55,7 +55,11 @@ def serve(
     keys, new_key = load_keyring(settings)
     if new_key is not None:
         console.print(f"[bold]Admin API key (shown once, stored hashed under {settings.data_dir}):[/] {new_key}")
-    live = start_live_simulation(settings, new_key) if simulate else None
+    live = None
+    if simulate:
+        # The in-process simulator gets a key of its own, made for this run and kept only in memory.
+        sim_key = new_key or settings.api_key or keys.add_ephemeral_admin()
+        live = start_live_simulation(settings, sim_key)
     engine = build_engine(settings)
     api = create_app(engine, keys)
     console.print(f"Growth Engine on http://{settings.host}:{settings.port} ({engine.store.dialect}, "

@@ -131,8 +131,7 @@ def _verdict(ok: bool) -> str:
 
 @app.command("quality")
 def quality(
-    scale: Annotated[float, typer.Option(help="multiply every count (users, runs, campaigns); 1 = the default size")]
-    = 1.0,
+    scale: Annotated[float, typer.Option(help="multiply every count (users, runs, campaigns)")] = 1.0,
     seed: Annotated[int, typer.Option(help="random seed of the simulated worlds")] = 20260105,
 ) -> None:
     """Send time, experiments and uplift intervals measured against simulated ground truth (PASS/MISS)."""

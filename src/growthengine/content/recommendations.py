@@ -102,6 +102,7 @@ class PopularInFavouriteCategory:
         self._store = store
         self._clock = clock
         self._window = window
+        self._ranking: tuple[int, dict[str, Listing], _Ranking] | None = None
 
     def recommend(self, user_ids: Sequence[str], *, limit: int = DEFAULT_LIMIT) -> dict[str, list[Product]]:
         if not user_ids or limit <= 0:
@@ -117,10 +118,14 @@ class PopularInFavouriteCategory:
         now = self._clock.now()
         now_us, since_us = to_us(now), to_us(now - self._window)
         queries = CatalogQueries(tx.conn, tx.dialect)
-        scores = queries.popularity(since_us=since_us, until_us=now_us)
-        catalog = queries.listings(until_us=now_us)
+        cached = self._ranking
+        if cached is None or cached[0] != now_us:
+            # One catalog and popularity per instant: a weekly broadcast asks for every user at the same instant.
+            catalog = queries.listings(until_us=now_us)
+            cached = (now_us, catalog, _Ranking(catalog, queries.popularity(since_us=since_us, until_us=now_us)))
+            self._ranking = cached
+        _, catalog, ranking = cached
         tastes = queries.tastes(users, since_us=since_us, until_us=now_us, catalog=catalog)
-        ranking = _Ranking(catalog, scores)
         return {user: ranking.pick(tastes[user], limit) for user in users}
 
 

@@ -205,7 +205,7 @@ class Runner:
             return True
         except ActionFailed as exc:
             run.context.setdefault("action_failures", []).append({"step": step, "error": str(exc), "at_us": now_us})
-            log.warning("run %s step %s: %s; taking fallback %s", run.id, step, exc, action.on_failure)
+            log.info("run %s step %s: %s; taking fallback %s", run.id, step, exc, action.on_failure)
             if action.on_failure == "skip_next_send":
                 run.context["skip_next_send"] = True
             return action.on_failure != "exit"

@@ -1,10 +1,12 @@
 """Experiments on a send step (SPEC 4.B "A/B test on 10 %, roll out the winner to 90 %"), and holdout uplift.
 
-**Allocation.** In the default ``explore`` mode a deterministic ``explore_share`` (10 %) of the audience, chosen by
-:func:`growthengine.gate.bucketing.bucket`, is split evenly over the variants; everyone else gets the control (the
-first variant, normally the curated copy) until a verdict, then the winner. In ``thompson`` mode every user gets the
-variant with the highest draw from its Beta(1 + conversions, 1 + failures) posterior (Thompson sampling), the draw
-seeded from the user, the experiment and the amount of evidence, so the same state gives the same answer.
+**Allocation.** A deterministic ``explore_share`` (10 %) of the audience, chosen by
+:func:`growthengine.gate.bucketing.bucket`, is split evenly over the variants. In the default ``explore`` mode
+everyone else gets the control (the first variant, normally the curated copy) until a verdict, then the winner. In
+``thompson`` mode everyone else gets the variant with the highest draw from its Beta(1 + conversions, 1 + failures)
+posterior (Thompson sampling: the likely better variant reaches most users before the verdict), the draw seeded from
+the user, the experiment and the amount of evidence, so the same state gives the same answer. The even split of the
+explored share keeps every variant sampled, so the test below keeps its power under Thompson sampling.
 
 **The test: a mixture sequential probability ratio test (mSPRT)** for the difference of two proportions, the
 always-valid test of Johari, Pekelis and Walsh ("Always valid inference", Operations Research 2022; Optimizely's
@@ -19,6 +21,10 @@ winners. That is why: the engine looks at the data continuously and must stop as
 fixed sample size to pre-register, and a plain z-test or a Bayesian "P(B > A) > 95 %" rule checked every batch
 declares false winners in A/A tests far more often than 5 %. With ``k`` variants the level of each pair is
 ``alpha / (k(k-1)/2)`` (Bonferroni). A minimum sample per arm (``min_sends``) keeps the normal approximation honest.
+``tau`` (default 0.02, two percentage points) is the size of effect a copy change typically has on open or click
+rates; any ``tau`` keeps the error guarantee, it only moves where the test is most powerful. Record every send of a
+variant, explored or not: assignment does not depend on outcomes, so the control's many exploited sends add power
+without biasing the comparison.
 
 **Verdicts.** ``winner``: an eligible variant whose rate beats every other eligible variant at that level.
 ``no_difference``: the always-valid confidence sequence of every pair lies within ``+-min_effect`` (the variants are
@@ -26,9 +32,13 @@ practically equal) or every arm reached ``max_sends``. Otherwise ``running``. A 
 state (:meth:`Experiment.conclude`) and :func:`assign` follows it.
 
 **Guardrail.** The unsubscribe rate is tested with the same mSPRT (its own ``guardrail_tau``, level
-``guardrail_alpha``, one-sided): a variant significantly worse than another is no longer eligible, neither explored
-nor rolled out, and a winner must also not be worse by more than ``guardrail_margin`` in its observed unsubscribe
-rate (so a harmful variant cannot win the race before its harm is significant).
+``guardrail_alpha``; only once the variant has ``guardrail_min_events`` unsubscribes and both sides ``min_sends``
+sends, because the normal approximation misleads on a handful of rare events): a variant significantly worse than
+another is no longer eligible, neither explored nor rolled out. And a winner must be shown not to harm: the
+always-valid upper bound of its unsubscribe excess over every other variant must be within ``guardrail_margin`` (a
+non-inferiority check), so a harmful variant cannot win the race on conversions before its harm is significant.
+When the guardrail leaves a single variant, that variant is the winner. The A/A false-winner rate is the sum of both
+tests' errors (``alpha`` on conversions, ``guardrail_alpha`` on unsubscribes); ``growth bench quality`` measures it.
 
 **Uplift** of a campaign over its holdout: Newcombe's hybrid score interval (method 10 of Newcombe 1998) for the
 difference of two proportions, built from the two Wilson score intervals; it keeps close to its nominal coverage
@@ -37,6 +47,7 @@ for small counts and rates near 0, where the Wald interval fails.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -62,9 +73,10 @@ class ExperimentConfig:
     min_sends: int = 300
     max_sends: int = 100_000
     min_effect: float = 0.002
-    guardrail_alpha: float = 0.10
+    guardrail_alpha: float = 0.02
     guardrail_tau: float = 0.005
     guardrail_margin: float = 0.005
+    guardrail_min_events: int = 10  # unsubscribes of a variant before it can fail the guardrail
 
     def __post_init__(self) -> None:
         if self.mode not in ("explore", "thompson"):
@@ -114,12 +126,12 @@ class Experiment:
     """The state of one experiment: counts per variant, the configuration, and the verdict once there is one."""
 
     def __init__(self, key: str, variants: Sequence[str], *, config: ExperimentConfig | None = None,
-                 stats: dict[str, VariantStats] | None = None, verdict: Verdict | None = None) -> None:
+                 counts: dict[str, VariantStats] | None = None, verdict: Verdict | None = None) -> None:
         if len(variants) < 2 or len(set(variants)) != len(variants):
             raise ValueError("an experiment needs at least two distinct variants")
         self.key = key
         self.config = config or ExperimentConfig()
-        self.variants: dict[str, VariantStats] = {v: (stats or {}).get(v) or VariantStats() for v in variants}
+        self.variants: dict[str, VariantStats] = {v: (counts or {}).get(v) or VariantStats() for v in variants}
         self.verdict = verdict
 
     @property
@@ -153,7 +165,7 @@ class Experiment:
     def from_json(cls, data: dict[str, Any]) -> Experiment:
         variants = {name: VariantStats(**s) for name, s in data["variants"].items()}
         verdict = Verdict(**data["verdict"]) if data.get("verdict") else None
-        return cls(data["key"], list(variants), config=ExperimentConfig(**data.get("config", {})), stats=variants,
+        return cls(data["key"], list(variants), config=ExperimentConfig(**data.get("config", {})), counts=variants,
                    verdict=verdict)
 
 
@@ -195,8 +207,10 @@ def guardrail_failures(state: Experiment) -> dict[str, str]:
     level = cfg.guardrail_alpha / _pairs(len(state.variants))
     failed: dict[str, str] = {}
     for name, s in state.variants.items():
+        if s.unsubscribes < cfg.guardrail_min_events or s.sends < cfg.min_sends:
+            continue
         for other, o in state.variants.items():
-            if other == name or s.unsubscribe_rate <= o.unsubscribe_rate:
+            if other == name or o.sends < cfg.min_sends or s.unsubscribe_rate <= o.unsubscribe_rate:
                 continue
             p = msprt_p_value(o.unsubscribes, o.sends, s.unsubscribes, s.sends, cfg.guardrail_tau)
             if p <= level:
@@ -204,6 +218,16 @@ def guardrail_failures(state: Experiment) -> dict[str, str]:
                                 f"{o.unsubscribe_rate:.2%} (always-valid p={p:.3g} <= {level:.3g})")
                 break
     return failed
+
+
+def unsubscribe_excess_bound(state: Experiment, name: str, other: str) -> float:
+    """An always-valid upper bound (level ``guardrail_alpha``) on how much ``name`` raises the unsubscribe rate
+    over ``other``."""
+    cfg = state.config
+    s, o = state.variants[name], state.variants[other]
+    radius = confidence_radius(o.unsubscribes, o.sends, s.unsubscribes, s.sends, cfg.guardrail_tau,
+                               cfg.guardrail_alpha)
+    return s.unsubscribe_rate - o.unsubscribe_rate + radius
 
 
 def eligible_variants(state: Experiment) -> list[str]:
@@ -242,12 +266,13 @@ def decide(state: Experiment) -> Verdict:
     inputs["level"] = level
     inputs["leader"] = leader
     if worst_p <= level:
-        harm = {o: v[leader].unsubscribe_rate - v[o].unsubscribe_rate for o in names if o != leader}
-        if max(harm.values()) <= cfg.guardrail_margin:
+        harm = max(unsubscribe_excess_bound(state, leader, o) for o in names if o != leader)
+        inputs["unsubscribe_excess_bound"] = round(harm, 5)
+        if harm <= cfg.guardrail_margin:
             return Verdict("winner", leader, worst_p,
                            f"{leader} converts at {v[leader].rate:.2%}, above every other variant (always-valid "
-                           f"p={worst_p:.3g} <= {level:.3g}), and its unsubscribe rate passes the guardrail", inputs)
-        inputs["winner_held_by_guardrail_margin"] = round(max(harm.values()), 5)
+                           f"p={worst_p:.3g} <= {level:.3g}), and raises unsubscribes by at most {harm:.2%} "
+                           f"(guardrail margin {cfg.guardrail_margin:.2%})", inputs)
     radius = max(confidence_radius(v[a].conversions, v[a].sends, v[b].conversions, v[b].sends, cfg.tau, level)
                  + abs(v[a].rate - v[b].rate) for i, a in enumerate(names) for b in names[i + 1:])
     inputs["largest_plausible_difference"] = round(radius, 5)
@@ -282,6 +307,12 @@ def assign(user_id: str, experiment_key: str, state: Experiment) -> Assignment:
             return Assignment(verdict.winner, "winner", {"verdict": verdict.reason})
         return Assignment(state.control, "exploit", {"verdict": verdict.reason})
     names = eligible_variants(state)
+    draw = bucket(experiment_key, user_id, ".explore")
+    if draw < cfg.explore_share:
+        pick = bucket(experiment_key, user_id, ".variant")
+        chosen = names[min(int(pick * len(names)), len(names) - 1)]
+        return Assignment(chosen, "explore", {"bucket": round(draw, 5), "explore_share": cfg.explore_share,
+                                              "eligible": names})
     if cfg.mode == "thompson":
         total = sum(s.sends for s in state.variants.values())
         seed = int(bucket(experiment_key, user_id, f".thompson.{total}") * 2**53)
@@ -289,13 +320,8 @@ def assign(user_id: str, experiment_key: str, state: Experiment) -> Assignment:
         draws = {n: float(rng.beta(1 + state.variants[n].conversions,
                                    1 + state.variants[n].sends - state.variants[n].conversions)) for n in names}
         chosen = max(draws, key=lambda n: draws[n])
-        return Assignment(chosen, "thompson", {"draws": {n: round(d, 5) for n, d in draws.items()}})
-    draw = bucket(experiment_key, user_id, ".explore")
-    if draw < cfg.explore_share:
-        pick = bucket(experiment_key, user_id, ".variant")
-        chosen = names[min(int(pick * len(names)), len(names) - 1)]
-        return Assignment(chosen, "explore", {"bucket": round(draw, 5), "explore_share": cfg.explore_share,
-                                              "eligible": names})
+        return Assignment(chosen, "thompson", {"bucket": round(draw, 5), "draws": {n: round(d, 5)
+                                                                                   for n, d in draws.items()}})
     return Assignment(exploit_variant(state, names), "exploit",
                       {"bucket": round(draw, 5), "explore_share": cfg.explore_share})
 
@@ -312,11 +338,16 @@ class Uplift:
     level: float = 0.95
 
 
+@functools.lru_cache(maxsize=32)
+def _z(level: float) -> float:
+    return float(stats.norm.ppf(0.5 + level / 2))
+
+
 def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """The Wilson score interval for a proportion."""
     if n <= 0:
         raise ValueError("n must be positive")
-    z = float(stats.norm.ppf(0.5 + level / 2))
+    z = _z(level)
     p = successes / n
     denom = 1 + z * z / n
     center = (p + z * z / (2 * n)) / denom

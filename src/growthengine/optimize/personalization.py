@@ -32,8 +32,7 @@ from typing import Any
 from growthengine.clock import to_us
 from growthengine.domain.events import Event
 
-INTEREST_WEIGHTS = {"item_viewed": 1.0, "add_to_cart": 2.0, "favorite_added": 3.0, "purchase": 5.0,
-                    "listing_created": 0.0}
+INTEREST_WEIGHTS = {"item_viewed": 1.0, "add_to_cart": 2.0, "favorite_added": 3.0, "purchase": 5.0}
 ENGAGEMENT_EVENTS = ("message_opened", "message_clicked")
 
 

@@ -21,7 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from growthengine.optimize.experiments import Experiment, ExperimentConfig, Verdict, decide, eligible_variants
+from growthengine.optimize.experiments import (
+    Experiment,
+    ExperimentConfig,
+    Verdict,
+    decide,
+    eligible_variants,
+    exploit_variant,
+)
 from growthengine.optimize.send_time import DEFAULT_TZ, HOURS_PER_WEEK, resolve_zone
 
 FloatArray = npt.NDArray[np.float64]
@@ -136,9 +143,9 @@ def simulate_experiment(arms: Sequence[ArmTruth], config: ExperimentConfig, rng:
                         audience: int = 200_000, batch: int = 1_000, key: str = "exp") -> ExperimentRun:
     """Run one experiment on an audience arriving in batches, deciding after each batch, until a verdict.
 
-    The assignment is drawn in bulk but follows :func:`~growthengine.optimize.experiments.assign`: in
-    ``explore`` mode a ``explore_share`` of users is split evenly over the eligible variants and the rest get the
-    control; in ``thompson`` mode each user gets the variant with the highest draw from its Beta posterior.
+    The assignment is drawn in bulk but follows :func:`~growthengine.optimize.experiments.assign`: an
+    ``explore_share`` of users is split evenly over the eligible variants; the rest get the control (``explore``
+    mode) or the variant with the highest draw from its Beta posterior (``thompson`` mode).
     Every send's outcome is recorded on its variant, as the engine records delivery feedback.
     """
     state = Experiment(key, [a.name for a in arms], config=config)
@@ -160,16 +167,22 @@ def simulate_experiment(arms: Sequence[ArmTruth], config: ExperimentConfig, rng:
 
 def _allocate(state: Experiment, size: int, rng: np.random.Generator) -> dict[str, int]:
     names = eligible_variants(state)
-    if state.config.mode == "thompson":
-        a = np.array([1.0 + state.variants[n].conversions for n in names])
-        b = np.array([1.0 + state.variants[n].sends - state.variants[n].conversions for n in names])
-        draws = rng.beta(a, b, size=(size, len(names)))
-        counts = np.bincount(np.argmax(draws, axis=1), minlength=len(names))
-        return {n: int(c) for n, c in zip(names, counts, strict=True)}
     explore = int(rng.binomial(size, state.config.explore_share))
     split = rng.multinomial(explore, np.full(len(names), 1.0 / len(names)))
     allocation = {n: int(c) for n, c in zip(names, split, strict=True)}
-    allocation[state.control] = allocation.get(state.control, 0) + size - explore
+    rest = size - explore
+    if state.config.mode == "thompson":
+        a = np.array([1.0 + state.variants[n].conversions for n in names])
+        b = np.array([1.0 + state.variants[n].sends - state.variants[n].conversions for n in names])
+        # each user's draw is independent given the state: the batch is multinomial over P(variant draws highest),
+        # estimated from 256 joint draws (cheaper than a draw per user; the same in distribution up to that noise)
+        draws = rng.beta(a, b, size=(256, len(names)))
+        share = np.bincount(np.argmax(draws, axis=1), minlength=len(names)) / 256.0
+        for n, c in zip(names, rng.multinomial(rest, share), strict=True):
+            allocation[n] += int(c)
+    else:
+        target = exploit_variant(state, names)
+        allocation[target] = allocation.get(target, 0) + rest
     return allocation
 
 

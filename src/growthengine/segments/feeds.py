@@ -36,6 +36,7 @@ State = dict[str, Any]
 DAY_US = 86_400_000_000
 
 
+@lru_cache(maxsize=4096)
 def feed_id(node: EventAggregate | Pattern) -> str:
     return hashlib.sha1(repr(node).encode(), usedforsecurity=False).hexdigest()[:10]
 
