@@ -39,7 +39,7 @@ def test_four_workers_never_send_two_marketing_pushes_in_a_day(pg_cluster: PgClu
             barrier.wait(timeout=30)
             with engine.store.transaction() as tx:
                 engine.flows.dispatcher.flush(tx, out, now_us)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(engines))]

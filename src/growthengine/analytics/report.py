@@ -117,23 +117,40 @@ def day_span(today: dt.date, zone: ZoneInfo, start: str | None, end: str | None)
     return first, last
 
 
+def aggregate(rows: list[dict[str, Any]], by: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Sum breakdown rows (per flow, step, channel, variant) over the dimensions not in ``by``."""
+    totals: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        key = tuple(row[name] for name in by)
+        into = totals.get(key)
+        if into is None:
+            into = totals[key] = {**dict(zip(by, key, strict=True)), **dict.fromkeys(KPI_COUNTERS, 0),
+                                  "push_sent": 0, "push_opened": 0, "email_sent": 0, "email_opened": 0}
+        for c in KPI_COUNTERS:
+            into[c] += row[c]
+        if row["channel"] in ("push", "email"):
+            into[f"{row['channel']}_sent"] += row["sent"]
+            into[f"{row['channel']}_opened"] += row["opened"]
+    return [totals[key] for key in sorted(totals)]
+
+
 def build_report(tx: Tx, first: dt.date, last: dt.date, flow: str | None = None) -> dict[str, Any]:
     """``GET /v1/kpis``: overall, and by flow, step, channel, variant and day."""
     config = tx.kpis.config()
-    span = (first.isoformat(), last.isoformat())
+    breakdown = tx.kpis.breakdown(first, last, flow=flow)
 
     def rows(*by: str) -> list[dict[str, Any]]:
-        return [kpi_row(r, {name: r[name] for name in by}) for r in tx.kpis.sums(*span, flow=flow, by=by)]
+        return [kpi_row(r, {name: r[name] for name in by}) for r in aggregate(breakdown, by)]
 
-    overall = kpi_row(tx.kpis.sums(*span, flow=flow)[0])
+    overall = kpi_row((aggregate(breakdown, ()) or [{}])[0])
     overall["benchmarks"] = benchmarks(overall)
     return {
-        "from": span[0], "to": span[1], "flow": flow, "timezone": config.timezone,
+        "from": first.isoformat(), "to": last.isoformat(), "flow": flow, "timezone": config.timezone,
         "attribution_days": config.attribution_days,
         "overall": overall,
         "by_flow": rows("flow"),
         "by_step": rows("flow", "step"),
         "by_channel": rows("channel"),
         "by_variant": rows("flow", "step", "variant"),
-        "by_day": rows("day"),
+        "by_day": [kpi_row(r, {"day": r["day"]}) for r in tx.kpis.by_day(first, last, flow=flow)],
     }

@@ -51,7 +51,8 @@ class KpiListener:
 
     def on_snapshot_timers(self, tx: Tx, timers: list[Timer], due: dt.datetime) -> None:
         self.snapshot(tx, due)
-        tx.timers.schedule(SNAPSHOT_TIMER, SNAPSHOT_KEY, self.next_snapshot_us(due), {})
+        # After downtime on the real clock, the next one is tomorrow's, not each missed day's.
+        tx.timers.schedule(SNAPSHOT_TIMER, SNAPSHOT_KEY, self.next_snapshot_us(max(due, self.clock.now())), {})
 
     def next_snapshot_us(self, after: dt.datetime) -> int:
         local = after.astimezone(zone(self.config))

@@ -18,8 +18,8 @@ from growthengine.api import (
     routes_optimize,
     routes_segments,
     routes_unsubscribe,
-    routes_webhooks,
     routes_users,
+    routes_webhooks,
 )
 from growthengine.api.auth import KeyRing
 from growthengine.api.errors import install_error_handlers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -19,6 +20,8 @@ from growthengine.timefmt import (
     parse_instant,
     parse_iso_duration,
 )
+
+MAX_ADVANCE = dt.timedelta(days=366 * 5)
 
 router = APIRouter(prefix="/v1", tags=["clock"], dependencies=[Depends(require_admin)])
 
@@ -43,6 +46,9 @@ async def advance_clock(request: Request, engine: Engine = Depends(get_engine)) 
             else check_range(now + parse_iso_duration(payload["by"], field="by"), field="now + by")
     except (TimeFormatError, OverflowError) as exc:
         raise ApiError(400, "invalid_time", str(exc)) from None
+    if target - now > MAX_ADVANCE:
+        raise ApiError(400, "advance_too_far", "one advance moves the clock at most 5 years (366 * 5 days); "
+                                               "advance in steps")
     if target < now:
         raise ApiError(400, "clock_backwards",
                        f"the clock only moves forward; it is {format_instant(now)} and 'to' is earlier")

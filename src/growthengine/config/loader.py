@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,17 +33,30 @@ class EngineConfig:
 def template_info(registry: TemplateRegistry) -> TemplateInfo:
     """What flow validation needs to know of a template: its channel and the variables it requires."""
 
-    def info(key: str) -> tuple[str, set[str]] | None:
+    def info(key: str) -> tuple[str, set[str], set[str]] | None:
         try:
             template = registry.get(key)
         except TemplateNotFound:
             return None
-        return str(template.channel), set(template.required_variables)
+        return str(template.channel), set(template.required_variables), set(template.variants)
 
     return info
 
 
 def _read(path: Path) -> tuple[dict[str, Any], dict[tuple[str | int, ...], int]]:
+    if path == DEFAULT_CONFIG:
+        data, lines = _read_default()
+        return copy.deepcopy(data), lines
+    return _read_file(path)
+
+
+@functools.lru_cache(maxsize=1)
+def _read_default() -> tuple[dict[str, Any], dict[tuple[str | int, ...], int]]:
+    """The shipped defaults are parsed once per process."""
+    return _read_file(DEFAULT_CONFIG)
+
+
+def _read_file(path: Path) -> tuple[dict[str, Any], dict[tuple[str | int, ...], int]]:
     name = str(path)
     try:
         text = path.read_text(encoding="utf-8")

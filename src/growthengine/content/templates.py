@@ -11,6 +11,7 @@ The default templates ship as ``templates.yaml`` next to this module (:func:`loa
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -244,6 +245,7 @@ class TemplateRegistry:
         return env.from_string(text)
 
 
+@functools.lru_cache(maxsize=1)
 def load_default_templates() -> TemplateRegistry:
     """The templates that ship with the engine (``growthengine/content/templates.yaml``)."""
     text = resources.files("growthengine.content").joinpath("templates.yaml").read_text(encoding="utf-8")

@@ -10,6 +10,7 @@ from growthengine.clock import from_us
 from growthengine.domain.events import Event
 from growthengine.domain.messages import Message
 from growthengine.domain.profiles import Profile
+from growthengine.engagement.experiments import ExperimentBook
 from growthengine.optimize.channel_scores import ChannelScores
 from growthengine.optimize.send_time import SendTimeModel
 from growthengine.storage.unit_of_work import Tx
@@ -29,6 +30,7 @@ class EngagementTracker:
 
     def __init__(self, business_timezone: str = "Asia/Bangkok") -> None:
         self.business_timezone = business_timezone
+        self.experiments = ExperimentBook()
 
     def on_sent(self, tx: Tx, sent: list[Message], now_us: int) -> None:
         """Messages went out: one more trial on their channel in each user's channel evidence."""
@@ -37,6 +39,7 @@ class EngagementTracker:
             by_user[message.user_id].append(message)
         if not by_user:
             return
+        self.experiments.record(tx, sent, sends=1)
         docs = tx.user_models.get_many(list(by_user), SCORES)
         at = from_us(now_us)
         for user_id, messages in by_user.items():
@@ -50,7 +53,9 @@ class EngagementTracker:
         engagements: list[tuple[str, str, dt.datetime, float]] = []  # user, channel, when, weight
         opened_ids = [str(e.properties.get("message_id")) for e in events
                       if e.name in ENGAGEMENT and e.properties.get("message_id")]
-        channels = {mid: m.channel for mid, m in tx.messages.get_many(opened_ids).items()} if opened_ids else {}
+        found = tx.messages.get_many(opened_ids) if opened_ids else {}
+        channels = {mid: m.channel for mid, m in found.items()}
+        self._experiment_outcomes(tx, events, found)
         for event in events:
             at = from_us(event.ts_us)
             if event.name in ENGAGEMENT:
@@ -62,6 +67,22 @@ class EngagementTracker:
                 engagements.append((event.user_id, "in_app", at, APP_OPEN_WEIGHT))
         if engagements:
             self.learn(tx, engagements, profiles, max(e.ts_us for e in events))
+
+    def _experiment_outcomes(self, tx: Tx, events: list[Event], found: dict[str, Message]) -> None:
+        """A first open converts; an unsubscribe after a message counts against its variant (the guardrail)."""
+        converted = []
+        for event in events:
+            message = found.get(str(event.properties.get("message_id")))
+            if event.name == "message_opened" and message is not None and "experiment" in message.data \
+                    and not message.data.get("experiment_converted"):
+                message.data["experiment_converted"] = True
+                tx.messages.update(message.id, data=message.data)
+                converted.append(message)
+        self.experiments.record(tx, converted, conversions=1)
+        unsub_ids = [str(e.properties["message_id"]) for e in events
+                     if e.name == "unsubscribed" and e.properties.get("message_id")]
+        if unsub_ids:
+            self.experiments.record(tx, list(tx.messages.get_many(unsub_ids).values()), unsubscribes=1)
 
     def learn(self, tx: Tx, engagements: list[tuple[str, str, dt.datetime, float]],
               profiles: dict[str, Profile], now_us: int) -> None:

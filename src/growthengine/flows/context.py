@@ -37,6 +37,8 @@ def message_context(run: Run, traits: dict[str, Any], listing: dict[str, Any] | 
         if value is not None:
             values[key] = value
     values["product"] = trigger.get("title") or (listing or {}).get("title") or run.entity or ""
+    if "price" in values:
+        values.setdefault("from_price", trigger.get("from_price", values["price"]))
     coupon = run.context.get("coupon")
     if isinstance(coupon, dict):
         values["coupon"] = {

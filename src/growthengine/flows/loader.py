@@ -38,11 +38,11 @@ _OFFSET = re.compile(r"^T\s*\+\s*(\S+)$")
 BASE_CONTEXT = {
     "name", "language", "timezone", "email", "province", "user_id", "now", "site_url", "unsubscribe_url", "flow",
     "product", "title", "image_url", "stock", "price", "listing_id", "new_price", "old_price", "category",
-    "trigger", "entity", "guide_url", "listings",
+    "trigger", "entity", "guide_url", "listings", "from_price",
 }
 
 # A template's channel and the variables it uses, or None when no such template exists.
-TemplateInfo = Callable[[str], tuple[str, set[str]] | None]
+TemplateInfo = Callable[[str], tuple[str, set[str], set[str]] | None]
 
 
 class _Invalid(Exception):
@@ -226,7 +226,8 @@ class FlowLoader:
     def _send(self, spec: Any, path: Path, provided: set[str]) -> Send:
         if not isinstance(spec, dict):
             raise _Invalid(path, "send is {channel, template, kind, urgency, priority, expires}")
-        extra = sorted(set(spec) - {"channel", "template", "kind", "urgency", "priority", "expires", "best_time"})
+        extra = sorted(set(spec) - {"channel", "template", "kind", "urgency", "priority", "expires", "best_time",
+                                    "variants", "experiment"})
         if extra:
             raise _Invalid((*path, extra[0]), f"unknown send field {extra[0]!r}")
         channel = spec.get("channel")
@@ -236,7 +237,7 @@ class FlowLoader:
         info = self.templates(str(template)) if isinstance(template, str) else None
         if info is None:
             raise _Invalid((*path, "template"), f"unknown template {template!r}")
-        template_channel, variables = info
+        template_channel, variables, template_variants = info
         if template_channel != channel:
             raise _Invalid((*path, "template"), f"template {template!r} is for {template_channel}, not {channel}")
         missing = sorted(variables - provided)
@@ -260,8 +261,19 @@ class FlowLoader:
             if isinstance(best_spec, dict):
                 best_spec = best_spec.get("within")
             best = self._duration(best_spec, (*path, "best_time"))
+        variants = spec.get("variants") or []
+        if not isinstance(variants, list) or any(not isinstance(v, str) for v in variants) or len(variants) == 1:
+            raise _Invalid((*path, "variants"), "variants is a list of two or more of the template's variants")
+        unknown = [v for v in variants if v not in template_variants]
+        if unknown:
+            raise _Invalid((*path, "variants"), f"template {template!r} has no variant {unknown[0]!r}; it has "
+                                                f"{', '.join(sorted(template_variants))}")
+        mode = (spec.get("experiment") or {}).get("mode", "explore") if isinstance(spec.get("experiment"), dict) \
+            else "explore"
+        if mode not in ("explore", "thompson"):
+            raise _Invalid((*path, "experiment", "mode"), "mode is explore or thompson")
         return Send(channel=channel, template=str(template), kind=kind, urgency=urgency, priority=priority,
-                    expires_us=expires, best_within_us=best)
+                    expires_us=expires, best_within_us=best, variants=tuple(variants), experiment_mode=mode)
 
     def _action(self, spec: Any, path: Path) -> CouponAction | RecommendationAction:
         if not isinstance(spec, dict):

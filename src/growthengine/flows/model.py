@@ -60,6 +60,8 @@ class Send:
     priority: int = 50
     expires_us: int | None = None
     best_within_us: int | None = None  # send at the user's best time within this span (send-time optimization)
+    variants: tuple[str, ...] = ()  # an experiment between the template's variants (the first is the control)
+    experiment_mode: str = "explore"  # explore (10 % explore, winner to the rest) or thompson
 
 
 @dataclass(frozen=True)

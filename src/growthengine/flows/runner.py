@@ -10,6 +10,7 @@ from growthengine.clock import from_us, to_us
 from growthengine.consent.unsubscribe import UnsubscribeLinks
 from growthengine.content.templates import RenderedMessage, RenderError, TemplateRegistry
 from growthengine.domain.messages import Message, message_id
+from growthengine.engagement.experiments import ExperimentBook, experiment_key
 from growthengine.flows.actions import (
     ActionFailed,
     CouponSource,
@@ -21,6 +22,7 @@ from growthengine.flows.context import message_context
 from growthengine.flows.dispatch import Dispatcher, Outgoing
 from growthengine.flows.model import Branch, BranchCondition, CouponAction, Flow, RecommendationAction, Send, Wait
 from growthengine.flows.paths import DONE, enter_branch, following, resolve
+from growthengine.optimize.personalization import build_context
 
 if TYPE_CHECKING:
     from growthengine.engagement.service import Optimizer
@@ -31,6 +33,7 @@ from growthengine.storage.unit_of_work import Tx
 log = logging.getLogger(__name__)
 
 RUN_TIMER = "flow"
+PERSONALIZATION_WINDOW_US = 90 * 86_400_000_000
 MAX_STEPS_PER_PASS = 200
 
 
@@ -46,6 +49,7 @@ class Runner:
         self.business_timezone = business_timezone
         self.links = links
         self.optimizer = optimizer
+        self.experiments = ExperimentBook()
         self._renders: dict[tuple[str, str, str], RenderedMessage] = {}
         self._listings: dict[str, dict[str, Any] | None] = {}
 
@@ -126,13 +130,14 @@ class Runner:
             self._listings[entity] = tx.listings.get(entity)
         return self._listings[entity]
 
-    def _render(self, key: str, language: Any, context: dict[str, Any]) -> RenderedMessage:
+    def _render(self, key: str, language: Any, context: dict[str, Any], variant: str | None = None
+                ) -> RenderedMessage:
         """Render, reusing the result for recipients whose copy cannot differ (same values of what it reads)."""
         used = self.templates.variables(key) | {"user_context"}
-        cache_key = (key, str(language), repr(sorted((k, context.get(k)) for k in used if k in context)))
+        cache_key = (key, f"{language}|{variant}", repr(sorted((k, context.get(k)) for k in used if k in context)))
         rendered = self._renders.get(cache_key)
         if rendered is None:
-            rendered = self.templates.render(key, language, context)
+            rendered = self.templates.render(key, language, context, variant=variant)
             if len(self._renders) < 10_000:
                 self._renders[cache_key] = rendered
         return rendered
@@ -155,8 +160,22 @@ class Runner:
             run.context.setdefault("skipped", []).append({"step": step, "missing": missing, "at_us": now_us})
             log.info("run %s skips %s: no %s", run.id, step, ", ".join(missing))
             return
+        extra: dict[str, Any] = {}
+        variant = None
+        if send.variants:
+            key = experiment_key(flow.key, step)
+            assignment = self.experiments.assign(tx, key, send.variants, send.experiment_mode, run.user_id)
+            variant = assignment.variant
+            extra["experiment"] = {"key": key, "variant": variant, "variants": list(send.variants),
+                                   "mode": send.experiment_mode, "reason": assignment.reason}
+        elif len(self.templates.get(send.template).variants) > 1:
+            personal = build_context(tx.events.for_user(run.user_id, since_us=now_us - PERSONALIZATION_WINDOW_US),
+                                     now=from_us(now_us))
+            context["user_context"] = list(personal.tags)
+            extra["user_context"] = {"tags": list(personal.tags),
+                                     "reasons": [r.reason for r in personal.reasons]}
         try:
-            rendered = self._render(send.template, traits.get("language"), context)
+            rendered = self._render(send.template, traits.get("language"), context, variant)
         except RenderError as exc:
             log.error("run %s: %s", run.id, exc)
             message = Message(id=mid, user_id=run.user_id, flow=flow.key, step=step, channel=send.channel,
@@ -174,7 +193,7 @@ class Runner:
             coupon=coupon["code"] if isinstance(coupon, dict) else None,
             expires_us=now_us + send.expires_us if send.expires_us else self._coupon_expiry(send, coupon),
             data={"template": send.template, "language": rendered.language, "urgency": send.urgency,
-                  "entity": run.entity, "version": flow.version,
+                  "entity": run.entity, "version": flow.version, **extra,
                   **({"unsubscribe_url": unsubscribe_url} if unsubscribe_url else {})},
         )
         if send.best_within_us and self.optimizer is not None:

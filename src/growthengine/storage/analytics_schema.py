@@ -4,10 +4,12 @@
   attribution anchor and whether a purchase or an unsubscribe was attributed to it). It is the memory that makes
   the rollups incremental and exact: a change is applied as "minus what the message counted as, plus what it
   counts as now".
-* ``kpi_daily``: counters per local day, flow, step, channel, variant and kind. Pages and ``GET /v1/kpis`` read
-  only this (a few thousand rows a year), never the messages or the events.
-* ``kpi_reasons``: messages per day, flow, step, channel, status and reason (held, moved, suppressed, failed,
-  cancelled, and by which rule).
+* ``kpi_daily``: counters per local day, flow, step, channel, variant and kind; ``kpi_monthly`` the same per
+  calendar month (a year's report reads 12 months and the days at its edges, not 365 days); ``kpi_flow_days`` per
+  day and flow only (the "by day" series). Pages and ``GET /v1/kpis`` read only these, never the messages or the
+  events.
+* ``kpi_reasons`` (and ``kpi_reasons_monthly``): messages per day (month), flow, step, channel, status and reason
+  (held, moved, suppressed, failed, cancelled, and by which rule).
 * ``kpi_open_hours``: opens per flow, channel and local hour of the week (0 = Monday 00:00-00:59).
 * ``segment_size_history``: segment sizes, one snapshot per local day (the latest of the day wins).
 """
@@ -23,6 +25,8 @@ KPI_COUNTERS = (
     "decided", "scheduled", "sent", "delivered", "opened", "clicked", "failed", "suppressed", "cancelled",
     "control", "converted", "control_converted", "unsubscribed",
 )
+# Open rates are per channel (push, email): the per-day table keeps their sends and opens besides the totals.
+CHANNEL_COUNTERS = ("push_sent", "push_opened", "email_sent", "email_opened")
 KPI_DIMENSIONS = ("day", "flow_key", "step", "channel", "variant", "kind")
 REASON_DIMENSIONS = ("day", "flow_key", "step", "channel", "status", "reason")
 
@@ -65,10 +69,43 @@ kpi_daily = sa.Table(
     sa.Index("ix_kpi_daily_flow_day", "flow_key", "day"),
 )
 
+kpi_monthly = sa.Table(
+    "kpi_monthly",
+    metadata,
+    sa.Column("month", sa.String(7), primary_key=True),
+    sa.Column("flow_key", sa.String(100), primary_key=True),
+    sa.Column("step", sa.String(100), primary_key=True),
+    sa.Column("channel", sa.String(16), primary_key=True),
+    sa.Column("variant", sa.String(100), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    *[_counter(name) for name in KPI_COUNTERS],
+)
+
+kpi_flow_days = sa.Table(
+    "kpi_flow_days",
+    metadata,
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("flow_key", sa.String(100), primary_key=True),
+    *[_counter(name) for name in KPI_COUNTERS],
+    *[_counter(name) for name in CHANNEL_COUNTERS],
+)
+
 kpi_reasons = sa.Table(
     "kpi_reasons",
     metadata,
     sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("flow_key", sa.String(100), primary_key=True),
+    sa.Column("step", sa.String(100), primary_key=True),
+    sa.Column("channel", sa.String(16), primary_key=True),
+    sa.Column("status", sa.String(16), primary_key=True),
+    sa.Column("reason", sa.String(64), primary_key=True),
+    _counter("n"),
+)
+
+kpi_reasons_monthly = sa.Table(
+    "kpi_reasons_monthly",
+    metadata,
+    sa.Column("month", sa.String(7), primary_key=True),
     sa.Column("flow_key", sa.String(100), primary_key=True),
     sa.Column("step", sa.String(100), primary_key=True),
     sa.Column("channel", sa.String(16), primary_key=True),

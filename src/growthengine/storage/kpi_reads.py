@@ -2,23 +2,44 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
 
 from growthengine.storage.analytics_schema import (
+    CHANNEL_COUNTERS,
     KPI_COUNTERS,
     kpi_daily,
+    kpi_flow_days,
+    kpi_monthly,
     kpi_open_hours,
     kpi_reasons,
+    kpi_reasons_monthly,
     segment_size_history,
 )
 from growthengine.storage.dialects import insert_for
-from growthengine.storage.flow_schema import messages
+from growthengine.storage.flow_schema import flow_runs, messages
 
-GROUPS = {"flow": "flow_key", "step": "step", "channel": "channel", "variant": "variant", "day": "day",
-          "kind": "kind"}
+
+def _split_span(first: dt.date, last: dt.date) -> tuple[tuple[str, str] | None, list[tuple[dt.date, dt.date]]]:
+    """The whole months inside ``first``..``last`` (as a 'YYYY-MM' range) and the day ranges left at its edges."""
+    month_start = first if first.day == 1 else _next_month(first)
+    after = _next_month(last)
+    month_end = after if after - dt.timedelta(days=1) == last else dt.date(last.year, last.month, 1)
+    if month_start >= month_end:
+        return None, [(first, last)]
+    edges = []
+    if first < month_start:
+        edges.append((first, month_start - dt.timedelta(days=1)))
+    if month_end <= last:
+        edges.append((month_end, last))
+    final = month_end - dt.timedelta(days=1)
+    return (month_start.isoformat()[:7], final.isoformat()[:7]), edges
+
+
+def _next_month(day: dt.date) -> dt.date:
+    return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
 
 
 class KpiReads:
@@ -26,41 +47,71 @@ class KpiReads:
         self._conn = conn
         self._dialect = dialect
 
-    def sums(self, day_from: str, day_to: str, *, flow: str | None = None,
-             by: Sequence[str] = ()) -> list[dict[str, Any]]:
-        """Counter totals over ``[day_from, day_to]`` (ISO local dates), grouped by ``by`` (names of GROUPS).
+    def breakdown(self, first: dt.date, last: dt.date, *, flow: str | None = None) -> list[dict[str, Any]]:
+        """Counter totals over the local days ``first``..``last`` per flow, step, channel and variant.
 
-        Each row also has ``push_sent``, ``push_opened``, ``email_sent`` and ``email_opened`` (open rates are
-        per channel).
+        Whole calendar months inside the span are read from ``kpi_monthly``, the days at its edges from
+        ``kpi_daily``: a year is 12 month rows and at most ~60 day rows per key.
         """
-        groups = [kpi_daily.c[GROUPS[name]] for name in by]
-        totals = [sa.func.coalesce(sa.func.sum(kpi_daily.c[c]), 0).label(c) for c in KPI_COUNTERS]
-        for channel in ("push", "email"):
-            for counter in ("sent", "opened"):
-                value = sa.case((kpi_daily.c.channel == channel, kpi_daily.c[counter]), else_=0)
-                totals.append(sa.func.coalesce(sa.func.sum(value), 0).label(f"{channel}_{counter}"))
-        query = sa.select(*groups, *totals).where(kpi_daily.c.day >= day_from, kpi_daily.c.day <= day_to)
-        if flow is not None:
-            query = query.where(kpi_daily.c.flow_key == flow)
-        if groups:
-            query = query.group_by(*groups).order_by(*groups)
+        months, edges = _split_span(first, last)
+        dims = ("flow_key", "step", "channel", "variant")
+        parts = []
+        if months:
+            part = sa.select(*[kpi_monthly.c[d] for d in dims], *[kpi_monthly.c[c] for c in KPI_COUNTERS]).where(
+                kpi_monthly.c.month >= months[0], kpi_monthly.c.month <= months[1])
+            parts.append(part.where(kpi_monthly.c.flow_key == flow) if flow is not None else part)
+        for lo, hi in edges:
+            part = sa.select(*[kpi_daily.c[d] for d in dims], *[kpi_daily.c[c] for c in KPI_COUNTERS]).where(
+                kpi_daily.c.day >= lo.isoformat(), kpi_daily.c.day <= hi.isoformat())
+            parts.append(part.where(kpi_daily.c.flow_key == flow) if flow is not None else part)
+        if not parts:
+            return []
+        union = sa.union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
+        groups = [union.c[d] for d in dims]
+        query = (sa.select(*groups, *[sa.func.sum(union.c[c]).label(c) for c in KPI_COUNTERS])
+                 .group_by(*groups).order_by(*groups))
         out = []
         for row in self._conn.execute(query).mappings():
-            item = {name: row[GROUPS[name]] for name in by}
-            item.update({k: int(row[k]) for k in row if k not in item and k not in GROUPS.values()})
-            if not groups or item["decided"]:
+            item: dict[str, Any] = {"flow": row["flow_key"], "step": row["step"], "channel": row["channel"],
+                                    "variant": row["variant"]}
+            item.update({c: int(row[c] or 0) for c in KPI_COUNTERS})
+            if item["decided"]:
                 out.append(item)
         return out
 
-    def reasons(self, day_from: str, day_to: str, *, flow: str | None = None) -> list[dict[str, Any]]:
-        """Messages held, moved, suppressed, failed or cancelled, by flow, step, channel, status and rule."""
-        cols = [kpi_reasons.c.flow_key, kpi_reasons.c.step, kpi_reasons.c.channel, kpi_reasons.c.status,
-                kpi_reasons.c.reason]
-        query = (sa.select(*cols, sa.func.sum(kpi_reasons.c.n).label("n"))
-                 .where(kpi_reasons.c.day >= day_from, kpi_reasons.c.day <= day_to)
-                 .group_by(*cols).order_by(*cols))
+    def by_day(self, first: dt.date, last: dt.date, *, flow: str | None = None) -> list[dict[str, Any]]:
+        """Counter totals per local day (with the push and email sends and opens for open rates)."""
+        counters = (*KPI_COUNTERS, *CHANNEL_COUNTERS)
+        query = (sa.select(kpi_flow_days.c.day, *[sa.func.sum(kpi_flow_days.c[c]).label(c) for c in counters])
+                 .where(kpi_flow_days.c.day >= first.isoformat(), kpi_flow_days.c.day <= last.isoformat())
+                 .group_by(kpi_flow_days.c.day).order_by(kpi_flow_days.c.day))
         if flow is not None:
-            query = query.where(kpi_reasons.c.flow_key == flow)
+            query = query.where(kpi_flow_days.c.flow_key == flow)
+        out = []
+        for row in self._conn.execute(query).mappings():
+            item: dict[str, Any] = {"day": row["day"], **{c: int(row[c] or 0) for c in counters}}
+            if item["decided"]:
+                out.append(item)
+        return out
+
+    def reasons(self, first: dt.date, last: dt.date, *, flow: str | None = None) -> list[dict[str, Any]]:
+        """Messages held, moved, suppressed, failed or cancelled, by flow, step, channel, status and rule
+        (whole months from ``kpi_reasons_monthly``, the edge days from ``kpi_reasons``)."""
+        months, edges = _split_span(first, last)
+        dims = ("flow_key", "step", "channel", "status", "reason")
+        parts = []
+        if months:
+            t = kpi_reasons_monthly
+            parts.append(sa.select(*[t.c[d] for d in dims], t.c.n).where(t.c.month >= months[0],
+                                                                         t.c.month <= months[1]))
+        for lo, hi in edges:
+            parts.append(sa.select(*[kpi_reasons.c[d] for d in dims], kpi_reasons.c.n).where(
+                kpi_reasons.c.day >= lo.isoformat(), kpi_reasons.c.day <= hi.isoformat()))
+        if flow is not None:
+            parts = [part.where(sa.column("flow_key") == flow) for part in parts]
+        union = sa.union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
+        groups = [union.c[d] for d in dims]
+        query = sa.select(*groups, sa.func.sum(union.c.n).label("n")).group_by(*groups).order_by(*groups)
         return [{"flow": r["flow_key"], "step": r["step"], "channel": r["channel"], "status": r["status"],
                  "reason": r["reason"], "n": int(r["n"])}
                 for r in self._conn.execute(query).mappings() if r["n"]]
@@ -86,12 +137,28 @@ class KpiReads:
         self._conn.execute(stmt, [{"day": day, "segment_key": k, "size": int(n), "taken_us": at_us}
                                   for k, n in sorted(sizes.items())])
 
+    def latest_snapshot(self) -> tuple[int, dict[str, int]] | None:
+        """When the newest snapshot was taken, and its sizes."""
+        t = segment_size_history
+        last = sa.select(sa.func.max(t.c.day)).scalar_subquery()
+        rows = self._conn.execute(sa.select(t.c.segment_key, t.c.size, t.c.taken_us).where(t.c.day == last)).all()
+        if not rows:
+            return None
+        return max(int(r[2]) for r in rows), {str(r[0]): int(r[1]) for r in rows}
+
     def segment_history(self, day_from: str, day_to: str) -> list[dict[str, Any]]:
         query = (sa.select(segment_size_history)
                  .where(segment_size_history.c.day >= day_from, segment_size_history.c.day <= day_to)
                  .order_by(segment_size_history.c.day, segment_size_history.c.segment_key))
         return [{"day": r["day"], "segment": r["segment_key"], "size": int(r["size"])}
                 for r in self._conn.execute(query).mappings()]
+
+    def active_runs(self, flow: str) -> dict[str, int]:
+        """Live runs of a flow by the step they stand at (an index range: only live runs are read)."""
+        query = (sa.select(flow_runs.c.cursor, sa.func.count())
+                 .where(flow_runs.c.flow_key == flow, flow_runs.c.status == "active")
+                 .group_by(flow_runs.c.cursor))
+        return {str(cursor): int(n) for cursor, n in self._conn.execute(query)}
 
     # The message explorer -------------------------------------------------------------------------------
 

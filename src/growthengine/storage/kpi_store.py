@@ -37,13 +37,17 @@ from growthengine.analytics.definitions import (
 )
 from growthengine.domain.events import Event
 from growthengine.storage.analytics_schema import (
+    CHANNEL_COUNTERS,
     KPI_COUNTERS,
     KPI_DIMENSIONS,
     REASON_DIMENSIONS,
     kpi_daily,
+    kpi_flow_days,
     kpi_messages,
+    kpi_monthly,
     kpi_open_hours,
     kpi_reasons,
+    kpi_reasons_monthly,
 )
 from growthengine.storage.dialects import insert_for
 from growthengine.storage.flow_schema import messages
@@ -96,7 +100,8 @@ class KpiStore(KpiReads):
 
     def rebuild(self) -> int:
         """Forget the rollups and count every message in the ledger again (after a change of settings)."""
-        for table in (kpi_messages, kpi_daily, kpi_reasons, kpi_open_hours):
+        for table in (kpi_messages, kpi_daily, kpi_monthly, kpi_flow_days, kpi_reasons, kpi_reasons_monthly,
+                      kpi_open_hours):
             self._conn.execute(sa.delete(table))
         done, after = 0, -1
         while True:
@@ -211,12 +216,33 @@ class KpiStore(KpiReads):
                 if okey is not None:
                     opens[okey] += sign
         self._save_facts([after for before, after in changes if before != after])
-        daily_rows = [{**dict(zip(KPI_DIMENSIONS, key, strict=True)), **{c: delta.get(c, 0) for c in KPI_COUNTERS}}
-                      for key, delta in sorted(daily.items()) if any(delta.values())]
-        self._add(kpi_daily, KPI_DIMENSIONS, KPI_COUNTERS, daily_rows)
-        reason_rows = [{**dict(zip(REASON_DIMENSIONS, key, strict=True)), "n": n}
-                       for key, n in sorted(reasons.items()) if n]
-        self._add(kpi_reasons, REASON_DIMENSIONS, ("n",), reason_rows)
+        daily = {key: delta for key, delta in daily.items() if any(delta.values())}
+        monthly: dict[tuple[str, ...], Delta] = defaultdict(lambda: defaultdict(int))
+        flow_days: dict[tuple[str, ...], Delta] = defaultdict(lambda: defaultdict(int))
+        for key, delta in daily.items():
+            month, per_flow = monthly[(key[0][:7], *key[1:])], flow_days[(key[0], key[1])]
+            for name, n in delta.items():
+                month[name] += n
+                per_flow[name] += n
+            if key[3] in ("push", "email"):
+                per_flow[f"{key[3]}_sent"] += delta.get("sent", 0)
+                per_flow[f"{key[3]}_opened"] += delta.get("opened", 0)
+        for table, dims, counters, deltas in (
+            (kpi_daily, KPI_DIMENSIONS, KPI_COUNTERS, daily),
+            (kpi_monthly, ("month", *KPI_DIMENSIONS[1:]), KPI_COUNTERS, monthly),
+            (kpi_flow_days, ("day", "flow_key"), (*KPI_COUNTERS, *CHANNEL_COUNTERS), flow_days),
+        ):
+            rows = [{**dict(zip(dims, key, strict=True)), **{c: delta.get(c, 0) for c in counters}}
+                    for key, delta in sorted(deltas.items())]
+            self._add(table, dims, counters, rows)
+        reasons = {key: n for key, n in reasons.items() if n}
+        reason_months: dict[tuple[str, ...], int] = defaultdict(int)
+        for key, n in reasons.items():
+            reason_months[(key[0][:7], *key[1:])] += n
+        for table, dims, counts in ((kpi_reasons, REASON_DIMENSIONS, reasons),
+                                    (kpi_reasons_monthly, ("month", *REASON_DIMENSIONS[1:]), reason_months)):
+            rows = [{**dict(zip(dims, key, strict=True)), "n": n} for key, n in sorted(counts.items()) if n]
+            self._add(table, dims, ("n",), rows)
         open_rows = [{"flow_key": k[0], "channel": k[1], "how": k[2], "n": n} for k, n in sorted(opens.items()) if n]
         self._add(kpi_open_hours, ("flow_key", "channel", "how"), ("n",), open_rows)
 

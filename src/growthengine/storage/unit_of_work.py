@@ -40,6 +40,11 @@ class StateStore:
         value = self._conn.execute(sa.select(engine_state.c.value).where(engine_state.c.key == key)).scalar()
         return orjson.loads(value) if value is not None else None
 
+    def prefixed(self, prefix: str) -> dict[str, Any]:
+        rows = self._conn.execute(sa.select(engine_state.c.key, engine_state.c.value)
+                                  .where(engine_state.c.key.startswith(prefix, autoescape=True)))
+        return {key: orjson.loads(value) for key, value in rows}
+
     def put(self, key: str, value: Any) -> None:
         stmt = insert_for(self._dialect, engine_state)
         stmt = stmt.on_conflict_do_update(index_elements=["key"], set_={"value": stmt.excluded.value})

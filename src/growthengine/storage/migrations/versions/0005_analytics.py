@@ -1,5 +1,5 @@
-"""Analytics: KPI rollups (kpi_messages, kpi_daily, kpi_reasons, kpi_open_hours), segment size history, and
-two indexes on the send ledger for the message explorer.
+"""Analytics: KPI rollups (kpi_messages, kpi_daily, kpi_monthly, kpi_flow_days, kpi_reasons, kpi_reasons_monthly,
+kpi_open_hours), segment size history, and two indexes on the send ledger for the message explorer.
 
 The rollups of messages already in the ledger are filled in by the engine at its next start (a KPI rebuild
 runs whenever the stored KPI settings differ from the engine's, and the first start has none stored).
@@ -58,8 +58,34 @@ def upgrade() -> None:
     )
     op.create_index("ix_kpi_daily_flow_day", "kpi_daily", ["flow_key", "day"])
     op.create_table(
+        "kpi_monthly",
+        sa.Column("month", sa.String(7), primary_key=True),
+        sa.Column("flow_key", sa.String(100), primary_key=True),
+        sa.Column("step", sa.String(100), primary_key=True),
+        sa.Column("channel", sa.String(16), primary_key=True),
+        sa.Column("variant", sa.String(100), primary_key=True),
+        sa.Column("kind", sa.String(16), primary_key=True),
+        *[_counter(name) for name in COUNTERS],
+    )
+    op.create_table(
+        "kpi_flow_days",
+        sa.Column("day", sa.String(10), primary_key=True),
+        sa.Column("flow_key", sa.String(100), primary_key=True),
+        *[_counter(name) for name in (*COUNTERS, "push_sent", "push_opened", "email_sent", "email_opened")],
+    )
+    op.create_table(
         "kpi_reasons",
         sa.Column("day", sa.String(10), primary_key=True),
+        sa.Column("flow_key", sa.String(100), primary_key=True),
+        sa.Column("step", sa.String(100), primary_key=True),
+        sa.Column("channel", sa.String(16), primary_key=True),
+        sa.Column("status", sa.String(16), primary_key=True),
+        sa.Column("reason", sa.String(64), primary_key=True),
+        _counter("n"),
+    )
+    op.create_table(
+        "kpi_reasons_monthly",
+        sa.Column("month", sa.String(7), primary_key=True),
         sa.Column("flow_key", sa.String(100), primary_key=True),
         sa.Column("step", sa.String(100), primary_key=True),
         sa.Column("channel", sa.String(16), primary_key=True),
@@ -88,5 +114,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_messages_channel_seq", "messages")
     op.drop_index("ix_messages_status_seq", "messages")
-    for table in ("segment_size_history", "kpi_open_hours", "kpi_reasons", "kpi_daily", "kpi_messages"):
+    for table in ("segment_size_history", "kpi_open_hours", "kpi_reasons_monthly", "kpi_reasons", "kpi_flow_days",
+                  "kpi_monthly", "kpi_daily", "kpi_messages"):
         op.drop_table(table)

@@ -1,0 +1,192 @@
+"""What each dashboard page shows, read from the rollups and small indexed queries (never a scan per request)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+
+from growthengine.analytics.definitions import day_range, zone
+from growthengine.analytics.report import aggregate, build_report, day_span, kpi_row
+from growthengine.analytics.service import snapshot_segments
+from growthengine.analytics.stats import wilson
+from growthengine.clock import from_us, to_us
+from growthengine.engine import Engine
+from growthengine.flows.model import Branch, CouponAction, RecommendationAction, Send, Step, Wait, iter_steps
+from growthengine.flows.paths import resolve
+from growthengine.timefmt import format_instant
+
+HISTORY_DAYS = 90
+# Counting every segment's members is a scan: the page shows the newest snapshot and takes a new one (at most once
+# this often, on the first visit after) rather than counting on every request.
+SNAPSHOT_MAX_AGE_US = 10 * 60 * 1_000_000
+
+
+def overview(engine: Engine, *, flow: str | None, start: str | None, end: str | None) -> dict[str, Any]:
+    with engine.store.transaction() as tx:
+        tz = zone(tx.kpis.config())
+        first, last = day_span(engine.clock.now().astimezone(tz).date(), tz, start, end)
+        report = build_report(tx, first, last, flow)
+        report["reasons"] = tx.kpis.reasons(first, last, flow=flow)
+    report["flows"] = sorted(engine.config.flows)
+    report["chart"] = _daily_chart(report["by_day"], first, last)
+    return report
+
+
+def _daily_chart(rows: list[dict[str, Any]], first: dt.date, last: dt.date) -> dict[str, Any]:
+    """Every day of the span (zero where nothing happened), so that one busy day still reads as a day."""
+    known = {r["day"]: r for r in rows}
+    x = day_range(first, last)
+    days = [known.get(day, {"sent": 0, "opened": 0, "clicked": 0, "converted": 0}) for day in x]
+    series = [("sent", "#2563eb"), ("opened", "#16a34a"), ("clicked", "#f59e0b"), ("converted", "#db2777")]
+    return {"data": [{"type": "scatter", "mode": "lines+markers", "name": name, "x": x, "y": [d[name] for d in days],
+                      "line": {"color": color}} for name, color in series],
+            "layout": {"height": 280, "xaxis": {"type": "date", "tickformat": "%d %b"}}}
+
+
+def segments(engine: Engine) -> dict[str, Any]:
+    """Sizes now (the newest snapshot, taken again when older than SNAPSHOT_MAX_AGE) and over time."""
+    now = engine.clock.now()
+    with engine.store.transaction() as tx:
+        tz = zone(tx.kpis.config())
+        latest = tx.kpis.latest_snapshot()
+    fresh = (latest is not None and to_us(now) - latest[0] < SNAPSHOT_MAX_AGE_US
+             and set(engine.segments.segments) <= set(latest[1]))
+    if fresh and latest is not None:
+        taken_us, sizes = latest
+    else:
+        taken_us, sizes = to_us(now), snapshot_segments(engine)
+    today = now.astimezone(tz).date()
+    with engine.store.transaction() as tx:
+        history = tx.kpis.segment_history((today - dt.timedelta(days=HISTORY_DAYS - 1)).isoformat(),
+                                          today.isoformat())
+    by_segment: dict[str, dict[str, int]] = defaultdict(dict)
+    for row in history:
+        by_segment[row["segment"]][row["day"]] = row["size"]
+    rows, traces = [], []
+    for key, seg in engine.segments.segments.items():
+        points = dict(by_segment.get(key, {}))
+        points[today.isoformat()] = sizes.get(key, 0)  # today's point is the live size
+        days = sorted(points)
+        traces.append({"type": "scatter", "mode": "lines+markers", "name": seg.name, "x": days,
+                       "y": [points[d] for d in days]})
+        rows.append({"key": key, "name": seg.name, "refresh": seg.refresh, "size": sizes.get(key, 0),
+                     "description": seg.description})
+    return {"segments": rows, "chart": {"data": traces, "layout": {"height": 320}},
+            "taken_at": from_us(taken_us).astimezone(tz).strftime("%Y-%m-%d %H:%M"), "timezone": tz.key}
+
+
+def _step_kind(step: Step) -> str:
+    body = step.body
+    if isinstance(body, Send):
+        return f"send · {body.channel}"
+    if isinstance(body, Wait):
+        return "wait"
+    if isinstance(body, (CouponAction, RecommendationAction)):
+        return "action"
+    return "branch" if isinstance(body, Branch) else "step"
+
+
+def flows(engine: Engine, *, start: str | None, end: str | None) -> dict[str, Any]:
+    with engine.store.transaction() as tx:
+        tz = zone(tx.kpis.config())
+        first, last = day_span(engine.clock.now().astimezone(tz).date(), tz, start, end)
+        sums = aggregate(tx.kpis.breakdown(first, last), ("flow", "step"))
+        runs = {key: tx.kpis.active_runs(key) for key in engine.config.flows}
+    by_step = {(r["flow"], r["step"]): kpi_row(r) for r in sums}
+    out = []
+    for key, flow in engine.config.flows.items():
+        waiting: dict[str, int] = defaultdict(int)
+        for cursor, n in runs.get(key, {}).items():
+            step = resolve(flow.steps, cursor)
+            waiting[step.name if step is not None else "?"] += n
+        steps: list[dict[str, Any]] = []
+        for step in iter_steps(flow.steps):
+            row = by_step.get((key, step.name))
+            steps.append({"name": step.name, "kind": _step_kind(step), "waiting": waiting.get(step.name, 0),
+                          "kpi": row})
+        sends = [s for s in steps if s["kpi"] is not None]
+        chart = {"data": [{"type": "bar", "name": name, "x": [s["name"] for s in sends],
+                           "y": [s["kpi"][name] for s in sends]}
+                          for name in ("decided", "sent", "opened", "clicked", "converted")],
+                 "layout": {"height": 260, "barmode": "group"}} if sends else None
+        out.append({"key": key, "name": flow.name, "description": flow.description, "enabled": flow.enabled,
+                    "holdout": flow.holdout_pct, "active": sum(waiting.values()),
+                    "steps": steps, "chart": chart})
+    return {"flows": out, "from": first.isoformat(), "to": last.isoformat()}
+
+
+def messages(engine: Engine, *, user_id: str | None, flow: str | None, channel: str | None, status: str | None,
+             before: int | None, limit: int = 50) -> dict[str, Any]:
+    with engine.store.transaction() as tx:
+        rows = tx.kpis.explore(user_id=user_id, flow=flow, channel=channel, status=status, before_seq=before,
+                               limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = []
+    for r in rows:
+        data = orjson.loads(r["data"]) if isinstance(r["data"], str) else (r["data"] or {})
+        why = [str(v) for v in (data.get("gate"), data.get("error")) if v]
+        items.append({
+            "seq": r["seq"], "id": r["id"], "user": r["user_id"], "flow": r["flow_key"], "step": r["step"],
+            "channel": r["channel"], "kind": r["kind"], "status": r["status"], "reason": r["reason"] or "",
+            "why": "; ".join(why), "variant": r["variant"] or "",
+            "scheduled_at": format_instant(from_us(r["scheduled_us"])),
+            "sent_at": format_instant(from_us(r["sent_us"])) if r["sent_us"] is not None else "",
+            "content": _short(r["subject"] or r["title"] or r["body"] or ""),
+        })
+    filters = {"user": user_id or "", "flow": flow or "", "channel": channel or "", "status": status or ""}
+    following = rows[-1]["seq"] if more and rows else None
+    older = urlencode({**{k: v for k, v in filters.items() if v}, "before": following}) if following else ""
+    return {"messages": items, "next": following, "older_query": older, "filters": filters,
+            "flows": sorted(engine.config.flows)}
+
+
+def _short(text: str, limit: int = 90) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def experiments(engine: Engine, *, start: str | None, end: str | None) -> dict[str, Any]:
+    with engine.store.transaction() as tx:
+        tz = zone(tx.kpis.config())
+        first, last = day_span(engine.clock.now().astimezone(tz).date(), tz, start, end)
+        rows = aggregate(tx.kpis.breakdown(first, last), ("flow", "step", "variant"))
+    steps: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        steps[(r["flow"], r["step"])].append(r)
+    out = []
+    for (flow_key, step), variants in sorted(steps.items()):
+        named = [v for v in variants if v["variant"]]
+        if not named:
+            continue
+        shown = []
+        for v in variants:
+            row = kpi_row(v, {"variant": v["variant"] or "—"})
+            row["conversion_ci"] = wilson(v["converted"], v["sent"]) if v["sent"] else None
+            row["ctr_ci"] = wilson(v["clicked"], v["sent"]) if v["sent"] else None
+            shown.append(row)
+        out.append({"flow": flow_key, "step": step, "variants": shown,
+                    "verdict": verdict_for(engine, flow_key, step)})
+    return {"experiments": out, "from": first.isoformat(), "to": last.isoformat()}
+
+
+def verdict_for(engine: Engine, flow: str, step: str) -> dict[str, Any] | None:
+    """THE PLACE FOR THE VERDICT: the experiment engine's state and decision for this send step.
+
+    The experiment engine (``optimize/experiments.py``) is being built; once it stores its state, return here
+    ``{"status": "running" | "winner" | "no_difference", "winner": name | None, "detail": text}`` and the page
+    shows it. Until then the page shows the evidence (counts, rates, intervals) and "awaiting the experiment
+    engine".
+    """
+    return None
+
+
+def send_times(engine: Engine, *, flow: str | None, channel: str | None) -> dict[str, Any]:
+    with engine.store.transaction() as tx:
+        hours = tx.kpis.open_hours(flow=flow, channel=channel)
+        tz_name = tx.kpis.config().timezone
+    grid = [[hours.get(day * 24 + hour, 0) for hour in range(24)] for day in range(7)]
+    return {"grid": grid, "total": sum(hours.values()), "timezone": tz_name, "flows": sorted(engine.config.flows)}
