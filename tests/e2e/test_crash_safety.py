@@ -48,7 +48,8 @@ def _advance_in_background(base_url: str) -> None:
 
 def _ledger(db: Path) -> tuple[list[tuple[str, str, str]], int, int]:
     with sqlite3.connect(db) as conn:
-        messages = conn.execute("SELECT user_id, step, status FROM messages WHERE flow_key='cart_abandonment'").fetchall()
+        messages = conn.execute(
+            "SELECT user_id, step, status FROM messages WHERE flow_key = 'cart_abandonment'").fetchall()
         outbox = conn.execute("SELECT count(*), count(DISTINCT message_id) FROM outbox").fetchone()
     return messages, int(outbox[0]), int(outbox[1])
 
