@@ -36,3 +36,12 @@ def format_path(path: Path) -> str:
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
+
+
+def line_of(lines: dict[Path, int], path: Path) -> int | None:
+    """The line of ``path``, or of its nearest ancestor the document has a line for."""
+    for depth in range(len(path), -1, -1):
+        line = lines.get(path[:depth])
+        if line is not None:
+            return line
+    return None

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from growthengine.config.errors import ConfigIssue
-from growthengine.config.yaml_lines import Path, format_path
+from growthengine.config.yaml_lines import Path, format_path, line_of
 from growthengine.flows.model import (
     CHANNELS,
     Branch,
@@ -62,12 +62,7 @@ class FlowLoader:
         self._segment_helper = SegmentLoader(file, lines)
 
     def _issue(self, path: Path, message: str) -> None:
-        line = None
-        for depth in range(len(path), -1, -1):
-            line = self.lines.get(path[:depth])
-            if line is not None:
-                break
-        self.issues.append(ConfigIssue(self.file, format_path(path), message, line))
+        self.issues.append(ConfigIssue(self.file, format_path(path), message, line_of(self.lines, path)))
 
     def load(self, block: Any, base: Path = ("flows",)) -> dict[str, Flow]:
         flows: dict[str, Flow] = {}

@@ -8,7 +8,7 @@ from typing import Any, get_args
 import orjson
 
 from growthengine.config.errors import ConfigIssue
-from growthengine.config.yaml_lines import Path, format_path
+from growthengine.config.yaml_lines import Path, format_path, line_of
 from growthengine.domain.tracking_plan import KNOWN_TRAITS, property_type
 from growthengine.segments.durations import DurationError, parse_duration_us
 from growthengine.segments.model import (
@@ -56,12 +56,7 @@ class SegmentLoader:
         self.refused: set[str] = set()
 
     def _issue(self, path: Path, message: str) -> None:
-        line = None
-        for depth in range(len(path), -1, -1):
-            line = self.lines.get(path[:depth])
-            if line is not None:
-                break
-        self.issues.append(ConfigIssue(self.file, format_path(path), message, line))
+        self.issues.append(ConfigIssue(self.file, format_path(path), message, line_of(self.lines, path)))
 
     def load(self, block: Any, base: Path = ("segments",)) -> dict[str, Segment]:
         segments: dict[str, Segment] = {}
