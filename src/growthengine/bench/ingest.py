@@ -107,8 +107,9 @@ class IngestBench:
 # (a) the baseline ---------------------------------------------------------------------------------------
 
 
-def measure_bare(rows: list[tuple[Any, ...]], db_file: Path, *, progress: Advance | None = None) -> Measurement:
-    """Insert ``rows`` (``events`` columns but ``id``) straight into a fresh table, ``BATCH_SIZE`` a transaction."""
+def measure_bare(rows: list[tuple[Any, ...]], db_file: Path, *, progress: Advance | None = None,
+                 batch: int = BATCH_SIZE) -> Measurement:
+    """Insert ``rows`` (``events`` columns but ``id``) straight into a fresh table, ``batch`` a transaction."""
     from growthengine.storage.database import create_sqlite_engine
     from growthengine.storage.schema import events
 
@@ -121,8 +122,8 @@ def measure_bare(rows: list[tuple[Any, ...]], db_file: Path, *, progress: Advanc
             assert conn is not None
             sql = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
             cpu0, start = time.process_time(), time.perf_counter()
-            for i in range(0, len(rows), BATCH_SIZE):
-                chunk = rows[i : i + BATCH_SIZE]
+            for i in range(0, len(rows), batch):
+                chunk = rows[i : i + batch]
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(sql, chunk)
                 conn.execute("COMMIT")
@@ -134,7 +135,7 @@ def measure_bare(rows: list[tuple[Any, ...]], db_file: Path, *, progress: Advanc
             raw.close()
     finally:
         engine.dispose()
-    return Measurement("bare SQLite append", stored, seconds, cpu, {"transactions": -(-len(rows) // BATCH_SIZE)})
+    return Measurement("bare SQLite append", stored, seconds, cpu, {"transactions": -(-len(rows) // batch)})
 
 
 # (b) in process ----------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,6 +151,14 @@ class _Generator:
         else:
             call.update(type="track", event=kind, properties=self.properties(kind))
         return call
+
+
+def stream_calls(events: int, *, users: int = 100_000, seed: int = 7, now: dt.datetime = BENCH_START,
+                 span: dt.timedelta = dt.timedelta(minutes=15)) -> Iterator[dict[str, Any]]:
+    """The calls of :func:`make_workload`, one at a time (for runs too big to hold in memory)."""
+    gen = _Generator(users, seed, now, span)
+    for i in range(events):
+        yield gen.call(i, events)
 
 
 def make_workload(events: int, *, users: int = 100_000, seed: int = 7, now: dt.datetime = BENCH_START,

@@ -230,7 +230,8 @@ class FlowEngine:
             for chunk in tx.listings.favoriters(entity):
                 candidates = [(u, entity, event.ts_us, context) for u in chunk if u != event.user_id]
                 started += self.enroll(tx, flow, candidates, now_us)
-            log.info("%s: %s on %s reached %d favoriters", flow.key, event.name, entity, started)
+            if started:
+                log.info("%s: %s on %s reached %d favoriters", flow.key, event.name, entity, started)
             return
         self.enroll(tx, flow, [(event.user_id, entity, event.ts_us, context)], now_us, profiles)
 
