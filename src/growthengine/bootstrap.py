@@ -6,6 +6,8 @@ import datetime as dt
 import logging
 
 from growthengine.analytics.service import attach_analytics
+from growthengine.channels.delivery import DeliveryWorker
+from growthengine.channels.providers.bridge import LedgerBridge
 from growthengine.channels.registry import build_providers
 from growthengine.clock import Clock, ManualClock, RealClock
 from growthengine.config.loader import EngineConfig, load_config, load_flow_version
@@ -80,8 +82,11 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
     scheduler.register(RUN_TIMER, flows.on_run_timers)
     scheduler.register(MESSAGE_TIMER, flows.on_message_timers)
     scheduler.register(BROADCAST_TIMER, flows.on_broadcast_timers)
+    delivery = DeliveryWorker(store, {p.provider.name: p.provider for p in flows.dispatcher.providers.values()
+                                      if isinstance(p, LedgerBridge)}, clock)
+    scheduler.after_commit.append(delivery.drain)
     engine = Engine(settings=settings, clock=clock, store=store, scheduler=scheduler, ingestion=ingestion,
-                    config=config, segments=segments, flows=flows)
+                    config=config, segments=segments, flows=flows, delivery=delivery)
     attach_analytics(engine)  # KPI rollups: feedback listener, segment-size snapshots
     engine.backfill_changed_segments()
     with store.transaction() as tx:

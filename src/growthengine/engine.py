@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from growthengine.channels.delivery import DeliveryWorker
 from growthengine.clock import Clock, ManualClock, from_us, to_us
 from growthengine.config.errors import ConfigError
 from growthengine.config.loader import EngineConfig, load_config
@@ -37,18 +38,23 @@ class Engine:
     config: EngineConfig
     segments: SegmentEngine
     flows: FlowEngine
+    delivery: DeliveryWorker
     webhooks_rejected: dict[str, int] = field(default_factory=dict)
 
     def ingest(
         self, calls: list[Any], *, default_type: str | None = None, batch_sent_at: Any = None
     ) -> IngestResult:
-        return self.ingestion.ingest(calls, default_type=default_type, batch_sent_at=batch_sent_at)
+        result = self.ingestion.ingest(calls, default_type=default_type, batch_sent_at=batch_sent_at)
+        self.delivery.drain()  # messages for real providers go out once the ledger has them
+        return result
 
     def advance(self, to: dt.datetime) -> int:
         """Move the manual clock to ``to``, doing all the work that falls due on the way."""
         if not isinstance(self.clock, ManualClock):
             raise ClockNotManual("the engine runs on the real clock; start it with --clock manual")
-        return self.scheduler.advance(to)
+        processed = self.scheduler.advance(to)
+        self.delivery.drain()
+        return processed
 
     def run_due(self) -> int:
         """Do the work that is due now (the background worker calls this on the real clock)."""

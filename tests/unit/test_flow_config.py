@@ -21,7 +21,7 @@ def _errors(tmp_path: Path, text: str) -> list[str]:
 def test_the_default_flows_load() -> None:
     flows = load_config().flows
     assert {"cart_abandonment", "price_drop", "seller_coach", "weekly_digest"} <= set(flows)
-    assert [s.name for s in flows["cart_abandonment"].steps][0] == "nudge_push"
+    assert flows["cart_abandonment"].steps[0].name == "nudge_push"
 
 
 @pytest.mark.parametrize(("flow", "expected"), [

@@ -83,6 +83,7 @@ async def _worker(engine: Engine) -> None:
                 seen_mtime = mtime
                 engine.reload_config()
             fired = engine.run_due()
+            engine.delivery.drain()  # retries of deliveries to real providers that are due
             if fired:
                 log.info("worker fired %d timer(s)", fired)
         except Exception:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
 from growthengine.ingest.service import IngestionService, IngestRequest, IngestResult
 
@@ -21,8 +22,10 @@ MAX_GROUP_CALLS = 5_000
 class GroupCommit:
     """Queues ingestion requests of one event loop and stores each group of them in one transaction."""
 
-    def __init__(self, ingestion: IngestionService, *, max_calls: int = MAX_GROUP_CALLS) -> None:
+    def __init__(self, ingestion: IngestionService, *, max_calls: int = MAX_GROUP_CALLS,
+                 after: Callable[[], object] | None = None) -> None:
         self._ingestion = ingestion
+        self._after = after  # runs after each committed group (the delivery worker)
         self._max_calls = max_calls
         self._pending: deque[tuple[IngestRequest, asyncio.Future[IngestResult]]] = deque()
         self._scheduled = False
@@ -64,6 +67,8 @@ class GroupCommit:
                 else:
                     _settle(future, result)
             return
+        if self._after is not None:
+            self._after()
         for (_, future), result in zip(group, results, strict=True):
             _settle(future, result)
 

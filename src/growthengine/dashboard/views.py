@@ -75,7 +75,11 @@ def segments(engine: Engine) -> dict[str, Any]:
                        "y": [points[d] for d in days]})
         rows.append({"key": key, "name": seg.name, "refresh": seg.refresh, "size": sizes.get(key, 0),
                      "description": seg.description})
-    return {"segments": rows, "chart": {"data": traces, "layout": {"height": 320}},
+    shown = sorted({str(row["day"]) for row in history} | {today.isoformat()})
+    span = [(dt.date.fromisoformat(shown[0]) - dt.timedelta(days=1)).isoformat(),
+            (today + dt.timedelta(days=1)).isoformat()]
+    layout = {"height": 320, "xaxis": {"type": "date", "tickformat": "%d %b", "range": span}}
+    return {"segments": rows, "chart": {"data": traces, "layout": layout},
             "taken_at": from_us(taken_us).astimezone(tz).strftime("%Y-%m-%d %H:%M"), "timezone": tz.key}
 
 
@@ -174,14 +178,20 @@ def experiments(engine: Engine, *, start: str | None, end: str | None) -> dict[s
 
 
 def verdict_for(engine: Engine, flow: str, step: str) -> dict[str, Any] | None:
-    """THE PLACE FOR THE VERDICT: the experiment engine's state and decision for this send step.
+    """The experiment engine's state and decision for this send step (None when the step runs no experiment)."""
+    from growthengine.engagement.experiments import PREFIX, experiment_key
+    from growthengine.optimize.experiments import Experiment, decide
 
-    The experiment engine (``optimize/experiments.py``) is being built; once it stores its state, return here
-    ``{"status": "running" | "winner" | "no_difference", "winner": name | None, "detail": text}`` and the page
-    shows it. Until then the page shows the evidence (counts, rates, intervals) and "awaiting the experiment
-    engine".
-    """
-    return None
+    with engine.store.transaction() as tx:
+        doc = tx.state.get(PREFIX + experiment_key(flow, step))
+    if not isinstance(doc, dict):
+        return None
+    state = Experiment.from_json(doc)
+    verdict = state.verdict or decide(state)
+    detail = verdict.reason
+    if verdict.p_value is not None:
+        detail += f" (always-valid p = {verdict.p_value:.3g})"
+    return {"status": verdict.status, "winner": verdict.winner, "detail": detail}
 
 
 def send_times(engine: Engine, *, flow: str | None, channel: str | None) -> dict[str, Any]:

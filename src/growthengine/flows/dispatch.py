@@ -7,6 +7,7 @@ statements, not 200,000 round trips.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 from growthengine.channels.base import ChannelProvider
 from growthengine.channels.in_app import InboxProvider
 from growthengine.channels.outbox import OutboxProvider
+from growthengine.channels.providers.bridge import LedgerBridge, MissingAddress, outbound_message
 from growthengine.domain.messages import Message
 from growthengine.gate.decision import Decision, SendGate
 from growthengine.storage.unit_of_work import Tx
@@ -85,12 +87,12 @@ class Dispatcher:
                     self._sent(message, provider.name, now_us)  # the ledger row is the inbox entry
                 else:
                     deliver_later.append((message, traits))
+        queued = [self._queue(message, traits, now_us) for message, traits in deliver_later]
         tx.messages.add([m for m, _, _ in items])
         tx.messages.to_outbox_many(outbox_rows)
+        tx.messages.to_outbox_many([row for row in queued if row is not None], pending=True)
         tx.timers.schedule_many(timers)
-        for message, traits in deliver_later:
-            self._deliver(tx, message, traits, now_us)
-        sent = [m for m, _, _ in items if m.status == "sent"]
+        sent = [m for m, _, _ in items if m.status == "sent" or m.data.get("queued")]
         for hook in self.on_sent:
             hook(tx, sent, now_us)
 
@@ -109,7 +111,9 @@ class Dispatcher:
                 tx.messages.to_outbox_many([provider.row(message, traits, now_us)])
                 self._sent(message, provider.name, now_us)
             else:
-                self._deliver(tx, message, traits, now_us, record=False)
+                row = self._queue(message, traits, now_us)
+                if row is not None:
+                    tx.messages.to_outbox_many([row], pending=True)
         tx.messages.update(message.id, status=message.status, reason=message.reason,
                            scheduled_us=message.scheduled_us, sent_us=message.sent_us, updated_us=now_us,
                            data=message.data)
@@ -138,16 +142,19 @@ class Dispatcher:
         message.sent_us = now_us
         message.data = {**message.data, "provider": provider}
 
-    def _deliver(self, tx: Tx, message: Message, traits: dict[str, Any], now_us: int, *, record: bool = True) -> None:
+    def _queue(self, message: Message, traits: dict[str, Any], now_us: int) -> dict[str, Any] | None:
+        """A message for a real provider: its outbox row, for the delivery worker to send after the commit.
+
+        It counts as sent for frequency caps from now (``sent_us``); its status says what the provider answered.
+        """
         provider = self.providers[message.channel]
-        delivery = provider.send(tx, message, traits, now_us)
-        if delivery.status == "sent":
-            self._sent(message, delivery.provider, now_us)
-        else:
-            message.status = "failed"
-            message.reason = delivery.reason or "provider_error"
-            message.data = {**message.data, "provider": delivery.provider, "error": delivery.reason}
-            log.warning("message %s failed on %s: %s", message.id, delivery.provider, delivery.reason)
-        if record:
-            tx.messages.update(message.id, status=message.status, reason=message.reason, sent_us=message.sent_us,
-                               updated_us=now_us, data=message.data)
+        assert isinstance(provider, LedgerBridge)
+        try:
+            outbound = outbound_message(message, traits)
+        except MissingAddress:
+            message.status, message.reason = "failed", "no_address"
+            return None
+        message.sent_us = now_us
+        message.data = {**message.data, "provider": provider.name, "queued": True}
+        return {"message_id": message.id, "channel": message.channel, "provider": provider.name,
+                "payload": dataclasses.asdict(outbound), "created_us": now_us}

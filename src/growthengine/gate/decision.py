@@ -65,12 +65,13 @@ class SendGate:
             return Decision("suppress", "no_address", detail=f"the user has no {address}")
         if message.kind == "transactional":
             return SEND
+        if not has_consent(traits, message.channel):
+            return Decision("suppress", "consent", detail=f"no opt-in to marketing on {message.channel}")
+        # Holdouts after consent: the control group holds only users who could have been sent to (fair uplift).
         if in_holdout("global", message.user_id, self.rules.global_control_pct):
             return Decision("suppress", "holdout", detail="the user is in the global control group")
         if in_holdout(message.flow, message.user_id, holdout_pct):
             return Decision("suppress", "holdout", detail=f"the user is in {message.flow}'s holdout")
-        if not has_consent(traits, message.channel):
-            return Decision("suppress", "consent", detail=f"no opt-in to marketing on {message.channel}")
         tz = self.tz(traits)
         if not release and message.channel in self.rules.quiet_hours.channels:
             release_us = self._quiet_until(now_us, tz)
@@ -123,7 +124,7 @@ class CapCounter:
         if capped_users:
             # Several workers may send to the same user at once (PostgreSQL): lock the users' profile rows so
             # that each counts what the others already sent. SQLite has one writer at a time anyway.
-            tx.profiles.get_many(capped_users, for_update=True)
+            tx.profiles.lock(capped_users)
         for cap in gate.rules.caps:
             capped = [(m, t) for m, t in items if m.channel == cap.channel and m.kind == cap.kind]
             if not capped:

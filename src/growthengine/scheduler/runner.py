@@ -31,6 +31,7 @@ class Scheduler:
         self._store = store
         self._clock = clock
         self._handlers: dict[str, TimerHandler] = {}
+        self.after_commit: list[Callable[[], object]] = []  # run after each committed batch (deliveries)
 
     def register(self, kind: str, handler: TimerHandler) -> None:
         self._handlers[kind] = handler
@@ -45,6 +46,8 @@ class Scheduler:
                 if not due:
                     return fired
                 fired += self._fire(tx, due)
+            for hook in self.after_commit:
+                hook()
 
     def advance(self, to: dt.datetime) -> int:
         """Move a manual clock to ``to``, firing each timer on the way with the clock at its due time."""
@@ -66,6 +69,8 @@ class Scheduler:
                 if not due:
                     continue
                 fired += self._fire(tx, due)
+            for hook in self.after_commit:
+                hook()
         clock.set(to)
         return fired
 

@@ -77,7 +77,11 @@ outbox = sa.Table(
     sa.Column("provider", sa.String(32), nullable=False),
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("created_us", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.String(12), nullable=False),  # done (the local outbox) | pending | failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_us", sa.BigInteger, nullable=True),  # when a pending row may be (re)tried
     sa.Index("ux_outbox_message", "message_id", unique=True),
+    sa.Index("ix_outbox_pending", "state", "next_us"),
 )
 
 favorites = sa.Table(

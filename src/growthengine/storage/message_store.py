@@ -107,11 +107,15 @@ class MessageStore:
             found += [(u, int(t), i) for u, t, i in rows]
         return found
 
-    def to_outbox_many(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Many outbox rows at once (``message_id, channel, provider, payload, created_us``); one per message."""
+    def to_outbox_many(self, rows: Sequence[dict[str, Any]], *, pending: bool = False) -> None:
+        """Many outbox rows at once (``message_id, channel, provider, payload, created_us``); one per message.
+
+        ``pending`` rows wait for the delivery worker (a real provider, called after the commit); the others are
+        the local outbox, delivered by being written."""
         if not rows:
             return
-        encoded = [{**r, "payload": orjson.dumps(r["payload"]).decode()} for r in rows]
+        encoded = [{**r, "payload": orjson.dumps(r["payload"]).decode(), "state": "pending" if pending else "done",
+                    "attempts": 0, "next_us": r["created_us"] if pending else None} for r in rows]
         stmt = insert_for(self._dialect, outbox).on_conflict_do_nothing(index_elements=["message_id"])
         self._conn.execute(stmt, encoded)
 
@@ -121,12 +125,21 @@ class MessageStore:
 
     # Outbox ---------------------------------------------------------------------------------------
 
-    def to_outbox(self, message_id: str, channel: str, provider: str, payload: dict[str, Any], at_us: int) -> bool:
-        """Deliver to the local outbox exactly once per message id; returns False if it was already there."""
-        stmt = insert_for(self._dialect, outbox).on_conflict_do_nothing(index_elements=["message_id"])
-        result = self._conn.execute(stmt, {"message_id": message_id, "channel": channel, "provider": provider,
-                                           "payload": orjson.dumps(payload).decode(), "created_us": at_us})
-        return bool(result.rowcount)
+    def claim_pending(self, now_us: int, *, limit: int, lease_us: int) -> list[dict[str, Any]]:
+        """Pending deliveries that are due, leased to this worker (other workers skip them on PostgreSQL)."""
+        query = (sa.select(outbox).where(outbox.c.state == "pending", outbox.c.next_us <= now_us)
+                 .order_by(outbox.c.next_us, outbox.c.id).limit(limit))
+        if self._dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        rows = [{**{str(k): v for k, v in r.items()}, "payload": orjson.loads(r["payload"])}
+                for r in self._conn.execute(query).mappings()]
+        if rows:
+            self._conn.execute(sa.update(outbox).where(outbox.c.id.in_([r["id"] for r in rows]))
+                               .values(next_us=now_us + lease_us, attempts=outbox.c.attempts + 1))
+        return rows
+
+    def settle(self, outbox_id: int, state: str, next_us: int | None = None) -> None:
+        self._conn.execute(sa.update(outbox).where(outbox.c.id == outbox_id).values(state=state, next_us=next_us))
 
     def outbox(self, *, channel: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         query = sa.select(outbox).order_by(outbox.c.id).limit(limit)

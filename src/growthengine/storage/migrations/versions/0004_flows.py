@@ -80,8 +80,12 @@ def upgrade() -> None:
         sa.Column("provider", sa.String(32), nullable=False),
         sa.Column("payload", sa.Text, nullable=False),
         sa.Column("created_us", sa.BigInteger, nullable=False),
+        sa.Column("state", sa.String(12), nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("next_us", sa.BigInteger, nullable=True),
     )
     op.create_index("ux_outbox_message", "outbox", ["message_id"], unique=True)
+    op.create_index("ix_outbox_pending", "outbox", ["state", "next_us"])
     op.create_table(
         "favorites",
         sa.Column("listing_id", sa.String(256), primary_key=True),

@@ -1,0 +1,91 @@
+"""The delivery worker: hands pending messages to real providers after the send ledger has committed them.
+
+A message bound for a real provider is written to the ledger and to the outbox (``pending``) in the flow's
+transaction; only then, outside any transaction, is the provider called, with the message id as its idempotency
+key. A crash between the call and the record leaves the row pending; after its lease it is sent again with the
+same id, which the provider (or the device, for push) folds into one. Transient failures are retried with backoff,
+permanent ones are recorded with their reason, and a dead address (an unregistered push token) is cleared.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from growthengine.channels.providers.base import Delivery, OutboundMessage, Provider
+from growthengine.clock import Clock, to_us
+from growthengine.storage.unit_of_work import Store
+
+log = logging.getLogger(__name__)
+
+LEASE_US = 60_000_000
+MAX_ATTEMPTS = 6
+BATCH = 100
+ADDRESS_TRAIT = {"push": "push_token", "email": "email", "sms": "phone"}
+
+
+class DeliveryWorker:
+    def __init__(self, store: Store, providers: Mapping[str, Provider], clock: Clock) -> None:
+        self.store = store
+        self.providers = dict(providers)  # by provider name
+        self.clock = clock
+
+    def drain(self, *, max_batches: int = 1000) -> int:
+        """Deliver what is due now; returns how many deliveries were attempted."""
+        if not self.providers:
+            return 0
+        done = 0
+        for _ in range(max_batches):
+            now_us = to_us(self.clock.now())
+            with self.store.transaction() as tx:
+                rows = tx.messages.claim_pending(now_us, limit=BATCH, lease_us=LEASE_US)
+            if not rows:
+                break
+            results = [(row, self._send(row)) for row in rows]
+            with self.store.transaction() as tx:
+                for row, delivery in results:
+                    self._record(tx, row, delivery, now_us)
+            done += len(rows)
+        return done
+
+    def _send(self, row: dict[str, Any]) -> Delivery:
+        provider = self.providers.get(row["provider"])
+        if provider is None:
+            return Delivery("failed", row["provider"], reason="provider not configured", permanent=True)
+        try:
+            return provider.send(OutboundMessage(**row["payload"]))
+        except Exception as exc:
+            log.exception("provider %s raised on message %s", row["provider"], row["message_id"])
+            return Delivery("failed", row["provider"], reason=f"{type(exc).__name__}", permanent=False)
+
+    @staticmethod
+    def _record(tx: Any, row: dict[str, Any], delivery: Delivery, now_us: int) -> None:
+        message = tx.messages.get(row["message_id"])
+        if message is None:
+            tx.messages.settle(row["id"], "failed")
+            return
+        data = dict(message.data, provider=delivery.provider)
+        if delivery.status == "sent":
+            tx.messages.settle(row["id"], "done")
+            data["provider_id"] = delivery.provider_id
+            tx.messages.update(message.id, status="sent", updated_us=now_us, data=data)
+            return
+        data["error"] = delivery.reason
+        attempts = int(row["attempts"]) + 1
+        if not delivery.permanent and attempts < MAX_ATTEMPTS:
+            backoff = min(2 ** attempts, 600) * 1_000_000
+            tx.messages.settle(row["id"], "pending", now_us + backoff)
+            tx.messages.update(message.id, updated_us=now_us, data=data)
+            return
+        tx.messages.settle(row["id"], "failed")
+        tx.messages.update(message.id, status="failed", reason=delivery.reason or "provider_error", sent_us=None,
+                           updated_us=now_us, data=data)
+        if delivery.invalid_address and message.channel in ADDRESS_TRAIT:
+            profile = tx.profiles.get(message.user_id)
+            if profile is not None:
+                profile.traits.pop(ADDRESS_TRAIT[message.channel], None)
+                profile.updated_us = now_us
+                tx.profiles.save_many([profile])
+                log.info("cleared a dead %s address of user %s (message %s)", message.channel, message.user_id,
+                         message.id)
