@@ -181,3 +181,147 @@ def dashboard(
         table.add_row(t.path, f"{t.p50:.1f}", f"{t.p95:.1f}", f"{max(t.samples_ms):.1f}", f"p95 < {TARGET_MS:.0f} ms",
                       _verdict(t.ok))
     out.print(table)
+
+
+def _in_dir(db_dir: Path | None, run: Callable[[Path], object]) -> object:
+    """Run in ``db_dir`` (kept) or in a temporary directory removed afterwards."""
+    if db_dir is not None:
+        return run(db_dir)
+    with tempfile.TemporaryDirectory(prefix="growth-bench-") as tmp:
+        return run(Path(tmp))
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=False)
+
+
+_DB_DIR = typer.Option("--db-dir", help="where the SQLite files go (kept); default: a temporary directory")
+
+
+@app.command("segments")
+def segments(
+    users: Annotated[int, typer.Option(help="users of the workload (the target is stated for 1,000,000)")] = 100_000,
+    events: Annotated[int, typer.Option(help="events ingested (the target is stated for 10,000,000)")] = 1_000_000,
+    batch: Annotated[int, typer.Option(help="calls per Engine.ingest batch (100-1000)")] = 500,
+    timers: Annotated[int, typer.Option(help="pending cart-abandoner timers to fire")] = 20_000,
+    paced_seconds: Annotated[float, typer.Option(help="seconds of paced 5,000 events/s arrivals")] = 5.0,
+    db_dir: Annotated[Path | None, _DB_DIR] = None,
+) -> None:
+    """Segment engine: ingestion vs bare append, event-to-transition p99, timers/s, rebuild time, peak memory."""
+    from growthengine.bench import segments as bench
+
+    if events < batch or users < 1 or timers < 1 or not 1 <= batch <= 10_000 or paced_seconds <= 0:
+        raise CliError("--events must be at least --batch (1-10,000); --users and --timers at least 1")
+    size = bench.SegmentsSize(users=users, events=events, batch=batch, timers=timers, paced_seconds=paced_seconds)
+    scale = bench.TARGET_EVENTS / events
+    console.print(f"[bold]growth bench segments[/]: {users:,} users, {events:,} events ({batch} a batch), "
+                  f"{timers:,} timers; the targets are stated for {bench.TARGET_USERS:,} users and "
+                  f"{bench.TARGET_EVENTS:,} events ({scale:,.0f} x this size); {machine_summary()}; {_load()}")
+    with _progress() as progress:
+        stage = _RichStages(progress).stage
+        r = _in_dir(db_dir, lambda d: bench.run_segments_bench(size, d, stage))
+    assert isinstance(r, bench.SegmentsBench)
+    table = Table(title=f"Segments: {r.counts['events']:,} events from {r.counts['profiles']:,} profiles "
+                        f"(targets for {bench.TARGET_EVENTS:,} / {bench.TARGET_USERS:,})")
+    for column in ("measure", "value", "target", "result", "ratio / note"):
+        table.add_column(column, justify="right" if column == "value" else "left")
+    table.add_row("bare append (baseline)", f"{r.bare.rate:,.0f} ev/s", "", "",
+                  f"{r.bare.events:,} rows, {batch} a transaction")
+    table.add_row("sustained ingestion", f"{r.ingest.rate:,.0f} ev/s", f">= {bench.TARGET_INGEST_RATE:,.0f} ev/s",
+                  _verdict(r.ingest.rate >= bench.TARGET_INGEST_RATE),
+                  f"{r.ratio:.3f} x bare; {r.ingest.rate / bench.TARGET_INGEST_RATE:.2f} x target")
+    table.add_row("event-to-transition p99", f"{r.p99_ms:,.1f} ms", f"< {bench.TARGET_P99_MS:.0f} ms",
+                  _verdict(r.p99_ms < bench.TARGET_P99_MS),
+                  f"p50 {r.p50_ms:,.1f} ms; {r.achieved_rate:,.0f} ev/s achieved of {size.paced_rate:,.0f}")
+    seg_timers = int(r.timers.details["segment_timers"])
+    table.add_row("timers fired", f"{r.timers.rate:,.0f} /s", f">= {bench.TARGET_TIMER_RATE:,.0f} /s",
+                  _verdict(r.timers.rate >= bench.TARGET_TIMER_RATE),
+                  f"{r.timers.events:,} fired ({seg_timers:,} segment); segment engine alone "
+                  f"~{r.segment_timer_rate:,.0f} /s")
+    table.add_row("rebuild of all five", f"{r.rebuild.seconds:,.1f} s", f"< {bench.TARGET_REBUILD_S:.0f} s",
+                  _verdict(r.rebuild.seconds < bench.TARGET_REBUILD_S),
+                  f"{r.rebuild.events:,} events, {r.rebuild.rate:,.0f} ev/s; x{scale:,.0f} size ~ "
+                  f"{r.rebuild.seconds * scale:,.0f} s")
+    table.add_row("peak resident memory", f"{r.rss_mb:,.0f} MB", f"< {bench.TARGET_RSS_MB:,.0f} MB",
+                  _verdict(r.rss_mb < bench.TARGET_RSS_MB), "ru_maxrss of this process")
+    out.print(table)
+    listeners: dict[str, float] = r.ingest.details["listener_s"]
+    shares = ", ".join(f"{k} {v / r.ingest.seconds:.0%}" for k, v in listeners.items() if r.ingest.seconds)
+    out.print(f"ingestion time in listeners: {shares}; CPU {r.ingest.cpu_s / r.ingest.seconds:.0%} of one core; "
+              f"timers: segment handler {r.timers.details['segment_handler_s']:.1f} s of {r.timers.seconds:.1f} s, "
+              f"of which flows {r.timers.details['listeners_s']:.1f} s; after the run: {_load()}")
+    out.print("members: " + ", ".join(f"{k[8:]} {v:,}" for k, v in r.counts.items() if k.startswith("members ")))
+
+
+@app.command("flows")
+def flows(
+    favoriters: Annotated[int, typer.Option(help="users who favorited the listing (target: 200,000)")] = 50_000,
+    waiting: Annotated[int, typer.Option(help="seller-coach runs left waiting (target: 1,000,000)")] = 100_000,
+    idle_seconds: Annotated[float, typer.Option(help="seconds the idle worker loop is watched")] = 5.0,
+    db_dir: Annotated[Path | None, _DB_DIR] = None,
+) -> None:
+    """Flow engine: a price drop fanned out to every favoriter (users/s), and the CPU that waiting runs cost."""
+    from growthengine.bench import flows as bench
+
+    if favoriters < 1 or waiting < 1 or idle_seconds <= 0:
+        raise CliError("--favoriters and --waiting must be at least 1, --idle-seconds positive")
+    size = bench.FlowsSize(favoriters=favoriters, waiting=waiting, idle_seconds=idle_seconds)
+    console.print(f"[bold]growth bench flows[/]: {favoriters:,} favoriters (target stated for "
+                  f"{bench.TARGET_FAVORITERS:,}), {waiting:,} waiting runs (target stated for "
+                  f"{bench.TARGET_WAITING:,}); {machine_summary()}; {_load()}")
+    with _progress() as progress:
+        stage = _RichStages(progress).stage
+        r = _in_dir(db_dir, lambda d: bench.run_flows_bench(size, d, stage))
+    assert isinstance(r, bench.FlowsBench)
+    table = Table(title="Flows")
+    for column in ("measure", "value", "target", "result", "ratio / note"):
+        table.add_column(column, justify="right" if column == "value" else "left")
+    table.add_row("price drop fan-out", f"{r.fanout_rate:,.0f} users/s", f">= {bench.TARGET_FANOUT_RATE:,.0f} users/s",
+                  _verdict(r.fanout_rate >= bench.TARGET_FANOUT_RATE),
+                  f"{r.fanout_users:,} users in {r.fanout_seconds:.1f} s; {r.sent:,} sent, {r.outbox:,} in the "
+                  f"outbox; {r.fanout_rate / bench.TARGET_FANOUT_RATE:.2f} x target")
+    poll = sorted(r.poll_ms)
+    idle_ok = r.idle_cpu_share < bench.TARGET_IDLE_CPU_SHARE
+    table.add_row("idle worker CPU", f"{r.idle_cpu_share:.2%} of a core",
+                  f"< {bench.TARGET_IDLE_CPU_SHARE:.0%} of a core", _verdict(idle_ok),
+                  f"{r.waiting_runs:,} runs waiting; {r.idle_cpu_s * 1000:.0f} ms CPU in {r.idle_seconds:.1f} s, "
+                  f"{r.polls} polls, median {poll[len(poll) // 2] if poll else 0:.2f} ms; "
+                  f"{r.fired_while_idle} timers fired")
+    out.print(table)
+    out.print(f"fan-out CPU {r.fanout_cpu_s / r.fanout_seconds if r.fanout_seconds else 0:.0%} of one core; "
+              f"after the run: {_load()}")
+
+
+@app.command("gate")
+def gate(
+    messages: Annotated[int, typer.Option(help="queued marketing messages to decide (target: 1,000,000)")] = 200_000,
+    flush_messages: Annotated[int, typer.Option(help="messages through the whole dispatcher flush")] = 50_000,
+    batch: Annotated[int, typer.Option(help="messages per decide_many call and transaction")] = 2_000,
+    db_dir: Annotated[Path | None, _DB_DIR] = None,
+) -> None:
+    """Send gate: decisions/s for queued marketing messages, and the full dispatcher flush rate."""
+    from growthengine.bench import gate as bench
+
+    if messages < 1 or flush_messages < 0 or batch < 1:
+        raise CliError("--messages and --batch must be at least 1")
+    size = bench.GateSize(messages=messages, flush_messages=flush_messages, batch=batch)
+    console.print(f"[bold]growth bench gate[/]: {messages:,} queued messages (target stated for "
+                  f"{bench.TARGET_MESSAGES:,}), {batch:,} a batch; {machine_summary()}; {_load()}")
+    with _progress() as progress:
+        stage = _RichStages(progress).stage
+        r = _in_dir(db_dir, lambda d: bench.run_gate_bench(size, d, stage))
+    assert isinstance(r, bench.GateBench)
+    table = Table(title=f"Send gate: {r.decisions:,} marketing messages")
+    for column in ("measure", "value", "target", "result", "ratio / note"):
+        table.add_column(column, justify="right" if column == "value" else "left")
+    table.add_row("SendGate.decide_many", f"{r.rate:,.0f} decisions/s", f">= {bench.TARGET_DECISION_RATE:,.0f} /s",
+                  _verdict(r.rate >= bench.TARGET_DECISION_RATE),
+                  f"{r.seconds:.1f} s; {r.rate / bench.TARGET_DECISION_RATE:.2f} x target; "
+                  f"CPU {r.cpu_s / r.seconds if r.seconds else 0:.0%} of one core")
+    table.add_row("Dispatcher.flush (gate + ledger + outbox)", f"{r.flush_rate:,.0f} messages/s", "", "",
+                  f"{r.flushed:,} messages in {r.flush_seconds:.1f} s; {r.flush_rate / r.rate if r.rate else 0:.2f} "
+                  "x the gate alone")
+    out.print(table)
+    out.print("decisions: " + ", ".join(f"{k} {v:,}" for k, v in sorted(r.actions.items())))
+    out.print("flushed: " + ", ".join(f"{k} {v:,}" for k, v in sorted(r.statuses.items())) + f"; after: {_load()}")

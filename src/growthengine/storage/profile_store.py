@@ -45,6 +45,19 @@ class ProfileStore:
                 found[row[0]] = _from_tuple(row)
         return found
 
+    def lock(self, user_ids: Sequence[str]) -> None:
+        """Lock these users' profile rows for this transaction (PostgreSQL, in user order against deadlocks).
+
+        SQLite has one writer at a time (``BEGIN IMMEDIATE``): nothing to do, and nothing is read or decoded.
+        """
+        if self._dialect != "postgresql":
+            return
+        ids = sorted(set(user_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            sql = "SELECT user_id FROM profiles WHERE " + in_list(self._dialect, "user_id", len(chunk))  # noqa: S608
+            self._conn.exec_driver_sql(sql + " ORDER BY user_id FOR UPDATE", list_params(self._dialect, chunk)).all()
+
     def save_many(self, items: Iterable[Profile]) -> None:
         rows = [_to_tuple(p) for p in items]
         if not rows:

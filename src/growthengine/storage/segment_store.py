@@ -9,8 +9,25 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from growthengine.storage.dialects import insert_for
+from growthengine.storage.event_log import in_list, list_params, marker
 from growthengine.storage.schema import segment_members, segment_state, segment_transitions
+
+# The writes of every ingested batch and fired timer are plain SQL for the driver, as in the event log (the same
+# on both databases but for the parameter marker), built from constant names and markers only (``noqa: S608``).
+_SAVE_STATE = (
+    "INSERT INTO segment_state (user_id, state, updated_us) VALUES ({m}, {m}, {m}) "
+    "ON CONFLICT (user_id) DO UPDATE SET state = excluded.state, updated_us = excluded.updated_us"
+)
+_UPSERT_MEMBER = (
+    "INSERT INTO segment_members (segment_key, user_id, entity, since_us, data, reason) "
+    "VALUES ({m}, {m}, {m}, {m}, {m}, {m}) ON CONFLICT (segment_key, user_id, entity) DO UPDATE SET "
+    "since_us = excluded.since_us, data = excluded.data, reason = excluded.reason"
+)
+_DELETE_MEMBER = "DELETE FROM segment_members WHERE segment_key = {m} AND user_id = {m} AND entity = {m}"
+_TRANSITION = (
+    "INSERT INTO segment_transitions (segment_key, user_id, entity, kind, at_us, reason, data) "
+    "VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m})"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,31 +57,29 @@ class SegmentStore:
     def __init__(self, conn: sa.Connection, dialect: str) -> None:
         self._conn = conn
         self._dialect = dialect
+        self._mark = marker(dialect)
 
     # Per-user incremental state -------------------------------------------------------------------
 
     def load_states(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
         ids = list(dict.fromkeys(user_ids))
+        lock = " ORDER BY user_id FOR UPDATE" if self._dialect == "postgresql" else ""
+        loads = orjson.loads
         for start in range(0, len(ids), 500):
-            query = sa.select(segment_state.c.user_id, segment_state.c.state).where(
-                segment_state.c.user_id.in_(ids[start : start + 500])
-            )
-            if self._dialect == "postgresql":
-                query = query.order_by(segment_state.c.user_id).with_for_update()
-            for user_id, state in self._conn.execute(query):
-                found[user_id] = orjson.loads(state)
+            chunk = ids[start : start + 500]
+            where = in_list(self._dialect, "user_id", len(chunk))
+            sql = f"SELECT user_id, state FROM segment_state WHERE {where}"  # noqa: S608 (constant names, markers)
+            for user_id, state in self._conn.exec_driver_sql(sql + lock, list_params(self._dialect, chunk)):
+                found[user_id] = loads(state)
         return found
 
     def save_states(self, states: dict[str, dict[str, Any]], at_us: int) -> None:
         if not states:
             return
-        rows = [{"user_id": u, "state": orjson.dumps(s).decode(), "updated_us": at_us} for u, s in states.items()]
-        stmt = insert_for(self._dialect, segment_state)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["user_id"], set_={"state": stmt.excluded.state, "updated_us": stmt.excluded.updated_us}
-        )
-        self._conn.execute(stmt, rows)
+        dumps = orjson.dumps
+        rows = [(u, dumps(s).decode(), at_us) for u, s in states.items()]
+        self._conn.exec_driver_sql(_SAVE_STATE.format(m=self._mark), rows)
 
     def delete_state(self, user_id: str) -> None:
         self._conn.execute(sa.delete(segment_state).where(segment_state.c.user_id == user_id))
@@ -74,27 +89,13 @@ class SegmentStore:
     def upsert_members(self, members: Sequence[Membership]) -> None:
         if not members:
             return
-        rows = [
-            {"segment_key": m.segment, "user_id": m.user_id, "entity": m.entity, "since_us": m.since_us,
-             "data": orjson.dumps(m.data).decode(), "reason": m.reason}
-            for m in members
-        ]
-        stmt = insert_for(self._dialect, segment_members)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["segment_key", "user_id", "entity"],
-            set_={"since_us": stmt.excluded.since_us, "data": stmt.excluded.data, "reason": stmt.excluded.reason},
-        )
-        self._conn.execute(stmt, rows)
+        dumps = orjson.dumps
+        rows = [(m.segment, m.user_id, m.entity, m.since_us, dumps(m.data).decode(), m.reason) for m in members]
+        self._conn.exec_driver_sql(_UPSERT_MEMBER.format(m=self._mark), rows)
 
     def delete_members(self, keys: Sequence[tuple[str, str, str]]) -> None:
-        for segment, user_id, entity in keys:
-            self._conn.execute(
-                sa.delete(segment_members).where(
-                    segment_members.c.segment_key == segment,
-                    segment_members.c.user_id == user_id,
-                    segment_members.c.entity == entity,
-                )
-            )
+        if keys:
+            self._conn.exec_driver_sql(_DELETE_MEMBER.format(m=self._mark), list(keys))
 
     def delete_user_members(self, user_id: str) -> None:
         self._conn.execute(sa.delete(segment_members).where(segment_members.c.user_id == user_id))
@@ -132,14 +133,10 @@ class SegmentStore:
     def record_transitions(self, transitions: Sequence[Transition]) -> None:
         if not transitions:
             return
-        self._conn.execute(
-            segment_transitions.insert(),
-            [
-                {"segment_key": t.segment, "user_id": t.user_id, "entity": t.entity, "kind": t.kind,
-                 "at_us": t.at_us, "reason": t.reason, "data": orjson.dumps(t.data).decode()}
-                for t in transitions
-            ],
-        )
+        dumps = orjson.dumps
+        rows = [(t.segment, t.user_id, t.entity, t.kind, t.at_us, t.reason, dumps(t.data).decode())
+                for t in transitions]
+        self._conn.exec_driver_sql(_TRANSITION.format(m=self._mark), rows)
 
     def transitions(self, *, user_id: str | None = None, segment: str | None = None,
                     limit: int = 1000) -> list[Transition]:

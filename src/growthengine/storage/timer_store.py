@@ -9,8 +9,15 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from growthengine.storage.dialects import insert_for
+from growthengine.storage.event_log import marker
 from growthengine.storage.schema import timers
+
+# ``schedule_many`` is on every hot path (each event, run and held message books a timer): plain SQL for the
+# driver, as in the event log (the same on both databases but for the parameter marker and min/least).
+_UPSERT = (
+    'INSERT INTO timers (kind, "key", due_us, payload, attempts) VALUES ({m}, {m}, {m}, {m}, 0) '
+    'ON CONFLICT ("key") DO UPDATE SET kind = excluded.kind, due_us = {due}, payload = excluded.payload, attempts = 0'
+)
 
 
 @dataclass(slots=True, frozen=True)
@@ -27,6 +34,10 @@ class TimerStore:
     def __init__(self, conn: sa.Connection, dialect: str) -> None:
         self._conn = conn
         self._dialect = dialect
+        mark = marker(dialect)
+        least = "least" if dialect == "postgresql" else "min"
+        self._upsert_sql = _UPSERT.format(m=mark, due="excluded.due_us")
+        self._upsert_earliest_sql = _UPSERT.format(m=mark, due=f"{least}(timers.due_us, excluded.due_us)")
 
     def schedule(self, kind: str, key: str, due_us: int, payload: dict[str, Any] | None = None) -> None:
         """Set the timer named ``key`` to fire at ``due_us`` (an existing timer of that key is moved)."""
@@ -36,20 +47,9 @@ class TimerStore:
         """Set many timers. With ``earliest``, an existing timer of the same key keeps the earlier due time."""
         if not items:
             return
-        rows = [
-            {"kind": k, "key": key, "due_us": due, "payload": orjson.dumps(p).decode(), "attempts": 0}
-            for k, key, due, p in items
-        ]
-        stmt = insert_for(self._dialect, timers)
-        due: Any = stmt.excluded.due_us
-        if earliest:
-            pick = sa.func.least if self._dialect == "postgresql" else sa.func.min
-            due = pick(timers.c.due_us, stmt.excluded.due_us)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["key"],
-            set_={"kind": stmt.excluded.kind, "due_us": due, "payload": stmt.excluded.payload, "attempts": 0},
-        )
-        self._conn.execute(stmt, rows)
+        dumps = orjson.dumps
+        rows = [(k, key, due, dumps(p).decode()) for k, key, due, p in items]
+        self._conn.exec_driver_sql(self._upsert_earliest_sql if earliest else self._upsert_sql, rows)
 
     def cancel(self, key: str) -> None:
         self._conn.execute(sa.delete(timers).where(timers.c.key == key))
