@@ -37,6 +37,8 @@ from growthengine.flows.runner import RUN_TIMER, Runner
 from growthengine.gate.decision import SendGate
 from growthengine.gate.rules import GateRules
 from growthengine.ingest.service import IngestionService
+from growthengine.optimize.content_generator import GeneratorConfig, OpenAICompatibleGenerator
+from growthengine.optimize.copy_variants import CopyWriter
 from growthengine.scheduler.runner import Scheduler
 from growthengine.segments.engine import TIMER_KIND as SEGMENT_TIMER
 from growthengine.segments.engine import SegmentEngine
@@ -114,10 +116,20 @@ def build_flow_engine(settings: Settings, config: EngineConfig, clock: Clock, st
     )
     links = UnsubscribeLinks.from_data_dir(settings.data_dir, settings.public_url)
     runner = Runner(templates, dispatcher, coupons, recommendations, site_url=settings.site_url,
-                    business_timezone=settings.business_timezone, links=links, optimizer=optimizer)
+                    business_timezone=settings.business_timezone, links=links, optimizer=optimizer,
+                    copywriter=build_copywriter(settings))
     segment_keys = set(config.segments)
 
     def load_version(key: str, definition: dict[str, object]) -> Flow | None:
         return load_flow_version(key, dict(definition), segment_keys, templates)
 
     return FlowEngine(config.flows, runner, clock, load_version)
+
+
+def build_copywriter(settings: Settings) -> CopyWriter | None:
+    """Generated copy variants, when an OpenAI-compatible endpoint is configured (else the curated copy only)."""
+    if not settings.genai_base_url:
+        return None
+    config = GeneratorConfig(base_url=settings.genai_base_url, model=settings.genai_model,
+                             api_key=settings.genai_api_key)
+    return CopyWriter(OpenAICompatibleGenerator(config))

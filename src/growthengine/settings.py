@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     coupon_engine_url: str | None = None
     recommendation_engine_url: str | None = None
     global_control_pct: float = 0.0
+    genai_base_url: str | None = None  # any OpenAI-compatible chat-completions endpoint drafts copy variants
+    genai_model: str = "gpt-4o-mini"
+    genai_api_key: str | None = None
     channel_providers: dict[str, str] = Field(default_factory=dict)  # {"push": "fcm", "email": "ses", ...}
     provider_settings: dict[str, dict[str, Any]] = Field(default_factory=dict)  # settings by provider name
     attribution_days: int = Field(3, ge=1, le=90)  # KPI conversion and unsubscribe window after a send

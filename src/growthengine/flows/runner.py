@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from growthengine.clock import from_us, to_us
@@ -22,6 +23,7 @@ from growthengine.flows.context import message_context
 from growthengine.flows.dispatch import Dispatcher, Outgoing
 from growthengine.flows.model import Branch, BranchCondition, CouponAction, Flow, RecommendationAction, Send, Wait
 from growthengine.flows.paths import DONE, enter_branch, following, resolve
+from growthengine.optimize.copy_variants import CopyChoice, CopyRequest, CopyWriter
 from growthengine.optimize.personalization import build_context
 
 if TYPE_CHECKING:
@@ -40,7 +42,8 @@ MAX_STEPS_PER_PASS = 200
 class Runner:
     def __init__(self, templates: TemplateRegistry, dispatcher: Dispatcher, coupons: CouponSource,
                  recommendations: RecommendationSource, *, site_url: str, business_timezone: str,
-                 links: UnsubscribeLinks | None = None, optimizer: Optimizer | None = None) -> None:
+                 links: UnsubscribeLinks | None = None, optimizer: Optimizer | None = None,
+                 copywriter: CopyWriter | None = None) -> None:
         self.templates = templates
         self.dispatcher = dispatcher
         self.coupons = coupons
@@ -50,6 +53,7 @@ class Runner:
         self.links = links
         self.optimizer = optimizer
         self.experiments = ExperimentBook()
+        self.copywriter = copywriter
         self._renders: dict[tuple[str, str, str], RenderedMessage] = {}
         self._listings: dict[str, dict[str, Any] | None] = {}
 
@@ -185,11 +189,16 @@ class Runner:
             tx.messages.add([message])
             return
         coupon = run.context.get("coupon")
+        body, copy_variant = rendered.body, rendered.variant
+        if self.copywriter is not None and send.channel in ("push", "in_app") and not send.variants:
+            copy = self._generated_copy(send, rendered.body, rendered.language, context, coupon, now_us)
+            body, copy_variant = copy.text, copy.variant if copy.source == "generated" else copy_variant
+            extra["copy"] = {"source": copy.source, "variant": copy.variant, "reason": copy.reason}
         message = Message(
             id=mid, user_id=run.user_id, flow=flow.key, step=step, channel=send.channel, kind=send.kind,
-            status="scheduled", scheduled_us=now_us, updated_us=now_us, body=rendered.body, run_id=run.id,
+            status="scheduled", scheduled_us=now_us, updated_us=now_us, body=body, run_id=run.id,
             priority=send.priority, title=rendered.title, subject=rendered.subject, html=rendered.html,
-            image_url=rendered.image_url, variant=rendered.variant,
+            image_url=rendered.image_url, variant=copy_variant,
             coupon=coupon["code"] if isinstance(coupon, dict) else None,
             expires_us=now_us + send.expires_us if send.expires_us else self._coupon_expiry(send, coupon),
             data={"template": send.template, "language": rendered.language, "urgency": send.urgency,
@@ -204,6 +213,20 @@ class Runner:
                 message.scheduled_us = to_us(choice.send_at)
                 message.reason = "send_time"
         out.add(message, traits, flow.holdout_pct)
+
+    def _generated_copy(self, send: Send, curated: str, language: str, context: dict[str, Any], coupon: Any,
+                        now_us: int) -> CopyChoice:
+        """A generated variant of the rendered copy for this user's context, kept only if it passes validation
+        (prices and the coupon code verbatim, length, Thai script, no placeholders); else the curated copy."""
+        assert self.copywriter is not None
+        facts = re.findall(r"฿[\d,]+(?:\.\d+)?", curated)
+        if isinstance(coupon, dict):
+            facts.append(str(coupon["code"]))
+        values = {f"fact{i}": fact for i, fact in enumerate(facts)}
+        request = CopyRequest(template=send.template, channel=send.channel, language=language,
+                              tags=tuple(context.get("user_context") or ()), curated=curated, values=values,
+                              required=tuple(values))
+        return self.copywriter.write(request, now=from_us(now_us))
 
     @staticmethod
     def _coupon_expiry(send: Send, coupon: Any) -> int | None:
