@@ -285,7 +285,8 @@ def flows(
     idle_ok = r.idle_cpu_share < bench.TARGET_IDLE_CPU_SHARE
     table.add_row("idle worker CPU", f"{r.idle_cpu_share:.2%} of a core",
                   f"< {bench.TARGET_IDLE_CPU_SHARE:.0%} of a core", _verdict(idle_ok),
-                  f"{r.waiting_runs:,} runs waiting; {r.idle_cpu_s * 1000:.0f} ms CPU in {r.idle_seconds:.1f} s, "
+                  f"{r.waiting_runs:,} runs waiting; {r.idle_cpu_s * 1000:.0f} ms CPU in {r.idle_seconds:.1f} s "
+                  f"(the loop's thread {r.loop_cpu_s * 1000:.0f} ms), "
                   f"{r.polls} polls, median {poll[len(poll) // 2] if poll else 0:.2f} ms; "
                   f"{r.fired_while_idle} timers fired")
     out.print(table)

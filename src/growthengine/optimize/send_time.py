@@ -348,10 +348,16 @@ class SendTimeModel:
 
     def to_json(self) -> dict[str, Any]:
         """A small JSON document: only the non-empty hours, rounded."""
+        weights: dict[str, float] = {}
+        counts = self.counts
+        for i in np.flatnonzero(counts > 0).tolist():  # most of the 168 hours are empty: round only the others
+            value = round(float(counts[i]), 4)
+            if value > 0:
+                weights[str(i)] = value
         return {
             "v": 1, "tz": self.tz, "events": self.events,
             "as_of": self.as_of.isoformat() if self.as_of else None,
-            "w": {str(i): round(float(x), 4) for i, x in enumerate(self.counts) if round(float(x), 4) > 0},
+            "w": weights,
         }
 
     @classmethod

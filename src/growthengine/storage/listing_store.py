@@ -8,13 +8,26 @@ from typing import Any
 import sqlalchemy as sa
 
 from growthengine.storage.dialects import insert_for
-from growthengine.storage.flow_schema import favorites, listings
+from growthengine.storage.event_log import marker
+from growthengine.storage.flow_schema import favorites
+
+# Read and written for every listing event and every message about a listing: plain SQL for the driver, as in
+# the event log (the same on both databases but for the parameter marker), from constant names (``noqa: S608``).
+_COLUMNS = ("listing_id", "seller_id", "title", "price", "category", "image_url", "updated_us")
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM listings WHERE listing_id = {{m}}"  # noqa: S608
+_UPSERT = (
+    f"INSERT INTO listings ({', '.join(_COLUMNS)}) VALUES ({', '.join(['{m}'] * len(_COLUMNS))}) "  # noqa: S608
+    f"ON CONFLICT (listing_id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _COLUMNS[1:])}"
+)
 
 
 class ListingStore:
     def __init__(self, conn: sa.Connection, dialect: str) -> None:
         self._conn = conn
         self._dialect = dialect
+        mark = marker(dialect)
+        self._select_sql = _SELECT.format(m=mark)
+        self._upsert_sql = _UPSERT.format(m=mark)
 
     def add_favorites(self, rows: Sequence[tuple[str, str, int]]) -> None:
         if not rows:
@@ -46,11 +59,8 @@ class ListingStore:
         if existing:
             row.update({k: v for k, v in existing.items() if k != "updated_us"})
         row.update({k: v for k, v in values.items() if v is not None})
-        stmt = insert_for(self._dialect, listings)
-        stmt = stmt.on_conflict_do_update(index_elements=["listing_id"],
-                                          set_={c: stmt.excluded[c] for c in row if c != "listing_id"})
-        self._conn.execute(stmt, row)
+        self._conn.exec_driver_sql(self._upsert_sql, tuple(row[c] for c in _COLUMNS))
 
     def get(self, listing_id: str) -> dict[str, Any] | None:
-        row = self._conn.execute(sa.select(listings).where(listings.c.listing_id == listing_id)).mappings().first()
-        return {str(k): v for k, v in row.items()} if row else None
+        row = self._conn.exec_driver_sql(self._select_sql, (listing_id,)).first()
+        return dict(zip(_COLUMNS, row, strict=True)) if row else None

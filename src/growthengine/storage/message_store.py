@@ -13,6 +13,13 @@ from growthengine.storage.dialects import insert_for
 from growthengine.storage.flow_schema import messages, outbox
 
 _FIELDS = [c.name for c in messages.columns if c.name not in ("seq", "flow_key", "data")]
+# A price drop writes a ledger row per favoriter: the insert is plain SQL for the driver, as in the event log (the
+# same on both databases but for the parameter marker), built from the table's own column names (``noqa: S608``).
+_INSERT_COLUMNS = (*_FIELDS, "flow_key", "data")
+_INSERT = (
+    f"INSERT INTO messages ({', '.join(_INSERT_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join(['{m}'] * len(_INSERT_COLUMNS))}) ON CONFLICT (id) DO NOTHING"
+)
 
 
 class MessageStore:
@@ -32,8 +39,10 @@ class MessageStore:
         existing = self.existing_ids([m.id for m in items])
         fresh = [m for m in items if m.id not in existing]
         if fresh:
-            stmt = insert_for(self._dialect, messages).on_conflict_do_nothing(index_elements=["id"])
-            self._conn.execute(stmt, [_row(m) for m in fresh])
+            sql = _INSERT.format(m="%s" if self._dialect == "postgresql" else "?")
+            dumps = orjson.dumps
+            self._conn.exec_driver_sql(sql, [(*(getattr(m, name) for name in _FIELDS), m.flow,
+                                              dumps(m.data).decode()) for m in fresh])
             if self.observer is not None:
                 self.observer([m.id for m in fresh])
         return fresh
@@ -147,13 +156,6 @@ class MessageStore:
             query = query.where(outbox.c.channel == channel)
         return [{**{str(k): v for k, v in r.items()}, "payload": orjson.loads(r["payload"])}
                 for r in self._conn.execute(query).mappings()]
-
-
-def _row(message: Message) -> dict[str, Any]:
-    values = {name: getattr(message, name) for name in _FIELDS}
-    values["flow_key"] = message.flow
-    values["data"] = orjson.dumps(message.data).decode()
-    return values
 
 
 def _message(row: Any) -> Message:
