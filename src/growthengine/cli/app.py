@@ -54,7 +54,8 @@ def serve(
     settings = cli_settings(db, config, host=host, port=port, clock=clock, clock_start=start_at)
     keys, new_key = load_keyring(settings)
     if new_key is not None:
-        console.print(f"[bold]Admin API key (shown once, stored hashed under {settings.data_dir}):[/] {new_key}")
+        # One plain line on standard output, never wrapped, so that scripts can read it.
+        print(f"Admin API key: {new_key}  (shown once; only its hash is kept under {settings.data_dir})", flush=True)
     live = None
     if simulate:
         # The in-process simulator gets a key of its own, made for this run and kept only in memory.
