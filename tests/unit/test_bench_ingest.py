@@ -44,7 +44,7 @@ def test_bare_and_in_process_measurements(tmp_path: Path) -> None:
             stages[name] = [total]
             return stages[name].append
 
-    report = run_ingest_bench(make_workload(EVENTS, users=500), tmp_path, http=False, progress=Stages())
+    report = run_ingest_bench(make_workload(EVENTS, users=500), tmp_path, http=False, core=True, progress=Stages())
     in_process, bare = report.in_process, report.bare
     assert in_process.events == bare.events == EVENTS
     assert in_process.details["rejected"] == 0 and in_process.details["duplicates"] == 0
@@ -53,8 +53,9 @@ def test_bare_and_in_process_measurements(tmp_path: Path) -> None:
     assert bare.rate > 0 and bare.details["transactions"] == EVENTS // 100
     assert report.in_process_ratio == pytest.approx(in_process.rate / bare.rate)
     assert report.http is None and report.http_ok is None
+    assert report.core is not None and report.core.events == EVENTS and report.core.details["listener_s"] == {}
     # Every stage's progress adds up to its total.
-    assert set(stages) == {"in process", "bare append"}
+    assert set(stages) == {"in process", "bare append", "no listeners"}
     assert all(sum(v[1:]) == v[0] for v in stages.values())
 
 

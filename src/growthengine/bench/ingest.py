@@ -44,7 +44,7 @@ TARGET_IN_PROCESS_RATIO = 0.5
 """in-process events/s as a share of the bare-append rate."""
 
 _EVENT_COLUMNS = "message_id, type, name, user_id, anonymous_id, ts_us, received_us, payload, extra"
-_DB_FILES = ("bare.db", "in_process.db", "http.db")
+_DB_FILES = ("bare.db", "in_process.db", "core.db", "http.db")
 
 Advance = Callable[[int], None]
 
@@ -86,6 +86,8 @@ class IngestBench:
     bare: Measurement
     in_process: Measurement
     http: Measurement | None
+    core: Measurement | None = None
+    """In process with the ingest listeners taken out (diagnostic, no target)."""
 
     @property
     def in_process_ratio(self) -> float:
@@ -163,18 +165,22 @@ class _TimedListener:
             self.seconds += time.perf_counter() - start
 
 
-def measure_in_process(workload: Workload, db_file: Path, *, progress: Advance | None = None
-                       ) -> tuple[Measurement, list[tuple[Any, ...]]]:
-    """``Engine.ingest`` of ``BATCH_SIZE`` calls at a time; also returns the rows the engine stored."""
+def measure_in_process(workload: Workload, db_file: Path, *, listeners: bool = True,
+                       progress: Advance | None = None) -> tuple[Measurement, list[tuple[Any, ...]]]:
+    """``Engine.ingest`` of ``BATCH_SIZE`` calls at a time; also returns the rows the engine stored.
+
+    ``listeners=False`` takes the ingest listeners (segment engine, flows, ...) out: a diagnostic figure for the
+    ingestion path alone.
+    """
     from growthengine.bootstrap import build_engine
     from growthengine.clock import ManualClock
     from growthengine.settings import Settings
 
-    settings = Settings(db_url=f"sqlite:///{db_file}", data_dir=db_file.parent / "in_process-data",
+    settings = Settings(db_url=f"sqlite:///{db_file}", data_dir=db_file.parent / f"{db_file.stem}-data",
                         clock="manual", clock_start=workload.now)
     engine = build_engine(settings, clock=ManualClock(workload.now))
     try:
-        timed = [_TimedListener(listener) for listener in engine.ingestion.listeners]
+        timed = [_TimedListener(listener) for listener in engine.ingestion.listeners] if listeners else []
         engine.ingestion.listeners = list(timed)
         batches = workload.batches(BATCH_SIZE)
         accepted = duplicates = rejected = 0
@@ -197,7 +203,8 @@ def measure_in_process(workload: Workload, db_file: Path, *, progress: Advance |
         name = type(t.inner).__name__
         listener_s[name] = listener_s.get(name, 0.0) + t.seconds
     details = {"accepted": accepted, "duplicates": duplicates, "rejected": rejected, "listener_s": listener_s}
-    return Measurement("in process (Engine.ingest)", accepted, seconds, cpu, details), rows
+    name = "in process (Engine.ingest)" if listeners else "in process, listeners off"
+    return Measurement(name, accepted, seconds, cpu, details), rows
 
 
 # (c) over HTTP -----------------------------------------------------------------------------------------
@@ -335,16 +342,21 @@ def prepare_dir(db_dir: Path) -> None:
 
 
 def run_ingest_bench(workload: Workload, db_dir: Path, *, connections: int = 8, http: bool = True,
-                     progress: BenchProgress | None = None) -> IngestBench:
-    """The three measurements, on fresh files under ``db_dir``."""
+                     core: bool = False, progress: BenchProgress | None = None) -> IngestBench:
+    """The three measurements (and, with ``core``, the in-process one without listeners), on fresh files."""
     stages = progress or _Quiet()
     prepare_dir(db_dir)
     n = len(workload.calls)
     in_process, rows = measure_in_process(workload, db_dir / "in_process.db",
                                           progress=stages.stage("in process", n))
     bare = measure_bare(rows, db_dir / "bare.db", progress=stages.stage("bare append", len(rows)))
+    without = None
+    if core:
+        without, _ = measure_in_process(workload, db_dir / "core.db", listeners=False,
+                                        progress=stages.stage("no listeners", n))
     over_http = None
     if http:
         over_http = measure_http(workload, db_dir / "http.db", connections=connections,
                                  progress=stages.stage("HTTP", n))
-    return IngestBench(events=n, users=workload.users, bare=bare, in_process=in_process, http=over_http)
+    return IngestBench(events=n, users=workload.users, bare=bare, in_process=in_process, http=over_http,
+                       core=without)
