@@ -76,8 +76,8 @@ class IngestionService:
         """Store several batches in one transaction (group commit), one result each.
 
         Each batch gets the answer it would have got had the batches come one after the other in this order,
-        and the stored state is the same; only the commits are shared (the API uses this for requests that
-        arrive together while the engine is busy).
+        and the events and profiles stored are the same; only the commit is shared (the API uses this for requests
+        that arrive together while the engine is busy). The listeners see the whole group at once.
         """
         now = self._clock.now()
         results = [IngestResult() for _ in requests]
