@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from growthengine.analytics.service import attach_analytics
+from growthengine.analytics.service import SNAPSHOT_TIMER, kpi_listener, start_analytics
 from growthengine.channels.delivery import DeliveryWorker
 from growthengine.channels.providers.bridge import LedgerBridge
 from growthengine.channels.registry import build_providers
@@ -31,14 +31,17 @@ from growthengine.flows.actions import (
 )
 from growthengine.flows.audience_sync import AudienceSync
 from growthengine.flows.dispatch import MESSAGE_TIMER, Dispatcher
-from growthengine.flows.engine import BROADCAST_TIMER, FlowEngine
+from growthengine.flows.engine import BROADCAST_TIMER, ENROLL_COMMAND, FlowEngine
 from growthengine.flows.model import Flow
 from growthengine.flows.runner import RUN_TIMER, Runner
 from growthengine.gate.decision import SendGate
 from growthengine.gate.rules import GateRules
-from growthengine.ingest.service import IngestionService
+from growthengine.ingest.service import MERGE_COMMAND, IngestionService
 from growthengine.optimize.content_generator import GeneratorConfig, OpenAICompatibleGenerator
 from growthengine.optimize.copy_variants import CopyWriter
+from growthengine.pipeline.ownership import Ownership, SoleOwner
+from growthengine.pipeline.runner import Pipeline
+from growthengine.pipeline.stages import Stage
 from growthengine.scheduler.runner import Scheduler
 from growthengine.segments.engine import TIMER_KIND as SEGMENT_TIMER
 from growthengine.segments.engine import SegmentEngine
@@ -64,32 +67,49 @@ def build_clock(settings: Settings) -> Clock:
 
 
 def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store | None = None,
-                 config: EngineConfig | None = None) -> Engine:
-    """Wire an engine from settings; tests and the simulator may hand in their own clock, store or config."""
+                 config: EngineConfig | None = None, ownership: Ownership | None = None) -> Engine:
+    """Wire an engine from settings; tests and the simulator may hand in their own clock, store or config.
+
+    ``ownership`` says which partitions this process writes: all of them unless a ``growth worker`` on PostgreSQL
+    hands in its leases.
+    """
     config = config or load_config(settings.config_file)
     clock = clock or build_clock(settings)
     store = store or Store.open(settings.db_url)
-    scheduler = Scheduler(store, clock)
-    segments = SegmentEngine(config.segments, clock, settings.business_timezone)
-    ingestion = IngestionService(
-        store, clock, future_tolerance=dt.timedelta(seconds=settings.future_tolerance_s), listeners=[segments]
-    )
-    scheduler.register(SEGMENT_TIMER, segments.on_timers)
+    ownership = ownership or SoleOwner()
+    scheduler = Scheduler(store, clock, ownership)
+    ingestion = IngestionService(store, clock, future_tolerance=dt.timedelta(seconds=settings.future_tolerance_s))
     flows = build_flow_engine(settings, config, clock, store)
-    segments.listeners.append(flows)
-    segments.listeners.append(AudienceSync(flows.dispatcher, clock))
-    ingestion.listeners.append(flows)
-    ingestion.listeners.append(ConsentAudit())
-    ingestion.listeners.append(EngagementTracker(settings.business_timezone))
+    segments = SegmentEngine(config.segments, clock, settings.business_timezone,
+                             transition_listeners=[flows, AudienceSync(flows.dispatcher, clock)])
+    analytics = kpi_listener(settings, segments, clock)
+
+    # The pipeline: which stage consumes what, in this order, each batch of the log. A stage commits its effects
+    # with its cursor; per-user commands (merges, fan-outs) reach the stage that applies them.
+    stages = [
+        Stage("segments", segments, {MERGE_COMMAND: segments.on_merge_commands}),  # -> flows, ads audiences
+        Stage("flows", flows, {ENROLL_COMMAND: flows.on_enroll_commands}),  # triggers, exits, feedback, listings
+        Stage("consent", ConsentAudit()),  # the consent audit trail
+        Stage("engagement", EngagementTracker(settings.business_timezone)),  # send-time and channel models
+        Stage("analytics", analytics, {MERGE_COMMAND: analytics.on_merge_commands}),  # conversions, unsubscribes
+    ]
+    pipeline = Pipeline(store, stages, ownership)
+    # Durable timers, by kind.
+    scheduler.register(SEGMENT_TIMER, segments.on_timers)
     scheduler.register(RUN_TIMER, flows.on_run_timers)
     scheduler.register(MESSAGE_TIMER, flows.on_message_timers)
     scheduler.register(BROADCAST_TIMER, flows.on_broadcast_timers)
+    scheduler.register(SNAPSHOT_TIMER, analytics.on_snapshot_timers)
+    # Deliveries to real providers, after the ledger has committed the messages.
     delivery = DeliveryWorker(store, {p.provider.name: p.provider for p in flows.dispatcher.providers.values()
                                       if isinstance(p, LedgerBridge)}, clock)
-    scheduler.after_commit.append(delivery.drain)
     engine = Engine(settings=settings, clock=clock, store=store, scheduler=scheduler, ingestion=ingestion,
-                    config=config, segments=segments, flows=flows, delivery=delivery)
-    attach_analytics(engine)  # KPI rollups: feedback listener, segment-size snapshots
+                    config=config, segments=segments, flows=flows, delivery=delivery, pipeline=pipeline)
+    if isinstance(clock, ManualClock):
+        # The manual clock's promise: a request (or a clock advance) finishes all the work it causes.
+        scheduler.after_commit.append(pipeline.drain)
+        scheduler.after_commit.append(delivery.drain)
+    start_analytics(engine, analytics)
     engine.backfill_changed_segments()
     with store.transaction() as tx:
         flows.start(tx)

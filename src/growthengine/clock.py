@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from typing import Literal, Protocol
 
 UTC = dt.UTC
@@ -65,6 +66,12 @@ class ManualClock:
                     f"the clock cannot go back from {self._now.isoformat()} to {instant.isoformat()}"
                 )
             self._now = instant
+
+
+def system_seconds() -> float:
+    """System time, always real, in seconds since the epoch: leases, heartbeats, retries, rate limits, webhook
+    windows, sessions and lag use it; business rules use a :class:`Clock` (which may be manual)."""
+    return time.time()
 
 
 def to_us(instant: dt.datetime) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,8 @@ from growthengine.config.loader import EngineConfig, load_config
 from growthengine.domain.messages import Message
 from growthengine.flows.engine import FlowEngine
 from growthengine.ingest.service import IngestionService, IngestResult
+from growthengine.pipeline.ownership import Ownership
+from growthengine.pipeline.runner import Pipeline
 from growthengine.scheduler.runner import Scheduler
 from growthengine.segments.engine import SegmentEngine
 from growthengine.segments.rebuild import Progress, RebuildResult, rebuild
@@ -39,22 +42,49 @@ class Engine:
     segments: SegmentEngine
     flows: FlowEngine
     delivery: DeliveryWorker
+    pipeline: Pipeline
     webhooks_rejected: dict[str, int] = field(default_factory=dict)
+    work_arrived: threading.Event = field(default_factory=threading.Event)
+    """Set when something was stored that the workers should look at (they also poll)."""
+
+    @property
+    def manual(self) -> bool:
+        return isinstance(self.clock, ManualClock)
 
     def ingest(
         self, calls: list[Any], *, default_type: str | None = None, batch_sent_at: Any = None
     ) -> IngestResult:
         result = self.ingestion.ingest(calls, default_type=default_type, batch_sent_at=batch_sent_at)
-        self.delivery.drain()  # messages for real providers go out once the ledger has them
+        self.after_ingest()
         return result
+
+    def after_ingest(self) -> None:
+        """Stored calls are in the log. Under the manual clock the work they cause is done now, before the answer;
+        on the real clock the workers are woken and the answer goes at once."""
+        if self.manual:
+            self.process_pending()
+        else:
+            self.work_arrived.set()
+
+    def process_pending(self) -> int:
+        """Run every stage until it has caught up with the log, then hand queued messages to real providers."""
+        read = self.pipeline.drain()
+        self.delivery.drain()
+        return read
 
     def advance(self, to: dt.datetime) -> int:
         """Move the manual clock to ``to``, doing all the work that falls due on the way."""
         if not isinstance(self.clock, ManualClock):
             raise ClockNotManual("the engine runs on the real clock; start it with --clock manual")
+        self.process_pending()
         processed = self.scheduler.advance(to)
-        self.delivery.drain()
+        self.process_pending()
         return processed
+
+    def use_ownership(self, ownership: Ownership) -> None:
+        """Write only the partitions ``ownership`` holds (a worker on PostgreSQL)."""
+        self.pipeline.ownership = ownership
+        self.scheduler.ownership = ownership
 
     def run_due(self) -> int:
         """Do the work that is due now (the background worker calls this on the real clock)."""

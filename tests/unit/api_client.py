@@ -75,8 +75,9 @@ def assert_ingest(response: httpx.Response, accepted: int, duplicates: int = 0,
 
 
 def stored_rows(engine: Engine, user_id: str | None = None) -> list[dict[str, Any]]:
-    """Raw rows of the event log (with ``extra``), oldest first."""
-    query = sa.select(events).order_by(events.c.ts_us, events.c.id)
+    """Raw rows of the event log (with ``extra``), oldest first: the stored calls, not the engine's own per-user
+    commands for its stages (type ``command``), which share the log."""
+    query = sa.select(events).where(events.c.type != "command").order_by(events.c.ts_us, events.c.id)
     if user_id is not None:
         query = query.where(events.c.user_id == user_id)
     with engine.store.transaction() as tx:

@@ -2,7 +2,7 @@
 
 Message status changes reach the rollups through the send ledger itself (``MessageStore.observer``, set by the
 unit of work), so no writer of messages can forget them. Conversions and unsubscribes arrive as events: this
-module's :class:`KpiListener` hears them on the ingestion path, in the same transaction.
+module's :class:`KpiListener` is the pipeline's ``analytics`` stage, reading them from the log.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ SNAPSHOT_AT = dt.time(23, 55)  # local: the day's size, late enough to include t
 
 
 class KpiListener:
-    """An ingestion listener (conversions, unsubscribes, merges) and the daily segment-size snapshot."""
+    """The analytics stage (conversions, unsubscribes, merges) and the daily segment-size snapshot."""
 
     def __init__(self, segments: SegmentEngine, clock: Clock, config: KpiConfig) -> None:
         self.segments = segments
@@ -39,8 +39,9 @@ class KpiListener:
     def on_events(self, tx: Tx, events: list[Event], profiles: dict[str, Profile]) -> None:
         tx.kpis.events_arrived(events)
 
-    def on_merge(self, tx: Tx, anonymous_key: str, user_id: str) -> None:
-        tx.kpis.user_merged(user_id)
+    def on_merge_commands(self, tx: Tx, commands: list[Event]) -> None:
+        for command in commands:
+            tx.kpis.user_merged(command.user_id)
 
     def snapshot(self, tx: Tx, at: dt.datetime) -> dict[str, int]:
         """Record every configured segment's size now, under today's local date."""
@@ -62,12 +63,14 @@ class KpiListener:
         return to_us(candidate)
 
 
-def attach_analytics(engine: Engine) -> KpiListener:
-    """Wire analytics into an engine: hear feedback events, book the daily snapshot, rebuild stale rollups."""
-    config = KpiConfig(engine.settings.attribution_days, engine.settings.business_timezone)
-    listener = KpiListener(engine.segments, engine.clock, config)
-    engine.ingestion.listeners.append(listener)
-    engine.scheduler.register(SNAPSHOT_TIMER, listener.on_snapshot_timers)
+def kpi_listener(engine_settings: Any, segments: SegmentEngine, clock: Clock) -> KpiListener:
+    """The analytics stage for these settings."""
+    return KpiListener(segments, clock, KpiConfig(engine_settings.attribution_days, engine_settings.business_timezone))
+
+
+def start_analytics(engine: Engine, listener: KpiListener) -> None:
+    """Book the daily snapshot and rebuild stale rollups (the stage itself is wired in ``bootstrap``)."""
+    config = listener.config
     now = engine.clock.now()
     with engine.store.transaction() as tx:
         stored = tx.kpis.stored_config()
@@ -78,7 +81,6 @@ def attach_analytics(engine: Engine) -> KpiListener:
         if tx.timers.get(SNAPSHOT_KEY) is None:
             tx.timers.schedule(SNAPSHOT_TIMER, SNAPSHOT_KEY, listener.next_snapshot_us(now), {})
         listener.snapshot(tx, now)
-    return listener
 
 
 def kpi_report(engine: Engine, *, flow: str | None = None, start: str | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI
 
@@ -24,28 +24,30 @@ from growthengine.api import (
 from growthengine.api.auth import KeyRing
 from growthengine.api.errors import install_error_handlers
 from growthengine.api.responses import OrjsonResponse
-from growthengine.clock import ManualClock
+from growthengine.clock import ManualClock, system_seconds
 from growthengine.dashboard import mount_dashboard
 from growthengine.engine import Engine
+from growthengine.pipeline.ownership import LeasedOwnership
+from growthengine.pipeline.worker import Worker
+from growthengine.pipeline.worker_lock import WorkerLock, WorkerLockHeld, sqlite_lock_path
 
 log = logging.getLogger(__name__)
 
 
 def create_app(engine: Engine, keys: KeyRing, *, run_workers: bool = True) -> FastAPI:
-    """The API around an engine. On the real clock a background worker fires due timers."""
+    """The API around an engine. On the real clock an embedded worker (background threads, never the event loop)
+    runs the pipeline, the timers and the deliveries, unless ``run_workers`` is off (``growth serve --api-only``)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        task = None
+        worker = None
         if run_workers and not isinstance(engine.clock, ManualClock):
-            task = asyncio.create_task(_worker(engine))
+            worker = start_embedded_worker(engine)
         try:
             yield
         finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            if worker is not None:
+                await asyncio.to_thread(worker.shutdown)
 
     app = FastAPI(
         title="Growth Engine",
@@ -72,20 +74,36 @@ def _config_mtime(engine: Engine) -> float | None:
         return None
 
 
-async def _worker(engine: Engine) -> None:
-    """Fire due timers on the real clock, a little at a time, between requests; pick up config edits."""
-    interval = engine.settings.worker_interval_s
-    seen_mtime = _config_mtime(engine)
-    while True:
+def config_watcher(engine: Engine) -> Callable[[], None]:
+    """Picks up edits to the config file (called by the worker when it is idle)."""
+    seen = [_config_mtime(engine)]
+
+    def look() -> None:
+        mtime = _config_mtime(engine)
+        if mtime != seen[0]:
+            seen[0] = mtime
+            engine.reload_config()
+
+    return look
+
+
+def start_embedded_worker(engine: Engine) -> Worker | None:
+    """The worker inside ``growth serve``: every partition on SQLite (one worker at a time, a file lock), a fair
+    share through leases on PostgreSQL (so it shares the work with any ``growth worker``)."""
+    lock_path = sqlite_lock_path(engine.settings.db_url)
+    refresh = None
+    if lock_path is not None:
+        lock = WorkerLock(lock_path)
         try:
-            mtime = _config_mtime(engine)
-            if mtime != seen_mtime:
-                seen_mtime = mtime
-                engine.reload_config()
-            fired = engine.run_due()
-            engine.delivery.drain()  # retries of deliveries to real providers that are due
-            if fired:
-                log.info("worker fired %d timer(s)", fired)
-        except Exception:
-            log.exception("worker pass failed; trying again in %.1fs", interval)
-        await asyncio.sleep(interval)
+            lock.acquire()
+        except WorkerLockHeld as exc:
+            log.error("%s; this process serves the API only", exc)
+            return None
+    elif engine.store.dialect == "postgresql":
+        ownership = LeasedOwnership(engine.store, system_seconds)
+        engine.use_ownership(ownership)
+        refresh = ownership.refresh
+    worker = Worker(engine, refresh_ownership=refresh, on_idle=config_watcher(engine))
+    worker.start_threads()
+    log.info("embedded worker started")
+    return worker

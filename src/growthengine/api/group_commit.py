@@ -1,10 +1,10 @@
 """Group commit for the ingestion routes: requests that arrive together share one transaction.
 
-The engine stores events on the event loop's thread, one transaction at a time. While it works, further requests
-wait in their sockets; when it is done the loop reads them all, each handler queues its batch here, and a single
-flush stores the whole group in one transaction (``IngestionService.ingest_many``). Every request still gets its
-own answer, and only after the commit that made its events durable. Under light load a group is one request,
-exactly as before; under load there are fewer commits, which is what an SQLite writer spends most of its time on.
+The engine stores events in one writer thread, one transaction at a time, off the event loop (so reads never wait
+for a commit). While it works, further requests queue here; when it is done the whole queue is stored in one
+transaction (``IngestionService.ingest_many``). Every request still gets its own answer, and only after the commit
+that made its events durable. Under light load a group is one request; under load there are fewer commits, which
+is what an SQLite writer spends most of its time on.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from growthengine.ingest.service import IngestionService, IngestRequest, IngestResult
 
@@ -25,52 +26,60 @@ class GroupCommit:
     def __init__(self, ingestion: IngestionService, *, max_calls: int = MAX_GROUP_CALLS,
                  after: Callable[[], object] | None = None) -> None:
         self._ingestion = ingestion
-        self._after = after  # runs after each committed group (the delivery worker)
+        self._after = after  # runs after each committed group, in the writer thread (wakes the workers)
         self._max_calls = max_calls
         self._pending: deque[tuple[IngestRequest, asyncio.Future[IngestResult]]] = deque()
-        self._scheduled = False
+        self._running = False
+        self._task: asyncio.Task[None] | None = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="growth-ingest")
 
     async def ingest(self, request: IngestRequest) -> IngestResult:
         """Store ``request`` with whatever else is queued; returns its own result once committed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[IngestResult] = loop.create_future()
         self._pending.append((request, future))
-        if not self._scheduled:
-            # Runs after the handlers that are ready now have queued their requests too.
-            self._scheduled = True
-            loop.call_soon(self._flush)
+        if not self._running:
+            self._running = True
+            # Starts after the handlers that are ready now have queued their requests too.
+            self._task = loop.create_task(self._drain())
         return await future
 
-    def _flush(self) -> None:
-        self._scheduled = False
-        group: list[tuple[IngestRequest, asyncio.Future[IngestResult]]] = []
-        size = 0
-        while self._pending and (not group or size + len(self._pending[0][0].calls) <= self._max_calls):
-            item = self._pending.popleft()
-            group.append(item)
-            size += len(item[0].calls)
-        if self._pending:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            results = self._ingestion.ingest_many([request for request, _ in group])
+            while self._pending:
+                group: list[tuple[IngestRequest, asyncio.Future[IngestResult]]] = []
+                size = 0
+                while self._pending and (not group or size + len(self._pending[0][0].calls) <= self._max_calls):
+                    item = self._pending.popleft()
+                    group.append(item)
+                    size += len(item[0].calls)
+                outcomes = await loop.run_in_executor(self._writer, self._store, [r for r, _ in group])
+                for (_, future), outcome in zip(group, outcomes, strict=True):
+                    _settle(future, outcome)
+        finally:
+            self._running = False
+
+    def _store(self, requests: list[IngestRequest]) -> list[IngestResult | Exception]:
+        outcomes: list[IngestResult | Exception]
+        try:
+            outcomes = list(self._ingestion.ingest_many(requests))
         except Exception as exc:
-            if len(group) == 1:
-                _settle(group[0][1], exc)
-                return
+            if len(requests) == 1:
+                return [exc]
             # One request may be at fault: store each alone, so that only that one fails.
-            for request, future in group:
+            outcomes = []
+            for request in requests:
                 try:
-                    result = self._ingestion.ingest_many([request])[0]
+                    outcomes.append(self._ingestion.ingest_many([request])[0])
                 except Exception as single_exc:
-                    _settle(future, single_exc)
-                else:
-                    _settle(future, result)
-            return
-        if self._after is not None:
+                    outcomes.append(single_exc)
+        if self._after is not None and any(isinstance(o, IngestResult) for o in outcomes):
             self._after()
-        for (_, future), result in zip(group, results, strict=True):
-            _settle(future, result)
+        return outcomes
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
 
 
 def _settle(future: asyncio.Future[IngestResult], outcome: IngestResult | Exception) -> None:

@@ -47,7 +47,7 @@ async def _store(request: Request, engine: Engine, calls: IngestRequest) -> Inge
     state = request.app.state
     commits: GroupCommit | None = getattr(state, "ingest_group_commit", None)
     if commits is None:
-        commits = state.ingest_group_commit = GroupCommit(engine.ingestion, after=engine.delivery.drain)
+        commits = state.ingest_group_commit = GroupCommit(engine.ingestion, after=engine.after_ingest)
     return await commits.ingest(calls)
 
 

@@ -34,7 +34,8 @@ from growthengine.bench.loadgen import LoadResult, write_bodies
 from growthengine.bench.workload import Workload
 from growthengine.domain.events import Event
 from growthengine.domain.profiles import Profile
-from growthengine.ingest.listeners import IngestListener
+from growthengine.engine import Engine
+from growthengine.pipeline.stages import EventConsumer, Stage
 from growthengine.storage.unit_of_work import Tx
 
 BATCH_SIZE = 100
@@ -144,9 +145,9 @@ def measure_bare(rows: list[tuple[Any, ...]], db_file: Path, *, progress: Advanc
 
 
 class _TimedListener:
-    """Forwards to an ingest listener and adds up the time it takes (to show the listeners' share)."""
+    """Forwards to a pipeline stage's consumer and adds up the time it takes (to show the stages' share)."""
 
-    def __init__(self, inner: IngestListener) -> None:
+    def __init__(self, inner: EventConsumer) -> None:
         self.inner = inner
         self.seconds = 0.0
 
@@ -157,12 +158,23 @@ class _TimedListener:
         finally:
             self.seconds += time.perf_counter() - start
 
-    def on_merge(self, tx: Tx, anonymous_key: str, user_id: str) -> None:
-        start = time.perf_counter()
-        try:
-            self.inner.on_merge(tx, anonymous_key, user_id)
-        finally:
-            self.seconds += time.perf_counter() - start
+
+def time_stages(engine: Engine, *, enabled: bool = True) -> list[_TimedListener]:
+    """Wrap every stage's consumer in a timer (or, with ``enabled`` off, take the stages out)."""
+    if not enabled:
+        engine.pipeline.stages = []
+        return []
+    timed: list[_TimedListener] = []
+    stages: list[Stage] = []
+    for stage in engine.pipeline.stages:
+        if stage.consumer is None:
+            stages.append(stage)
+            continue
+        wrapper = _TimedListener(stage.consumer)
+        timed.append(wrapper)
+        stages.append(Stage(stage.name, wrapper, stage.commands))
+    engine.pipeline.stages = stages
+    return timed
 
 
 def measure_in_process(workload: Workload, db_file: Path, *, listeners: bool = True,
@@ -180,8 +192,7 @@ def measure_in_process(workload: Workload, db_file: Path, *, listeners: bool = T
                         clock="manual", clock_start=workload.now)
     engine = build_engine(settings, clock=ManualClock(workload.now))
     try:
-        timed = [_TimedListener(listener) for listener in engine.ingestion.listeners] if listeners else []
-        engine.ingestion.listeners = list(timed)
+        timed = time_stages(engine, enabled=listeners)
         batches = workload.batches(BATCH_SIZE)
         accepted = duplicates = rejected = 0
         cpu0, start = time.process_time(), time.perf_counter()
@@ -194,7 +205,7 @@ def measure_in_process(workload: Workload, db_file: Path, *, listeners: bool = T
                 progress(len(batch))
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
         with engine.store.engine.connect() as conn:
-            query = f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY id"  # noqa: S608 (constant column names)
+            query = f"SELECT {_EVENT_COLUMNS} FROM events WHERE type != 'command' ORDER BY id"  # noqa: S608
             rows = [tuple(r) for r in conn.exec_driver_sql(query)]
     finally:
         engine.close()

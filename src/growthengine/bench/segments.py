@@ -31,7 +31,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from growthengine.bench.ingest import Advance, Measurement, _TimedListener, measure_bare
+from growthengine.bench.ingest import Advance, Measurement, measure_bare, time_stages
 from growthengine.bench.workload import BENCH_START, stream_calls
 from growthengine.engine import Engine
 from growthengine.segments.engine import TIMER_KIND as SEGMENT_TIMER
@@ -136,8 +136,8 @@ def _chunks(calls: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[st
 
 def measure_ingest(engine: Engine, size: SegmentsSize, progress: Advance) -> Measurement:
     """``Engine.ingest`` of the seeded stream, ``size.batch`` calls a batch (the calls are made outside the timing)."""
-    timed = [_TimedListener(listener) for listener in engine.ingestion.listeners]
-    engine.ingestion.listeners = list(timed)
+    stages = list(engine.pipeline.stages)
+    timed = time_stages(engine)
     calls = stream_calls(size.events, users=size.users, seed=size.seed, now=BENCH_START, span=size.span)
     accepted = 0
     seconds = cpu = 0.0
@@ -147,7 +147,7 @@ def measure_ingest(engine: Engine, size: SegmentsSize, progress: Advance) -> Mea
         seconds += time.perf_counter() - start
         cpu += time.process_time() - cpu0
         progress(len(batch))
-    engine.ingestion.listeners = [t.inner for t in timed]
+    engine.pipeline.stages = stages
     listener_s: dict[str, float] = {}
     for t in timed:
         name = type(t.inner).__name__

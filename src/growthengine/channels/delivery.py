@@ -10,6 +10,7 @@ permanent ones are recorded with their reason, and a dead address (an unregister
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +31,7 @@ class DeliveryWorker:
         self.store = store
         self.providers = dict(providers)  # by provider name
         self.clock = clock
+        self.work_arrived = threading.Event()  # set when the ledger may hold new messages for real providers
 
     def drain(self, *, max_batches: int = 1000) -> int:
         """Deliver what is due now; returns how many deliveries were attempted."""

@@ -77,7 +77,8 @@ class Dispatcher:
             self._apply(message, decision, now_us)
             if decision.action == "defer":
                 assert decision.at_us is not None
-                timers.append((MESSAGE_TIMER, f"msg:{message.id}", decision.at_us, {"m": message.id, "h": holdout}))
+                timers.append((MESSAGE_TIMER, f"msg:{message.id}", decision.at_us, {"m": message.id, "h": holdout,
+                                                                          "u": message.user_id}))
             elif decision.action == "send":
                 provider = self.providers[message.channel]
                 if isinstance(provider, OutboxProvider):
@@ -104,7 +105,7 @@ class Dispatcher:
         if decision.action == "defer":
             assert decision.at_us is not None
             tx.timers.schedule(MESSAGE_TIMER, f"msg:{message.id}", decision.at_us,
-                               {"m": message.id, "h": holdout_pct})
+                               {"m": message.id, "h": holdout_pct, "u": message.user_id})
         elif decision.action == "send":
             provider = self.providers[message.channel]
             if isinstance(provider, OutboxProvider):

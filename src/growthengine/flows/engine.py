@@ -25,6 +25,9 @@ from growthengine.storage.unit_of_work import Tx
 log = logging.getLogger(__name__)
 
 BROADCAST_TIMER = "broadcast"
+ENROLL_COMMAND = "flow_enroll"
+"""A per-user command in the log: start a run of a flow for this user (a fan-out reaches users one by one, each
+applied by the worker that owns the user)."""
 FEEDBACK = {"message_opened": "opened", "message_clicked": "clicked"}
 
 # Loads an older version of a flow from its stored definition (runs in flight keep their version).
@@ -152,8 +155,27 @@ class FlowEngine:
             for flow in self._by_event.get(event.name, ()):
                 self._event_trigger(tx, flow, event, now_us, profiles)
 
-    def on_merge(self, tx: Tx, anonymous_key: str, user_id: str) -> None:
-        """Runs belong to identified users; an anonymous visitor's history is folded in by the segment engine."""
+    def on_enroll_commands(self, tx: Tx, commands: list[Event]) -> None:
+        """Apply ``flow_enroll`` commands: runs for the users they name, grouped by flow."""
+        now_us = to_us(self.clock.now())
+        by_flow: dict[str, list[tuple[str, str, int, dict[str, Any]]]] = defaultdict(list)
+        for command in commands:
+            p = command.properties
+            by_flow[str(p.get("flow"))].append((command.user_id, str(p.get("entity", "")),
+                                                int(p.get("trigger_us", command.ts_us)), dict(p.get("context") or {})))
+        for key, candidates in by_flow.items():
+            flow = self.flows.get(key)
+            if flow is None:
+                log.info("%d enrolment(s) in %s dropped: the flow is no longer live", len(candidates), key)
+                continue
+            self.enroll(tx, flow, candidates, now_us)
+
+    @staticmethod
+    def command_enrollments(tx: Tx, flow: Flow, users: list[str], entity: str, trigger_us: int,
+                            context: dict[str, Any], now_us: int) -> None:
+        """Ask each user's owner to start a run (fan-outs never write other users' state themselves)."""
+        payload = {"flow": flow.key, "entity": entity, "trigger_us": trigger_us, "context": context}
+        tx.log.append_commands([(u, ENROLL_COMMAND, trigger_us, payload) for u in users], now_us)
 
     def _marketplace_facts(self, tx: Tx, events: list[Event]) -> None:
         for event in events:
@@ -226,12 +248,13 @@ class FlowEngine:
         context_trigger = {**(listing or {}), **values}
         context = {"trigger": context_trigger, "event": event.name}
         if trigger.audience == "favorited":
-            started = 0
+            reached = 0
             for chunk in tx.listings.favoriters(entity):
-                candidates = [(u, entity, event.ts_us, context) for u in chunk if u != event.user_id]
-                started += self.enroll(tx, flow, candidates, now_us)
-            if started:
-                log.info("%s: %s on %s reached %d favoriters", flow.key, event.name, entity, started)
+                users = [u for u in chunk if u != event.user_id]
+                self.command_enrollments(tx, flow, users, entity, event.ts_us, context, now_us)
+                reached += len(users)
+            if reached:
+                log.info("%s: %s on %s reaches %d favoriters", flow.key, event.name, entity, reached)
             return
         self.enroll(tx, flow, [(event.user_id, entity, event.ts_us, context)], now_us, profiles)
 
@@ -290,7 +313,7 @@ class FlowEngine:
                 users = [p.user_id for p in tx.profiles.page(after=None, limit=1_000_000) if not p.anonymous]
             for start in range(0, len(users), 2000):
                 chunk = users[start:start + 2000]
-                self.enroll(tx, flow, [(u, occurrence, now_us, {"trigger": {}}) for u in chunk], now_us)
+                self.command_enrollments(tx, flow, chunk, occurrence, now_us, {"trigger": {}}, now_us)
             tx.timers.schedule(BROADCAST_TIMER, f"broadcast:{flow.key}",
                                self._next_broadcast(flow.trigger, now_us + 1), {"f": flow.key})
             log.info("broadcast %s reached %d users", flow.key, len(users))

@@ -68,7 +68,7 @@ class Runner:
         """
         start_after = run.context.get("start_after_us")
         if isinstance(start_after, int) and now_us < start_after:
-            tx.timers.schedule(RUN_TIMER, f"run:{run.id}", start_after, {"r": run.id})
+            tx.timers.schedule(RUN_TIMER, f"run:{run.id}", start_after, {"r": run.id, "u": run.user_id})
             return
         for _ in range(MAX_STEPS_PER_PASS):
             if run.status != "active":
@@ -84,7 +84,7 @@ class Runner:
                 run.cursor = following(flow.steps, here)
                 if wake > now_us:
                     run.updated_us = now_us
-                    tx.timers.schedule(RUN_TIMER, f"run:{run.id}", wake, {"r": run.id})
+                    tx.timers.schedule(RUN_TIMER, f"run:{run.id}", wake, {"r": run.id, "u": run.user_id})
                     return
                 continue
             if isinstance(body, Send):

@@ -1,4 +1,9 @@
-"""The ingestion path: validate calls, drop duplicates, merge identities and traits, append, notify."""
+"""The ingestion path: validate calls, drop duplicates, merge identities and traits, append to the log, answer.
+
+Nothing else runs in the ingest transaction: every stage downstream (segments, flows, sends, analytics) reads the
+stored log at its own pace (``pipeline/``). Work that reaches another user's state (an identity merge) is appended
+as a per-user command for that user's owner.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +18,14 @@ import orjson
 from growthengine.clock import Clock, to_us
 from growthengine.domain.calls import Call, InvalidCall, parse_call
 from growthengine.domain.events import Event
+from growthengine.domain.partitions import partition_of
 from growthengine.domain.profiles import ANONYMOUS_PREFIX, Profile, anonymous_key
 from growthengine.domain.traits import CHANNELS
-from growthengine.ingest.listeners import IngestListener
+from growthengine.storage.stage_log import COMMAND
 from growthengine.storage.unit_of_work import Store, Tx
+
+MERGE_COMMAND = "merge"
+"""A per-user command in the log: an anonymous visitor's history now belongs to this user."""
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +68,10 @@ class IngestionService:
         clock: Clock,
         *,
         future_tolerance: dt.timedelta = dt.timedelta(minutes=5),
-        listeners: list[IngestListener] | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._future_tolerance = future_tolerance
-        self.listeners: list[IngestListener] = list(listeners or [])
 
     def ingest(
         self, raw_calls: list[Any], *, default_type: str | None = None, batch_sent_at: Any = None
@@ -77,7 +84,7 @@ class IngestionService:
 
         Each batch gets the answer it would have got had the batches come one after the other in this order,
         and the events and profiles stored are the same; only the commit is shared (the API uses this for requests
-        that arrive together while the engine is busy). The listeners see the whole group at once.
+        that arrive together while the engine is busy).
         """
         now = self._clock.now()
         results = [IngestResult() for _ in requests]
@@ -96,9 +103,9 @@ class IngestionService:
                     owners.append(result)
         if calls:
             with self._store.transaction() as tx:
-                fresh = self._drop_duplicates(tx, calls, owners)
+                fresh, fresh_owners = self._drop_duplicates(tx, calls, owners)
                 if fresh:
-                    self._store_calls(tx, fresh, to_us(now))
+                    self._store_calls(tx, fresh, fresh_owners, to_us(now))
         for result in results:
             if result.rejected:
                 log.info("ingest: %d accepted, %d duplicate, %d rejected (first: %s)", result.accepted,
@@ -106,11 +113,13 @@ class IngestionService:
         return results
 
     @staticmethod
-    def _drop_duplicates(tx: Tx, calls: list[Call], owners: list[IngestResult]) -> list[Call]:
+    def _drop_duplicates(tx: Tx, calls: list[Call],
+                         owners: list[IngestResult]) -> tuple[list[Call], list[IngestResult]]:
         """The calls to store, counting each as accepted or duplicate in its owner's result."""
         ids = [c.message_id for c in calls if c.message_id is not None]
         seen = tx.events.existing_message_ids(ids) if ids else set()
         fresh: list[Call] = []
+        fresh_owners: list[IngestResult] = []
         for call, owner in zip(calls, owners, strict=True):
             message_id = call.message_id
             if message_id is not None:
@@ -120,22 +129,46 @@ class IngestionService:
                 seen.add(message_id)
             owner.accepted += 1
             fresh.append(call)
-        return fresh
+            fresh_owners.append(owner)
+        return fresh, fresh_owners
 
-    def _store_calls(self, tx: Tx, calls: list[Call], received_us: int) -> None:
-        keys = self._resolve_identities(tx, calls)
-        profiles = tx.profiles.get_many(list(dict.fromkeys(keys)), for_update=True)
-        touched: dict[str, Profile] = {}
-        rows: list[dict[str, Any]] = []
-        stored: list[Event] = []
+    def _store_calls(self, tx: Tx, calls: list[Call], owners: list[IngestResult], received_us: int) -> None:
+        commands: list[dict[str, Any]] = []
+        keys = self._resolve_identities(tx, calls, commands, received_us)
         dumps = orjson.dumps
-        # Apply in event-time order so that traits and activity reflect history even in a back-filled batch.
+        # Append in event-time order so that a back-filled batch reads in the log as it happened.
         order = sorted(range(len(calls)), key=lambda i: calls[i].timestamp)
+        rows: list[dict[str, Any]] = []
         for i in order:
             call, key = calls[i], keys[i]
-            ts_us = to_us(call.timestamp)
-            name = call.name
             properties = call.traits if call.type == "identify" else call.properties
+            rows.append({
+                "message_id": call.message_id,
+                "type": call.type,
+                "name": call.name[:200],
+                "user_id": key,
+                "anonymous_id": call.anonymous_id,
+                "ts_us": to_us(call.timestamp),
+                "received_us": received_us,
+                "payload": dumps(properties).decode(),
+                "extra": dumps(call.extra).decode() if call.extra else None,
+                "partition": partition_of(key),
+            })
+        # Merge commands first: the owner folds the visitor's history in before it applies this batch.
+        taken = tx.events.append(commands + rows)
+        if taken:
+            # Another engine stored these message ids at the same moment: they are duplicates, and change nothing.
+            for call, owner in zip(calls, owners, strict=True):
+                if call.message_id in taken:
+                    owner.accepted -= 1
+                    owner.duplicates += 1
+        profiles = tx.profiles.get_many(list(dict.fromkeys(keys)), for_update=True)
+        touched: dict[str, Profile] = {}
+        for i in order:
+            call, key = calls[i], keys[i]
+            if call.message_id is not None and call.message_id in taken:
+                continue
+            ts_us = to_us(call.timestamp)
             profile = profiles.get(key)
             if profile is None:
                 # A visitor's call linked to a user (earlier in the same batch) lands on the user's profile:
@@ -143,27 +176,13 @@ class IngestionService:
                 profile = Profile(user_id=key, anonymous=key.startswith(ANONYMOUS_PREFIX), first_seen_us=ts_us,
                                   updated_us=received_us)
                 profiles[key] = profile
-            event = Event(user_id=key, name=name, type=call.type, ts_us=ts_us, properties=properties,
+            properties = call.traits if call.type == "identify" else call.properties
+            event = Event(user_id=key, name=call.name, type=call.type, ts_us=ts_us, properties=properties,
                           message_id=call.message_id)
             self._apply(profile, call, event)
             profile.updated_us = received_us
             touched[key] = profile
-            stored.append(event)
-            rows.append({
-                "message_id": call.message_id,
-                "type": call.type,
-                "name": name[:200],
-                "user_id": key,
-                "anonymous_id": call.anonymous_id,
-                "ts_us": ts_us,
-                "received_us": received_us,
-                "payload": dumps(properties).decode(),
-                "extra": dumps(call.extra).decode() if call.extra else None,
-            })
-        tx.events.append(rows)
         tx.profiles.save_many(touched.values())
-        for listener in self.listeners:
-            listener.on_events(tx, stored, touched)
 
     @staticmethod
     def _apply(profile: Profile, call: Call, event: Event) -> None:
@@ -179,7 +198,8 @@ class IngestionService:
             if targets:
                 profile.apply_traits({"consent": {c: False for c in targets}}, event.ts_us)
 
-    def _resolve_identities(self, tx: Tx, calls: list[Call]) -> list[str]:
+    def _resolve_identities(self, tx: Tx, calls: list[Call], commands: list[dict[str, Any]],
+                            received_us: int) -> list[str]:
         """The profile key of each call; an identify (or any call) with both ids links the anonymous history."""
         anon_ids = [c.anonymous_id for c in calls if c.anonymous_id is not None]
         anon_ids += [c.previous_id for c in calls if c.type == "alias" and c.previous_id is not None]
@@ -193,7 +213,8 @@ class IngestionService:
                 to_link.append(call.previous_id)
             for anon in to_link:
                 if anon not in links:
-                    self._merge(tx, anon, call.user_id, to_us(call.timestamp))
+                    if self._merge(tx, anon, call.user_id, to_us(call.timestamp)):
+                        commands.append(_merge_command(anon, call.user_id, to_us(call.timestamp), received_us))
                     links[anon] = call.user_id
         keys: list[str] = []
         for call in calls:
@@ -204,19 +225,27 @@ class IngestionService:
                 keys.append(links.get(call.anonymous_id) or anonymous_key(call.anonymous_id))
         return keys
 
-    def _merge(self, tx: Tx, anonymous_id: str, user_id: str, at_us: int) -> None:
-        """Fold an anonymous visitor into the identified user (as Segment and Customer.io do)."""
+    @staticmethod
+    def _merge(tx: Tx, anonymous_id: str, user_id: str, at_us: int) -> bool:
+        """Fold an anonymous visitor into the identified user (as Segment and Customer.io do); ``True`` when the
+        visitor had a history that the user's owner must fold into the user's state."""
         anon_key = anonymous_key(anonymous_id)
         tx.profiles.link(anonymous_id, user_id, at_us)
         anon = tx.profiles.get(anon_key)
         if anon is None:
-            return
+            return False
         moved = tx.events.reassign(anon_key, user_id)
         user = tx.profiles.get(user_id) or Profile(user_id=user_id, first_seen_us=anon.first_seen_us,
                                                    updated_us=at_us)
         user.absorb(anon)
         tx.profiles.save_many([user])
         tx.profiles.delete(anon_key)
-        for listener in self.listeners:
-            listener.on_merge(tx, anon_key, user_id)
         log.info("merged an anonymous visitor into a user (%d events moved)", moved)
+        return True
+
+
+def _merge_command(anonymous_id: str, user_id: str, at_us: int, received_us: int) -> dict[str, Any]:
+    return {"message_id": None, "type": COMMAND, "name": MERGE_COMMAND, "user_id": user_id, "anonymous_id": None,
+            "ts_us": at_us, "received_us": received_us,
+            "payload": orjson.dumps({"anonymous": anonymous_key(anonymous_id)}).decode(), "extra": None,
+            "partition": partition_of(user_id)}

@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from growthengine.clock import Clock, ManualClock, from_us, to_us
+from growthengine.pipeline.ownership import Ownership, SoleOwner
 from growthengine.storage.timer_store import Timer
 from growthengine.storage.unit_of_work import Store, Tx
 
@@ -27,9 +28,10 @@ class UnknownTimerKind(LookupError):
 class Scheduler:
     """Fires timers. Handlers register by kind; a timer fires once, with its effects, in one transaction."""
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, ownership: Ownership | None = None) -> None:
         self._store = store
         self._clock = clock
+        self.ownership: Ownership = ownership or SoleOwner()
         self._handlers: dict[str, TimerHandler] = {}
         self.after_commit: list[Callable[[], object]] = []  # run after each committed batch (deliveries)
 
@@ -37,12 +39,17 @@ class Scheduler:
         self._handlers[kind] = handler
 
     def run_due(self) -> int:
-        """Fire every timer due by now (real clock). Returns how many fired."""
+        """Fire every timer due by now (real clock) in the partitions this process owns. Returns how many fired."""
         fired = 0
         while True:
             now_us = to_us(self._clock.now())
+            owned = self.ownership.partitions()
+            if not owned:
+                return fired
+            partitions = None if self.ownership.every_partition else owned
             with self._store.transaction() as tx:
-                due = tx.timers.claim_due(now_us, limit=CLAIM_BATCH)
+                self.ownership.check(tx)
+                due = tx.timers.claim_due(now_us, limit=CLAIM_BATCH, partitions=partitions)
                 if not due:
                     return fired
                 fired += self._fire(tx, due)

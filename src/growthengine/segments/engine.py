@@ -46,10 +46,11 @@ class TransitionListener(Protocol):
 
 
 class SegmentEngine:
-    def __init__(self, segments: dict[str, Segment], clock: Clock, business_timezone: str = "Asia/Bangkok") -> None:
+    def __init__(self, segments: dict[str, Segment], clock: Clock, business_timezone: str = "Asia/Bangkok",
+                 transition_listeners: Iterable[TransitionListener] = ()) -> None:
         self.clock = clock
         self.business_timezone = business_timezone
-        self.listeners: list[TransitionListener] = []
+        self.listeners: list[TransitionListener] = list(transition_listeners)
         self.configure(segments)
 
     def configure(self, segments: dict[str, Segment]) -> None:
@@ -121,8 +122,16 @@ class SegmentEngine:
             self._reconcile(batch, user_id, state, traits, now_us, self._affected(user_events), fired=set())
         self._flush(tx, batch, states, now_us)
 
-    def on_merge(self, tx: Tx, anonymous_key: str, user_id: str) -> None:
-        """The anonymous visitor's history now belongs to the user: fold the user's whole log again."""
+    def on_merge_commands(self, tx: Tx, commands: list[Event]) -> None:
+        """Per-user ``merge`` commands from the log: fold each user's history (up to the command) again."""
+        for command in commands:
+            anonymous = command.properties.get("anonymous")
+            if isinstance(anonymous, str):
+                self.on_merge(tx, anonymous, command.user_id, before_id=command.id)
+
+    def on_merge(self, tx: Tx, anonymous_key: str, user_id: str, *, before_id: int | None = None) -> None:
+        """The anonymous visitor's history now belongs to the user: fold the user's whole log again (the events
+        stored before the merge; those after it follow as usual)."""
         tx.segments.delete_state(anonymous_key)
         tx.segments.delete_user_members(anonymous_key)
         profile = tx.profiles.get(user_id)
@@ -130,7 +139,7 @@ class SegmentEngine:
         old = tx.segments.load_states([user_id]).get(user_id, {})
         state: State = {"m": old.get("m", {}), "t": old.get("t", {})}
         tz = self._tz(traits)
-        for event in tx.events.for_user(user_id):
+        for event in tx.events.for_user(user_id, before_id=before_id):
             apply_event(state, event, self.plan, tz)
         now_us = to_us(self.clock.now())
         prune(state, self.plan, self.segments.values(), now_us)

@@ -10,13 +10,17 @@ import orjson
 import sqlalchemy as sa
 
 from growthengine.domain.events import Event
+from growthengine.domain.partitions import partition_of
 from growthengine.storage.schema import events
 
 # The hot statements of the ingestion path are plain SQL handed to the driver (``exec_driver_sql``): SQLAlchemy's
 # per-row parameter processing cost more than SQLite's own work. The SQL is the same on both databases except for
 # the parameter marker (``?`` for sqlite3, ``%s`` for psycopg) and how a list is matched (``IN`` / ``= ANY``).
 # It is built from constant column names and markers only (hence the ``noqa: S608``); values are always parameters.
-_COLUMNS = ("message_id", "type", "name", "user_id", "anonymous_id", "ts_us", "received_us", "payload", "extra")
+_COLUMNS = ("message_id", "type", "name", "user_id", "anonymous_id", "ts_us", "received_us", "payload", "extra",
+            "partition")
+_PG_TYPES = ("text", "text", "text", "text", "text", "bigint", "bigint", "text", "text", "smallint")
+_NOT_COMMAND = events.c.type != "command"  # per-user commands for the stages share the log; they are no history
 _row_values = itemgetter(*_COLUMNS)
 
 
@@ -46,6 +50,14 @@ class EventLog:
             f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join([mark] * len(_COLUMNS))}) "  # noqa: S608
             "ON CONFLICT (message_id) DO NOTHING"
         )
+        # PostgreSQL: one statement for the whole batch, which says which rows it stored: a concurrent insert of the
+        # same message id (another engine, the same moment) waits for that one and is then left out, so the
+        # duplicate is decided by the insert itself.
+        self._insert_pg_sql = (
+            f"INSERT INTO events ({', '.join(_COLUMNS)}) "  # noqa: S608
+            f"SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in _PG_TYPES)}) "
+            "ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
+        )
 
     def existing_message_ids(self, message_ids: Sequence[str]) -> set[str]:
         """Which of these message ids are already in the log."""
@@ -59,22 +71,31 @@ class EventLog:
             found.update(r[0] for r in rows)
         return found
 
-    def append(self, rows: list[dict[str, Any]]) -> None:
-        """Append rows (already shaped as the ``events`` table); a message id seen concurrently is skipped."""
+    def append(self, rows: list[dict[str, Any]]) -> set[str]:
+        """Append rows (already shaped as the ``events`` table); returns the message ids that were NOT stored
+        because another transaction stored them first (always empty on SQLite, whose writers take turns)."""
         if not rows:
-            return
-        self._conn.exec_driver_sql(self._insert_sql, [_row_values(r) for r in rows])
+            return set()
+        if self._dialect != "postgresql":
+            self._conn.exec_driver_sql(self._insert_sql, [_row_values(r) for r in rows])
+            return set()
+        columns = [list(col) for col in zip(*(_row_values(r) for r in rows), strict=True)]
+        stored = {r[0] for r in self._conn.exec_driver_sql(self._insert_pg_sql, tuple(columns)) if r[0] is not None}
+        return {r["message_id"] for r in rows if r["message_id"] is not None} - stored
 
     def reassign(self, from_user: str, to_user: str) -> int:
         """Move an anonymous visitor's history to the user they turned out to be."""
         result = self._conn.execute(
-            sa.update(events).where(events.c.user_id == from_user).values(user_id=to_user)
+            sa.update(events).where(events.c.user_id == from_user, _NOT_COMMAND)
+            .values(user_id=to_user, partition=partition_of(to_user))
         )
         return result.rowcount or 0
 
-    def for_user(self, user_id: str, *, since_us: int | None = None) -> list[Event]:
-        """A user's events in time order."""
-        query = sa.select(events).where(events.c.user_id == user_id)
+    def for_user(self, user_id: str, *, since_us: int | None = None, before_id: int | None = None) -> list[Event]:
+        """A user's events in time order (those appended before row ``before_id``, when given)."""
+        query = sa.select(events).where(events.c.user_id == user_id, _NOT_COMMAND)
+        if before_id is not None:
+            query = query.where(events.c.id < before_id)
         if since_us is not None:
             query = query.where(events.c.ts_us >= since_us)
         query = query.order_by(events.c.ts_us, events.c.id)
@@ -82,7 +103,7 @@ class EventLog:
 
     def scan(self, *, batch: int = 50_000) -> Iterator[list[Event]]:
         """The whole log ordered by user and time, in chunks (for rebuilds)."""
-        query = sa.select(events).order_by(events.c.user_id, events.c.ts_us, events.c.id)
+        query = sa.select(events).where(_NOT_COMMAND).order_by(events.c.user_id, events.c.ts_us, events.c.id)
         result = self._conn.execution_options(yield_per=batch).execute(query).mappings()
         chunk: list[Event] = []
         for row in result:
@@ -94,7 +115,7 @@ class EventLog:
             yield chunk
 
     def count(self) -> int:
-        return int(self._conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one())
+        return int(self._conn.execute(sa.select(sa.func.count()).select_from(events).where(_NOT_COMMAND)).scalar_one())
 
 
 def _to_event(row: Any) -> Event:

@@ -26,6 +26,7 @@ events = sa.Table(
     sa.Column("received_us", sa.BigInteger, nullable=False),
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("extra", sa.Text, nullable=True),
+    sa.Column("partition", sa.SmallInteger, nullable=False, server_default="0"),
     sa.Index("ix_events_message_id", "message_id", unique=True),
     sa.Index("ix_events_user_ts", "user_id", "ts_us"),
 )
@@ -59,6 +60,7 @@ timers = sa.Table(
     sa.Column("due_us", sa.BigInteger, nullable=False),
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("partition", sa.SmallInteger, nullable=False, server_default="0"),
     sa.Index("ix_timers_key", "key", unique=True),
     sa.Index("ix_timers_due", "due_us"),
 )

@@ -9,15 +9,23 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from growthengine.domain.partitions import partition_of
 from growthengine.storage.event_log import marker
 from growthengine.storage.schema import timers
 
 # ``schedule_many`` is on every hot path (each event, run and held message books a timer): plain SQL for the
 # driver, as in the event log (the same on both databases but for the parameter marker and min/least).
 _UPSERT = (
-    'INSERT INTO timers (kind, "key", due_us, payload, attempts) VALUES ({m}, {m}, {m}, {m}, 0) '
-    'ON CONFLICT ("key") DO UPDATE SET kind = excluded.kind, due_us = {due}, payload = excluded.payload, attempts = 0'
+    'INSERT INTO timers (kind, "key", due_us, payload, attempts, partition) VALUES ({m}, {m}, {m}, {m}, 0, {m}) '
+    'ON CONFLICT ("key") DO UPDATE SET kind = excluded.kind, due_us = {due}, payload = excluded.payload, attempts = 0, '
+    'partition = excluded.partition'
 )
+
+
+def timer_partition(key: str, payload: dict[str, Any]) -> int:
+    """A timer belongs to its user's partition (``"u"`` in its payload), else to the partition its key hashes to."""
+    user = payload.get("u")
+    return partition_of(user if isinstance(user, str) else key)
 
 
 @dataclass(slots=True, frozen=True)
@@ -48,7 +56,7 @@ class TimerStore:
         if not items:
             return
         dumps = orjson.dumps
-        rows = [(k, key, due, dumps(p).decode()) for k, key, due, p in items]
+        rows = [(k, key, due, dumps(p).decode(), timer_partition(key, p)) for k, key, due, p in items]
         self._conn.exec_driver_sql(self._upsert_earliest_sql if earliest else self._upsert_sql, rows)
 
     def cancel(self, key: str) -> None:
@@ -65,12 +73,20 @@ class TimerStore:
         value = self._conn.execute(sa.select(sa.func.min(timers.c.due_us))).scalar()
         return int(value) if value is not None else None
 
-    def claim_due(self, until_us: int, *, limit: int = 1000, at_us: int | None = None) -> list[Timer]:
-        """Timers due by ``until_us`` (or exactly at ``at_us``), earliest first, locked for this transaction.
+    def due_count(self, until_us: int) -> int:
+        query = sa.select(sa.func.count()).select_from(timers).where(timers.c.due_us <= until_us)
+        return int(self._conn.execute(query).scalar_one())
+
+    def claim_due(self, until_us: int, *, limit: int = 1000, at_us: int | None = None,
+                  partitions: Sequence[int] | None = None) -> list[Timer]:
+        """Timers due by ``until_us`` (or exactly at ``at_us``), earliest first, locked for this transaction;
+        only those of ``partitions`` when given (a worker fires the timers of the partitions it owns).
 
         On PostgreSQL other workers skip the rows this one holds (``FOR UPDATE SKIP LOCKED``).
         """
         query = sa.select(timers).order_by(timers.c.due_us, timers.c.id).limit(limit)
+        if partitions is not None:
+            query = query.where(timers.c.partition.in_(list(partitions)))
         if at_us is not None:
             query = query.where(timers.c.due_us == at_us)
         else:

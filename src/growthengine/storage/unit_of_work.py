@@ -19,12 +19,15 @@ from growthengine.storage.database import Dialect, migrate, open_engine
 from growthengine.storage.dialects import insert_for
 from growthengine.storage.event_log import EventLog
 from growthengine.storage.kpi_store import KpiStore
+from growthengine.storage.lease_store import LeaseStore
 from growthengine.storage.listing_store import ListingStore
 from growthengine.storage.message_store import MessageStore
+from growthengine.storage.pipeline_schema import stage_cursors  # noqa: F401  (the pipeline's tables join the metadata)
 from growthengine.storage.profile_store import ProfileStore
 from growthengine.storage.run_store import RunStore
 from growthengine.storage.schema import engine_state
 from growthengine.storage.segment_store import SegmentStore
+from growthengine.storage.stage_log import StageLog
 from growthengine.storage.timer_store import TimerStore
 from growthengine.storage.user_model_store import UserModelStore
 
@@ -58,6 +61,8 @@ class Tx:
         self.conn = conn
         self.dialect = dialect
         self.events = EventLog(conn, dialect)
+        self.log = StageLog(conn, dialect)
+        self.leases = LeaseStore(conn, dialect)
         self.profiles = ProfileStore(conn, dialect)
         self.timers = TimerStore(conn, dialect)
         self.state = StateStore(conn, dialect)

@@ -1,0 +1,110 @@
+"""Which partitions this process may write: all of them (the embedded engine, one worker on SQLite) or those it
+holds through leases on PostgreSQL, each with an epoch that every commit checks (a fencing token)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from growthengine.domain.partitions import ALL_PARTITIONS, PARTITIONS
+from growthengine.storage.unit_of_work import Store, Tx
+
+log = logging.getLogger(__name__)
+
+LEASE_TTL_S = 15.0
+"""A lease not renewed for this long may be taken by another worker (a dead worker's share moves within 30 s)."""
+
+
+class LeaseLost(RuntimeError):
+    """This worker no longer holds a partition it was writing; the transaction is rolled back."""
+
+
+class Ownership(Protocol):
+    every_partition: bool
+
+    def partitions(self) -> tuple[int, ...]: ...
+
+    def check(self, tx: Tx) -> None:
+        """Raise :class:`LeaseLost` unless this process still owns its partitions at their epochs."""
+
+
+class SoleOwner:
+    """One process owns every partition (the embedded engine; the one worker on SQLite)."""
+
+    every_partition = True
+
+    def partitions(self) -> tuple[int, ...]:
+        return ALL_PARTITIONS
+
+    def check(self, tx: Tx) -> None:
+        return None
+
+    def refresh(self) -> None:
+        return None
+
+    def release(self) -> None:
+        return None
+
+
+@dataclass
+class LeasedOwnership:
+    """A fair share of the partitions, held through leases in PostgreSQL (system time throughout)."""
+
+    store: Store
+    now_s: Callable[[], float]
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+    ttl_s: float = LEASE_TTL_S
+    every_partition: bool = False
+    held: dict[int, int] = field(default_factory=dict)  # partition -> epoch
+
+    def partitions(self) -> tuple[int, ...]:
+        return tuple(sorted(self.held))
+
+    def check(self, tx: Tx) -> None:
+        lost = tx.leases.verify(self.worker_id, dict(self.held), self.now_s())
+        if lost:
+            for p in lost:
+                self.held.pop(p, None)
+            raise LeaseLost(f"worker {self.worker_id} lost partitions {lost}")
+
+    def refresh(self) -> None:
+        """Heartbeat, renew what is held, give back more than a fair share, take free or expired partitions."""
+        now = self.now_s()
+        with self.store.transaction() as tx:
+            tx.leases.heartbeat(self.worker_id, now, "growth worker")
+            live = tx.leases.live_workers(now - self.ttl_s)
+            share = -(-PARTITIONS // max(1, len(live)))  # ceiling
+            self.held = tx.leases.renew(self.worker_id, list(self.held), now + self.ttl_s)
+            if len(self.held) > share:
+                extra = sorted(self.held)[share:]
+                tx.leases.release(self.worker_id, extra)
+                for p in extra:
+                    self.held.pop(p)
+                log.info("gave back %d partition(s) to a joining worker", len(extra))
+        if len(self.held) < share:
+            taken: list[int] = []
+            with self.store.transaction() as tx:
+                for partition, owner, _epoch, expires in tx.leases.leases():
+                    if len(self.held) >= share:
+                        break
+                    if partition in self.held or (owner is not None and expires >= now):
+                        continue
+                    epoch = tx.leases.claim(self.worker_id, partition, now, now + self.ttl_s)
+                    if epoch is not None:
+                        self.held[partition] = epoch
+                        taken.append(partition)
+            if taken:
+                log.info("worker %s took %d partition(s); holds %d of %d", self.worker_id, len(taken),
+                         len(self.held), PARTITIONS)
+
+    def release(self) -> None:
+        """Give every partition back (a clean shutdown), so others take them at once."""
+        with self.store.transaction() as tx:
+            tx.leases.release(self.worker_id, list(self.held))
+            tx.leases.forget_worker(self.worker_id)
+        self.held = {}

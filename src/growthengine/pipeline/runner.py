@@ -1,0 +1,123 @@
+"""The pipeline runner: reads the log once per batch for every stage, in log order, and commits each stage's
+effects together with its cursor, so a crash at any point neither loses nor repeats an effect.
+
+A batch takes whatever is stored (up to ``batch_size`` rows), never waiting for a batch to fill. Each stage runs in
+a savepoint: a stage that fails keeps its cursor (it retries that batch next time, and after
+``MAX_FAILURES`` tries skips it, loudly) while the others go on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from growthengine.clock import system_seconds
+from growthengine.domain.profiles import Profile
+from growthengine.pipeline.ownership import Ownership
+from growthengine.pipeline.stages import Stage
+from growthengine.storage.stage_log import COMMAND, START, LogRow, Position
+from growthengine.storage.unit_of_work import Store, Tx
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 2_000
+MAX_FAILURES = 3
+
+
+@dataclass
+class StageLag:
+    stage: str
+    events: int
+    seconds: float
+
+
+@dataclass
+class Pipeline:
+    store: Store
+    stages: Sequence[Stage]
+    ownership: Ownership
+    batch_size: int = BATCH_SIZE
+    now_s: Callable[[], float] = system_seconds
+    after_commit: list[Callable[[], object]] = field(default_factory=list)
+    _failures: dict[tuple[str, Position], int] = field(default_factory=dict)
+
+    def drain(self, *, max_batches: int | None = None) -> int:
+        """Run batches until the stages have caught up with the log; returns how many rows were read."""
+        total = 0
+        batches = 0
+        while max_batches is None or batches < max_batches:
+            read = self.step()
+            if read == 0:
+                break
+            total += read
+            batches += 1
+        return total
+
+    def step(self) -> int:
+        """One batch for every stage; 0 when there was nothing new."""
+        partitions = self.ownership.partitions()
+        if not partitions:
+            return 0
+        names = [s.name for s in self.stages]
+        with self.store.transaction() as tx:
+            self.ownership.check(tx)
+            cursors = tx.log.cursors(names)
+            every = self.ownership.every_partition
+            start = min((cursors[n].get(p, START) for n in names for p in partitions), default=START)
+            rows = tx.log.read(start, partitions, self.batch_size, every_partition=every)
+            if not rows:
+                return 0
+            end = rows[-1].position
+            users = list({r.event.user_id for r in rows if r.event.type != COMMAND})
+            profiles = tx.profiles.get_many(users)
+            now_s = self.now_s()
+            for stage in self.stages:
+                mine = _after(rows, cursors[stage.name])
+                if mine and not self._run(tx, stage, mine, profiles, end):
+                    continue
+                tx.log.advance(stage.name, partitions, end, now_s)
+        for hook in self.after_commit:
+            hook()
+        return len(rows)
+
+    def _run(self, tx: Tx, stage: Stage, rows: list[LogRow], profiles: dict[str, Profile], end: Position) -> bool:
+        savepoint = tx.conn.begin_nested()
+        try:
+            stage.consume(tx, [r.event for r in rows], profiles)
+            savepoint.commit()
+            return True
+        except Exception:
+            savepoint.rollback()
+            key = (stage.name, end)
+            tries = self._failures.get(key, 0) + 1
+            self._failures[key] = tries
+            if tries >= MAX_FAILURES:
+                log.exception("stage %s failed %d times on rows up to %s; skipping them", stage.name, tries, end)
+                self._failures.pop(key, None)
+                return True
+            log.exception("stage %s failed on rows up to %s (try %d); it will try again", stage.name, end, tries)
+            return False
+
+    def lag(self) -> list[StageLag]:
+        """Per stage: rows not yet applied (for the partitions of this database) and seconds since it last moved
+        while behind."""
+        names = [s.name for s in self.stages]
+        with self.store.transaction() as tx:
+            cursors = tx.log.cursors(names)
+            moved = tx.log.cursor_times()
+            now_s = self.now_s()
+            out = []
+            for name in names:
+                positions = list(cursors[name].values())
+                lowest = min(positions, default=START)
+                behind = tx.log.backlog(lowest)
+                seconds = max(0.0, now_s - moved.get(name, now_s)) if behind else 0.0
+                out.append(StageLag(name, behind, seconds))
+        return out
+
+
+def _after(rows: list[LogRow], cursors: dict[int, Position]) -> list[LogRow]:
+    if not cursors:
+        return rows
+    return [r for r in rows if r.position > cursors.get(r.partition, START)]

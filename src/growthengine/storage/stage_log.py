@@ -1,0 +1,143 @@
+"""The event log as the stages read it: by cursor, in batches, per partition, never skipping a late commit.
+
+A position is ``(tx_pos, id_pos)``. On SQLite there is one writer at a time, so ids commit in order and ``tx_pos``
+is always 0. On PostgreSQL ids from a sequence commit out of order, so every row carries the id of the transaction
+that wrote it and the log is read in ``(txid, id)`` order, only below the oldest transaction still running
+(``pg_snapshot_xmin``): every transaction below that horizon has ended, and a new one gets a larger id, so nothing
+can later appear behind a cursor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from growthengine.domain.events import Event
+from growthengine.domain.partitions import partition_of
+from growthengine.storage.event_log import marker
+
+Position = tuple[int, int]
+START: Position = (0, 0)
+COMMAND = "command"
+"""The event type of a per-user command (written by the engine, never accepted from a client)."""
+
+_SELECT = "SELECT {tx}, id, partition, user_id, type, name, ts_us, payload, message_id FROM events "
+
+
+@dataclass(slots=True, frozen=True)
+class LogRow:
+    position: Position
+    partition: int
+    event: Event
+
+
+class StageLog:
+    def __init__(self, conn: sa.Connection, dialect: str) -> None:
+        self._conn = conn
+        self._dialect = dialect
+        self._m = marker(dialect)
+
+    # Reading ---------------------------------------------------------------------------------------------
+
+    def horizon(self) -> int | None:
+        """The oldest transaction id still running (PostgreSQL); ``None`` where writes are serial (SQLite)."""
+        if self._dialect != "postgresql":
+            return None
+        return int(self._conn.exec_driver_sql("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+                   .scalar_one())
+
+    def read(self, after: Position, partitions: Sequence[int], limit: int, *, every_partition: bool) -> list[LogRow]:
+        """Rows after ``after`` in log order, in ``partitions`` (all of them when ``every_partition``)."""
+        m = self._m
+        params: list[Any] = []
+        if self._dialect == "postgresql":
+            sql = _SELECT.format(tx="txid") + f"WHERE (txid, id) > ({m}, {m}) AND txid < {m} "
+            params += [after[0], after[1], self.horizon()]
+            order = "ORDER BY txid, id"
+        else:
+            sql = _SELECT.format(tx="0") + f"WHERE id > {m} "
+            params.append(after[1])
+            order = "ORDER BY id"
+        if not every_partition:
+            if self._dialect == "postgresql":
+                sql += "AND partition = ANY(%s) "
+                params.append(list(partitions))
+            else:
+                sql += f"AND partition IN ({','.join('?' * len(partitions))}) "
+                params += list(partitions)
+        sql += f"{order} LIMIT {int(limit)}"
+        loads = orjson.loads
+        out: list[LogRow] = []
+        for tx_pos, row_id, part, user_id, type_, name, ts_us, payload, message_id in \
+                self._conn.exec_driver_sql(sql, tuple(params)):
+            event = Event(user_id=user_id, name=name, ts_us=ts_us, type=type_, properties=loads(payload),
+                          message_id=message_id, id=row_id)
+            out.append(LogRow((int(tx_pos), int(row_id)), int(part), event))
+        return out
+
+    def tail(self) -> Position:
+        """The position of the newest row (what a stage caught up with everything has reached)."""
+        if self._dialect == "postgresql":
+            row = self._conn.exec_driver_sql("SELECT txid, id FROM events ORDER BY txid DESC, id DESC LIMIT 1").first()
+        else:
+            row = self._conn.exec_driver_sql("SELECT 0, id FROM events ORDER BY id DESC LIMIT 1").first()
+        return (int(row[0]), int(row[1])) if row else START
+
+    def backlog(self, after: Position) -> int:
+        """How many rows lie after ``after`` (a stage's lag in events)."""
+        m = self._m
+        if self._dialect == "postgresql":
+            sql, params = f"SELECT count(*) FROM events WHERE (txid, id) > ({m}, {m})", (after[0], after[1])
+        else:
+            sql, params = f"SELECT count(*) FROM events WHERE id > {m}", (after[1],)
+        return int(self._conn.exec_driver_sql(sql, tuple(params)).scalar_one())
+
+    # Cursors ---------------------------------------------------------------------------------------------
+
+    def cursors(self, stages: Sequence[str]) -> dict[str, dict[int, Position]]:
+        """Every stored cursor of these stages, by stage and partition (a missing one is at the start)."""
+        out: dict[str, dict[int, Position]] = {s: {} for s in stages}
+        rows = self._conn.exec_driver_sql("SELECT stage, partition, tx_pos, id_pos FROM stage_cursors")
+        for stage, part, tx_pos, id_pos in rows:
+            if stage in out:
+                out[stage][int(part)] = (int(tx_pos), int(id_pos))
+        return out
+
+    def cursor_times(self) -> dict[str, float]:
+        """When each stage last moved (system time, seconds)."""
+        rows = self._conn.exec_driver_sql("SELECT stage, max(updated_s) FROM stage_cursors GROUP BY stage")
+        return {stage: float(at) for stage, at in rows}
+
+    def advance(self, stage: str, partitions: Sequence[int], position: Position, now_s: float) -> None:
+        """Move ``stage``'s cursor of each partition to ``position`` (never backwards)."""
+        m = self._m
+        greatest = "greatest" if self._dialect == "postgresql" else "max"
+        sql = (
+            f"INSERT INTO stage_cursors (stage, partition, tx_pos, id_pos, updated_s) VALUES ({m}, {m}, {m}, {m}, {m}) "
+            "ON CONFLICT (stage, partition) DO UPDATE SET "
+            f"tx_pos = CASE WHEN (excluded.tx_pos, excluded.id_pos) > (stage_cursors.tx_pos, stage_cursors.id_pos) "
+            "THEN excluded.tx_pos ELSE stage_cursors.tx_pos END, "
+            f"id_pos = CASE WHEN (excluded.tx_pos, excluded.id_pos) > (stage_cursors.tx_pos, stage_cursors.id_pos) "
+            "THEN excluded.id_pos ELSE stage_cursors.id_pos END, "
+            f"updated_s = {greatest}(excluded.updated_s, stage_cursors.updated_s)"
+        )
+        self._conn.exec_driver_sql(sql, [(stage, p, position[0], position[1], now_s) for p in partitions])
+
+    # Writing commands ------------------------------------------------------------------------------------
+
+    def append_commands(self, commands: Sequence[tuple[str, str, int, dict[str, Any]]], received_us: int) -> None:
+        """Append per-user commands ``(user_id, name, ts_us, payload)`` for the owners of those users to apply."""
+        if not commands:
+            return
+        m = self._m
+        sql = ("INSERT INTO events (type, name, user_id, ts_us, received_us, payload, partition) "
+               f"VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m})")
+        dumps = orjson.dumps
+        self._conn.exec_driver_sql(sql, [
+            (COMMAND, name, user_id, ts_us, received_us, dumps(payload).decode(), partition_of(user_id))
+            for user_id, name, ts_us, payload in commands
+        ])
