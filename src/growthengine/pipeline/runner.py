@@ -71,12 +71,13 @@ class Pipeline:
             end = rows[-1].position
             users = list({r.event.user_id for r in rows if r.event.type != COMMAND})
             profiles = tx.profiles.get_many(users)
-            now_s = self.now_s()
+            done = []
             for stage in self.stages:
                 mine = _after(rows, cursors[stage.name])
                 if mine and not self._run(tx, stage, mine, profiles, end):
                     continue
-                tx.log.advance(stage.name, partitions, end, now_s)
+                done.append(stage.name)
+            tx.log.advance(done, partitions, end, self.now_s(), cursors)
         for hook in self.after_commit:
             hook()
         return len(rows)

@@ -91,9 +91,9 @@ class StageLog:
         """How many rows lie after ``after`` (a stage's lag in events)."""
         m = self._m
         if self._dialect == "postgresql":
-            sql, params = f"SELECT count(*) FROM events WHERE (txid, id) > ({m}, {m})", (after[0], after[1])
+            sql, params = f"SELECT count(*) FROM events WHERE (txid, id) > ({m}, {m})", [after[0], after[1]]
         else:
-            sql, params = f"SELECT count(*) FROM events WHERE id > {m}", (after[1],)
+            sql, params = f"SELECT count(*) FROM events WHERE id > {m}", [after[1]]
         return int(self._conn.exec_driver_sql(sql, tuple(params)).scalar_one())
 
     # Cursors ---------------------------------------------------------------------------------------------
@@ -112,20 +112,29 @@ class StageLog:
         rows = self._conn.exec_driver_sql("SELECT stage, max(updated_s) FROM stage_cursors GROUP BY stage")
         return {stage: float(at) for stage, at in rows}
 
-    def advance(self, stage: str, partitions: Sequence[int], position: Position, now_s: float) -> None:
-        """Move ``stage``'s cursor of each partition to ``position`` (never backwards)."""
+    def advance(self, stages: Sequence[str], partitions: Sequence[int], position: Position, now_s: float,
+                known: dict[str, dict[int, Position]]) -> None:
+        """Move the cursors of ``stages`` in ``partitions`` to ``position`` (never backwards); ``known`` holds the
+        cursors read at the start of the batch (a missing one is created)."""
+        if not stages:
+            return
         m = self._m
-        greatest = "greatest" if self._dialect == "postgresql" else "max"
-        sql = (
-            f"INSERT INTO stage_cursors (stage, partition, tx_pos, id_pos, updated_s) VALUES ({m}, {m}, {m}, {m}, {m}) "
-            "ON CONFLICT (stage, partition) DO UPDATE SET "
-            f"tx_pos = CASE WHEN (excluded.tx_pos, excluded.id_pos) > (stage_cursors.tx_pos, stage_cursors.id_pos) "
-            "THEN excluded.tx_pos ELSE stage_cursors.tx_pos END, "
-            f"id_pos = CASE WHEN (excluded.tx_pos, excluded.id_pos) > (stage_cursors.tx_pos, stage_cursors.id_pos) "
-            "THEN excluded.id_pos ELSE stage_cursors.id_pos END, "
-            f"updated_s = {greatest}(excluded.updated_s, stage_cursors.updated_s)"
-        )
-        self._conn.exec_driver_sql(sql, [(stage, p, position[0], position[1], now_s) for p in partitions])
+        missing = [(s, p, position[0], position[1], now_s) for s in stages for p in partitions if p not in known[s]]
+        if missing:
+            self._conn.exec_driver_sql(
+                "INSERT INTO stage_cursors (stage, partition, tx_pos, id_pos, updated_s) "
+                f"VALUES ({m}, {m}, {m}, {m}, {m}) ON CONFLICT (stage, partition) DO NOTHING", missing)
+        stage_in, stage_params = self._in("stage", list(stages))
+        part_in, part_params = self._in("partition", list(partitions))
+        self._conn.exec_driver_sql(
+            f"UPDATE stage_cursors SET tx_pos = {m}, id_pos = {m}, updated_s = {m} WHERE {stage_in} AND {part_in} "
+            f"AND (tx_pos, id_pos) < ({m}, {m})",
+            (position[0], position[1], now_s, *stage_params, *part_params, position[0], position[1]))
+
+    def _in(self, column: str, values: list[Any]) -> tuple[str, list[Any]]:
+        if self._dialect == "postgresql":
+            return f"{column} = ANY({self._m})", [values]
+        return f"{column} IN ({','.join('?' * len(values))})", values
 
     # Writing commands ------------------------------------------------------------------------------------
 
