@@ -32,8 +32,10 @@ def serve(
     clock: Annotated[str, typer.Option(help="real, or manual (a test clock moved by POST /v1/clock/advance)")] = "real",
     start: Annotated[str | None, typer.Option(help="start of the manual clock, ISO-8601")] = None,
     simulate: Annotated[bool, typer.Option("--simulate", help="stream a simulated marketplace in (make run)")] = False,
+    api_only: Annotated[bool, typer.Option("--api-only", help="API and dashboard only; `growth worker` processes "
+                                           "do the pipeline, timers and deliveries")] = False,
 ) -> None:
-    """Run the engine: API, workers, scheduler (and dashboard)."""
+    """Run the engine: API, dashboard and one embedded worker (pipeline, timers, deliveries)."""
     import uvicorn
 
     from growthengine.api.app import create_app
@@ -50,6 +52,8 @@ def serve(
             raise CliError(str(exc)) from None
     if clock == "manual" and start_at is None:
         raise CliError("--clock manual needs --start ISO, for example --start 2026-01-05T09:00:00+07:00")
+    if clock == "manual" and api_only:
+        raise CliError("the manual clock exists only in the single-process growth serve: drop --api-only")
     setup_logging()
     settings = cli_settings(db, config, host=host, port=port, clock=clock, clock_start=start_at)
     keys, new_key = load_keyring(settings)
@@ -62,14 +66,72 @@ def serve(
         sim_key = new_key or settings.api_key or keys.add_ephemeral_admin()
         live = start_live_simulation(settings, sim_key)
     engine = build_engine(settings)
-    api = create_app(engine, keys)
+    api = create_app(engine, keys, run_workers=not api_only)
+    role = "API only" if api_only else "API and worker"
     console.print(f"Growth Engine on http://{settings.host}:{settings.port} ({engine.store.dialect}, "
-                  f"{engine.clock.mode} clock)")
+                  f"{engine.clock.mode} clock, {role})")
     try:
         uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning", access_log=False)
     finally:
         if live is not None:
             live.set()
+        engine.close()
+
+
+@app.command()
+def worker(db: DbOption = None, config: ConfigOption = None) -> None:
+    """Run a worker: the pipeline's stages, timers and deliveries for a share of the users; no API.
+
+    On PostgreSQL any number of workers share the users through partition leases; on SQLite one worker runs at a
+    time (the one inside ``growth serve`` counts).
+    """
+    import signal
+
+    from growthengine.api.app import config_watcher
+    from growthengine.bootstrap import build_engine
+    from growthengine.clock import system_seconds
+    from growthengine.pipeline.ownership import LeasedOwnership
+    from growthengine.pipeline.worker import Worker
+    from growthengine.pipeline.worker_lock import WorkerLock, WorkerLockHeld, sqlite_lock_path
+
+    setup_logging()
+    settings = cli_settings(db, config)
+    lock_path = sqlite_lock_path(settings.db_url)
+    lock = WorkerLock(lock_path) if lock_path is not None else None
+    if lock is not None:
+        try:
+            lock.acquire()
+        except WorkerLockHeld as exc:
+            raise CliError(str(exc)) from None
+    engine = build_engine(settings)
+    ownership = None
+    if lock is None:
+        ownership = LeasedOwnership(engine.store, system_seconds)
+        engine.use_ownership(ownership)
+    runner = Worker(engine, refresh_ownership=ownership.refresh if ownership else None,
+                    on_idle=config_watcher(engine))
+
+    def _stop(_signum: int, _frame: object) -> None:
+        runner.stop.set()
+        engine.work_arrived.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    console.print(f"growth worker on {engine.store.dialect}"
+                  + (f" as {ownership.worker_id}" if ownership else " (every partition; file lock held)"))
+    deliveries = None
+    try:
+        import threading
+
+        deliveries = threading.Thread(target=runner.run_deliveries, name="growth-deliveries", daemon=True)
+        deliveries.start()
+        runner.run()
+    finally:
+        runner.shutdown()
+        if ownership is not None:
+            ownership.release()
+        if lock is not None:
+            lock.release()
         engine.close()
 
 
