@@ -113,6 +113,8 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
     engine.backfill_changed_segments()
     with store.transaction() as tx:
         flows.start(tx)
+    if isinstance(clock, ManualClock):
+        engine.process_pending()  # what a crash left between the log and the stages
     log.info("engine wired: %s storage, %s clock, %d segments", store.dialect, clock.mode, len(config.segments))
     return engine
 
