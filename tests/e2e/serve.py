@@ -94,3 +94,31 @@ def serving(cwd: Path, args: Sequence[str], env: dict[str, str], name: str = "se
     finally:
         code = server.stop()
         print(f"--- growth serve ({name}, exit {code}) output ---\n{server.output()}")
+
+
+class WorkerProcess:
+    """One ``growth worker`` run (no API); its output goes to a file."""
+
+    def __init__(self, cwd: Path, args: Sequence[str], env: dict[str, str], name: str = "worker") -> None:
+        self.log_path = cwd / f"{name}.log"
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen([*growth_command(), "worker", *args], cwd=cwd, env=env, stdout=log,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def output(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed machine would."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.proc.returncode
