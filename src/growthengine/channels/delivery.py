@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 LEASE_US = 60_000_000
 MAX_ATTEMPTS = 6
-BATCH = 100
+BATCH = 20
 ADDRESS_TRAIT = {"push": "push_token", "email": "email", "sms": "phone"}
 
 
@@ -44,9 +44,11 @@ class DeliveryWorker:
                 rows = tx.messages.claim_pending(now_us, limit=BATCH, lease_us=LEASE_US)
             if not rows:
                 break
-            results = [(row, self._send(row)) for row in rows]
-            with self.store.transaction() as tx:
-                for row, delivery in results:
+            for row in rows:
+                # Each outcome is recorded as soon as the provider answers: a crash can then repeat at most the
+                # one call in flight (with the same idempotency key, which the provider folds into one).
+                delivery = self._send(row)
+                with self.store.transaction() as tx:
                     self._record(tx, row, delivery, now_us)
             done += len(rows)
         return done
