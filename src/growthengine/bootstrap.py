@@ -29,6 +29,7 @@ from growthengine.flows.actions import (
     RemoteCoupons,
     RemoteRecommendations,
 )
+from growthengine.flows.activities import ActivityExecutor
 from growthengine.flows.audience_sync import AudienceSync
 from growthengine.flows.dispatch import MESSAGE_TIMER, Dispatcher
 from growthengine.flows.engine import BROADCAST_TIMER, ENROLL_COMMAND, FlowEngine
@@ -103,11 +104,16 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
     # Deliveries to real providers, after the ledger has committed the messages.
     delivery = DeliveryWorker(store, {p.provider.name: p.provider for p in flows.dispatcher.providers.values()
                                       if isinstance(p, LedgerBridge)}, clock)
+    # Calls of flow runs to other services (coupons, recommendations, generated copy), outside transactions.
+    runner = flows.runner
+    activities = ActivityExecutor(store, clock, runner.coupons, runner.recommendations, runner.copywriter)
     engine = Engine(settings=settings, clock=clock, store=store, scheduler=scheduler, ingestion=ingestion,
-                    config=config, segments=segments, flows=flows, delivery=delivery, pipeline=pipeline)
+                    config=config, segments=segments, flows=flows, delivery=delivery, pipeline=pipeline,
+                    activities=activities)
     if isinstance(clock, ManualClock):
         # The manual clock's promise: a request (or a clock advance) finishes all the work it causes.
         scheduler.after_commit.append(pipeline.drain)
+        scheduler.after_commit.append(activities.drain)
         scheduler.after_commit.append(delivery.drain)
     start_analytics(engine, analytics)
     engine.backfill_changed_segments()

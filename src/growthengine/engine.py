@@ -13,6 +13,7 @@ from growthengine.clock import Clock, ManualClock, from_us, to_us
 from growthengine.config.errors import ConfigError
 from growthengine.config.loader import EngineConfig, load_config
 from growthengine.domain.messages import Message
+from growthengine.flows.activities import ActivityExecutor
 from growthengine.flows.engine import FlowEngine
 from growthengine.ingest.service import IngestionService, IngestResult
 from growthengine.pipeline.ownership import Ownership
@@ -43,6 +44,7 @@ class Engine:
     flows: FlowEngine
     delivery: DeliveryWorker
     pipeline: Pipeline
+    activities: ActivityExecutor
     webhooks_rejected: dict[str, int] = field(default_factory=dict)
     work_arrived: threading.Event = field(default_factory=threading.Event)
     """Set when something was stored that the workers should look at (they also poll)."""
@@ -67,8 +69,13 @@ class Engine:
             self.work_arrived.set()
 
     def process_pending(self) -> int:
-        """Run every stage until it has caught up with the log, then hand queued messages to real providers."""
+        """Run every stage until it has caught up with the log, make the calls that runs wait for (and let those
+        runs go on), then hand queued messages to real providers (the manual clock's synchronous drain)."""
         read = self.pipeline.drain()
+        while self.activities.drain():
+            # The answered runs' timers are due now: fire them (their work drains the stages again).
+            self.scheduler.advance(self.clock.now())
+            read += self.pipeline.drain()
         self.delivery.drain()
         return read
 

@@ -47,7 +47,8 @@ def test_concurrent_senders_of_one_message_id_apply_it_once(db_url: str, tmp_pat
                         "properties": {"order_id": f"o{r}", "amount": 3000, "listing_ids": ["L1"]}}
             barrier = threading.Barrier(len(engines))
 
-            def send(engine: Engine, call: dict[str, object] = purchase, r: int = r) -> None:
+            def send(engine: Engine, call: dict[str, object] = purchase, r: int = r,
+                     barrier: threading.Barrier = barrier) -> None:
                 barrier.wait(timeout=30)
                 result = engine.ingestion.ingest([call])
                 accepted[r] += result.accepted
@@ -90,7 +91,7 @@ def test_the_cursor_never_skips_a_row_that_commits_late(db_url: str) -> None:
                         "anonymous_id": None, "ts_us": i, "received_us": i, "payload": f'{{"n": "w{w}-{i}"}}',
                         "extra": None, "partition": 0}])
                     time.sleep(rng.uniform(0, 0.01))  # an id taken early commits late
-        except BaseException as exc:  # noqa: BLE001 (reported below)
+        except BaseException as exc:
             errors.append(exc)
 
     def read() -> None:

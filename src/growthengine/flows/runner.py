@@ -23,7 +23,7 @@ from growthengine.flows.context import message_context
 from growthengine.flows.dispatch import Dispatcher, Outgoing
 from growthengine.flows.model import Branch, BranchCondition, CouponAction, Flow, RecommendationAction, Send, Wait
 from growthengine.flows.paths import DONE, enter_branch, following, resolve
-from growthengine.optimize.copy_variants import CopyChoice, CopyRequest, CopyWriter
+from growthengine.optimize.copy_variants import CopyChoice, CopyWriter
 from growthengine.optimize.personalization import build_context
 
 if TYPE_CHECKING:
@@ -35,6 +35,9 @@ from growthengine.storage.unit_of_work import Tx
 log = logging.getLogger(__name__)
 
 RUN_TIMER = "flow"
+COUPON_ACTIVITY = "coupon"
+RECOMMENDATIONS_ACTIVITY = "recommendations"
+COPY_ACTIVITY = "copy"
 PERSONALIZATION_WINDOW_US = 90 * 86_400_000_000
 MAX_STEPS_PER_PASS = 200
 
@@ -90,10 +93,15 @@ class Runner:
             if isinstance(body, Send):
                 if run.context.pop("skip_next_send", None):
                     log.info("run %s skips %s: an earlier action failed", run.id, step.name)
-                else:
-                    self._send(tx, run, flow, step.name, body, traits, now_us, out)
+                elif not self._send(tx, run, flow, step.name, body, traits, now_us, out):
+                    run.updated_us = now_us  # waits here for its generated copy (a recorded activity)
+                    return
             elif isinstance(body, (CouponAction, RecommendationAction)):
-                if not self._action(tx, run, step.name, body, now_us):
+                outcome = self._action(tx, run, step.name, body, now_us)
+                if outcome == "wait":
+                    run.updated_us = now_us  # waits here for the other service's answer (a recorded activity)
+                    return
+                if outcome == "exit":
                     self.finish(run, "exited", f"{step.name} failed", now_us)
                     return
             elif isinstance(body, Branch):
@@ -147,7 +155,8 @@ class Runner:
         return rendered
 
     def _send(self, tx: Tx, run: Run, flow: Flow, step: str, send: Send, traits: dict[str, Any],
-              now_us: int, out: Outgoing) -> None:
+              now_us: int, out: Outgoing) -> bool:
+        """Decide the step's message into ``out``; ``False`` while the run waits for its generated copy."""
         mid = message_id(flow.key, run.user_id, run.entity, run.id, step)
         listing = self._listing(tx, run.entity) if run.entity else None
         tz = self.tz(traits)
@@ -163,7 +172,7 @@ class Runner:
             # An earlier action could not provide what this message needs (a coupon): skip it, say why.
             run.context.setdefault("skipped", []).append({"step": step, "missing": missing, "at_us": now_us})
             log.info("run %s skips %s: no %s", run.id, step, ", ".join(missing))
-            return
+            return True
         extra: dict[str, Any] = {}
         variant = None
         if send.variants:
@@ -187,11 +196,14 @@ class Runner:
                               updated_us=now_us, body="", run_id=run.id, priority=send.priority,
                               data={"error": str(exc)})
             tx.messages.add([message])
-            return
+            return True
         coupon = run.context.get("coupon")
         body, copy_variant = rendered.body, rendered.variant
         if self.copywriter is not None and send.channel in ("push", "in_app") and not send.variants:
-            copy = self._generated_copy(send, rendered.body, rendered.language, context, coupon, now_us)
+            copy = self._generated_copy(tx, run, step, send, rendered.body, rendered.language, context, coupon,
+                                        now_us)
+            if copy is None:
+                return False
             body, copy_variant = copy.text, copy.variant if copy.source == "generated" else copy_variant
             extra["copy"] = {"source": copy.source, "variant": copy.variant, "reason": copy.reason}
         message = Message(
@@ -213,20 +225,36 @@ class Runner:
                 message.scheduled_us = to_us(choice.send_at)
                 message.reason = "send_time"
         out.add(message, traits, flow.holdout_pct)
+        return True
 
-    def _generated_copy(self, send: Send, curated: str, language: str, context: dict[str, Any], coupon: Any,
-                        now_us: int) -> CopyChoice:
+    def _generated_copy(self, tx: Tx, run: Run, step: str, send: Send, curated: str, language: str,
+                        context: dict[str, Any], coupon: Any, now_us: int) -> CopyChoice | None:
         """A generated variant of the rendered copy for this user's context, kept only if it passes validation
-        (prices and the coupon code verbatim, length, Thai script, no placeholders); else the curated copy."""
+        (prices and the coupon code verbatim, length, Thai script, no placeholders); else the curated copy.
+
+        The generator is another service: the request is recorded as an activity of the run (``None`` until a
+        worker has made the call outside any transaction and recorded its answer)."""
         assert self.copywriter is not None
         facts = re.findall(r"฿[\d,]+(?:\.\d+)?", curated)
         if isinstance(coupon, dict):
             facts.append(str(coupon["code"]))
         values = {f"fact{i}": fact for i, fact in enumerate(facts)}
-        request = CopyRequest(template=send.template, channel=send.channel, language=language,
-                              tags=tuple(context.get("user_context") or ()), curated=curated, values=values,
-                              required=tuple(values))
-        return self.copywriter.write(request, now=from_us(now_us))
+        key = f"{step}#copy"
+        recorded = tx.activities.get(run.id, key)
+        if recorded is None:
+            request = {"template": send.template, "channel": send.channel, "language": language,
+                       "tags": list(context.get("user_context") or ()), "curated": curated, "values": values,
+                       "required": list(values), "now_us": now_us}
+            tx.activities.record(run.id, key, run.user_id, COPY_ACTIVITY, request, now_us)
+            return None
+        if recorded.status == "pending":
+            return None
+        if recorded.status == "failed" or not isinstance(recorded.result, dict):
+            return CopyChoice(text=curated, variant="curated", source="curated",
+                              reason=f"generation failed: {recorded.error}")
+        r = recorded.result
+        return CopyChoice(text=str(r["text"]), variant=str(r["variant"]),
+                          source="generated" if r["source"] == "generated" else "curated", reason=str(r["reason"]))
 
     @staticmethod
     def _coupon_expiry(send: Send, coupon: Any) -> int | None:
@@ -236,21 +264,50 @@ class Runner:
         return None
 
     def _action(self, tx: Tx, run: Run, step: str, action: CouponAction | RecommendationAction,
-                now_us: int) -> bool:
+                now_us: int) -> str:
+        """``ok`` (the result is in the run's context, or the fallback taken), ``wait`` (a recorded call to another
+        service is pending) or ``exit``."""
         try:
             if isinstance(action, CouponAction):
                 spec = {"type": action.type, "value": action.value, "expiry": action.expiry}
-                run.context["coupon"] = issue_coupon(self.coupons, tx, run.user_id, spec, f"run:{run.id}:{step}")
+                coupon_key = f"run:{run.id}:{step}"
+                request: dict[str, Any] = {"spec": spec, "key": coupon_key}
+                if self.coupons.remote:
+                    result = self._recorded(tx, run, step, COUPON_ACTIVITY, request, now_us)
+                    if result is None:
+                        return "wait"
+                    run.context["coupon"] = result
+                else:
+                    run.context["coupon"] = issue_coupon(self.coupons, tx, run.user_id, spec, coupon_key)
+            elif self.recommendations.remote:
+                result = self._recorded(tx, run, step, RECOMMENDATIONS_ACTIVITY, {"limit": action.limit}, now_us)
+                if result is None:
+                    return "wait"
+                run.context["recommendations"] = result
             else:
                 run.context["recommendations"] = fetch_recommendations(self.recommendations, tx, run.user_id,
                                                                        action.limit)
-            return True
+            return "ok"
         except ActionFailed as exc:
             run.context.setdefault("action_failures", []).append({"step": step, "error": str(exc), "at_us": now_us})
             log.info("run %s step %s: %s; taking fallback %s", run.id, step, exc, action.on_failure)
             if action.on_failure == "skip_next_send":
                 run.context["skip_next_send"] = True
-            return action.on_failure != "exit"
+            return "exit" if action.on_failure == "exit" else "ok"
+
+    @staticmethod
+    def _recorded(tx: Tx, run: Run, step: str, kind: str, request: dict[str, Any], now_us: int) -> Any:
+        """The recorded answer of a call to another service; ``None`` while it is pending (recorded on first ask).
+        A failed call raises :class:`ActionFailed` (the step's fallback)."""
+        recorded = tx.activities.get(run.id, step)
+        if recorded is None:
+            tx.activities.record(run.id, step, run.user_id, kind, request, now_us)
+            return None
+        if recorded.status == "pending":
+            return None
+        if recorded.status == "failed":
+            raise ActionFailed(recorded.error or "the service failed")
+        return recorded.result
 
     def _holds(self, tx: Tx, run: Run, condition: BranchCondition) -> bool:
         if condition.in_segment is not None:

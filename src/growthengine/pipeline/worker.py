@@ -61,11 +61,15 @@ class Worker:
                 self.stop.wait(1.0)
 
     def run_deliveries(self) -> None:
-        """The delivery loop: provider calls (which may be slow) in their own thread, outside every transaction."""
+        """The outside-world loop: provider calls and flow activities (coupon, recommendation and copy services),
+        which may be slow, in their own thread, outside every transaction."""
         delivery = self.engine.delivery
         while not self.stop.is_set():
             try:
-                if not delivery.drain(max_batches=10):
+                answered = self.engine.activities.drain(max_batches=5)
+                if answered:
+                    self.engine.work_arrived.set()  # the runs waiting for them go on
+                if not delivery.drain(max_batches=10) and not answered:
                     delivery.work_arrived.wait(0.5)
                     delivery.work_arrived.clear()
             except Exception:

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from growthengine.storage.activity_store import ActivityStore
 from growthengine.storage.consent_store import ConsentStore
 from growthengine.storage.coupon_store import CouponStore
 from growthengine.storage.database import Dialect, migrate, open_engine
@@ -71,6 +72,7 @@ class Tx:
         self.user_models = UserModelStore(conn, dialect)
         self.segments = SegmentStore(conn, dialect)
         self.runs = RunStore(conn, dialect)
+        self.activities = ActivityStore(conn, dialect)
         self.messages = MessageStore(conn, dialect)
         self.listings = ListingStore(conn, dialect)
         self.kpis = KpiStore(conn, dialect, ledger=self.messages)  # KPI rollups, told of every message change

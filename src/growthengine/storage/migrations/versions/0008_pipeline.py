@@ -62,6 +62,23 @@ def upgrade() -> None:
         sa.Column("started_s", sa.Float, nullable=False),
         sa.Column("description", sa.Text, nullable=False),
     )
+    # Calls to other services made by flow runs (coupons, recommendations, generated copy): recorded, made outside
+    # any transaction, their results recorded, then the run goes on (a crash neither loses nor repeats them).
+    op.create_table(
+        "flow_activities",
+        sa.Column("run_id", sa.BigInteger, primary_key=True),
+        sa.Column("step", sa.String(200), primary_key=True),
+        sa.Column("user_id", sa.String(300), nullable=False),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("request", sa.Text, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("result", sa.Text, nullable=True),
+        sa.Column("error", sa.Text, nullable=True),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("lease_s", sa.Float, nullable=False, server_default="0"),
+        sa.Column("created_us", sa.BigInteger, nullable=False),
+    )
+    op.create_index("ix_flow_activities_status", "flow_activities", ["status", "lease_s"])
     op.bulk_insert(
         sa.table("partition_leases", sa.column("partition", sa.SmallInteger), sa.column("owner", sa.String),
                  sa.column("epoch", sa.BigInteger), sa.column("expires_s", sa.Float)),
@@ -82,6 +99,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("flow_activities")
     op.drop_table("pipeline_workers")
     op.drop_table("partition_leases")
     op.drop_table("stage_cursors")
