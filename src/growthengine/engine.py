@@ -88,6 +88,24 @@ class Engine:
         self.process_pending()
         return processed
 
+    def pipeline_status(self) -> dict[str, Any]:
+        """Lag per stage (events and seconds behind), the live workers and the partitions each holds."""
+        from growthengine.clock import system_seconds
+        from growthengine.pipeline.ownership import LEASE_TTL_S
+
+        stages = [{"stage": lag.stage, "behind": lag.events, "lagSeconds": round(lag.seconds, 3)}
+                  for lag in self.pipeline.lag()]
+        now_s = system_seconds()
+        with self.store.transaction() as tx:
+            workers = tx.leases.live_workers(now_s - LEASE_TTL_S)
+            held: dict[str, int] = {}
+            for _partition, owner, _epoch, expires in tx.leases.leases():
+                if owner is not None and expires >= now_s:
+                    held[owner] = held.get(owner, 0) + 1
+            pending_calls = tx.activities.pending_count()
+        return {"stages": stages, "workers": [{"id": w, "partitions": held.get(w, 0)} for w in workers],
+                "pendingActivities": pending_calls}
+
     def use_ownership(self, ownership: Ownership) -> None:
         """Write only the partitions ``ownership`` holds (a worker on PostgreSQL)."""
         self.pipeline.ownership = ownership

@@ -16,6 +16,7 @@ from growthengine.api import (
     routes_kpis,
     routes_messages,
     routes_optimize,
+    routes_pipeline,
     routes_segments,
     routes_unsubscribe,
     routes_users,
@@ -60,7 +61,7 @@ def create_app(engine: Engine, keys: KeyRing, *, run_workers: bool = True) -> Fa
     app.state.keys = keys
     install_error_handlers(app)
     for module in (routes_ingest, routes_users, routes_segments, routes_messages, routes_optimize, routes_clock,
-                   routes_unsubscribe, routes_kpis, routes_webhooks):
+                   routes_unsubscribe, routes_kpis, routes_webhooks, routes_pipeline):
         app.include_router(module.router)
     mount_dashboard(app, engine)
     return app

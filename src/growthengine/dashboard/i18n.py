@@ -11,6 +11,11 @@ TEXT: dict[str, tuple[str, str]] = {
     # (Thai, English)
     "app": ("Growth Engine แดชบอร์ด", "Growth Engine dashboard"),
     "overview": ("ภาพรวม", "Overview"),
+    "pipeline": ("ไปป์ไลน์ (ความล่าช้าของแต่ละขั้น)", "Pipeline (lag per stage)"),
+    "stage": ("ขั้น", "Stage"),
+    "events_behind": ("อีเวนต์ที่ยังไม่ได้ประมวลผล", "Events behind"),
+    "seconds_behind": ("ล่าช้า (วินาที)", "Seconds behind"),
+    "workers": ("เวิร์กเกอร์", "Workers"),
     "segments": ("กลุ่มผู้ใช้", "Segments"),
     "flows": ("โฟลว์", "Flows"),
     "messages": ("ข้อความ", "Messages"),

@@ -33,6 +33,7 @@ def overview(engine: Engine, *, flow: str | None, start: str | None, end: str | 
         report["reasons"] = tx.kpis.reasons(first, last, flow=flow)
     report["flows"] = sorted(engine.config.flows)
     report["chart"] = _daily_chart(report["by_day"], first, last)
+    report["pipeline"] = engine.pipeline_status()
     return report
 
 
