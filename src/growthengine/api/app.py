@@ -28,9 +28,10 @@ from growthengine.api.responses import OrjsonResponse
 from growthengine.clock import ManualClock, system_seconds
 from growthengine.dashboard import mount_dashboard
 from growthengine.engine import Engine
+from growthengine.pipeline.child import ChildWorker
 from growthengine.pipeline.ownership import LeasedOwnership
 from growthengine.pipeline.worker import Worker
-from growthengine.pipeline.worker_lock import WorkerLock, WorkerLockHeld, sqlite_lock_path
+from growthengine.pipeline.worker_lock import sqlite_lock_path
 
 log = logging.getLogger(__name__)
 
@@ -88,19 +89,15 @@ def config_watcher(engine: Engine) -> Callable[[], None]:
     return look
 
 
-def start_embedded_worker(engine: Engine) -> Worker | None:
-    """The worker inside ``growth serve``: every partition on SQLite (one worker at a time, a file lock), a fair
-    share through leases on PostgreSQL (so it shares the work with any ``growth worker``)."""
+def start_embedded_worker(engine: Engine) -> Worker | ChildWorker | None:
+    """The worker of ``growth serve``. On SQLite it is a child process (``growth worker``, holding the file lock
+    that makes it the only one), so that the API keeps a core and the GIL of its own; on PostgreSQL it runs in
+    background threads with a fair share of the partitions through leases (sharing with any ``growth worker``)."""
     lock_path = sqlite_lock_path(engine.settings.db_url)
     refresh = None
     if lock_path is not None:
-        lock = WorkerLock(lock_path)
-        try:
-            lock.acquire()
-        except WorkerLockHeld as exc:
-            log.error("%s; this process serves the API only", exc)
-            return None
-    elif engine.store.dialect == "postgresql":
+        return ChildWorker.start(engine.settings)
+    if engine.store.dialect == "postgresql":
         ownership = LeasedOwnership(engine.store, system_seconds)
         engine.use_ownership(ownership)
         refresh = ownership.refresh

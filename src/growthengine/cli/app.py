@@ -136,7 +136,9 @@ def worker(db: DbOption = None, config: ConfigOption = None) -> None:
 
 
 def _register() -> None:
-    from growthengine.cli import bench, check_config, flows, segments
+    from growthengine.cli import bench, bench_pipeline, check_config, flows, segments
+
+    del bench_pipeline  # registers ``growth bench pipeline`` on the bench group
 
     app.add_typer(segments.app, name="segments")
     app.add_typer(flows.app, name="flows")

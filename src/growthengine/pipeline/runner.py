@@ -9,6 +9,7 @@ a savepoint: a stage that fails keeps its cursor (it retries that batch next tim
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -22,6 +23,9 @@ from growthengine.storage.unit_of_work import Store, Tx
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 2_000
+MIN_BATCH = 100
+BATCH_TIME_S = 0.2
+"""A batch aims to hold its transaction about this long (on SQLite the write lock is shared with ingestion)."""
 MAX_FAILURES = 3
 
 
@@ -41,6 +45,7 @@ class Pipeline:
     now_s: Callable[[], float] = system_seconds
     after_commit: list[Callable[[], object]] = field(default_factory=list)
     _failures: dict[tuple[str, Position], int] = field(default_factory=dict)
+    _row_cost_s: float = 0.0  # seconds a row costs, smoothed over batches
 
     def drain(self, *, max_batches: int | None = None) -> int:
         """Run batches until the stages have caught up with the log; returns how many rows were read."""
@@ -60,12 +65,13 @@ class Pipeline:
         if not partitions:
             return 0
         names = [s.name for s in self.stages]
+        began = time.perf_counter()
         with self.store.transaction() as tx:
             self.ownership.check(tx)
             cursors = tx.log.cursors(names)
             every = self.ownership.every_partition
             start = min((cursors[n].get(p, START) for n in names for p in partitions), default=START)
-            rows = tx.log.read(start, partitions, self.batch_size, every_partition=every)
+            rows = tx.log.read(start, partitions, self._next_size(), every_partition=every)
             if not rows:
                 return 0
             end = rows[-1].position
@@ -78,9 +84,17 @@ class Pipeline:
                     continue
                 done.append(stage.name)
             tx.log.advance(done, partitions, end, self.now_s(), cursors)
+        cost = (time.perf_counter() - began) / len(rows)
+        self._row_cost_s = cost if not self._row_cost_s else 0.7 * self._row_cost_s + 0.3 * cost
         for hook in self.after_commit:
             hook()
         return len(rows)
+
+    def _next_size(self) -> int:
+        """As many rows as fit in about ``BATCH_TIME_S`` at the recent cost a row (between the bounds)."""
+        if not self._row_cost_s:
+            return self.batch_size
+        return max(min(MIN_BATCH, self.batch_size), min(self.batch_size, int(BATCH_TIME_S / self._row_cost_s)))
 
     def _run(self, tx: Tx, stage: Stage, rows: list[LogRow], profiles: dict[str, Profile], end: Position) -> bool:
         savepoint = tx.conn.begin_nested()

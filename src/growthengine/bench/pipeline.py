@@ -1,0 +1,267 @@
+"""``growth bench pipeline``: the engine shaped as a log read by stages, measured on the real clock.
+
+- SQLite over HTTP: a real ``growth serve`` (its embedded worker in background threads) takes the tracking plan's
+  mix in 100-call batches from a load generator in its own process: events/s acknowledged, then end to end (until
+  every stage has caught up, all default segments and flows live), against a bare append of the same rows at the
+  same transaction size, in the same run; ``GET /v1/users/{id}`` timed while the writes go on.
+- PostgreSQL (with ``--pg URL``): the same burst acknowledged against a bare psycopg append with the profile upsert;
+  then one ``growth worker`` against two on the same backlog.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from growthengine.bench.ingest import (
+    _EVENT_COLUMNS,
+    Advance,
+    BenchError,
+    Measurement,
+    _free_port,
+    _run_loadgen,
+    measure_bare,
+)
+from growthengine.bench.loadgen import write_bodies
+from growthengine.bench.workload import Workload
+
+BATCH = 100
+
+
+@dataclass
+class PipelineBench:
+    backend: str
+    events: int
+    acknowledged: Measurement
+    end_to_end_s: float
+    bare: Measurement
+    reads_ms: list[float] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def end_to_end_rate(self) -> float:
+        return self.events / self.end_to_end_s if self.end_to_end_s else 0.0
+
+    @property
+    def ratio(self) -> float:
+        return self.acknowledged.rate / self.bare.rate if self.bare.rate else 0.0
+
+    def read_percentile(self, q: float) -> float:
+        if not self.reads_ms:
+            return float("nan")
+        ordered = sorted(self.reads_ms)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+class Process:
+    """A ``growth`` process (serve or worker) on the real clock, its output in a file."""
+
+    def __init__(self, args: list[str], work_dir: Path, name: str, key: str) -> None:
+        self.log_path = work_dir / f"{name}.log"
+        env = {**os.environ, "GROWTH_API_KEY": key, "GROWTH_DATA_DIR": str(work_dir / f"{name}-data"),
+               "PYTHONUNBUFFERED": "1"}
+        env.pop("GROWTH_DB_URL", None)
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "growthengine.cli.app", *args],  # noqa: S603
+                                         cwd=work_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def tail(self) -> str:
+        try:
+            return " | ".join(self.log_path.read_text(errors="replace").strip().splitlines()[-5:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Server:
+    def __init__(self, db_url: str, work_dir: Path, name: str, *, api_only: bool = False) -> None:
+        self.port = _free_port()
+        self.key = "ge_bench_" + secrets.token_urlsafe(16)
+        args = ["serve", "--db", db_url, "--host", "127.0.0.1", "--port", str(self.port)]
+        self.process = Process([*args, "--api-only"] if api_only else args, work_dir, name, self.key)
+        self.proc = self.process.proc
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.headers = {"Authorization": f"Bearer {self.key}"}
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        deadline = time.perf_counter() + timeout_s
+        while time.perf_counter() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError(f"growth serve exited ({self.proc.returncode}): {self.process.tail()}")
+            try:
+                if httpx.get(f"{self.base}/v1/clock", headers=self.headers, timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise BenchError(f"growth serve did not answer within {timeout_s:.0f}s: {self.process.tail()}")
+
+    def behind(self) -> int:
+        stages = httpx.get(f"{self.base}/v1/pipeline", headers=self.headers, timeout=30).json()["stages"]
+        return max(int(s["behind"]) for s in stages)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def _reads(server: Server, users: list[str], stop: threading.Event, out: list[float]) -> None:
+    """``GET /v1/users/{id}`` one after another while the writes go on (404s count: the read was served)."""
+    with httpx.Client(base_url=server.base, headers=server.headers, timeout=30) as client:
+        i = 0
+        while not stop.is_set():
+            began = time.perf_counter()
+            client.get(f"/v1/users/{users[i % len(users)]}")
+            out.append((time.perf_counter() - began) * 1000)
+            i += 1
+            time.sleep(0.01)
+
+
+def burst(workload: Workload, db_url: str, work_dir: Path, name: str, *, connections: int,
+          progress: Advance | None = None) -> tuple[Measurement, float, list[float], Server]:
+    """The burst through a real server: acknowledged (the load generator's figure), seconds until every stage
+    caught up (from the first request), and read latencies during it. The server is left running for the caller."""
+    bodies = [(orjson.dumps({"batch": b}), len(b)) for b in workload.batches(BATCH)]
+    bodies_file = work_dir / f"{name}.bodies"
+    write_bodies(bodies_file, bodies)
+    server = Server(db_url, work_dir, name)
+    server.wait_ready()
+    users = sorted({str(c["userId"]) for c in workload.calls if "userId" in c})[:1000] or ["nobody"]
+    stop = threading.Event()
+    reads: list[float] = []
+    reader = threading.Thread(target=_reads, args=(server, users, stop, reads), daemon=True)
+    began = time.perf_counter()
+    reader.start()
+    try:
+        load = _run_loadgen(server, bodies_file, connections, progress)  # type: ignore[arg-type]
+    finally:
+        stop.set()
+        reader.join(timeout=30)
+        bodies_file.unlink(missing_ok=True)
+    if load.errors:
+        server.stop()
+        raise BenchError(f"{len(load.errors)} request(s) failed, first: {load.errors[0]}")
+    deadline = time.perf_counter() + 600
+    while server.behind() > 0:
+        if time.perf_counter() > deadline:
+            server.stop()
+            raise BenchError("the stages did not catch up within 10 minutes")
+        time.sleep(0.05)
+    end_to_end = time.perf_counter() - began
+    latencies = sorted(load.latencies_ms)
+    details = {"connections": connections, "requests": load.requests,
+               "latency_p50_ms": latencies[len(latencies) // 2] if latencies else 0.0,
+               "latency_p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else 0.0}
+    return Measurement(f"{name}: acknowledged", load.accepted, load.seconds, 0.0, details), end_to_end, reads, server
+
+
+def sqlite_bench(workload: Workload, work_dir: Path, *, connections: int = 4,
+                 progress: Advance | None = None) -> PipelineBench:
+    db = work_dir / "pipeline.db"
+    ack, e2e, reads, server = burst(workload, f"sqlite:///{db}", work_dir, "sqlite", connections=connections,
+                                    progress=progress)
+    server.stop()
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE type != 'command' ORDER BY id").fetchall()  # noqa: S608
+    bare = measure_bare(rows, work_dir / "bare.db", batch=BATCH)
+    return PipelineBench("sqlite", workload_size(workload), ack, e2e, bare, reads)
+
+
+def workload_size(workload: Workload) -> int:
+    return len(workload.calls)
+
+
+def postgres_bare(rows: list[tuple[Any, ...]], url: str) -> Measurement:
+    """A bare psycopg append of the same rows with the profile upsert, ``BATCH`` rows a transaction."""
+    import psycopg
+
+    conninfo = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(conninfo) as conn:
+        conn.execute("CREATE TABLE bare_events (id bigserial PRIMARY KEY, message_id text UNIQUE, type text, "
+                     "name text, user_id text, anonymous_id text, ts_us bigint, received_us bigint, payload text, "
+                     "extra text)")
+        conn.execute("CREATE TABLE bare_profiles (user_id text PRIMARY KEY, updated_us bigint)")
+        conn.commit()
+        began = time.perf_counter()
+        with conn.cursor() as cur:
+            for i in range(0, len(rows), BATCH):
+                chunk = rows[i:i + BATCH]
+                cur.executemany(f"INSERT INTO bare_events ({_EVENT_COLUMNS}) VALUES "  # noqa: S608
+                                "(%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (message_id) DO NOTHING", chunk)
+                users = sorted({r[3] for r in chunk})
+                cur.executemany("INSERT INTO bare_profiles (user_id, updated_us) VALUES (%s, %s) ON CONFLICT "
+                                "(user_id) DO UPDATE SET updated_us = excluded.updated_us",
+                                [(u, 0) for u in users])
+                conn.commit()
+        seconds = time.perf_counter() - began
+    return Measurement("bare psycopg append + profile upsert", len(rows), seconds, 0.0, {})
+
+
+def postgres_bench(workload: Workload, url: str, work_dir: Path, *, connections: int = 4,
+                   progress: Advance | None = None) -> PipelineBench:
+    ack, e2e, reads, server = burst(workload, url, work_dir, "postgres", connections=connections, progress=progress)
+    server.stop()
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        rows = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE type != 'command' ORDER BY id").fetchall()  # noqa: S608
+    bare = postgres_bare([tuple(r) for r in rows], url)
+    return PipelineBench("postgresql", workload_size(workload), ack, e2e, bare, reads)
+
+
+def scale_out(workload: Workload, urls: tuple[str, str], work_dir: Path) -> dict[int, float]:
+    """Seconds for 1 and for 2 ``growth worker`` processes to work through the same stored backlog."""
+    out: dict[int, float] = {}
+    for workers, url in zip((1, 2), urls, strict=True):
+        api = Server(url, work_dir, f"backlog{workers}", api_only=True)
+        api.wait_ready()
+        with httpx.Client(base_url=api.base, headers=api.headers, timeout=120) as client:
+            for batch in workload.batches(1000):
+                answer = client.post("/v1/batch", json={"batch": batch})
+                if answer.status_code != 200:
+                    raise BenchError(f"backlog ingest failed: {answer.status_code} {answer.text[:200]}")
+        procs = [Process(["worker", "--db", url], work_dir, f"w{workers}-{i}", api.key) for i in range(workers)]
+        began = time.perf_counter()
+        try:
+            time.sleep(0.5)
+            while api.behind() > 0:
+                if time.perf_counter() - began > 900:
+                    raise BenchError(f"{workers} worker(s) did not catch up within 15 minutes")
+                time.sleep(0.1)
+            out[workers] = time.perf_counter() - began
+        finally:
+            for p in procs:
+                p.stop()
+            api.stop()
+    return out
+
+
+def summary(bench: PipelineBench) -> dict[str, Any]:
+    return {"backend": bench.backend, "events": bench.events, "acknowledged_per_s": round(bench.acknowledged.rate),
+            "bare_per_s": round(bench.bare.rate), "ratio_to_bare": round(bench.ratio, 3),
+            "end_to_end_per_s": round(bench.end_to_end_rate),
+            "ack_p50_ms": round(bench.acknowledged.details["latency_p50_ms"], 1),
+            "ack_p99_ms": round(bench.acknowledged.details["latency_p99_ms"], 1),
+            "read_p50_ms": round(statistics.median(bench.reads_ms), 1) if bench.reads_ms else None,
+            "read_p99_ms": round(bench.read_percentile(0.99), 1) if bench.reads_ms else None,
+            "reads": len(bench.reads_ms)}

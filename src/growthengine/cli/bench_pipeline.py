@@ -1,0 +1,88 @@
+"""``growth bench pipeline``: ingestion acknowledged and end to end on the real clock, reads under write load,
+PostgreSQL against a bare append, and one worker against two (figures in benchmarks/README.md)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from growthengine.cli.bench import app, machine_summary
+from growthengine.cli.options import CliError, console
+
+
+@app.command("pipeline")
+def pipeline(
+    events: Annotated[int, typer.Option("--events", help="events in the burst")] = 100_000,
+    users: Annotated[int, typer.Option(help="distinct users in the workload")] = 20_000,
+    seed: Annotated[int, typer.Option(help="random seed of the workload")] = 7,
+    connections: Annotated[int, typer.Option(help="concurrent clients posting 100-call batches")] = 4,
+    pg: Annotated[str | None, typer.Option("--pg", help="an empty PostgreSQL server's URL (postgresql://...); the "
+                                           "bench creates its own databases there")] = None,
+    db_dir: Annotated[Path | None, typer.Option("--db-dir", help="where the files go (default: a temporary "
+                                                "directory)")] = None,
+) -> None:
+    """The pipeline on the real clock: acknowledged vs end to end vs a bare append; reads under write load."""
+    from growthengine.bench.ingest import BenchError
+    from growthengine.bench.pipeline import postgres_bench, scale_out, sqlite_bench, summary
+    from growthengine.bench.workload import make_workload
+
+    if events < 100:
+        raise CliError("--events must be at least 100")
+    console.print(f"[bold]growth bench pipeline[/]: {events:,} events from {users:,} users, 100 a request, "
+                  f"{connections} clients; {machine_summary()}")
+    results = []
+    with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task("workload", total=events)
+        workload = make_workload(events, users=users, seed=seed, progress=lambda n: progress.advance(task, n))
+        try:
+            with tempfile.TemporaryDirectory(prefix="growth-bench-pipeline-") as tmp:
+                work = db_dir or Path(tmp)
+                work.mkdir(parents=True, exist_ok=True)
+                task = progress.add_task("sqlite burst", total=events)
+                results.append(sqlite_bench(workload, work, connections=connections,
+                                            progress=lambda n: progress.advance(task, n)))
+                scale = None
+                if pg is not None:
+                    urls = _pg_databases(pg, ["bench_burst", "bench_one", "bench_two"])
+                    task = progress.add_task("postgres burst", total=events)
+                    results.append(postgres_bench(workload, urls[0], work, connections=connections,
+                                                  progress=lambda n: progress.advance(task, n)))
+                    scale = scale_out(workload, (urls[1], urls[2]), work)
+        except BenchError as exc:
+            raise CliError(f"benchmark failed: {exc}") from None
+    table = Table(title="growth bench pipeline")
+    for column in ("backend", "acknowledged/s", "bare append/s", "ratio", "end to end/s", "ack p50/p99 ms",
+                   "GET user p50/p99 ms"):
+        table.add_column(column)
+    for bench in results:
+        s = summary(bench)
+        table.add_row(s["backend"], f"{s['acknowledged_per_s']:,}", f"{s['bare_per_s']:,}", f"{s['ratio_to_bare']:.2f}",
+                      f"{s['end_to_end_per_s']:,}", f"{s['ack_p50_ms']} / {s['ack_p99_ms']}",
+                      f"{s['read_p50_ms']} / {s['read_p99_ms']} ({s['reads']} reads)")
+    console.print(table)
+    if pg is None:
+        console.print("PostgreSQL not measured: pass --pg postgresql://user@host/ (an empty server the bench may "
+                      "create databases on)")
+    elif scale is not None:
+        console.print(f"backlog of {events:,} events: 1 worker {scale[1]:.1f}s, 2 workers {scale[2]:.1f}s "
+                      f"({scale[1] / scale[2]:.2f} x)")
+
+
+def _pg_databases(url: str, names: list[str]) -> list[str]:
+    """Fresh databases on the server of ``url`` (dropped first if an earlier run left them)."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    admin = base.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for name in names:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"')
+    return [base.set(drivername="postgresql", database=n).render_as_string(hide_password=False) for n in names]
