@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 
 from growthengine.settings import Settings
@@ -27,10 +28,23 @@ def _die_with_parent() -> None:  # runs in the child before exec (Linux)
 
 @dataclass
 class ChildWorker:
+    """The child process, started again if it dies (a supervisor thread); stopped with ``shutdown``."""
+
+    settings: Settings
     proc: subprocess.Popen[bytes]
+    restarts: int = 0
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._watch = threading.Thread(target=self._supervise, name="growth-worker-supervisor", daemon=True)
+        self._watch.start()
 
     @classmethod
     def start(cls, settings: Settings) -> ChildWorker:
+        return cls(settings, cls._spawn(settings))
+
+    @staticmethod
+    def _spawn(settings: Settings) -> subprocess.Popen[bytes]:
         command = [sys.executable, "-m", "growthengine.cli.app", "worker", "--db", settings.db_url]
         if settings.config_file is not None:
             command += ["--config", str(settings.config_file.resolve())]
@@ -42,9 +56,23 @@ class ChildWorker:
         proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,  # noqa: S603 (our own program)
                                 preexec_fn=_die_with_parent)
         log.info("worker started as child process %d", proc.pid)
-        return cls(proc)
+        return proc
+
+    def _supervise(self) -> None:
+        """A worker that died (killed, crashed) is started again; what it had not committed it does again."""
+        while not self._stop.wait(0.5):
+            code = self.proc.poll()
+            if code is None or self._stop.is_set():
+                continue
+            self.restarts += 1
+            log.warning("the worker process exited with status %s; starting it again", code)
+            self._stop.wait(min(5.0, 0.5 * self.restarts))
+            if not self._stop.is_set():
+                self.proc = self._spawn(self.settings)
 
     def shutdown(self, timeout_s: float = 20.0) -> None:
+        self._stop.set()
+        self._watch.join(timeout=5)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
