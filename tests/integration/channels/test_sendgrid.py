@@ -30,7 +30,7 @@ def make(server: HTTPServer, sleeps: list[float], http: httpx.Client) -> Make:
             "api_key": "SG.test-key", "from_address": "deals@jaikod.test", "from_name": "JaiKod",
             "base_url": server.url_for(""), "webhook_public_key": sendgrid_keys()[1], "backoff_s": 0.5,
             "unsubscribe_mailto": "unsubscribe@jaikod.test", **settings})
-        return SendGridProvider(config, client=http, sleep=sleeps.append, now=lambda: NOW)
+        return SendGridProvider(config, client=http, sleep=sleeps.append, system_now=lambda: NOW)
 
     return build
 
@@ -130,14 +130,27 @@ def test_unsigned_or_wrongly_signed_events_are_rejected(make: Make) -> None:
         provider.parse_webhook(tampered_time, body)
 
 
-def test_stale_signatures_are_rejected_when_a_max_age_is_set(make: Make) -> None:
-    fresh = signed([{"event": "open", "message_id": MID, "timestamp": 1767578400}], timestamp="1767578100")
-    stale = signed([{"event": "open", "message_id": MID, "timestamp": 1767578400}], timestamp="1767570000")
-    provider = make(webhook_max_age_s=600)
-    assert len(provider.parse_webhook(*fresh)) == 1
-    with pytest.raises(WebhookRejected, match="too far"):
-        provider.parse_webhook(*stale)
-    assert len(make().parse_webhook(*stale)) == 1
+def test_a_signature_more_than_five_minutes_from_system_time_is_refused(make: Make) -> None:
+    event = [{"event": "open", "message_id": MID, "timestamp": 1767578000, "sg_event_id": "hqFbp3HH9WxIM0R2-x2M1Q=="}]
+    provider = make()
+    [opened] = provider.parse_webhook(*signed(event, timestamp="1767578100"))  # 5 minutes before now, to the second
+    assert (opened.event_id, opened.signed_at) == ("hqFbp3HH9WxIM0R2-x2M1Q==", NOW - dt.timedelta(minutes=5))
+    for stale in ("1767578099", "1767578701", "946684800"):  # 5 min 1 s early or late; the year 2000
+        with pytest.raises(WebhookRejected, match="300s from now"):
+            provider.parse_webhook(*signed(event, timestamp=stale))
+    with pytest.raises(WebhookRejected, match="not a number"):
+        provider.parse_webhook(*signed(event, timestamp="soon"))
+    assert len(make(webhook_max_age_s=3600).parse_webhook(*signed(event, timestamp="1767575000"))) == 1
+
+
+def test_the_window_is_system_time_not_the_engine_clock(server: HTTPServer, http: httpx.Client) -> None:
+    config = SendGridConfig.from_settings({"api_key": "k", "from_address": "a@jaikod.test",
+                                           "webhook_public_key": sendgrid_keys()[1]})
+    real = SendGridProvider(config, client=http)  # no clock given: the real one, whatever the engine runs on
+    now = str(int(dt.datetime.now(dt.UTC).timestamp()))
+    assert len(real.parse_webhook(*signed([{"event": "open", "message_id": MID, "timestamp": 1}], now))) == 1
+    with pytest.raises(WebhookRejected):
+        real.parse_webhook(*signed([{"event": "open", "message_id": MID, "timestamp": 1}]))  # NOW: months ago
 
 
 def test_without_a_key_nothing_is_trusted(make: Make) -> None:

@@ -22,21 +22,24 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from growthengine.channels.providers import http_call
 from growthengine.channels.providers.base import (
+    WEBHOOK_MAX_AGE_S,
     CredentialsError,
     Delivery,
     DeliveryEvent,
     EventStatus,
     OutboundMessage,
     WebhookRejected,
+    check_fresh,
     header,
     utc_from_unix,
 )
 from growthengine.channels.providers.config import ProviderConfig
 from growthengine.channels.providers.email_headers import MESSAGE_ID_HEADER, unsubscribe_headers
+from growthengine.clock import RealClock
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +64,8 @@ class SendGridConfig(ProviderConfig):
     base_url: str = "https://api.sendgrid.com"
     # The verification key SendGrid shows for the signed Event Webhook (base64 DER, or PEM).
     webhook_public_key: str | None = None
-    webhook_max_age_s: int | None = None
+    # How far the signed timestamp may be from system time: an older (or replayed) request is refused.
+    webhook_max_age_s: int = Field(default=WEBHOOK_MAX_AGE_S, ge=30, le=3600)
     unsubscribe_mailto: str | None = None
     asm_group_id: int | None = None
 
@@ -91,11 +95,11 @@ class SendGridProvider:
 
     def __init__(self, config: SendGridConfig, *, client: httpx.Client | None = None,
                  sleep: Callable[[float], None] = time.sleep,
-                 now: Callable[[], dt.datetime] | None = None) -> None:
+                 system_now: Callable[[], dt.datetime] | None = None) -> None:
         self.config = config
         self._client = client or httpx.Client()
         self._sleep = sleep
-        self._now = now
+        self._system_now = system_now or RealClock().now  # webhook windows are real time, whatever the engine clock
         self._policy = config.retry_policy()
         self._base = config.base_url.rstrip("/")
         self._key = load_public_key(config.webhook_public_key) if config.webhook_public_key else None
@@ -143,8 +147,8 @@ class SendGridProvider:
         assert result.error is not None
         return Delivery.failed(self.name, result.error, permanent=result.permanent)
 
-    def verify(self, headers: Mapping[str, str], body: bytes) -> None:
-        """Raise :class:`WebhookRejected` unless SendGrid signed this request."""
+    def verify(self, headers: Mapping[str, str], body: bytes) -> dt.datetime:
+        """The signed time, if SendGrid signed this request within the window; :class:`WebhookRejected` otherwise."""
         if self._key is None:
             raise WebhookRejected("no webhook_public_key is set, so no webhook can be trusted")
         signature, timestamp = header(headers, SIGNATURE_HEADER), header(headers, TIMESTAMP_HEADER)
@@ -155,16 +159,15 @@ class SendGridProvider:
             self._key.verify(raw_signature, timestamp.encode("utf-8") + body, ec.ECDSA(hashes.SHA256()))
         except (binascii.Error, ValueError, InvalidSignature):
             raise WebhookRejected("the signature does not match") from None
-        if self._now is not None and self.config.webhook_max_age_s is not None:
-            try:
-                sent = utc_from_unix(int(timestamp))
-            except ValueError:
-                raise WebhookRejected("the signature timestamp is not a number") from None
-            if abs((self._now() - sent).total_seconds()) > self.config.webhook_max_age_s:
-                raise WebhookRejected("the signature timestamp is too far from now")
+        try:
+            signed_at = utc_from_unix(int(timestamp))
+        except (ValueError, OverflowError, OSError):
+            raise WebhookRejected("the signature timestamp is not a number") from None
+        check_fresh(signed_at, self._system_now(), self.config.webhook_max_age_s)
+        return signed_at
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[DeliveryEvent]:
-        self.verify(headers, body)
+        signed_at = self.verify(headers, body)
         try:
             items = json.loads(body)
         except ValueError:
@@ -184,7 +187,9 @@ class SendGridProvider:
                 at = utc_from_unix(float(item["timestamp"]))
             except (KeyError, TypeError, ValueError):
                 raise WebhookRejected(f"a {raw_type} event has no timestamp") from None
-            events.append(DeliveryEvent(message_id, status, at, self.name, _reason(raw_type, item), raw_type))
+            event_id = item.get("sg_event_id")
+            events.append(DeliveryEvent(message_id, status, at, self.name, _reason(raw_type, item), raw_type,
+                                        event_id=str(event_id) if event_id else None, signed_at=signed_at))
         return events
 
     def check_credentials(self) -> None:
