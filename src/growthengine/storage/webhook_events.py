@@ -35,8 +35,7 @@ class WebhookEventStore:
 
     def remember(self, provider: str, event_id: str, expires_us: int) -> bool:
         """Record the id; False when it was already there (the event is a replay)."""
-        stmt = insert_for(self._dialect, webhook_events).on_conflict_do_nothing(
-            index_elements=["provider", "event_id"])
-        result = self._conn.execute(stmt, {"provider": provider[:40], "event_id": event_id[:200],
-                                           "expires_us": expires_us})
-        return bool(result.rowcount)
+        stmt = insert_for(self._dialect, webhook_events).values(
+            provider=provider[:40], event_id=event_id[:200], expires_us=expires_us,
+        ).on_conflict_do_nothing(index_elements=["provider", "event_id"]).returning(webhook_events.c.event_id)
+        return self._conn.execute(stmt).first() is not None  # rowcount is not reliable here on every driver
