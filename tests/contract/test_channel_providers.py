@@ -112,7 +112,8 @@ def ses(d: Doubles) -> Harness:
     d.server.expect_request(CERT_PATH).respond_with_data(sns_cert()[1])
     config = SesConfig.from_settings({"region": "ap-southeast-1", "from_address": "deals@jaikod.test",
                                       "endpoint_url": d.server.url_for(""), "access_key_id": "AKIATEST",
-                                      "secret_access_key": "s", **FAST})
+                                      "secret_access_key": "s", "topic_arns": [ses_notification({})["TopicArn"]],
+                                      **FAST})
     provider = SesProvider(config, http=d.http, url_allowed=lambda u: u.startswith(d.server.url_for("/")),
                            sleep=lambda _s: None)
     signed = sign_sns(ses_notification({"eventType": "Delivery", "mail": {"tags": {"message_id": [MID]}},
@@ -195,7 +196,7 @@ def google_customer_match(d: Doubles) -> Harness:
 def smtp(d: Doubles) -> Harness:
     handler = d.smtp.handler
     provider = SmtpProvider.from_settings({"host": "127.0.0.1", "port": d.smtp.port, "from_address": "d@jaikod.test",
-                                           **FAST}, sleep=lambda _s: None)
+                                           "security": "none", **FAST}, sleep=lambda _s: None)  # a local relay
     return Harness(
         provider, message("email", "somchai@example.co.th"), accept=lambda: None,
         refuse=lambda: handler.rcpt_replies.append(f"550 5.1.1 {REFUSAL}"),

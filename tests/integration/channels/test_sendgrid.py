@@ -11,6 +11,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from pytest_httpserver import HTTPServer
+from werkzeug import Response
 
 from growthengine.channels.providers.base import CredentialsError, OutboundMessage, WebhookRejected
 from growthengine.channels.providers.sendgrid import SendGridConfig, SendGridProvider
@@ -91,6 +92,33 @@ def signed(events: list[dict[str, Any]], timestamp: str = "1767578400",
            key: ec.EllipticCurvePrivateKey | None = None) -> tuple[dict[str, str], bytes]:
     body = json.dumps(events).encode()
     return sendgrid_sign(body, timestamp, key), body
+
+
+def test_an_empty_subject_is_never_sent(server: HTTPServer, make: Make) -> None:
+    server.expect_request(SEND, method="POST").respond_with_data("", status=202)
+    provider = make()
+    provider.send(email(subject=None, title=None, body="  ราคาลดแล้ว 450 บาท\nดูเลย"))
+    assert server.log[-1][0].get_json()["subject"] == "ราคาลดแล้ว 450 บาท"
+    provider.send(email(subject="", title="", body=""))
+    assert server.log[-1][0].get_json()["subject"] == "JaiKod"
+
+
+def test_a_429_waits_for_x_ratelimit_reset(server: HTTPServer, make: Make, sleeps: list[float]) -> None:
+    # SendGrid's documented 429: no Retry-After, the window's end as a Unix time in X-RateLimit-Reset.
+    reset = str(int(NOW.timestamp()) + 4)
+    server.expect_oneshot_request(SEND).respond_with_response(Response(
+        json.dumps({"errors": [{"field": None, "message": "too many requests"}]}), status=429,
+        headers={"X-RateLimit-Limit": "150", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset},
+        content_type="application/json"))
+    server.expect_request(SEND).respond_with_data("", status=202, headers={"X-Message-Id": "sg-2"})
+    assert make().send(email()).provider_id == "sg-2"
+    assert sleeps == [4.0]
+    server.clear()
+    server.expect_request(SEND).respond_with_response(Response(
+        "{}", status=429, headers={"X-RateLimit-Reset": str(int(NOW.timestamp()) + 3600)}))
+    later = make().send(email())
+    assert (later.status, later.permanent) == ("failed", False)
+    assert later.reason is not None and "retry after 3600s" in later.reason
 
 
 def test_events_map_to_our_statuses(make: Make) -> None:

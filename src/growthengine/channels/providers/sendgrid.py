@@ -100,6 +100,7 @@ class SendGridProvider:
         self._client = client or httpx.Client()
         self._sleep = sleep
         self._system_now = system_now or RealClock().now  # webhook windows are real time, whatever the engine clock
+        self._wait_hint = http_call.ratelimit_reset(lambda: self._system_now().timestamp())
         self._policy = config.retry_policy()
         self._base = config.base_url.rstrip("/")
         self._key = load_public_key(config.webhook_public_key) if config.webhook_public_key else None
@@ -128,7 +129,7 @@ class SendGridProvider:
         body: dict[str, Any] = {
             "personalizations": [{"to": [{"email": msg.to}], "custom_args": {"message_id": msg.id}}],
             "from": sender,
-            "subject": msg.subject or msg.title or "",
+            "subject": subject_of(msg, self.config.from_name),
             "content": content,
             "headers": headers,
             "categories": [msg.kind],
@@ -140,7 +141,7 @@ class SendGridProvider:
     def send(self, msg: OutboundMessage) -> Delivery:
         result = http_call.call(self._client, "POST", f"{self._base}/v3/mail/send", service="sendgrid",
                                 policy=self._policy, sleep=self._sleep, message_id=msg.id,
-                                json=self.payload(msg), headers=self._auth())
+                                json=self.payload(msg), headers=self._auth(), wait_hint=self._wait_hint)
         if result.ok:
             assert result.response is not None
             return Delivery.sent(self.name, result.response.headers.get("X-Message-Id"))
@@ -205,6 +206,15 @@ class SendGridProvider:
         scopes = response.json().get("scopes", [])
         if "mail.send" not in scopes:
             raise CredentialsError("sendgrid: the API key lacks the mail.send permission")
+
+
+def subject_of(msg: OutboundMessage, fallback: str | None = None) -> str:
+    """The subject, else the title, else the body's first line (SendGrid refuses an empty subject with a 400)."""
+    for candidate in (msg.subject, msg.title, (msg.body or "").strip().split("\n", 1)[0]):
+        text = " ".join((candidate or "").split())
+        if text:
+            return text if len(text) <= 78 else text[:77].rstrip() + "…"
+    return fallback or "-"
 
 
 def _reason(raw_type: str, item: dict[str, Any]) -> str | None:
