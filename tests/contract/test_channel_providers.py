@@ -173,10 +173,10 @@ def facebook_audience(d: Doubles) -> Harness:
         {"access_token": "EAAB", "audience_id": "238", "base_url": d.server.url_for(""), **FAST},
         client=d.http, sleep=lambda _s: None)
     return http_harness(
-        d, provider, message("ads", "nida@example.co.th"), "/v23.0/238/users",
+        d, provider, message("ads", "nida@example.co.th"), "/v27.0/238/users",
         lambda: json_response({"num_received": 1, "num_invalid_entries": 0, "session_id": "1"}),
         json_response({"error": {"message": REFUSAL, "code": 100}}, 400),
-        lambda r: str(r.get_json()["session"]["session_id"]), ({}, b""), expected_key=str(key_number(MID)))
+        lambda r: str(json.loads(r.form["session"])["session_id"]), ({}, b""), expected_key=str(key_number(MID)))
 
 
 def google_customer_match(d: Doubles) -> Harness:

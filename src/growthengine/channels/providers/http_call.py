@@ -67,6 +67,7 @@ def call(
     headers: Mapping[str, str] | None = None,
     json: Any = None,
     data: Mapping[str, str] | None = None,
+    params: Mapping[str, str] | None = None,
     auth: tuple[str, str] | None = None,
     transient: Callable[[httpx.Response], bool] | None = None,
     describe: Callable[[httpx.Response], str] | None = None,
@@ -85,8 +86,8 @@ def call(
     for attempt in range(1, policy.attempts + 1):
         wait = policy.delay(attempt)
         try:
-            response = client.request(method, url, content=content, data=data, headers=send_headers,
-                                      auth=auth, timeout=policy.timeout_s)
+            response = client.request(method, url, content=content, data=data, params=params,
+                                      headers=send_headers, auth=auth, timeout=policy.timeout_s)
         except httpx.TimeoutException:
             response, error = None, f"timed out after {policy.timeout_s:g}s"
         except httpx.TransportError as exc:
