@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from growthengine.channels.providers.audience import key_number
+from growthengine.channels.providers.audience import hash_email, key_number
 from growthengine.channels.providers.base import REQUEST_URL_HEADER, OutboundMessage, Provider, WebhookRejected
 from growthengine.channels.providers.facebook_audience import FacebookAudienceProvider
 from growthengine.channels.providers.fcm import FcmProvider
@@ -181,16 +181,15 @@ def facebook_audience(d: Doubles) -> Harness:
 
 def google_customer_match(d: Doubles) -> Harness:
     provider = GoogleCustomerMatchProvider.from_settings(
-        {"customer_id": "1234567890", "user_list_id": "777", "developer_token": "dev", "access_token": "ya29",
-         "base_url": d.server.url_for(""), **FAST}, client=d.http, sleep=lambda _s: None)
-    job = "customers/1234567890/offlineUserDataJobs/9"
-    d.server.expect_request(f"/v21/{job}:addOperations").respond_with_json({})
-    d.server.expect_request(f"/v21/{job}:run").respond_with_json({"name": "op"})
+        {"customer_id": "1234567890", "user_list_id": "777", "access_token": "ya29",
+         "customer_match_terms_accepted": True, "base_url": d.server.url_for(""), **FAST},
+        client=d.http, sleep=lambda _s: None)
     return http_harness(
-        d, provider, message("ads", "nida@example.co.th"), "/v21/customers/1234567890/offlineUserDataJobs:create",
-        lambda: json_response({"resourceName": job}),
+        d, provider, message("ads", "nida@example.co.th"), "/v1/audienceMembers:ingest",
+        lambda: json_response({"requestId": "req-1"}),
         json_response({"error": {"code": 400, "message": REFUSAL, "status": "INVALID_ARGUMENT"}}, 400),
-        lambda r: r.get_json()["job"]["externalId"], ({}, b""), expected_key=str(key_number(MID)))
+        lambda r: r.get_json()["audienceMembers"][0]["userData"]["userIdentifiers"][0]["emailAddress"], ({}, b""),
+        expected_key=hash_email("nida@example.co.th"))
 
 
 def smtp(d: Doubles) -> Harness:
