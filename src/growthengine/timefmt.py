@@ -29,8 +29,12 @@ def check_range(instant: dt.datetime, *, field: str = "timestamp") -> dt.datetim
     return instant
 
 
-def parse_instant(value: object, *, field: str = "timestamp") -> dt.datetime:
-    """Parse an ISO-8601 instant. A value without an offset is taken as UTC (as Segment does)."""
+def parse_instant(value: object, *, field: str = "timestamp", require_offset: bool = False) -> dt.datetime:
+    """Parse an ISO-8601 instant.
+
+    A value without an offset is taken as UTC (as Segment does with event times), or refused with
+    ``require_offset`` (every time the engine's own API, CLI and settings take: 09:00 where?).
+    """
     if not isinstance(value, str):
         raise TimeFormatError(f"{field} must be an ISO-8601 string, got {type(value).__name__}")
     text = value.strip()
@@ -41,6 +45,8 @@ def parse_instant(value: object, *, field: str = "timestamp") -> dt.datetime:
     except ValueError:
         raise TimeFormatError(f"{field} is not an ISO-8601 time: {value[:64]!r}") from None
     if parsed.tzinfo is None:
+        if require_offset:
+            raise TimeFormatError(f"{field} needs a UTC offset (such as +07:00 or Z): {value[:64]!r}")
         parsed = parsed.replace(tzinfo=dt.UTC)
     try:
         utc = parsed.astimezone(dt.UTC)

@@ -103,7 +103,7 @@ def parse_day(value: str, zone: ZoneInfo, *, field: str) -> dt.date:
             return dt.date.fromisoformat(text)
         except ValueError:
             raise TimeFormatError(f"{field} is not a date: {value[:40]!r}") from None
-    return parse_instant(text, field=field).astimezone(zone).date()
+    return parse_instant(text, field=field, require_offset=True).astimezone(zone).date()
 
 
 def day_span(today: dt.date, zone: ZoneInfo, start: str | None, end: str | None) -> tuple[dt.date, dt.date]:

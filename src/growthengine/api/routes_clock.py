@@ -42,7 +42,7 @@ async def advance_clock(request: Request, engine: Engine = Depends(get_engine)) 
         raise ApiError(400, "invalid_body", 'send exactly one of {"to": ISO} or {"by": "PT1H"}')
     now = engine.clock.now()
     try:
-        target = parse_instant(payload["to"], field="to") if payload.get("to") is not None \
+        target = parse_instant(payload["to"], field="to", require_offset=True) if payload.get("to") is not None \
             else check_range(now + parse_iso_duration(payload["by"], field="by"), field="now + by")
     except (TimeFormatError, OverflowError) as exc:
         raise ApiError(400, "invalid_time", str(exc)) from None

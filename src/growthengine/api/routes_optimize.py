@@ -25,7 +25,7 @@ async def send_time(
     engine: Engine = Depends(get_engine),
 ) -> dict[str, Any]:
     try:
-        start = parse_instant(after, field="after") if after is not None else None
+        start = parse_instant(after, field="after", require_offset=True) if after is not None else None
         span = parse_iso_duration(within, field="within")
     except TimeFormatError as exc:
         raise ApiError(400, "invalid_time", str(exc)) from None

@@ -64,6 +64,23 @@ class UserView(BaseModel):
     segments: list[str]
 
 
+class UserExport(_Open):
+    """Everything held about one user (CONTRACT.md 10); each list oldest first."""
+
+    exportVersion: int
+    userId: str
+    profile: dict[str, Any]
+    events: list[dict[str, Any]]
+    memberships: list[dict[str, Any]]
+    segmentHistory: list[dict[str, Any]]
+    messages: list[dict[str, Any]]
+    consentHistory: list[dict[str, Any]]
+    flowRuns: list[dict[str, Any]]
+    coupons: list[dict[str, Any]]
+    favorites: list[dict[str, Any]]
+    models: dict[str, Any]
+
+
 class ClockView(BaseModel):
     now: str
     mode: str

@@ -35,7 +35,7 @@ def simulate(
     from growthengine.simulate.report import print_report
 
     try:
-        start_at = parse_instant(start, field="--start")
+        start_at = parse_instant(start, field="--start", require_offset=True)
     except TimeFormatError as exc:
         raise CliError(str(exc)) from None
     data_dir: Path | None = None

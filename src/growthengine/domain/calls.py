@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from growthengine.domain.traits import TraitError, validate_traits
+from growthengine.domain.traits import DroppedTrait, clean_traits
 from growthengine.timefmt import TimeFormatError, parse_instant
 
 CALL_TYPES = ("identify", "track", "page", "screen", "alias", "group")
@@ -19,6 +19,8 @@ MAX_NESTING = 64
 # Fields the event log keeps in their own columns or as the payload; anything else (context, integrations,
 # sentAt, a page's name, a group's groupId, an alias's previousId, ...) is kept in ``extra``.
 _CORE_FIELDS = {"type", "userId", "anonymousId", "event", "properties", "traits", "timestamp", "messageId"}
+# Never stored: analytics.js puts the write key (a credential) in every call it sends.
+_SECRET_FIELDS = {"writeKey"}
 
 # Where anonymous visitors' profiles live (``domain.profiles.ANONYMOUS_PREFIX``); no userId may start with it.
 _RESERVED_USER_PREFIX = "anon:"
@@ -46,6 +48,7 @@ class Call:
     previous_id: str | None = None
     group_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    dropped: list[DroppedTrait] = field(default_factory=list)  # known traits that could not be used
 
     @property
     def name(self) -> str:
@@ -145,7 +148,7 @@ def parse_call(
         anonymous_id=anonymous_id,
         timestamp=timestamp,
         message_id=message_id,
-        extra={k: v for k, v in raw.items() if k not in _CORE_FIELDS},
+        extra={k: v for k, v in raw.items() if k not in _CORE_FIELDS and k not in _SECRET_FIELDS},
     )
 
     if call_type == "track":
@@ -165,10 +168,7 @@ def parse_call(
             raise InvalidCall("name must be a string")
         call.event = name
     elif call_type == "identify":
-        try:
-            call.traits = validate_traits(_object(raw, "traits"))
-        except TraitError as exc:
-            raise InvalidCall(str(exc)) from None
+        call.traits, call.dropped = clean_traits(_identify_traits(raw))
     elif call_type == "group":
         call.group_id = _identifier(raw, "groupId")
         call.traits = _object(raw, "traits")
@@ -180,6 +180,16 @@ def parse_call(
         if user_id is None:
             raise InvalidCall("an alias call needs a userId")
     return call
+
+
+def _identify_traits(raw: dict[str, Any]) -> dict[str, Any]:
+    """An identify's traits: ``traits``, over those in ``context.traits`` (where RudderStack's SDKs put them)."""
+    traits = _object(raw, "traits")
+    context = raw.get("context")
+    in_context = context.get("traits") if isinstance(context, dict) else None
+    if isinstance(in_context, dict) and in_context:
+        return {**in_context, **traits}
+    return traits
 
 
 def _corrected_client_time(raw: dict[str, Any], now: dt.datetime, batch_sent_at: Any) -> dt.datetime:
