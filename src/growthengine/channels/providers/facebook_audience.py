@@ -22,6 +22,7 @@ import httpx
 from pydantic import Field, SecretStr
 
 from growthengine.channels.providers import http_call
+from growthengine.channels.providers.api_versions import pinned
 from growthengine.channels.providers.audience import (
     Action,
     AudienceProvider,
@@ -33,7 +34,7 @@ from growthengine.channels.providers.base import CredentialsError
 from growthengine.channels.providers.config import ProviderConfig
 from growthengine.channels.providers.rate_limit import TokenBucket
 
-API_VERSION = "v27.0"
+API_VERSION = pinned("meta_marketing")  # v27.0: see api_versions.py
 MAX_BATCH = 10_000
 # Graph API error codes that mean "slow down / try again", even when sent with HTTP 400.
 TRANSIENT_CODES = frozenset({1, 2, 4, 17, 32, 341, 613, 80003})

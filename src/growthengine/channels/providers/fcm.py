@@ -26,6 +26,7 @@ import httpx
 from pydantic import Field, SecretStr, model_validator
 
 from growthengine.channels.providers import http_call
+from growthengine.channels.providers.api_versions import pinned
 from growthengine.channels.providers.base import (
     CredentialsError,
     Delivery,
@@ -45,6 +46,7 @@ from growthengine.clock import RealClock
 
 log = logging.getLogger(__name__)
 
+API_VERSION = pinned("fcm_http")  # v1: see api_versions.py
 # Token errors: the address is dead (UNREGISTERED), or not a token at all (INVALID_ARGUMENT naming the token).
 DEAD_TOKEN_CODES = frozenset({"UNREGISTERED", "SENDER_ID_MISMATCH"})
 # The Firebase project's APNs certificate/key or web push credential is missing or refused (HTTP 401).
@@ -85,7 +87,7 @@ class FcmProvider:
         self._policy = config.retry_policy()
         self._tokens = tokens or _token_source(config, self._client)
         project = config.project_id or str((config.service_account or {}).get("project_id"))
-        self._url = f"{config.base_url.rstrip('/')}/v1/projects/{project}/messages:send"
+        self._url = f"{config.base_url.rstrip('/')}/{API_VERSION}/projects/{project}/messages:send"
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], **kwargs: Any) -> FcmProvider:

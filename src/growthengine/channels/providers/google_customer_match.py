@@ -31,6 +31,7 @@ import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from growthengine.channels.providers import http_call
+from growthengine.channels.providers.api_versions import pinned
 from growthengine.channels.providers.audience import (
     Action,
     AudienceProvider,
@@ -50,8 +51,8 @@ from growthengine.channels.providers.google_token import (
 )
 from growthengine.channels.providers.rate_limit import TokenBucket
 
-DATA_MANAGER_VERSION = "v1"
-GOOGLE_ADS_VERSION = "v26"
+DATA_MANAGER_VERSION = pinned("google_data_manager")  # v1: see api_versions.py
+GOOGLE_ADS_VERSION = pinned("google_ads")  # v26
 MAX_MEMBERS = 10_000
 Consent = Literal["CONSENT_GRANTED", "CONSENT_DENIED"]
 _BASE = {"data_manager": "https://datamanager.googleapis.com", "google_ads": "https://googleads.googleapis.com"}

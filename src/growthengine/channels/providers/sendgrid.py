@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key, lo
 from pydantic import Field, SecretStr, field_validator
 
 from growthengine.channels.providers import http_call
+from growthengine.channels.providers.api_versions import pinned
 from growthengine.channels.providers.base import (
     WEBHOOK_MAX_AGE_S,
     CredentialsError,
@@ -43,6 +44,7 @@ from growthengine.clock import RealClock
 
 log = logging.getLogger(__name__)
 
+API_VERSION = pinned("sendgrid_v3")  # v3: see api_versions.py
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 EVENTS: dict[str, EventStatus] = {
@@ -139,7 +141,7 @@ class SendGridProvider:
         return body
 
     def send(self, msg: OutboundMessage) -> Delivery:
-        result = http_call.call(self._client, "POST", f"{self._base}/v3/mail/send", service="sendgrid",
+        result = http_call.call(self._client, "POST", f"{self._base}/{API_VERSION}/mail/send", service="sendgrid",
                                 policy=self._policy, sleep=self._sleep, message_id=msg.id,
                                 json=self.payload(msg), headers=self._auth(), wait_hint=self._wait_hint)
         if result.ok:
@@ -195,7 +197,7 @@ class SendGridProvider:
 
     def check_credentials(self) -> None:
         try:
-            response = self._client.get(f"{self._base}/v3/scopes", headers=self._auth(),
+            response = self._client.get(f"{self._base}/{API_VERSION}/scopes", headers=self._auth(),
                                         timeout=self.config.timeout_s)
         except httpx.HTTPError as exc:
             raise CredentialsError(f"sendgrid: the API is not reachable ({type(exc).__name__})") from None

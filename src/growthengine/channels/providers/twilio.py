@@ -31,6 +31,7 @@ import httpx
 from pydantic import SecretStr, model_validator
 
 from growthengine.channels.providers import http_call
+from growthengine.channels.providers.api_versions import pinned
 from growthengine.channels.providers.base import (
     REQUEST_URLS_HEADER,
     CredentialsError,
@@ -50,7 +51,7 @@ __all__ = ["TwilioConfig", "TwilioProvider", "sms_segments", "twilio_signature"]
 
 log = logging.getLogger(__name__)
 
-API_VERSION = "2010-04-01"
+API_VERSION = pinned("twilio_messaging")  # 2010-04-01: see api_versions.py
 SIGNATURE_HEADER = "X-Twilio-Signature"
 CALLBACK_PARAM = "message_id"
 # Error codes that say the number itself cannot get SMS: not a valid number, not a mobile, not reachable.
