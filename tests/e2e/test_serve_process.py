@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.e2e.serve import START, ServeProcess, clean_env, serving
+from tests.e2e.serve import KEY_IN_OUTPUT, START, ServeProcess, clean_env, serving
 from tests.pg_cluster import PgCluster
 
 pytestmark = pytest.mark.e2e
@@ -23,7 +22,6 @@ WRITE_KEY = "e2e-write-key"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 WRITE = {"Authorization": f"Bearer {WRITE_KEY}"}
 MANUAL = ["--clock", "manual", "--start", START]
-KEY_IN_OUTPUT = re.compile(r"ge_admin_[A-Za-z0-9_\-]+")
 
 
 def basic(key: str) -> dict[str, str]:

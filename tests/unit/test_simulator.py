@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -187,9 +186,7 @@ def test_ground_truth_is_exposed() -> None:
 
 
 def test_a_short_run_through_the_engine(engine: Engine, clock: ManualClock) -> None:
-    began = time.perf_counter()
     report = run_simulation(engine, 200, 3, seed=7)
-    assert time.perf_counter() - began < 20
     assert report.rejected == 0 and report.duplicates == 0
     assert report.accepted == sum(report.stats.events.values()) > 1000
     assert clock.now() == ENGINE_START + 3 * DAY
@@ -197,8 +194,11 @@ def test_a_short_run_through_the_engine(engine: Engine, clock: ManualClock) -> N
     assert engine.user_view("u000001") is not None
     assert report.segment_sizes is not None and sum(report.segment_sizes.values()) > 0
     counts = report.message_counts or {}
-    if counts.get("sent", 0) + counts.get("opened", 0) + counts.get("clicked", 0):
-        assert report.stats.messages_received > 0  # the users heard from the engine's send ledger
+    assert counts.get("sent", 0) > 0, counts
+    # The users heard every message the engine sent them on a channel they read, each exactly once.
+    heard = [m for m in engine.messages(limit=100_000)
+             if m.channel in MESSAGE_CHANNELS and m.status in ("sent", "delivered", "opened", "clicked")]
+    assert report.stats.messages_received == len(heard) > 0
     with engine.store.transaction() as tx:
         assert tx.events.existing_message_ids([f"sim7-{to_us(report.start)}-1"])
 
@@ -221,12 +221,12 @@ def test_growth_simulate_prints_a_summary(tmp_path: Path) -> None:
     assert "purchases" in result.output and "item_viewed" in result.output
 
 
-def test_serve_simulate_on_a_second_run_gets_a_key_of_its_own(tmp_path: Path) -> None:
-    """Only the hash of the admin key is kept, so the simulator gets an in-memory admin key for this run."""
+def test_an_ephemeral_admin_key_opens_only_its_own_key_ring() -> None:
+    """What ``growth serve --simulate`` gives its simulator when only the admin key's hash is kept (the real
+    second run is in tests/e2e/test_simulate_live.py)."""
     from growthengine.api.auth import KeyRing
 
     keys = KeyRing(["0" * 64], [])
     key = keys.add_ephemeral_admin()
     assert keys.role_of(key) == "admin"
     assert KeyRing(["0" * 64], []).role_of(key) is None, "the key lives in this process only"
-    assert not list(tmp_path.iterdir())
