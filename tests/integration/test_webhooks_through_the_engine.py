@@ -169,3 +169,23 @@ async def test_twilio_behind_a_trusted_proxy_uses_its_forwarded_headers(
             assert (await client.post(path, content=body, headers=headers)).status_code == status
     finally:
         engine.close()
+
+
+def test_remembered_event_ids_expire(db_url: str) -> None:
+    from growthengine.storage.unit_of_work import Store
+    from growthengine.storage.webhook_events import WebhookEventStore
+
+    store = Store.open(db_url)
+    try:
+        with store.transaction() as tx:
+            seen = WebhookEventStore(tx.conn, tx.dialect)
+            assert seen.remember("sendgrid", "e-1", expires_us=2_000) is True
+            assert seen.remember("sendgrid", "e-1", expires_us=2_000) is False  # a replay
+            assert seen.remember("ses", "e-1", expires_us=2_000) is True  # ids are per provider
+        with store.transaction() as tx:
+            seen = WebhookEventStore(tx.conn, tx.dialect)
+            assert seen.purge(now_us=1_999) == 0
+            assert seen.purge(now_us=2_001) == 2
+            assert seen.remember("sendgrid", "e-1", expires_us=9_000) is True
+    finally:
+        store.close()
