@@ -156,10 +156,12 @@ async def test_twilio_behind_a_tls_proxy_verifies_against_the_public_url(engine:
         assert refused.status_code == 401
 
 
-@pytest.mark.parametrize(("allow", "status"), [("127.0.0.1", 200), ("10.9.9.9", 401)])
+@pytest.mark.parametrize(("allow", "status"), [("127.0.0.1", 200), ("10.9.9.9", 401), ("*", 200)])
 async def test_twilio_behind_a_trusted_proxy_uses_its_forwarded_headers(
-        db_url: str, tmp_path: Path, clock: ManualClock, httpserver: HTTPServer, allow: str, status: int) -> None:
-    engine = engine_with(db_url, tmp_path, clock, httpserver, forwarded_allow_ips=allow)  # no public URL set
+        db_url: str, tmp_path: Path, clock: ManualClock, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch,
+        allow: str, status: int) -> None:
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", allow)  # the proxies uvicorn trusts, read the same way
+    engine = engine_with(db_url, tmp_path, clock, httpserver)  # no public URL set: the served address
     path = "/webhooks/twilio?message_id=msg_unknown"
     body, signature = twilio_callback("https://sms.jaikod.test" + path)
     headers = {**FORM, "X-Twilio-Signature": signature, "X-Forwarded-Proto": "https",

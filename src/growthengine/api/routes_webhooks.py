@@ -36,8 +36,7 @@ async def webhook(request: Request, provider: str = Path(..., max_length=40),
     if len(body) > 5 * 1024 * 1024:
         raise ApiError(413, "payload_too_large", "a webhook body is at most 5 MB")
     headers = {k.lower(): v for k, v in request.headers.items()}
-    urls = request_urls(request, getattr(engine.settings, "public_url", None),
-                        getattr(engine.settings, "forwarded_allow_ips", None))
+    urls = request_urls(request, engine.settings.public_url)
     headers[REQUEST_URL_HEADER] = urls[0]
     headers[REQUEST_URLS_HEADER] = " ".join(urls)
     try:
