@@ -246,3 +246,12 @@ def test_a_signature_over_the_url_without_its_port(make: Make) -> None:
     with_port = headers[REQUEST_URL_HEADER].replace("growth.jaikod.test/", "growth.jaikod.test:443/")
     [event] = make().parse_webhook(dict(headers, **{REQUEST_URL_HEADER: with_port}), body)
     assert event.message_id == MID
+
+
+def test_the_registry_hands_twilio_the_public_url() -> None:
+    from growthengine.channels.registry import build_adapter
+
+    settings = {"account_sid": SID, "auth_token": "t", "from_number": "+6625550100"}
+    provider = build_adapter("twilio", "sms", settings, public_url="https://growth.jaikod.test")
+    assert isinstance(provider, TwilioProvider)
+    assert provider.status_callback_url == "https://growth.jaikod.test/webhooks/twilio"
