@@ -7,7 +7,6 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -19,7 +18,7 @@ from growthengine.domain.traits import validate_traits
 from growthengine.engine import Engine
 from growthengine.settings import Settings
 from growthengine.simulate.batch import SimulationError, generate_events, run_simulation
-from growthengine.simulate.feedback import ApiMessageSource, SimMessage, respond
+from growthengine.simulate.feedback import SimMessage, respond
 from growthengine.simulate.marketplace import HOUR_US, Marketplace, to_call
 from growthengine.simulate.population import MESSAGE_CHANNELS
 from growthengine.timefmt import parse_instant
@@ -144,35 +143,6 @@ def test_users_answer_messages_by_their_latent_responsiveness() -> None:
     calls = [to_call(e, prefix="t") for e in answers]
     for call in calls:
         _conforms(call["event"], call["properties"])
-
-
-def test_the_api_message_source_reads_each_sent_message_once() -> None:
-    ledger = [
-        {"id": "m1", "userId": "u000001", "flow": "f", "step": "s", "channel": "push", "kind": "marketing",
-         "status": "sent", "scheduledAt": "2026-01-05T02:00:00Z", "sentAt": "2026-01-05T02:00:00Z", "body": "x"},
-        {"id": "m2", "userId": "u000002", "flow": "f", "step": "s", "channel": "push", "kind": "marketing",
-         "status": "scheduled", "scheduledAt": "2026-01-05T02:00:00Z", "body": "x"},
-        {"id": "m3", "userId": "u000003", "flow": "f", "step": "s", "channel": "email", "kind": "marketing",
-         "status": "suppressed", "scheduledAt": "2026-01-05T02:00:00Z", "body": "x"},
-    ]
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        assert request.url.path == "/v1/messages"
-        after = int(request.url.params.get("cursor", "0"))
-        page = ledger[after : after + 2]
-        following = str(after + 2) if after + 2 < len(ledger) else None
-        return httpx.Response(200, json={"messages": page, "next": following})
-
-    with httpx.Client(transport=httpx.MockTransport(handler), base_url="http://engine") as client:
-        source = ApiMessageSource(client, page_size=2)
-        assert [m.id for m in source.new_messages()] == ["m1"]
-        assert source.new_messages() == []
-        ledger[1] = {**ledger[1], "status": "sent", "sentAt": "2026-01-05T08:00:00Z"}
-        [held] = source.new_messages()
-        assert held.id == "m2" and held.sent_at == dt.datetime(2026, 1, 5, 8, tzinfo=dt.UTC)
-    missing = httpx.MockTransport(lambda request: httpx.Response(404, json={}))
-    with httpx.Client(transport=missing, base_url="http://engine") as client:
-        assert ApiMessageSource(client).new_messages() == []
 
 
 def test_ground_truth_is_exposed() -> None:
