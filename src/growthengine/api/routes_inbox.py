@@ -11,6 +11,7 @@ from growthengine.api.errors import ApiError
 from growthengine.api.routes_messages import message_json
 from growthengine.api.schemas import ERROR_RESPONSES, InboxView, MessageView
 from growthengine.api.user_tokens import HEADER, require_user_or_admin
+from growthengine.api.wire_schemas import NO_NUL
 from growthengine.engine import Engine
 
 router = APIRouter(prefix="/v1", tags=["inbox"], dependencies=[Depends(require_user_or_admin)])
@@ -20,7 +21,7 @@ _HEADER_DOC = ("The user's own token (hex HMAC-SHA256 of the user id under GROWT
 
 
 @router.get("/users/{userId}/inbox", response_model=InboxView, responses=ERROR_RESPONSES)
-async def inbox(user_id: str = Path(..., alias="userId", max_length=300),
+async def inbox(user_id: str = Path(..., alias="userId", max_length=300, pattern=NO_NUL),
                 _token: str | None = Header(None, alias=HEADER, description=_HEADER_DOC),
                 engine: Engine = Depends(get_engine)) -> dict[str, Any]:
     found = engine.inbox(user_id)
@@ -30,7 +31,7 @@ async def inbox(user_id: str = Path(..., alias="userId", max_length=300),
 
 
 @router.post("/users/{userId}/inbox/{messageId}/read", response_model=MessageView, responses=ERROR_RESPONSES)
-async def mark_read(user_id: str = Path(..., alias="userId", max_length=300),
+async def mark_read(user_id: str = Path(..., alias="userId", max_length=300, pattern=NO_NUL),
                     message_id: str = Path(..., alias="messageId", max_length=100),
                     _token: str | None = Header(None, alias=HEADER, description=_HEADER_DOC),
                     engine: Engine = Depends(get_engine)) -> dict[str, Any]:

@@ -13,14 +13,8 @@ from growthengine.api.errors import ApiError
 from growthengine.api.group_commit import GroupCommit
 from growthengine.api.ingest_auth import require_ingest
 from growthengine.api.responses import OrjsonResponse
-from growthengine.api.schemas import (
-    ERROR_RESPONSES,
-    BatchBody,
-    IdentifyBody,
-    IngestResponse,
-    TrackBody,
-    body_doc,
-)
+from growthengine.api.schemas import ERROR_RESPONSES, IngestResponse
+from growthengine.api.wire_schemas import BATCH, IDENTIFY, TRACK, body_doc
 from growthengine.engine import Engine
 from growthengine.ingest.service import IngestRequest, IngestResult
 
@@ -68,14 +62,14 @@ def _short(path: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 @_short("/i")
 @router.post("/identify", response_model=IngestResponse, responses=ERROR_RESPONSES,
-             openapi_extra=body_doc(IdentifyBody), summary="Identify a user and merge traits")
+             openapi_extra=body_doc(IDENTIFY), summary="Identify a user and merge traits")
 async def identify(request: Request, engine: Engine = Depends(_engine)) -> OrjsonResponse:
     return await _single(request, engine, "identify")
 
 
 @_short("/t")
 @router.post("/track", response_model=IngestResponse, responses=ERROR_RESPONSES,
-             openapi_extra=body_doc(TrackBody), summary="Record an event")
+             openapi_extra=body_doc(TRACK), summary="Record an event")
 async def track(request: Request, engine: Engine = Depends(_engine)) -> OrjsonResponse:
     return await _single(request, engine, "track")
 
@@ -107,7 +101,7 @@ async def group(request: Request, engine: Engine = Depends(_engine)) -> OrjsonRe
 
 @_short("/b")
 @router.post("/batch", response_model=IngestResponse, responses=ERROR_RESPONSES,
-             openapi_extra=body_doc(BatchBody), summary="Record up to 1,000 calls at once")
+             openapi_extra=body_doc(BATCH), summary="Record up to 1,000 calls at once")
 async def batch(request: Request, engine: Engine = Depends(_engine)) -> OrjsonResponse:
     payload = await read_json_once(request, max_bytes=engine.settings.max_body_bytes)
     if not isinstance(payload, dict) or not isinstance(payload.get("batch"), list):
