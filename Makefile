@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run serve test lint typecheck bench clean system-deps js-deps
+.PHONY: setup run serve test lint typecheck bench clean system-deps js-deps mutate
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,13 @@ typecheck: setup
 
 bench: setup
 	$(BIN)/growth bench ingest
+
+# Mutation testing of the rule modules ([tool.mutmut] in pyproject.toml); slow, so not part of `make test`.
+# One module only: make mutate MUTANTS='growthengine.gate*'
+mutate: setup
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2 $(MUTANTS)
+	$(BIN)/python -m tests.mutation_report
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache tests/e2e/js/node_modules

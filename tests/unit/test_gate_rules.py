@@ -145,6 +145,7 @@ def test_holdout_membership_is_strictly_below_the_share() -> None:
     assert in_holdout("global", "u3", share + 1e-9)
     assert not in_holdout("global", "u3", 0.0)
     assert in_holdout("global", "u3", 100.0) and in_holdout("global", "u4", 100.0)
+    assert in_holdout("global", "u562", 0.5), "a share under 1 % holds someone too (u562: 0.494 %)"
 
 
 def test_the_global_control_group_and_a_flows_holdout() -> None:
@@ -156,6 +157,15 @@ def test_the_global_control_group_and_a_flows_holdout() -> None:
     assert decide(flow, PUSH_USER, holdout=5.0) == Decision(
         "suppress", "holdout", detail="the user is in cart_abandonment's holdout")
     assert decide(make(user="u1", flow="cart_abandonment"), PUSH_USER, holdout=5.0) == SEND  # 15.8 %
+
+
+def test_one_message_alone_has_no_holdout_and_is_not_a_release_unless_told() -> None:
+    gate = SendGate(GateRules())
+    night = local(6, 23)
+    assert gate.decide(FakeTx(), make(user="u48"), PUSH_USER, to_us(NOON)) == SEND  # type: ignore[arg-type]
+    assert gate.decide(FakeTx(), make(at=night), PUSH_USER, to_us(night)).reason == "quiet_hours"  # type: ignore[arg-type]
+    assert gate.decide_many(FakeTx(), [(make(at=night), PUSH_USER, 0.0)],  # type: ignore[arg-type]
+                            to_us(night))[0].reason == "quiet_hours"
 
 
 def test_holdouts_hold_only_users_who_could_have_been_sent_to() -> None:
@@ -193,6 +203,12 @@ def test_quiet_hours_hold_only_their_channels_and_not_a_held_message_coming_due(
     assert decide(make(at=night), PUSH_USER, night, release=True) == SEND
     sms_too = GateRules(quiet_hours=QuietHours(channels=("push", "sms")))
     assert decide(make("sms", at=night), EVERY_ADDRESS, night, rules=sms_too).reason == "quiet_hours"
+
+
+def test_a_quiet_window_that_ends_when_it_starts_is_empty() -> None:
+    rules = GateRules(quiet_hours=QuietHours(start=(22, 0), end=(22, 0)))
+    for at in (local(6, 21, 59), local(6, 22, 0), local(6, 23, 0), local(7, 3, 0)):
+        assert decide(make(at=at), PUSH_USER, at, rules=rules) == SEND
 
 
 def test_a_push_that_would_expire_before_the_morning_is_dropped() -> None:
@@ -262,6 +278,9 @@ def test_caps_count_only_their_channel_and_kind_and_never_the_message_itself() -
     assert decide(make(), EVERY_ADDRESS, tx=tx) == SEND
     tx.send(NOON - dt.timedelta(hours=1), mid="m")  # the message deciding now, already in the ledger as sent
     assert decide(make(mid="m"), EVERY_ADDRESS, tx=tx) == SEND
+    # A marketing push went today: another channel's marketing is not held by the push cap.
+    for channel in ("email", "in_app", "sms"):
+        assert decide(make(channel, mid="other"), EVERY_ADDRESS, tx=tx) == SEND
     assert decide(make(mid="other"), EVERY_ADDRESS, tx=tx).reason == "frequency_cap"
 
 
