@@ -98,7 +98,7 @@ def test_serve_answers_over_http(tmp_path: Path) -> None:
         assert http.post("/v1/track", json=future, headers=WRITE).json()["accepted"] == 1
         to = http.post("/v1/clock/advance", json={"to": "2026-01-06T09:00:00+07:00"}, headers=ADMIN)
         assert to.json()["now"] == "2026-01-06T02:00:00Z"
-        assert_error(http.post("/v1/clock/advance", json={"to": START}, headers=ADMIN), 400)
+        assert_error(http.post("/v1/clock/advance", json={"to": START}, headers=ADMIN), 409)  # backwards
         assert http.get("/v1/clock", headers=ADMIN).json()["now"] == "2026-01-06T02:00:00Z"
         assert http.get("/v1/users/u1", headers=ADMIN).json()["computed"]["last_active"] == "2026-01-05T03:00:00Z"
     assert "Traceback" not in server.output()
