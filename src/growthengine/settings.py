@@ -85,10 +85,9 @@ class Settings(BaseSettings):
 
 
 def served_url(host: str, port: int) -> str:
-    """The URL of ``growth serve --host H --port P`` (a wildcard address is reached on the loopback)."""
-    wildcards = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 (not a bind)
-    host = wildcards.get(host, host)
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    """Where a server listening on ``host`` and ``port`` is reached from this machine (a wildcard: the loopback)."""
+    reach = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - mapping, not binding
+    return f"http://{f'[{reach}]' if ':' in reach else reach}:{port}"
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

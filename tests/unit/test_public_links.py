@@ -20,7 +20,8 @@ def test_the_public_url_defaults_to_the_served_address(monkeypatch: pytest.Monke
     assert Settings().public_url == "http://127.0.0.1:8000"
     assert load_settings(host="127.0.0.1", port=9123).public_url == "http://127.0.0.1:9123"
     assert load_settings(host="0.0.0.0", port=80).public_url == "http://127.0.0.1:80"
-    assert load_settings(host="::", port=81).public_url == "http://[::1]:81"
+    assert load_settings(host="::", port=81).public_url == "http://127.0.0.1:81"
+    assert load_settings(host="::1", port=83).public_url == "http://[::1]:83"
     assert load_settings(host="growth.internal", port=82).public_url == "http://growth.internal:82"
 
 
