@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run serve test lint typecheck bench clean system-deps
+.PHONY: setup run serve test lint typecheck bench clean system-deps js-deps mutate
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,13 +17,22 @@ setup: $(STAMP)
 system-deps:
 	@bash scripts/system-deps.sh
 
+# Browser SDKs for the e2e tests (analytics.js from npm), pinned by tests/e2e/js/package-lock.json.
+JS_STAMP := tests/e2e/js/node_modules/.installed
+
+$(JS_STAMP): tests/e2e/js/package.json tests/e2e/js/package-lock.json
+	cd tests/e2e/js && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+js-deps: $(JS_STAMP)
+
 run: setup
 	$(BIN)/growth serve --simulate
 
 serve: setup
 	$(BIN)/growth serve
 
-test: setup system-deps
+test: setup system-deps js-deps
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest
@@ -37,5 +46,12 @@ typecheck: setup
 bench: setup
 	$(BIN)/growth bench ingest
 
+# Mutation testing of the rule modules ([tool.mutmut] in pyproject.toml); slow, so not part of `make test`.
+# One module only: make mutate MUTANTS='growthengine.gate*'
+mutate: setup
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2 $(MUTANTS)
+	$(BIN)/python -m tests.mutation_report
+
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache tests/e2e/js/node_modules

@@ -17,6 +17,7 @@ have_pg || missing+=(postgresql)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 have_pkg fonts-thai-tlwg || missing+=(fonts-thai-tlwg)
 have_pkg fonts-noto-color-emoji || missing+=(fonts-noto-color-emoji)
+command -v npm >/dev/null 2>&1 || missing+=(npm)  # the browser SDKs of the e2e tests
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from growthengine.bootstrap import build_engine
 from growthengine.clock import ManualClock
@@ -17,6 +19,24 @@ from growthengine.settings import Settings
 from tests.pg_cluster import PgCluster
 
 START = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=7)))
+
+# Hypothesis: every failure prints the @reproduce_failure blob that replays it, and (pytest_runtest_makereport
+# below) the seed of the run that found it. CI starts from a fresh clone, without Hypothesis's example database:
+# a failure found once is kept as an explicit @example on its test. ``HYPOTHESIS_PROFILE=repro`` derandomizes
+# every property test (the same examples on every run), for bisecting.
+settings.register_profile("ci", print_blob=True)
+settings.register_profile("repro", print_blob=True, derandomize=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed property test names the seed that reproduces the whole run of it."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    seed = getattr(getattr(item, "obj", None), "_hypothesis_internal_use_generated_seed", None)
+    if report.when == "call" and report.failed and seed is not None:
+        report.sections.append(("Hypothesis seed", f"reproduce with: pytest '{item.nodeid}' --hypothesis-seed={seed}"))
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = 8 * 1024 * 1024
     worker_interval_s: float = 0.5
     site_url: str = "https://jaikod.com"
-    public_url: str = "http://127.0.0.1:8000"
+    public_url: str = ""  # where users reach the engine (unsubscribe links); empty: the address served (host, port)
     coupon_engine_url: str | None = None
     recommendation_engine_url: str | None = None
     global_control_pct: float = 0.0
@@ -45,12 +45,49 @@ class Settings(BaseSettings):
     provider_settings: dict[str, dict[str, Any]] = Field(default_factory=dict)  # settings by provider name
     attribution_days: int = Field(3, ge=1, le=90)  # KPI conversion and unsubscribe window after a send
 
-    @field_validator("write_keys", mode="before")
+    # -- trust: SDKs in browsers, app tokens, dashboard sign-in ------------------------------------------------------
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)  # "*" allows every origin
+    user_token_secret: str | None = None  # X-Growth-User-Token = hex HMAC-SHA256(user id) under this secret
+    login_attempts: int = Field(10, ge=1)  # failed dashboard sign-ins per client per window, then 429
+    login_window_s: float = Field(300.0, gt=0)
+
+    _public_url_derived: bool = PrivateAttr(default=False)
+
+    @field_validator("write_keys", "cors_origins", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("public_url must start with http:// or https://")
+        return value
+
+    @field_validator("clock_start")
+    @classmethod
+    def _offset_required(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("clock_start needs a UTC offset, such as 2026-01-05T09:00:00+07:00")
+        return value
+
+    @model_validator(mode="after")
+    def _derive_public_url(self) -> Settings:
+        """Without a configured public URL, links point at the address this engine serves."""
+        if not self.public_url:
+            self.public_url = served_url(self.host, self.port)
+            self._public_url_derived = True
+        return self
+
+
+def served_url(host: str, port: int) -> str:
+    """Where a server listening on ``host`` and ``port`` is reached from this machine (a wildcard: the loopback)."""
+    reach = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - mapping, not binding
+    return f"http://{f'[{reach}]' if ':' in reach else reach}:{port}"
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
@@ -67,6 +104,6 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     values.update({k: v for k, v in overrides.items() if v is not None})
     if not values:
         return base
-    merged = base.model_dump()
+    merged = base.model_dump(exclude={"public_url"} if base._public_url_derived else None)
     merged.update(values)
     return Settings.model_validate(merged)

@@ -9,6 +9,13 @@ _DURATION = re.compile(
     r"^P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
     r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
 )
+# The durations the API takes (``PT1H``, ``P2DT30M``), as the OpenAPI document states them: at least one part,
+# each part's digits bounded so that no duration overflows.
+_SECONDS = r"[0-9]{1,11}(?:\.[0-9]{1,9})?S"
+_TIME_PART = (r"T(?:[0-9]{1,9}H(?:[0-9]{1,10}M)?(?:" + _SECONDS + r")?|[0-9]{1,10}M(?:" + _SECONDS + r")?|"
+              + _SECONDS + ")")
+DURATION_PATTERN = r"^P(?:(?:[0-9]{1,6}W(?:[0-9]{1,8}D)?|[0-9]{1,8}D)(?:" + _TIME_PART + r")?|" + _TIME_PART + r")$"
+_WIRE_DURATION = re.compile(DURATION_PATTERN)
 
 
 # The instants the engine takes from the wire: from the Unix epoch (instants are stored as microseconds since it),
@@ -16,6 +23,23 @@ _DURATION = re.compile(
 # (time zones, "daily at 02:00", "+30 days") can never overflow datetime.
 EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 LATEST = dt.datetime(3000, 1, 1, tzinfo=dt.UTC)
+
+
+# The instants the wire carries, as a regular expression (the OpenAPI document states the same one): RFC 3339 as
+# SDKs write it (seconds optional, any number of fractional digits, ``T``, ``t`` or a space between date and time),
+# real calendar days only (29 February in leap years), years 1970 to 2999 as written, the offset optional
+# (``+07:00`` or, as Java writes it, ``+0700``).
+_LEAP_YEAR = r"(?:19(?:7[26]|8[048]|9[26])|2[0-9](?:0[48]|[2468][048]|[13579][26])|2[048]00)"
+_DAY = (r"(?:(?:19[7-9][0-9]|2[0-9]{3})-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+        r"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))|" + _LEAP_YEAR + r"-02-29)")
+_TIME = r"(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]+)?)?"
+_OFFSET = r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):?[0-5][0-9])"
+DATE_PATTERN = "^" + _DAY + "$"
+INSTANT_PATTERN = "^" + _DAY + "[Tt ]" + _TIME + _OFFSET + "?$"
+OFFSET_INSTANT_PATTERN = "^" + _DAY + "[Tt ]" + _TIME + _OFFSET + "$"
+DAY_OR_INSTANT_PATTERN = "^" + _DAY + "(?:[Tt ]" + _TIME + _OFFSET + ")?$"  # a calendar day, or an instant
+_INSTANT = re.compile(INSTANT_PATTERN)
+_FRACTION = re.compile(r"(\.[0-9]{6})[0-9]+")
 
 
 class TimeFormatError(ValueError):
@@ -29,18 +53,24 @@ def check_range(instant: dt.datetime, *, field: str = "timestamp") -> dt.datetim
     return instant
 
 
-def parse_instant(value: object, *, field: str = "timestamp") -> dt.datetime:
-    """Parse an ISO-8601 instant. A value without an offset is taken as UTC (as Segment does)."""
+def parse_instant(value: object, *, field: str = "timestamp", require_offset: bool = False) -> dt.datetime:
+    """Parse an ISO-8601 instant.
+
+    A value without an offset is taken as UTC (as Segment does with event times), or refused with
+    ``require_offset`` (every time the engine's own API, CLI and settings take: 09:00 where?).
+    """
     if not isinstance(value, str):
         raise TimeFormatError(f"{field} must be an ISO-8601 string, got {type(value).__name__}")
-    text = value.strip()
-    if not text or len(text) > 64:
-        raise TimeFormatError(f"{field} is not an ISO-8601 time: {value[:64]!r}")
-    try:
-        parsed = dt.datetime.fromisoformat(text.replace("z", "Z"))
+    if len(value) > 64 or not _INSTANT.match(value):
+        raise TimeFormatError(f"{field} is not an ISO-8601 time of the years {EARLIEST.year} to {LATEST.year - 1} "
+                              f"(such as 2026-01-05T09:00:00+07:00): {value[:64]!r}")
+    try:  # Python reads at most 6 fractional digits (Go's RFC3339Nano writes 9)
+        parsed = dt.datetime.fromisoformat(_FRACTION.sub(r"\1", value).replace("z", "Z").replace("t", "T"))
     except ValueError:
         raise TimeFormatError(f"{field} is not an ISO-8601 time: {value[:64]!r}") from None
     if parsed.tzinfo is None:
+        if require_offset:
+            raise TimeFormatError(f"{field} needs a UTC offset (such as +07:00 or Z): {value[:64]!r}")
         parsed = parsed.replace(tzinfo=dt.UTC)
     try:
         utc = parsed.astimezone(dt.UTC)
@@ -58,11 +88,7 @@ def parse_iso_duration(value: object, *, field: str = "by") -> dt.timedelta:
     """Parse an ISO-8601 duration such as ``PT1H`` or ``P2DT30M`` (no months or years: they have no fixed length)."""
     if not isinstance(value, str):
         raise TimeFormatError(f"{field} must be an ISO-8601 duration string such as 'PT1H'")
-    match = _DURATION.match(value.strip().upper())
-    if not match or value.strip().upper() in {"P", "PT"} or value.strip().upper().endswith("T"):
+    match = _DURATION.match(value) if len(value) <= 64 and _WIRE_DURATION.match(value) else None
+    if not match:
         raise TimeFormatError(f"{field} is not an ISO-8601 duration (e.g. 'PT1H', 'P1D'): {value[:40]!r}")
-    parts = {k: float(v) for k, v in match.groupdict().items() if v is not None}
-    try:
-        return dt.timedelta(**parts)
-    except OverflowError:
-        raise TimeFormatError(f"{field} is too large: {value[:40]!r}") from None
+    return dt.timedelta(**{k: float(v) for k, v in match.groupdict().items() if v is not None})

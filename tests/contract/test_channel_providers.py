@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from growthengine.channels.providers.audience import key_number
+from growthengine.channels.providers.audience import hash_email, key_number
 from growthengine.channels.providers.base import REQUEST_URL_HEADER, OutboundMessage, Provider, WebhookRejected
 from growthengine.channels.providers.facebook_audience import FacebookAudienceProvider
 from growthengine.channels.providers.fcm import FcmProvider
@@ -112,7 +112,8 @@ def ses(d: Doubles) -> Harness:
     d.server.expect_request(CERT_PATH).respond_with_data(sns_cert()[1])
     config = SesConfig.from_settings({"region": "ap-southeast-1", "from_address": "deals@jaikod.test",
                                       "endpoint_url": d.server.url_for(""), "access_key_id": "AKIATEST",
-                                      "secret_access_key": "s", **FAST})
+                                      "secret_access_key": "s", "topic_arns": [ses_notification({})["TopicArn"]],
+                                      **FAST})
     provider = SesProvider(config, http=d.http, url_allowed=lambda u: u.startswith(d.server.url_for("/")),
                            sleep=lambda _s: None)
     signed = sign_sns(ses_notification({"eventType": "Delivery", "mail": {"tags": {"message_id": [MID]}},
@@ -172,30 +173,29 @@ def facebook_audience(d: Doubles) -> Harness:
         {"access_token": "EAAB", "audience_id": "238", "base_url": d.server.url_for(""), **FAST},
         client=d.http, sleep=lambda _s: None)
     return http_harness(
-        d, provider, message("ads", "nida@example.co.th"), "/v23.0/238/users",
+        d, provider, message("ads", "nida@example.co.th"), "/v27.0/238/users",
         lambda: json_response({"num_received": 1, "num_invalid_entries": 0, "session_id": "1"}),
         json_response({"error": {"message": REFUSAL, "code": 100}}, 400),
-        lambda r: str(r.get_json()["session"]["session_id"]), ({}, b""), expected_key=str(key_number(MID)))
+        lambda r: str(json.loads(r.form["session"])["session_id"]), ({}, b""), expected_key=str(key_number(MID)))
 
 
 def google_customer_match(d: Doubles) -> Harness:
     provider = GoogleCustomerMatchProvider.from_settings(
-        {"customer_id": "1234567890", "user_list_id": "777", "developer_token": "dev", "access_token": "ya29",
-         "base_url": d.server.url_for(""), **FAST}, client=d.http, sleep=lambda _s: None)
-    job = "customers/1234567890/offlineUserDataJobs/9"
-    d.server.expect_request(f"/v21/{job}:addOperations").respond_with_json({})
-    d.server.expect_request(f"/v21/{job}:run").respond_with_json({"name": "op"})
+        {"customer_id": "1234567890", "user_list_id": "777", "access_token": "ya29",
+         "customer_match_terms_accepted": True, "base_url": d.server.url_for(""), **FAST},
+        client=d.http, sleep=lambda _s: None)
     return http_harness(
-        d, provider, message("ads", "nida@example.co.th"), "/v21/customers/1234567890/offlineUserDataJobs:create",
-        lambda: json_response({"resourceName": job}),
+        d, provider, message("ads", "nida@example.co.th"), "/v1/audienceMembers:ingest",
+        lambda: json_response({"requestId": "req-1"}),
         json_response({"error": {"code": 400, "message": REFUSAL, "status": "INVALID_ARGUMENT"}}, 400),
-        lambda r: r.get_json()["job"]["externalId"], ({}, b""), expected_key=str(key_number(MID)))
+        lambda r: r.get_json()["audienceMembers"][0]["userData"]["userIdentifiers"][0]["emailAddress"], ({}, b""),
+        expected_key=hash_email("nida@example.co.th"))
 
 
 def smtp(d: Doubles) -> Harness:
     handler = d.smtp.handler
     provider = SmtpProvider.from_settings({"host": "127.0.0.1", "port": d.smtp.port, "from_address": "d@jaikod.test",
-                                           **FAST}, sleep=lambda _s: None)
+                                           "security": "none", **FAST}, sleep=lambda _s: None)  # a local relay
     return Harness(
         provider, message("email", "somchai@example.co.th"), accept=lambda: None,
         refuse=lambda: handler.rcpt_replies.append(f"550 5.1.1 {REFUSAL}"),

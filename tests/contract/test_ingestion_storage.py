@@ -35,13 +35,15 @@ def test_a_bad_call_is_rejected_alone(any_engine: Engine) -> None:
     result = any_engine.ingest([
         {"type": "track", "userId": "u1", "event": "app_opened"},
         {"type": "track", "userId": "u1"},
-        {"type": "identify", "userId": "u1", "traits": {"phone": "0812345678"}},
+        {"type": "identify", "userId": "u1", "traits": {"phone": "0812", "email": "nok@example.com"}},
         {"type": "track", "event": "x"},
         {"type": "track", "userId": "u2", "event": "app_opened"},
     ])
-    assert result.accepted == 2
-    assert [r.index for r in result.rejected] == [1, 2, 3]
-    assert "E.164" in result.rejected[1].error
+    assert result.accepted == 3
+    assert [r.index for r in result.rejected] == [1, 3]
+    assert [(w.index, w.path) for w in result.warnings] == [(2, "traits.phone")]  # dropped alone, the call kept
+    view = any_engine.user_view("u1")
+    assert view is not None and view["traits"] == {"email": "nok@example.com"}
 
 
 def test_back_filled_traits_do_not_overwrite_newer_ones(any_engine: Engine, clock: ManualClock) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -16,6 +17,7 @@ from pathlib import Path
 import httpx
 
 START = "2026-01-05T09:00:00+07:00"
+KEY_IN_OUTPUT = re.compile(r"ge_admin_[A-Za-z0-9_\-]+")  # the admin key a first start prints
 STARTUP_TIMEOUT_S = 30.0
 
 

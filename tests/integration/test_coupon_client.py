@@ -5,18 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 import socket
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 from pytest_httpserver import HTTPServer
-from werkzeug import Request, Response
+from werkzeug import Response
 
 from growthengine.clock import ManualClock
 from growthengine.content.coupon_client import HttpCouponEngine
 from growthengine.content.coupons import CouponRequest, CouponUnavailable
 from growthengine.content.http_retry import RetryPolicy
+from tests.waiting import StalledHandler, wait_until
 
 PATH = "/coupons/generate"
 FAST = RetryPolicy(attempts=3, timeout_s=2.0, backoff_s=0.25, max_backoff_s=4.0)
@@ -106,30 +106,32 @@ def test_unavailable_after_the_retries(server: HTTPServer, engine: HttpCouponEng
 
 
 def test_a_slow_service_times_out_then_answers(server: HTTPServer, clock: ManualClock, sleeps: list[float]) -> None:
-    def slow(_: Request) -> Response:
-        time.sleep(1.0)
-        return Response(json.dumps({"code": "SAVE5-LATE"}), content_type="application/json")
-
+    # The first answer comes only once the test lets it: the client must have given up on it and retried.
+    slow = StalledHandler(Response(json.dumps({"code": "SAVE5-LATE"}), content_type="application/json"))
     server.expect_ordered_request(PATH, method="POST").respond_with_handler(slow)
     server.expect_ordered_request(PATH, method="POST").respond_with_json({"code": "SAVE5-FAST"})
     policy = RetryPolicy(attempts=2, timeout_s=0.3, backoff_s=0.1)
-    with HttpCouponEngine(server.url_for(""), clock=clock, policy=policy, sleep=sleeps.append) as eng:
-        started = time.perf_counter()
-        assert eng.generate(request()).code == "SAVE5-FAST"
-        assert time.perf_counter() - started < 0.9
-    assert sleeps == [0.1]
+    try:
+        with HttpCouponEngine(server.url_for(""), clock=clock, policy=policy, sleep=sleeps.append) as eng:
+            assert eng.generate(request()).code == "SAVE5-FAST"
+    finally:
+        slow.release()
+    assert slow.entered == 1 and sleeps == [0.1]
+    wait_until(lambda: len(server.log) == 2, what="the server answering both requests")
 
 
 def test_timeouts_every_time_make_it_unavailable(server: HTTPServer, clock: ManualClock) -> None:
-    def slow(_: Request) -> Response:
-        time.sleep(0.6)
-        return Response("{}", content_type="application/json")
-
+    slow = StalledHandler(Response("{}", content_type="application/json"))
     server.expect_request(PATH, method="POST").respond_with_handler(slow)
     policy = RetryPolicy(attempts=2, timeout_s=0.2, backoff_s=0.0)
-    with HttpCouponEngine(server.url_for(""), clock=clock, policy=policy) as eng:
-        with pytest.raises(CouponUnavailable, match=r"timed out after 0.2s"):
-            eng.generate(request())
+    try:
+        with HttpCouponEngine(server.url_for(""), clock=clock, policy=policy) as eng:
+            with pytest.raises(CouponUnavailable, match=r"timed out after 0.2s"):
+                eng.generate(request())
+    finally:
+        slow.release()
+    assert slow.entered == 2
+    wait_until(lambda: len(server.log) == 2, what="the server answering both attempts")
 
 
 def test_nothing_listening_is_unavailable(clock: ManualClock, sleeps: list[float]) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 
 import pytest
 from pytest_httpserver import HTTPServer
-from werkzeug import Request, Response
+from werkzeug import Response
 
 from growthengine.content.http_retry import RetryPolicy
 from growthengine.content.recommendation_client import HttpRecommendationEngine
@@ -18,6 +17,7 @@ from growthengine.content.recommendations import (
     RecommendationsUnavailable,
     WithFallback,
 )
+from tests.waiting import StalledHandler, wait_until
 
 PATH = "/recommendations/batch"
 FAST = RetryPolicy(attempts=3, timeout_s=2.0, backoff_s=0.25)
@@ -114,16 +114,17 @@ def test_rate_limiting_is_retried(server: HTTPServer, engine: HttpRecommendation
 
 
 def test_timeout(server: HTTPServer, sleeps: list[float]) -> None:
-    def slow(_: Request) -> Response:
-        time.sleep(0.6)
-        return Response(json.dumps({"u1": [LEICA]}), content_type="application/json")
-
+    slow = StalledHandler(Response(json.dumps({"u1": [LEICA]}), content_type="application/json"))
     server.expect_request(PATH, method="POST").respond_with_handler(slow)
     policy = RetryPolicy(attempts=2, timeout_s=0.2, backoff_s=0.05)
-    with HttpRecommendationEngine(server.url_for(""), policy=policy, sleep=sleeps.append) as eng:
-        with pytest.raises(RecommendationsUnavailable, match="timed out"):
-            eng.recommend(["u1"])
-    assert sleeps == [0.05]
+    try:
+        with HttpRecommendationEngine(server.url_for(""), policy=policy, sleep=sleeps.append) as eng:
+            with pytest.raises(RecommendationsUnavailable, match="timed out"):
+                eng.recommend(["u1"])
+    finally:
+        slow.release()
+    assert sleeps == [0.05] and slow.entered == 2
+    wait_until(lambda: len(server.log) == 2, what="the server answering both attempts")
 
 
 @pytest.mark.parametrize("answer", [["u1"], {"u1": {"not": "a list"}}])

@@ -3,6 +3,7 @@ through ``POST /webhooks/sendgrid`` onto the send ledger; a forged webhook is re
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -39,12 +40,14 @@ async def test_email_via_sendgrid_and_its_webhook(httpserver: HTTPServer, tmp_pa
         assert (email.status, email.data.get("provider")) == ("sent", "sendgrid")
         sent = json.loads(httpserver.log[0][0].get_data())
         assert sent["personalizations"][0]["custom_args"]["message_id"] == email.id
-        body = json.dumps([{"event": "open", "message_id": email.id, "timestamp": 1767578400}]).encode()
+        body = json.dumps([{"event": "open", "message_id": email.id, "timestamp": 1767578400,
+                             "sg_event_id": "hqFbp3HH9WxIM0R2-x2M1Q=="}]).encode()
+        signed_now = str(int(dt.datetime.now(dt.UTC).timestamp()))  # the window is system time, not the test clock
         async with api_client(engine) as client:
-            ok = await client.post("/webhooks/sendgrid", content=body, headers=sendgrid_sign(body, "1767578400"))
+            ok = await client.post("/webhooks/sendgrid", content=body, headers=sendgrid_sign(body, signed_now))
             assert ok.status_code == 200 and ok.json() == {"applied": 1}
             forged = await client.post("/webhooks/sendgrid", content=body.replace(b"open", b"click"),
-                                       headers=sendgrid_sign(body, "1767578400"))
+                                       headers=sendgrid_sign(body, signed_now))
             assert forged.status_code == 401
             assert (await client.post("/webhooks/nope", content=b"{}")).status_code == 404
         assert engine.messages(user_id="s1", channel="email")[0].status == "opened"

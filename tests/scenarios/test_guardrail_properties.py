@@ -10,7 +10,7 @@ import zoneinfo
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from growthengine.clock import ManualClock, from_us
@@ -49,9 +49,48 @@ def _calls(step: dict[str, Any], prices: dict[int, int]) -> list[dict[str, Any]]
              "properties": {"listing_id": f"L{step['listing']}", "old_price": old, "new_price": int(old * 0.8)}}]
 
 
+ALL = {"push": True, "email": True, "in_app": True}
+NONE = {"push": False, "email": False, "in_app": False}
+BANGKOK_USERS = [{"tz": "Asia/Bangkok", "consent": ALL}] * 4
+
+
+def cart(user: int, listing: int) -> dict[str, Any]:
+    return {"kind": "cart", "user": user, "listing": listing}
+
+
+def advance(minutes: int) -> dict[str, Any]:
+    return {"kind": "advance", "minutes": minutes}
+
+
+# Cases a random draw finds only now and then, kept so that every run tries them (the clock starts Mon 09:00 ICT).
+EXAMPLES: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = [
+    # Two carts of one user fall due together: one push slot for the day, two candidates.
+    (BANGKOK_USERS, [cart(0, 0), cart(0, 1), advance(90)]),
+    # A cart at 21:30 falls due at 22:30, inside quiet hours: held until 08:00, and only one push that day.
+    (BANGKOK_USERS, [advance(750), cart(0, 0), advance(90), cart(0, 1), advance(600)]),
+    # The same moments in four zones: 21:00 in Bangkok is 09:00 in New York, 14:00 in London, 23:00 in Tokyo.
+    ([{"tz": tz, "consent": ALL} for tz in TIMEZONES], [advance(720), *[cart(u, u) for u in range(4)], advance(60),
+                                                        *[cart(u, 4) for u in range(4)], advance(60 * 13)]),
+    # A price drop fans out to favoriters who already had their push of the day, and to one without consent.
+    ([*BANGKOK_USERS[:3], {"tz": "Asia/Bangkok", "consent": NONE}],
+     [*[{"kind": "fav", "user": u, "listing": 2} for u in range(4)], cart(0, 0), advance(61),
+      {"kind": "drop", "listing": 2}, {"kind": "drop", "listing": 2}]),
+    # Seller coach emails and cart coupon emails pile up against the 3-a-week email cap.
+    (BANGKOK_USERS, [{"kind": "seller", "user": 0}, cart(0, 0), advance(60 * 24), cart(0, 1), advance(60 * 24),
+                     cart(0, 2), advance(60 * 24), cart(0, 3), advance(60 * 24 * 2)]),
+]
+
+
+def _with_examples(test: Any) -> Any:
+    for users, steps in reversed(EXAMPLES):
+        test = example(users=users, steps=steps)(test)
+    return test
+
+
 @settings(max_examples=25, deadline=None, phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(users=st.lists(user_strategy, min_size=4, max_size=4), steps=st.lists(step_strategy, min_size=1, max_size=25))
+@_with_examples
 def test_no_send_breaks_consent_caps_or_quiet_hours(users: list[dict[str, Any]], steps: list[dict[str, Any]]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         clock = ManualClock(START)

@@ -62,11 +62,15 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
 
 
 def assert_ingest(response: httpx.Response, accepted: int, duplicates: int = 0,
-                  rejected: list[int] | None = None) -> list[dict[str, Any]]:
-    """A 200 ingestion answer with these counts; returns the rejections."""
+                  rejected: list[int] | None = None, warned: list[str] | None = None) -> list[dict[str, Any]]:
+    """A 200 ingestion answer with these counts (and warnings about these dropped traits); returns the rejections."""
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"accepted", "duplicates", "rejected"}, body
+    assert set(body) == {"accepted", "duplicates", "rejected"} | ({"warnings"} if warned else set()), body
+    if warned:
+        assert [w["path"] for w in body["warnings"]] == warned, body
+        for w in body["warnings"]:
+            assert set(w) == {"index", "path", "message"} and w["message"], w
     assert (body["accepted"], body["duplicates"]) == (accepted, duplicates), body
     assert [r["index"] for r in body["rejected"]] == (rejected or []), body
     for r in body["rejected"]:

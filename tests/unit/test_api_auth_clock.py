@@ -218,8 +218,12 @@ async def test_a_bad_advance_is_400_and_leaves_the_clock(client: httpx.AsyncClie
 
 
 async def test_the_clock_never_goes_backwards(client: httpx.AsyncClient, clock: ManualClock) -> None:
+    """A well-formed time the clock cannot go to conflicts with where it stands: 409, not a malformed request."""
     response = await client.post("/v1/clock/advance", json={"to": "2026-01-05T08:59:59+07:00"}, headers=ADMIN)
-    assert "forward" in assert_error(response, 400, "clock_backwards")["message"]
+    assert "forward" in assert_error(response, 409, "clock_backwards")["message"]
+    too_far = await client.post("/v1/clock/advance", json={"to": "2031-06-01T00:00:00Z"}, headers=ADMIN)
+    assert_error(too_far, 409, "advance_too_far")
+    assert_error(await client.post("/v1/clock/advance", json={"by": "P2000D"}, headers=ADMIN), 409, "advance_too_far")
     assert clock.now() == dt.datetime(2026, 1, 5, 2, 0, tzinfo=dt.UTC)
 
 
@@ -251,7 +255,7 @@ async def test_the_end_of_the_clock_range_keeps_the_engine_usable(tmp_path: Path
             identify = {"userId": "u1", "traits": {"timezone": "Pacific/Kiritimati"}}
             assert_ingest(await client.post("/v1/identify", json=identify, headers=WRITE), accepted=1)
             assert_ingest(await client.post("/v1/track", json=TRACK, headers=WRITE), accepted=1)
-            error = assert_error(await client.post("/v1/clock/advance", json={"by": "PT1H"}, headers=ADMIN), 400)
+            error = assert_error(await client.post("/v1/clock/advance", json={"by": "PT1H"}, headers=ADMIN), 409)
             assert "2999" in error["message"]
             assert (await client.get("/v1/users/u1", headers=ADMIN)).status_code == 200
     finally:

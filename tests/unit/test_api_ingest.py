@@ -101,48 +101,73 @@ async def test_a_bad_item_in_a_batch_is_rejected_alone(client: httpx.AsyncClient
     batch = {"batch": [
         {"type": "identify", "userId": "u1", "traits": {"name": "Nok", "consent": {"push": True}}},
         {"type": "track", "userId": "u1"},                                          # no event name
-        {"type": "identify", "userId": "u1", "traits": {"phone": "0812345678"}},    # not E.164
+        {"type": "identify", "userId": "u1", "traits": {"phone": "0812345678"}},    # Thai national: kept as E.164
         "not an object",
         {"type": "launch", "userId": "u1"},                                         # unknown type
         {"type": "track", "event": "app_opened"},                                   # no id at all
-        {"type": "identify", "userId": "u2", "traits": {"consent": {"fax": True}}},  # unknown channel
+        {"type": "identify", "userId": "u2", "traits": {"consent": {"fax": True}}},  # unknown channel: dropped
         {"type": "track", "userId": "u1", "event": "item_viewed", "properties": {"listing_id": "L1"}},
         {"type": "track", "userId": "u3", "event": "app_opened", "timestamp": "yesterday"},
-        {"type": "identify", "userId": "u3", "traits": {"timezone": "Mars/Olympus_Mons"}},
+        {"type": "identify", "userId": "u3", "traits": {"timezone": "Mars/Olympus_Mons"}},  # dropped
     ]}
-    rejected = assert_ingest(await client.post("/v1/batch", json=batch, headers=WRITE), accepted=2,
-                             rejected=[1, 2, 3, 4, 5, 6, 8, 9])
+    response = await client.post("/v1/batch", json=batch, headers=WRITE)
+    rejected = assert_ingest(response, accepted=5, rejected=[1, 3, 4, 5, 8],
+                             warned=["traits.consent.fax", "traits.timezone"])
     errors = {r["index"]: r["error"] for r in rejected}
     assert "event" in errors[1]
-    assert "E.164" in errors[2]
     assert "object" in errors[3]
     assert "type" in errors[4]
     assert "userId" in errors[5] and "anonymousId" in errors[5]
-    assert "consent.fax" in errors[6]
     assert "timestamp" in errors[8]
-    assert "timezone" in errors[9]
-    assert [r["name"] for r in stored_rows(engine, "u1")] == ["identify", "item_viewed"]
-    assert (await get_user(client, "u1"))["traits"] == {"name": "Nok", "consent": {"push": True}}
-    for absent in ("u2", "u3"):
-        assert (await client.get(f"/v1/users/{absent}", headers=ADMIN)).status_code == 404
+    assert [w["index"] for w in response.json()["warnings"]] == [6, 9]
+    assert [r["name"] for r in stored_rows(engine, "u1")] == ["identify", "identify", "item_viewed"]
+    assert (await get_user(client, "u1"))["traits"] == {"name": "Nok", "consent": {"push": True},
+                                                        "phone": "+66812345678"}
+    for dropped_all in ("u2", "u3"):  # the call is kept, the trait is not
+        assert (await get_user(client, dropped_all))["traits"] == {}
 
 
 BAD_TRAITS: list[dict[str, Any]] = [
-    {"email": "not-an-email"}, {"phone": 66812345678}, {"language": "fr"}, {"is_seller": "yes"},
-    {"consent": {"push": "true"}}, {"consent": ["push"]}, {"name": 42}, {"timezone": "America"},
+    {"email": "not-an-email"}, {"phone": 66812345678}, {"phone": "0812"}, {"phone": "+66 12"}, {"language": "fr"},
+    {"is_seller": "yes"}, {"consent": {"push": "true"}}, {"consent": ["push"]}, {"name": 42}, {"timezone": "America"},
     {"timezone": "Etc"}, {"timezone": "zone.tab"}, {"timezone": "../etc/passwd"}, {"timezone": "a\u0000b"},
 ]
 
 
-async def test_a_known_trait_with_a_bad_value_is_a_clear_400(client: httpx.AsyncClient, engine: Engine,
-                                                             subtests: pytest.Subtests) -> None:
-    for traits in BAD_TRAITS:
+async def test_a_known_trait_with_a_bad_value_is_dropped_and_reported(client: httpx.AsyncClient, engine: Engine,
+                                                                      subtests: pytest.Subtests) -> None:
+    good = {"province": "Chiang Mai", "push_token": "tok-1"}
+    for i, traits in enumerate(BAD_TRAITS):
         with subtests.test(traits=traits):
-            response = await client.post("/v1/identify", json={"userId": "u1", "traits": traits}, headers=WRITE)
-            error = assert_error(response, 400, "invalid_call")
-            assert "traits." in error["message"]
-            assert error["details"][0]["index"] == 0
-    assert event_count(engine) == 0
+            user = f"u{i}"
+            response = await client.post("/v1/identify", json={"userId": user, "traits": {**traits, **good}},
+                                         headers=WRITE)
+            (bad,) = traits
+            warning = response.json()["warnings"][0]
+            assert_ingest(response, accepted=1, warned=[warning["path"]])
+            assert warning["index"] == 0 and warning["path"].startswith(f"traits.{bad}")
+            assert warning["path"] in warning["message"]
+            assert (await get_user(client, user))["traits"] == good  # the rest of the call is kept
+    assert event_count(engine) == len(BAD_TRAITS)
+
+
+async def test_a_bad_phone_loses_neither_the_email_nor_the_consent(client: httpx.AsyncClient) -> None:
+    call = {"userId": "u1", "traits": {"phone": "081-234", "email": "nok@example.com",
+                                       "consent": {"email": True, "sms": True, "fax": True}}}
+    response = await client.post("/v1/identify", json=call, headers=WRITE)
+    assert_ingest(response, accepted=1, warned=["traits.phone", "traits.consent.fax"])
+    assert (await get_user(client, "u1"))["traits"] == {"email": "nok@example.com",
+                                                        "consent": {"email": True, "sms": True}}
+
+
+@pytest.mark.parametrize(("sent", "stored"), [
+    ("081-234-5678", "+66812345678"), ("0812345678", "+66812345678"), ("+66 81 234 5678", "+66812345678"),
+    ("02-123-4567", "+6621234567"), ("+1 650-253-0000", "+16502530000"), ("(081) 234 5678", "+66812345678"),
+])
+async def test_phone_numbers_are_stored_as_e164(client: httpx.AsyncClient, sent: str, stored: str) -> None:
+    response = await client.post("/v1/identify", json={"userId": "u1", "traits": {"phone": sent}}, headers=WRITE)
+    assert_ingest(response, accepted=1)
+    assert (await get_user(client, "u1"))["traits"] == {"phone": stored}
 
 
 async def test_a_single_call_route_answers_400_for_a_bad_call(client: httpx.AsyncClient) -> None:

@@ -148,10 +148,13 @@ async def test_bad_sent_at_rejects_only_that_item(client: httpx.AsyncClient) -> 
     body = {"batch": [
         {"type": "track", "userId": "u1", "event": "x", "originalTimestamp": "2026-01-05T01:00:00Z", "sentAt": 5},
         {"type": "track", "userId": "u1", "event": "y", "originalTimestamp": "soon"},
-        {"type": "track", "userId": "u1", "event": "z", "sentAt": "whenever"},  # no originalTimestamp: now
+        {"type": "track", "userId": "u1", "event": "z", "sentAt": "whenever"},  # unused here, yet still a time
+        {"type": "track", "userId": "u1", "event": "ok", "sentAt": "2026-01-05T02:00:00Z"},
     ]}
-    rejected = assert_ingest(await client.post("/v1/batch", json=body, headers=WRITE), accepted=1, rejected=[0, 1])
+    rejected = assert_ingest(await client.post("/v1/batch", json=body, headers=WRITE), accepted=1,
+                             rejected=[0, 1, 2])
     assert "sentAt" in rejected[0]["error"] and "originalTimestamp" in rejected[1]["error"]
+    assert "sentAt" in rejected[2]["error"]
 
 
 async def test_page_screen_alias_and_group_items_are_accepted_and_stored(client: httpx.AsyncClient,

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
-from werkzeug import Request, Response
+from werkzeug import Response
 
 from growthengine.optimize.content_generator import (
     DraftRequest,
@@ -22,6 +21,7 @@ from growthengine.optimize.content_generator import (
     parse_drafts,
 )
 from growthengine.optimize.copy_variants import CopyRequest, CopyWriter
+from tests.waiting import StalledHandler, wait_until
 
 PATH = "/v1/chat/completions"
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
@@ -93,19 +93,19 @@ def test_a_good_answer_is_validated_filled_and_cached(server: HTTPServer,
 
 def test_a_timeout_falls_back_to_curated_and_is_not_retried_for_a_while(
         server: HTTPServer, generator: OpenAICompatibleGenerator) -> None:
-    def slow(_request: Request) -> Response:
-        time.sleep(0.6)
-        return Response(json.dumps(variants("ช้าไป {{ price }}")), content_type="application/json")
-
+    slow = StalledHandler(Response(json.dumps(variants("ช้าไป {{ price }}")), content_type="application/json"))
     server.expect_request(PATH, method="POST").respond_with_handler(slow)
     writer = CopyWriter(generator, retry_after=dt.timedelta(minutes=15))
-    choice = writer.write(REQUEST, now=NOW)
+    try:
+        choice = writer.write(REQUEST, now=NOW)
+    finally:
+        slow.release()
     assert (choice.source, choice.variant) == ("curated", "curated")
     assert choice.text == "ลดล้างสต็อก! กล้องฟิล์ม Nikon FM2 เริ่มต้น ฿4,500 รีบช้อปก่อนหมด 🛒"
     assert choice.reason.startswith("generator_failed: unavailable")
     assert "timed out" in choice.reason
-    time.sleep(0.7)  # the server logs a request once its (slow) handler is done
-    assert len(server.log) == 2  # two attempts
+    assert slow.entered == 2  # two attempts
+    wait_until(lambda: len(server.log) == 2, what="the server logging both answered attempts")
     assert writer.write(REQUEST, now=NOW + dt.timedelta(minutes=5)).reason == choice.reason
     assert len(server.log) == 2  # the failure is remembered: no new call
     server.clear()

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -20,7 +18,7 @@ from growthengine.domain.traits import validate_traits
 from growthengine.engine import Engine
 from growthengine.settings import Settings
 from growthengine.simulate.batch import SimulationError, generate_events, run_simulation
-from growthengine.simulate.feedback import ApiMessageSource, SimMessage, respond
+from growthengine.simulate.feedback import SimMessage, respond
 from growthengine.simulate.marketplace import HOUR_US, Marketplace, to_call
 from growthengine.simulate.population import MESSAGE_CHANNELS
 from growthengine.timefmt import parse_instant
@@ -147,35 +145,6 @@ def test_users_answer_messages_by_their_latent_responsiveness() -> None:
         _conforms(call["event"], call["properties"])
 
 
-def test_the_api_message_source_reads_each_sent_message_once() -> None:
-    ledger = [
-        {"id": "m1", "userId": "u000001", "flow": "f", "step": "s", "channel": "push", "kind": "marketing",
-         "status": "sent", "scheduledAt": "2026-01-05T02:00:00Z", "sentAt": "2026-01-05T02:00:00Z", "body": "x"},
-        {"id": "m2", "userId": "u000002", "flow": "f", "step": "s", "channel": "push", "kind": "marketing",
-         "status": "scheduled", "scheduledAt": "2026-01-05T02:00:00Z", "body": "x"},
-        {"id": "m3", "userId": "u000003", "flow": "f", "step": "s", "channel": "email", "kind": "marketing",
-         "status": "suppressed", "scheduledAt": "2026-01-05T02:00:00Z", "body": "x"},
-    ]
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        assert request.url.path == "/v1/messages"
-        after = int(request.url.params.get("cursor", "0"))
-        page = ledger[after : after + 2]
-        following = str(after + 2) if after + 2 < len(ledger) else None
-        return httpx.Response(200, json={"messages": page, "next": following})
-
-    with httpx.Client(transport=httpx.MockTransport(handler), base_url="http://engine") as client:
-        source = ApiMessageSource(client, page_size=2)
-        assert [m.id for m in source.new_messages()] == ["m1"]
-        assert source.new_messages() == []
-        ledger[1] = {**ledger[1], "status": "sent", "sentAt": "2026-01-05T08:00:00Z"}
-        [held] = source.new_messages()
-        assert held.id == "m2" and held.sent_at == dt.datetime(2026, 1, 5, 8, tzinfo=dt.UTC)
-    missing = httpx.MockTransport(lambda request: httpx.Response(404, json={}))
-    with httpx.Client(transport=missing, base_url="http://engine") as client:
-        assert ApiMessageSource(client).new_messages() == []
-
-
 def test_ground_truth_is_exposed() -> None:
     market = Marketplace(50, 1, START)
     truth = market.population.truth(0)
@@ -187,9 +156,7 @@ def test_ground_truth_is_exposed() -> None:
 
 
 def test_a_short_run_through_the_engine(engine: Engine, clock: ManualClock) -> None:
-    began = time.perf_counter()
     report = run_simulation(engine, 200, 3, seed=7)
-    assert time.perf_counter() - began < 20
     assert report.rejected == 0 and report.duplicates == 0
     assert report.accepted == sum(report.stats.events.values()) > 1000
     assert clock.now() == ENGINE_START + 3 * DAY
@@ -197,8 +164,11 @@ def test_a_short_run_through_the_engine(engine: Engine, clock: ManualClock) -> N
     assert engine.user_view("u000001") is not None
     assert report.segment_sizes is not None and sum(report.segment_sizes.values()) > 0
     counts = report.message_counts or {}
-    if counts.get("sent", 0) + counts.get("opened", 0) + counts.get("clicked", 0):
-        assert report.stats.messages_received > 0  # the users heard from the engine's send ledger
+    assert counts.get("sent", 0) > 0, counts
+    # The users heard every message the engine sent them on a channel they read, each exactly once.
+    heard = [m for m in engine.messages(limit=100_000)
+             if m.channel in MESSAGE_CHANNELS and m.status in ("sent", "delivered", "opened", "clicked")]
+    assert report.stats.messages_received == len(heard) > 0
     with engine.store.transaction() as tx:
         assert tx.events.existing_message_ids([f"sim7-{to_us(report.start)}-1"])
 
@@ -221,12 +191,12 @@ def test_growth_simulate_prints_a_summary(tmp_path: Path) -> None:
     assert "purchases" in result.output and "item_viewed" in result.output
 
 
-def test_serve_simulate_on_a_second_run_gets_a_key_of_its_own(tmp_path: Path) -> None:
-    """Only the hash of the admin key is kept, so the simulator gets an in-memory admin key for this run."""
+def test_an_ephemeral_admin_key_opens_only_its_own_key_ring() -> None:
+    """What ``growth serve --simulate`` gives its simulator when only the admin key's hash is kept (the real
+    second run is in tests/e2e/test_simulate_live.py)."""
     from growthengine.api.auth import KeyRing
 
     keys = KeyRing(["0" * 64], [])
     key = keys.add_ephemeral_admin()
     assert keys.role_of(key) == "admin"
     assert KeyRing(["0" * 64], []).role_of(key) is None, "the key lives in this process only"
-    assert not list(tmp_path.iterdir())

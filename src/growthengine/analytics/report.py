@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 from growthengine.analytics.stats import newcombe_difference
 from growthengine.storage.analytics_schema import KPI_COUNTERS
 from growthengine.storage.unit_of_work import Tx
-from growthengine.timefmt import TimeFormatError, parse_instant
+from growthengine.timefmt import DATE_PATTERN, TimeFormatError, parse_instant
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(DATE_PATTERN)
 DEFAULT_DAYS = 30
 MAX_DAYS = 3660
 
@@ -95,6 +95,10 @@ def benchmarks(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+class ReportSpanError(TimeFormatError):
+    """Days that are each fine but make no report together (from after to, too many days)."""
+
+
 def parse_day(value: str, zone: ZoneInfo, *, field: str) -> dt.date:
     """An ISO date (a local calendar day) or an ISO instant (the local day it falls on)."""
     text = value.strip()
@@ -103,7 +107,7 @@ def parse_day(value: str, zone: ZoneInfo, *, field: str) -> dt.date:
             return dt.date.fromisoformat(text)
         except ValueError:
             raise TimeFormatError(f"{field} is not a date: {value[:40]!r}") from None
-    return parse_instant(text, field=field).astimezone(zone).date()
+    return parse_instant(text, field=field, require_offset=True).astimezone(zone).date()
 
 
 def day_span(today: dt.date, zone: ZoneInfo, start: str | None, end: str | None) -> tuple[dt.date, dt.date]:
@@ -111,9 +115,9 @@ def day_span(today: dt.date, zone: ZoneInfo, start: str | None, end: str | None)
     last = parse_day(end, zone, field="to") if end else today
     first = parse_day(start, zone, field="from") if start else last - dt.timedelta(days=DEFAULT_DAYS - 1)
     if first > last:
-        raise TimeFormatError("from must not be after to")
+        raise ReportSpanError("from must not be after to")
     if (last - first).days >= MAX_DAYS:
-        raise TimeFormatError(f"a report spans at most {MAX_DAYS} days")
+        raise ReportSpanError(f"a report spans at most {MAX_DAYS} days")
     return first, last
 
 

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from growthengine import __version__
 from growthengine.api import (
     routes_clock,
+    routes_inbox,
     routes_ingest,
     routes_kpis,
     routes_messages,
@@ -23,6 +24,7 @@ from growthengine.api import (
     routes_webhooks,
 )
 from growthengine.api.auth import KeyRing
+from growthengine.api.cors import EngineCORS
 from growthengine.api.errors import install_error_handlers
 from growthengine.api.responses import OrjsonResponse
 from growthengine.clock import ManualClock, system_seconds
@@ -61,10 +63,11 @@ def create_app(engine: Engine, keys: KeyRing, *, run_workers: bool = True) -> Fa
     app.state.engine = engine
     app.state.keys = keys
     install_error_handlers(app)
-    for module in (routes_ingest, routes_users, routes_segments, routes_messages, routes_optimize, routes_clock,
-                   routes_unsubscribe, routes_kpis, routes_webhooks, routes_pipeline):
+    for module in (routes_ingest, routes_users, routes_segments, routes_messages, routes_inbox, routes_optimize,
+                   routes_clock, routes_unsubscribe, routes_kpis, routes_webhooks, routes_pipeline):
         app.include_router(module.router)
     mount_dashboard(app, engine)
+    app.add_middleware(EngineCORS, origins=engine.settings.cors_origins)  # outermost: errors carry CORS too
     return app
 
 

@@ -52,3 +52,25 @@ def _inflate(data: bytes, max_bytes: int, *, gzip: bool) -> bytes:
     if not inflater.eof:  # without its end (and checksum) the body may be cut short anywhere
         raise ApiError(400, "bad_encoding", f"the {'gzip' if gzip else 'deflate'} data is incomplete")
     return out
+
+
+_UNREAD = object()
+
+
+async def read_json_once(request: Request, *, max_bytes: int) -> Any:
+    """:func:`read_json`, decoded once per request: a dependency that looks into the body and the route share it."""
+    cached = getattr(request.state, "json_body", _UNREAD)
+    if cached is _UNREAD:
+        cached = request.state.json_body = await read_json(request, max_bytes=max_bytes)
+    return cached
+
+
+def write_key_in_body(payload: Any) -> str | None:
+    """The ``writeKey`` that analytics.js puts in the body (of the call, or of a batch's first call)."""
+    if not isinstance(payload, dict):
+        return None
+    key = payload.get("writeKey")
+    if key is None and isinstance(payload.get("batch"), list) and payload["batch"]:
+        first = payload["batch"][0]
+        key = first.get("writeKey") if isinstance(first, dict) else None
+    return key if isinstance(key, str) and key else None

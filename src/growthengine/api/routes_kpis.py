@@ -6,30 +6,34 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 
+from growthengine.analytics.report import ReportSpanError
 from growthengine.analytics.service import kpi_report
 from growthengine.api.deps import get_engine, require_admin
 from growthengine.api.errors import ApiError
 from growthengine.api.schemas import ERROR_RESPONSES
+from growthengine.api.wire_schemas import NO_NUL
 from growthengine.engine import Engine
-from growthengine.timefmt import TimeFormatError
+from growthengine.timefmt import DAY_OR_INSTANT_PATTERN, TimeFormatError
 
 router = APIRouter(prefix="/v1", tags=["kpis"], dependencies=[Depends(require_admin)])
 
 
 @router.get("/kpis", responses=ERROR_RESPONSES)
 async def kpis(
-    flow: str | None = Query(None, max_length=100, description="only this flow"),
-    start: str | None = Query(None, alias="from", max_length=64,
-                              description="first day: an ISO date (local) or instant; default 29 days before to"),
-    end: str | None = Query(None, alias="to", max_length=64,
-                            description="last day, inclusive: an ISO date (local) or instant; default today"),
+    flow: str | None = Query(None, max_length=100, pattern=NO_NUL, description="only this flow"),
+    start: str | None = Query(None, alias="from", max_length=64, json_schema_extra={"pattern": DAY_OR_INSTANT_PATTERN},
+                              description="first day: an ISO date (local) or instant with its offset; default 29 "
+                                          "days before to. After to, or more than a year before it: 422"),
+    end: str | None = Query(None, alias="to", max_length=64, json_schema_extra={"pattern": DAY_OR_INSTANT_PATTERN},
+                            description="last day, inclusive: an ISO date (local) or instant with its offset; "
+                                        "default today"),
     engine: Engine = Depends(get_engine),
 ) -> dict[str, Any]:
     """Delivery, open, click, conversion and unsubscribe rates and uplift against the control group: overall
     (with the spec's benchmarks) and by flow, step, channel, variant and day."""
-    if any("\x00" in v for v in (flow, start, end) if v):  # PostgreSQL refuses NUL in a query
-        raise ApiError(400, "invalid_request", "parameters must not contain the NUL character (%00)")
     try:
         return kpi_report(engine, flow=flow or None, start=start or None, end=end or None)
+    except ReportSpanError as exc:
+        raise ApiError(422, "invalid_span", str(exc)) from None
     except TimeFormatError as exc:
         raise ApiError(400, "invalid_request", str(exc)) from None

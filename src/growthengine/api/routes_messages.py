@@ -1,14 +1,14 @@
-"""Messages (the send ledger) and the in-app inbox (CONTRACT.md 3.2, 3.3)."""
+"""Messages: the send ledger (CONTRACT.md 3.2)."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Query
 
 from growthengine.api.deps import get_engine, require_admin
-from growthengine.api.errors import ApiError
-from growthengine.api.schemas import ERROR_RESPONSES, InboxView, MessagesPage, MessageView
+from growthengine.api.schemas import ERROR_RESPONSES, MessagesPage
+from growthengine.api.wire_schemas import NO_NUL
 from growthengine.clock import from_us
 from growthengine.domain.messages import Message
 from growthengine.engine import Engine
@@ -41,41 +41,18 @@ def message_json(message: Message) -> dict[str, Any]:
 
 @router.get("/messages", response_model=MessagesPage, responses=ERROR_RESPONSES)
 async def list_messages(
-    user_id: str | None = Query(None, alias="userId", max_length=300),
-    flow: str | None = Query(None, max_length=100),
+    user_id: str | None = Query(None, alias="userId", max_length=300, pattern=NO_NUL),
+    flow: str | None = Query(None, max_length=100, pattern=NO_NUL),
     channel: ChannelName | None = Query(None),
     status: StatusName | None = Query(None),
     limit: int = Query(100, ge=1, le=1000),
-    cursor: str | None = Query(None, max_length=40),
+    cursor: str | None = Query(None, pattern="^[0-9]{0,18}$", description="next from the previous page"),
     engine: Engine = Depends(get_engine),
 ) -> dict[str, Any]:
-    after = None
-    if cursor:
-        if not cursor.isdigit():
-            raise ApiError(400, "invalid_cursor", "cursor is not one this API gave out")
-        after = int(cursor)
+    after = int(cursor) if cursor else None
     found = engine.messages(user_id=user_id, flow=flow, channel=channel, status=status, after_seq=after,
                             limit=limit + 1)
     more = len(found) > limit
     found = found[:limit]
     return {"messages": [message_json(m) for m in found],
             "next": str(found[-1].seq) if more and found else None}
-
-
-@router.get("/users/{userId}/inbox", response_model=InboxView, responses=ERROR_RESPONSES)
-async def inbox(user_id: str = Path(..., alias="userId", max_length=300),
-                engine: Engine = Depends(get_engine)) -> dict[str, Any]:
-    found = engine.inbox(user_id)
-    if found is None:
-        raise ApiError(404, "not_found", f"no user {user_id!r}")
-    return {"messages": [message_json(m) for m in found]}
-
-
-@router.post("/users/{userId}/inbox/{messageId}/read", response_model=MessageView, responses=ERROR_RESPONSES)
-async def mark_read(user_id: str = Path(..., alias="userId", max_length=300),
-                    message_id: str = Path(..., alias="messageId", max_length=100),
-                    engine: Engine = Depends(get_engine)) -> dict[str, Any]:
-    message = engine.mark_read(user_id, message_id)
-    if message is None:
-        raise ApiError(404, "not_found", f"no in-app message {message_id!r} for user {user_id!r}")
-    return message_json(message)

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from growthengine.api.cursor import decode_cursor, encode_cursor
+from growthengine.api.cursor import CURSOR_PATTERN, decode_cursor, encode_cursor
 from growthengine.api.deps import get_engine, require_admin
 from growthengine.api.errors import ApiError
 from growthengine.api.schemas import ERROR_RESPONSES, MembersPage, SegmentSummary
@@ -29,7 +29,7 @@ async def list_segments(engine: Engine = Depends(get_engine)) -> list[dict[str, 
 async def segment_members(
     key: str = Path(..., max_length=100),
     limit: int = Query(100, ge=1, le=1000),
-    cursor: str | None = Query(None, max_length=2000),
+    cursor: str | None = Query(None, max_length=2000, pattern=CURSOR_PATTERN, description="next of the page before"),
     engine: Engine = Depends(get_engine),
 ) -> dict[str, Any]:
     if key not in engine.segments.segments:

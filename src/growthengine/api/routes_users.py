@@ -1,4 +1,4 @@
-"""Reading profiles."""
+"""Reading profiles, and a user's data export (CONTRACT.md 3.2, 10)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from fastapi import APIRouter, Depends, Path
 
 from growthengine.api.deps import get_engine, require_admin
 from growthengine.api.errors import ApiError
-from growthengine.api.schemas import ERROR_RESPONSES, UserView
+from growthengine.api.schemas import ERROR_RESPONSES, UserExport, UserView
+from growthengine.api.user_export import export_user
+from growthengine.api.wire_schemas import NO_NUL
 from growthengine.engine import Engine
 
 router = APIRouter(prefix="/v1", tags=["users"], dependencies=[Depends(require_admin)])
@@ -16,11 +18,21 @@ router = APIRouter(prefix="/v1", tags=["users"], dependencies=[Depends(require_a
 
 @router.get("/users/{userId}", response_model=UserView, responses=ERROR_RESPONSES)
 async def get_user(
-    user_id: str = Path(..., alias="userId", max_length=300), engine: Engine = Depends(get_engine)
+    user_id: str = Path(..., alias="userId", max_length=300, pattern=NO_NUL), engine: Engine = Depends(get_engine)
 ) -> dict[str, Any]:
-    if "\x00" in user_id:  # no stored id holds one, and PostgreSQL refuses it in a query
-        raise ApiError(400, "invalid_request", "userId must not contain the NUL character (%00)")
     view = engine.user_view(user_id)
     if view is None:
         raise ApiError(404, "not_found", f"no user {user_id!r}")
     return view
+
+
+@router.get("/users/{userId}/export", response_model=UserExport, responses=ERROR_RESPONSES,
+            summary="Everything held about a user (PDPA data access)")
+def export(user_id: str = Path(..., alias="userId", max_length=300, pattern=NO_NUL),
+           engine: Engine = Depends(get_engine)) -> dict[str, Any]:
+    # A plain ``def``: a long export reads in a worker thread, never on the event loop.
+    with engine.store.transaction() as tx:
+        found = export_user(tx, user_id)
+    if found is None:
+        raise ApiError(404, "not_found", f"no user {user_id!r}")
+    return found

@@ -47,7 +47,7 @@ def serve(
     start_at: dt.datetime | None = None
     if start is not None:
         try:
-            start_at = parse_instant(start, field="--start")
+            start_at = parse_instant(start, field="--start", require_offset=True)
         except TimeFormatError as exc:
             raise CliError(str(exc)) from None
     if clock == "manual" and start_at is None:

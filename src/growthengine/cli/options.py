@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from growthengine.settings import Settings, load_settings
@@ -31,4 +32,8 @@ def setup_logging(level: int = logging.INFO) -> None:
 def cli_settings(db: str | None, config: Path | None, **overrides: object) -> Settings:
     if config is not None and not config.exists():
         raise CliError(f"config file {config} does not exist")
-    return load_settings(config, db_url=db, **overrides)
+    try:
+        return load_settings(config, db_url=db, **overrides)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors())
+        raise CliError(f"settings: {problems}") from None

@@ -35,7 +35,7 @@ def simulate(
     from growthengine.simulate.report import print_report
 
     try:
-        start_at = parse_instant(start, field="--start")
+        start_at = parse_instant(start, field="--start", require_offset=True)
     except TimeFormatError as exc:
         raise CliError(str(exc)) from None
     data_dir: Path | None = None
@@ -70,7 +70,8 @@ def start_live_simulation(settings: Settings, new_key: str | None) -> threading.
     The simulator needs the admin key in plain text: the one made by this run, else ``GROWTH_API_KEY``.
     """
     from growthengine.keys import KEY_FILE
-    from growthengine.simulate.live import local_url, start_in_background
+    from growthengine.settings import served_url
+    from growthengine.simulate.live import start_in_background
 
     key = new_key or settings.api_key
     if not key:
@@ -78,7 +79,7 @@ def start_live_simulation(settings: Settings, new_key: str | None) -> threading.
             "--simulate needs the admin API key, but only its hash is kept from an earlier run: set GROWTH_API_KEY "
             f"to that key, or delete {Path(settings.data_dir) / KEY_FILE} to have a new one made"
         )
-    url = local_url(settings.host, settings.port)
+    url = served_url(settings.host, settings.port)
     _, stop = start_in_background(url, key)
     console.print(f"Simulated marketplace streaming into {url} (a simulated day every 6 minutes)")
     return stop

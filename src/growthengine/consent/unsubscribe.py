@@ -11,6 +11,8 @@ from pathlib import Path
 
 import orjson
 
+from growthengine.private_files import private_dir, write_private
+
 
 class BadToken(ValueError):
     pass
@@ -31,11 +33,9 @@ class UnsubscribeLinks:
     @classmethod
     def from_data_dir(cls, data_dir: Path, base_url: str) -> UnsubscribeLinks:
         """The signing secret lives under the data dir, made once (32 random bytes)."""
-        path = Path(data_dir) / "unsubscribe.secret"
+        path = private_dir(data_dir, tighten=True) / "unsubscribe.secret"
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_hex(32), encoding="ascii")
-            path.chmod(0o600)
+            write_private(path, secrets.token_hex(32))
         return cls(bytes.fromhex(path.read_text(encoding="ascii").strip()), base_url)
 
     def token(self, user_id: str, channel: str, message_id: str) -> str:

@@ -25,6 +25,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "login": ("เข้าสู่ระบบ", "Log in"),
     "admin_key": ("คีย์ผู้ดูแล (admin API key)", "Admin API key"),
     "login_failed": ("คีย์ไม่ถูกต้อง หรือไม่ใช่คีย์ผู้ดูแล", "That key is unknown or is not the admin key"),
+    "login_throttled": ("ลองผิดหลายครั้งเกินไป กรุณารอสักครู่แล้วลองใหม่",
+                        "Too many failed attempts; wait a few minutes and try again"),
     "login_hint": ("ใส่คีย์ผู้ดูแลที่ growth serve แสดงตอนเริ่มครั้งแรก (หรือ GROWTH_API_KEY)",
                    "Enter the admin key growth serve printed at its first start (or GROWTH_API_KEY)"),
     "from": ("ตั้งแต่", "From"),

@@ -16,10 +16,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from growthengine.api.auth import KeyRing
-from growthengine.clock import to_us
+from growthengine.clock import Clock, RealClock
 from growthengine.dashboard import views
 from growthengine.dashboard.i18n import pick_language, translator
-from growthengine.dashboard.session import COOKIE, LANG_COOKIE, SessionSigner, safe_next
+from growthengine.dashboard.session import COOKIE, LANG_COOKIE, DashboardSessions, LoginThrottle, safe_next
 from growthengine.domain.messages import STATUSES
 from growthengine.engine import Engine
 from growthengine.timefmt import TimeFormatError
@@ -81,14 +81,19 @@ def _query(request: Request, name: str, allowed: tuple[str, ...] | None = None) 
     return value
 
 
-def build_router(engine: Engine) -> APIRouter:
+def build_router(engine: Engine, system_clock: Clock | None = None) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     env = _environment()
-    signer = SessionSigner()
+    system_clock = system_clock or RealClock()
+    sessions = DashboardSessions(engine.store, system_clock)
+    throttle = LoginThrottle(system_clock, engine.settings.login_attempts, engine.settings.login_window_s)
     plotly = PlotlyBundle()
 
     def signed_in(request: Request) -> bool:
-        return signer.valid(request.cookies.get(COOKIE), to_us(engine.clock.now()))
+        known = getattr(request.state, "signed_in", None)
+        if known is None:
+            known = request.state.signed_in = sessions.valid(request.cookies.get(COOKIE))
+        return bool(known)
 
     def render(request: Request, template: str, page: str, status: int = 200, **values: Any) -> Response:
         lang = pick_language(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
@@ -140,24 +145,34 @@ def build_router(engine: Engine) -> APIRouter:
 
     @router.get("/dashboard/login")
     async def login_form(request: Request) -> Response:
-        return render(request, "login.html", "login", next=safe_next(request.query_params.get("next")), failed=False)
+        return render(request, "login.html", "login", next=safe_next(request.query_params.get("next")), failed=None)
 
     @router.post("/dashboard/login")
     async def login(request: Request) -> Response:
         form = await _form(request)
         key, target = form.get("key", ""), safe_next(form.get("next"))
+        client = request.client.host if request.client else "unknown"
+        wait = throttle.retry_after(client)
+        if wait is not None:
+            response = render(request, "login.html", "login", status=429, next=target, failed="throttled")
+            response.headers["Retry-After"] = str(wait)
+            return response
         keys: KeyRing = request.app.state.keys
         if not key or keys.role_of(key) != "admin":
-            return render(request, "login.html", "login", status=401, next=target, failed=True)
+            throttle.failed(client)
+            return render(request, "login.html", "login", status=401, next=target, failed="key")
+        throttle.succeeded(client)
         response = RedirectResponse(target, status_code=303)
-        response.set_cookie(COOKIE, signer.issue(to_us(engine.clock.now())), httponly=True, samesite="strict",
-                            path="/")
+        response.set_cookie(COOKIE, sessions.open(), httponly=True, samesite="strict", path="/",
+                            secure=request.url.scheme == "https")  # behind a trusted proxy: X-Forwarded-Proto
         return response
 
     @router.post("/dashboard/logout")
-    async def logout() -> Response:
+    async def logout(request: Request) -> Response:
+        sessions.close(request.cookies.get(COOKIE))
         response = RedirectResponse("/dashboard/login", status_code=303)
-        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict",
+                               secure=request.url.scheme == "https")
         return response
 
     @router.post("/dashboard/segments/snapshot")

@@ -6,11 +6,12 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from growthengine.domain.traits import TraitError, validate_traits
+from growthengine.domain.traits import DroppedTrait, clean_traits
 from growthengine.timefmt import TimeFormatError, parse_instant
 
 CALL_TYPES = ("identify", "track", "page", "screen", "alias", "group")
 MAX_ID_LENGTH = 256
+MAX_ID_INTEGER = 2**53 - 1  # ids sent as numbers: those every JSON reader (JavaScript too) keeps exact
 MAX_EVENT_NAME_LENGTH = 200
 # Objects and arrays nested deeper than this are refused: the stored JSON (orjson) and Python's repr both
 # have limits a few times larger, and no real event needs more.
@@ -19,6 +20,8 @@ MAX_NESTING = 64
 # Fields the event log keeps in their own columns or as the payload; anything else (context, integrations,
 # sentAt, a page's name, a group's groupId, an alias's previousId, ...) is kept in ``extra``.
 _CORE_FIELDS = {"type", "userId", "anonymousId", "event", "properties", "traits", "timestamp", "messageId"}
+# Never stored: analytics.js puts the write key (a credential) in every call it sends.
+_SECRET_FIELDS = {"writeKey"}
 
 # Where anonymous visitors' profiles live (``domain.profiles.ANONYMOUS_PREFIX``); no userId may start with it.
 _RESERVED_USER_PREFIX = "anon:"
@@ -46,6 +49,7 @@ class Call:
     previous_id: str | None = None
     group_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    dropped: list[DroppedTrait] = field(default_factory=list)  # known traits that could not be used
 
     @property
     def name(self) -> str:
@@ -59,13 +63,17 @@ def _identifier(raw: dict[str, Any], key: str) -> str | None:
     value = raw.get(key)
     if value is None:
         return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON has one kind of number: 42.0 is the integer 42
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InvalidCall(f"{key} must be a string (or an integer), got {type(value).__name__}")
+    if isinstance(value, int) and abs(value) > MAX_ID_INTEGER:
+        raise InvalidCall(f"{key} as a number must lie within ±{MAX_ID_INTEGER} (send larger ids as strings)")
+    if isinstance(value, str) and len(value) > MAX_ID_LENGTH:
+        raise InvalidCall(f"{key} is longer than {MAX_ID_LENGTH} characters")
     text = str(value).strip()
     if not text:
         raise InvalidCall(f"{key} must not be empty")
-    if len(text) > MAX_ID_LENGTH:
-        raise InvalidCall(f"{key} is longer than {MAX_ID_LENGTH} characters")
     if "\x00" in text:
         raise InvalidCall(f"{key} must not contain the NUL character (\\u0000)")
     return text
@@ -126,13 +134,12 @@ def parse_call(
 
     message_id = _identifier(raw, "messageId")
 
-    if raw.get("timestamp") is None:
+    timestamp = _instant(raw, "timestamp")
+    if timestamp is None:
         timestamp = _corrected_client_time(raw, now, batch_sent_at)
     else:
-        try:
-            timestamp = parse_instant(raw["timestamp"])
-        except TimeFormatError as exc:
-            raise InvalidCall(str(exc)) from None
+        _instant(raw, "originalTimestamp")  # not needed beside a timestamp, yet checked as every time on the wire
+        _instant(raw, "sentAt")
         if timestamp > now and timestamp - now > future_tolerance:  # no overflow at either end of time
             raise InvalidCall(
                 f"timestamp {raw['timestamp']} is more than {int(future_tolerance.total_seconds() // 60)} "
@@ -145,7 +152,7 @@ def parse_call(
         anonymous_id=anonymous_id,
         timestamp=timestamp,
         message_id=message_id,
-        extra={k: v for k, v in raw.items() if k not in _CORE_FIELDS},
+        extra={k: v for k, v in raw.items() if k not in _CORE_FIELDS and k not in _SECRET_FIELDS},
     )
 
     if call_type == "track":
@@ -165,10 +172,7 @@ def parse_call(
             raise InvalidCall("name must be a string")
         call.event = name
     elif call_type == "identify":
-        try:
-            call.traits = validate_traits(_object(raw, "traits"))
-        except TraitError as exc:
-            raise InvalidCall(str(exc)) from None
+        call.traits, call.dropped = clean_traits(_identify_traits(raw))
     elif call_type == "group":
         call.group_id = _identifier(raw, "groupId")
         call.traits = _object(raw, "traits")
@@ -182,22 +186,43 @@ def parse_call(
     return call
 
 
+def _identify_traits(raw: dict[str, Any]) -> dict[str, Any]:
+    """An identify's traits: ``traits``, over those in ``context.traits`` (where RudderStack's SDKs put them)."""
+    traits = _object(raw, "traits")
+    context = raw.get("context")
+    in_context = context.get("traits") if isinstance(context, dict) else None
+    if isinstance(in_context, dict) and in_context:
+        return {**in_context, **traits}
+    return traits
+
+
+def _instant(raw: dict[str, Any], key: str) -> dt.datetime | None:
+    """The instant in ``raw[key]`` (None when absent); :class:`InvalidCall` when it is not one."""
+    if raw.get(key) is None:
+        return None
+    try:
+        return parse_instant(raw[key], field=key)
+    except TimeFormatError as exc:
+        raise InvalidCall(str(exc)) from None
+
+
 def _corrected_client_time(raw: dict[str, Any], now: dt.datetime, batch_sent_at: Any) -> dt.datetime:
     """No ``timestamp``: take ``originalTimestamp`` corrected by the client's clock skew (``sentAt``), else now.
 
     This is how RudderStack and Segment SDKs that send ``originalTimestamp`` get their event times.
     """
-    original = raw.get("originalTimestamp")
-    if original is None:
+    original_at = _instant(raw, "originalTimestamp")
+    sent_at = _instant(raw, "sentAt")
+    if original_at is None:
         return now
-    try:
-        original_at = parse_instant(original, field="originalTimestamp")
-        sent = raw.get("sentAt", batch_sent_at)
-        if sent is None:
+    if sent_at is None:
+        if batch_sent_at is None:
             return min(original_at, now)
-        skew = parse_instant(sent, field="sentAt") - original_at
-    except TimeFormatError as exc:
-        raise InvalidCall(str(exc)) from None
+        try:
+            sent_at = parse_instant(batch_sent_at, field="sentAt")
+        except TimeFormatError as exc:
+            raise InvalidCall(str(exc)) from None
+    skew = sent_at - original_at
     if abs(skew) > _MAX_SKEW:
         return now
     return min(now - skew, now) if skew >= dt.timedelta(0) else now

@@ -46,17 +46,30 @@ class IngestRequest:
 
 
 @dataclass(slots=True)
+class TraitWarning:
+    """Part of an accepted call that was left out (a known trait the engine cannot use), and why."""
+
+    index: int
+    path: str
+    message: str
+
+
+@dataclass(slots=True)
 class IngestResult:
     accepted: int = 0
     duplicates: int = 0
     rejected: list[Rejection] = field(default_factory=list)
+    warnings: list[TraitWarning] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "accepted": self.accepted,
             "duplicates": self.duplicates,
             "rejected": [{"index": r.index, "error": r.error} for r in self.rejected],
         }
+        if self.warnings:
+            out["warnings"] = [{"index": w.index, "path": w.path, "message": w.message} for w in self.warnings]
+        return out
 
 
 class IngestionService:
@@ -95,12 +108,14 @@ class IngestionService:
             default_type, sent_at = request.default_type, request.batch_sent_at
             for index, raw in enumerate(request.calls):
                 try:
-                    calls.append(parse_call(raw, now=now, future_tolerance=tolerance, default_type=default_type,
-                                            batch_sent_at=sent_at))
+                    call = parse_call(raw, now=now, future_tolerance=tolerance, default_type=default_type,
+                                      batch_sent_at=sent_at)
                 except InvalidCall as exc:
                     result.rejected.append(Rejection(index, str(exc)))
                 else:
+                    calls.append(call)
                     owners.append(result)
+                    result.warnings += [TraitWarning(index, d.path, d.message) for d in call.dropped]
         if calls:
             with self._store.transaction() as tx:
                 fresh, fresh_owners = self._drop_duplicates(tx, calls, owners)

@@ -41,12 +41,6 @@ class LiveStats:
     batches: int = 0
 
 
-def local_url(host: str, port: int) -> str:
-    """Where a server listening on ``host`` can be reached from this machine."""
-    reach = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - mapping, not binding
-    return f"http://{f'[{reach}]' if ':' in reach else reach}:{port}"
-
-
 class _Poster:
     def __init__(self, client: httpx.Client, stats: LiveStats, prefix: str) -> None:
         self.client, self.stats, self.prefix = client, stats, prefix

@@ -186,7 +186,7 @@ class Population:
         self._name_first = rng.integers(len(FIRST_NAMES), size=n)
         self._name_last = rng.integers(len(LAST_NAMES), size=n)
         self._phone = rng.integers(10_000_000, 100_000_000, size=n)
-        self._phone_prefix = rng.choice(np.array([6, 8, 9]), size=n)
+        self._phone_prefix = rng.choice(np.array([8, 9, 8]), size=n)  # valid mobile ranges (not all of 06x is)
         self._token = rng.integers(0, 2**62, size=n)
 
     def index_of(self, uid: str) -> int | None:

@@ -11,6 +11,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
 
+from growthengine.private_files import private_dir, private_file
+
 log = logging.getLogger(__name__)
 
 Dialect = Literal["sqlite", "postgresql"]
@@ -38,8 +40,10 @@ def normalize_url(url: str) -> tuple[str, Dialect]:
 def create_sqlite_engine(url: str) -> sa.Engine:
     """The embedded default: a file in WAL mode, one writer at a time, BEGIN IMMEDIATE for every transaction."""
     parsed = make_url(url)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+        path = Path(parsed.database).expanduser()
+        private_dir(path.parent)
+        private_file(path)  # 0600; SQLite gives its WAL and shared-memory files the same mode
     engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
     @sa.event.listens_for(engine, "connect")

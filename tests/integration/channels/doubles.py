@@ -227,13 +227,18 @@ def tls_contexts(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
 
 
 @contextmanager
-def run_smtp(*, tls_dir: Path | None = None) -> Iterator[SmtpDouble]:
-    """An aiosmtpd server on 127.0.0.1 (with STARTTLS and AUTH required when ``tls_dir`` is given)."""
+def run_smtp(*, tls_dir: Path | None = None, implicit: bool = False) -> Iterator[SmtpDouble]:
+    """An aiosmtpd server on 127.0.0.1: plain; with STARTTLS and AUTH required when ``tls_dir`` is given (as on
+    port 587); or TLS from the first byte with AUTH (``implicit``, as on port 465, RFC 8314)."""
     handler = SmtpHandler()
     port = free_port()
     client_context = None
     if tls_dir is None:
         controller = Controller(handler, hostname="127.0.0.1", port=port)
+    elif implicit:
+        server_context, client_context = tls_contexts(tls_dir)
+        controller = Controller(handler, hostname="127.0.0.1", port=port, ssl_context=server_context,
+                                authenticator=_authenticator, auth_require_tls=False)
     else:
         server_context, client_context = tls_contexts(tls_dir)
         controller = Controller(handler, hostname="127.0.0.1", port=port, tls_context=server_context,

@@ -1,4 +1,7 @@
-"""Facebook Custom Audience sync against a local Graph API double: hashing, batches, sessions, pacing, retries."""
+"""Facebook Custom Audience sync against a local Marketing API double built from Meta's reference for
+``/{custom_audience_id}/users`` (v27.0): form-encoded ``payload`` and ``session`` (JSON text) on POST, the same in the
+query string on DELETE (as the Business SDK sends removals), the documented answer; hashing, batches, pacing,
+throttling read from ``X-Business-Use-Case-Usage``."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from growthengine.channels.providers.base import CredentialsError, OutboundMessa
 from growthengine.channels.providers.facebook_audience import FacebookAudienceConfig, FacebookAudienceProvider
 from growthengine.channels.providers.rate_limit import TokenBucket
 
-USERS = "/v23.0/23850000000001/users"
+USERS = "/v27.0/23850000000001/users"
 
 
 class FakeTime:
@@ -55,10 +58,22 @@ def make(server: HTTPServer, time_: FakeTime, http: httpx.Client) -> Make:
     return build
 
 
+def fields(request: Request) -> dict[str, Any]:
+    """The request's parameters as Meta reads them: form fields on POST, the query string on DELETE, JSON inside."""
+    if request.method == "DELETE":
+        assert request.get_data() == b"", "a removal carries no body"
+        raw = request.args
+    else:
+        assert request.mimetype == "application/x-www-form-urlencoded", request.mimetype
+        raw = request.form
+    return {name: json.loads(value) if name in ("payload", "session") else value for name, value in raw.items()}
+
+
 def received(request: Request) -> Response:
-    data = request.get_json()["payload"]["data"]
-    return Response(json.dumps({"audience_id": "23850000000001", "session_id": "1", "num_received": len(data),
-                                "num_invalid_entries": 0}), content_type="application/json")
+    data = fields(request)["payload"]["data"]
+    return Response(json.dumps({"audience_id": "23850000000001", "session_id": "9148116824400",
+                                "num_received": len(data), "num_invalid_entries": 0, "invalid_entry_samples": {}}),
+                    content_type="application/json")
 
 
 def test_emails_are_normalized_and_hashed() -> None:
@@ -73,7 +88,7 @@ def test_add_in_batches_of_at_most_ten_thousand(server: HTTPServer, make: Make) 
     emails = [f"user{i}@example.com" for i in range(25_001)] + ["USER0@example.com "]  # a duplicate after normalizing
     result = make().add(emails, key="winback-2026-01-05")
     assert (result.ok, result.requested, result.batches, result.received) == (True, 25_001, 3, 25_001)
-    bodies = [r.get_json() for r, _ in server.log]
+    bodies = [fields(r) for r, _ in server.log]
     assert [len(b["payload"]["data"]) for b in bodies] == [10_000, 10_000, 5_001]
     assert {b["payload"]["schema"] for b in bodies} == {"EMAIL_SHA256"}
     assert bodies[0]["payload"]["data"][0] == hashlib.sha256(b"user0@example.com").hexdigest()
@@ -84,12 +99,43 @@ def test_add_in_batches_of_at_most_ten_thousand(server: HTTPServer, make: Make) 
     assert "user0@example.com" not in server.log[0][0].get_data(as_text=True)
 
 
-def test_remove_uses_delete_and_the_app_secret_proof(server: HTTPServer, make: Make) -> None:
+def test_the_add_is_form_encoded_as_meta_documents(server: HTTPServer, make: Make) -> None:
+    server.expect_request(USERS, method="POST").respond_with_handler(received)
+    assert make().add(["a@example.com"], key="k").ok
+    raw = server.log[-1][0].get_data(as_text=True)
+    assert raw.startswith("payload=%7B%22schema%22%3A%22EMAIL_SHA256%22%2C%22data%22%3A%5B%22")  # payload={"schema":…
+
+
+def test_remove_uses_delete_with_the_query_string_and_the_app_secret_proof(server: HTTPServer, make: Make) -> None:
     server.expect_request(USERS, method="DELETE").respond_with_handler(received)
     result = make(app_secret="app-secret").remove(["a@example.com", "b@example.com"])
     assert (result.ok, result.action, result.received) == (True, "remove", 2)
-    body = server.log[-1][0].get_json()
-    assert body["appsecret_proof"] == hmac.new(b"app-secret", b"EAAB-token", hashlib.sha256).hexdigest()
+    sent = fields(server.log[-1][0])
+    assert sent["appsecret_proof"] == hmac.new(b"app-secret", b"EAAB-token", hashlib.sha256).hexdigest()
+    assert sent["payload"] == {"schema": "EMAIL_SHA256", "data": [hash_email("a@example.com"),
+                                                                 hash_email("b@example.com")]}
+    assert "EAAB-token" not in server.log[-1][0].full_path  # the token travels in the Authorization header
+
+
+def test_throttling_waits_as_the_usage_header_says(server: HTTPServer, make: Make, time_: FakeTime) -> None:
+    usage = {"1234567890": [{"type": "custom_audience", "call_count": 100, "total_cputime": 28, "total_time": 31,
+                             "estimated_time_to_regain_access": 0.25}]}
+    server.expect_oneshot_request(USERS).respond_with_response(Response(
+        json.dumps({"error": {"message": "(#80003) There have been too many calls to this ad-account.",
+                              "type": "OAuthException", "code": 80003, "error_subcode": 2446079,
+                              "is_transient": True}}),
+        status=400, headers={"X-Business-Use-Case-Usage": json.dumps(usage)}, content_type="application/json"))
+    server.expect_request(USERS).respond_with_handler(received)
+    assert make().add(["a@example.com"]).ok
+    assert time_.slept == [15.0]  # a quarter of a minute
+    server.clear()
+    usage["1234567890"][0]["estimated_time_to_regain_access"] = 30
+    server.expect_request(USERS).respond_with_response(Response(
+        json.dumps({"error": {"message": "(#80003) Too many calls", "code": 80003}}), status=400,
+        headers={"X-Business-Use-Case-Usage": json.dumps(usage)}, content_type="application/json"))
+    later = make().add(["b@example.com"])
+    assert (later.ok, later.permanent) == (False, False)  # half an hour: given up for now, not held
+    assert "retry after 1800s" in later.errors[0]
 
 
 def test_requests_are_paced_by_the_token_bucket(server: HTTPServer, make: Make, time_: FakeTime) -> None:
@@ -126,7 +172,7 @@ def test_send_adds_one_member_keyed_by_the_message(server: HTTPServer, make: Mak
     provider = make()
     delivery = provider.send(msg)
     assert (delivery.status, delivery.provider_id) == ("sent", str(key_number("msg_ads_1")))
-    assert server.log[-1][0].get_json()["payload"]["data"] == [hash_email("nida@example.co.th")]
+    assert fields(server.log[-1][0])["payload"]["data"] == [hash_email("nida@example.co.th")]
     removal = OutboundMessage(id="msg_ads_2", user_id="u-1", channel="ads", kind="marketing",
                               to=hash_email("nida@example.co.th"), data={"audience_action": "remove"})
     assert provider.send(removal).status == "sent"
@@ -141,7 +187,7 @@ def test_a_member_facebook_finds_invalid(server: HTTPServer, make: Make) -> None
 
 
 def test_check_credentials_and_no_webhooks(server: HTTPServer, make: Make) -> None:
-    audience = "/v23.0/23850000000001"
+    audience = "/v27.0/23850000000001"
     server.expect_oneshot_request(audience).respond_with_json({"id": "23850000000001", "name": "Winback"})
     make().check_credentials()
     server.expect_oneshot_request(audience).respond_with_json(

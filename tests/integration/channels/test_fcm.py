@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from collections.abc import Callable
@@ -99,7 +100,9 @@ def test_normal_urgency_and_the_token_is_reused(server: HTTPServer, make: Make) 
                "INVALID_ARGUMENT", "message.token"), True),
     (fcm_error(400, "INVALID_ARGUMENT", "Invalid value at 'message.android.ttl'", "INVALID_ARGUMENT",
                "message.android.ttl"), False),
-    (fcm_error(403, "PERMISSION_DENIED", "SenderId mismatch", "SENDER_ID_MISMATCH"), False),
+    # The token belongs to another project's sender: it will never work for ours.
+    (fcm_error(403, "PERMISSION_DENIED", "SenderId mismatch", "SENDER_ID_MISMATCH"), True),
+    (fcm_error(403, "PERMISSION_DENIED", "Permission 'cloudmessaging.messages.create' denied"), False),
 ])
 def test_refusals_are_permanent_and_dead_tokens_say_so(server: HTTPServer, make: Make, sleeps: list[float],
                                                        response: Response, invalid: bool) -> None:
@@ -145,6 +148,37 @@ def test_a_401_fetches_a_fresh_token_once(server: HTTPServer, make: Make) -> Non
     assert len(tokens.issued) == 2
     sent = [r for r, _ in server.log if r.path == SEND]
     assert [r.headers["Authorization"] for r in sent] == ["Bearer ya29.test-1", "Bearer ya29.test-2"]
+
+
+def test_an_apns_auth_error_is_not_our_token_and_is_permanent(server: HTTPServer, make: Make,
+                                                              sleeps: list[float]) -> None:
+    tokens = TokenEndpoint()
+    fcm = make(tokens)
+    server.expect_request(SEND).respond_with_response(
+        fcm_error(401, "UNAUTHENTICATED", "Auth error from APNS or Web Push Service", "THIRD_PARTY_AUTH_ERROR"))
+    for _ in range(3):  # iOS sends one after another: never a token refresh for them
+        delivery = fcm.send(push())
+        assert (delivery.status, delivery.permanent, delivery.invalid_address) == ("failed", True, False)
+        assert delivery.reason is not None and "THIRD_PARTY_AUTH_ERROR" in delivery.reason
+    assert len(tokens.issued) == 1
+    assert sleeps == []
+
+
+def test_ttl_on_every_platform(server: HTTPServer, sleeps: list[float], http: httpx.Client) -> None:
+    tokens = TokenEndpoint()
+    info = service_account(tokens.install(server))
+    server.expect_request(SEND, method="POST").respond_with_json({"name": "projects/jaikod-test/messages/0:9"})
+    now = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
+    for ttl, expiration in ((3600, str(int(now.timestamp()) + 3600)), (0, "0")):
+        config = FcmConfig.from_settings({"service_account": info, "base_url": server.url_for(""), "ttl_s": ttl})
+        fcm = FcmProvider(config, client=http, sleep=sleeps.append, system_now=lambda: now)
+        assert fcm.send(push()).status == "sent"
+        message = [r for r, _ in server.log if r.path == SEND][-1].get_json()["message"]
+        assert message["android"]["ttl"] == f"{ttl}s"
+        assert message["apns"]["headers"]["apns-expiration"] == expiration
+        assert message["webpush"]["headers"] == {"TTL": str(ttl), "Urgency": "normal"}
+    with pytest.raises(CredentialsError, match="ttl_s"):
+        FcmConfig.from_settings({"service_account": info, "ttl_s": 2_419_201})  # FCM's maximum is 4 weeks
 
 
 def test_a_refused_service_account_fails_the_send_without_calling_fcm(server: HTTPServer, make: Make) -> None:

@@ -125,3 +125,70 @@ def test_check_credentials(server: HTTPServer, make: Make) -> None:
         make().check_credentials()
     with pytest.raises(CredentialsError, match="not an http"):
         make(url="ftp://gateway").check_credentials()
+
+
+def test_a_form_body_with_basic_auth(server: HTTPServer, make: Make) -> None:
+    # The shape of the common Thai gateways: form fields, HTTP Basic auth with the API key and secret.
+    server.expect_request(PATH, method="POST").respond_with_json({"data": {"id": "gw-77"}}, status=201)
+    provider = make(body_format="form", auth_value=None, username="api-key", password="api-secret",
+                    body_template={"msisdn": "{to}", "message": "{text}", "sender": "{sender}", "ref": "{message_id}",
+                                   "parts": "{segments}"}, phone_format="national_th", id_field="data.id")
+    delivery = provider.send(sms())
+    assert (delivery.status, delivery.provider_id) == ("sent", "gw-77")
+    request = server.log[-1][0]
+    assert request.mimetype == "application/x-www-form-urlencoded"
+    assert request.form.to_dict() == {"msisdn": "0812345678", "message": "ราคาลงแล้ว! กล้อง เหลือเพียง ฿450 🔥",
+                                      "sender": "JaiKod", "ref": MID, "parts": "1"}
+    assert request.authorization is not None
+    assert (request.authorization.username, request.authorization.password) == ("api-key", "api-secret")
+
+
+def test_form_and_credential_settings_are_checked() -> None:
+    with pytest.raises(CredentialsError, match="flat"):
+        HttpSmsConfig.from_settings({"url": "https://gw.test", "body_format": "form",
+                                     "body_template": {"to": "{to}", "meta": {"ref": "{message_id}"}}})
+    with pytest.raises(CredentialsError, match="both username and password"):
+        HttpSmsConfig.from_settings({"url": "https://gw.test", "username": "u"})
+    with pytest.raises(CredentialsError, match="webhook_verifier"):
+        HttpSmsConfig.from_settings({"url": "https://gw.test", "webhook_verifier": "md5"})
+
+
+def test_a_form_report_verified_by_a_token_in_the_callback_url(make: Make) -> None:
+    provider = make(webhook_verifier="token", webhook_token_param="key", webhook_signature_header="X-Token",
+                    webhook_id_field="ref", webhook_status_field="stat", webhook_time_field=None)
+    body = b"ref=" + MID.encode() + b"&stat=DELIVERED&msisdn=0812345678"
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    url = "https://growth.jaikod.test/webhooks/http_sms?key=dlr-secret"
+    [event] = provider.parse_webhook({**form, "x-growth-request-urls": url}, body)
+    assert (event.message_id, event.status, event.event_id) == (MID, "delivered", f"{MID}:delivered")
+    assert len(provider.parse_webhook({**form, "X-Token": "dlr-secret"}, body)) == 1
+    with pytest.raises(WebhookRejected, match="does not match"):
+        provider.parse_webhook({**form, "x-growth-request-urls": url.replace("dlr-secret", "guess")}, body)
+
+
+def test_a_report_verified_by_basic_auth(make: Make) -> None:
+    provider = make(webhook_verifier="basic", webhook_username="gateway")
+    body = json.dumps({"reference": MID, "status": "undelivered", "id": "dlr-9"}).encode()
+    good = "Basic " + base64.b64encode(b"gateway:dlr-secret").decode()
+    [event] = make(webhook_verifier="basic", webhook_username="gateway", webhook_event_id_field="id") \
+        .parse_webhook({"Authorization": good}, body)
+    assert (event.status, event.event_id) == ("failed", "dlr-9")
+    for bad in ("Basic " + base64.b64encode(b"gateway:nope").decode(), "Bearer dlr-secret", "Basic !!!"):
+        with pytest.raises(WebhookRejected):
+            provider.parse_webhook({"Authorization": bad}, body)
+
+
+def reference_in_header(config: HttpSmsConfig) -> Callable[[Any, bytes], None]:
+    """A custom verifier, named in the config as ``module:function``."""
+    def verify(headers: Any, body: bytes) -> None:
+        if headers.get("X-Gateway") != "thaibulksms":
+            raise WebhookRejected("not from the gateway")
+    return verify
+
+
+def test_a_pluggable_verifier(make: Make) -> None:
+    provider = make(webhook_verifier="tests.integration.channels.test_http_sms:reference_in_header")
+    body = json.dumps({"reference": MID, "status": "delivered"}).encode()
+    assert len(provider.parse_webhook({"X-Gateway": "thaibulksms"}, body)) == 1
+    with pytest.raises(WebhookRejected, match="not from the gateway"):
+        provider.parse_webhook({}, body)

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from pytest_httpserver import HTTPServer
+from werkzeug import Response
 
 from growthengine.channels.providers.base import CredentialsError, OutboundMessage, WebhookRejected
 from growthengine.channels.providers.sendgrid import SendGridConfig, SendGridProvider
@@ -30,7 +31,7 @@ def make(server: HTTPServer, sleeps: list[float], http: httpx.Client) -> Make:
             "api_key": "SG.test-key", "from_address": "deals@jaikod.test", "from_name": "JaiKod",
             "base_url": server.url_for(""), "webhook_public_key": sendgrid_keys()[1], "backoff_s": 0.5,
             "unsubscribe_mailto": "unsubscribe@jaikod.test", **settings})
-        return SendGridProvider(config, client=http, sleep=sleeps.append, now=lambda: NOW)
+        return SendGridProvider(config, client=http, sleep=sleeps.append, system_now=lambda: NOW)
 
     return build
 
@@ -93,6 +94,33 @@ def signed(events: list[dict[str, Any]], timestamp: str = "1767578400",
     return sendgrid_sign(body, timestamp, key), body
 
 
+def test_an_empty_subject_is_never_sent(server: HTTPServer, make: Make) -> None:
+    server.expect_request(SEND, method="POST").respond_with_data("", status=202)
+    provider = make()
+    provider.send(email(subject=None, title=None, body="  ราคาลดแล้ว 450 บาท\nดูเลย"))
+    assert server.log[-1][0].get_json()["subject"] == "ราคาลดแล้ว 450 บาท"
+    provider.send(email(subject="", title="", body=""))
+    assert server.log[-1][0].get_json()["subject"] == "JaiKod"
+
+
+def test_a_429_waits_for_x_ratelimit_reset(server: HTTPServer, make: Make, sleeps: list[float]) -> None:
+    # SendGrid's documented 429: no Retry-After, the window's end as a Unix time in X-RateLimit-Reset.
+    reset = str(int(NOW.timestamp()) + 4)
+    server.expect_oneshot_request(SEND).respond_with_response(Response(
+        json.dumps({"errors": [{"field": None, "message": "too many requests"}]}), status=429,
+        headers={"X-RateLimit-Limit": "150", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset},
+        content_type="application/json"))
+    server.expect_request(SEND).respond_with_data("", status=202, headers={"X-Message-Id": "sg-2"})
+    assert make().send(email()).provider_id == "sg-2"
+    assert sleeps == [4.0]
+    server.clear()
+    server.expect_request(SEND).respond_with_response(Response(
+        "{}", status=429, headers={"X-RateLimit-Reset": str(int(NOW.timestamp()) + 3600)}))
+    later = make().send(email())
+    assert (later.status, later.permanent) == ("failed", False)
+    assert later.reason is not None and "retry after 3600s" in later.reason
+
+
 def test_events_map_to_our_statuses(make: Make) -> None:
     base = {"email": "nida@example.co.th", "timestamp": 1767578400, "sg_event_id": "e", "sg_message_id": "sg.1",
             "message_id": MID}
@@ -130,14 +158,27 @@ def test_unsigned_or_wrongly_signed_events_are_rejected(make: Make) -> None:
         provider.parse_webhook(tampered_time, body)
 
 
-def test_stale_signatures_are_rejected_when_a_max_age_is_set(make: Make) -> None:
-    fresh = signed([{"event": "open", "message_id": MID, "timestamp": 1767578400}], timestamp="1767578100")
-    stale = signed([{"event": "open", "message_id": MID, "timestamp": 1767578400}], timestamp="1767570000")
-    provider = make(webhook_max_age_s=600)
-    assert len(provider.parse_webhook(*fresh)) == 1
-    with pytest.raises(WebhookRejected, match="too far"):
-        provider.parse_webhook(*stale)
-    assert len(make().parse_webhook(*stale)) == 1
+def test_a_signature_more_than_five_minutes_from_system_time_is_refused(make: Make) -> None:
+    event = [{"event": "open", "message_id": MID, "timestamp": 1767578000, "sg_event_id": "hqFbp3HH9WxIM0R2-x2M1Q=="}]
+    provider = make()
+    [opened] = provider.parse_webhook(*signed(event, timestamp="1767578100"))  # 5 minutes before now, to the second
+    assert (opened.event_id, opened.signed_at) == ("hqFbp3HH9WxIM0R2-x2M1Q==", NOW - dt.timedelta(minutes=5))
+    for stale in ("1767578099", "1767578701", "946684800"):  # 5 min 1 s early or late; the year 2000
+        with pytest.raises(WebhookRejected, match="300s from now"):
+            provider.parse_webhook(*signed(event, timestamp=stale))
+    with pytest.raises(WebhookRejected, match="not a number"):
+        provider.parse_webhook(*signed(event, timestamp="soon"))
+    assert len(make(webhook_max_age_s=3600).parse_webhook(*signed(event, timestamp="1767575000"))) == 1
+
+
+def test_the_window_is_system_time_not_the_engine_clock(server: HTTPServer, http: httpx.Client) -> None:
+    config = SendGridConfig.from_settings({"api_key": "k", "from_address": "a@jaikod.test",
+                                           "webhook_public_key": sendgrid_keys()[1]})
+    real = SendGridProvider(config, client=http)  # no clock given: the real one, whatever the engine runs on
+    now = str(int(dt.datetime.now(dt.UTC).timestamp()))
+    assert len(real.parse_webhook(*signed([{"event": "open", "message_id": MID, "timestamp": 1}], now))) == 1
+    with pytest.raises(WebhookRejected):
+        real.parse_webhook(*signed([{"event": "open", "message_id": MID, "timestamp": 1}]))  # NOW: months ago
 
 
 def test_without_a_key_nothing_is_trusted(make: Make) -> None:

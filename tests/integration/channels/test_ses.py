@@ -26,6 +26,7 @@ TOPIC = "arn:aws:sns:ap-southeast-1:123456789012:ses-events"
 MID = "msg_5e5e5e5e5e5e5e5e5e5e5e5e"
 SUBJECT = "ลดให้พิเศษ 5% เฉพาะคุณ 🏷️"
 MOTO_ACCOUNT = "123456789012"  # moto's default account
+SYSTEM_NOW = dt.datetime(2026, 1, 5, 2, 1, tzinfo=dt.UTC)  # a minute after the notifications were signed
 FAKE_KEYS = {"access_key_id": "AKIATESTTESTTEST", "secret_access_key": "secret"}
 
 
@@ -54,7 +55,7 @@ def make(server: HTTPServer, sleeps: list[float], http: httpx.Client) -> Make:
                                           "unsubscribe_mailto": "unsubscribe@jaikod.test", "backoff_s": 0.25,
                                           **FAKE_KEYS, **settings})
         return SesProvider(config, http=http, url_allowed=lambda url: url.startswith(server.url_for("/")),
-                           sleep=sleeps.append)
+                           sleep=sleeps.append, system_now=lambda: SYSTEM_NOW)
 
     return build
 
@@ -192,17 +193,70 @@ def test_send_events_and_mail_we_did_not_send_give_nothing(server: HTTPServer, m
     assert provider.parse_webhook(*post(server, ses_notification(delivered_event(tags={})))) == []
 
 
-def test_subscription_confirmation(server: HTTPServer, make: Make) -> None:
-    server.expect_request("/confirm").respond_with_data("<ConfirmSubscriptionResponse/>")
-    confirmation = {"Type": "SubscriptionConfirmation", "MessageId": "c-1", "Token": "tok", "TopicArn": TOPIC,
-                    "Message": "You have chosen to subscribe", "SubscribeURL": server.url_for("/confirm"),
-                    "Timestamp": "2026-01-05T02:00:00.000Z"}
+def confirmation(server: HTTPServer, topic: str = TOPIC, url: str | None = None) -> dict[str, Any]:
+    """A SubscriptionConfirmation shaped as AWS documents it (SubscribeURL with Action, TopicArn and Token)."""
+    token = "2336412f37fb687f5d51e6e2425dacbba1e0c3ad6dd0d4b7b8a5d87a0a8c9c9d"
+    return {"Type": "SubscriptionConfirmation", "MessageId": "165545c9-2a5c-472c-8df2-7ff2be2b3b1b", "Token": token,
+            "TopicArn": topic, "Timestamp": "2026-01-05T02:00:30.000Z",
+            "Message": f"You have chosen to subscribe to the topic {topic}.\nTo confirm the subscription, visit the "
+                       "SubscribeURL included in this message.",
+            "SubscribeURL": url or server.url_for("/") + f"?Action=ConfirmSubscription&TopicArn={topic}&Token={token}"}
+
+
+CONFIRMED = """<ConfirmSubscriptionResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/">
+  <ConfirmSubscriptionResult><SubscriptionArn>arn:aws:sns:ap-southeast-1:123456789012:ses-events:2bcfbf39-05c3-41de-beaa-fcfcc21c8f55</SubscriptionArn></ConfirmSubscriptionResult>
+  <ResponseMetadata><RequestId>075ecce8-8dac-11e1-bf80-f781d96e9307</RequestId></ResponseMetadata>
+</ConfirmSubscriptionResponse>"""
+
+
+def test_a_subscription_confirmation_is_confirmed_after_verification(server: HTTPServer, make: Make) -> None:
+    server.expect_request("/", method="GET", query_string={"Action": "ConfirmSubscription", "TopicArn": TOPIC,
+                                                            "Token": confirmation(server)["Token"]}) \
+        .respond_with_data(CONFIRMED, content_type="text/xml")
     provider = make()
-    headers, body = post(server, confirmation)
+    headers, body = post(server, confirmation(server))
+    assert headers == {"x-amz-sns-message-type": "SubscriptionConfirmation"}
     assert provider.parse_webhook(headers, body) == []
-    assert provider.subscribe_url(headers, body) == server.url_for("/confirm")
-    assert provider.confirm_subscription(headers, body) is True
-    assert any(r.path == "/confirm" for r, _ in server.log)
+    visits = [r for r, _ in server.log if r.path == "/" and r.args.get("Action") == "ConfirmSubscription"]
+    assert len(visits) == 1 and visits[0].method == "GET"
+    assert provider.subscribe_url(headers, body) == confirmation(server)["SubscribeURL"]
+
+
+def test_a_confirmation_that_is_not_ours_is_never_visited(server: HTTPServer, make: Make) -> None:
+    server.expect_request("/").respond_with_data(CONFIRMED)
+    provider = make()
+    other = "arn:aws:sns:us-east-1:999999999999:not-ours"
+    with pytest.raises(WebhookRejected, match="not ours"):
+        provider.parse_webhook(*post(server, confirmation(server, topic=other)))
+    headers, body = post(server, confirmation(server))
+    forged = json.loads(body)
+    forged["SubscribeURL"] = server.url_for("/") + "?Action=ConfirmSubscription&Token=forged"
+    with pytest.raises(WebhookRejected, match="does not match"):
+        provider.parse_webhook(headers, json.dumps(forged).encode())
+    offsite = post(server, confirmation(server, url="https://attacker.example/?Action=ConfirmSubscription"))
+    with pytest.raises(WebhookRejected, match="allowed SNS host"):
+        provider.parse_webhook(*offsite)
+    assert not [r for r, _ in server.log if r.path == "/"]
+
+
+def test_a_failed_confirmation_is_refused_so_sns_sends_it_again(server: HTTPServer, make: Make) -> None:
+    server.expect_request("/").respond_with_data("<ErrorResponse/>", status=403)
+    with pytest.raises(WebhookRejected, match="HTTP 403"):
+        make().parse_webhook(*post(server, confirmation(server)))
+
+
+def test_without_topic_arns_no_sns_message_is_trusted(server: HTTPServer, make: Make) -> None:
+    with pytest.raises(WebhookRejected, match="no topic_arns"):
+        make(topic_arns=[]).parse_webhook(*post(server, ses_notification(delivered_event())))
+
+
+def test_an_sns_message_signed_more_than_five_minutes_ago_is_refused(server: HTTPServer, make: Make) -> None:
+    [event] = make().parse_webhook(*post(server, ses_notification(delivered_event())))
+    assert (event.event_id, event.signed_at) == ("5f7c-sns-1", dt.datetime(2026, 1, 5, 2, 0, 5, tzinfo=dt.UTC))
+    stale = dict(ses_notification(delivered_event()), Timestamp="2026-01-05T01:55:59.000Z")
+    with pytest.raises(WebhookRejected, match="300s from now"):
+        make().parse_webhook(*post(server, stale))
+    assert len(make(webhook_max_age_s=900).parse_webhook(*post(server, stale))) == 1
 
 
 def _tamper(server: HTTPServer) -> tuple[dict[str, str], bytes]:
@@ -235,7 +289,8 @@ def test_a_certificate_off_the_allowed_hosts_is_never_fetched(server: HTTPServer
         return b""
 
     provider = SesProvider(SesConfig.from_settings({"region": "ap-southeast-1", "from_address": "d@jaikod.test",
-                                                    **FAKE_KEYS}), http=http, fetch=fetch, sleep=sleeps.append)
+                                                    "topic_arns": [TOPIC], **FAKE_KEYS}),
+                           http=http, fetch=fetch, sleep=sleeps.append, system_now=lambda: SYSTEM_NOW)
     with pytest.raises(WebhookRejected, match="allowed SNS host"):
         provider.parse_webhook(*post(server, ses_notification(delivered_event())))
     assert fetched == []

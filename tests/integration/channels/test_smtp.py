@@ -1,4 +1,5 @@
-"""SMTP against a real aiosmtpd server on 127.0.0.1: the MIME message as received, STARTTLS and login, replies."""
+"""SMTP against a real aiosmtpd server on 127.0.0.1: the MIME message as received, STARTTLS (port 587's way) and
+implicit TLS (port 465's, RFC 8314) by default, login, replies; a refused login is permanent."""
 
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmtpDouble]:
         yield double
 
 
+@pytest.fixture(scope="module")
+def implicit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmtpDouble]:
+    with run_smtp(tls_dir=tmp_path_factory.mktemp("tls465"), implicit=True) as double:
+        yield double
+
+
 @pytest.fixture
 def smtp(plain: SmtpDouble) -> Iterator[SmtpDouble]:
     plain.handler.reset()
@@ -42,6 +49,8 @@ Make = Callable[..., SmtpProvider]
 @pytest.fixture
 def make(sleeps: list[float]) -> Make:
     def build(double: SmtpDouble, **settings: Any) -> SmtpProvider:
+        if double.client_context is None:  # the plain double: a relay on this machine
+            settings.setdefault("security", "none")
         config = SmtpConfig.from_settings({"host": "127.0.0.1", "port": double.port, "from_address":
                                            "deals@jaikod.test", "from_name": "JaiKod ใจกด", "timeout_s": 5,
                                            "unsubscribe_mailto": "unsubscribe@jaikod.test", "backoff_s": 0.5,
@@ -106,12 +115,72 @@ def test_starttls_and_login(secured: SmtpDouble, make: Make) -> None:
     assert len(secured.handler.received) == 1
 
 
-def test_a_wrong_password(secured: SmtpDouble, make: Make) -> None:
-    provider = make(secured, starttls=True, username="growth", password="wrong")
+def test_starttls_is_the_default_on_any_port_but_465(secured: SmtpDouble, make: Make) -> None:
+    secured.handler.reset()
+    provider = make(secured, username="growth", password="s3cret")  # no security setting: auto
+    assert provider.config.mode == "starttls"
+    assert provider.send(email()).status == "sent"
+    assert len(secured.handler.received) == 1
+
+
+def test_implicit_tls_as_on_port_465(implicit: SmtpDouble, make: Make) -> None:
+    implicit.handler.reset()
+    provider = make(implicit, security="tls", username="growth", password="s3cret")
+    provider.check_credentials()
+    assert provider.send(email()).status == "sent"
+    assert len(implicit.handler.received) == 1
+
+
+@pytest.mark.parametrize(("settings", "mode"), [
+    ({"port": 587}, "starttls"), ({"port": 465}, "tls"), ({"port": 25}, "starttls"), ({}, "starttls"),
+    ({"port": 2525, "security": "tls"}, "tls"), ({"port": 465, "security": "starttls"}, "starttls"),
+    ({"port": 587, "ssl": True}, "tls"), ({"port": 465, "starttls": True}, "starttls"),
+    ({"port": 25, "starttls": False, "ssl": False}, "none"), ({"host": "localhost", "security": "none"}, "none"),
+])
+def test_security_defaults(settings: dict[str, Any], mode: str) -> None:
+    config = SmtpConfig.from_settings({"host": "smtp.gmail.com", "from_address": "deals@jaikod.test", **settings})
+    assert config.mode == mode
+
+
+def test_a_password_is_never_sent_in_clear() -> None:
+    with pytest.raises(CredentialsError, match="password in clear"):
+        SmtpConfig.from_settings({"host": "email-smtp.ap-southeast-1.amazonaws.com", "security": "none",
+                                  "username": "AKIA", "password": "p", "from_address": "deals@jaikod.test"})
+
+
+def test_a_server_without_starttls_is_refused_not_sent_the_password(smtp: SmtpDouble, make: Make,
+                                                                   sleeps: list[float]) -> None:
+    provider = make(smtp, security="auto", username="growth", password="s3cret")
+    delivery = provider.send(email())
+    assert (delivery.status, delivery.permanent) == ("failed", True)
+    assert delivery.reason is not None and "STARTTLS" in delivery.reason
+    assert sleeps == [] and smtp.handler.received == []
+    with pytest.raises(CredentialsError, match="port 587 speaks STARTTLS, 465 implicit TLS"):
+        provider.check_credentials()
+
+
+def test_tls_spoken_to_a_plain_port_is_permanent(smtp: SmtpDouble, make: Make, sleeps: list[float]) -> None:
+    delivery = make(smtp, security="tls").send(email())
+    assert (delivery.status, delivery.permanent) == ("failed", True)
+    assert delivery.reason is not None and delivery.reason.startswith("TLS failed")
+    assert sleeps == []
+
+
+def test_an_untrusted_certificate_is_permanent(secured: SmtpDouble, sleeps: list[float]) -> None:
+    config = SmtpConfig.from_settings({"host": "127.0.0.1", "port": secured.port, "from_address": "d@jaikod.test",
+                                       "timeout_s": 5})
+    delivery = SmtpProvider(config, sleep=sleeps.append).send(email())  # the system's CAs: the double's is not one
+    assert (delivery.status, delivery.permanent) == ("failed", True)
+    assert delivery.reason is not None and delivery.reason.startswith("TLS certificate refused")
+
+
+def test_a_wrong_password_is_permanent(secured: SmtpDouble, make: Make, sleeps: list[float]) -> None:
+    provider = make(secured, username="growth", password="wrong")
     with pytest.raises(CredentialsError, match="login refused"):
         provider.check_credentials()
     delivery = provider.send(email())
-    assert (delivery.status, delivery.permanent) == ("failed", False)
+    assert (delivery.status, delivery.permanent, delivery.reason) == ("failed", True, "SMTP login refused: 535")
+    assert sleeps == []  # not retried: it would be refused the same way until the settings change
 
 
 def test_a_refused_mailbox_is_an_invalid_address(smtp: SmtpDouble, make: Make, sleeps: list[float]) -> None:

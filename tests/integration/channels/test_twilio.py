@@ -12,7 +12,13 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
-from growthengine.channels.providers.base import REQUEST_URL_HEADER, CredentialsError, OutboundMessage, WebhookRejected
+from growthengine.channels.providers.base import (
+    REQUEST_URL_HEADER,
+    REQUEST_URLS_HEADER,
+    CredentialsError,
+    OutboundMessage,
+    WebhookRejected,
+)
 from growthengine.channels.providers.twilio import TwilioConfig, TwilioProvider, sms_segments, twilio_signature
 
 SID = "AC0123456789abcdef0123456789abcdef"
@@ -83,13 +89,39 @@ def test_a_messaging_service_instead_of_a_number(server: HTTPServer, make: Make)
     assert form["MessagingServiceSid"] == "MG123" and "From" not in form
 
 
-@pytest.mark.parametrize(("code", "invalid"), [(21211, True), (21614, True), (21610, False)])
-def test_refusals(server: HTTPServer, make: Make, code: int, invalid: bool) -> None:
+@pytest.mark.parametrize(("code", "invalid", "unsubscribed"), [
+    (21211, True, False), (21614, True, False), (21610, False, True), (21606, False, False)])
+def test_refusals(server: HTTPServer, make: Make, code: int, invalid: bool, unsubscribed: bool) -> None:
+    # Twilio's documented error body: code, message, more_info, status.
     server.expect_request(SEND).respond_with_json({"code": code, "message": "The 'To' number +66812345678 is bad",
+                                                   "more_info": f"https://www.twilio.com/docs/errors/{code}",
                                                    "status": 400}, status=400)
     delivery = make().send(sms())
     assert (delivery.status, delivery.permanent, delivery.invalid_address) == ("failed", True, invalid)
+    assert delivery.unsubscribed is unsubscribed  # 21610: the recipient texted STOP: an unsubscribe, not a dead number
     assert delivery.reason == f"HTTP 400: {code}: The 'To' number <phone> is bad"
+
+
+def test_an_api_key_sends_and_the_auth_token_verifies(server: HTTPServer, make: Make) -> None:
+    server.expect_request(SEND, method="POST").respond_with_json({"sid": "SM009", "status": "queued"}, status=201)
+    keyed = make(auth_token=None, api_key_sid="SK0123456789abcdef0123456789abcdef", api_key_secret="key-secret")
+    assert keyed.send(sms()).provider_id == "SM009"
+    request = server.log[-1][0]
+    assert request.authorization is not None
+    assert (request.authorization.username, request.authorization.password) == (
+        "SK0123456789abcdef0123456789abcdef", "key-secret")
+    assert request.path == SEND  # the account SID stays in the URL
+    with pytest.raises(WebhookRejected, match="no auth_token"):
+        keyed.parse_webhook(*callback("delivered"))
+    both = make(api_key_sid="SK0123456789abcdef0123456789abcdef", api_key_secret="key-secret")
+    assert len(both.parse_webhook(*callback("delivered"))) == 1
+
+
+def test_credentials_come_in_pairs() -> None:
+    with pytest.raises(CredentialsError, match="api_key_sid and api_key_secret, or auth_token"):
+        TwilioConfig.from_settings({"account_sid": SID, "from_number": "+6625550100"})
+    with pytest.raises(CredentialsError, match="both api_key_sid and api_key_secret"):
+        TwilioConfig.from_settings({"account_sid": SID, "from_number": "+6625550100", "api_key_sid": "SK1"})
 
 
 def test_too_many_requests_honours_retry_after(server: HTTPServer, make: Make, sleeps: list[float]) -> None:
@@ -116,11 +148,18 @@ def test_twilios_published_signature_vectors() -> None:
     assert twilio_signature("12345", url, repeated) == "IK+Dwps556ElfBT0I3Rgjkr1wJU="
 
 
-def callback(status: str, *, token: str = "tw-secret", **extra: str) -> tuple[dict[str, str], bytes]:
+def callback(status: str, *, token: str = "tw-secret", seen_as: str | None = None,
+             **extra: str) -> tuple[dict[str, str], bytes]:
+    """A status callback as Twilio documents it (form fields of the Message resource), signed over the URL Twilio
+    called; ``seen_as`` is the URL the engine sees (behind a proxy), passed after the public one."""
     url = f"{CALLBACK}?{urlencode({'message_id': MID})}"
-    params = [("AccountSid", SID), ("MessageSid", "SM001"), ("MessageStatus", status), ("To", "+66812345678"),
+    params = [("AccountSid", SID), ("ApiVersion", "2010-04-01"), ("From", "+6625550100"), ("MessageSid", "SM001"),
+              ("MessageStatus", status), ("SmsSid", "SM001"), ("SmsStatus", status), ("To", "+66812345678"),
               *extra.items()]
     headers = {REQUEST_URL_HEADER: url, "X-Twilio-Signature": twilio_signature(token, url, params)}
+    if seen_as is not None:
+        headers = {REQUEST_URL_HEADER: seen_as, REQUEST_URLS_HEADER: f"{seen_as} {url}",
+                   "X-Twilio-Signature": headers["X-Twilio-Signature"]}
     return headers, urlencode(params).encode()
 
 
@@ -131,6 +170,38 @@ def test_status_callbacks(make: Make, status: str, ours: str, reason: str | None
     extra = {} if status == "delivered" else {"ErrorCode": "30003"}
     [event] = make().parse_webhook(*callback(status, **extra))
     assert (event.message_id, event.status, event.reason, event.at, event.raw_type) == (MID, ours, reason, NOW, status)
+
+
+def test_each_callback_has_an_id_so_a_replay_is_known(make: Make) -> None:
+    [event] = make().parse_webhook(*callback("delivered"))
+    assert (event.event_id, event.signed_at) == ("SM001:delivered", None)  # Twilio signs no time
+
+
+def test_error_21610_in_a_callback_is_an_unsubscribe(make: Make) -> None:
+    failed, unsubscribed = make().parse_webhook(*callback("undelivered", ErrorCode="21610"))
+    assert (failed.status, failed.reason) == ("failed", "error 21610")
+    assert (unsubscribed.status, unsubscribed.message_id, unsubscribed.event_id) == (
+        "unsubscribed", MID, "SM001:undelivered:unsubscribed")
+
+
+def test_behind_a_tls_terminating_proxy(make: Make) -> None:
+    inside = f"http://10.0.0.5:8000/v1/webhooks/twilio?{urlencode({'message_id': MID})}"
+    [event] = make().parse_webhook(*callback("delivered", seen_as=inside))
+    assert event.message_id == MID
+    headers, body = callback("delivered")
+    with pytest.raises(WebhookRejected, match="GROWTH_PUBLIC_URL"):
+        make().parse_webhook({REQUEST_URL_HEADER: inside, "X-Twilio-Signature": headers["X-Twilio-Signature"]}, body)
+
+
+def test_the_callback_url_defaults_to_the_public_url(server: HTTPServer, make: Make, http: httpx.Client) -> None:
+    server.expect_request(SEND, method="POST").respond_with_json({"sid": "SM010"}, status=201)
+    config = TwilioConfig.from_settings({"account_sid": SID, "auth_token": "t", "from_number": "+6625550100",
+                                         "base_url": server.url_for("")})
+    TwilioProvider(config, client=http, public_url="https://growth.jaikod.test/").send(sms())
+    form = parse_qs(server.log[-1][0].get_data(as_text=True))
+    assert form["StatusCallback"] == [f"https://growth.jaikod.test/webhooks/twilio?message_id={MID}"]
+    assert TwilioProvider(config, client=http, public_url="http://127.0.0.1:8000").status_callback_url is None
+    assert TwilioProvider(config, client=http).status_callback_url is None
 
 
 def test_interim_statuses_give_nothing(make: Make) -> None:
@@ -175,3 +246,12 @@ def test_a_signature_over_the_url_without_its_port(make: Make) -> None:
     with_port = headers[REQUEST_URL_HEADER].replace("growth.jaikod.test/", "growth.jaikod.test:443/")
     [event] = make().parse_webhook(dict(headers, **{REQUEST_URL_HEADER: with_port}), body)
     assert event.message_id == MID
+
+
+def test_the_registry_hands_twilio_the_public_url() -> None:
+    from growthengine.channels.registry import build_adapter
+
+    settings = {"account_sid": SID, "auth_token": "t", "from_number": "+6625550100"}
+    provider = build_adapter("twilio", "sms", settings, public_url="https://growth.jaikod.test")
+    assert isinstance(provider, TwilioProvider)
+    assert provider.status_callback_url == "https://growth.jaikod.test/webhooks/twilio"

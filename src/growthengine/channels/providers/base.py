@@ -21,8 +21,13 @@ Urgency = Literal["normal", "high"]
 EventStatus = Literal["delivered", "bounced", "failed", "opened", "clicked", "unsubscribed", "complained"]
 
 # The webhook route puts the full public URL the provider called under this header name (lower case), for
-# providers whose signature covers the URL (Twilio) or that carry our message id in it.
+# providers whose signature covers the URL (Twilio) or that carry our message id in it: built from the configured
+# public URL (``GROWTH_PUBLIC_URL``), else from trusted forwarded headers, else the URL the engine saw.
 REQUEST_URL_HEADER = "x-growth-request-url"
+# Every URL the service may have called (space separated, most likely first): the signature decides which one.
+REQUEST_URLS_HEADER = "x-growth-request-urls"
+# How far a webhook's signed timestamp may be from system time (real time, never the manual business clock).
+WEBHOOK_MAX_AGE_S = 300
 
 
 @dataclass(frozen=True)
@@ -64,19 +69,28 @@ class Delivery:
     reason: str | None = None
     permanent: bool = False
     invalid_address: bool = False
+    # The recipient opted out at the service (Twilio 21610: they texted STOP): record an unsubscribe for the
+    # message's channel, do not clear the address.
+    unsubscribed: bool = False
 
     @classmethod
     def sent(cls, provider: str, provider_id: str | None) -> Delivery:
         return cls("sent", provider, provider_id=provider_id)
 
     @classmethod
-    def failed(cls, provider: str, reason: str, *, permanent: bool, invalid_address: bool = False) -> Delivery:
-        return cls("failed", provider, reason=reason, permanent=permanent, invalid_address=invalid_address)
+    def failed(cls, provider: str, reason: str, *, permanent: bool, invalid_address: bool = False,
+               unsubscribed: bool = False) -> Delivery:
+        return cls("failed", provider, reason=reason, permanent=permanent, invalid_address=invalid_address,
+                   unsubscribed=unsubscribed)
 
 
 @dataclass(frozen=True)
 class DeliveryEvent:
-    """Feedback from a provider's webhook about one of our messages."""
+    """Feedback from a provider's webhook about one of our messages.
+
+    ``event_id`` is the service's id for this event (a replay carries the same one), remembered so that a replayed
+    webhook changes nothing; ``signed_at`` is the time the service signed it, when its signature covers a time.
+    """
 
     message_id: str
     status: EventStatus
@@ -84,6 +98,8 @@ class DeliveryEvent:
     provider: str
     reason: str | None = None
     raw_type: str = ""
+    event_id: str | None = None
+    signed_at: dt.datetime | None = None
 
 
 class WebhookRejected(Exception):
@@ -136,9 +152,23 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
+def request_urls(headers: Mapping[str, str]) -> list[str]:
+    """The candidate public URLs the webhook route passed (see :data:`REQUEST_URLS_HEADER`)."""
+    many = header(headers, REQUEST_URLS_HEADER)
+    one = header(headers, REQUEST_URL_HEADER)
+    urls = (many.split() if many else []) + ([one] if one else [])
+    return list(dict.fromkeys(u for u in urls if u))
+
+
 def utc_from_unix(seconds: float) -> dt.datetime:
     """A Unix timestamp (as webhooks carry them) as an aware UTC datetime."""
     return dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
+
+
+def check_fresh(signed_at: dt.datetime, now: dt.datetime, max_age_s: float, what: str = "signature") -> None:
+    """Raise :class:`WebhookRejected` when a signed time is more than ``max_age_s`` from ``now`` (either way)."""
+    if abs((now - signed_at).total_seconds()) > max_age_s:
+        raise WebhookRejected(f"the {what} timestamp is more than {max_age_s:g}s from now (stale or replayed)")
 
 
 def utc_from_iso(text: str) -> dt.datetime:

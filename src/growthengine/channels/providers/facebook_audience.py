@@ -1,15 +1,19 @@
-"""Facebook (Meta) Custom Audience sync: ``POST`` (add) / ``DELETE`` (remove) ``{base}/{version}/{audience}/users``.
+"""Facebook (Meta) Custom Audience sync through the Marketing API (v27.0): ``{base}/{version}/{audience}/users``.
 
-Payload schema ``EMAIL_SHA256``, up to 10,000 hashed emails a request. Idempotency: the request's ``session``
-(``session_id`` derived from our key, ``batch_seq``, ``last_batch_flag``) lets Facebook recognise a repeated
-batch; members are a set anyway. Requests are paced by a token bucket and retried on 5xx, 429 and Facebook's
-throttling codes (sent with a 400), honouring ``Retry-After``.
+As Meta documents the endpoint and its Business SDK sends it: an add is a ``POST`` whose form fields are
+``payload`` (JSON text: ``{"schema": "EMAIL_SHA256", "data": [...]}``) and ``session`` (JSON text), a removal is a
+``DELETE`` carrying the same fields in its query string (the SDK's ``remove_users``), never a body. Up to 10,000
+hashed emails a request. Idempotency: the ``session`` (``session_id`` derived from our key, ``batch_seq``,
+``last_batch_flag``) lets Meta recognise a repeated batch; members are a set anyway. Requests are paced by a token
+bucket and retried on 5xx, 429 and Meta's throttling codes (sent with a 400), waiting as ``Retry-After`` or the
+``X-Business-Use-Case-Usage`` header's ``estimated_time_to_regain_access`` (minutes) says.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,6 +22,7 @@ import httpx
 from pydantic import Field, SecretStr
 
 from growthengine.channels.providers import http_call
+from growthengine.channels.providers.api_versions import pinned
 from growthengine.channels.providers.audience import (
     Action,
     AudienceProvider,
@@ -29,18 +34,22 @@ from growthengine.channels.providers.base import CredentialsError
 from growthengine.channels.providers.config import ProviderConfig
 from growthengine.channels.providers.rate_limit import TokenBucket
 
+API_VERSION = pinned("meta_marketing")  # v27.0: see api_versions.py
 MAX_BATCH = 10_000
 # Graph API error codes that mean "slow down / try again", even when sent with HTTP 400.
 TRANSIENT_CODES = frozenset({1, 2, 4, 17, 32, 341, 613, 80003})
+USAGE_HEADER = "X-Business-Use-Case-Usage"
 
 
 class FacebookAudienceConfig(ProviderConfig):
     access_token: SecretStr
     audience_id: str
     app_secret: SecretStr | None = None
-    api_version: str = "v23.0"
+    api_version: str = Field(default=API_VERSION, pattern=r"^v[0-9]+\.[0-9]+$")
     base_url: str = "https://graph.facebook.com"
     batch_size: int = Field(default=MAX_BATCH, ge=1, le=MAX_BATCH)
+    # Removals travel in the query string (as the SDK sends them): a smaller batch keeps the URL short.
+    remove_batch_size: int = Field(default=MAX_BATCH, ge=1, le=MAX_BATCH)
     requests_per_s: float = Field(default=5.0, gt=0)
     burst: int = Field(default=5, ge=1)
 
@@ -76,22 +85,27 @@ class FacebookAudienceProvider(AudienceProvider):
                          self.config.access_token.get_secret_value().encode(), hashlib.sha256).hexdigest()
         return {"appsecret_proof": proof}
 
+    def fields(self, batch: list[str], session_id: int, seq: int, batches: int, total: int) -> dict[str, str]:
+        """The request's parameters, each object as JSON text (the Business SDK's top-level encoding)."""
+        session = {"session_id": session_id, "batch_seq": seq, "last_batch_flag": seq == batches,
+                   "estimated_num_total": total}
+        return {"payload": json.dumps({"schema": "EMAIL_SHA256", "data": batch}, separators=(",", ":")),
+                "session": json.dumps(session, separators=(",", ":")), **self._proof()}
+
     def _sync(self, action: Action, hashes: list[str], key: str) -> AudienceSyncResult:
         result = AudienceSyncResult(action, len(hashes))
         session_id = key_number(key)
         result.reference = str(session_id)
-        batches = list(batched(hashes, self.config.batch_size))
+        removing = action == "remove"
+        batches = list(batched(hashes, self.config.remove_batch_size if removing else self.config.batch_size))
         for seq, batch in enumerate(batches, start=1):
-            body = {
-                "payload": {"schema": "EMAIL_SHA256", "data": batch},
-                "session": {"session_id": session_id, "batch_seq": seq, "last_batch_flag": seq == len(batches),
-                            "estimated_num_total": len(hashes)},
-                **self._proof(),
-            }
+            fields = self.fields(batch, session_id, seq, len(batches), len(hashes))
             self._limiter.acquire()
-            answer = http_call.call(self._client, "DELETE" if action == "remove" else "POST", f"{self._url}/users",
+            answer = http_call.call(self._client, "DELETE" if removing else "POST", f"{self._url}/users",
                                     service="facebook_audience", policy=self._policy, sleep=self._sleep,
-                                    message_id=key[:40], json=body, headers=self._headers(), transient=_throttled)
+                                    message_id=key[:40], headers=self._headers(), transient=_throttled,
+                                    wait_hint=regain_access_wait, params=fields if removing else None,
+                                    data=None if removing else fields)
             if not answer.ok:
                 assert answer.error is not None
                 result.errors.append(answer.error)
@@ -114,6 +128,22 @@ class FacebookAudienceProvider(AudienceProvider):
         if response.status_code != 200:
             raise CredentialsError(f"facebook_audience: audience {self.config.audience_id} cannot be read with this "
                                    f"token (HTTP {response.status_code}: {http_call.error_text(response)})")
+
+
+def regain_access_wait(response: httpx.Response) -> float | None:
+    """Seconds until Meta lets us call again: the largest ``estimated_time_to_regain_access`` (minutes) of the
+    ``X-Business-Use-Case-Usage`` header, ``{"<business id>": [{"type": "custom_audience", ...}]}``."""
+    raw = response.headers.get(USAGE_HEADER)
+    if not raw:
+        return None
+    try:
+        usage = json.loads(raw)
+    except ValueError:
+        return None
+    minutes = [float(entry.get("estimated_time_to_regain_access") or 0)
+               for entries in (usage.values() if isinstance(usage, dict) else [])
+               for entry in (entries if isinstance(entries, list) else []) if isinstance(entry, dict)]
+    return max(minutes) * 60 if minutes and max(minutes) > 0 else None
 
 
 def _throttled(response: httpx.Response) -> bool:

@@ -6,19 +6,27 @@ Idempotency: FCM v1 takes no idempotency key. Our message id is sent as ``data.m
 notification's replacement key (Android ``notification.tag``, APNs ``apns-collapse-id``), so a repeated send
 replaces the notification on the device instead of showing it twice. FCM has no delivery webhooks: opens come
 back from the app as ``message_opened`` events, so :meth:`FcmProvider.parse_webhook` rejects every request.
+
+Dead tokens (the worker clears them): ``UNREGISTERED`` (404), ``SENDER_ID_MISMATCH`` (403: the token belongs to
+another Firebase project's sender) and ``INVALID_ARGUMENT`` naming the token. ``THIRD_PARTY_AUTH_ERROR`` (401) is
+the APNs key or web push credential in the Firebase project, not our OAuth token: it is not refreshed for it, and
+the send fails permanently. ``ttl_s`` bounds delivery on every platform: Android ``ttl``, APNs ``apns-expiration``
+(an absolute Unix time, from system time) and web push ``TTL``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from growthengine.channels.providers import http_call
+from growthengine.channels.providers.api_versions import pinned
 from growthengine.channels.providers.base import (
     CredentialsError,
     Delivery,
@@ -34,11 +42,15 @@ from growthengine.channels.providers.google_token import (
     TokenSource,
     TokenUnavailable,
 )
+from growthengine.clock import RealClock
 
 log = logging.getLogger(__name__)
 
+API_VERSION = pinned("fcm_http")  # v1: see api_versions.py
 # Token errors: the address is dead (UNREGISTERED), or not a token at all (INVALID_ARGUMENT naming the token).
-DEAD_TOKEN_CODES = frozenset({"UNREGISTERED"})
+DEAD_TOKEN_CODES = frozenset({"UNREGISTERED", "SENDER_ID_MISMATCH"})
+# The Firebase project's APNs certificate/key or web push credential is missing or refused (HTTP 401).
+THIRD_PARTY_AUTH = "THIRD_PARTY_AUTH_ERROR"
 
 
 class FcmConfig(ProviderConfig):
@@ -49,7 +61,8 @@ class FcmConfig(ProviderConfig):
     access_token: SecretStr | None = None
     base_url: str = "https://fcm.googleapis.com"
     android_channel_id: str | None = None
-    ttl_s: int | None = None
+    # How long a push may wait for an offline device (0: now or never; FCM's own default is 4 weeks).
+    ttl_s: int | None = Field(default=None, ge=0, le=2_419_200)
 
     @model_validator(mode="after")
     def _one_credential(self) -> FcmConfig:
@@ -65,14 +78,16 @@ class FcmProvider:
     name = "fcm"
 
     def __init__(self, config: FcmConfig, *, client: httpx.Client | None = None,
-                 tokens: TokenSource | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+                 tokens: TokenSource | None = None, sleep: Callable[[float], None] = time.sleep,
+                 system_now: Callable[[], dt.datetime] | None = None) -> None:
         self.config = config
         self._client = client or httpx.Client()
         self._sleep = sleep
+        self._system_now = system_now or RealClock().now  # apns-expiration is an absolute, real time
         self._policy = config.retry_policy()
         self._tokens = tokens or _token_source(config, self._client)
         project = config.project_id or str((config.service_account or {}).get("project_id"))
-        self._url = f"{config.base_url.rstrip('/')}/v1/projects/{project}/messages:send"
+        self._url = f"{config.base_url.rstrip('/')}/{API_VERSION}/projects/{project}/messages:send"
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], **kwargs: Any) -> FcmProvider:
@@ -97,14 +112,21 @@ class FcmProvider:
         android: dict[str, Any] = {"priority": "HIGH" if high else "NORMAL", "notification": android_notification}
         if self.config.ttl_s is not None:
             android["ttl"] = f"{self.config.ttl_s}s"
+        apns_headers = {"apns-priority": "10" if high else "5", "apns-collapse-id": msg.id[:64]}
         apns: dict[str, Any] = {
-            "headers": {"apns-priority": "10" if high else "5", "apns-collapse-id": msg.id[:64]},
+            "headers": apns_headers,
             "payload": {"aps": {"mutable-content": 1}} if msg.image_url else {"aps": {}},
         }
         if msg.image_url:
             apns["fcm_options"] = {"image": msg.image_url}
-        return {"message": {"token": msg.to, "notification": notification, "data": data,
-                            "android": android, "apns": apns}}
+        message: dict[str, Any] = {"token": msg.to, "notification": notification, "data": data,
+                                   "android": android, "apns": apns}
+        if self.config.ttl_s is not None:
+            ttl = self.config.ttl_s
+            # APNs: "0" is deliver now or never; otherwise the Unix time after which APNs stops trying.
+            apns_headers["apns-expiration"] = "0" if ttl == 0 else str(int(self._system_now().timestamp()) + ttl)
+            message["webpush"] = {"headers": {"TTL": str(ttl), "Urgency": "high" if high else "normal"}}
+        return {"message": message}
 
     def send(self, msg: OutboundMessage) -> Delivery:
         payload = self.payload(msg)
@@ -118,8 +140,8 @@ class FcmProvider:
             result = http_call.call(self._client, "POST", self._url, service="fcm", policy=self._policy,
                                     sleep=self._sleep, message_id=msg.id, json=payload,
                                     headers={"Authorization": f"Bearer {token}"}, describe=_describe)
-            if result.status != 401:
-                break
+            if result.status != 401 or THIRD_PARTY_AUTH in _error_codes(result.json()):
+                break  # a refresh only helps our own OAuth token, not the project's APNs / web push credential
         assert result is not None
         if result.ok:
             body = result.json()

@@ -20,6 +20,7 @@ from growthengine.channels.providers.base import CredentialsError
 
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 ADWORDS_SCOPE = "https://www.googleapis.com/auth/adwords"
+DATAMANAGER_SCOPE = "https://www.googleapis.com/auth/datamanager"
 
 
 class TokenUnavailable(Exception):

@@ -1,8 +1,9 @@
 """One HTTP call to a provider with the engine's retry policy (content/http_retry.RetryPolicy).
 
 Retried: connection errors, timeouts, 5xx, 408 and 429 (and whatever a provider's own ``transient`` test says,
-such as Facebook's throttling codes sent with a 400). A ``Retry-After`` in seconds is honoured, up to a cap; a
-longer one ends the call as a transient failure rather than holding the worker. Nothing else in 4xx is retried.
+such as Facebook's throttling codes sent with a 400). A ``Retry-After`` in seconds is honoured, up to a cap, else
+the provider's own ``wait_hint`` (SendGrid's ``X-RateLimit-Reset``, Meta's usage headers); a longer wait ends the
+call as a transient failure rather than holding the worker. Nothing else in 4xx is retried.
 The result is returned, never raised, so each provider maps it to a :class:`Delivery` in one place.
 Logs name the service, the path, the status and the message id: never a body, an address or a credential.
 """
@@ -66,10 +67,12 @@ def call(
     headers: Mapping[str, str] | None = None,
     json: Any = None,
     data: Mapping[str, str] | None = None,
+    params: Mapping[str, str] | None = None,
     auth: tuple[str, str] | None = None,
     transient: Callable[[httpx.Response], bool] | None = None,
     describe: Callable[[httpx.Response], str] | None = None,
     max_retry_after_s: float = MAX_RETRY_AFTER_S,
+    wait_hint: Callable[[httpx.Response], float | None] | None = None,
 ) -> HttpResult:
     """Make the call, retrying as ``policy`` says; see the module docstring for what is retried."""
     path = httpx.URL(url).path
@@ -83,8 +86,8 @@ def call(
     for attempt in range(1, policy.attempts + 1):
         wait = policy.delay(attempt)
         try:
-            response = client.request(method, url, content=content, data=data, headers=send_headers,
-                                      auth=auth, timeout=policy.timeout_s)
+            response = client.request(method, url, content=content, data=data, params=params,
+                                      headers=send_headers, auth=auth, timeout=policy.timeout_s)
         except httpx.TimeoutException:
             response, error = None, f"timed out after {policy.timeout_s:g}s"
         except httpx.TransportError as exc:
@@ -99,6 +102,8 @@ def call(
                 log.info("%s %s refused message %s: HTTP %d", service, path, message_id or "-", status)
                 return HttpResult(response, error, True, attempt)
             after = retry_after(response)
+            if after is None and wait_hint is not None:
+                after = wait_hint(response)
             if after is not None:
                 if after > max_retry_after_s:
                     log.warning("%s %s asks to wait %.0fs for message %s; giving up for now",
@@ -124,6 +129,23 @@ def retry_after(response: httpx.Response) -> float | None:
     except ValueError:
         return None
     return max(seconds, 0.0)
+
+
+def ratelimit_reset(now: Callable[[], float]) -> Callable[[httpx.Response], float | None]:
+    """A ``wait_hint`` reading ``X-RateLimit-Reset`` (Unix seconds when the window refills) against ``now()``,
+    system time in Unix seconds."""
+
+    def hint(response: httpx.Response) -> float | None:
+        value = response.headers.get("X-RateLimit-Reset")
+        if value is None:
+            return None
+        try:
+            reset = float(value.strip())
+        except ValueError:
+            return None
+        return max(reset - now(), 0.0)
+
+    return hint
 
 
 def error_text(response: httpx.Response) -> str:

@@ -22,24 +22,29 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from growthengine.channels.providers import http_call
+from growthengine.channels.providers.api_versions import pinned
 from growthengine.channels.providers.base import (
+    WEBHOOK_MAX_AGE_S,
     CredentialsError,
     Delivery,
     DeliveryEvent,
     EventStatus,
     OutboundMessage,
     WebhookRejected,
+    check_fresh,
     header,
     utc_from_unix,
 )
 from growthengine.channels.providers.config import ProviderConfig
 from growthengine.channels.providers.email_headers import MESSAGE_ID_HEADER, unsubscribe_headers
+from growthengine.clock import RealClock
 
 log = logging.getLogger(__name__)
 
+API_VERSION = pinned("sendgrid_v3")  # v3: see api_versions.py
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 EVENTS: dict[str, EventStatus] = {
@@ -61,7 +66,8 @@ class SendGridConfig(ProviderConfig):
     base_url: str = "https://api.sendgrid.com"
     # The verification key SendGrid shows for the signed Event Webhook (base64 DER, or PEM).
     webhook_public_key: str | None = None
-    webhook_max_age_s: int | None = None
+    # How far the signed timestamp may be from system time: an older (or replayed) request is refused.
+    webhook_max_age_s: int = Field(default=WEBHOOK_MAX_AGE_S, ge=30, le=3600)
     unsubscribe_mailto: str | None = None
     asm_group_id: int | None = None
 
@@ -91,11 +97,12 @@ class SendGridProvider:
 
     def __init__(self, config: SendGridConfig, *, client: httpx.Client | None = None,
                  sleep: Callable[[float], None] = time.sleep,
-                 now: Callable[[], dt.datetime] | None = None) -> None:
+                 system_now: Callable[[], dt.datetime] | None = None) -> None:
         self.config = config
         self._client = client or httpx.Client()
         self._sleep = sleep
-        self._now = now
+        self._system_now = system_now or RealClock().now  # webhook windows are real time, whatever the engine clock
+        self._wait_hint = http_call.ratelimit_reset(lambda: self._system_now().timestamp())
         self._policy = config.retry_policy()
         self._base = config.base_url.rstrip("/")
         self._key = load_public_key(config.webhook_public_key) if config.webhook_public_key else None
@@ -124,7 +131,7 @@ class SendGridProvider:
         body: dict[str, Any] = {
             "personalizations": [{"to": [{"email": msg.to}], "custom_args": {"message_id": msg.id}}],
             "from": sender,
-            "subject": msg.subject or msg.title or "",
+            "subject": subject_of(msg, self.config.from_name),
             "content": content,
             "headers": headers,
             "categories": [msg.kind],
@@ -134,17 +141,17 @@ class SendGridProvider:
         return body
 
     def send(self, msg: OutboundMessage) -> Delivery:
-        result = http_call.call(self._client, "POST", f"{self._base}/v3/mail/send", service="sendgrid",
+        result = http_call.call(self._client, "POST", f"{self._base}/{API_VERSION}/mail/send", service="sendgrid",
                                 policy=self._policy, sleep=self._sleep, message_id=msg.id,
-                                json=self.payload(msg), headers=self._auth())
+                                json=self.payload(msg), headers=self._auth(), wait_hint=self._wait_hint)
         if result.ok:
             assert result.response is not None
             return Delivery.sent(self.name, result.response.headers.get("X-Message-Id"))
         assert result.error is not None
         return Delivery.failed(self.name, result.error, permanent=result.permanent)
 
-    def verify(self, headers: Mapping[str, str], body: bytes) -> None:
-        """Raise :class:`WebhookRejected` unless SendGrid signed this request."""
+    def verify(self, headers: Mapping[str, str], body: bytes) -> dt.datetime:
+        """The signed time, if SendGrid signed this request within the window; :class:`WebhookRejected` otherwise."""
         if self._key is None:
             raise WebhookRejected("no webhook_public_key is set, so no webhook can be trusted")
         signature, timestamp = header(headers, SIGNATURE_HEADER), header(headers, TIMESTAMP_HEADER)
@@ -155,16 +162,15 @@ class SendGridProvider:
             self._key.verify(raw_signature, timestamp.encode("utf-8") + body, ec.ECDSA(hashes.SHA256()))
         except (binascii.Error, ValueError, InvalidSignature):
             raise WebhookRejected("the signature does not match") from None
-        if self._now is not None and self.config.webhook_max_age_s is not None:
-            try:
-                sent = utc_from_unix(int(timestamp))
-            except ValueError:
-                raise WebhookRejected("the signature timestamp is not a number") from None
-            if abs((self._now() - sent).total_seconds()) > self.config.webhook_max_age_s:
-                raise WebhookRejected("the signature timestamp is too far from now")
+        try:
+            signed_at = utc_from_unix(int(timestamp))
+        except (ValueError, OverflowError, OSError):
+            raise WebhookRejected("the signature timestamp is not a number") from None
+        check_fresh(signed_at, self._system_now(), self.config.webhook_max_age_s)
+        return signed_at
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[DeliveryEvent]:
-        self.verify(headers, body)
+        signed_at = self.verify(headers, body)
         try:
             items = json.loads(body)
         except ValueError:
@@ -184,12 +190,14 @@ class SendGridProvider:
                 at = utc_from_unix(float(item["timestamp"]))
             except (KeyError, TypeError, ValueError):
                 raise WebhookRejected(f"a {raw_type} event has no timestamp") from None
-            events.append(DeliveryEvent(message_id, status, at, self.name, _reason(raw_type, item), raw_type))
+            event_id = item.get("sg_event_id")
+            events.append(DeliveryEvent(message_id, status, at, self.name, _reason(raw_type, item), raw_type,
+                                        event_id=str(event_id) if event_id else None, signed_at=signed_at))
         return events
 
     def check_credentials(self) -> None:
         try:
-            response = self._client.get(f"{self._base}/v3/scopes", headers=self._auth(),
+            response = self._client.get(f"{self._base}/{API_VERSION}/scopes", headers=self._auth(),
                                         timeout=self.config.timeout_s)
         except httpx.HTTPError as exc:
             raise CredentialsError(f"sendgrid: the API is not reachable ({type(exc).__name__})") from None
@@ -200,6 +208,15 @@ class SendGridProvider:
         scopes = response.json().get("scopes", [])
         if "mail.send" not in scopes:
             raise CredentialsError("sendgrid: the API key lacks the mail.send permission")
+
+
+def subject_of(msg: OutboundMessage, fallback: str | None = None) -> str:
+    """The subject, else the title, else the body's first line (SendGrid refuses an empty subject with a 400)."""
+    for candidate in (msg.subject, msg.title, (msg.body or "").strip().split("\n", 1)[0]):
+        text = " ".join((candidate or "").split())
+        if text:
+            return text if len(text) <= 78 else text[:77].rstrip() + "…"
+    return fallback or "-"
 
 
 def _reason(raw_type: str, item: dict[str, Any]) -> str | None:

@@ -26,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field, SecretStr
 
 from growthengine.channels.providers.base import (
+    WEBHOOK_MAX_AGE_S,
     CredentialsError,
     Delivery,
     DeliveryEvent,
@@ -69,8 +70,12 @@ class SesConfig(ProviderConfig):
     secret_access_key: SecretStr | None = None
     session_token: SecretStr | None = None
     endpoint_url: str | None = None
-    # SNS topics whose messages the webhook accepts (empty: any topic, signature still checked).
+    # SNS topics whose messages the webhook accepts: required for events (with none, every SNS message is refused,
+    # since any AWS account can sign messages for a topic of its own).
     topic_arns: list[str] = Field(default_factory=list)
+    # How old an SNS message may be (its signed Timestamp, against system time). SNS keeps the Timestamp of the
+    # first attempt on its retries: raise this if the topic's delivery policy retries for longer.
+    webhook_max_age_s: int = Field(default=WEBHOOK_MAX_AGE_S, ge=30, le=3600)
     unsubscribe_mailto: str | None = None
 
 
@@ -81,14 +86,15 @@ class SesProvider:
     def __init__(self, config: SesConfig, *, client: Any = None, http: httpx.Client | None = None,
                  url_allowed: UrlCheck = aws_url_allowed, fetch: Fetch | None = None,
                  sleep: Callable[[float], None] = time.sleep,
-                 now: Callable[[], dt.datetime] | None = None) -> None:
+                 system_now: Callable[[], dt.datetime] | None = None) -> None:
         self.config = config
         self._boto = client
         self._http = http or httpx.Client()
         self._sleep = sleep
         self._policy = config.retry_policy()
         self._sns = SnsVerifier(fetch=fetch or https_fetch(self._http, config.timeout_s), url_allowed=url_allowed,
-                                topic_arns=frozenset(config.topic_arns), now=now)
+                                topic_arns=frozenset(config.topic_arns), now=system_now,
+                                max_age=dt.timedelta(seconds=config.webhook_max_age_s))
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], **kwargs: Any) -> SesProvider:
@@ -169,16 +175,27 @@ class SesProvider:
 
     def confirm_subscription(self, headers: Mapping[str, str], body: bytes) -> bool:
         """Confirm a genuine SubscriptionConfirmation by visiting its SubscribeURL; False for other messages."""
-        url = self.subscribe_url(headers, body)
-        if url is None:
+        message = self.verify(headers, body)
+        if message.type != "SubscriptionConfirmation":
             return False
-        self._sns.fetch_allowed(url)
+        self._confirm(message)
         return True
 
+    def _confirm(self, message: SnsMessage) -> None:
+        """GET the SubscribeURL (on an SNS host of AWS, as the signing certificate): SNS then starts sending."""
+        if not message.subscribe_url:
+            raise WebhookRejected("the SubscriptionConfirmation has no SubscribeURL")
+        self._sns.fetch_allowed(message.subscribe_url)
+        log.info("ses: confirmed the SNS subscription to %s", message.topic_arn)
+
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[DeliveryEvent]:
+        """Events of a genuine SES notification; a genuine SubscriptionConfirmation is confirmed on the spot."""
         message = self.verify(headers, body)
+        if message.type == "SubscriptionConfirmation":
+            self._confirm(message)
+            return []
         if message.type != "Notification":
-            return []  # a subscription (un)confirmation: see subscribe_url / confirm_subscription
+            return []  # an UnsubscribeConfirmation: nothing to do
         event = message.json()
         if not isinstance(event, dict):
             raise WebhookRejected("the SNS message is not an SES event")
@@ -196,7 +213,8 @@ class SesProvider:
         detail = event.get(section)
         detail = detail if isinstance(detail, dict) else {}
         at = _event_time(detail, mail if isinstance(mail, dict) else {}, message.timestamp)
-        return [DeliveryEvent(message_id, status, at, self.name, _reason(raw_type, detail), raw_type)]
+        return [DeliveryEvent(message_id, status, at, self.name, _reason(raw_type, detail), raw_type,
+                              event_id=message.message_id, signed_at=message.timestamp)]
 
     def check_credentials(self) -> None:
         address = self.config.from_address

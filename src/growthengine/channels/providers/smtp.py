@@ -1,4 +1,11 @@
-"""Email over SMTP (smtplib): STARTTLS or implicit TLS optional, login optional, text + HTML in UTF-8.
+"""Email over SMTP (smtplib): TLS by default, login optional, text + HTML in UTF-8.
+
+Security (``security``): ``auto`` (the default) is implicit TLS on port 465 (RFC 8314) and STARTTLS, required, on
+any other port (587 is the submission port Gmail, Amazon SES and SendGrid serve); a server that does not offer
+STARTTLS is refused rather than sent a password in clear. ``none`` is for a relay on this machine only: with a
+login it is refused unless the host is a loopback address. Certificates are verified (the system's CAs).
+
+A refused login (535) or a TLS/certificate failure is permanent: it fails the same way until the settings change.
 
 Idempotency: SMTP has no idempotency key. The ``Message-ID`` is derived from our message id
 (``<msg_...@domain>``), so a repeated send is the same message to receivers that de-duplicate on it, and the
@@ -19,9 +26,9 @@ from collections.abc import Callable, Mapping
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import SecretStr
+from pydantic import SecretStr, model_validator
 
 from growthengine.channels.providers.base import (
     CredentialsError,
@@ -41,11 +48,17 @@ _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _BAD_ADDRESS = re.compile(r"\b5\.1\.(1|2|3|10)\b")
 
 
+Security = Literal["auto", "starttls", "tls", "none"]
+_LOOPBACK = re.compile(r"^(localhost|127(\.\d{1,3}){3}|::1)$")
+
+
 class SmtpConfig(ProviderConfig):
     host: str
     port: int = 587
-    starttls: bool = False
-    ssl: bool = False
+    security: Security = "auto"
+    # Older spellings, still read: ``ssl: true`` is ``security: tls``, ``starttls: true`` is ``security: starttls``.
+    starttls: bool | None = None
+    ssl: bool | None = None
     username: str | None = None
     password: SecretStr | None = None
     from_address: str
@@ -53,6 +66,26 @@ class SmtpConfig(ProviderConfig):
     message_id_domain: str | None = None
     unsubscribe_mailto: str | None = None
     local_hostname: str | None = None
+
+    @property
+    def mode(self) -> Literal["starttls", "tls", "none"]:
+        """How the connection is secured: implicit TLS, STARTTLS (required), or not at all."""
+        if self.ssl:
+            return "tls"
+        if self.starttls:
+            return "starttls"
+        if self.security != "auto":
+            return self.security
+        if self.starttls is False and self.ssl is False:
+            return "none"
+        return "tls" if self.port == 465 else "starttls"
+
+    @model_validator(mode="after")
+    def _no_password_in_clear(self) -> SmtpConfig:
+        if self.mode == "none" and self.username and not _LOOPBACK.match(self.host):
+            raise ValueError("security none with a login would send the password in clear; use starttls (port 587) "
+                             "or tls (port 465)")
+        return self
 
 
 class SmtpProvider:
@@ -101,7 +134,15 @@ class SmtpProvider:
             try:
                 smtp = self._connect()
             except smtplib.SMTPAuthenticationError as exc:
-                return Delivery.failed(self.name, f"SMTP login refused: {exc.smtp_code}", permanent=False)
+                log.warning("smtp: %s refused the login (%s); fix the username or password", self.config.host,
+                            exc.smtp_code)
+                return Delivery.failed(self.name, f"SMTP login refused: {exc.smtp_code}", permanent=True)
+            except smtplib.SMTPNotSupportedError as exc:
+                return Delivery.failed(self.name, f"SMTP server unsuitable: {_text(str(exc))}", permanent=True)
+            except ssl.SSLCertVerificationError as exc:
+                return Delivery.failed(self.name, f"TLS certificate refused: {exc.verify_message}", permanent=True)
+            except ssl.SSLError as exc:  # TLS spoken to a plain port or the reverse: the port and security disagree
+                return Delivery.failed(self.name, f"TLS failed: {exc.reason or type(exc).__name__}", permanent=True)
             except (smtplib.SMTPException, OSError) as exc:
                 reason = f"could not connect ({type(exc).__name__})"
             else:
@@ -141,15 +182,17 @@ class SmtpProvider:
 
     def _connect(self) -> smtplib.SMTP:
         cfg = self.config
+        mode = cfg.mode
         smtp: smtplib.SMTP
-        if cfg.ssl:
+        if mode == "tls":
             smtp = smtplib.SMTP_SSL(cfg.host, cfg.port, local_hostname=cfg.local_hostname, timeout=cfg.timeout_s,
                                     context=self._context())
         else:
             smtp = smtplib.SMTP(cfg.host, cfg.port, local_hostname=cfg.local_hostname, timeout=cfg.timeout_s)
         try:
             smtp.ehlo()
-            if cfg.starttls:
+            if mode == "starttls":
+                # starttls() raises SMTPNotSupportedError when the server does not offer it: never fall back to clear.
                 smtp.starttls(context=self._context())
                 smtp.ehlo()
             if cfg.username:
@@ -172,6 +215,13 @@ class SmtpProvider:
             smtp = self._connect()
         except smtplib.SMTPAuthenticationError as exc:
             raise CredentialsError(f"smtp: login refused by {self.config.host} ({exc.smtp_code})") from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise CredentialsError(f"smtp: {self.config.host}:{self.config.port} cannot do what security "
+                                   f"{self.config.mode!r} needs ({exc}); port 587 speaks STARTTLS, 465 implicit TLS"
+                                   ) from None
+        except ssl.SSLError as exc:
+            raise CredentialsError(f"smtp: TLS with {self.config.host}:{self.config.port} failed ({exc}); "
+                                   "port 587 speaks STARTTLS, 465 implicit TLS") from None
         except (smtplib.SMTPException, OSError) as exc:
             raise CredentialsError(f"smtp: cannot talk to {self.config.host}:{self.config.port} "
                                    f"({type(exc).__name__}: {exc})") from None

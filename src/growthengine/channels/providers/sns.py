@@ -24,7 +24,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from growthengine.channels.providers.base import WebhookRejected, utc_from_iso
+from growthengine.channels.providers.base import WEBHOOK_MAX_AGE_S, WebhookRejected, check_fresh, utc_from_iso
+from growthengine.clock import RealClock
 
 SIGNED_KEYS = {
     "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
@@ -75,15 +76,20 @@ class SnsMessage:
 
 
 class SnsVerifier:
-    """Checks that a body is a genuine SNS message for one of our topics."""
+    """Checks that a body is a genuine SNS message for one of our topics, signed less than ``max_age`` ago.
+
+    ``topic_arns`` is required: with none, no message is trusted (any AWS account can sign a message for its own
+    topic). ``now`` is system time (real time, never the engine's manual clock).
+    """
 
     def __init__(self, *, fetch: Fetch, url_allowed: UrlCheck = aws_url_allowed,
                  topic_arns: frozenset[str] = frozenset(),
-                 now: Callable[[], dt.datetime] | None = None, max_age: dt.timedelta | None = None) -> None:
+                 now: Callable[[], dt.datetime] | None = None,
+                 max_age: dt.timedelta = dt.timedelta(seconds=WEBHOOK_MAX_AGE_S)) -> None:
         self._fetch = fetch
         self._url_allowed = url_allowed
         self._topic_arns = topic_arns
-        self._now = now
+        self._now = now or RealClock().now
         self._max_age = max_age
         self._keys: dict[str, rsa.RSAPublicKey] = {}
         self._lock = threading.Lock()
@@ -104,15 +110,16 @@ class SnsVerifier:
         for key in ("MessageId", "TopicArn", "Message", "Timestamp", "Signature", "SigningCertURL"):
             if not isinstance(data.get(key), str):
                 raise WebhookRejected(f"the SNS message has no {key}")
-        if self._topic_arns and data["TopicArn"] not in self._topic_arns:
+        if not self._topic_arns:
+            raise WebhookRejected("no topic_arns are set, so no SNS message can be trusted")
+        if data["TopicArn"] not in self._topic_arns:
             raise WebhookRejected("the SNS message is for a topic that is not ours")
         self._check_signature(data)
         try:
             timestamp = utc_from_iso(data["Timestamp"])
         except ValueError:
             raise WebhookRejected("the SNS message has a bad Timestamp") from None
-        if self._now is not None and self._max_age is not None and self._now() - timestamp > self._max_age:
-            raise WebhookRejected("the SNS message is too old")
+        check_fresh(timestamp, self._now(), self._max_age.total_seconds(), "SNS message")
         return SnsMessage(type=kind, message_id=data["MessageId"], topic_arn=data["TopicArn"],
                           message=data["Message"], timestamp=timestamp, subject=data.get("Subject"),
                           subscribe_url=data.get("SubscribeURL"))
@@ -158,7 +165,7 @@ class SnsVerifier:
             raise
         except (ValueError, httpx.HTTPError) as exc:
             raise WebhookRejected(f"the signing certificate could not be had ({type(exc).__name__})") from None
-        if self._now is not None and not cert.not_valid_before_utc <= self._now() <= cert.not_valid_after_utc:
+        if not cert.not_valid_before_utc <= self._now() <= cert.not_valid_after_utc:
             raise WebhookRejected("the signing certificate is not valid now")
         key = cert.public_key()
         if not isinstance(key, rsa.RSAPublicKey):

@@ -1,7 +1,7 @@
 """The pipeline: partitions on events and timers, stage cursors, partition leases, workers.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0010
+Revises: 0009
 """
 
 import zlib
@@ -9,8 +9,8 @@ import zlib
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
