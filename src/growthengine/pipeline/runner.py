@@ -62,7 +62,7 @@ class Pipeline:
     def step(self) -> int:
         """One batch for every stage; 0 when there was nothing new."""
         partitions = self.ownership.partitions()
-        if not partitions:
+        if not partitions or not self.stages:
             return 0
         names = [s.name for s in self.stages]
         began = time.perf_counter()
@@ -83,6 +83,8 @@ class Pipeline:
                 if mine and not self._run(tx, stage, mine, profiles, end):
                     continue
                 done.append(stage.name)
+            if not done:
+                return 0  # every stage failed on this batch: they try again on the next pass, not in a loop
             tx.log.advance(done, partitions, end, self.now_s(), cursors)
         cost = (time.perf_counter() - began) / len(rows)
         self._row_cost_s = cost if not self._row_cost_s else 0.7 * self._row_cost_s + 0.3 * cost
