@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ class LeasedOwnership:
     ttl_s: float = LEASE_TTL_S
     every_partition: bool = False
     held: dict[int, int] = field(default_factory=dict)  # partition -> epoch
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def partitions(self) -> tuple[int, ...]:
         return tuple(sorted(self.held))
@@ -68,12 +70,17 @@ class LeasedOwnership:
     def check(self, tx: Tx) -> None:
         lost = tx.leases.verify(self.worker_id, dict(self.held), self.now_s())
         if lost:
-            for p in lost:
-                self.held.pop(p, None)
+            with self._lock:
+                for p in lost:
+                    self.held.pop(p, None)
             raise LeaseLost(f"worker {self.worker_id} lost partitions {lost}")
 
     def refresh(self) -> None:
         """Heartbeat, renew what is held, give back more than a fair share, take free or expired partitions."""
+        with self._lock:
+            self._refresh()
+
+    def _refresh(self) -> None:
         now = self.now_s()
         with self.store.transaction() as tx:
             tx.leases.heartbeat(self.worker_id, now, "growth worker")

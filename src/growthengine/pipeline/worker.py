@@ -9,7 +9,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from growthengine.clock import system_seconds
 from growthengine.engine import Engine
 from growthengine.pipeline.ownership import LeaseLost
 
@@ -42,14 +41,15 @@ class Worker:
         return done
 
     def run(self) -> None:
-        """The pipeline and timer loop (blocks until :attr:`stop` is set)."""
-        last_refresh = 0.0
+        """The pipeline and timer loop (blocks until :attr:`stop` is set). Leases are renewed by a thread of their
+        own, so a long batch never lets them pass."""
+        if self.refresh_ownership is not None:
+            self.refresh_ownership()
+            heartbeat = threading.Thread(target=self._heartbeat, name="growth-leases", daemon=True)
+            heartbeat.start()
+            self._threads.append(heartbeat)
         while not self.stop.is_set():
             try:
-                now = system_seconds()
-                if self.refresh_ownership is not None and now - last_refresh >= LEASE_REFRESH_S:
-                    self.refresh_ownership()
-                    last_refresh = now
                 did = self.run_once()
                 if not did:
                     if self.on_idle is not None:
@@ -59,6 +59,14 @@ class Worker:
             except Exception:
                 log.exception("worker pass failed; trying again shortly")
                 self.stop.wait(1.0)
+
+    def _heartbeat(self) -> None:
+        assert self.refresh_ownership is not None
+        while not self.stop.wait(LEASE_REFRESH_S):
+            try:
+                self.refresh_ownership()
+            except Exception:
+                log.exception("lease renewal failed; trying again in %.0fs", LEASE_REFRESH_S)
 
     def run_deliveries(self) -> None:
         """The outside-world loop: provider calls and flow activities (coupon, recommendation and copy services),
