@@ -8,6 +8,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,34 @@ def test_a_price_drop_reaches_each_favoriter_through_a_command(engine: Engine) -
     pushes = engine.messages(flow="price_drop", channel="push", limit=1000)
     assert sorted(m.user_id for m in pushes) == sorted(f"fan{n}" for n in range(30))
     assert all(m.status == "sent" for m in pushes)
+
+
+@pytest.mark.postgres
+def test_two_workers_split_the_log_by_partition_and_both_catch_up(pg_cluster: PgCluster) -> None:
+    store = Store.open(pg_cluster.new_database())
+    now = [1_000.0]
+    owners = [LeasedOwnership(store, lambda: now[0], worker_id=w) for w in ("a", "b")]
+    recorders = [Recorder(), Recorder()]
+    try:
+        for o in (*owners, *owners):
+            o.refresh()
+        assert sorted(len(o.partitions()) for o in owners) == [PARTITIONS // 2] * 2
+        with store.transaction() as tx:
+            tx.log.append_commands([(f"user{n}", "noop", n, {"n": f"c{n}"}) for n in range(500)], 0)
+        pipelines = [Pipeline(store, [Stage("recorder", r, {"noop": _record_commands(r)})], o, batch_size=37,
+                              now_s=lambda: now[0]) for r, o in zip(recorders, owners, strict=True)]
+        for p in pipelines:
+            p.drain()
+        seen = recorders[0].seen + recorders[1].seen
+        assert len(seen) == 500 and set(seen.values()) == {1}, "each row applied once, by its owner"
+        assert not set(recorders[0].seen) & set(recorders[1].seen)
+        assert [lag.events for lag in pipelines[0].lag()] == [0], "both shares caught up: nothing behind"
+    finally:
+        store.close()
+
+
+def _record_commands(recorder: Recorder) -> Callable[[Tx, list[Event]], None]:
+    def apply(tx: Tx, commands: list[Event]) -> None:
+        recorder.on_events(tx, commands, {})
+
+    return apply

@@ -121,14 +121,11 @@ class Pipeline:
         while behind."""
         names = [s.name for s in self.stages]
         with self.store.transaction() as tx:
-            cursors = tx.log.cursors(names)
             moved = tx.log.cursor_times()
             now_s = self.now_s()
             out = []
             for name in names:
-                positions = list(cursors[name].values())
-                lowest = min(positions, default=START)
-                behind = tx.log.backlog(lowest)
+                behind = tx.log.backlog(name)
                 seconds = max(0.0, now_s - moved.get(name, now_s)) if behind else 0.0
                 out.append(StageLag(name, behind, seconds))
         return out

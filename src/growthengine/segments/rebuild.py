@@ -10,8 +10,9 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from growthengine.clock import to_us
+from growthengine.clock import system_seconds, to_us
 from growthengine.domain.events import Event
+from growthengine.domain.partitions import ALL_PARTITIONS
 from growthengine.segments.engine import SegmentEngine, _Batch
 from growthengine.segments.evaluate import Evaluator
 from growthengine.segments.feeds import State, apply_event, prune
@@ -20,6 +21,7 @@ from growthengine.storage.unit_of_work import Tx
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
+SEGMENT_STAGE = "segments"
 CHUNK_USERS = 2000
 
 
@@ -114,6 +116,11 @@ def rebuild(engine: SegmentEngine, tx: Tx, keys: list[str] | None = None,
         result.exited += sum(1 for t in batch.transitions if t.kind == "exit")
         engine._flush(tx, batch, states, now_us)
     result.events = tx.events.count()
+    if tx.log.horizon() is None:
+        # Writers take turns (SQLite): this transaction saw the whole log, so the segment stage must not apply
+        # what the rebuild folded in a second time.
+        tx.log.advance([SEGMENT_STAGE], ALL_PARTITIONS, tx.log.tail(), system_seconds(),
+                       tx.log.cursors([SEGMENT_STAGE]))
     log.info("rebuilt %s for %d users: %d entered, %d left", ", ".join(sorted(chosen)), result.users,
              result.entered, result.exited)
     return result

@@ -87,14 +87,14 @@ class StageLog:
             row = self._conn.exec_driver_sql("SELECT 0, id FROM events ORDER BY id DESC LIMIT 1").first()
         return (int(row[0]), int(row[1])) if row else START
 
-    def backlog(self, after: Position) -> int:
-        """How many rows lie after ``after`` (a stage's lag in events)."""
-        m = self._m
-        if self._dialect == "postgresql":
-            sql, params = f"SELECT count(*) FROM events WHERE (txid, id) > ({m}, {m})", [after[0], after[1]]
-        else:
-            sql, params = f"SELECT count(*) FROM events WHERE id > {m}", [after[1]]
-        return int(self._conn.exec_driver_sql(sql, tuple(params)).scalar_one())
+    def backlog(self, stage: str) -> int:
+        """How many rows ``stage`` has not applied yet: in each partition, those after that partition's cursor
+        (one worker's partitions may be ahead of another's)."""
+        tx_col = "e.txid" if self._dialect == "postgresql" else "0"
+        sql = (f"SELECT count(*) FROM events e LEFT JOIN stage_cursors c ON c.stage = {self._m} "
+               f"AND c.partition = e.partition WHERE ({tx_col}, e.id) > (COALESCE(c.tx_pos, -1), "
+               "COALESCE(c.id_pos, -1))")
+        return int(self._conn.exec_driver_sql(sql, (stage,)).scalar_one())
 
     # Cursors ---------------------------------------------------------------------------------------------
 
