@@ -39,12 +39,21 @@ class LeaseStore:
         return [(int(p), o, int(e), float(x)) for p, o, e, x in rows]
 
     def renew(self, worker_id: str, partitions: Sequence[int], expires_s: float) -> dict[int, int]:
-        """Extend the leases this worker still holds; returns those partitions with their epochs."""
+        """Extend the leases this worker still holds; returns those partitions with their epochs.
+
+        Rows are locked in partition order, as :meth:`verify` locks them, so a renewal and a stage's fencing check
+        wait for each other but never deadlock."""
         if not partitions:
             return {}
         m = self._m
+        if self._dialect == "postgresql":
+            rows = self._conn.exec_driver_sql(
+                "UPDATE partition_leases SET expires_s = %s WHERE partition IN (SELECT partition FROM "
+                "partition_leases WHERE owner = %s AND partition = ANY(%s) ORDER BY partition FOR UPDATE) "
+                "RETURNING partition, epoch", (expires_s, worker_id, sorted(partitions)))
+            return {int(p): int(e) for p, e in rows}
         held: dict[int, int] = {}
-        for p in partitions:
+        for p in sorted(partitions):
             row = self._conn.exec_driver_sql(
                 f"UPDATE partition_leases SET expires_s = {m} WHERE partition = {m} AND owner = {m} RETURNING epoch",
                 (expires_s, p, worker_id)).first()
@@ -63,7 +72,7 @@ class LeaseStore:
 
     def release(self, worker_id: str, partitions: Sequence[int]) -> None:
         m = self._m
-        for p in partitions:
+        for p in sorted(partitions):
             self._conn.exec_driver_sql(
                 f"UPDATE partition_leases SET owner = NULL, expires_s = 0 WHERE partition = {m} AND owner = {m}",
                 (p, worker_id))
@@ -83,7 +92,7 @@ class LeaseStore:
         else:
             where, params = f"partition IN ({','.join('?' * len(epochs))})", [*epochs]
         rows = self._conn.exec_driver_sql(
-            f"SELECT partition, owner, epoch, expires_s FROM partition_leases WHERE {where}{lock}",
+            f"SELECT partition, owner, epoch, expires_s FROM partition_leases WHERE {where} ORDER BY partition{lock}",
             tuple(params)).all()
         good = {int(p) for p, owner, epoch, expires in rows
                 if owner == worker_id and int(epoch) == epochs[int(p)] and float(expires) >= now_s}
