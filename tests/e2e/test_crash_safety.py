@@ -66,7 +66,8 @@ def test_sigkill_while_timers_fire_loses_nothing_and_repeats_nothing(tmp_path: P
         _seed(server.base_url)
         _advance_in_background(server.base_url)
         # Kill as soon as a random share of the work has committed, while the rest is under way: mid-way, not
-        # before or after, measured in work done rather than in seconds (so whatever the machine's speed).
+        # before or after, measured in work done rather than by a sleep (it lands mid-way as long as one commit
+        # holds fewer than half of the users, however fast the machine).
         wanted = rng.randint(1, USERS // 2)
         wait_until(lambda: len(_ledger(db)[0]) >= wanted, timeout_s=120, what=f"{wanted} nudges committing")
         os.killpg(server.proc.pid, signal.SIGKILL)

@@ -83,6 +83,15 @@ def test_purchase_of_the_item_ends_the_nudge(story: Story, engine: Engine) -> No
     assert [m["channel"] for m in messages(engine, "u1")] == ["push"]
 
 
+def test_buying_something_else_does_not_end_the_nudge(story: Story, engine: Engine) -> None:
+    shopper(story)
+    add_camera(story)
+    story.advance(hours=2)
+    story.track("u1", "purchase", order_id="O1", amount=900, listing_ids=["L9"])
+    story.advance(days=1)
+    assert [m["step"] for m in messages(engine, "u1", flow="cart_abandonment")] == ["nudge_push", "coupon_email"]
+
+
 def test_one_run_per_cart_item(story: Story, engine: Engine) -> None:
     shopper(story)
     add_camera(story)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from growthengine.api.auth import Role, key_from_header
+from growthengine.api.auth import Role
 from growthengine.api.body import read_json_once, write_key_in_body
 from growthengine.api.deps import get_engine, require_write
 from growthengine.api.errors import ApiError
@@ -23,7 +23,7 @@ def _with_bearer(request: Request, key: str) -> Request:
 
 async def require_ingest(request: Request) -> Role:
     """Ingestion routes: an admin or write key, from the header or else from the body's ``writeKey``."""
-    if key_from_header(request.headers.get("authorization")) is not None:
+    if request.headers.get("authorization"):
         return require_write(request)
     try:
         payload = await read_json_once(request, max_bytes=get_engine(request).settings.max_body_bytes)
