@@ -78,3 +78,11 @@ def test_an_exit_on_a_plain_value() -> None:
     numeric = ExitRule(event="purchase", where=(("amount", "eq", 100),))
     assert exit_matches(numeric, event("purchase", amount="100"), run()), "compared as text"
     assert exit_matches(ExitRule(event="seller_registered"), event("seller_registered"), run()), "no conditions"
+
+
+@pytest.mark.parametrize(("old", "new", "fires"), [(333, 299.70, False), (333, 299.66, True), (10000, 9000, False),
+                                                   (10000, 8999, True)])
+def test_a_drop_of_exactly_ten_percent_sends_nothing_whatever_the_floats(old: float, new: float, fires: bool) -> None:
+    # 333 -> 299.70 is 10 % exactly; binary floating point alone made it 10.000000000000004 %.
+    values = event_matches(PRICE_DROP, event("listing_price_changed", listing_id="L1", old_price=old, new_price=new))
+    assert (values is not None) is fires

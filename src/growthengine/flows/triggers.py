@@ -22,9 +22,12 @@ def derived(trigger: EventTrigger, properties: dict[str, Any]) -> dict[str, Any]
     values = dict(properties)
     for name, expression in trigger.derive:
         try:
-            values[name] = _expressions.compile_expression(expression)(**properties)
+            value = _expressions.compile_expression(expression)(**properties)
         except Exception:
             return None
+        # Binary floating point would make a drop from 333 to 299.70 "10.000000000000004 %": rounded to a
+        # billionth, a threshold compares as a person reads it.
+        values[name] = round(value, 9) if isinstance(value, float) else value
     return values
 
 
