@@ -29,6 +29,7 @@ from growthengine.api.responses import OrjsonResponse
 from growthengine.clock import ManualClock
 from growthengine.dashboard import mount_dashboard
 from growthengine.engine import Engine
+from growthengine.observability import install_operations
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def create_app(engine: Engine, keys: KeyRing, *, run_workers: bool = True) -> Fa
     app.state.engine = engine
     app.state.keys = keys
     install_error_handlers(app)
+    install_operations(app, engine, keys)  # key guard and limits, metrics, request ids, /healthz /readyz /metrics
     for module in (routes_ingest, routes_users, routes_segments, routes_messages, routes_inbox, routes_optimize,
                    routes_clock, routes_unsubscribe, routes_kpis, routes_webhooks):
         app.include_router(module.router)

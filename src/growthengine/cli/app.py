@@ -38,7 +38,7 @@ def serve(
 
     from growthengine.api.app import create_app
     from growthengine.bootstrap import build_engine
-    from growthengine.keys import load_keyring
+    from growthengine.keys import first_key_line, load_keyring
 
     if clock not in ("real", "manual"):
         raise CliError("--clock must be real or manual")
@@ -50,23 +50,23 @@ def serve(
             raise CliError(str(exc)) from None
     if clock == "manual" and start_at is None:
         raise CliError("--clock manual needs --start ISO, for example --start 2026-01-05T09:00:00+07:00")
-    setup_logging()
     settings = cli_settings(db, config, host=host, port=port, clock=clock, clock_start=start_at)
-    keys, new_key = load_keyring(settings)
+    setup_logging(settings, default_level=logging.INFO)
+    engine = build_engine(settings)
+    keys, new_key = load_keyring(settings, engine.store)
     if new_key is not None:
         # One plain line on standard output, never wrapped, so that scripts can read it.
-        print(f"Admin API key: {new_key}  (shown once; only its hash is kept under {settings.data_dir})", flush=True)
+        print(first_key_line(new_key), flush=True)
     live = None
     if simulate:
         # The in-process simulator gets a key of its own, made for this run and kept only in memory.
         sim_key = new_key or settings.api_key or keys.add_ephemeral_admin()
         live = start_live_simulation(settings, sim_key)
-    engine = build_engine(settings)
     api = create_app(engine, keys)
     console.print(f"Growth Engine on http://{settings.host}:{settings.port} ({engine.store.dialect}, "
                   f"{engine.clock.mode} clock)")
     try:
-        uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+        uvicorn.run(api, host=settings.host, port=settings.port, log_config=None, access_log=False)
     finally:
         if live is not None:
             live.set()
@@ -74,12 +74,14 @@ def serve(
 
 
 def _register() -> None:
-    from growthengine.cli import bench, check_config, flows, segments
+    from growthengine.cli import bench, check_config, db, flows, keys, segments
 
     app.add_typer(segments.app, name="segments")
     app.add_typer(flows.app, name="flows")
     app.add_typer(bench.app, name="bench")
     app.command("check-config")(check_config.check_config)
+    app.add_typer(keys.app, name="keys")
+    app.add_typer(db.app, name="db")
 
 
 _register()
@@ -94,7 +96,7 @@ def main() -> None:
     try:
         app()
     except (CliError, StartupError, DatabaseURLError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
         sys.exit(2)
     except Exception as exc:
         logging.getLogger("growthengine.cli").debug("unexpected failure", exc_info=True)
