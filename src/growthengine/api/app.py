@@ -29,13 +29,16 @@ from growthengine.api.responses import OrjsonResponse
 from growthengine.clock import ManualClock
 from growthengine.dashboard import mount_dashboard
 from growthengine.engine import Engine
-from growthengine.observability import install_operations
+from growthengine.observability import LagSource, install_operations
 
 log = logging.getLogger(__name__)
 
 
-def create_app(engine: Engine, keys: KeyRing, *, run_workers: bool = True) -> FastAPI:
-    """The API around an engine. On the real clock a background worker fires due timers."""
+def create_app(engine: Engine, keys: KeyRing, *, run_workers: bool = True, lag: LagSource | None = None) -> FastAPI:
+    """The API around an engine. On the real clock a background worker fires due timers.
+
+    ``lag`` tells how far each pipeline stage is behind, for ``/readyz`` and ``/metrics`` (default: read from the
+    stage cursors in the database)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -60,7 +63,7 @@ def create_app(engine: Engine, keys: KeyRing, *, run_workers: bool = True) -> Fa
     app.state.engine = engine
     app.state.keys = keys
     install_error_handlers(app)
-    install_operations(app, engine, keys)  # key guard and limits, metrics, request ids, /healthz /readyz /metrics
+    install_operations(app, engine, keys, lag=lag)  # key limits, metrics, request ids, /healthz /readyz /metrics
     for module in (routes_ingest, routes_users, routes_segments, routes_messages, routes_inbox, routes_optimize,
                    routes_clock, routes_unsubscribe, routes_kpis, routes_webhooks):
         app.include_router(module.router)

@@ -38,7 +38,7 @@ def route_of(scope: Scope) -> str:
     path = getattr(route, "path", None)
     if isinstance(path, str):
         return path
-    return "unmatched"
+    return "other"  # not an API route: the OpenAPI document, static files, a path that does not exist
 
 
 class RequestContext:
