@@ -54,6 +54,7 @@ class EngineMetrics:
                                      ["route", "method", "status"], registry=r)
         self.http_duration = Histogram("growth_http_request_duration_seconds", "Time to answer a request",
                                        ["route"], buckets=_LATENCY_BUCKETS, registry=r)
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.rate_limited = Counter("growth_rate_limited", "Requests answered 429, by limit", ["limit"], registry=r)
         self.provider_requests = Counter("growth_provider_requests", "Channel provider calls by outcome",
                                          ["provider", "outcome"], registry=r)
@@ -73,8 +74,13 @@ class EngineMetrics:
             self.events_rejected.inc(len(result.rejected))
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(route, method, str(status)).inc()
-        self.http_duration.labels(route).observe(seconds)
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:  # looked up once per route, method and status, not per request
+            children = (self.http_requests.labels(route, method, str(status)), self.http_duration.labels(route))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_limited(self, limit: str) -> None:
         self.rate_limited.labels(limit).inc()
