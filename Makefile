@@ -1,18 +1,29 @@
 # Growth Engine: `make run` (engine + simulated marketplace), `make serve` (engine only), `make test`.
+# run and serve install only what the engine needs; test adds the test tools (each has its own stamp file).
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+RUNTIME := $(VENV)/.installed-runtime
+DEV     := $(VENV)/.installed-dev
 
-.PHONY: setup run serve test lint typecheck bench clean system-deps js-deps mutate
+.PHONY: setup setup-dev run serve test lint typecheck bench clean system-deps js-deps mutate
 
-$(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade "pip>=24"
+
+$(RUNTIME): pyproject.toml | $(BIN)/python
+	$(PIP) -e .
 	@touch $@
 
-setup: $(STAMP)
+$(DEV): pyproject.toml | $(BIN)/python
+	$(PIP) -e ".[dev]"
+	@touch $@ $(RUNTIME)
+
+setup: $(RUNTIME)
+
+setup-dev: $(DEV)
 
 system-deps:
 	@bash scripts/system-deps.sh
@@ -32,15 +43,15 @@ run: setup
 serve: setup
 	$(BIN)/growth serve
 
-test: setup system-deps js-deps
+test: setup-dev system-deps js-deps
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest
 
-lint: setup
+lint: setup-dev
 	$(BIN)/ruff check src tests benchmarks
 
-typecheck: setup
+typecheck: setup-dev
 	$(BIN)/mypy
 
 bench: setup
@@ -48,7 +59,7 @@ bench: setup
 
 # Mutation testing of the rule modules ([tool.mutmut] in pyproject.toml); slow, so not part of `make test`.
 # One module only: make mutate MUTANTS='growthengine.gate*'
-mutate: setup
+mutate: setup-dev
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children 2 $(MUTANTS)
 	$(BIN)/python -m tests.mutation_report

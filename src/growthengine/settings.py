@@ -44,6 +44,17 @@ class Settings(BaseSettings):
     channel_providers: dict[str, str] = Field(default_factory=dict)  # {"push": "fcm", "email": "ses", ...}
     provider_settings: dict[str, dict[str, Any]] = Field(default_factory=dict)  # settings by provider name
     attribution_days: int = Field(3, ge=1, le=90)  # KPI conversion and unsubscribe window after a send
+    # Operating (CONTRACT 9): logs, metrics, readiness, key and ingest limits. Limits run on system time.
+    log_format: Literal["text", "json"] = "text"  # GROWTH_LOG_FORMAT=json: one JSON object per line
+    log_level: str | None = None  # GROWTH_LOG_LEVEL (DEBUG, INFO, WARNING, ...); default INFO for serve, WARNING else
+    access_log: bool = False  # GROWTH_ACCESS_LOG=1: one line per request (method, route, status, time; no query)
+    metrics_key: str | None = None  # GROWTH_METRICS_KEY: a bearer token that opens /metrics only
+    ready_max_lag_s: float = Field(60.0, gt=0)  # /readyz fails while a pipeline stage is further behind than this
+    ingest_rate_per_key: float = Field(1000.0, ge=0)  # ingest requests a second per key, on average (0: no limit)
+    ingest_burst_per_key: float = Field(2000.0, ge=1)  # ingest requests a key may send at once above that rate
+    failed_key_limit: int = Field(20, ge=1)  # wrong API keys from one client address before it gets 429 ...
+    failed_key_window_s: float = Field(60.0, gt=0)  # ... one more allowed per window / limit seconds after that
+    key_refresh_s: float = Field(2.0, gt=0)  # how soon a revoked named key stops working in a running process
 
     # -- trust: SDKs in browsers, app tokens, dashboard sign-in ------------------------------------------------------
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)  # "*" allows every origin

@@ -30,6 +30,7 @@ from growthengine.api.responses import OrjsonResponse
 from growthengine.clock import ManualClock, system_seconds
 from growthengine.dashboard import mount_dashboard
 from growthengine.engine import Engine
+from growthengine.observability import LagSource, install_operations
 from growthengine.pipeline.child import ChildWorker
 from growthengine.pipeline.ownership import LeasedOwnership
 from growthengine.pipeline.worker import Worker
@@ -38,9 +39,13 @@ from growthengine.pipeline.worker_lock import sqlite_lock_path
 log = logging.getLogger(__name__)
 
 
-def create_app(engine: Engine, keys: KeyRing, *, run_workers: bool = True) -> FastAPI:
-    """The API around an engine. On the real clock an embedded worker (background threads, never the event loop)
-    runs the pipeline, the timers and the deliveries, unless ``run_workers`` is off (``growth serve --api-only``)."""
+def create_app(engine: Engine, keys: KeyRing, *, run_workers: bool = True, lag: LagSource | None = None) -> FastAPI:
+    """The API around an engine. On the real clock an embedded worker (a child process on SQLite, background
+    threads on PostgreSQL; never the event loop) runs the pipeline, the timers and the deliveries, unless
+    ``run_workers`` is off (``growth serve --api-only``).
+
+    ``lag`` tells how far each pipeline stage is behind, for ``/readyz`` and ``/metrics`` (default: the pipeline's
+    own lag per stage)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -63,6 +68,8 @@ def create_app(engine: Engine, keys: KeyRing, *, run_workers: bool = True) -> Fa
     app.state.engine = engine
     app.state.keys = keys
     install_error_handlers(app)
+    lag = lag or (lambda: {stage.stage: stage.seconds for stage in engine.pipeline.lag()})
+    install_operations(app, engine, keys, lag=lag)  # key limits, metrics, request ids, /healthz /readyz /metrics
     for module in (routes_ingest, routes_users, routes_segments, routes_messages, routes_inbox, routes_optimize,
                    routes_clock, routes_unsubscribe, routes_kpis, routes_webhooks, routes_pipeline):
         app.include_router(module.router)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from growthengine.api.auth import KeyRing, Role, key_from_header
+from growthengine.api.auth import KeyGuard, Role
 from growthengine.api.errors import ApiError
 from growthengine.engine import Engine
-
-_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="growth", Basic realm="growth"'}
 
 
 def get_engine(request: Request) -> Engine:
@@ -16,20 +14,18 @@ def get_engine(request: Request) -> Engine:
     return engine
 
 
-def _role(request: Request) -> Role:
-    keys: KeyRing = request.app.state.keys
-    key = key_from_header(request.headers.get("authorization"))
-    if key is None:
-        raise ApiError(401, "unauthorized", "send an API key: Authorization: Bearer <key>", headers=_CHALLENGE)
-    role = keys.role_of(key)
-    if role is None:
-        raise ApiError(401, "unauthorized", "the API key is not known", headers=_CHALLENGE)
-    return role
+def client_address(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
+
+
+def _role(request: Request, *, ingest: bool = False) -> Role:
+    guard: KeyGuard = request.app.state.guard
+    return guard.check(request.headers.get("authorization"), client_address(request), ingest=ingest).role
 
 
 def require_write(request: Request) -> Role:
-    """Ingestion routes: an admin key or a write key."""
-    return _role(request)
+    """Ingestion routes: an admin key or a write key, within the key's ingest rate."""
+    return _role(request, ingest=True)
 
 
 def require_admin(request: Request) -> Role:

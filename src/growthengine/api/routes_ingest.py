@@ -41,7 +41,9 @@ async def _store(request: Request, engine: Engine, calls: IngestRequest) -> Inge
     commits: GroupCommit | None = getattr(state, "ingest_group_commit", None)
     if commits is None:
         commits = state.ingest_group_commit = GroupCommit(engine.ingestion, after=engine.after_ingest)
-    return await commits.ingest(calls)
+    result = await commits.ingest(calls)
+    state.metrics.observe_ingest(result)  # growth_events_ingested_total and friends: once per request
+    return result
 
 
 async def _single(request: Request, engine: Engine, call_type: str) -> OrjsonResponse:

@@ -40,7 +40,7 @@ def serve(
 
     from growthengine.api.app import create_app
     from growthengine.bootstrap import build_engine
-    from growthengine.keys import load_keyring
+    from growthengine.keys import first_key_line, load_keyring
 
     if clock not in ("real", "manual"):
         raise CliError("--clock must be real or manual")
@@ -54,24 +54,24 @@ def serve(
         raise CliError("--clock manual needs --start ISO, for example --start 2026-01-05T09:00:00+07:00")
     if clock == "manual" and api_only:
         raise CliError("the manual clock exists only in the single-process growth serve: drop --api-only")
-    setup_logging()
     settings = cli_settings(db, config, host=host, port=port, clock=clock, clock_start=start_at)
-    keys, new_key = load_keyring(settings)
+    setup_logging(settings, default_level=logging.INFO)
+    engine = build_engine(settings)
+    keys, new_key = load_keyring(settings, engine.store)
     if new_key is not None:
         # One plain line on standard output, never wrapped, so that scripts can read it.
-        print(f"Admin API key: {new_key}  (shown once; only its hash is kept under {settings.data_dir})", flush=True)
+        print(first_key_line(new_key), flush=True)
     live = None
     if simulate:
         # The in-process simulator gets a key of its own, made for this run and kept only in memory.
         sim_key = new_key or settings.api_key or keys.add_ephemeral_admin()
         live = start_live_simulation(settings, sim_key)
-    engine = build_engine(settings)
     api = create_app(engine, keys, run_workers=not api_only)
     role = "API only" if api_only else "API and worker"
     console.print(f"Growth Engine on http://{settings.host}:{settings.port} ({engine.store.dialect}, "
                   f"{engine.clock.mode} clock, {role})")
     try:
-        uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+        uvicorn.run(api, host=settings.host, port=settings.port, log_config=None, access_log=False)
     finally:
         if live is not None:
             live.set()
@@ -94,8 +94,8 @@ def worker(db: DbOption = None, config: ConfigOption = None) -> None:
     from growthengine.pipeline.worker import Worker
     from growthengine.pipeline.worker_lock import WorkerLock, WorkerLockHeld, sqlite_lock_path
 
-    setup_logging()
     settings = cli_settings(db, config)
+    setup_logging(settings, default_level=logging.INFO)
     lock_path = sqlite_lock_path(settings.db_url)
     lock = WorkerLock(lock_path) if lock_path is not None else None
     if lock is not None:
@@ -136,7 +136,7 @@ def worker(db: DbOption = None, config: ConfigOption = None) -> None:
 
 
 def _register() -> None:
-    from growthengine.cli import bench, bench_pipeline, check_config, flows, segments
+    from growthengine.cli import bench, bench_pipeline, check_config, db, flows, keys, segments
 
     del bench_pipeline  # registers ``growth bench pipeline`` on the bench group
 
@@ -144,6 +144,8 @@ def _register() -> None:
     app.add_typer(flows.app, name="flows")
     app.add_typer(bench.app, name="bench")
     app.command("check-config")(check_config.check_config)
+    app.add_typer(keys.app, name="keys")
+    app.add_typer(db.app, name="db")
 
 
 _register()
@@ -158,7 +160,7 @@ def main() -> None:
     try:
         app()
     except (CliError, StartupError, DatabaseURLError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
         sys.exit(2)
     except Exception as exc:
         logging.getLogger("growthengine.cli").debug("unexpected failure", exc_info=True)

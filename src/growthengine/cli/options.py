@@ -24,9 +24,16 @@ class CliError(Exception):
     """A failure to report as one clear line."""
 
 
-def setup_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+def setup_logging(settings: Settings | None = None, *, default_level: int = logging.WARNING) -> None:
+    """Logs on standard error: text, or JSON lines with ``GROWTH_LOG_FORMAT=json``; ``GROWTH_LOG_LEVEL`` sets the
+    level, else ``default_level`` (WARNING: a command that reads says nothing but its answer; serve: INFO)."""
+    from growthengine.observability.logs import configure_logging
+
+    settings = settings or Settings()
+    try:
+        configure_logging(settings.log_format, settings.log_level, default_level=default_level, stream=sys.stderr)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def cli_settings(db: str | None, config: Path | None, **overrides: object) -> Settings:

@@ -69,7 +69,6 @@ def start_live_simulation(settings: Settings, new_key: str | None) -> threading.
 
     The simulator needs the admin key in plain text: the one made by this run, else ``GROWTH_API_KEY``.
     """
-    from growthengine.keys import KEY_FILE
     from growthengine.settings import served_url
     from growthengine.simulate.live import start_in_background
 
@@ -77,7 +76,7 @@ def start_live_simulation(settings: Settings, new_key: str | None) -> threading.
     if not key:
         raise CliError(
             "--simulate needs the admin API key, but only its hash is kept from an earlier run: set GROWTH_API_KEY "
-            f"to that key, or delete {Path(settings.data_dir) / KEY_FILE} to have a new one made"
+            "to that key, or to a new one from: growth keys create NAME --role admin"
         )
     url = served_url(settings.host, settings.port)
     _, stop = start_in_background(url, key)
