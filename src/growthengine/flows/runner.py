@@ -11,6 +11,7 @@ from growthengine.clock import from_us, to_us
 from growthengine.consent.unsubscribe import UnsubscribeLinks
 from growthengine.content.templates import RenderedMessage, RenderError, TemplateRegistry
 from growthengine.domain.messages import Message, message_id
+from growthengine.domain.traits import has_consent
 from growthengine.engagement.experiments import ExperimentBook, experiment_key
 from growthengine.flows.actions import (
     ActionFailed,
@@ -23,6 +24,7 @@ from growthengine.flows.context import message_context
 from growthengine.flows.dispatch import Dispatcher, Outgoing
 from growthengine.flows.model import Branch, BranchCondition, CouponAction, Flow, RecommendationAction, Send, Wait
 from growthengine.flows.paths import DONE, enter_branch, following, resolve
+from growthengine.optimize.channel_scores import counterpart_key
 from growthengine.optimize.copy_variants import CopyChoice, CopyWriter
 from growthengine.optimize.personalization import build_context
 
@@ -158,7 +160,9 @@ class Runner:
               now_us: int, out: Outgoing) -> bool:
         """Decide the step's message into ``out``; ``False`` while the run waits for its generated copy."""
         mid = message_id(flow.key, run.user_id, run.entity, run.id, step)
-        listing = self._listing(tx, run.entity) if run.entity else None
+        # the run's entity, else the listing its trigger event was about (a flow with one run per user)
+        listing_id = run.entity or str((run.context.get("trigger") or {}).get("listing_id") or "")
+        listing = self._listing(tx, listing_id) if listing_id else None
         tz = self.tz(traits)
         context = message_context(run, traits, listing, now_us, site_url=self.site_url, timezone=tz)
         context["user_context"] = run.context.get("user_context", [])
@@ -177,10 +181,12 @@ class Runner:
         variant = None
         if send.variants:
             key = experiment_key(flow.key, step)
-            assignment = self.experiments.assign(tx, key, send.variants, send.experiment_mode, run.user_id)
+            assignment = self.experiments.assign(tx, key, send.variants, send.experiment_mode, run.user_id,
+                                                 send.experiment_options)
             variant = assignment.variant
             extra["experiment"] = {"key": key, "variant": variant, "variants": list(send.variants),
-                                   "mode": send.experiment_mode, "reason": assignment.reason}
+                                   "mode": send.experiment_mode, "reason": assignment.reason,
+                                   **({"options": dict(send.experiment_options)} if send.experiment_options else {})}
         elif len(self.templates.get(send.template).variants) > 1:
             personal = build_context(tx.events.for_user(run.user_id, since_us=now_us - PERSONALIZATION_WINDOW_US),
                                      now=from_us(now_us))
@@ -198,13 +204,24 @@ class Runner:
             tx.messages.add([message])
             return True
         coupon = run.context.get("coupon")
+        if send.kind == "marketing" and send.channel == "email" and has_consent(traits, "push") \
+                and traits.get("push_token"):
+            counterpart = self._counterpart(send.template, traits.get("language"), context)
+            if counterpart is not None:  # the copy it takes if the channel scores move it to push (SPEC 4.C)
+                extra["counterpart"] = counterpart
         body, copy_variant = rendered.body, rendered.variant
-        if self.copywriter is not None and send.channel in ("push", "in_app") and not send.variants:
+        if self.copywriter is not None and send.channel in ("push", "in_app") and \
+                (not send.variants or variant != send.variants[0]):
+            # An experiment's arms other than the control are drafted for their context (SPEC 4.B: the camera
+            # lover, the price sensitive); the message keeps the arm's name as its variant.
+            tags = (variant,) if send.variants and variant else None
             copy = self._generated_copy(tx, run, step, send, rendered.body, rendered.language, context, coupon,
-                                        now_us)
+                                        now_us, tags)
             if copy is None:
                 return False
-            body, copy_variant = copy.text, copy.variant if copy.source == "generated" else copy_variant
+            body = copy.text
+            if not send.variants:
+                copy_variant = copy.variant if copy.source == "generated" else copy_variant
             extra["copy"] = {"source": copy.source, "variant": copy.variant, "reason": copy.reason}
         message = Message(
             id=mid, user_id=run.user_id, flow=flow.key, step=step, channel=send.channel, kind=send.kind,
@@ -227,23 +244,38 @@ class Runner:
         out.add(message, traits, flow.holdout_pct)
         return True
 
+    def _counterpart(self, template: str, language: Any, context: dict[str, Any]) -> dict[str, Any] | None:
+        """The push counterpart of an email template, rendered for this message (None when there is none)."""
+        key = counterpart_key(template, "push")
+        if key not in self.templates or self.templates.get(key).channel != "push" or \
+                self.templates.missing_variables(key, [k for k, v in context.items() if v is not None]):
+            return None
+        try:
+            alt = self._render(key, language, context)
+        except RenderError as exc:
+            log.warning("push counterpart %s not rendered: %s", key, exc)
+            return None
+        return {"channel": "push", "template": key, "title": alt.title, "body": alt.body, "image_url": alt.image_url}
+
     def _generated_copy(self, tx: Tx, run: Run, step: str, send: Send, curated: str, language: str,
-                        context: dict[str, Any], coupon: Any, now_us: int) -> CopyChoice | None:
+                        context: dict[str, Any], coupon: Any, now_us: int,
+                        tags: tuple[str, ...] | None = None) -> CopyChoice | None:
         """A generated variant of the rendered copy for this user's context, kept only if it passes validation
         (prices and the coupon code verbatim, length, Thai script, no placeholders); else the curated copy.
 
         The generator is another service: the request is recorded as an activity of the run (``None`` until a
         worker has made the call outside any transaction and recorded its answer)."""
         assert self.copywriter is not None
-        facts = re.findall(r"฿[\d,]+(?:\.\d+)?", curated)
+        facts = re.findall(r"฿[\d,]+(?:\.\d+)?|\d[\d,]*\.-", curated)  # ฿8,500 and Thai "8,500.-"
         if isinstance(coupon, dict):
             facts.append(str(coupon["code"]))
         values = {f"fact{i}": fact for i, fact in enumerate(facts)}
         key = f"{step}#copy"
         recorded = tx.activities.get(run.id, key)
         if recorded is None:
+            chosen_tags = list(tags if tags is not None else context.get("user_context") or ())
             request = {"template": send.template, "channel": send.channel, "language": language,
-                       "tags": list(context.get("user_context") or ()), "curated": curated, "values": values,
+                       "tags": chosen_tags, "curated": curated, "values": values,
                        "required": list(values), "now_us": now_us}
             tx.activities.record(run.id, key, run.user_id, COPY_ACTIVITY, request, now_us)
             return None
