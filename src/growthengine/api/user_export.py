@@ -88,7 +88,7 @@ def export_user(tx: Tx, user_id: str) -> dict[str, Any] | None:
 
 def _events(conn: sa.Connection, user_id: str) -> list[dict[str, Any]]:
     """Every stored event of the user, oldest first, as received: its properties (or traits) and its context."""
-    rows = conn.execute(sa.select(events).where(events.c.user_id == user_id)
+    rows = conn.execute(sa.select(events).where(events.c.user_id == user_id, events.c.type != "command")
                         .order_by(events.c.ts_us, events.c.id)).mappings()
     out = []
     for row in rows:

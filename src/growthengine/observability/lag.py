@@ -9,16 +9,16 @@ and nothing can lag: ``{"ingest": 0.0}``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 
+from growthengine.clock import system_seconds
 from growthengine.storage.plain_reads import read
 from growthengine.storage.unit_of_work import Store
 
 LagSource = Callable[[], Mapping[str, float]]
 
 
-def database_lag(store: Store, *, now_s: Callable[[], float] = time.time) -> LagSource:
+def database_lag(store: Store, *, now_s: Callable[[], float] = system_seconds) -> LagSource:
     """A lag source that reads the ``stage_cursors`` table (system time: cursors record when they moved)."""
 
     def lag() -> dict[str, float]:
