@@ -96,7 +96,7 @@ class Engine:
         stages = [{"stage": lag.stage, "behind": lag.events, "lagSeconds": round(lag.seconds, 3)}
                   for lag in self.pipeline.lag()]
         now_s = system_seconds()
-        with self.store.transaction() as tx:
+        with self.store.read() as tx:
             workers = tx.leases.live_workers(now_s - LEASE_TTL_S)
             held: dict[str, int] = {}
             for _partition, owner, _epoch, expires in tx.leases.leases():
@@ -117,7 +117,7 @@ class Engine:
 
     def user_view(self, user_id: str) -> dict[str, Any] | None:
         """``GET /v1/users/{userId}``: traits, computed values and segment memberships."""
-        with self.store.transaction() as tx:
+        with self.store.read() as tx:
             profile = tx.profiles.get(user_id)
             if profile is None or profile.anonymous:
                 return None
@@ -140,12 +140,12 @@ class Engine:
 
     def segment_sizes(self) -> dict[str, int]:
         """Members per segment (every configured segment, zero when empty)."""
-        with self.store.transaction() as tx:
+        with self.store.read() as tx:
             sizes = tx.segments.sizes()
         return {key: sizes.get(key, 0) for key in self.segments.segments}
 
     def segment_members(self, key: str, *, after: str | None, limit: int) -> list[str]:
-        with self.store.transaction() as tx:
+        with self.store.read() as tx:
             return tx.segments.members_page(key, after=after, limit=limit)
 
     def rebuild_segments(self, keys: list[str] | None = None, progress: Progress | None = None) -> RebuildResult:
@@ -170,12 +170,12 @@ class Engine:
 
     def messages(self, *, user_id: str | None = None, flow: str | None = None, channel: str | None = None,
                  status: str | None = None, after_seq: int | None = None, limit: int = 100) -> list[Message]:
-        with self.store.transaction() as tx:
+        with self.store.read() as tx:
             return tx.messages.query(user_id=user_id, flow=flow, channel=channel, status=status,
                                      after_seq=after_seq, limit=limit)
 
     def message_counts(self) -> dict[str, int]:
-        with self.store.transaction() as tx:
+        with self.store.read() as tx:
             return tx.messages.counts()
 
     def inbox(self, user_id: str) -> list[Message] | None:
@@ -206,7 +206,7 @@ class Engine:
             return message
 
     def flow_counts(self, key: str) -> dict[tuple[str, str], int]:
-        with self.store.transaction() as tx:
+        with self.store.read() as tx:
             return tx.runs.step_counts(key)
 
     def send_time(self, user_id: str, channel: str, after: dt.datetime | None = None,

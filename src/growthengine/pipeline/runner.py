@@ -120,7 +120,7 @@ class Pipeline:
         """Per stage: rows not yet applied (for the partitions of this database) and seconds since it last moved
         while behind."""
         names = [s.name for s in self.stages]
-        with self.store.transaction() as tx:
+        with self.store.read() as tx:
             moved = tx.log.cursor_times()
             now_s = self.now_s()
             out = []

@@ -63,7 +63,9 @@ def create_sqlite_engine(url: str) -> sa.Engine:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A writer takes the write lock at once (no upgrade deadlocks); a reader (``Store.read``) takes none and
+        # reads a snapshot beside the writer (WAL).
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("read_only") else "BEGIN IMMEDIATE")
 
     return engine
 

@@ -99,5 +99,12 @@ class Store:
         with self.engine.begin() as conn:
             yield Tx(conn, self.dialect)
 
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        """A read-only view: on SQLite it takes no write lock, so reads neither wait for the ingest writer and the
+        worker nor hold them up (what it writes, if anything, fails)."""
+        with self.engine.connect().execution_options(read_only=True) as conn, conn.begin():
+            yield Tx(conn, self.dialect)
+
     def close(self) -> None:
         self.engine.dispose()
