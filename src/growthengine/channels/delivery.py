@@ -14,8 +14,12 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from growthengine.channels.providers.base import Delivery, OutboundMessage, Provider
 from growthengine.clock import Clock, to_us
+from growthengine.domain.messages import PROGRESS
+from growthengine.domain.partitions import partition_of
 from growthengine.storage.unit_of_work import Store
 
 log = logging.getLogger(__name__)
@@ -73,7 +77,9 @@ class DeliveryWorker:
         if delivery.status == "sent":
             tx.messages.settle(row["id"], "done")
             data["provider_id"] = delivery.provider_id
-            tx.messages.update(message.id, status="sent", updated_us=now_us, data=data)
+            # Status only moves forward: a provider's webhook ("delivered") may have been recorded first.
+            ahead = PROGRESS.get(message.status, -1) >= PROGRESS["sent"]
+            tx.messages.update(message.id, **({} if ahead else {"status": "sent"}), updated_us=now_us, data=data)
             return
         data["error"] = delivery.reason
         attempts = int(row["attempts"]) + 1
@@ -85,6 +91,23 @@ class DeliveryWorker:
         tx.messages.settle(row["id"], "failed")
         tx.messages.update(message.id, status="failed", reason=delivery.reason or "provider_error", sent_us=None,
                            updated_us=now_us, data=data)
+        if delivery.unsubscribed:
+            # The recipient opted out at the provider (an SMS STOP, Twilio 21610): an ``unsubscribed`` event in the
+            # log, as the user's own would be, so consent for that channel goes off and the audit records it.
+            tx.events.append([{
+                "message_id": f"provider-unsubscribe:{message.id}", "type": "track", "name": "unsubscribed",
+                "user_id": message.user_id, "anonymous_id": None, "ts_us": now_us, "received_us": now_us,
+                "payload": orjson.dumps({"channel": message.channel, "source": "provider",
+                                         "message_id": message.id}).decode(),
+                "extra": None, "partition": partition_of(message.user_id)}])
+            profile = tx.profiles.get(message.user_id)
+            if profile is not None:
+                profile.apply_traits({"consent": {message.channel: False}}, now_us)
+                profile.updated_us = now_us
+                tx.profiles.save_many([profile])
+            log.info("user %s unsubscribed from %s at the provider (message %s)", message.user_id,
+                     message.channel, message.id)
+            return
         if delivery.invalid_address and message.channel in ADDRESS_TRAIT:
             profile = tx.profiles.get(message.user_id)
             if profile is not None:
