@@ -37,7 +37,8 @@ _OFFSET = r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):?[0-5][0-9])"
 DATE_PATTERN = "^" + _DAY + "$"
 INSTANT_PATTERN = "^" + _DAY + "[Tt ]" + _TIME + _OFFSET + "?$"
 OFFSET_INSTANT_PATTERN = "^" + _DAY + "[Tt ]" + _TIME + _OFFSET + "$"
-DAY_OR_INSTANT_PATTERN = "^" + _DAY + "(?:[Tt ]" + _TIME + _OFFSET + ")?$"  # a calendar day, or an instant
+# A calendar day, an instant, or nothing (a parameter left empty takes its default).
+DAY_OR_INSTANT_PATTERN = "^(?:" + _DAY + "(?:[Tt ]" + _TIME + _OFFSET + ")?)?$"
 _INSTANT = re.compile(INSTANT_PATTERN)
 _FRACTION = re.compile(r"(\.[0-9]{6})[0-9]+")
 

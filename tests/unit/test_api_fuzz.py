@@ -105,6 +105,16 @@ async def test_the_issues_examples(engine: Engine) -> None:
         assert body["properties"]["anonymousId"]["anyOf"][1]["type"] == "integer"
 
 
+@pytest.mark.anyio
+async def test_a_query_parameter_given_twice_is_400_and_an_empty_one_is_its_default(engine: Engine) -> None:
+    async with api_client(engine) as http:
+        twice = await http.get("/v1/kpis?flow=a&flow=b", headers=ADMIN)
+        assert twice.status_code == 400 and "'flow'" in twice.json()["error"]["message"]
+        assert (await http.get("/v1/messages?limit=1&limit=2", headers=ADMIN)).status_code == 400
+        empty = await http.get("/v1/kpis?from=&to=&flow=", headers=ADMIN)
+        assert empty.status_code == 200 and empty.json()["flow"] is None
+
+
 # -- hypothesis: arbitrary JSON at /v1/batch --------------------------------------------------------------------------
 
 _scalars = (

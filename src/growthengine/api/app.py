@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from growthengine import __version__
 from growthengine.api import (
@@ -27,6 +27,7 @@ from growthengine.api import (
 from growthengine.api.auth import KeyRing
 from growthengine.api.cors import EngineCORS
 from growthengine.api.errors import install_error_handlers
+from growthengine.api.query_rules import single_valued_query
 from growthengine.api.responses import OrjsonResponse
 from growthengine.clock import ManualClock, system_seconds
 from growthengine.dashboard import mount_dashboard
@@ -65,6 +66,7 @@ def create_app(engine: Engine, keys: KeyRing, *, run_workers: bool = True, lag: 
         description="Marketing automation: Segment-compatible ingestion, segments, flows, guardrails.",
         default_response_class=OrjsonResponse,
         lifespan=lifespan,
+        dependencies=[Depends(single_valued_query)],
     )
     app.state.engine = engine
     app.state.keys = keys

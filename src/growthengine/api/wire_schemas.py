@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from growthengine.domain.calls import MAX_EVENT_NAME_LENGTH, MAX_ID_INTEGER, MAX_ID_LENGTH
+from growthengine.domain.calls import BLANK, MAX_EVENT_NAME_LENGTH, MAX_ID_INTEGER, MAX_ID_LENGTH
 from growthengine.timefmt import DURATION_PATTERN, INSTANT_PATTERN, OFFSET_INSTANT_PATTERN
 
 Schema = dict[str, Any]
 
+# White space as a regular-expression class, spelled out (``\\s`` differs between Python and JavaScript).
+_BLANK = "".join(f"\\u{ord(c):04x}" for c in BLANK)
 # Some character other than white space, and no NUL anywhere (no database can store it in text).
-_NOT_BLANK = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+_NOT_BLANK = f"^[^\\u0000]*[^\\u0000{_BLANK}][^\\u0000]*$"
 # Path and query text: no NUL (PostgreSQL refuses it in a query).
 NO_NUL = "^[^\\x00]*$"
 _ID_NUMBER = {"type": "integer", "minimum": -MAX_ID_INTEGER, "maximum": MAX_ID_INTEGER}
@@ -29,7 +31,7 @@ def _nullable(schema: Schema, description: str) -> Schema:
 def _identifier(description: str, *, reserved_prefix: str | None = None) -> Schema:
     text: Schema = {"type": "string", "maxLength": MAX_ID_LENGTH, "pattern": _NOT_BLANK}
     if reserved_prefix:
-        text["not"] = {"pattern": f"^\\s*{reserved_prefix}"}
+        text["not"] = {"pattern": f"^[{_BLANK}]*{reserved_prefix}"}
     return {"anyOf": [text, _ID_NUMBER, {"type": "null"}], "description": description}
 
 

@@ -12,6 +12,10 @@ from growthengine.timefmt import TimeFormatError, parse_instant
 CALL_TYPES = ("identify", "track", "page", "screen", "alias", "group")
 MAX_ID_LENGTH = 256
 MAX_ID_INTEGER = 2**53 - 1  # ids sent as numbers: those every JSON reader (JavaScript too) keeps exact
+# White space, as Python and JavaScript (the OpenAPI document's patterns) both count it: dropped around ids and
+# event names; an id or a name of nothing else is empty.
+BLANK = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+         "\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff")
 MAX_EVENT_NAME_LENGTH = 200
 # Objects and arrays nested deeper than this are refused: the stored JSON (orjson) and Python's repr both
 # have limits a few times larger, and no real event needs more.
@@ -71,7 +75,7 @@ def _identifier(raw: dict[str, Any], key: str) -> str | None:
         raise InvalidCall(f"{key} as a number must lie within ±{MAX_ID_INTEGER} (send larger ids as strings)")
     if isinstance(value, str) and len(value) > MAX_ID_LENGTH:
         raise InvalidCall(f"{key} is longer than {MAX_ID_LENGTH} characters")
-    text = str(value).strip()
+    text = str(value).strip(BLANK)
     if not text:
         raise InvalidCall(f"{key} must not be empty")
     if "\x00" in text:
@@ -157,13 +161,13 @@ def parse_call(
 
     if call_type == "track":
         event = raw.get("event")
-        if not isinstance(event, str) or not event.strip():
+        if not isinstance(event, str) or not event.strip(BLANK):
             raise InvalidCall("a track call needs an event name (a non-empty string)")
         if len(event) > MAX_EVENT_NAME_LENGTH:
             raise InvalidCall(f"event name is longer than {MAX_EVENT_NAME_LENGTH} characters")
         if "\x00" in event:
             raise InvalidCall("event name must not contain the NUL character (\\u0000)")
-        call.event = event.strip()
+        call.event = event.strip(BLANK)
         call.properties = _object(raw, "properties")
     elif call_type in ("page", "screen"):
         call.properties = _object(raw, "properties")
