@@ -13,8 +13,10 @@ import pytest
 from growthengine.api.app import create_app
 from growthengine.api.auth import KeyRing
 from growthengine.bootstrap import build_engine
+from growthengine.channels.delivery import DeliveryWorker
 from growthengine.channels.providers.base import Delivery, OutboundMessage
-from growthengine.clock import ManualClock
+from growthengine.clock import ManualClock, to_us
+from growthengine.domain.messages import Message
 from growthengine.engine import Engine
 from growthengine.keys import create_key, load_keyring, revoke_key
 from growthengine.observability.metrics import EngineMetrics, sample_values
@@ -209,7 +211,9 @@ async def test_named_keys_work_at_once_and_stop_when_revoked(sqlite_url: str, cl
         engine.close()
 
 
-def test_provider_calls_are_counted_and_timed() -> None:
+def test_provider_calls_are_counted_and_timed(engine: Engine) -> None:
+    """Counted from what the delivery worker recorded, so a scrape of any process sees every worker's calls."""
+
     class Flaky:
         name = "fcm"
         channel = "push"
@@ -225,20 +229,22 @@ def test_provider_calls_are_counted_and_timed() -> None:
                 return Delivery.failed("fcm", "HTTP 503", permanent=False)
             raise RuntimeError("boom")
 
-    metrics = EngineMetrics()
-    providers: dict[str, Any] = {"fcm": Flaky()}
-    metrics.instrument_providers(providers)
-    message = OutboundMessage(id="m", user_id="u", channel="push", kind="marketing", to="token")
-    providers["fcm"].send(message)
-    providers["fcm"].send(message)
-    with pytest.raises(RuntimeError):
-        providers["fcm"].send(message)
-    assert providers["fcm"].channel == "push"
-    text = metrics.render().decode()
+    now_us = to_us(engine.clock.now())
+    with engine.store.transaction() as tx:
+        for n in range(3):
+            tx.messages.add([Message(id=f"m{n}", user_id="u", flow="f", step="s", channel="push", kind="marketing",
+                                     status="scheduled", scheduled_us=now_us, updated_us=now_us, body="b")])
+        tx.messages.to_outbox_many([{"message_id": f"m{n}", "channel": "push", "provider": "fcm",
+                                     "payload": {"id": f"m{n}", "user_id": "u", "channel": "push",
+                                                 "kind": "marketing", "to": "token"},
+                                     "created_us": now_us} for n in range(3)], pending=True)
+    DeliveryWorker(engine.store, {"fcm": Flaky()}, engine.clock).drain()
+    text = EngineMetrics(engine).render().decode()
     assert sample_values(text, "growth_provider_requests_total") == {
-        '{outcome="sent",provider="fcm"}': 1.0, '{outcome="failed_transient",provider="fcm"}': 1.0,
-        '{outcome="error",provider="fcm"}': 1.0}
+        '{outcome="error",provider="fcm"}': 1.0, '{outcome="failed_transient",provider="fcm"}': 1.0,
+        '{outcome="sent",provider="fcm"}': 1.0}
     assert sample_values(text, "growth_provider_latency_seconds_count") == {'{provider="fcm"}': 3.0}
+    assert sample_values(text, "growth_provider_latency_seconds_bucket")['{le="+Inf",provider="fcm"}'] == 3.0
 
 
 def test_two_apps_in_one_process_keep_their_own_counts(engine: Engine) -> None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from growthengine.channels.providers.base import Delivery, OutboundMessage, Provider
-from growthengine.clock import Clock, to_us
+from growthengine.clock import Clock, system_seconds, to_us
 from growthengine.domain.messages import PROGRESS
 from growthengine.domain.partitions import partition_of
 from growthengine.storage.unit_of_work import Store
@@ -51,21 +52,28 @@ class DeliveryWorker:
             for row in rows:
                 # Each outcome is recorded as soon as the provider answers: a crash can then repeat at most the
                 # one call in flight (with the same idempotency key, which the provider folds into one).
-                delivery = self._send(row)
+                started = time.perf_counter()
+                delivery, outcome = self._send(row)
+                latency_s = time.perf_counter() - started
                 with self.store.transaction() as tx:
                     self._record(tx, row, delivery, now_us)
+                    tx.messages.record_provider_call(str(row["provider"]), outcome, latency_s, system_seconds())
             done += len(rows)
         return done
 
-    def _send(self, row: dict[str, Any]) -> Delivery:
+    def _send(self, row: dict[str, Any]) -> tuple[Delivery, str]:
+        """The provider's answer and its outcome as ``/metrics`` counts it."""
         provider = self.providers.get(row["provider"])
         if provider is None:
-            return Delivery("failed", row["provider"], reason="provider not configured", permanent=True)
+            return Delivery("failed", row["provider"], reason="provider not configured", permanent=True), "error"
         try:
-            return provider.send(OutboundMessage(**row["payload"]))
+            delivery = provider.send(OutboundMessage(**row["payload"]))
         except Exception as exc:
             log.exception("provider %s raised on message %s", row["provider"], row["message_id"])
-            return Delivery("failed", row["provider"], reason=f"{type(exc).__name__}", permanent=False)
+            return Delivery("failed", row["provider"], reason=f"{type(exc).__name__}", permanent=False), "error"
+        if delivery.status == "sent":
+            return delivery, "sent"
+        return delivery, "failed_permanent" if delivery.permanent else "failed_transient"
 
     @staticmethod
     def _record(tx: Any, row: dict[str, Any], delivery: Delivery, now_us: int) -> None:

@@ -32,7 +32,4 @@ def install_operations(app: FastAPI, engine: Engine, keys: KeyRing, *, lag: LagS
     app.state.guard = KeyGuard(keys, engine.settings, on_limited=metrics.observe_limited)
     app.include_router(operations_router(engine, metrics, lag))
     app.add_middleware(RequestContext, metrics=metrics, access_log=engine.settings.access_log)
-    delivery = getattr(engine, "delivery", None)
-    if delivery is not None:
-        metrics.instrument_providers(delivery.providers)
     return metrics

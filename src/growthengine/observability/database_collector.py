@@ -12,11 +12,12 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from growthengine.clock import to_us
 from growthengine.observability.lag import LagSource, database_lag
+from growthengine.observability.latency import LATENCY_BUCKETS
 from growthengine.storage.plain_reads import read
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ class DatabaseCollector(Collector):
         return []  # computed at scrape time only
 
     def collect(self) -> Iterator[Metric]:
-        for part in (self._messages, self._timers, self._deliveries, self._lag, self._pool):
+        for part in (self._messages, self._timers, self._deliveries, self._providers, self._lag, self._pool):
             try:
                 yield from part()
             except Exception as exc:
@@ -84,6 +85,25 @@ class DatabaseCollector(Collector):
         for provider, state, n in rows:
             family.add_metric([str(provider), str(state)], float(n))
         yield family
+
+    def _providers(self) -> Iterator[Metric]:
+        """Calls to channel providers, as every worker recorded them (``provider_calls``)."""
+        store = self.engine.store
+        requests = CounterMetricFamily("growth_provider_requests", "Channel provider calls by outcome",
+                                       labels=["provider", "outcome"])
+        for provider, outcome, n in read(store, "SELECT provider, outcome, COUNT(*) FROM provider_calls "
+                                                "GROUP BY provider, outcome ORDER BY provider, outcome"):
+            requests.add_metric([str(provider), str(outcome)], float(n))
+        yield requests
+        latency = HistogramMetricFamily("growth_provider_latency_seconds", "Channel provider call time",
+                                        labels=["provider"])
+        columns = ", ".join(f"SUM(CASE WHEN latency_s <= {bound!r} THEN 1 ELSE 0 END)" for bound in LATENCY_BUCKETS)
+        sql = f"SELECT provider, COUNT(*), SUM(latency_s), {columns} FROM provider_calls GROUP BY provider"  # noqa: S608
+        for provider, count, total, *cumulative in read(store, sql):
+            buckets = [(str(bound), float(n or 0)) for bound, n in zip(LATENCY_BUCKETS, cumulative, strict=True)]
+            buckets.append(("+Inf", float(count)))
+            latency.add_metric([str(provider)], buckets, float(total or 0.0))
+        yield latency
 
     def _lag(self) -> Iterator[Metric]:
         family = GaugeMetricFamily("growth_pipeline_lag_seconds", "How far each pipeline stage is behind the log",

@@ -9,26 +9,24 @@ Counted in the process as things happen (a few per request or per provider call,
 ``growth_http_requests_total``             answers by route template, method and status (ingest errors: 4xx)
 ``growth_http_request_duration_seconds``   time to answer, by route template
 ``growth_rate_limited_total``              429 answers, by limit (``ingest``, ``failed_key``)
-``growth_provider_requests_total``         provider calls by provider and outcome
-``growth_provider_latency_seconds``        provider call time, by provider
 =========================================  ===================================================================
 
 Read from the database at scrape time (nothing on the hot path; see :mod:`.database_collector`): messages by
-flow, channel, status and reason, timers due and how late, deliveries waiting, pipeline lag per stage, the
-connection pool.
+flow, channel, status and reason, timers due and how late, deliveries waiting, provider calls by provider and
+outcome and their latency (``growth_provider_requests_total``, ``growth_provider_latency_seconds``: recorded by
+whichever worker process made the call), pipeline lag per stage, the connection pool.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from growthengine.channels.providers.base import Delivery, OutboundMessage, Provider
 from growthengine.ingest.service import IngestResult
+from growthengine.observability.latency import LATENCY_BUCKETS
 
 if TYPE_CHECKING:
     from growthengine.engine import Engine
@@ -36,7 +34,7 @@ if TYPE_CHECKING:
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_LATENCY_BUCKETS = LATENCY_BUCKETS
 
 
 class EngineMetrics:
@@ -56,10 +54,6 @@ class EngineMetrics:
                                        ["route"], buckets=_LATENCY_BUCKETS, registry=r)
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.rate_limited = Counter("growth_rate_limited", "Requests answered 429, by limit", ["limit"], registry=r)
-        self.provider_requests = Counter("growth_provider_requests", "Channel provider calls by outcome",
-                                         ["provider", "outcome"], registry=r)
-        self.provider_latency = Histogram("growth_provider_latency_seconds", "Channel provider call time",
-                                          ["provider"], buckets=_LATENCY_BUCKETS, registry=r)
         if engine is not None:
             from growthengine.observability.database_collector import DatabaseCollector
 
@@ -85,43 +79,9 @@ class EngineMetrics:
     def observe_limited(self, limit: str) -> None:
         self.rate_limited.labels(limit).inc()
 
-    def observe_provider(self, provider: str, outcome: str, seconds: float) -> None:
-        self.provider_requests.labels(provider, outcome).inc()
-        self.provider_latency.labels(provider).observe(seconds)
-
-    def instrument_providers(self, providers: dict[str, Provider]) -> None:
-        """Wrap each provider of a delivery worker (in place) so that its calls are counted and timed."""
-        for name, provider in list(providers.items()):
-            if not isinstance(provider, InstrumentedProvider):
-                providers[name] = InstrumentedProvider(provider, self)
-
     def render(self) -> bytes:
         """The Prometheus text exposition of everything above (reads the database: call it off the event loop)."""
         return generate_latest(self.registry)
-
-
-class InstrumentedProvider:
-    """A provider whose ``send`` is counted (sent, failed_transient, failed_permanent, error) and timed."""
-
-    def __init__(self, inner: Provider, metrics: EngineMetrics) -> None:
-        self._inner = inner
-        self._metrics = metrics
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def send(self, message: OutboundMessage) -> Delivery:
-        name = str(getattr(self._inner, "name", type(self._inner).__name__))
-        started = time.perf_counter()
-        try:
-            delivery = self._inner.send(message)
-        except Exception:
-            self._metrics.observe_provider(name, "error", time.perf_counter() - started)
-            raise
-        outcome = "sent" if delivery.status == "sent" else (
-            "failed_permanent" if delivery.permanent else "failed_transient")
-        self._metrics.observe_provider(name, outcome, time.perf_counter() - started)
-        return delivery
 
 
 def sample_values(text: str, name: str) -> Mapping[str, float]:

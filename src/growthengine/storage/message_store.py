@@ -147,6 +147,13 @@ class MessageStore:
                                .values(next_us=now_us + lease_us, attempts=outbox.c.attempts + 1))
         return rows
 
+    def record_provider_call(self, provider: str, outcome: str, latency_s: float, at_s: float) -> None:
+        """One call to a channel provider, as ``/metrics`` counts it (insert-only)."""
+        from growthengine.storage.pipeline_schema import provider_calls
+
+        self._conn.execute(sa.insert(provider_calls).values(provider=provider, outcome=outcome, latency_s=latency_s,
+                                                            at_s=at_s))
+
     def settle(self, outbox_id: int, state: str, next_us: int | None = None) -> None:
         self._conn.execute(sa.update(outbox).where(outbox.c.id == outbox_id).values(state=state, next_us=next_us))
 

@@ -37,3 +37,13 @@ pipeline_workers = sa.Table(
     sa.Column("started_s", sa.Float, nullable=False),
     sa.Column("description", sa.Text, nullable=False),
 )
+
+provider_calls = sa.Table(
+    "provider_calls",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("provider", sa.String(64), nullable=False),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("latency_s", sa.Float, nullable=False),
+    sa.Column("at_s", sa.Float, nullable=False),
+)

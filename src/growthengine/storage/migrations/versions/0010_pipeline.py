@@ -79,6 +79,15 @@ def upgrade() -> None:
         sa.Column("created_us", sa.BigInteger, nullable=False),
     )
     op.create_index("ix_flow_activities_status", "flow_activities", ["status", "lease_s"])
+    # Every call of a worker to a channel provider (insert-only): what /metrics counts, whichever process called.
+    op.create_table(
+        "provider_calls",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column("provider", sa.String(64), nullable=False),
+        sa.Column("outcome", sa.String(32), nullable=False),
+        sa.Column("latency_s", sa.Float, nullable=False),
+        sa.Column("at_s", sa.Float, nullable=False),
+    )
     op.bulk_insert(
         sa.table("partition_leases", sa.column("partition", sa.SmallInteger), sa.column("owner", sa.String),
                  sa.column("epoch", sa.BigInteger), sa.column("expires_s", sa.Float)),
@@ -99,6 +108,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("provider_calls")
     op.drop_table("flow_activities")
     op.drop_table("pipeline_workers")
     op.drop_table("partition_leases")
