@@ -15,6 +15,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from growthengine.observability.metrics import sample_values
 from tests.e2e.serve import clean_env, serving
 
 pytestmark = pytest.mark.e2e
@@ -77,6 +78,16 @@ def test_a_two_second_provider_leaves_the_api_responsive(httpserver: HTTPServer,
         while len(calls) < 5 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert len(calls) == 5 and len(set(calls)) == 5, "every push delivered once"
+        # The calls were made by the worker (a child process on SQLite); the API's scrape counts them all.
+        deadline = time.monotonic() + 30
+        counted: dict[str, float] = {}
+        while time.monotonic() < deadline:
+            scrape = httpx.get(f"{base}/metrics", headers=ADMIN, timeout=30).text
+            counted = dict(sample_values(scrape, "growth_provider_requests_total"))
+            if counted.get('{outcome="sent",provider="fcm"}') == 5.0:
+                break
+            time.sleep(0.2)
+        assert counted == {'{outcome="sent",provider="fcm"}': 5.0}, counted
         assert answered < 2.0, f"the price change was answered before any provider call ended ({answered:.2f}s)"
         # While the provider takes 2 s a call, reads answer like they did before (no 2 s stall among them).
         assert max(busy) < 2.0, f"a read waited for the provider: {max(busy):.2f}s"
