@@ -48,20 +48,37 @@ class Optimizer:
         at = from_us(now_us)
         for message, traits in candidates:
             doc = docs.get(message.user_id)
-            if doc is None:
-                continue
-            scores = ChannelScores.from_json(doc).scores(self.population, at)
-            available = [c for c in CHANNELS if has_consent(traits, c) and (c not in ADDRESS_TRAIT or
-                                                                            traits.get(ADDRESS_TRAIT[c]))]
-            decision = route(message.channel, message.kind, scores, available=available)
-            if decision.switched:
-                message.data = {**message.data, "planned_channel": message.channel, "route": decision.detail,
-                                "route_inputs": decision.inputs}
-                message.channel = decision.channel
-                message.reason = "channel_score"
-                if message.title is None:
-                    message.title = message.subject
-                message.body = _short(message.body)
+            decision = None
+            if doc is not None:
+                scores = ChannelScores.from_json(doc).scores(self.population, at)
+                available = [c for c in CHANNELS if has_consent(traits, c) and (c not in ADDRESS_TRAIT or
+                                                                                traits.get(ADDRESS_TRAIT[c]))]
+                decision = route(message.channel, message.kind, scores, available=available)
+            if decision is not None and decision.switched:
+                switch(message, decision.channel, decision.detail, decision.inputs)
+            elif "counterpart" in message.data:  # kept on its channel: the counterpart copy is not needed
+                message.data = {k: v for k, v in message.data.items() if k != "counterpart"}
+
+
+def switch(message: Message, channel: str, detail: str, inputs: dict[str, Any]) -> None:
+    """Send ``message`` on ``channel`` instead: with the copy of its counterpart template when the runner rendered
+    one (``data["counterpart"]``), else the subject as the title and the text cut to fit."""
+    counterpart = message.data.get("counterpart")
+    data = {k: v for k, v in message.data.items() if k != "counterpart"}
+    data.update({"planned_channel": message.channel, "route": detail, "route_inputs": inputs})
+    if isinstance(counterpart, dict) and counterpart.get("channel") == channel:
+        data.update({"planned_template": data.get("template"), "template": counterpart["template"]})
+        message.title = counterpart.get("title")
+        message.body = str(counterpart.get("body") or "")
+        message.image_url = counterpart.get("image_url") or message.image_url
+    else:
+        message.title = message.title or message.subject
+        message.body = _short(message.body)
+    message.subject = None
+    message.html = None
+    message.data = data
+    message.channel = channel
+    message.reason = "channel_score"
 
 
 def _short(text: str, limit: int = 178) -> str:

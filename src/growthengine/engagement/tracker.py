@@ -1,4 +1,14 @@
-"""Feeds the optimization models: sends (from the dispatcher) and engagement (opens, clicks, app opens)."""
+"""Feeds the optimization models: sends (from the dispatcher) and engagement (opens, clicks, app opens, purchases).
+
+* **Channel scores** (``optimize.channel_scores``): every send is a trial on its channel, remembered by message id;
+  the first ``message_opened`` or ``message_clicked`` of that message is its success (once per message).
+* **Send time** (``optimize.send_time``), one model per channel: every engagement signal is a moment the user was
+  there, weighted by how much it says about that channel (:data:`MESSAGE_SIGNALS`, :data:`ACTIVITY_SIGNALS`): an open of a message counts fully on the
+  message's channel and a quarter on the others; a click adds half; an app open counts half on push and in-app and a
+  quarter on email and SMS; a purchase half on every channel. App opens and purchases do not depend on when we sent
+  anything, so they keep the model honest where opens would only confirm our own past choices.
+* **Experiments**: sends, first opens and unsubscribes of messages that carry an experiment.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +26,17 @@ from growthengine.optimize.send_time import SendTimeModel
 from growthengine.storage.unit_of_work import Tx
 
 SCORES = "channels"
-ENGAGEMENT = {"message_opened": 1.0, "message_clicked": 1.5}
-APP_OPEN_WEIGHT = 0.5
 TIMED_CHANNELS = ("push", "email", "sms", "in_app")
+ENGAGEMENT = ("message_opened", "message_clicked")
+# Send-time weight of each signal: (on the message's own channel, on every other channel) for message engagement,
+# per channel for the user's own activity.
+MESSAGE_SIGNALS = {"message_opened": (1.0, 0.25), "message_clicked": (0.5, 0.0)}
+ACTIVITY_SIGNALS: dict[str, dict[str, float]] = {
+    "app_opened": {"push": 0.5, "in_app": 0.5, "email": 0.25, "sms": 0.25},
+    "purchase": {"push": 0.5, "in_app": 0.5, "email": 0.5, "sms": 0.5},
+}
+
+Signal = tuple[str, str, dt.datetime, float]  # user, channel, when, weight
 
 
 def send_time_kind(channel: str) -> str:
@@ -45,28 +63,48 @@ class EngagementTracker:
         for user_id, messages in by_user.items():
             scores = ChannelScores.from_json(docs[user_id]) if user_id in docs else ChannelScores()
             for message in messages:
-                scores.observe(message.channel, at, sends=1)
+                scores.record_send(message.channel, at, message.id)
             docs[user_id] = scores.to_json()
         tx.user_models.save_many(SCORES, {u: docs[u] for u in by_user}, now_us)
 
     def on_events(self, tx: Tx, events: list[Event], profiles: dict[str, Profile]) -> None:
-        engagements: list[tuple[str, str, dt.datetime, float]] = []  # user, channel, when, weight
         opened_ids = [str(e.properties.get("message_id")) for e in events
                       if e.name in ENGAGEMENT and e.properties.get("message_id")]
         found = tx.messages.get_many(opened_ids) if opened_ids else {}
-        channels = {mid: m.channel for mid, m in found.items()}
         self._experiment_outcomes(tx, events, found)
+        signals: list[Signal] = []
+        engaged: list[tuple[str, str, str]] = []  # user, channel, message id
         for event in events:
             at = from_us(event.ts_us)
-            if event.name in ENGAGEMENT:
-                channel = channels.get(str(event.properties.get("message_id")))
-                if channel is not None:
-                    engagements.append((event.user_id, channel, at, ENGAGEMENT[event.name]))
-            elif event.name == "app_opened":
-                engagements.append((event.user_id, "push", at, APP_OPEN_WEIGHT))
-                engagements.append((event.user_id, "in_app", at, APP_OPEN_WEIGHT))
-        if engagements:
-            self.learn(tx, engagements, profiles, max(e.ts_us for e in events))
+            if event.name in MESSAGE_SIGNALS:
+                message = found.get(str(event.properties.get("message_id")))
+                if message is None:
+                    continue
+                engaged.append((message.user_id, message.channel, message.id))
+                own, other = MESSAGE_SIGNALS[event.name]
+                for channel in TIMED_CHANNELS:
+                    weight = own if channel == message.channel else other
+                    if weight > 0:
+                        signals.append((message.user_id, channel, at, weight))
+            elif event.name in ACTIVITY_SIGNALS:
+                signals.extend((event.user_id, channel, at, weight)
+                               for channel, weight in ACTIVITY_SIGNALS[event.name].items())
+        if engaged:
+            self._score_engagements(tx, engaged, max(e.ts_us for e in events))
+        if signals:
+            self.learn(tx, signals, profiles, max(e.ts_us for e in events))
+
+    def _score_engagements(self, tx: Tx, engaged: list[tuple[str, str, str]], now_us: int) -> None:
+        docs = tx.user_models.get_many(list({u for u, _, _ in engaged}), SCORES)
+        touched: dict[str, ChannelScores] = {}
+        for user_id, channel, message_id in engaged:
+            scores = touched.get(user_id)
+            if scores is None:
+                doc = docs.get(user_id)
+                scores = ChannelScores.from_json(doc) if doc else ChannelScores()
+            if scores.record_engagement(channel, message_id):
+                touched[user_id] = scores
+        tx.user_models.save_many(SCORES, {u: s.to_json() for u, s in touched.items()}, now_us)
 
     def _experiment_outcomes(self, tx: Tx, events: list[Event], found: dict[str, Message]) -> None:
         """A first open converts; an unsubscribe after a message counts against its variant (the guardrail)."""
@@ -84,21 +122,12 @@ class EngagementTracker:
         if unsub_ids:
             self.experiments.record(tx, list(tx.messages.get_many(unsub_ids).values()), unsubscribes=1)
 
-    def learn(self, tx: Tx, engagements: list[tuple[str, str, dt.datetime, float]],
-              profiles: dict[str, Profile], now_us: int) -> None:
+    def learn(self, tx: Tx, signals: list[Signal], profiles: dict[str, Profile], now_us: int) -> None:
+        """Add engagement moments to the users' send-time models, one model per channel."""
         now = from_us(now_us)
-        users = list({u for u, _, _, _ in engagements})
-        scores_docs = tx.user_models.get_many(users, SCORES)
-        touched_scores: dict[str, dict[str, Any]] = {}
         by_kind: dict[str, list[tuple[str, dt.datetime, float]]] = defaultdict(list)
-        for user_id, channel, at, weight in engagements:
+        for user_id, channel, at, weight in signals:
             by_kind[send_time_kind(channel)].append((user_id, at, weight))
-            if weight >= 1.0:  # a message was opened or clicked: a success on its channel
-                scores = ChannelScores.from_json(touched_scores.get(user_id) or scores_docs.get(user_id) or
-                                                 ChannelScores().to_json())
-                scores.observe(channel, at, engagements=1)
-                touched_scores[user_id] = scores.to_json()
-        tx.user_models.save_many(SCORES, touched_scores, now_us)
         for kind, items in by_kind.items():
             docs = tx.user_models.get_many([u for u, _, _ in items], kind)
             grouped: dict[str, list[tuple[dt.datetime, float]]] = defaultdict(list)

@@ -11,6 +11,7 @@ from growthengine.clock import from_us, to_us
 from growthengine.consent.unsubscribe import UnsubscribeLinks
 from growthengine.content.templates import RenderedMessage, RenderError, TemplateRegistry
 from growthengine.domain.messages import Message, message_id
+from growthengine.domain.traits import has_consent
 from growthengine.engagement.experiments import ExperimentBook, experiment_key
 from growthengine.flows.actions import (
     ActionFailed,
@@ -23,6 +24,7 @@ from growthengine.flows.context import message_context
 from growthengine.flows.dispatch import Dispatcher, Outgoing
 from growthengine.flows.model import Branch, BranchCondition, CouponAction, Flow, RecommendationAction, Send, Wait
 from growthengine.flows.paths import DONE, enter_branch, following, resolve
+from growthengine.optimize.channel_scores import counterpart_key
 from growthengine.optimize.copy_variants import CopyChoice, CopyRequest, CopyWriter
 from growthengine.optimize.personalization import build_context
 
@@ -189,6 +191,11 @@ class Runner:
             tx.messages.add([message])
             return
         coupon = run.context.get("coupon")
+        if send.kind == "marketing" and send.channel == "email" and has_consent(traits, "push") \
+                and traits.get("push_token"):
+            counterpart = self._counterpart(send.template, traits.get("language"), context)
+            if counterpart is not None:  # the copy it takes if the channel scores move it to push (SPEC 4.C)
+                extra["counterpart"] = counterpart
         body, copy_variant = rendered.body, rendered.variant
         if self.copywriter is not None and send.channel in ("push", "in_app") and not send.variants:
             copy = self._generated_copy(send, rendered.body, rendered.language, context, coupon, now_us)
@@ -213,6 +220,19 @@ class Runner:
                 message.scheduled_us = to_us(choice.send_at)
                 message.reason = "send_time"
         out.add(message, traits, flow.holdout_pct)
+
+    def _counterpart(self, template: str, language: Any, context: dict[str, Any]) -> dict[str, Any] | None:
+        """The push counterpart of an email template, rendered for this message (None when there is none)."""
+        key = counterpart_key(template, "push")
+        if key not in self.templates or self.templates.get(key).channel != "push" or \
+                self.templates.missing_variables(key, [k for k, v in context.items() if v is not None]):
+            return None
+        try:
+            alt = self._render(key, language, context)
+        except RenderError as exc:
+            log.warning("push counterpart %s not rendered: %s", key, exc)
+            return None
+        return {"channel": "push", "template": key, "title": alt.title, "body": alt.body, "image_url": alt.image_url}
 
     def _generated_copy(self, send: Send, curated: str, language: str, context: dict[str, Any], coupon: Any,
                         now_us: int) -> CopyChoice:

@@ -1,19 +1,31 @@
 """Channel preference scores (SPEC 4.C): how much a user engages on each channel, and where a message should go.
 
-**Evidence.** Per user and channel: sends (trials) and engagements (opens or clicks, as the caller counts them:
-successes), both decayed with an exponential half-life so that a user who stopped reading email drifts down.
+**Evidence: the user's last messages on each channel.** Per user and channel, the outcomes of the last
+:attr:`ScoreConfig.window` (20) messages sent on it: a send is a trial, the message's first open or click a success
+(an open and a click of one message count once, and an engagement counts only for a send the tracker saw). Every
+one of those messages counts fully for :attr:`ScoreConfig.grace` (30 days) after it was sent, then fades with a
+60-day half-life, so a user who stopped reading is followed message by message, and a channel we stopped using (say,
+after switching the user away from it) drifts back toward the population and gets tried again. A message that has
+not been answered yet counts as ignored only once it had :attr:`ScoreConfig.settle` (a day) to be answered.
 
 **Estimate.** A Beta-binomial model. The prior ``Beta(a, b)`` is the population's distribution of per-user rates on
-that channel (fitted by the method of moments, :meth:`ChannelPopulation.fit`); the posterior after ``s`` decayed
-successes in ``n`` decayed sends is ``Beta(a + s, b + n - s)``, so a thin history is shrunk toward the population.
+that channel; the posterior after ``s`` successes in ``n`` sends is ``Beta(a + s, b + n - s)``, so a thin history is
+shrunk toward the population. The default prior is wide (strength ``a + b = 4`` around :data:`DEFAULT_RATES`):
+users differ a lot in how they read each channel (some never open email, some open every push); the simulator's
+users fit a strength of 2.8 for email and 5.2 for push by the method of moments (:meth:`ChannelPopulation.fit`).
 
 **Score (0..1).** By default (``method="relative"``) the score is the posterior probability that the user's rate
 is above the population's typical (median) user's rate on that channel: 0.5 with no evidence, near 1 for a user who
 clearly engages more than most, near 0 for one who clearly engages less. Raw rates are not comparable across
-channels (push opens run about 5 %, email opens about 20 %) and a raw push open rate above 0.8 almost never happens,
-so SPEC 4.C's rule "email under 0.1 and push over 0.8" would never fire on raw rates; on the relative score it reads
-"confidently among the least engaged by email and confidently among the more engaged by push". ``method="rate"``
-gives the posterior mean rate instead. Both are in :meth:`ChannelScores.explain`.
+channels (push opens run about 5-10 %, email opens about 20 %) and a raw push open rate above 0.8 almost never
+happens, so SPEC 4.C's rule "email under 0.1 and push over 0.8" would never fire on raw rates; on the relative score
+it reads "confidently among the least engaged by email and confidently among the more engaged by push".
+
+**Calibration** (``tests/unit/test_channel_scores.py`` pins it): a user who ignored their last 10 emails scores
+about 0.08 on email (the same 10 spread over 60 days: 0.098; 9 ignored: 0.099, the edge; one of the 10 opened: 0.34);
+one who opened 5 of their last 6 pushes scores about 1.0 on push (1 of 1: 0.94; none of 10: 0.22). So SPEC 4.C's
+switch needs about ten unanswered emails in a row, and push engagement above the typical user's. ``method="rate"`` gives the posterior mean rate instead.
+Both are in :meth:`ChannelScores.explain`.
 
 **Routing.** :func:`route` applies :class:`ChannelRule` s: promotional (marketing) email goes to push instead when the
 rule holds (switched, not dropped); transactional messages are never switched.
@@ -21,6 +33,7 @@ rule holds (switched, not dropped); transactional messages are never switched.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import math
 import re
@@ -32,8 +45,8 @@ from scipy import special
 
 CHANNELS = ("push", "email", "sms", "in_app")
 # Population rates to start from before there is data (SPEC 6 benchmarks: push opens > 5 %, email opens > 20 %).
-DEFAULT_RATES = {"push": 0.05, "email": 0.20, "sms": 0.02, "in_app": 0.30}
-DEFAULT_STRENGTH = 10.0
+DEFAULT_RATES = {"push": 0.10, "email": 0.20, "sms": 0.05, "in_app": 0.30}
+DEFAULT_STRENGTH = 4.0
 ScoreMethod = Literal["relative", "rate"]
 
 
@@ -106,42 +119,107 @@ class Evidence:
     trials: float = 0.0
 
 
-class ChannelScores:
-    """One user's decayed engagement evidence per channel; serializable to a small JSON document."""
+@dataclass(frozen=True, slots=True)
+class ScoreConfig:
+    """How much of a user's history counts, and for how long (see the module notes)."""
 
-    def __init__(self, *, half_life: dt.timedelta = dt.timedelta(days=30), method: ScoreMethod = "relative",
-                 evidence: Mapping[str, Evidence] | None = None, as_of: dt.datetime | None = None) -> None:
-        if half_life <= dt.timedelta(0):
-            raise ValueError("half_life must be positive")
+    window: int = 20  # the last messages per channel that count
+    grace: dt.timedelta = dt.timedelta(days=30)  # a message counts fully this long after it was sent ...
+    half_life: dt.timedelta = dt.timedelta(days=60)  # ... then fades with this half-life
+    settle: dt.timedelta = dt.timedelta(days=1)  # an unanswered message counts as ignored after this long
+
+    def __post_init__(self) -> None:
+        if self.window < 1 or self.half_life <= dt.timedelta(0) or self.grace < dt.timedelta(0) \
+                or self.settle < dt.timedelta(0):
+            raise ValueError("window must be >= 1, half_life positive, grace and settle not negative")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """One message on a channel (or, from :meth:`ChannelScores.observe`, a group of them): when it was sent, how
+    many sends, how many of them were engaged with. ``key`` is a short form of the message id ("" if unknown)."""
+
+    key: str
+    at_s: int
+    sends: float
+    engaged: float = 0.0
+
+
+def outcome_key(message_id: str) -> str:
+    """The short key a message is remembered by: the last 12 characters of its id."""
+    return message_id[-12:]
+
+
+class ChannelScores:
+    """One user's recent message outcomes per channel; serializable to a small JSON document."""
+
+    def __init__(self, *, config: ScoreConfig | None = None, method: ScoreMethod = "relative",
+                 history: Mapping[str, Sequence[Outcome]] | None = None) -> None:
         if method not in ("relative", "rate"):
             raise ValueError("method must be relative or rate")
-        self.half_life = half_life
+        self.config = config or ScoreConfig()
         self.method: ScoreMethod = method
-        self.evidence: dict[str, Evidence] = {c: Evidence(e.successes, e.trials) for c, e in (evidence or {}).items()}
-        self.as_of = _utc(as_of) if as_of is not None else None
+        self.history: dict[str, list[Outcome]] = {
+            c: sorted((Outcome(o.key, o.at_s, o.sends, o.engaged) for o in items), key=lambda o: o.at_s)
+            for c, items in (history or {}).items()}
+
+    # -- evidence in -----------------------------------------------------------------------------------------
+
+    def record_send(self, channel: str, at: dt.datetime, message_id: str | None = None) -> None:
+        """A message went out on ``channel`` at ``at``: one more trial (the oldest beyond the window drop out)."""
+        self._add(channel, Outcome(outcome_key(message_id) if message_id else "", _seconds(at), 1.0))
+
+    def record_engagement(self, channel: str, message_id: str) -> bool:
+        """The message was opened or clicked: a success, once per message. False when the send is not among the
+        remembered ones (too old, or sent before the tracker saw it) or was already counted."""
+        key = outcome_key(message_id)
+        for outcome in reversed(self.history.get(channel, ())):
+            if outcome.key == key:
+                if outcome.engaged >= outcome.sends:
+                    return False
+                outcome.engaged = outcome.sends
+                return True
+        return False
 
     def observe(self, channel: str, at: dt.datetime, *, sends: float = 0, engagements: float = 0) -> None:
-        """Add ``sends`` and ``engagements`` on ``channel`` that happened at ``at`` (late ones weigh as old as they
-        are; everything is kept decayed to the latest instant seen)."""
+        """Add ``sends`` sends on ``channel`` at ``at``, ``engagements`` of them engaged with, as one entry of the
+        window (history imports and tests; the engine records message by message)."""
         if sends < 0 or engagements < 0:
             raise ValueError("counts cannot be negative")
-        at = _utc(at)
-        if self.as_of is None or at > self.as_of:
-            self._decay_to(at)
-        assert self.as_of is not None
-        weight = self._factor(self.as_of - at)
-        ev = self.evidence.setdefault(channel, Evidence())
-        ev.successes += engagements * weight
-        ev.trials += sends * weight
+        if sends > 0:
+            self._add(channel, Outcome("", _seconds(at), float(sends), float(min(engagements, sends))))
+
+    def _add(self, channel: str, outcome: Outcome) -> None:
+        items = self.history.setdefault(channel, [])
+        if items and outcome.at_s < items[-1].at_s:
+            bisect.insort(items, outcome, key=lambda o: o.at_s)
+        else:
+            items.append(outcome)
+        if len(items) > self.config.window:
+            del items[: len(items) - self.config.window]
+
+    # -- scores out ------------------------------------------------------------------------------------------
+
+    def weight(self, age: dt.timedelta) -> float:
+        """How much a message sent ``age`` ago counts (1 within the grace period, then halving every half-life)."""
+        past = age - self.config.grace
+        if past <= dt.timedelta(0):
+            return 1.0
+        return float(0.5 ** (past / self.config.half_life))
 
     def evidence_at(self, channel: str, at: dt.datetime) -> Evidence:
-        """Decayed evidence on ``channel`` as of ``at`` (engagements never count above sends)."""
-        ev = self.evidence.get(channel)
-        if ev is None or self.as_of is None:
-            return Evidence()
-        factor = self._factor(_utc(at) - self.as_of)
-        trials = ev.trials * factor
-        return Evidence(min(ev.successes * factor, trials), trials)
+        """Weighted sends and engagements on ``channel`` as of ``at``."""
+        now_s = _seconds(at)
+        settle_s = self.config.settle.total_seconds()
+        successes = trials = 0.0
+        for o in self.history.get(channel, ()):
+            age_s = now_s - o.at_s
+            if o.engaged <= 0 and age_s < settle_s:
+                continue  # not answered yet, and it has not had the time to be
+            w = self.weight(dt.timedelta(seconds=age_s))
+            trials += w * o.sends
+            successes += w * min(o.engaged, o.sends)
+        return Evidence(successes, trials)
 
     def posterior(self, channel: str, population: ChannelPopulation, at: dt.datetime) -> BetaPrior:
         prior = population.prior(channel)
@@ -163,42 +241,50 @@ class ChannelScores:
     def scores(self, population: ChannelPopulation, at: dt.datetime,
                channels: Sequence[str] = CHANNELS) -> dict[str, float]:
         """One score per channel (``GET /v1/users/{id}/channel-scores``), rounded to 4 places."""
-        names = list(dict.fromkeys([*channels, *self.evidence]))
+        names = list(dict.fromkeys([*channels, *self.history]))
         return {c: round(self.score(c, population, at), 4) for c in names}
 
     def explain(self, channel: str, population: ChannelPopulation, at: dt.datetime) -> dict[str, Any]:
-        """The inputs of a score: evidence, prior, posterior mean rate and the score."""
+        """The inputs of a score: the messages that count, the evidence, prior, posterior mean rate and score."""
         ev = self.evidence_at(channel, at)
         prior = population.prior(channel)
-        return {"channel": channel, "method": self.method, "sends": round(ev.trials, 3),
-                "engagements": round(ev.successes, 3), "prior": [round(prior.a, 4), round(prior.b, 4)],
-                "population_median": round(prior.median, 5), "rate": round(self.rate(channel, population, at), 5),
+        items = self.history.get(channel, [])
+        return {"channel": channel, "method": self.method, "messages": len(items),
+                "engaged": sum(1 for o in items if o.engaged > 0),
+                "sends": round(ev.trials, 3), "engagements": round(ev.successes, 3),
+                "prior": [round(prior.a, 4), round(prior.b, 4)], "population_median": round(prior.median, 5),
+                "rate": round(self.rate(channel, population, at), 5),
                 "score": round(self.score(channel, population, at), 4)}
 
-    def _factor(self, age: dt.timedelta) -> float:
-        return float(0.5 ** (max(age.total_seconds(), 0.0) / self.half_life.total_seconds()))
-
-    def _decay_to(self, at: dt.datetime) -> None:
-        if self.as_of is not None:
-            factor = self._factor(at - self.as_of)
-            for ev in self.evidence.values():
-                ev.successes *= factor
-                ev.trials *= factor
-        self.as_of = at
-
     def to_json(self) -> dict[str, Any]:
-        return {"v": 1, "as_of": self.as_of.isoformat() if self.as_of else None,
-                "half_life_s": self.half_life.total_seconds(), "method": self.method,
-                "e": {c: [round(e.successes, 5), round(e.trials, 5)] for c, e in self.evidence.items()}}
+        return {"v": 2, "method": self.method,
+                "h": {c: [[o.key, o.at_s, _num(o.sends), _num(o.engaged)] for o in items]
+                      for c, items in self.history.items() if items}}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ChannelScores:
+    def from_json(cls, data: Mapping[str, Any], *, config: ScoreConfig | None = None) -> ChannelScores:
+        """A document of this version, or of version 1 (decayed totals per channel, kept as one entry each)."""
         method = data.get("method", "relative")
         if method not in ("relative", "rate"):
             raise ValueError(f"unknown score method {method!r}")
-        return cls(half_life=dt.timedelta(seconds=float(data.get("half_life_s", 30 * 86_400))), method=method,
-                   evidence={c: Evidence(float(s), float(n)) for c, (s, n) in (data.get("e") or {}).items()},
-                   as_of=dt.datetime.fromisoformat(data["as_of"]) if data.get("as_of") else None)
+        history: dict[str, list[Outcome]] = {}
+        if data.get("v", 1) >= 2:
+            for channel, items in (data.get("h") or {}).items():
+                history[channel] = [Outcome(str(k), int(t), float(n), float(s)) for k, t, n, s in items]
+        elif data.get("as_of"):
+            at_s = _seconds(dt.datetime.fromisoformat(data["as_of"]))
+            for channel, (s, n) in (data.get("e") or {}).items():
+                if float(n) > 0:
+                    history[channel] = [Outcome("", at_s, float(n), min(float(s), float(n)))]
+        return cls(config=config, method=method, history=history)
+
+
+def _seconds(instant: dt.datetime) -> int:
+    return int(_utc(instant).timestamp())
+
+
+def _num(value: float) -> float | int:
+    return int(value) if value == int(value) else round(value, 4)
 
 
 # ---- routing ------------------------------------------------------------------------------------------------
@@ -277,6 +363,17 @@ def route(channel: str, kind: str, scores: Mapping[str, float], rules: Sequence[
                              f"{rule.channel} score {own:.2f} < {rule.below:g} and {rule.switch_to} score "
                              f"{other:.2f} > {rule.above:g}: sent by {rule.switch_to} instead", inputs)
     return RouteDecision(channel, False, "kept", "; ".join(notes), inputs)
+
+
+def counterpart_key(template: str, channel: str = "push") -> str:
+    """The template a message planned on another channel takes when it is switched to ``channel``: the same key
+    with its channel name replaced (``cart_coupon_email`` -> ``cart_coupon_push``, ``seller_coach_email_2`` ->
+    ``seller_coach_push_2``), or ``_push`` appended when the key names no channel."""
+    for planned in ("email", "sms", "in_app"):
+        if planned in template:
+            head, _, tail = template.rpartition(planned)
+            return f"{head}{channel}{tail}"
+    return f"{template}_{channel}"
 
 
 def _utc(instant: dt.datetime) -> dt.datetime:
