@@ -3,10 +3,11 @@
 * **Channel scores** (``optimize.channel_scores``): every send is a trial on its channel, remembered by message id;
   the first ``message_opened`` or ``message_clicked`` of that message is its success (once per message).
 * **Send time** (``optimize.send_time``), one model per channel: every engagement signal is a moment the user was
-  there, weighted by how much it says about that channel (:data:`MESSAGE_SIGNALS`, :data:`ACTIVITY_SIGNALS`): an open of a message counts fully on the
-  message's channel and a quarter on the others; a click adds half; an app open counts half on push and in-app and a
-  quarter on email and SMS; a purchase half on every channel. App opens and purchases do not depend on when we sent
-  anything, so they keep the model honest where opens would only confirm our own past choices.
+  there, weighted by how much it says about that channel (:data:`MESSAGE_SIGNALS`, :data:`ACTIVITY_SIGNALS`): an
+  open of a message counts fully on the message's channel and a quarter on the others; a click adds half; an app
+  open counts half on push and in-app and a quarter on email and SMS; a purchase half on every channel. App opens
+  and purchases do not depend on when we sent anything, so they keep the model honest where opens would only
+  confirm our own past choices.
 * **Experiments**: sends, first opens and unsubscribes of messages that carry an experiment.
 """
 

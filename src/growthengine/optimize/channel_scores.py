@@ -24,8 +24,8 @@ it reads "confidently among the least engaged by email and confidently among the
 **Calibration** (``tests/unit/test_channel_scores.py`` pins it): a user who ignored their last 10 emails scores
 about 0.08 on email (the same 10 spread over 60 days: 0.098; 9 ignored: 0.099, the edge; one of the 10 opened: 0.34);
 one who opened 5 of their last 6 pushes scores about 1.0 on push (1 of 1: 0.94; none of 10: 0.22). So SPEC 4.C's
-switch needs about ten unanswered emails in a row, and push engagement above the typical user's. ``method="rate"`` gives the posterior mean rate instead.
-Both are in :meth:`ChannelScores.explain`.
+switch needs about ten unanswered emails in a row, and push engagement above the typical user's.
+``method="rate"`` gives the posterior mean rate instead. Both are in :meth:`ChannelScores.explain`.
 
 **Routing.** :func:`route` applies :class:`ChannelRule` s: promotional (marketing) email goes to push instead when the
 rule holds (switched, not dropped); transactional messages are never switched.
