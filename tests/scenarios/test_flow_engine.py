@@ -17,6 +17,7 @@ CONSENT = {"push": True, "email": True, "in_app": True}
 
 FLOW = """
 flows:
+  camera_deals: null   # the default camera campaign also starts on camera views; these tests follow their own flow
   camera_drip:
     trigger: {event: item_viewed, where: {category: cameras}, per: listing_id}
     exit_on:

@@ -12,11 +12,13 @@ import pytest
 from growthengine.optimize.experiments import (
     Experiment,
     ExperimentConfig,
+    allocation,
     assign,
     confidence_radius,
     decide,
     eligible_variants,
     msprt_p_value,
+    summary,
     uplift,
 )
 from growthengine.optimize.truth import ArmTruth, draw_uplift, simulate_experiment
@@ -120,6 +122,7 @@ def test_a_better_converter_is_held_until_its_unsubscribes_are_shown_harmless() 
     verdict = decide(state)
     assert verdict.status == "running"
     assert verdict.inputs["unsubscribe_excess_bound"] > 0.005
+    assert "may still raise unsubscribes" in verdict.reason
 
 
 def test_no_difference_once_variants_are_practically_equal_or_at_the_horizon() -> None:
@@ -209,3 +212,49 @@ def test_uplift_rejects_empty_groups() -> None:
         uplift(1, 0, 1, 10)
     with pytest.raises(ValueError):
         uplift(11, 10, 1, 10)
+
+
+def test_allocation_before_and_after_the_verdict() -> None:
+    state = Experiment("camera", ["default", "camera_lover", "price_sensitive"])
+    before = allocation(state)
+    assert before["phase"] == "testing" and before["explore_share"] == 0.1
+    assert before["shares"] == pytest.approx({"default": 0.9 + 0.1 / 3, "camera_lover": 0.1 / 3,
+                                              "price_sensitive": 0.1 / 3}, abs=1e-6)
+    shares = {v: 0 for v in state.variants}
+    for i in range(30_000):
+        shares[assign(f"u{i}", "camera", state).variant] += 1
+    assert shares["camera_lover"] / 30_000 == pytest.approx(0.1 / 3, abs=0.004)
+    state.record("default", sends=3_000, conversions=150)
+    state.record("camera_lover", sends=1_000, conversions=60)
+    state.record("price_sensitive", sends=1_000, conversions=200)
+    assert state.conclude(decide(state), "2026-01-06T10:00:00+07:00")
+    after = allocation(state)
+    assert after["phase"] == "rolled_out" and after["shares"] == {"default": 0.0, "camera_lover": 0.0,
+                                                                  "price_sensitive": 1.0}
+    thompson = allocation(Experiment("t", ["a", "b"], config=ExperimentConfig(mode="thompson")))
+    assert thompson["shares"] is None and "Thompson" in thompson["rule"]
+
+
+def test_summary_shows_variants_intervals_and_the_verdict_with_its_evidence() -> None:
+    state = Experiment("camera", ["default", "price_sensitive"])
+    state.record("default", sends=200, conversions=10)
+    running = summary(state)
+    assert running["state"] == "running" and running["verdict"]["final"] is False
+    assert "collecting" in running["verdict"]["reason"] and running["interval"][0]["low"] is None
+    state.record("default", sends=1_800, conversions=90)
+    state.record("price_sensitive", sends=2_000, conversions=300)
+    state.conclude(decide(state), "2026-01-06T10:00:00+07:00")
+    state.record("default", sends=10)  # later sends do not change the recorded decision
+    done = summary(state)
+    assert done["state"] == "decided" and done["metric"] == "opens"
+    assert done["verdict"]["winner"] == "price_sensitive" and done["verdict"]["decided_at"].startswith("2026-01-06")
+    assert done["verdict"]["evidence"]["sends"] == {"default": 2_000, "price_sensitive": 2_000}
+    [diff] = done["interval"]
+    assert diff["variant"] == "price_sensitive" and diff["versus"] == "default"
+    assert diff["difference"] == pytest.approx(0.1, abs=0.01)
+    assert 0 < diff["low"] < diff["difference"] < diff["high"]
+    [control, treated] = done["variants"]
+    assert control["control"] and control["interval"][0] < 100 / 2_010 < control["interval"][1]
+    assert treated["rate"] == 0.15 and treated["eligible"]
+    back = Experiment.from_json(json.loads(json.dumps(state.to_json())))
+    assert back.decided_at == state.decided_at and summary(back)["verdict"] == done["verdict"]

@@ -8,6 +8,7 @@ import pytest
 
 from growthengine.config.errors import ConfigError
 from growthengine.config.loader import load_config
+from growthengine.flows.model import Send
 
 
 def _errors(tmp_path: Path, text: str) -> list[str]:
@@ -22,6 +23,11 @@ def test_the_default_flows_load() -> None:
     flows = load_config().flows
     assert {"cart_abandonment", "price_drop", "seller_coach", "weekly_digest"} <= set(flows)
     assert flows["cart_abandonment"].steps[0].name == "nudge_push"
+    camera = flows["camera_deals"].steps[0].body  # SPEC 4.B: two variants against the curated copy on 10 %
+    assert isinstance(camera, Send)
+    assert camera.variants == ("default", "camera_lover", "price_sensitive")
+    assert (camera.experiment_mode, dict(camera.experiment_options)) == ("explore", {"explore_share": 0.1})
+    assert flows["camera_deals"].holdout_pct == 10
 
 
 @pytest.mark.parametrize(("flow", "expected"), [
@@ -37,6 +43,12 @@ def test_the_default_flows_load() -> None:
     ("trigger: {event: x}\n    steps: [{wait: {for: 3 days}}]", "is not a duration"),
     ("trigger: {event: x}\n    steps: [{send: {channel: push, template: camera_promo_push, variants: [a, b]}}]",
      "has no variant 'a'"),
+    ("trigger: {event: x}\n    steps: [{send: {channel: push, template: camera_promo_push, "
+     "variants: [default, camera_lover], experiment: {explore_share: 0}}}]", "explore_share is the share"),
+    ("trigger: {event: x}\n    steps: [{send: {channel: push, template: camera_promo_push, "
+     "variants: [default, camera_lover], experiment: {min_sends: 0}}}]", "min_sends is a whole number"),
+    ("trigger: {event: x}\n    steps: [{send: {channel: push, template: camera_promo_push, "
+     "variants: [default, camera_lover], experiment: {metric: clicks}}}]", "unknown experiment field 'metric'"),
 ])
 def test_a_bad_flow_is_refused_with_file_line_and_path(tmp_path: Path, flow: str, expected: str) -> None:
     errors = _errors(tmp_path, f"flows:\n  f:\n    {flow}\n")

@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI
 from growthengine import __version__
 from growthengine.api import (
     routes_clock,
+    routes_experiments,
     routes_inbox,
     routes_ingest,
     routes_kpis,
@@ -62,7 +63,7 @@ def create_app(engine: Engine, keys: KeyRing, *, run_workers: bool = True) -> Fa
     app.state.keys = keys
     install_error_handlers(app)
     for module in (routes_ingest, routes_users, routes_segments, routes_messages, routes_inbox, routes_optimize,
-                   routes_clock, routes_unsubscribe, routes_kpis, routes_webhooks):
+                   routes_clock, routes_unsubscribe, routes_kpis, routes_webhooks, routes_experiments):
         app.include_router(module.router)
     mount_dashboard(app, engine)
     app.add_middleware(EngineCORS, origins=engine.settings.cors_origins)  # outermost: errors carry CORS too

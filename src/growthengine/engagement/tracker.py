@@ -58,7 +58,7 @@ class EngagementTracker:
             by_user[message.user_id].append(message)
         if not by_user:
             return
-        self.experiments.record(tx, sent, sends=1)
+        self.experiments.record(tx, sent, sends=1, at_us=now_us)
         docs = tx.user_models.get_many(list(by_user), SCORES)
         at = from_us(now_us)
         for user_id, messages in by_user.items():
@@ -110,6 +110,7 @@ class EngagementTracker:
     def _experiment_outcomes(self, tx: Tx, events: list[Event], found: dict[str, Message]) -> None:
         """A first open converts; an unsubscribe after a message counts against its variant (the guardrail)."""
         converted = []
+        at_us = max((e.ts_us for e in events), default=None)
         for event in events:
             message = found.get(str(event.properties.get("message_id")))
             if event.name == "message_opened" and message is not None and "experiment" in message.data \
@@ -117,11 +118,12 @@ class EngagementTracker:
                 message.data["experiment_converted"] = True
                 tx.messages.update(message.id, data=message.data)
                 converted.append(message)
-        self.experiments.record(tx, converted, conversions=1)
+        self.experiments.record(tx, converted, conversions=1, at_us=at_us)
         unsub_ids = [str(e.properties["message_id"]) for e in events
                      if e.name == "unsubscribed" and e.properties.get("message_id")]
         if unsub_ids:
-            self.experiments.record(tx, list(tx.messages.get_many(unsub_ids).values()), unsubscribes=1)
+            self.experiments.record(tx, list(tx.messages.get_many(unsub_ids).values()), unsubscribes=1,
+                                    at_us=at_us)
 
     def learn(self, tx: Tx, signals: list[Signal], profiles: dict[str, Profile], now_us: int) -> None:
         """Add engagement moments to the users' send-time models, one model per channel."""

@@ -263,12 +263,31 @@ class FlowLoader:
         if unknown:
             raise _Invalid((*path, "variants"), f"template {template!r} has no variant {unknown[0]!r}; it has "
                                                 f"{', '.join(sorted(template_variants))}")
-        mode = (spec.get("experiment") or {}).get("mode", "explore") if isinstance(spec.get("experiment"), dict) \
-            else "explore"
+        experiment = spec.get("experiment", {})
+        if not isinstance(experiment, dict):
+            raise _Invalid((*path, "experiment"), "experiment is {mode, explore_share, min_sends}")
+        unknown_keys = sorted(set(experiment) - {"mode", "explore_share", "min_sends"})
+        if unknown_keys:
+            raise _Invalid((*path, "experiment", unknown_keys[0]),
+                           f"unknown experiment field {unknown_keys[0]!r} (fields: mode, explore_share, min_sends)")
+        mode = experiment.get("mode", "explore")
         if mode not in ("explore", "thompson"):
             raise _Invalid((*path, "experiment", "mode"), "mode is explore or thompson")
+        options: list[tuple[str, float]] = []
+        share = experiment.get("explore_share")
+        if share is not None:
+            if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+                raise _Invalid((*path, "experiment", "explore_share"),
+                               "explore_share is the share of the audience that explores, above 0 and at most 1")
+            options.append(("explore_share", float(share)))
+        min_sends = experiment.get("min_sends")
+        if min_sends is not None:
+            if isinstance(min_sends, bool) or not isinstance(min_sends, int) or min_sends < 1:
+                raise _Invalid((*path, "experiment", "min_sends"), "min_sends is a whole number of sends, 1 or more")
+            options.append(("min_sends", float(min_sends)))
         return Send(channel=channel, template=str(template), kind=kind, urgency=urgency, priority=priority,
-                    expires_us=expires, best_within_us=best, variants=tuple(variants), experiment_mode=mode)
+                    expires_us=expires, best_within_us=best, variants=tuple(variants), experiment_mode=mode,
+                    experiment_options=tuple(options))
 
     def _action(self, spec: Any, path: Path) -> CouponAction | RecommendationAction:
         if not isinstance(spec, dict):

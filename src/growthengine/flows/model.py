@@ -62,6 +62,7 @@ class Send:
     best_within_us: int | None = None  # send at the user's best time within this span (send-time optimization)
     variants: tuple[str, ...] = ()  # an experiment between the template's variants (the first is the control)
     experiment_mode: str = "explore"  # explore (10 % explore, winner to the rest) or thompson
+    experiment_options: tuple[tuple[str, float], ...] = ()  # explore_share, min_sends (optimize.experiments)
 
 
 @dataclass(frozen=True)

@@ -170,10 +170,12 @@ class Runner:
         variant = None
         if send.variants:
             key = experiment_key(flow.key, step)
-            assignment = self.experiments.assign(tx, key, send.variants, send.experiment_mode, run.user_id)
+            assignment = self.experiments.assign(tx, key, send.variants, send.experiment_mode, run.user_id,
+                                                 send.experiment_options)
             variant = assignment.variant
             extra["experiment"] = {"key": key, "variant": variant, "variants": list(send.variants),
-                                   "mode": send.experiment_mode, "reason": assignment.reason}
+                                   "mode": send.experiment_mode, "reason": assignment.reason,
+                                   **({"options": dict(send.experiment_options)} if send.experiment_options else {})}
         elif len(self.templates.get(send.template).variants) > 1:
             personal = build_context(tx.events.for_user(run.user_id, since_us=now_us - PERSONALIZATION_WINDOW_US),
                                      now=from_us(now_us))
@@ -197,9 +199,15 @@ class Runner:
             if counterpart is not None:  # the copy it takes if the channel scores move it to push (SPEC 4.C)
                 extra["counterpart"] = counterpart
         body, copy_variant = rendered.body, rendered.variant
-        if self.copywriter is not None and send.channel in ("push", "in_app") and not send.variants:
-            copy = self._generated_copy(send, rendered.body, rendered.language, context, coupon, now_us)
-            body, copy_variant = copy.text, copy.variant if copy.source == "generated" else copy_variant
+        if self.copywriter is not None and send.channel in ("push", "in_app") and \
+                (not send.variants or variant != send.variants[0]):
+            # An experiment's arms other than the control are drafted for their context (SPEC 4.B: the camera
+            # lover, the price sensitive); the message keeps the arm's name as its variant.
+            tags = (variant,) if send.variants and variant else None
+            copy = self._generated_copy(send, rendered.body, rendered.language, context, coupon, now_us, tags)
+            body = copy.text
+            if not send.variants:
+                copy_variant = copy.variant if copy.source == "generated" else copy_variant
             extra["copy"] = {"source": copy.source, "variant": copy.variant, "reason": copy.reason}
         message = Message(
             id=mid, user_id=run.user_id, flow=flow.key, step=step, channel=send.channel, kind=send.kind,
@@ -235,16 +243,17 @@ class Runner:
         return {"channel": "push", "template": key, "title": alt.title, "body": alt.body, "image_url": alt.image_url}
 
     def _generated_copy(self, send: Send, curated: str, language: str, context: dict[str, Any], coupon: Any,
-                        now_us: int) -> CopyChoice:
+                        now_us: int, tags: tuple[str, ...] | None = None) -> CopyChoice:
         """A generated variant of the rendered copy for this user's context, kept only if it passes validation
         (prices and the coupon code verbatim, length, Thai script, no placeholders); else the curated copy."""
         assert self.copywriter is not None
-        facts = re.findall(r"฿[\d,]+(?:\.\d+)?", curated)
+        facts = re.findall(r"฿[\d,]+(?:\.\d+)?|\d[\d,]*\.-", curated)  # ฿8,500 and Thai "8,500.-"
         if isinstance(coupon, dict):
             facts.append(str(coupon["code"]))
         values = {f"fact{i}": fact for i, fact in enumerate(facts)}
         request = CopyRequest(template=send.template, channel=send.channel, language=language,
-                              tags=tuple(context.get("user_context") or ()), curated=curated, values=values,
+                              tags=tags if tags is not None else tuple(context.get("user_context") or ()),
+                              curated=curated, values=values,
                               required=tuple(values))
         return self.copywriter.write(request, now=from_us(now_us))
 

@@ -126,13 +126,15 @@ class Experiment:
     """The state of one experiment: counts per variant, the configuration, and the verdict once there is one."""
 
     def __init__(self, key: str, variants: Sequence[str], *, config: ExperimentConfig | None = None,
-                 counts: dict[str, VariantStats] | None = None, verdict: Verdict | None = None) -> None:
+                 counts: dict[str, VariantStats] | None = None, verdict: Verdict | None = None,
+                 decided_at: str | None = None) -> None:
         if len(variants) < 2 or len(set(variants)) != len(variants):
             raise ValueError("an experiment needs at least two distinct variants")
         self.key = key
         self.config = config or ExperimentConfig()
         self.variants: dict[str, VariantStats] = {v: (counts or {}).get(v) or VariantStats() for v in variants}
         self.verdict = verdict
+        self.decided_at = decided_at  # ISO instant of the final verdict (its evidence is in ``verdict.inputs``)
 
     @property
     def control(self) -> str:
@@ -149,16 +151,20 @@ class Experiment:
         s.conversions += conversions
         s.unsubscribes += unsubscribes
 
-    def conclude(self, verdict: Verdict) -> None:
-        """Keep a final verdict (a running one is not kept)."""
+    def conclude(self, verdict: Verdict, at: str | None = None) -> bool:
+        """Keep a final verdict, decided at ``at`` (a running one is not kept). True when this one is kept."""
         if verdict.final and self.verdict is None:
             self.verdict = verdict
+            self.decided_at = at
+            return True
+        return False
 
     def to_json(self) -> dict[str, Any]:
         return {
             "v": 1, "key": self.key, "config": asdict(self.config),
             "variants": {name: asdict(s) for name, s in self.variants.items()},
             "verdict": None if self.verdict is None else asdict(self.verdict),
+            "decided_at": self.decided_at,
         }
 
     @classmethod
@@ -166,7 +172,7 @@ class Experiment:
         variants = {name: VariantStats(**s) for name, s in data["variants"].items()}
         verdict = Verdict(**data["verdict"]) if data.get("verdict") else None
         return cls(data["key"], list(variants), config=ExperimentConfig(**data.get("config", {})), counts=variants,
-                   verdict=verdict)
+                   verdict=verdict, decided_at=data.get("decided_at"))
 
 
 # ---- the always-valid test ----------------------------------------------------------------------------------
@@ -265,6 +271,7 @@ def decide(state: Experiment) -> Verdict:
         worst_p = max(worst_p, p)
     inputs["level"] = level
     inputs["leader"] = leader
+    harm = None
     if worst_p <= level:
         harm = max(unsubscribe_excess_bound(state, leader, o) for o in names if o != leader)
         inputs["unsubscribe_excess_bound"] = round(harm, 5)
@@ -282,6 +289,10 @@ def decide(state: Experiment) -> Verdict:
     if all(v[n].sends >= cfg.max_sends for n in names):
         return Verdict("no_difference", None, worst_p, f"no significant difference after {cfg.max_sends} sends "
                        "per variant", inputs)
+    if harm is not None:
+        return Verdict("running", None, worst_p, f"{leader} converts significantly better (always-valid "
+                       f"p={worst_p:.3g} <= {level:.3g}) but may still raise unsubscribes by up to {harm:.2%} "
+                       f"(more than the {cfg.guardrail_margin:.2%} margin): collecting", inputs)
     return Verdict("running", None, worst_p, f"{leader} leads, not yet significant (always-valid p={worst_p:.3g}, "
                    f"needs <= {level:.3g})", inputs)
 
@@ -371,3 +382,76 @@ def uplift(treated_conversions: int, treated_n: int, control_conversions: int, c
     low = diff - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
     high = diff + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
     return Uplift(diff, low, high, "newcombe-wilson", level)
+
+
+# ---- what the API shows -------------------------------------------------------------------------------------
+
+
+def allocation(state: Experiment) -> dict[str, Any]:
+    """Who gets what now: the explored share split evenly over the eligible variants, the rest to the control (or
+    by Thompson sampling) before a verdict; everyone to the winner (or the control) after it."""
+    cfg = state.config
+    verdict = state.verdict
+    if verdict is not None and verdict.final:
+        target = verdict.winner if verdict.status == "winner" and verdict.winner in state.variants \
+            else state.control
+        return {"mode": cfg.mode, "explore_share": cfg.explore_share, "phase": "rolled_out",
+                "shares": {n: 1.0 if n == target else 0.0 for n in state.variants},
+                "rule": f"every recipient gets {target} ({verdict.status})"}
+    names = eligible_variants(state)
+    explore = {n: (cfg.explore_share / len(names) if n in names else 0.0) for n in state.variants}
+    if cfg.mode == "thompson":
+        return {"mode": cfg.mode, "explore_share": cfg.explore_share, "phase": "testing", "explore": explore,
+                "shares": None,
+                "rule": f"{cfg.explore_share:.0%} split evenly over {', '.join(names)}; the other "
+                        f"{1 - cfg.explore_share:.0%} by Thompson sampling on the conversions so far"}
+    rest = exploit_variant(state, names)
+    shares = {n: round(explore[n] + (1 - cfg.explore_share if n == rest else 0.0), 6) for n in state.variants}
+    return {"mode": cfg.mode, "explore_share": cfg.explore_share, "phase": "testing", "explore": explore,
+            "shares": shares,
+            "rule": f"{cfg.explore_share:.0%} split evenly over {', '.join(names)}; the other "
+                    f"{1 - cfg.explore_share:.0%} get {rest} until the always-valid test decides"}
+
+
+def differences(state: Experiment) -> list[dict[str, Any]]:
+    """Each variant's conversion rate minus the control's, with the always-valid confidence sequence at the level
+    the test uses (``alpha`` over the number of pairs), valid however often it is looked at."""
+    cfg = state.config
+    level = cfg.alpha / _pairs(len(state.variants))
+    control = state.variants[state.control]
+    out = []
+    for name, s in state.variants.items():
+        if name == state.control:
+            continue
+        diff = s.rate - control.rate
+        radius = confidence_radius(control.conversions, control.sends, s.conversions, s.sends, cfg.tau, level)
+        out.append({"variant": name, "versus": state.control, "difference": round(diff, 6),
+                    "low": None if math.isinf(radius) else round(diff - radius, 6),
+                    "high": None if math.isinf(radius) else round(diff + radius, 6),
+                    "confidence": round(1 - level, 6), "method": "always-valid (mSPRT confidence sequence)"})
+    return out
+
+
+def summary(state: Experiment) -> dict[str, Any]:
+    """One experiment as ``GET /v1/experiments`` shows it: variants with their counts and 95 % Wilson intervals,
+    the allocation, the metric, the state, the always-valid interval of each difference to the control, and the
+    verdict with its evidence (stored when final, else the current reading)."""
+    verdict = state.verdict if state.verdict is not None else decide(state)
+    failed = guardrail_failures(state)
+    variants = []
+    for name, s in state.variants.items():
+        low, high = wilson_interval(s.conversions, s.sends) if s.sends else (None, None)
+        variants.append({"name": name, "control": name == state.control, "sends": s.sends,
+                         "conversions": s.conversions, "rate": round(s.rate, 6),
+                         "interval": None if low is None else [round(low, 6), round(high or 0.0, 6)],
+                         "unsubscribes": s.unsubscribes, "unsubscribe_rate": round(s.unsubscribe_rate, 6),
+                         "eligible": name not in failed, **({"guardrail": failed[name]} if name in failed else {})})
+    return {
+        "key": state.key, "variants": variants, "allocation": allocation(state),
+        "metric": state.config.metric, "state": "decided" if verdict.final else "running",
+        "interval": differences(state),
+        "verdict": {"status": verdict.status, "winner": verdict.winner, "p_value": verdict.p_value,
+                    "reason": verdict.reason, "final": verdict.final, "decided_at": state.decided_at,
+                    "evidence": verdict.inputs},
+        "config": asdict(state.config),
+    }
