@@ -158,17 +158,35 @@ def test_quiet_hours_follow_the_users_zone() -> None:
     assert local(choice.send_at).hour == 19
 
 
-def test_exploration_is_deterministic_and_small() -> None:
+def test_exploration_is_deterministic_small_and_shrinks_with_the_history() -> None:
     model = SendTimeModel.fit(routine(20, 30, 40), now=NOW)
-    choices = {f"msg-{i}": model.best_time(MONDAY, DAY, explore_key=f"msg-{i}") for i in range(1000)}
+    share = model.config.explore_probability(model.evidence(MONDAY))
+    assert 0.01 < share < 0.03  # a long history explores little ...
+    thin = SendTimeModel.fit(routine(20, 30, 3), now=NOW)
+    assert thin.config.explore_probability(thin.evidence(MONDAY)) > 0.05  # ... a thin one more
+    choices = {f"msg-{i}": model.best_time(MONDAY, DAY, explore_key=f"msg-{i}") for i in range(4000)}
     explored = {key: c for key, c in choices.items() if c.reason == "explore"}
-    assert 0.03 <= len(explored) / len(choices) <= 0.07
-    assert {local(c.send_at).hour for c in explored.values()} - {20}  # it does try other hours
+    assert share * 0.6 <= len(explored) / len(choices) <= share * 1.4
+    hours = [local(c.send_at).hour for c in explored.values()]
+    assert 20 not in hours and len(set(hours)) > 2  # it tries other hours ...
+    assert np.median(hours) >= 17  # ... mostly plausible ones, near the evening peak
     assert all(c.source == "personal" and 8 <= local(c.send_at).hour < 22 for c in explored.values())
     for key, choice in list(explored.items())[:5]:
         assert model.best_time(MONDAY, DAY, explore_key=key) == choice
     assert all(local(c.send_at).hour == 20 for key, c in choices.items() if key not in explored)
     assert model.best_time(MONDAY, DAY).reason == "personal_peak"  # no key, no exploration
+
+
+def test_weekdays_and_weekends_are_learned_apart() -> None:
+    weekdays = [(at, w) for at, w in routine(8, 25, 60, seed=4) if at.weekday() < 5]
+    weekends = [(at, w) for at, w in routine(11, 25, 80, seed=5) if at.weekday() >= 5]
+    model = SendTimeModel.fit(weekdays + weekends, now=NOW)
+    saturday = MONDAY + dt.timedelta(days=5)
+    assert local(model.best_time(MONDAY, DAY).send_at).hour == 8
+    assert local(model.best_time(saturday, DAY).send_at).hour == 11
+    profile = model.profile(at=NOW)
+    assert profile.sum() == pytest.approx(1.0)
+    assert all(profile[d * 24:(d + 1) * 24].sum() == pytest.approx(1 / 7) for d in range(7))
 
 
 def test_json_round_trip_is_small_and_exact() -> None:
@@ -208,3 +226,18 @@ def test_on_simulated_users_the_chosen_hour_is_near_the_true_best() -> None:
     assert np.mean(near) >= 0.75
     assert np.mean(ratio) >= 0.85
     assert np.mean(ratio) - np.mean(blast_ratio) >= 0.25
+
+
+def test_the_bayes_policy_is_the_ceiling_the_model_is_measured_against() -> None:
+    from growthengine.optimize.truth import bayes_profiles
+
+    now = dt.datetime(2026, 3, 1, 17, 0, tzinfo=dt.UTC)
+    truth = make_send_time_truth(300, seed=3, now=now)
+    expected = bayes_profiles(truth, draws=6_000, seed=1)
+    assert expected.shape == (300, 168) and np.all((expected >= 0) & (expected <= 1))
+    allowed = [2 * 24 + h for h in range(8, 22)]
+    rich = [u for u, h in enumerate(truth.histories) if len(h) >= 20]
+    bayes = np.mean([truth.open_prob[u, allowed[int(np.argmax(expected[u, allowed]))]] for u in rich])
+    oracle = np.mean([truth.open_prob[u, truth.best_allowed_hour(u, 2, range(8, 22))] for u in rich])
+    blast = np.mean([truth.open_prob[u, 2 * 24 + 9] for u in rich])
+    assert 0.85 < (bayes - blast) / (oracle - blast) <= 1.0

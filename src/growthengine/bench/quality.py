@@ -4,7 +4,9 @@
   engagement history. For one campaign a day for a week (window: the whole local day, push quiet hours 22:00-08:00),
   the expected open rate of the model's choice (exploration included), of a fixed 09:00 blast and of an oracle that
   knows each user's true best allowed hour. Figure: the share of the oracle's lift over the blast that the model
-  captures, on users with 20+ past opens (target >= 70 %); thinner histories are shown for information.
+  captures, on users with 20+ past opens (target >= 90 %); thinner histories are shown for information. Beside it,
+  the best any policy could reach from the same histories: a Bayes policy that knows how the simulated routines are
+  generated (:func:`~growthengine.optimize.truth.bayes_profiles`) sends at each user's posterior best hour.
 * **Experiments.** Two variants with known rates through the real :func:`~growthengine.optimize.experiments.decide`
   (audience in batches, 10 % exploring; and the Thompson mode): how often the truly better variant is rolled out and
   how often a worse one; A/A tests (any winner is a false one); A/B/C with one better variant; a guardrail case
@@ -27,10 +29,16 @@ from rich.table import Table
 
 from growthengine.optimize.experiments import ExperimentConfig, uplift
 from growthengine.optimize.send_time import PopulationSendTime, SendTimeModel, hour_of_week, resolve_zone
-from growthengine.optimize.truth import ArmTruth, draw_uplift, make_send_time_truth, simulate_experiment
+from growthengine.optimize.truth import (
+    ArmTruth,
+    bayes_profiles,
+    draw_uplift,
+    make_send_time_truth,
+    simulate_experiment,
+)
 
 Progress = Callable[[str, int], Callable[[int], None]]
-TARGET_LIFT_CAPTURED = 0.70
+TARGET_LIFT_CAPTURED = 0.90
 TARGET_WORSE_ROLLOUT = 0.05
 TARGET_COVERAGE = (0.93, 0.97)
 HISTORY_END = dt.datetime(2026, 3, 1, 17, 0, tzinfo=dt.UTC)  # Sunday evening; campaigns run Monday..Sunday after
@@ -42,6 +50,7 @@ BLAST_HOUR = 9
 @dataclass(frozen=True)
 class QualitySize:
     send_time_users: int = 3_000
+    bayes_draws_per_user: int = 20  # routines drawn for the Bayes policy (the Monte Carlo error only lowers it)
     experiment_runs: int = 400  # per scenario and mode
     experiment_audience: int = 200_000
     uplift_runs: int = 10_000
@@ -64,11 +73,19 @@ class SendTimeGroup:
     model: float
     blast: float
     oracle: float
+    bayes: float = float("nan")  # the best policy given the histories (knows the generator)
+
+    def share(self, rate: float) -> float:
+        lift = self.oracle - self.blast
+        return (rate - self.blast) / lift if lift > 0 else float("nan")
 
     @property
     def captured(self) -> float:
-        lift = self.oracle - self.blast
-        return (self.model - self.blast) / lift if lift > 0 else float("nan")
+        return self.share(self.model)
+
+    @property
+    def ceiling(self) -> float:
+        return self.share(self.bayes)
 
 
 @dataclass(frozen=True)
@@ -103,8 +120,10 @@ class QualityReport:
             rows.append(Figure("send time", case, "share of the oracle's lift over a 09:00 blast", f"{g.captured:.1%}",
                                f">= {TARGET_LIFT_CAPTURED:.0%}" if rich else "",
                                g.captured >= TARGET_LIFT_CAPTURED if rich else None))
-            rows.append(Figure("send time", case, "open rate: model / 09:00 blast / oracle",
-                               f"{g.model:.2%} / {g.blast:.2%} / {g.oracle:.2%}"))
+            rows.append(Figure("send time", case, "best any policy could reach from these histories (Bayes, "
+                               "knowing the generator)", f"{g.ceiling:.1%}"))
+            rows.append(Figure("send time", case, "open rate: model / 09:00 blast / Bayes / oracle",
+                               f"{g.model:.2%} / {g.blast:.2%} / {g.bayes:.2%} / {g.oracle:.2%}"))
         for s in self.scenarios:
             case = f"{s.name}, {s.mode}, {s.runs} runs"
             if s.name != "A/A":
@@ -125,11 +144,13 @@ class QualityReport:
         return all(f.ok is not False for f in self.figures())
 
 
-def run_send_time(users: int, seed: int, progress: Callable[[int], None] | None = None) -> dict[str, SendTimeGroup]:
-    """Expected open rates of model, blast and oracle, per history size."""
+def run_send_time(users: int, seed: int, progress: Callable[[int], None] | None = None, *,
+                  bayes_draws: int | None = None) -> dict[str, SendTimeGroup]:
+    """Expected open rates of model, blast, Bayes policy and oracle, per history size."""
     truth = make_send_time_truth(users, seed=seed, now=HISTORY_END)
     models = [SendTimeModel.fit(h, now=HISTORY_END, tz=truth.tz) for h in truth.histories]
     population = PopulationSendTime.from_models(models)
+    bayes = bayes_profiles(truth, draws=bayes_draws if bayes_draws is not None else 20 * users, seed=seed + 1)
     zone, _ = resolve_zone(truth.tz)
     first_day = HISTORY_END.astimezone(zone).date() + dt.timedelta(days=1)
     sums: dict[str, np.ndarray] = {}
@@ -138,7 +159,7 @@ def run_send_time(users: int, seed: int, progress: Callable[[int], None] | None 
         group = (f"{RICH_HISTORY}+ opens" if model.events >= RICH_HISTORY
                  else "1-19 opens" if model.events > 0 else "no history")
         counts[group] = counts.get(group, 0) + 1
-        total = sums.setdefault(group, np.zeros(3))
+        total = sums.setdefault(group, np.zeros(4))
         for d in range(7):
             day = first_day + dt.timedelta(days=d)
             start = dt.datetime.combine(day, dt.time(0), tzinfo=zone)
@@ -147,11 +168,18 @@ def run_send_time(users: int, seed: int, progress: Callable[[int], None] | None 
             chosen = hour_of_week(choice.send_at.astimezone(zone))
             weekday = day.weekday()
             oracle = truth.best_allowed_hour(u, weekday, ALLOWED_HOURS)
-            total += truth.open_prob[u, [chosen, weekday * 24 + BLAST_HOUR, oracle]]
+            allowed = [weekday * 24 + h for h in ALLOWED_HOURS]
+            best_guess = allowed[int(np.argmax(bayes[u, allowed]))]
+            total += truth.open_prob[u, [chosen, weekday * 24 + BLAST_HOUR, oracle, best_guess]]
         if progress is not None:
             progress(1)
     order = [f"{RICH_HISTORY}+ opens", "1-19 opens", "no history"]
-    return {g: SendTimeGroup(counts[g], *(float(x) for x in sums[g] / (7 * counts[g]))) for g in order if g in sums}
+    groups = {}
+    for g in order:
+        if g in sums:
+            model_rate, blast, oracle_rate, bayes_rate = (float(x) for x in sums[g] / (7 * counts[g]))
+            groups[g] = SendTimeGroup(counts[g], model_rate, blast, oracle_rate, bayes_rate)
+    return groups
 
 
 def _scenarios(rng: np.random.Generator) -> dict[str, tuple[list[ArmTruth], set[str]]]:
@@ -220,7 +248,8 @@ def run_quality_bench(size: QualitySize | None = None, progress: Progress | None
     report = QualityReport(size)
     started = time.perf_counter()
     report.send_time = run_send_time(size.send_time_users, size.seed,
-                                     progress("send time", size.send_time_users) if progress else None)
+                                     progress("send time", size.send_time_users) if progress else None,
+                                     bayes_draws=size.bayes_draws_per_user * size.send_time_users)
     report.seconds["send time"] = time.perf_counter() - started
     started = time.perf_counter()
     report.scenarios = run_experiments(size.experiment_runs, size.experiment_audience, size.seed,

@@ -11,16 +11,43 @@ from growthengine.domain.traits import has_consent
 from growthengine.engagement.tracker import SCORES, send_time_kind
 from growthengine.gate.decision import ADDRESS_TRAIT
 from growthengine.optimize.channel_scores import CHANNELS, ChannelPopulation, ChannelScores, route
-from growthengine.optimize.send_time import SendTimeChoice, SendTimeModel
+from growthengine.optimize.send_time import PopulationSendTime, SendTimeChoice, SendTimeModel
 from growthengine.storage.unit_of_work import Tx
 
 QUIET = {"push": (22, 8), "sms": (22, 8)}
+POPULATION_KEY = "population:send_time:"
+POPULATION_SAMPLE = 5_000  # users' models the population's hour-of-week pattern is refitted from
+POPULATION_REFIT = dt.timedelta(days=1)
+POPULATION_MIN_USERS = 30  # fewer users with a history: the built-in pattern
 
 
 class Optimizer:
     def __init__(self, business_timezone: str = "Asia/Bangkok") -> None:
         self.business_timezone = business_timezone
         self.population = ChannelPopulation()
+        self._send_time_population: dict[str, tuple[dt.datetime, PopulationSendTime]] = {}
+
+    def send_time_population(self, tx: Tx, channel: str, now: dt.datetime) -> PopulationSendTime:
+        """The prior every user's send-time profile is shrunk toward, per channel: refitted from the users' own
+        models once a day (business time; kept in the engine state so every process shares it), the built-in
+        evening-peaked pattern until enough users have a history."""
+        cached = self._send_time_population.get(channel)
+        if cached is not None and now - cached[0] < POPULATION_REFIT:
+            return cached[1]
+        doc = tx.state.get(POPULATION_KEY + channel)
+        fitted_at = dt.datetime.fromisoformat(doc["fitted_at"]) if isinstance(doc, dict) else None
+        if doc is not None and fitted_at is not None and dt.timedelta(0) <= now - fitted_at < POPULATION_REFIT:
+            population = PopulationSendTime.from_json(doc)
+        else:
+            models = [SendTimeModel.from_json(d) for d in tx.user_models.sample(send_time_kind(channel),
+                                                                                  POPULATION_SAMPLE)]
+            population = PopulationSendTime.from_models(models)
+            if population.users < POPULATION_MIN_USERS:
+                population = PopulationSendTime()
+            fitted_at = now
+            tx.state.put(POPULATION_KEY + channel, {**population.to_json(), "fitted_at": now.isoformat()})
+        self._send_time_population[channel] = (fitted_at, population)
+        return population
 
     def tz(self, traits: dict[str, Any]) -> str:
         tz = traits.get("timezone")
@@ -31,7 +58,9 @@ class Optimizer:
         doc = tx.user_models.get_many([user_id], send_time_kind(channel)).get(user_id)
         tz = self.tz(traits)
         model = SendTimeModel.from_json(doc) if doc else SendTimeModel(tz)
-        return model.best_time(after, within, tz, QUIET.get(channel), explore_key=f"{user_id}:{channel}")
+        population = self.send_time_population(tx, channel, after)
+        return model.best_time(after, within, tz, QUIET.get(channel), population=population,
+                               explore_key=f"{user_id}:{channel}:{int(after.timestamp())}")
 
     def channel_scores(self, tx: Tx, user_id: str, now_us: int) -> dict[str, float]:
         doc = tx.user_models.get_many([user_id], SCORES).get(user_id)

@@ -1,31 +1,42 @@
 """Send-time optimization (SPEC 4.A): when does this user engage, and when should the next message go?
 
 The model is a histogram over the 168 hours of the week (Monday 00:00 local is bin 0) of the user's engagement on
-one channel: opens, clicks and app opens, each an ``(instant, weight)`` pair. Old evidence fades with an exponential
+one channel: every signal the engine sees (opens and clicks of messages, app opens, purchases; the tracker weighs
+each, ``engagement/tracker.py``), each an ``(instant, weight)`` pair. Old evidence fades with an exponential
 half-life, so a user whose routine changed is followed within weeks.
 
-The engagement profile is an empirical-Bayes posterior in two levels, so thin histories borrow strength:
+The engagement profile is an empirical-Bayes estimate in two levels, so thin histories borrow strength:
 
-1. hour of day: ``q[h] = (d[h] + k * P_day[h]) / (N + k)``, the user's (decayed, lightly smoothed) counts per hour
-   of day ``d`` shrunk toward the population's hour-of-day share ``P_day`` with prior strength ``k``;
-2. hour of week: ``p[b] = (c[b] + k_w * q[hour(b)] * P[b] / P_day[hour(b)]) / (N + k_w)``, the counts per hour of
-   week shrunk toward the user's own daily profile, spread over the days of the week as the population's
-   hour-of-week pattern ``P`` spreads that hour; a personal weekday/weekend difference shows once the history
-   supports it.
+1. **the user's day**: the counts per hour of day, smoothed on the 24-hour circle with a Gaussian kernel
+   (``bandwidth`` hours: engagement at 20:55 says something about 21:00 and 19:00), shrunk toward the population's
+   hour-of-day share with prior strength ``k``: ``q = (smooth(d) + k * P_day) / (N + k)``;
+2. **weekdays and weekends apart**: the same for the weekday hours and for the weekend hours, each shrunk toward
+   the user's own day ``q`` (reshaped as the population's weekdays or weekends differ from its whole week) with
+   strength ``k_g``. A commuter's Monday is not their Sunday; one who sleeps in on weekends shows it once the
+   history supports it.
 
-``N`` is the decayed evidence at the time of the send, so a stale history counts for less; the smoothing gives a
-third of each hour's count to each neighbouring hour (engagement at 20:55 says something about 21:00). The best time
-in a window is the earliest candidate (``after``, then every 15 minutes, never in quiet hours) in the hour of week
-with the highest ``p``: SPEC 4.A's commuter who opens at 8:15 gets the message at 08:00, as that hour starts.
+``N`` is the decayed evidence at the time of the send, so a stale history counts for less. The population share is
+refitted from the users' own models (:meth:`PopulationSendTime.from_models`, each user counting once), so the prior
+is what this marketplace's users do, not a guess. The best time in a window is the earliest candidate (``after``,
+then every 15 minutes, never in quiet hours) in the hour of week with the highest profile: SPEC 4.A's commuter who
+opens at 8:15 gets the message at 08:00, as that hour starts.
 
-A small, deterministic exploration share (``explore_share``, hashed from a key the caller gives, such as the message
-id) sends at another allowed hour of the window, so the model keeps learning beyond its own past choices (opens
-cluster where we sent; app opens do not). With no history the choice is the global peak, 18:00-21:00 local.
+**Exploration.** A deterministic share of choices (hashed from a key the caller gives, such as the message id) goes
+to another allowed hour of the window, so the model keeps learning beyond its own past choices (opens cluster where
+we sent; app opens and purchases do not). The share shrinks as the history grows, ``explore_share * s / (s + N)``
+(10 % with no personal evidence, about 3 % at 12 decayed events), and the hour is drawn in proportion to the
+profile squared, so exploration tries plausible hours rather than 03:00. With no history the choice is the global
+peak, 18:00-21:00 local.
+
+**Measured** by ``growth bench quality`` (``bench/quality.py``): on simulated users with 20+ past events this
+captures about 91 % of the lift an oracle that knows each user's true best hour gets over a 09:00 blast; a Bayes
+policy that knows how the simulated routines are generated reaches about 94 % on the same histories.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import zoneinfo
 from collections.abc import Callable, Iterable
@@ -54,9 +65,12 @@ class SendTimeConfig:
 
     half_life: dt.timedelta = dt.timedelta(days=60)
     prior_strength: float = 3.0  # k: pseudo-events of the population's hour-of-day pattern
-    weekday_strength: float = 60.0  # k_w: pseudo-events of the user's own daily profile, spread over the week
-    smoothing: float = 0.33  # share of each hour's count given to each neighbouring hour
-    explore_share: float = 0.05
+    group_strength: float = 10.0  # k_g: pseudo-events of the user's own day in their weekday / weekend curves
+    bandwidth: float = 1.5  # hours: the Gaussian kernel over the hour of day
+    weekend: tuple[int, ...] = (5, 6)  # local days (0 = Monday) whose routine is learned apart from the others
+    explore_share: float = 0.10  # exploration with no personal evidence ...
+    explore_scale: float = 5.0  # ... falling as explore_share * scale / (scale + evidence)
+    explore_power: float = 2.0  # an explored hour is drawn in proportion to the profile to this power
     min_events: int = 1  # fewer engagement events than this: the global peak
     step: dt.timedelta = dt.timedelta(minutes=15)
     global_peak: tuple[int, int] = (18, 21)  # local hours [start, end)
@@ -64,10 +78,16 @@ class SendTimeConfig:
     def __post_init__(self) -> None:
         if self.half_life <= dt.timedelta(0) or self.step <= dt.timedelta(0):
             raise ValueError("half_life and step must be positive")
-        if self.prior_strength <= 0 or self.weekday_strength <= 0:
-            raise ValueError("prior strengths must be positive")
-        if not 0 <= self.smoothing < 0.5 or not 0 <= self.explore_share < 1:
-            raise ValueError("smoothing must be in [0, 0.5) and explore_share in [0, 1)")
+        if self.prior_strength <= 0 or self.group_strength <= 0 or self.bandwidth < 0:
+            raise ValueError("prior strengths must be positive and the bandwidth not negative")
+        if not 0 <= self.explore_share < 1 or self.explore_scale <= 0 or self.explore_power < 0:
+            raise ValueError("explore_share must be in [0, 1), explore_scale positive, explore_power >= 0")
+        if any(not 0 <= d <= 6 for d in self.weekend) or len(set(self.weekend)) in (0, 7):
+            raise ValueError("weekend is a non-empty subset of the days 0..6, not all of them")
+
+    def explore_probability(self, evidence: float) -> float:
+        """The share of choices that explore, for a user with this much (decayed) evidence."""
+        return self.explore_share * self.explore_scale / (self.explore_scale + max(evidence, 0.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +150,21 @@ def _default_day_pattern() -> FloatArray:
 
     day = 0.15 + 0.35 * bump(8.0, 1.2) + 0.45 * bump(12.5, 1.2) + 1.0 * bump(19.5, 1.8)
     return np.asarray(day / day.sum(), dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=8)
+def _circular_kernel(bandwidth: float) -> FloatArray:
+    """The 24 x 24 matrix that smooths counts per hour of day with a Gaussian of ``bandwidth`` hours on the
+    circle (each column sums to 1: smoothing moves evidence, it does not add any)."""
+    if bandwidth <= 0:
+        return np.eye(24)
+    hours = np.arange(24)
+    gap = np.abs(hours[:, None] - hours[None, :])
+    gap = np.minimum(gap, 24 - gap)
+    kernel = np.exp(-0.5 * (gap / bandwidth) ** 2)
+    kernel = kernel / kernel.sum(axis=0, keepdims=True)
+    kernel.setflags(write=False)
+    return np.asarray(kernel, dtype=np.float64)
 
 
 class PopulationSendTime:
@@ -223,23 +258,30 @@ class SendTimeModel:
         return float(self._decayed(_utc(at)).sum())
 
     def profile(self, *, at: dt.datetime, population: PopulationSendTime | None = None) -> FloatArray:
-        """The posterior engagement share per hour of week (sums to 1) at instant ``at``."""
+        """The posterior engagement share per hour of week at instant ``at``: each day's 24 hours share 1/7
+        (the hours of one day compare directly; so do the hours of two days, as a day's shape)."""
         cfg = self.config
         pop = population or PopulationSendTime()
-        counts = self._decayed(_utc(at))
-        if cfg.smoothing > 0:
-            before = np.concatenate((counts[-1:], counts[:-1]))
-            after_ = np.concatenate((counts[1:], counts[:1]))
-            counts = (1 - 2 * cfg.smoothing) * counts + cfg.smoothing * (before + after_)
-        evidence = float(counts.sum())
-        day_counts = counts.reshape(7, 24).sum(axis=0)
-        pop_day = pop.day_share()
-        day = (day_counts + cfg.prior_strength * pop_day) / (evidence + cfg.prior_strength)
-        # how the population spreads each hour of day over the week (evenly where it has no data for that hour)
-        spread = np.tile(pop_day, 7)
-        weekday_split = np.divide(pop.share, spread, out=np.full(HOURS_PER_WEEK, 1 / 7), where=spread > 0)
-        week = (counts + cfg.weekday_strength * np.tile(day, 7) * weekday_split) / (evidence + cfg.weekday_strength)
-        return np.asarray(week, dtype=np.float64)
+        counts = self._decayed(_utc(at)).reshape(7, 24)
+        pop_week = pop.share.reshape(7, 24)
+        pop_day = pop_week.sum(axis=0)
+        kernel = _circular_kernel(cfg.bandwidth)
+        pooled = kernel @ counts.sum(axis=0)
+        day = (pooled + cfg.prior_strength * pop_day) / (float(pooled.sum()) + cfg.prior_strength)
+        weekend = np.zeros(7, dtype=bool)
+        weekend[list(cfg.weekend)] = True
+        week = np.empty((7, 24), dtype=np.float64)
+        for group in (weekend, ~weekend):
+            own = kernel @ counts[group].sum(axis=0)
+            # the user's day, reshaped as the population's weekdays (or weekends) differ from its whole week
+            pop_group = pop_week[group].sum(axis=0)
+            ratio = np.divide(pop_group / max(float(pop_group.sum()), 1e-12), pop_day,
+                              out=np.ones(24), where=pop_day > 0)
+            prior = day * ratio
+            prior = prior / max(float(prior.sum()), 1e-12)
+            curve = (own + cfg.group_strength * prior) / (float(own.sum()) + cfg.group_strength)
+            week[group] = curve / 7.0
+        return np.asarray(week.reshape(HOURS_PER_WEEK), dtype=np.float64)
 
     def best_time(self, after: dt.datetime, within: dt.timedelta, tz: str | None = None,
                   quiet: QuietSpec = PUSH_QUIET_HOURS, *, population: PopulationSendTime | None = None,
@@ -284,15 +326,22 @@ class SendTimeModel:
             "best_in_window": bin_label(candidates[best][0]),
             "score": round(scores[best], 5),
         })
-        if explore_key is not None and len(candidates) > 1 and cfg.explore_share > 0:
+        share = cfg.explore_probability(evidence)
+        if explore_key is not None and len(candidates) > 1 and share > 0:
             draw = bucket("send_time.explore", explore_key)
-            inputs["explore_draw"] = round(draw, 4)
-            if draw < cfg.explore_share:
-                pick = min(int(bucket("send_time.explore_pick", explore_key) * len(candidates)), len(candidates) - 1)
+            inputs.update({"explore_draw": round(draw, 4), "explore_share": round(share, 4)})
+            if draw < share:
+                others = [i for i in range(len(candidates)) if i != best]
+                weights = np.asarray([scores[i] for i in others]) ** cfg.explore_power
+                total = float(weights.sum())
+                cumulative = np.cumsum(weights / total) if total > 0 else np.linspace(1, len(others), len(others)) \
+                    / len(others)
+                u = bucket("send_time.explore_pick", explore_key)
+                pick = others[min(int(np.searchsorted(cumulative, u, side="right")), len(others) - 1)]
                 chosen_bin, at = candidates[pick]
                 inputs.update({"bin": bin_label(chosen_bin), "chosen_score": round(scores[pick], 5)})
                 return SendTimeChoice(at, "personal", "explore" + suffix,
-                                      f"exploration ({cfg.explore_share:.0%} of sends): {bin_label(chosen_bin)} "
+                                      f"exploration ({share:.1%} of this user's sends): {bin_label(chosen_bin)} "
                                       f"instead of the best {bin_label(candidates[best][0])}", inputs)
         chosen_bin, at = candidates[best]
         inputs["bin"] = bin_label(chosen_bin)

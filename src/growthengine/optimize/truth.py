@@ -61,7 +61,7 @@ class SendTimeTruth:
         return bins[int(np.argmax(self.open_prob[user, bins]))]
 
 
-def _bump(hours: FloatArray, center: float, width: float) -> FloatArray:
+def _bump(hours: FloatArray, center: float | FloatArray, width: float | FloatArray) -> FloatArray:
     gap = np.abs(hours - center) % 24
     gap = np.minimum(gap, 24 - gap)
     return np.asarray(np.exp(-0.5 * (gap / width) ** 2), dtype=np.float64)
@@ -118,6 +118,61 @@ def make_send_time_truth(n_users: int, *, seed: int, now: dt.datetime, weeks: in
         histories.append(events)
     return SendTimeTruth(tz=tz, now=now, user_ids=[f"u{u:05d}" for u in range(n_users)],
                          archetypes=[ARCHETYPES[k][0] for k in kinds], open_prob=open_prob, histories=histories)
+
+
+def sample_routines(n: int, rng: np.random.Generator, *, noise_share: float = 0.15) -> tuple[FloatArray, FloatArray]:
+    """``n`` routines drawn as :func:`make_send_time_truth` draws its users' (the same distributions, vectorized):
+    the shape of each (open probability up to its user's scale and floor, 168 local hours of the week, peak 1 each
+    day) and the log-probability of an engagement event falling in each hour (noise included)."""
+    shares = np.array([a[1] for a in ARCHETYPES])
+    kinds = rng.choice(len(ARCHETYPES), size=n, p=shares / shares.sum())
+    centers = np.array([a[2] for a in ARCHETYPES])
+    spreads = np.array([a[3] for a in ARCHETYPES])
+    c1 = centers[kinds] + rng.normal(0, 1, n) * spreads[kinds]
+    w1 = rng.uniform(0.8, 2.0, n)
+    second = rng.random(n) < 0.5
+    c2 = centers[rng.integers(len(ARCHETYPES), size=n)] + rng.normal(0, 1.0, n)
+    a2 = np.where(second, rng.uniform(0.25, 0.6, n), 0.0)
+    weekend_shift = np.where(rng.random(n) < 0.4, rng.uniform(1.0, 3.0, n), 0.0)
+    mid_hours = np.arange(24, dtype=np.float64)[None, :] + 0.5
+    shape = np.zeros((n, HOURS_PER_WEEK))
+    for day in range(7):
+        shift = weekend_shift if day >= 5 else np.zeros(n)
+        day_shape = _bump(mid_hours, (c1 + shift)[:, None], w1[:, None]) \
+            + a2[:, None] * _bump(mid_hours, (c2 + shift)[:, None], np.full((n, 1), 1.5))
+        shape[:, day * 24:(day + 1) * 24] = day_shape / day_shape.max(axis=1, keepdims=True)
+    density = 0.03 + shape
+    density = density / density.sum(axis=1, keepdims=True)
+    log_density = np.log(noise_share / HOURS_PER_WEEK + (1 - noise_share) * density)
+    return shape, np.asarray(log_density, dtype=np.float64)
+
+
+def bayes_profiles(truth: SendTimeTruth, *, draws: int, seed: int, chunk: int = 2_000) -> FloatArray:
+    """What a policy that knows how the routines are generated would expect of each user's open probability shape
+    after seeing their history: the posterior mean of the shape (168 hours), by importance sampling ``draws``
+    routines from the generating distribution and weighing each by the likelihood of the user's history. Sending
+    at its best hour is the best any policy can do from the histories alone (up to the Monte Carlo error, which
+    only lowers it). The histories are taken as drawn: every event at its hour, however old."""
+    zone, _ = resolve_zone(truth.tz)
+    counts = np.zeros((len(truth.histories), HOURS_PER_WEEK))
+    for u, events in enumerate(truth.histories):
+        for instant, _ in events:
+            local = instant.astimezone(zone)
+            counts[u, local.weekday() * 24 + local.hour] += 1
+    rng = np.random.default_rng(seed)
+    top = np.full(len(counts), -np.inf)
+    total = np.zeros(len(counts))
+    expected = np.zeros_like(counts)
+    for start in range(0, draws, chunk):
+        shape, log_density = sample_routines(min(chunk, draws - start), rng)
+        log_lik = counts @ log_density.T
+        new_top = np.maximum(top, log_lik.max(axis=1))
+        rescale = np.exp(np.where(np.isfinite(top), top - new_top, -np.inf))
+        weights = np.exp(log_lik - new_top[:, None])
+        expected = expected * rescale[:, None] + weights @ shape
+        total = total * rescale + weights.sum(axis=1)
+        top = new_top
+    return np.asarray(expected / total[:, None], dtype=np.float64)
 
 
 # ---- experiments ---------------------------------------------------------------------------------------------

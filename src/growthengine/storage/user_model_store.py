@@ -28,6 +28,11 @@ class UserModelStore:
             found.update({u: orjson.loads(m) for u, m in rows})
         return found
 
+    def sample(self, kind: str, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` models of ``kind``, whichever the database finds first (for a population's prior)."""
+        rows = self._conn.execute(sa.select(user_models.c.model).where(user_models.c.kind == kind).limit(limit))
+        return [orjson.loads(m) for (m,) in rows]
+
     def save_many(self, kind: str, models: dict[str, dict[str, Any]], at_us: int) -> None:
         if not models:
             return
