@@ -27,3 +27,16 @@ def newcombe_difference(x1: int, n1: int, x2: int, n2: int, z: float = Z95) -> t
     low = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
     high = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
     return d, low, high
+
+
+def mean_difference(x: list[float], y: list[float], z: float = Z95) -> tuple[float, float, float]:
+    """``mean(x) - mean(y)`` with Welch's normal interval (each group's own variance; large samples):
+    (difference, low, high). Each group needs at least two values."""
+    if len(x) < 2 or len(y) < 2:
+        raise ValueError("each group needs at least two values")
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    vx = sum((v - mx) ** 2 for v in x) / (len(x) - 1)
+    vy = sum((v - my) ** 2 for v in y) / (len(y) - 1)
+    d = mx - my
+    half = z * math.sqrt(vx / len(x) + vy / len(y))
+    return d, d - half, d + half

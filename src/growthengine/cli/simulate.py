@@ -27,6 +27,9 @@ def simulate(
     start: Annotated[str, typer.Option("--start", help="simulated start time, ISO-8601")] = DEFAULT_START,
     tick: Annotated[int, typer.Option("--tick-minutes", min=1, max=60,
                                       help="events go in one tick ahead of the clock, then it advances")] = 15,
+    control: Annotated[float, typer.Option("--control", min=0, max=50,
+                                           help="percent of users in a global control group that gets no "
+                                                "marketing, so each flow's uplift can be measured")] = 10.0,
 ) -> None:
     """Drive a simulated JaiKod marketplace through the engine on a simulated clock; print a KPI summary."""
     from growthengine.bootstrap import build_engine
@@ -46,6 +49,7 @@ def simulate(
         db = f"sqlite:///{data_dir / 'growth.db'}"
         console.print(f"database: {db} (a fresh file; pass --db to choose)")
     settings = cli_settings(db, config, clock="manual", clock_start=start_at, data_dir=data_dir)
+    settings = settings.model_copy(update={"global_control_pct": control})
     if settings.future_tolerance_s < tick * 60:
         # The simulator is this engine's only client and shares its clock: let it stamp a whole tick ahead.
         settings = settings.model_copy(update={"future_tolerance_s": tick * 60.0})

@@ -151,7 +151,9 @@ class Runner:
     def _send(self, tx: Tx, run: Run, flow: Flow, step: str, send: Send, traits: dict[str, Any],
               now_us: int, out: Outgoing) -> None:
         mid = message_id(flow.key, run.user_id, run.entity, run.id, step)
-        listing = self._listing(tx, run.entity) if run.entity else None
+        # the run's entity, else the listing its trigger event was about (a flow with one run per user)
+        listing_id = run.entity or str((run.context.get("trigger") or {}).get("listing_id") or "")
+        listing = self._listing(tx, listing_id) if listing_id else None
         tz = self.tz(traits)
         context = message_context(run, traits, listing, now_us, site_url=self.site_url, timezone=tz)
         context["user_context"] = run.context.get("user_context", [])

@@ -18,6 +18,7 @@ from growthengine.clock import ManualClock, from_us, to_us
 from growthengine.engine import Engine
 from growthengine.simulate.feedback import EngineMessageSource, MessageSource, respond
 from growthengine.simulate.marketplace import HOUR_US, Marketplace, to_call
+from growthengine.simulate.outcomes import flow_uplift
 from growthengine.simulate.report import SimulationReport, engine_figures
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,27 @@ def generate_events(users: int, days: float, seed: int = DEFAULT_SEED, *,
         market.plan_hour(hour_us)
         calls.extend(to_call(e, prefix=prefix) for e in market.drain(hour_us + HOUR_US))
     return calls
+
+
+def measure_ai_layer(engine: Engine, report: SimulationReport) -> None:
+    """Per flow uplift against the control group, the experiments' verdicts, the channel switches."""
+    from growthengine.engagement.experiments import experiments_overview
+
+    messages = engine.messages(limit=10_000_000)
+    end_us = to_us(report.end or engine.clock.now())
+    days = int(engine.settings.attribution_days)
+    report.attribution_days = days
+    report.control_pct = float(engine.settings.global_control_pct)
+    report.uplift = flow_uplift(messages, report.stats.orders, window_us=days * 86_400_000_000, end_us=end_us)
+    report.experiments = experiments_overview(engine)
+    switched = [m for m in messages if m.reason == "channel_score"]
+    qualifying = 0
+    for user in {m.user_id for m in messages}:
+        scores = engine.channel_scores(user) or {}
+        qualifying += int(scores.get("email", 1.0) < 0.1 and scores.get("push", 0.0) > 0.8)
+    report.channel_switches = {"switched": len(switched), "users": len({m.user_id for m in switched}),
+                               "opened": sum(1 for m in switched if m.status in ("opened", "clicked")),
+                               "qualifying": qualifying}
 
 
 def run_simulation(
@@ -102,6 +124,7 @@ def run_simulation(
     report.end = clock.now()
     report.leftover = market.pending
     report.segment_sizes, report.message_counts = engine_figures(engine)
+    measure_ai_layer(engine, report)
     if report.rejected:
         log.warning("simulation: %d calls rejected (first: %s)", report.rejected, report.first_rejection)
     return report

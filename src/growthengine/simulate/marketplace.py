@@ -42,6 +42,7 @@ class MarketStats:
     messages_opened: int = 0
     messages_clicked: int = 0
     unsubscribes: int = 0
+    orders: list[tuple[str, int, float]] = field(default_factory=list)  # (user id, at_us, amount) of each purchase
 
 
 class Marketplace:
@@ -81,6 +82,7 @@ class Marketplace:
             if event[3] == "purchase":
                 self.stats.purchases += 1
                 self.stats.gmv += float(event[4]["amount"])
+                self.stats.orders.append((event[2], event[0], float(event[4]["amount"])))
         return out
 
     @property

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from growthengine.ingest.service import IngestResult
 from growthengine.simulate.marketplace import MarketStats
+from growthengine.simulate.outcomes import FlowUplift
 from growthengine.timefmt import format_instant
 
 TRACKED_ORDER = (
@@ -36,6 +37,11 @@ class SimulationReport:
     leftover: int = 0
     segment_sizes: dict[str, int] | None = None
     message_counts: dict[str, int] | None = None
+    uplift: list[FlowUplift] = field(default_factory=list)
+    attribution_days: int = 3
+    control_pct: float = 0.0
+    experiments: list[dict[str, Any]] = field(default_factory=list)
+    channel_switches: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def add(self, result: IngestResult) -> None:
@@ -62,6 +68,64 @@ def engine_figures(engine: Any) -> tuple[dict[str, int] | None, dict[str, int] |
 
 def _baht(amount: float) -> str:
     return f"฿{amount:,.2f}"
+
+
+def _points(value: float) -> str:
+    return f"{value * 100:+.2f}"
+
+
+def _interval_points(iv: Any) -> str:
+    mark = " *" if iv.significant else ""
+    return f"{_points(iv.value)} pts [{_points(iv.low)}, {_points(iv.high)}]{mark}"
+
+
+def _interval_baht(iv: Any) -> str:
+    mark = " *" if iv.significant else ""
+    return f"{'+' if iv.value >= 0 else '-'}฿{abs(iv.value):,.2f} [{iv.low:+,.2f}, {iv.high:+,.2f}]{mark}"
+
+
+def print_ai_layer(report: SimulationReport, console: Console) -> None:
+    """What the AI layer earned: per flow uplift against the control group, the experiments' verdicts, the
+    channel switches."""
+    table = Table(title=f"Uplift per flow against the control group (purchases within {report.attribution_days} "
+                        f"days of a user's first message; 95 % intervals; * excludes zero)", title_justify="left")
+    for column in ("flow", "reached / control users", "conversion reached / control", "conversion uplift",
+                   "GMV per user reached / control", "GMV uplift per user"):
+        table.add_column(column, justify="left" if column == "flow" else "right")
+    for u in report.uplift:
+        if u.conversion is None:
+            table.add_row(u.flow, f"{u.treated:,} / {u.control:,}", f"{u.treated_rate:.2%} / -",
+                          "no control group", "", "")
+            continue
+        gmv_treated = u.treated_gmv / u.treated if u.treated else 0.0
+        gmv_control = u.control_gmv / u.control if u.control else 0.0
+        table.add_row(u.flow, f"{u.treated:,} / {u.control:,}", f"{u.treated_rate:.2%} / {u.control_rate:.2%}",
+                      _interval_points(u.conversion), f"{_baht(gmv_treated)} / {_baht(gmv_control)}",
+                      _interval_baht(u.gmv_per_user) if u.gmv_per_user is not None else "")
+    if not report.uplift:
+        table.add_row("(no flow reached a user with a whole attribution window in the run)", "", "", "", "", "")
+    console.print(table)
+    if report.control_pct:
+        console.print(f"control group: {report.control_pct:g} % of users get no marketing (--control), plus each "
+                      "flow's own holdout")
+
+    experiments = Table(title="Experiments (always-valid test; metric: first opens)", title_justify="left")
+    for column in ("experiment", "state", "variants: opened / sent", "verdict"):
+        experiments.add_column(column)
+    for e in report.experiments:
+        arms = ", ".join(f"{v['name']} {v['conversions']:,}/{v['sends']:,}" for v in e["variants"])
+        verdict = e["verdict"]
+        said = verdict["winner"] if verdict["status"] == "winner" else verdict["status"]
+        experiments.add_row(e["key"], e["state"], arms, f"{said}: {verdict['reason']}")
+    if not report.experiments:
+        experiments.add_row("(none configured)", "", "", "")
+    console.print(experiments)
+
+    sw = report.channel_switches
+    if sw:
+        console.print(f"channel scores (SPEC 4.C): {sw.get('switched', 0):,} promotional emails went by push to "
+                      f"{sw.get('users', 0):,} users who ignore email ({sw.get('opened', 0):,} opened); "
+                      f"{sw.get('qualifying', 0):,} users have email < 0.1 and push > 0.8 at the end")
 
 
 def print_report(report: SimulationReport, console: Console, *, elapsed_s: float | None = None) -> None:
@@ -110,3 +174,4 @@ def print_report(report: SimulationReport, console: Console, *, elapsed_s: float
         for key, count in sorted(report.message_counts.items()):
             messages.add_row(key, f"{count:,}")
         console.print(messages)
+    print_ai_layer(report, console)
