@@ -3,14 +3,14 @@
 **Evidence: the user's last messages on each channel.** Per user and channel, the outcomes of the last
 :attr:`ScoreConfig.window` (20) messages sent on it: a send is a trial, the message's first open or click a success
 (an open and a click of one message count once, and an engagement counts only for a send the tracker saw). Every
-one of those messages counts fully for :attr:`ScoreConfig.grace` (30 days) after it was sent, then fades with a
+one of those messages counts fully for :attr:`ScoreConfig.grace` (60 days) after it was sent, then fades with a
 60-day half-life, so a user who stopped reading is followed message by message, and a channel we stopped using (say,
 after switching the user away from it) drifts back toward the population and gets tried again. A message that has
 not been answered yet counts as ignored only once it had :attr:`ScoreConfig.settle` (a day) to be answered.
 
 **Estimate.** A Beta-binomial model. The prior ``Beta(a, b)`` is the population's distribution of per-user rates on
 that channel; the posterior after ``s`` successes in ``n`` sends is ``Beta(a + s, b + n - s)``, so a thin history is
-shrunk toward the population. The default prior is wide (strength ``a + b = 4`` around :data:`DEFAULT_RATES`):
+shrunk toward the population. The default prior is wide (strength ``a + b = 5`` around :data:`DEFAULT_RATES`):
 users differ a lot in how they read each channel (some never open email, some open every push); the simulator's
 users fit a strength of 2.8 for email and 5.2 for push by the method of moments (:meth:`ChannelPopulation.fit`).
 
@@ -22,9 +22,9 @@ happens, so SPEC 4.C's rule "email under 0.1 and push over 0.8" would never fire
 it reads "confidently among the least engaged by email and confidently among the more engaged by push".
 
 **Calibration** (``tests/unit/test_channel_scores.py`` pins it): a user who ignored their last 10 emails scores
-about 0.08 on email (the same 10 spread over 60 days: 0.098; 9 ignored: 0.099, the edge; one of the 10 opened: 0.34);
-one who opened 5 of their last 6 pushes scores about 1.0 on push (1 of 1: 0.94; none of 10: 0.22). So SPEC 4.C's
-switch needs about ten unanswered emails in a row, and push engagement above the typical user's.
+0.088 on email, however the cap spread them over the last two months (9 ignored: 0.105, not yet; 20: 0.016; one of
+the 10 opened: 0.32); one who opened 5 of their last 6 pushes scores about 1.0 on push (1 of 1: 0.92; none of 10:
+0.22). So SPEC 4.C's switch needs ten unanswered emails in a row, and push engagement above the typical user's.
 ``method="rate"`` gives the posterior mean rate instead. Both are in :meth:`ChannelScores.explain`.
 
 **Routing.** :func:`route` applies :class:`ChannelRule` s: promotional (marketing) email goes to push instead when the
@@ -46,7 +46,7 @@ from scipy import special
 CHANNELS = ("push", "email", "sms", "in_app")
 # Population rates to start from before there is data (SPEC 6 benchmarks: push opens > 5 %, email opens > 20 %).
 DEFAULT_RATES = {"push": 0.10, "email": 0.20, "sms": 0.05, "in_app": 0.30}
-DEFAULT_STRENGTH = 4.0
+DEFAULT_STRENGTH = 5.0
 ScoreMethod = Literal["relative", "rate"]
 
 
@@ -124,7 +124,7 @@ class ScoreConfig:
     """How much of a user's history counts, and for how long (see the module notes)."""
 
     window: int = 20  # the last messages per channel that count
-    grace: dt.timedelta = dt.timedelta(days=30)  # a message counts fully this long after it was sent ...
+    grace: dt.timedelta = dt.timedelta(days=60)  # a message counts fully this long after it was sent ...
     half_life: dt.timedelta = dt.timedelta(days=60)  # ... then fades with this half-life
     settle: dt.timedelta = dt.timedelta(days=1)  # an unanswered message counts as ignored after this long
 
