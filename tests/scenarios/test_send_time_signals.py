@@ -11,7 +11,7 @@ from growthengine.clock import ManualClock
 from growthengine.engagement.service import POPULATION_KEY
 from growthengine.engagement.tracker import send_time_kind
 from growthengine.engine import Engine
-from growthengine.optimize.send_time import PopulationSendTime
+from growthengine.optimize.send_time_population import PopulationSendTime
 from tests.scenarios.story import Story
 
 BKK = dt.timezone(dt.timedelta(hours=7))

@@ -14,13 +14,11 @@ from growthengine.optimize.experiments import (
     ExperimentConfig,
     allocation,
     assign,
-    confidence_radius,
     decide,
     eligible_variants,
-    msprt_p_value,
     summary,
-    uplift,
 )
+from growthengine.optimize.proportions import confidence_radius, msprt_p_value, uplift
 from growthengine.optimize.truth import ArmTruth, draw_uplift, simulate_experiment
 
 

@@ -10,12 +10,8 @@ import zoneinfo
 import numpy as np
 import pytest
 
-from growthengine.optimize.send_time import (
-    PopulationSendTime,
-    SendTimeConfig,
-    SendTimeModel,
-    hour_of_week,
-)
+from growthengine.optimize.send_time import SendTimeConfig, SendTimeModel, hour_of_week
+from growthengine.optimize.send_time_population import PopulationSendTime
 from growthengine.optimize.truth import make_send_time_truth
 
 BKK = zoneinfo.ZoneInfo("Asia/Bangkok")

@@ -27,8 +27,10 @@ import numpy as np
 from rich.markup import escape
 from rich.table import Table
 
-from growthengine.optimize.experiments import ExperimentConfig, uplift
-from growthengine.optimize.send_time import PopulationSendTime, SendTimeModel, hour_of_week, resolve_zone
+from growthengine.optimize.experiments import ExperimentConfig
+from growthengine.optimize.proportions import uplift
+from growthengine.optimize.send_time import SendTimeModel, hour_of_week, resolve_zone
+from growthengine.optimize.send_time_population import PopulationSendTime
 from growthengine.optimize.truth import (
     ArmTruth,
     bayes_profiles,

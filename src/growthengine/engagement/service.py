@@ -11,7 +11,8 @@ from growthengine.domain.traits import has_consent
 from growthengine.engagement.tracker import SCORES, send_time_kind
 from growthengine.gate.decision import ADDRESS_TRAIT
 from growthengine.optimize.channel_scores import CHANNELS, ChannelPopulation, ChannelScores, route
-from growthengine.optimize.send_time import PopulationSendTime, SendTimeChoice, SendTimeModel
+from growthengine.optimize.send_time import SendTimeChoice, SendTimeModel
+from growthengine.optimize.send_time_population import PopulationSendTime
 from growthengine.storage.unit_of_work import Tx
 
 QUIET = {"push": (22, 8), "sms": (22, 8)}

@@ -29,7 +29,8 @@ from growthengine.optimize.experiments import (
     eligible_variants,
     exploit_variant,
 )
-from growthengine.optimize.send_time import DEFAULT_TZ, HOURS_PER_WEEK, resolve_zone
+from growthengine.optimize.send_time import DEFAULT_TZ, resolve_zone
+from growthengine.optimize.send_time_population import HOURS_PER_WEEK
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
