@@ -21,6 +21,14 @@ KEY_IN_OUTPUT = re.compile(r"ge_admin_[A-Za-z0-9_\-]+")  # the admin key a first
 STARTUP_TIMEOUT_S = 30.0
 
 
+def daytime_zone() -> str:
+    """A time zone where it is early afternoon now (real-clock tests: quiet hours hold nothing back)."""
+    import datetime as dt
+
+    offset = (13 - dt.datetime.now(dt.UTC).hour + 12) % 24 - 12
+    return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

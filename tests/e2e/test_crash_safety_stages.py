@@ -4,7 +4,6 @@ is there exactly once (DESIGN.md principle 4, for the pipeline)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import random
 import signal
@@ -15,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.serve import clean_env, serving
+from tests.e2e.serve import clean_env, daytime_zone, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -23,10 +22,6 @@ ADMIN = {"Authorization": "Bearer crash-admin"}
 FANS = 300
 BUYERS = 200
 
-
-def _daytime_zone() -> str:
-    offset = (13 - dt.datetime.now(dt.UTC).hour + 12) % 24 - 12
-    return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
 
 
 def _children(pid: int) -> list[int]:
@@ -43,7 +38,7 @@ def _children(pid: int) -> list[int]:
 
 
 def _calls() -> list[dict[str, object]]:
-    traits = {"push_token": "tok", "timezone": _daytime_zone(), "consent": {"push": True}}
+    traits = {"push_token": "tok", "timezone": daytime_zone(), "consent": {"push": True}}
     calls: list[dict[str, object]] = [
         {"type": "track", "userId": "seller", "event": "listing_created", "messageId": "listing",
          "properties": {"listing_id": "L1", "title": "Fuji", "price": 10000, "category": "cameras"}}]

@@ -3,7 +3,6 @@ transaction and off the event loop, while ingestion and reads answer as usual (t
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import statistics
 import threading
@@ -16,17 +15,13 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from growthengine.observability.metrics import sample_values
-from tests.e2e.serve import clean_env, serving
+from tests.e2e.serve import clean_env, daytime_zone, serving
 
 pytestmark = pytest.mark.e2e
 
 ADMIN = {"Authorization": "Bearer slow-admin"}
 SEND = "/v1/projects/jaikod-test/messages:send"
 
-
-def _daytime_zone() -> str:
-    offset = (13 - dt.datetime.now(dt.UTC).hour + 12) % 24 - 12
-    return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
 
 
 def _timed_gets(base_url: str, n: int) -> list[float]:
@@ -59,7 +54,7 @@ def test_a_two_second_provider_leaves_the_api_responsive(httpserver: HTTPServer,
     with serving(tmp_path, args, clean_env(api_key="slow-admin")) as server:
         base = server.base_url
         quiet = _timed_gets(base, 20)  # before any delivery
-        traits = {"push_token": "tok", "timezone": _daytime_zone(), "consent": {"push": True}}
+        traits = {"push_token": "tok", "timezone": daytime_zone(), "consent": {"push": True}}
         batch = [{"type": "track", "userId": "seller", "event": "listing_created",
                   "properties": {"listing_id": "L1", "title": "Fuji", "price": 1000, "category": "cameras"}}]
         for n in range(5):

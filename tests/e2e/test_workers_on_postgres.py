@@ -4,7 +4,6 @@ its partitions: every push is in the ledger and the outbox exactly once, and all
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.e2e.serve import ServeProcess, WorkerProcess, clean_env
+from tests.e2e.serve import ServeProcess, WorkerProcess, clean_env, daytime_zone
 from tests.pg_cluster import PgCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -20,12 +19,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 ADMIN = {"Authorization": "Bearer scale-admin"}
 FANS = 3000
 
-
-def _daytime_zone() -> str:
-    """A time zone where it is early afternoon now, so that quiet hours hold nothing back (the real clock)."""
-    offset = 13 - dt.datetime.now(dt.UTC).hour
-    offset = (offset + 12) % 24 - 12
-    return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
 
 
 def _counts(url: str) -> tuple[int, int, int, int]:
@@ -54,7 +47,7 @@ def test_a_worker_killed_mid_fanout_loses_nothing_and_repeats_nothing(pg_cluster
     workers = [WorkerProcess(tmp_path, args, env, name=f"worker{i}") for i in range(2)]
     try:
         api.wait_ready()
-        zone = _daytime_zone()
+        zone = daytime_zone()
         traits = {"push_token": "tok", "timezone": zone, "consent": {"push": True}}
         calls: list[dict[str, object]] = [
             {"type": "track", "userId": "seller", "event": "listing_created",

@@ -184,11 +184,7 @@ def sqlite_bench(workload: Workload, work_dir: Path, *, connections: int = 4,
     with sqlite3.connect(db) as conn:
         rows = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE type != 'command' ORDER BY id").fetchall()  # noqa: S608
     bare = measure_bare(rows, work_dir / "bare.db", batch=BATCH)
-    return PipelineBench("sqlite", workload_size(workload), ack, e2e, bare, reads)
-
-
-def workload_size(workload: Workload) -> int:
-    return len(workload.calls)
+    return PipelineBench("sqlite", len(workload.calls), ack, e2e, bare, reads)
 
 
 def postgres_bare(rows: list[tuple[Any, ...]], url: str) -> Measurement:
@@ -226,7 +222,7 @@ def postgres_bench(workload: Workload, url: str, work_dir: Path, *, connections:
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
         rows = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE type != 'command' ORDER BY id").fetchall()  # noqa: S608
     bare = postgres_bare([tuple(r) for r in rows], url)
-    return PipelineBench("postgresql", workload_size(workload), ack, e2e, bare, reads)
+    return PipelineBench("postgresql", len(workload.calls), ack, e2e, bare, reads)
 
 
 def scale_out(workload: Workload, urls: tuple[str, str], work_dir: Path) -> dict[int, float]:
