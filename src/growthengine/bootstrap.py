@@ -97,7 +97,9 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
         Stage("engagement", tracker, {FEEDBACK_COMMAND: tracker.on_feedback_commands}),  # send time, channel scores
         Stage("analytics", analytics, {MERGE_COMMAND: analytics.on_merge_commands}),  # conversions, unsubscribes
     ]
-    pipeline = Pipeline(store, stages, ownership)
+    # On SQLite the worker's batches share the write lock with ingestion: a 2 ms breath between them.
+    pause_s = 0.002 if store.dialect == "sqlite" and not isinstance(clock, ManualClock) else 0.0
+    pipeline = Pipeline(store, stages, ownership, pause_s=pause_s)
     # Durable timers, by kind.
     scheduler.register(SEGMENT_TIMER, segments.on_timers)
     scheduler.register(RUN_TIMER, flows.on_run_timers)
