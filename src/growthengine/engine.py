@@ -13,6 +13,7 @@ from growthengine.clock import Clock, ManualClock, from_us, to_us
 from growthengine.config.errors import ConfigError
 from growthengine.config.loader import EngineConfig, load_config
 from growthengine.domain.messages import Message
+from growthengine.engagement.experiments import ExperimentBook, configured_experiments
 from growthengine.flows import feedback
 from growthengine.flows.activities import ActivityExecutor
 from growthengine.flows.engine import FlowEngine
@@ -213,6 +214,13 @@ class Engine:
         for message in messages:
             message.status = status
         self.after_ingest()
+
+    def experiments(self, flow: str | None = None) -> list[dict[str, Any]]:
+        """``GET /v1/experiments``: every experiment (optionally one flow's)."""
+        configured = configured_experiments(self.config.flows)
+        with self.store.read() as tx:
+            items = ExperimentBook().overview(tx, configured)
+        return [item for item in items if flow is None or item["flow"] == flow]
 
     def flow_counts(self, key: str) -> dict[tuple[str, str], int]:
         with self.store.read() as tx:
