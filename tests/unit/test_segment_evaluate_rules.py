@@ -256,14 +256,16 @@ def test_time_since_the_last_event_looks_again_just_after_it_passes_more_than() 
     windowed = EventAggregate("app_opened", "last", Compare("gt", 3 * DAY), within_us=10 * DAY)
     assert judge(windowed, [ev("app_opened", NOW - DAY)]).next_us == NOW + 2 * DAY + 1
     assert judge(windowed, [ev("app_opened", NOW - 9 * DAY)]).next_us == NOW + DAY
+    both = [ev("app_opened", NOW - 9 * DAY), ev("app_opened", NOW - DAY)]
+    assert judge(windowed, both).next_us == NOW + DAY, "the earlier of an event leaving and the time passing"
 
 
 def test_per_group_the_largest_qualifying_group_is_kept() -> None:
     rule = EventAggregate("item_viewed", "count", Compare("gte", 2), within_us=7 * DAY, per="category")
-    views = [ev("item_viewed", NOW - HOUR, category=c) for c in ("bags", "bags", "cameras", "cameras", "cameras")]
+    views = [ev("item_viewed", NOW - HOUR, category=c) for c in ("cameras", "bags", "bags", "cameras", "bags")]
     verdict = judge(rule, [*views, ev("item_viewed", NOW - HOUR, price=5)])
     assert (verdict.value, verdict.reason, verdict.data) == \
-        (True, "count(item_viewed, 1w) for category cameras = 3 ≥ 2", {"category": "cameras"})
+        (True, "count(item_viewed, 1w) for category bags = 3 ≥ 2", {"category": "bags"})
     assert verdict.next_us == NOW + 7 * DAY - HOUR
     tie = [ev("item_viewed", NOW - HOUR, category=c) for c in ("bags", "cameras", "bags", "cameras")]
     assert judge(rule, tie).data == {"category": "cameras"}
@@ -281,6 +283,14 @@ def test_per_group_with_no_qualifying_group_names_the_best_one() -> None:
     assert (judge(lifetime, bought).reason, judge(lifetime, bought).data) == \
         ("count(purchase, lifetime) for seller_id s2 = 2 ≥ 2", {"seller_id": "s2"})
     assert judge(lifetime, bought[:2]).reason == "count(purchase, lifetime) per seller_id: 1 for seller_id s9, none ≥ 2"
+    assert judge(lifetime, bought[1:2] + bought[:1]).reason == \
+        "count(purchase, lifetime) per seller_id: 1 for seller_id s9, none ≥ 2", "the same reason in any event order"
+
+
+def test_per_group_with_no_qualifying_group_ranks_an_empty_sum_below_any_spend() -> None:
+    rule = EventAggregate("purchase", "sum", Compare("gt", 500), of="price", per="seller_id")
+    bought = [ev("purchase", NOW - DAY, seller_id="s1", price=1), ev("purchase", NOW - DAY, seller_id="s2", price=0)]
+    assert judge(rule, bought).reason == "sum(purchase.price, lifetime) per seller_id: 1 for seller_id s1, none > 500"
 
 
 def test_per_group_of_times_since_the_last_event() -> None:
@@ -323,6 +333,13 @@ def test_a_closing_event_at_or_after_the_add_closes_it_but_not_one_before_or_aft
                         ev("purchase", NOW + MIN, listing_ids=["L1"])]).value is True
     assert judge(CART, [ev("add_to_cart", added, listing_id="L1"),
                         ev("purchase", added + MIN, listing_ids=["L2"])]).value is True
+    assert judge(CART, [ev("add_to_cart", added, listing_id="L1"), ev("purchase", NOW, listing_ids=["L1"])]).value \
+        is False, "a purchase at this very instant has happened"
+
+
+def test_an_add_at_this_very_instant_is_seen_and_looked_at_again_when_its_window_ends() -> None:
+    assert summary(judge(CART, [ev("add_to_cart", NOW, listing_id="L1")])) == \
+        (False, "no add_to_cart left without purchase/remove_from_cart within 1h", NOW + HOUR)
 
 
 def test_each_open_item_is_a_facet_of_its_own_kept_from_its_earliest_add() -> None:
@@ -350,3 +367,35 @@ def test_an_aggregate_with_no_events_in_its_window_measures_zero_or_none(measure
     label = f"purchase.{of}" if of else "purchase"
     verdict = judge(rule, [ev("purchase", NOW - 2 * DAY, price=5)])
     assert (verdict.value, verdict.reason) == (empty == "None", f"{measure}({label}, 1d) = {empty} ≠ 0")
+
+
+def test_a_user_without_any_event_is_in_no_event_segment() -> None:
+    nothing: State = {}
+    assert summary(judge(CART, state=nothing)) == \
+        (False, "no add_to_cart left without purchase/remove_from_cart within 1h", None)
+    spend = EventAggregate("purchase", "sum", Compare("gt", 0), of="price", within_us=DAY)
+    assert summary(judge(spend, state=nothing)) == (False, "sum(purchase.price, 1d) = 0 > 0", None)
+    assert summary(judge(ActiveDays(Compare("gte", 1), DAY), state=nothing)) == (False, "0 active days ≥ 1", None)
+
+
+def test_an_item_added_again_after_it_was_bought_is_open_again() -> None:
+    events = [ev("add_to_cart", NOW - 5 * HOUR, listing_id="L1"), ev("purchase", NOW - 4 * HOUR, listing_ids=["L1"]),
+              ev("add_to_cart", NOW - 3 * HOUR, listing_id="L1", qty=1)]
+    verdict = judge(CART, events)
+    assert verdict.facets is not None and verdict.facets["L1"]["data"]["at_us"] == NOW - 3 * HOUR
+    assert verdict.next_us == NOW - 3 * HOUR + 7 * DAY
+
+
+def test_the_same_item_added_twice_at_one_instant_is_one_facet() -> None:
+    events = [ev("add_to_cart", NOW - 2 * HOUR, listing_id="L1", source="app"),
+              ev("add_to_cart", NOW - 2 * HOUR, listing_id="L1", source="web")]
+    verdict = judge(CART, events)
+    assert verdict.facets is not None and list(verdict.facets) == ["L1"]
+    assert verdict.facets["L1"]["data"]["properties"] == {"listing_id": "L1", "source": "app"}
+
+
+def test_an_item_added_twice_looks_again_at_the_first_of_its_deadlines() -> None:
+    pending = [ev("add_to_cart", NOW - 50 * MIN, listing_id="L1"), ev("add_to_cart", NOW - 10 * MIN, listing_id="L1")]
+    assert judge(CART, pending).next_us == NOW + 10 * MIN
+    left_open = [ev("add_to_cart", NOW - 5 * HOUR, listing_id="L1"), ev("add_to_cart", NOW - 3 * HOUR, listing_id="L1")]
+    assert judge(CART, left_open).next_us == NOW - 5 * HOUR + 7 * DAY
