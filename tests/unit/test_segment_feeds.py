@@ -201,6 +201,15 @@ def test_a_windowed_rule_remembers_each_matching_event_with_its_value_and_group(
     assert state["f"] == {feed_id(rule): [[1, 100, "Bangkok"], [4, 400, "10"]]}
 
 
+def test_an_event_feeds_every_rule_on_it_whose_filter_it_passes() -> None:
+    cameras = EventAggregate("purchase", "count", Compare("gt", 0), within_us=DAY,
+                             where=(PropertyFilter("category", Compare("eq", "cameras")),))
+    bags = EventAggregate("purchase", "count", Compare("gt", 0), within_us=DAY,
+                          where=(PropertyFilter("category", Compare("eq", "bags")),))
+    state = fold(AnyOf((cameras, bags, SPEND)), [ev("purchase", 9, category="bags", price=300)])
+    assert state["f"] == {feed_id(bags): [[9, 1, None]], feed_id(SPEND): {"": {"n": 1, "s": 300, "d": [], "l": 9}}}
+
+
 @pytest.mark.parametrize(("price", "value"), [
     (250, 250), (99.5, 99.5), ("120.5", 120.5), ("free", 0), (True, 0), (None, 0), ([5], 0)])
 def test_a_sum_takes_numbers_and_numeric_text_and_counts_anything_else_as_zero(price: Any, value: float) -> None:
@@ -272,6 +281,9 @@ def test_prune_forgets_first_events_once_they_have_left_and_closers_older_than_t
                         ev("add_to_cart", added, listing_id="L2"), ev("remove_from_cart", added + 5, listing_id="L3")])
     prune(state, FeedPlan.build(segments), segments, NOW + 1)
     assert state["f"][feed_id(CART)] == {"L1": {"f": [[added + 2, {"listing_id": "L1"}]], "c": []}}
+    state = fold(CART, [ev("add_to_cart", added, listing_id="L1")])
+    prune(state, FeedPlan.build(segments), segments, NOW)
+    assert state["f"][feed_id(CART)] == {}, "an item leaves at exactly its stay, so it is forgotten then"
     state = fold(CART, [ev("purchase", added - 1, listing_ids=["L1"]), ev("add_to_cart", added, listing_id="L1"),
                         ev("purchase", added, listing_ids=["L1"])])
     prune(state, FeedPlan.build(segments), segments, NOW - 1)
@@ -279,7 +291,7 @@ def test_prune_forgets_first_events_once_they_have_left_and_closers_older_than_t
 
 
 def test_prune_skips_a_pattern_without_entries_and_goes_on_with_the_other_rules() -> None:
-    segments = [seg("p", CART), seg("v", VIEWS_7D)]
+    segments = [seg("p", All((CART, VIEWS_7D)))]
     state: State = {"f": {feed_id(CART): {}, feed_id(VIEWS_7D): [[NOW - 8 * DAY, 1, None], [NOW, 1, None]]}}
     prune(state, FeedPlan.build(segments), segments, NOW)
     assert state == {"f": {feed_id(CART): {}, feed_id(VIEWS_7D): [[NOW, 1, None]]}}
