@@ -43,6 +43,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.sections.append(("Hypothesis seed", f"reproduce with: pytest '{item.nodeid}' --hypothesis-seed={seed}"))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``make mutate`` (mutmut sets MUTANT_UNDER_TEST), the unit tests run before the scenarios: each mutant
+    runs with ``-x``, so a mutant a unit test kills stops there. The same tests run; only their order changes."""
+    if os.environ.get("MUTANT_UNDER_TEST"):
+        items.sort(key=lambda item: not item.nodeid.startswith("tests/unit/"))
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
     cluster = PgCluster()
