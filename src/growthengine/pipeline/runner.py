@@ -1,7 +1,9 @@
 """The pipeline runner: reads the log once per batch for every stage, in log order, and commits each stage's
 effects together with its cursor, so a crash at any point neither loses nor repeats an effect.
 
-A batch takes whatever is stored (up to ``batch_size`` rows), never waiting for a batch to fill. Each stage runs in
+A batch takes whatever is stored (up to ``batch_size`` rows), never waiting for a batch to fill, and ends at a
+tombstone (``tombstones``: an erased user's ``erase`` command), so that every stage applies it after exactly the
+events before it and none after; a tombstone every stage has applied is deleted from the log. Each stage runs in
 a savepoint: a stage that fails keeps its cursor (it retries that batch next time, and after
 ``MAX_FAILURES`` tries skips it, loudly) while the others go on.
 """
@@ -44,6 +46,8 @@ class Pipeline:
     batch_size: int = BATCH_SIZE
     now_s: Callable[[], float] = system_seconds
     after_commit: list[Callable[[], object]] = field(default_factory=list)
+    tombstones: frozenset[str] = frozenset()
+    """Command names that end a batch and leave the log once every stage has applied them."""
     _failures: dict[tuple[str, Position], int] = field(default_factory=dict)
     _row_cost_s: float = 0.0  # seconds a row costs, smoothed over batches
 
@@ -74,6 +78,7 @@ class Pipeline:
             rows = tx.log.read(start, partitions, self._next_size(), every_partition=every)
             if not rows:
                 return 0
+            rows = self._through_first_tombstone(rows)
             end = rows[-1].position
             users = list({r.event.user_id for r in rows if r.event.type != COMMAND})
             profiles = tx.profiles.get_many(users)
@@ -86,11 +91,29 @@ class Pipeline:
             if not done:
                 return 0  # every stage failed on this batch: they try again on the next pass, not in a loop
             tx.log.advance(done, partitions, end, self.now_s(), cursors)
+            self._forget_applied_tombstones(tx, rows, cursors, set(done))
         cost = (time.perf_counter() - began) / len(rows)
         self._row_cost_s = cost if not self._row_cost_s else 0.7 * self._row_cost_s + 0.3 * cost
         for hook in self.after_commit:
             hook()
         return len(rows)
+
+    def _is_tombstone(self, row: LogRow) -> bool:
+        return row.event.type == COMMAND and row.event.name in self.tombstones
+
+    def _through_first_tombstone(self, rows: list[LogRow]) -> list[LogRow]:
+        if self.tombstones:
+            for i, row in enumerate(rows):
+                if self._is_tombstone(row):
+                    return rows[:i + 1]
+        return rows
+
+    def _forget_applied_tombstones(self, tx: Tx, rows: list[LogRow], cursors: dict[str, dict[int, Position]],
+                                   done: set[str]) -> None:
+        """Delete the batch's tombstones that every stage has now applied (a failed stage still needs its own)."""
+        applied = [r.event.id for r in rows if self._is_tombstone(r) and r.event.id is not None and all(
+            s.name in done or cursors[s.name].get(r.partition, START) >= r.position for s in self.stages)]
+        tx.log.forget([i for i in applied if i is not None])
 
     def _next_size(self) -> int:
         """As many rows as fit in about ``BATCH_TIME_S`` at the recent cost a row (between the bounds)."""
