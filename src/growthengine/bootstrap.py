@@ -22,7 +22,13 @@ from growthengine.engagement.service import Optimizer
 from growthengine.engagement.tracker import EngagementTracker
 from growthengine.engine import Engine
 from growthengine.erasure.request import ERASE_COMMAND, UserErasure
-from growthengine.erasure.stages import erase_flows, erase_kpis, erase_models, segments_handler
+from growthengine.erasure.stages import (
+    erase_flows,
+    erase_kpis,
+    erase_models,
+    retire_tombstones,
+    segments_handler,
+)
 from growthengine.flows.actions import (
     CouponSource,
     EmbeddedCoupons,
@@ -103,7 +109,7 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
         Stage("analytics", analytics, {MERGE_COMMAND: analytics.on_merge_commands,  # conversions, unsubscribes
                                        ERASE_COMMAND: erase_kpis}),
     ]
-    pipeline = Pipeline(store, stages, ownership, tombstones=frozenset({ERASE_COMMAND}))
+    pipeline = Pipeline(store, stages, ownership, tombstones={ERASE_COMMAND: retire_tombstones})
     # Durable timers, by kind.
     scheduler.register(SEGMENT_TIMER, segments.on_timers)
     scheduler.register(RUN_TIMER, flows.on_run_timers)

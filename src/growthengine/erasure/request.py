@@ -21,12 +21,13 @@ from typing import Literal
 from growthengine.clock import Clock, to_us
 from growthengine.domain.profiles import anonymous_key
 from growthengine.flows.audience_sync import AudienceSync
+from growthengine.storage.erasure_store import ERASE_COMMAND
 from growthengine.storage.unit_of_work import Tx
+
+__all__ = ["ERASE_COMMAND", "ErasureReceipt", "UserErasure", "erasure_token"]
 
 log = logging.getLogger(__name__)
 
-ERASE_COMMAND = "erase"
-"""A per-user command in the log: the tombstone of an erased user, applied by every stage."""
 TOKEN_PREFIX = "erased:"  # noqa: S105  (a label, not a secret)
 _TOKEN_KEY_LABEL = b"growth-engine erasure token v1"
 
@@ -71,9 +72,9 @@ class UserErasure:
         removals = 0
         if isinstance(email, str) and email.strip():
             removals = self.audiences.remove_erased(tx, user_id, token, email, now_us)
-        deleted = tx.erasure.delete_identity([user_id, *anonymous], user_id)
         tx.log.append_commands([(user_id, ERASE_COMMAND, now_us,
                                  {"token": token, "source": source, "anonymous": anonymous})], now_us)
+        deleted = tx.erasure.delete_identity([user_id, *anonymous], user_id)
         # The token, never the id: this line must not keep what was just erased.
         log.info("a user was erased (%s request, token %s): %d events deleted, %d audience removals queued",
                  source, token[:19], deleted, removals)

@@ -4,7 +4,7 @@ A batch of the log ends at a tombstone (``Pipeline.tombstones``), so when a stag
 for the user came from events before the erasure; events after it (the same id identified again) are a new
 person and start from nothing. Events the request deleted never reach a stage; what a stage had already read of
 them when the request committed (another worker, mid-batch) is cleared here too. Once every stage has applied the
-tombstone, the pipeline deletes it from the log.
+tombstone, the pipeline retires it: it keeps only the token.
 """
 
 from __future__ import annotations
@@ -71,3 +71,10 @@ def erase_kpis(tx: Tx, commands: list[Event]) -> None:
     """Analytics: what each message counts as stays, under the token."""
     for command in commands:
         tx.erasure.anonymise_kpis(command.user_id, token_of(command))
+
+
+def retire_tombstones(tx: Tx, commands: list[Event]) -> None:
+    """Every stage has applied these tombstones: they keep only the token and who asked (never deleted: see
+    :meth:`ErasureStore.delete_identity`)."""
+    tx.erasure.retire_tombstones([(c.id, token_of(c), str(c.properties.get("source") or ""))
+                                  for c in commands if c.id is not None])

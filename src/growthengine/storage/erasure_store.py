@@ -29,11 +29,12 @@ from growthengine.storage.schema import (
     timers,
     user_models,
 )
+from growthengine.storage.stage_log import COMMAND
 
 ERASED: dict[str, str] = {
     "profiles": "the API request (at once)",
     "identities": "the API request (at once)",
-    "events": "the API request (at once); the tombstone itself once every stage has applied it",
+    "events": "the API request (at once); the tombstone keeps only the token once every stage has applied it",
     "segment_state": "segments stage",
     "segment_members": "segments stage",
     "segment_transitions": "segments stage",
@@ -61,6 +62,8 @@ KEPT_MESSAGE_DATA = frozenset({"template", "language", "urgency", "experiment", 
 ERASED_MARK = "erased"
 """Set (``True``) in the ``data`` of an anonymised message."""
 _CHUNK = 500
+ERASE_COMMAND = "erase"
+"""A per-user command in the log: the tombstone of an erased user, applied by every stage."""
 
 
 def kept_data(data: dict[str, Any]) -> dict[str, Any]:
@@ -93,10 +96,25 @@ class ErasureStore:
 
     def delete_identity(self, keys: Sequence[str], user_id: str) -> int:
         """Profiles (the user's and any anonymous ones), identity links and every stored event of these keys
-        (per-user commands still pending for them included: the tombstone that follows replaces them)."""
+        (per-user commands still pending for them included), but their tombstones.
+
+        The tombstone is appended first: SQLite hands the largest row id out again once the rows that held it are
+        deleted, and a log row whose id is behind the stages' cursors would never be read. For the same reason a
+        tombstone is never deleted, only emptied (:meth:`retire_tombstones`)."""
         self._delete(profiles, "user_id", keys)
         self._conn.execute(sa.delete(identities).where(identities.c.user_id == user_id))
-        return self._delete(events, "user_id", keys)
+        is_tombstone = sa.and_(events.c.type == COMMAND, events.c.name == ERASE_COMMAND)
+        result = self._conn.execute(sa.delete(events).where(events.c.user_id.in_(list(keys)), sa.not_(is_tombstone)))
+        return int(result.rowcount or 0)
+
+    def retire_tombstones(self, tombstones: Sequence[tuple[int, str, str]]) -> None:
+        """Tombstones ``(row id, token, source)`` every stage has applied keep only the token and who asked."""
+        if tombstones:
+            self._conn.execute(
+                sa.update(events).where(events.c.id == sa.bindparam("row_id"), events.c.type == COMMAND)
+                .values(user_id=sa.bindparam("token"), payload=sa.bindparam("doc")),
+                [{"row_id": row_id, "token": token, "doc": orjson.dumps({"source": source}).decode()}
+                 for row_id, token, source in tombstones])
 
     # Stages -----------------------------------------------------------------------------------------------
 

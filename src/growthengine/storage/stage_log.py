@@ -150,10 +150,3 @@ class StageLog:
             (COMMAND, name, user_id, ts_us, received_us, dumps(payload).decode(), partition_of(user_id))
             for user_id, name, ts_us, payload in commands
         ])
-
-    def forget(self, ids: Sequence[int]) -> None:
-        """Delete applied commands from the log by id (an erased user's tombstone, once every stage applied it)."""
-        if ids:
-            in_sql, params = self._in("id", [int(i) for i in ids])
-            self._conn.exec_driver_sql(f"DELETE FROM events WHERE type = {self._m} AND {in_sql}",
-                                       (COMMAND, *params))
