@@ -149,6 +149,15 @@ class Engine:
             self.after_ingest()
         return receipt
 
+    def can_unsubscribe(self, user_id: str, message_id: str) -> bool:
+        """Whether a one-click unsubscribe link still names someone: not when the user was erased since (no
+        profile, or the link's message lost its user), so that an old link recreates nothing of them."""
+        with self.store.read() as tx:
+            if tx.profiles.get(user_id) is None:
+                return False
+            message = tx.messages.get(message_id)
+            return message is None or message.user_id == user_id
+
     def segment_sizes(self) -> dict[str, int]:
         """Members per segment (every configured segment, zero when empty)."""
         with self.store.read() as tx:

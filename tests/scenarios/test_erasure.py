@@ -57,6 +57,7 @@ async def test_erasure_leaves_nothing_but_counts_and_the_audit(engine: Engine, c
                               "properties": {"listing_id": "L2", "title": TITLE, "price": 100}},
                              {"type": "identify", "userId": USER, "traits": {"consent": {"sms": False}}}])
     needles = [USER, EMAIL, EMAIL.lower(), PHONE, PUSH, VISITOR, TITLE]
+    link = next(m.data["unsubscribe_url"] for m in engine.messages(user_id=USER, channel="email", limit=100))
 
     async with api_client(engine) as client:
         kpis_before = (await client.get("/v1/kpis", params={"flow": "cart_abandonment"}, headers=ADMIN)).json()
@@ -96,6 +97,10 @@ async def test_erasure_leaves_nothing_but_counts_and_the_audit(engine: Engine, c
                    if m["step"] != "remove")
         assert kept[-1]["step"] == "remove" and kept[-1]["status"] == "sent"
         assert (await client.get(f"/v1/users/{USER}/inbox", headers=ADMIN)).status_code == 404
+
+        # An old email's one-click unsubscribe link still answers, and recreates nothing of the user.
+        assert (await client.post("/u/" + link.rsplit("/u/", 1)[1])).status_code == 200
+        assert (await client.get(f"/v1/users/{USER}", headers=ADMIN)).status_code == 404
 
         # The same id again is a new person: no consent, no memberships, no history.
         again = {"userId": USER, "traits": {"name": "Someone new"}}

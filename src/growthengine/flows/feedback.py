@@ -22,6 +22,7 @@ from growthengine.channels.providers.base import DeliveryEvent, WebhookRejected
 from growthengine.channels.providers.bridge import LedgerBridge
 from growthengine.clock import RealClock, to_us
 from growthengine.domain.messages import PROGRESS
+from growthengine.storage.erasure_store import ERASED_MARK
 from growthengine.storage.unit_of_work import Tx
 from growthengine.storage.webhook_events import WebhookEventStore
 
@@ -90,6 +91,8 @@ def apply_events(tx: Tx, events: list[DeliveryEvent], now_us: int, *,
             continue
         data = dict(message.data, **{f"{event.status}_us": to_us(event.at), "provider_event": event.raw_type})
         if event.status == "unsubscribed":
+            if message.data.get(ERASED_MARK):
+                continue  # its user was erased: there is nobody left to unsubscribe (and nobody to recreate)
             unsubscribes.append({"type": "track", "userId": message.user_id, "event": "unsubscribed",
                                  "messageId": f"unsub:{message.id}:{message.channel}",
                                  "properties": {"channel": message.channel, "source": event.provider,
