@@ -11,8 +11,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.e2e.serve import clean_env, daytime_zone, growth_command, serving
+from tests.e2e.serve import ServeProcess, WorkerProcess, clean_env, daytime_zone, growth_command, serving
 from tests.erasure_traces import traces
+from tests.pg_cluster import PgCluster
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -102,3 +103,49 @@ def test_erase_through_the_api_and_the_cli_against_a_running_engine(tmp_path: Pa
         finally:
             engine.dispose()
     assert EMAIL not in server.output() and other_email not in server.output()
+
+
+@pytest.mark.postgres
+def test_on_postgres_a_worker_that_starts_after_the_erasure_rebuilds_nothing(pg_cluster: PgCluster,
+                                                                             tmp_path: Path) -> None:
+    """``growth serve --api-only`` takes the calls and the erasure while no worker runs (the worker is far behind:
+    the user's events, the tombstone and the same id's new life all wait in the log); a ``growth worker`` started
+    afterwards leaves nothing of the old life and only the new one under the id."""
+    url = pg_cluster.new_database()
+    env = clean_env(api_key=ADMIN_KEY, write_keys=WRITE_KEY)
+    api = ServeProcess(tmp_path, ["--db", url, "--api-only"], env, name="api")
+    worker: WorkerProcess | None = None
+    try:
+        api.wait_ready()
+        http = httpx.Client(base_url=api.base_url, timeout=30)
+        assert http.post("/v1/batch", json={"batch": calls(USER, EMAIL, 1)}, headers=WRITE).status_code == 200
+        answer = http.delete(f"/v1/users/{USER}", headers=ADMIN)
+        assert answer.status_code == 202, answer.text
+        token = answer.json()["erasureToken"]
+        assert http.get(f"/v1/users/{USER}", headers=ADMIN).status_code == 404
+        again = {"userId": USER, "traits": {"name": "New person", "consent": {"sms": True}}}
+        assert http.post("/v1/identify", json=again, headers=WRITE).status_code == 200
+
+        worker = WorkerProcess(tmp_path, ["--db", url], env)
+        wait_until(lambda: all(s["behind"] == 0 for s in http.get("/v1/pipeline", headers=ADMIN).json()["stages"]),
+                   timeout_s=90, what="the worker caught up")
+        export = http.get(f"/v1/users/{USER}/export", headers=ADMIN).json()
+        assert [(c["channel"], c["granted"]) for c in export["consentHistory"]] == [("sms", True)]
+        assert export["messages"] == [] and export["favorites"] == [] and export["flowRuns"] == []
+        assert [e["name"] for e in export["events"]] == ["identify"]
+        engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+        try:
+            with engine.connect() as conn:
+                assert traces(conn, [EMAIL, PUSH, f"device-{USER}"]) == []
+                audit = conn.execute(sa.text("SELECT channel, source, detail FROM consent_changes WHERE user_id = "
+                                             ":token"), {"token": token}).all()
+                assert [tuple(r) for r in audit] == [("all", "erasure", "api")]
+                assert conn.execute(sa.text("SELECT count(*) FROM events WHERE user_id = :u AND type = 'command'"),
+                                    {"u": USER}).scalar_one() == 0, "the tombstone keeps only the token"
+        finally:
+            engine.dispose()
+        http.close()
+    finally:
+        if worker is not None:
+            print(f"--- worker (exit {worker.stop()}) ---\n{worker.output()}")
+        print(f"--- api (exit {api.stop()}) ---\n{api.output()}")
