@@ -41,6 +41,7 @@ from growthengine.flows.activities import ActivityExecutor
 from growthengine.flows.audience_sync import AudienceSync
 from growthengine.flows.dispatch import MESSAGE_TIMER, Dispatcher
 from growthengine.flows.engine import BROADCAST_TIMER, ENROLL_COMMAND, FlowEngine
+from growthengine.flows.feedback import FEEDBACK_COMMAND
 from growthengine.flows.model import Flow
 from growthengine.flows.runner import RUN_TIMER, Runner
 from growthengine.gate.decision import SendGate
@@ -97,19 +98,22 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
     audit = ConsentAudit()
 
     # The pipeline: which stage consumes what, in this order, each batch of the log. A stage commits its effects
-    # with its cursor; per-user commands (merges, fan-outs, erasures) reach the stage that applies them.
+    # with its cursor; per-user commands (merges, fan-outs, feedback, erasures) reach the stages that apply them.
+    tracker = EngagementTracker(settings.business_timezone)
     stages = [
         Stage("segments", segments, {MERGE_COMMAND: segments.on_merge_commands,  # -> flows, ads audiences
                                      ERASE_COMMAND: segments_handler(segments)}),
         Stage("flows", flows, {ENROLL_COMMAND: flows.on_enroll_commands,  # triggers, exits, feedback, listings
-                               ERASE_COMMAND: erase_flows}),
+                               FEEDBACK_COMMAND: flows.on_feedback_commands, ERASE_COMMAND: erase_flows}),
         Stage("consent", audit, {ERASE_COMMAND: audit.on_erase_commands}),  # the consent audit trail
-        Stage("engagement", EngagementTracker(settings.business_timezone),  # send-time and channel models
-              {ERASE_COMMAND: erase_models}),
+        Stage("engagement", tracker, {FEEDBACK_COMMAND: tracker.on_feedback_commands,  # send time, channel scores
+                                      ERASE_COMMAND: erase_models}),
         Stage("analytics", analytics, {MERGE_COMMAND: analytics.on_merge_commands,  # conversions, unsubscribes
                                        ERASE_COMMAND: erase_kpis}),
     ]
-    pipeline = Pipeline(store, stages, ownership, tombstones={ERASE_COMMAND: retire_tombstones})
+    # On SQLite the worker's batches share the write lock with ingestion: a 2 ms breath between them.
+    pause_s = 0.002 if store.dialect == "sqlite" and not isinstance(clock, ManualClock) else 0.0
+    pipeline = Pipeline(store, stages, ownership, pause_s=pause_s, tombstones={ERASE_COMMAND: retire_tombstones})
     # Durable timers, by kind.
     scheduler.register(SEGMENT_TIMER, segments.on_timers)
     scheduler.register(RUN_TIMER, flows.on_run_timers)

@@ -47,6 +47,9 @@ class Pipeline:
     batch_size: int = BATCH_SIZE
     now_s: Callable[[], float] = system_seconds
     after_commit: list[Callable[[], object]] = field(default_factory=list)
+    pause_s: float = 0.0
+    """A breath after each batch that read something: on SQLite, where the write lock is shared with ingestion, it
+    lets a waiting ingestion commit go between two batches (see ``storage.database.begin_immediate``)."""
     tombstones: Mapping[str, CommandHandler] = field(default_factory=dict)
     """Commands that end a batch, each with what becomes of it once every stage has applied it (an erasure's
     tombstone keeps only its token)."""
@@ -98,6 +101,8 @@ class Pipeline:
         self._row_cost_s = cost if not self._row_cost_s else 0.7 * self._row_cost_s + 0.3 * cost
         for hook in self.after_commit:
             hook()
+        if self.pause_s:
+            time.sleep(self.pause_s)
         return len(rows)
 
     def _is_tombstone(self, row: LogRow) -> bool:
