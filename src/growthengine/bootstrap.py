@@ -12,7 +12,7 @@ from growthengine.channels.registry import build_providers
 from growthengine.clock import Clock, ManualClock, RealClock
 from growthengine.config.loader import EngineConfig, load_config, load_flow_version
 from growthengine.consent.audit import ConsentAudit
-from growthengine.consent.unsubscribe import UnsubscribeLinks
+from growthengine.consent.unsubscribe import UnsubscribeLinks, engine_secret
 from growthengine.content.coupon_client import HttpCouponEngine
 from growthengine.content.coupons import EmbeddedCouponEngine
 from growthengine.content.recommendation_client import HttpRecommendationEngine
@@ -21,6 +21,14 @@ from growthengine.content.templates import load_default_templates
 from growthengine.engagement.service import Optimizer
 from growthengine.engagement.tracker import EngagementTracker
 from growthengine.engine import Engine
+from growthengine.erasure.request import ERASE_COMMAND, UserErasure
+from growthengine.erasure.stages import (
+    erase_flows,
+    erase_kpis,
+    erase_models,
+    retire_tombstones,
+    segments_handler,
+)
 from growthengine.flows.actions import (
     CouponSource,
     EmbeddedCoupons,
@@ -82,24 +90,30 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
     scheduler = Scheduler(store, clock, ownership)
     ingestion = IngestionService(store, clock, future_tolerance=dt.timedelta(seconds=settings.future_tolerance_s))
     flows = build_flow_engine(settings, config, clock, store)
+    audiences = AudienceSync(flows.dispatcher, clock)
     segments = SegmentEngine(config.segments, clock, settings.business_timezone,
-                             transition_listeners=[flows, AudienceSync(flows.dispatcher, clock)])
+                             transition_listeners=[flows, audiences])
     analytics = kpi_listener(settings, segments, clock)
+    erasure = UserErasure(engine_secret(settings.data_dir), audiences, clock)
+    audit = ConsentAudit()
 
     # The pipeline: which stage consumes what, in this order, each batch of the log. A stage commits its effects
-    # with its cursor; per-user commands (merges, fan-outs, feedback) reach the stages that apply them.
+    # with its cursor; per-user commands (merges, fan-outs, feedback, erasures) reach the stages that apply them.
     tracker = EngagementTracker(settings.business_timezone)
     stages = [
-        Stage("segments", segments, {MERGE_COMMAND: segments.on_merge_commands}),  # -> flows, ads audiences
+        Stage("segments", segments, {MERGE_COMMAND: segments.on_merge_commands,  # -> flows, ads audiences
+                                     ERASE_COMMAND: segments_handler(segments)}),
         Stage("flows", flows, {ENROLL_COMMAND: flows.on_enroll_commands,  # triggers, exits, feedback, listings
-                               FEEDBACK_COMMAND: flows.on_feedback_commands}),
-        Stage("consent", ConsentAudit()),  # the consent audit trail
-        Stage("engagement", tracker, {FEEDBACK_COMMAND: tracker.on_feedback_commands}),  # send time, channel scores
-        Stage("analytics", analytics, {MERGE_COMMAND: analytics.on_merge_commands}),  # conversions, unsubscribes
+                               FEEDBACK_COMMAND: flows.on_feedback_commands, ERASE_COMMAND: erase_flows}),
+        Stage("consent", audit, {ERASE_COMMAND: audit.on_erase_commands}),  # the consent audit trail
+        Stage("engagement", tracker, {FEEDBACK_COMMAND: tracker.on_feedback_commands,  # send time, channel scores
+                                      ERASE_COMMAND: erase_models}),
+        Stage("analytics", analytics, {MERGE_COMMAND: analytics.on_merge_commands,  # conversions, unsubscribes
+                                       ERASE_COMMAND: erase_kpis}),
     ]
     # On SQLite the worker's batches share the write lock with ingestion: a 2 ms breath between them.
     pause_s = 0.002 if store.dialect == "sqlite" and not isinstance(clock, ManualClock) else 0.0
-    pipeline = Pipeline(store, stages, ownership, pause_s=pause_s)
+    pipeline = Pipeline(store, stages, ownership, pause_s=pause_s, tombstones={ERASE_COMMAND: retire_tombstones})
     # Durable timers, by kind.
     scheduler.register(SEGMENT_TIMER, segments.on_timers)
     scheduler.register(RUN_TIMER, flows.on_run_timers)
@@ -114,7 +128,7 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
     activities = ActivityExecutor(store, clock, runner.coupons, runner.recommendations, runner.copywriter)
     engine = Engine(settings=settings, clock=clock, store=store, scheduler=scheduler, ingestion=ingestion,
                     config=config, segments=segments, flows=flows, delivery=delivery, pipeline=pipeline,
-                    activities=activities)
+                    activities=activities, erasure=erasure)
     if isinstance(clock, ManualClock):
         # The manual clock's promise: a request (or a clock advance) finishes all the work it causes.
         scheduler.after_commit.append(pipeline.drain)

@@ -14,6 +14,7 @@ from growthengine.config.errors import ConfigError
 from growthengine.config.loader import EngineConfig, load_config
 from growthengine.domain.messages import Message
 from growthengine.engagement.experiments import ExperimentBook, configured_experiments
+from growthengine.erasure.request import ErasureReceipt, Source, UserErasure
 from growthengine.flows import feedback
 from growthengine.flows.activities import ActivityExecutor
 from growthengine.flows.engine import FlowEngine
@@ -48,6 +49,7 @@ class Engine:
     delivery: DeliveryWorker
     pipeline: Pipeline
     activities: ActivityExecutor
+    erasure: UserErasure
     webhooks_rejected: dict[str, int] = field(default_factory=dict)
     work_arrived: threading.Event = field(default_factory=threading.Event)
     """Set when something was stored that the workers should look at (they also poll)."""
@@ -140,6 +142,24 @@ class Engine:
                 computed["segment_entities"] = entities
             segments = sorted({m.segment for m in memberships})
             return {"userId": profile.user_id, "traits": profile.traits, "computed": computed, "segments": segments}
+
+    def erase_user(self, user_id: str, source: Source) -> ErasureReceipt | None:
+        """``DELETE /v1/users/{userId}`` (PDPA): the profile, identities and events go now, the stages clear the
+        rest from the tombstone (under the manual clock before this returns); ``None`` for an unknown user."""
+        with self.store.transaction() as tx:
+            receipt = self.erasure.erase(tx, user_id, source)
+        if receipt is not None:
+            self.after_ingest()
+        return receipt
+
+    def can_unsubscribe(self, user_id: str, message_id: str) -> bool:
+        """Whether a one-click unsubscribe link still names someone: not when the user was erased since (no
+        profile, or the link's message lost its user), so that an old link recreates nothing of them."""
+        with self.store.read() as tx:
+            if tx.profiles.get(user_id) is None:
+                return False
+            message = tx.messages.get(message_id)
+            return message is None or message.user_id == user_id
 
     def segment_sizes(self) -> dict[str, int]:
         """Members per segment (every configured segment, zero when empty)."""

@@ -54,11 +54,18 @@ async def confirm(token: str = Path(..., max_length=2000), engine: Engine = Depe
 @router.post("/u/{token}", response_class=HTMLResponse, include_in_schema=False)
 async def unsubscribe(token: str = Path(..., max_length=2000), engine: Engine = Depends(get_engine)) -> HTMLResponse:
     request = _read(engine, token)
+    if not engine.can_unsubscribe(request.user_id, request.message_id):
+        # An erased user's old link: nobody is left to unsubscribe, and nothing of them may be recreated.
+        return _done()
     engine.ingest([{
         "type": "track", "userId": request.user_id, "event": "unsubscribed",
         "messageId": f"unsub:{request.message_id}:{request.channel}",
         "properties": {"channel": request.channel, "source": "one_click_link", "message_id": request.message_id},
     }])
+    return _done()
+
+
+def _done() -> HTMLResponse:
     return _page("ยกเลิกแล้ว / Unsubscribed",
                  "<h1>ยกเลิกการรับข่าวสารเรียบร้อยแล้ว</h1><p>You have been unsubscribed. "
                  "You will receive no more marketing on this channel.</p>")

@@ -47,6 +47,16 @@ class UserView(BaseModel):
     segments: list[str]
 
 
+class UserErased(BaseModel):
+    """The answer to an erasure: the profile, identities and events are gone; the pipeline clears the rest."""
+
+    userId: str
+    erasureToken: str = Field(description="The one-way token that replaces the user id where messages stay counted, "
+                                          "and under which the consent audit records the erasure")
+    eventsDeleted: int
+    audienceRemovals: int = Field(description="Ads audiences the user is being removed from")
+
+
 class UserExport(_Open):
     """Everything held about one user (CONTRACT.md 10); each list oldest first."""
 

@@ -5,10 +5,10 @@ It keeps exactly one row per message id, so the embedded default works offline a
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from growthengine.channels.base import Delivery
+from growthengine.channels.providers.audience import hash_email
 from growthengine.domain.messages import Message
 from growthengine.storage.unit_of_work import Tx
 
@@ -27,9 +27,9 @@ class OutboxProvider:
                    "subject": message.subject, "body": message.body, "html": message.html,
                    "image_url": message.image_url, "user_id": message.user_id}
         if self.channel == "ads":
-            email = str(traits.get("email", "")).strip().lower()
+            # An erased user's removal arrives with the hash already made (kept as it is).
             payload = {"audience": message.data.get("audience"), "action": message.data.get("audience_action"),
-                       "email_sha256": hashlib.sha256(email.encode()).hexdigest(), "user_id": message.user_id}
+                       "email_sha256": hash_email(str(traits.get("email", ""))), "user_id": message.user_id}
         unsubscribe = message.data.get("unsubscribe_url")
         if unsubscribe and self.channel == "email":
             payload["headers"] = {"List-Unsubscribe": f"<{unsubscribe}>",

@@ -8,6 +8,10 @@ from growthengine.domain.traits import CHANNELS
 from growthengine.storage.consent_store import ConsentChange
 from growthengine.storage.unit_of_work import Tx
 
+ERASURE_SOURCE = "erasure"
+ERASED_CHANNELS = "all"
+"""An erasure's audit row: every channel withdrawn, with the source ``erasure``."""
+
 
 class ConsentAudit:
     """An ingestion listener: consent in identify traits, and ``unsubscribed`` events, become audit rows."""
@@ -29,6 +33,16 @@ class ConsentAudit:
                 changes += [ConsentChange(event.user_id, c, False, event.ts_us, source,
                                           str(detail) if detail else None) for c in targets]
         tx.consent.record(changes)
+
+    def on_erase_commands(self, tx: Tx, commands: list[Event]) -> None:
+        """An erased user's consent history goes; the fact of the erasure stays, without PII: under the erasure's
+        one-way token, at the time it was asked for, with who asked (``api`` or ``cli``)."""
+        for command in commands:
+            anonymous = [str(a) for a in command.properties.get("anonymous") or [] if isinstance(a, str)]
+            tx.erasure.delete_consent([command.user_id, *anonymous])
+            source = str(command.properties.get("source") or "api")[:16]
+            tx.consent.record([ConsentChange(str(command.properties["token"]), ERASED_CHANNELS, False, command.ts_us,
+                                             ERASURE_SOURCE, source)])
 
     def on_merge(self, tx: Tx, anonymous_key: str, user_id: str) -> None:
         """Consent is given by identified users only; nothing to move."""

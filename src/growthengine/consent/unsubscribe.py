@@ -13,6 +13,17 @@ import orjson
 
 from growthengine.private_files import private_dir, write_private
 
+SECRET_FILE = "unsubscribe.secret"  # noqa: S105  (the file's name, not a secret)
+
+
+def engine_secret(data_dir: Path) -> bytes:
+    """The engine's own signing secret (32 random bytes under the data dir, made once, readable by its owner only):
+    it signs unsubscribe links and keys the one-way tokens of erased users (``erasure.request``)."""
+    path = private_dir(data_dir, tighten=True) / SECRET_FILE
+    if not path.exists():
+        write_private(path, secrets.token_hex(32))
+    return bytes.fromhex(path.read_text(encoding="ascii").strip())
+
 
 class BadToken(ValueError):
     pass
@@ -33,10 +44,7 @@ class UnsubscribeLinks:
     @classmethod
     def from_data_dir(cls, data_dir: Path, base_url: str) -> UnsubscribeLinks:
         """The signing secret lives under the data dir, made once (32 random bytes)."""
-        path = private_dir(data_dir, tighten=True) / "unsubscribe.secret"
-        if not path.exists():
-            write_private(path, secrets.token_hex(32))
-        return cls(bytes.fromhex(path.read_text(encoding="ascii").strip()), base_url)
+        return cls(engine_secret(data_dir), base_url)
 
     def token(self, user_id: str, channel: str, message_id: str) -> str:
         body = base64.urlsafe_b64encode(orjson.dumps([user_id, channel, message_id])).rstrip(b"=")

@@ -102,8 +102,11 @@ class EngagementTracker:
         events = [Event(c.user_id, engagement[str(c.properties.get("status"))], int(c.properties.get("at_us", c.ts_us)),
                         properties={"message_id": c.properties.get("message_id")})
                   for c in commands if c.properties.get("status") in engagement]
+        profiles = tx.profiles.get_many(list({e.user_id for e in events})) if events else {}
+        # An erased user's messages report under the erasure's token: there is nobody left to learn about.
+        events = [e for e in events if e.user_id in profiles]
         if events:
-            self.on_events(tx, events, tx.profiles.get_many(list({e.user_id for e in events})))
+            self.on_events(tx, events, profiles)
 
     def _score_engagements(self, tx: Tx, engaged: list[tuple[str, str, str]], now_us: int) -> None:
         docs = tx.user_models.get_many(list({u for u, _, _ in engaged}), SCORES)

@@ -53,9 +53,9 @@ class ActivityExecutor:
                 result, error = self._call(activity)
                 now_us = to_us(self.clock.now())
                 with self.store.transaction() as tx:
-                    tx.activities.finish(activity, result=result, error=error)
-                    tx.timers.schedule(RUN_TIMER, f"run:{activity.run_id}", now_us,
-                                       {"r": activity.run_id, "u": activity.user_id})
+                    if tx.activities.finish(activity, result=result, error=error):
+                        tx.timers.schedule(RUN_TIMER, f"run:{activity.run_id}", now_us,
+                                           {"r": activity.run_id, "u": activity.user_id})
                 done += 1
         return done
 

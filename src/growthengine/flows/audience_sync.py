@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from growthengine.channels.providers.audience import hash_email
 from growthengine.clock import Clock, to_us
 from growthengine.domain.messages import Message, message_id
 from growthengine.flows.dispatch import Dispatcher, Outgoing
@@ -14,6 +15,7 @@ from growthengine.storage.segment_store import Transition
 from growthengine.storage.unit_of_work import Tx
 
 ENGAGED = ("opened", "clicked")
+WENT_OUT = ("sent", "delivered", "opened", "clicked")
 
 
 @dataclass(frozen=True)
@@ -62,3 +64,25 @@ class AudienceSync:
         last = tx.messages.query(user_id=user_id, channel=channel, limit=10_000)
         sent = [m for m in last if m.sent_us is not None]
         return bool(sent) and sent[-1].status in ENGAGED
+
+    def remove_erased(self, tx: Tx, user_id: str, token: str, email: str, now_us: int) -> int:
+        """An erased user leaves every audience the ledger says they are in (their last add or remove that went
+        out was an add): one removal each, addressed by the SHA-256 of their email (made here, before the email is
+        deleted) and filed under the erasure's token, never the user id. Returns how many removals were queued."""
+        out = Outgoing()
+        for rule in self.rules:
+            flow = f"audience:{rule.audience}"
+            moves = [m for m in tx.messages.query(user_id=user_id, flow=flow, channel="ads", limit=10_000)
+                     if m.status in WENT_OUT]
+            if not moves or moves[-1].data.get("audience_action") != "add":
+                continue
+            message = Message(
+                id=message_id("audience", rule.audience, token, now_us, "erase"), user_id=token, flow=flow,
+                step="remove", channel="ads", kind="transactional", status="scheduled", scheduled_us=now_us,
+                updated_us=now_us, body=f"remove {rule.audience}",
+                data={"audience": rule.audience, "audience_action": "remove", "segment": rule.segment,
+                      "erased": True})
+            out.add(message, {"email": hash_email(email)}, 0.0)
+        queued = len(out.items)
+        self.dispatcher.flush(tx, out, now_us, learn=False)
+        return queued

@@ -48,8 +48,10 @@ class Dispatcher:
         self.router = router  # may move a message to the channel the user prefers (channel scores)
         self.on_sent: list[SentHook] = list(on_sent or [])
 
-    def flush(self, tx: Tx, outgoing: Outgoing, now_us: int) -> None:
-        """Gate, record and deliver new messages (ids already in the ledger are skipped: never twice)."""
+    def flush(self, tx: Tx, outgoing: Outgoing, now_us: int, *, learn: bool = True) -> None:
+        """Gate, record and deliver new messages (ids already in the ledger are skipped: never twice).
+
+        ``learn=False``: the sends teach the optimization models nothing (an erased user's audience removals)."""
         if not outgoing.items:
             return
         existing = tx.messages.existing_ids([m.id for m, _, _ in outgoing.items])
@@ -94,7 +96,7 @@ class Dispatcher:
         tx.messages.to_outbox_many([row for row in queued if row is not None], pending=True)
         tx.timers.schedule_many(timers)
         sent = [m for m, _, _ in items if m.status == "sent" or m.data.get("queued")]
-        for hook in self.on_sent:
+        for hook in self.on_sent if learn else ():
             hook(tx, sent, now_us)
 
     def dispatch(self, tx: Tx, message: Message, traits: dict[str, Any], now_us: int, *,

@@ -163,12 +163,14 @@ class FlowEngine:
             p = command.properties
             by_flow[str(p.get("flow"))].append((command.user_id, str(p.get("entity", "")),
                                                 int(p.get("trigger_us", command.ts_us)), dict(p.get("context") or {})))
+        # A user erased since the fan-out was written has no profile: nothing starts for them.
+        profiles = tx.profiles.get_many(list({c.user_id for c in commands}))
         for key, candidates in by_flow.items():
             flow = self.flows.get(key)
             if flow is None:
                 log.info("%d enrolment(s) in %s dropped: the flow is no longer live", len(candidates), key)
                 continue
-            self.enroll(tx, flow, candidates, now_us)
+            self.enroll(tx, flow, [c for c in candidates if c[0] in profiles], now_us, profiles)
 
     @staticmethod
     def command_enrollments(tx: Tx, flow: Flow, users: list[str], entity: str, trigger_us: int,

@@ -31,6 +31,7 @@ from growthengine.channels.providers.bridge import LedgerBridge
 from growthengine.clock import RealClock, to_us
 from growthengine.domain.events import Event
 from growthengine.domain.messages import PROGRESS, Message
+from growthengine.storage.erasure_store import ERASED_MARK
 from growthengine.storage.unit_of_work import Tx
 from growthengine.storage.webhook_events import WebhookEventStore
 
@@ -144,6 +145,8 @@ def accept_events(tx: Tx, events: list[DeliveryEvent], *,
             log.info("webhook event %s for an unknown message %s ignored", event.status, event.message_id)
             continue
         if event.status == "unsubscribed":
+            if message.data.get(ERASED_MARK):
+                continue  # its user was erased: there is nobody left to unsubscribe (and nobody to recreate)
             accepted.unsubscribes.append({
                 "type": "track", "userId": message.user_id, "event": "unsubscribed",
                 "messageId": f"unsub:{message.id}:{message.channel}",

@@ -1,7 +1,10 @@
 """The pipeline runner: reads the log once per batch for every stage, in log order, and commits each stage's
 effects together with its cursor, so a crash at any point neither loses nor repeats an effect.
 
-A batch takes whatever is stored (up to ``batch_size`` rows), never waiting for a batch to fill. Each stage runs in
+A batch takes whatever is stored (up to ``batch_size`` rows), never waiting for a batch to fill, and ends at a
+tombstone (``tombstones``: an erased user's ``erase`` command), so that every stage applies it after exactly the
+events before it and none after; a tombstone every stage has applied is retired (it keeps only a token). Each
+stage runs in
 a savepoint: a stage that fails keeps its cursor (it retries that batch next time, and after
 ``MAX_FAILURES`` tries skips it, loudly) while the others go on.
 """
@@ -10,13 +13,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from growthengine.clock import system_seconds
 from growthengine.domain.profiles import Profile
 from growthengine.pipeline.ownership import Ownership
-from growthengine.pipeline.stages import Stage
+from growthengine.pipeline.stages import CommandHandler, Stage
 from growthengine.storage.stage_log import COMMAND, START, LogRow, Position
 from growthengine.storage.unit_of_work import Store, Tx
 
@@ -47,6 +50,9 @@ class Pipeline:
     pause_s: float = 0.0
     """A breath after each batch that read something: on SQLite, where the write lock is shared with ingestion, it
     lets a waiting ingestion commit go between two batches (see ``storage.database.begin_immediate``)."""
+    tombstones: Mapping[str, CommandHandler] = field(default_factory=dict)
+    """Commands that end a batch, each with what becomes of it once every stage has applied it (an erasure's
+    tombstone keeps only its token)."""
     _failures: dict[tuple[str, Position], int] = field(default_factory=dict)
     _row_cost_s: float = 0.0  # seconds a row costs, smoothed over batches
 
@@ -77,6 +83,7 @@ class Pipeline:
             rows = tx.log.read(start, partitions, self._next_size(), every_partition=every)
             if not rows:
                 return 0
+            rows = self._through_first_tombstone(rows)
             end = rows[-1].position
             users = list({r.event.user_id for r in rows if r.event.type != COMMAND})
             profiles = tx.profiles.get_many(users)
@@ -89,6 +96,7 @@ class Pipeline:
             if not done:
                 return 0  # every stage failed on this batch: they try again on the next pass, not in a loop
             tx.log.advance(done, partitions, end, self.now_s(), cursors)
+            self._retire_applied_tombstones(tx, rows, cursors, set(done))
         cost = (time.perf_counter() - began) / len(rows)
         self._row_cost_s = cost if not self._row_cost_s else 0.7 * self._row_cost_s + 0.3 * cost
         for hook in self.after_commit:
@@ -96,6 +104,24 @@ class Pipeline:
         if self.pause_s:
             time.sleep(self.pause_s)
         return len(rows)
+
+    def _is_tombstone(self, row: LogRow) -> bool:
+        return row.event.type == COMMAND and row.event.name in self.tombstones
+
+    def _through_first_tombstone(self, rows: list[LogRow]) -> list[LogRow]:
+        if self.tombstones:
+            for i, row in enumerate(rows):
+                if self._is_tombstone(row):
+                    return rows[:i + 1]
+        return rows
+
+    def _retire_applied_tombstones(self, tx: Tx, rows: list[LogRow], cursors: dict[str, dict[int, Position]],
+                                   done: set[str]) -> None:
+        """The batch's tombstones that every stage has now applied (a failed stage still needs its own) retire."""
+        applied = [r.event for r in rows if self._is_tombstone(r) and all(
+            s.name in done or cursors[s.name].get(r.partition, START) >= r.position for s in self.stages)]
+        for name in {e.name for e in applied}:
+            self.tombstones[name](tx, [e for e in applied if e.name == name])
 
     def _next_size(self) -> int:
         """As many rows as fit in about ``BATCH_TIME_S`` at the recent cost a row (between the bounds)."""

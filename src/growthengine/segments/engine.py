@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 TIMER_KIND = "segment"
 
 
+def timer_key(segment: str, user_id: str) -> str:
+    """The one timer that looks again at a user's membership of a segment."""
+    return f"seg:{segment}:{user_id}"
+
+
 class TransitionListener(Protocol):
     """Hears every segment enter and exit, inside the transaction that made it (the flow engine is one)."""
 
@@ -246,7 +251,7 @@ class SegmentEngine:
         if existing is not None and now_us <= existing <= due_us:
             return  # an earlier look is already booked; it will book the next one
         pending[key] = due_us
-        batch.timers.append((TIMER_KIND, f"seg:{key}:{user_id}", due_us, {"s": key, "u": user_id}))
+        batch.timers.append((TIMER_KIND, timer_key(key, user_id), due_us, {"s": key, "u": user_id}))
 
     def _flush(self, tx: Tx, batch: _Batch, states: dict[str, State], now_us: int) -> None:
         tx.segments.save_states(states, now_us)

@@ -74,12 +74,14 @@ class ActivityStore:
             ).values(lease_s=now_s + lease_s, attempts=flow_activities.c.attempts + 1))
         return found
 
-    def finish(self, activity: Activity, *, result: Any = None, error: str | None = None) -> None:
+    def finish(self, activity: Activity, *, result: Any = None, error: str | None = None) -> bool:
+        """Record the answer; False when the call is no longer pending (its run is gone: an erased user)."""
         status = "failed" if error is not None else "done"
-        self._conn.execute(sa.update(flow_activities).where(
+        updated = self._conn.execute(sa.update(flow_activities).where(
             flow_activities.c.run_id == activity.run_id, flow_activities.c.step == activity.step,
             flow_activities.c.status == "pending",
         ).values(status=status, result=orjson.dumps(result).decode() if result is not None else None, error=error))
+        return bool(updated.rowcount)
 
     def pending_count(self) -> int:
         query = sa.select(sa.func.count()).select_from(flow_activities).where(flow_activities.c.status == "pending")

@@ -18,6 +18,7 @@ from growthengine.storage.consent_store import ConsentStore
 from growthengine.storage.coupon_store import CouponStore
 from growthengine.storage.database import Dialect, migrate, open_engine
 from growthengine.storage.dialects import insert_for
+from growthengine.storage.erasure_store import ErasureStore
 from growthengine.storage.event_log import EventLog
 from growthengine.storage.kpi_store import KpiStore
 from growthengine.storage.lease_store import LeaseStore
@@ -75,6 +76,7 @@ class Tx:
         self.activities = ActivityStore(conn, dialect)
         self.messages = MessageStore(conn, dialect)
         self.listings = ListingStore(conn, dialect)
+        self.erasure = ErasureStore(conn, dialect)
         self.kpis = KpiStore(conn, dialect, ledger=self.messages)  # KPI rollups, told of every message change
 
 

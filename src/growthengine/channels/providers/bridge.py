@@ -36,7 +36,9 @@ def outbound_message(message: Message, traits: dict[str, Any], *, unsubscribe_ur
         id=message.id, user_id=message.user_id, channel=message.channel, kind=kind, to=address.strip(),
         title=message.title, subject=message.subject, body=message.body, html=message.html,
         image_url=message.image_url, urgency=urgency, unsubscribe_url=url if isinstance(url, str) else None,
-        data={"flow": message.flow, "step": message.step},
+        # An ads message says whether it adds or removes (the audience providers read ``audience_action``).
+        data={"flow": message.flow, "step": message.step,
+              **{k: v for k, v in message.data.items() if k in ("audience", "audience_action")}},
     )
 
 
