@@ -1,0 +1,113 @@
+"""Late events over HTTP on the manual clock (Mon 5 Jan 2026 09:00 ICT): segment state is kept in event time, and a
+segment entry starts flows only while it is fresh (CONTRACT.md 8, "Late events")."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from typing import Any
+
+import httpx
+import pytest
+
+from growthengine.clock import ManualClock
+from growthengine.engine import Engine
+from tests.unit.api_client import ADMIN, api_client
+
+pytestmark = pytest.mark.anyio
+
+CONSENT_ALL = {"push": True, "email": True, "sms": True, "in_app": True, "ads": True}
+_ids = itertools.count()
+
+
+async def _post(client: httpx.AsyncClient, route: str, body: dict[str, Any]) -> None:
+    response = await client.post(route, json={"messageId": f"late-{next(_ids)}", **body}, headers=ADMIN)
+    assert response.status_code == 200, response.text
+    assert response.json()["rejected"] == []
+
+
+async def shopper(client: httpx.AsyncClient, user: str) -> None:
+    await _post(client, "/v1/identify", {"userId": user, "traits": {
+        "email": f"{user}@example.test", "push_token": f"tok-{user}", "language": "th", "consent": CONSENT_ALL}})
+
+
+async def track(client: httpx.AsyncClient, user: str, event: str, at: dt.datetime, **properties: Any) -> None:
+    await _post(client, "/v1/track", {"userId": user, "event": event, "properties": properties,
+                                      "timestamp": at.isoformat()})
+
+
+async def add_camera(client: httpx.AsyncClient, user: str, at: dt.datetime) -> None:
+    await track(client, user, "add_to_cart", at, listing_id="L1", title="กล้องฟิล์ม Olympus OM-1", price=4500, stock=2)
+
+
+async def advance(client: httpx.AsyncClient, **delta: float) -> None:
+    now = (await client.get("/v1/clock", headers=ADMIN)).json()["now"]
+    target = dt.datetime.fromisoformat(now.replace("Z", "+00:00")) + dt.timedelta(**delta)
+    response = await client.post("/v1/clock/advance", json={"to": target.isoformat()}, headers=ADMIN)
+    assert response.status_code == 200, response.text
+
+
+async def segments_of(client: httpx.AsyncClient, user: str) -> list[str]:
+    response = await client.get(f"/v1/users/{user}", headers=ADMIN)
+    assert response.status_code == 200, response.text
+    segments: list[str] = response.json()["segments"]
+    return segments
+
+
+async def pushes(client: httpx.AsyncClient, user: str) -> list[dict[str, Any]]:
+    response = await client.get("/v1/messages", params={"userId": user, "channel": "push"}, headers=ADMIN)
+    assert response.status_code == 200, response.text
+    found: list[dict[str, Any]] = response.json()["messages"]
+    return found
+
+
+async def test_a_purchase_that_arrives_before_its_earlier_add_to_cart_cancels_the_abandonment(
+        engine: Engine, clock: ManualClock) -> None:
+    now = clock.now()
+    async with api_client(engine) as client:
+        await shopper(client, "u1")
+        await track(client, "u1", "purchase", now, order_id="O1", amount=4500, listing_ids=["L1"])
+        await add_camera(client, "u1", now - dt.timedelta(minutes=30))  # arrives second, happened first
+        await advance(client, hours=2)
+        assert "cart_abandoners" not in await segments_of(client, "u1")
+        assert await pushes(client, "u1") == []
+        # The same late cart add with no purchase behind it still makes an abandoner, and the nudge goes at T+1h.
+        await shopper(client, "u2")
+        await add_camera(client, "u2", clock.now() - dt.timedelta(minutes=30))
+        assert "cart_abandoners" not in await segments_of(client, "u2")
+        await advance(client, minutes=30)
+        assert "cart_abandoners" in await segments_of(client, "u2")
+        [push] = await pushes(client, "u2")
+        assert push["flow"] == "cart_abandonment" and push["status"] == "sent"
+    with engine.store.transaction() as tx:
+        assert tx.segments.transitions(user_id="u1", segment="cart_abandoners") == []
+
+
+async def test_a_remove_from_cart_that_arrives_first_cancels_it_too(engine: Engine, clock: ManualClock) -> None:
+    now = clock.now()
+    async with api_client(engine) as client:
+        await shopper(client, "u1")
+        await track(client, "u1", "remove_from_cart", now - dt.timedelta(minutes=5), listing_id="L1")
+        await add_camera(client, "u1", now - dt.timedelta(minutes=20))
+        await advance(client, hours=1)
+        assert "cart_abandoners" not in await segments_of(client, "u1")
+        assert await pushes(client, "u1") == []
+
+
+async def test_at_the_same_instant_the_arrival_order_decides(engine: Engine, clock: ManualClock) -> None:
+    """A cart add and a purchase of one listing stamped with one instant: whichever arrived later follows."""
+    now = clock.now()
+    async with api_client(engine) as client:
+        for user in ("bought", "added_after"):
+            await shopper(client, user)
+        await add_camera(client, "bought", now)
+        await track(client, "bought", "purchase", now, order_id="O1", amount=4500, listing_ids=["L1"])
+        await track(client, "added_after", "purchase", now, order_id="O2", amount=4500, listing_ids=["L1"])
+        await add_camera(client, "added_after", now)
+        await advance(client, hours=1)
+        assert "cart_abandoners" not in await segments_of(client, "bought")
+        assert "cart_abandoners" in await segments_of(client, "added_after")
+    # A rebuild from the log reaches the same answer.
+    engine.rebuild_segments(["cart_abandoners"])
+    assert "cart_abandoners" not in (engine.user_view("bought") or {})["segments"]
+    assert "cart_abandoners" in (engine.user_view("added_after") or {})["segments"]
