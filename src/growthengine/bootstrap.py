@@ -82,7 +82,8 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
     ingestion = IngestionService(store, clock, future_tolerance=dt.timedelta(seconds=settings.future_tolerance_s))
     flows = build_flow_engine(settings, config, clock, store)
     segments = SegmentEngine(config.segments, clock, settings.business_timezone,
-                             transition_listeners=[flows, AudienceSync(flows.dispatcher, clock)])
+                             transition_listeners=[flows, AudienceSync(flows.dispatcher, clock)],
+                             entry_max_lag_us=entry_max_lag_us(settings))
     analytics = kpi_listener(settings, segments, clock)
 
     # The pipeline: which stage consumes what, in this order, each batch of the log. A stage commits its effects
@@ -152,7 +153,12 @@ def build_flow_engine(settings: Settings, config: EngineConfig, clock: Clock, st
     def load_version(key: str, definition: dict[str, object]) -> Flow | None:
         return load_flow_version(key, dict(definition), segment_keys, templates)
 
-    return FlowEngine(config.flows, runner, clock, load_version)
+    return FlowEngine(config.flows, runner, clock, load_version, entry_max_lag_us=entry_max_lag_us(settings))
+
+
+def entry_max_lag_us(settings: Settings) -> int:
+    """``flow_entry_max_lag`` in microseconds (how the engine keeps times)."""
+    return settings.flow_entry_max_lag // dt.timedelta(microseconds=1)
 
 
 def build_copywriter(settings: Settings) -> CopyWriter | None:

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
+from growthengine.bootstrap import build_engine
 from growthengine.clock import ManualClock
 from growthengine.engine import Engine
+from growthengine.settings import Settings, load_settings
 from tests.unit.api_client import ADMIN, api_client
 
 pytestmark = pytest.mark.anyio
@@ -111,3 +115,63 @@ async def test_at_the_same_instant_the_arrival_order_decides(engine: Engine, clo
     engine.rebuild_segments(["cart_abandoners"])
     assert "cart_abandoners" not in (engine.user_view("bought") or {})["segments"]
     assert "cart_abandoners" in (engine.user_view("added_after") or {})["segments"]
+
+
+async def test_a_cart_add_back_filled_from_three_hours_ago_makes_an_abandoner_but_sends_no_push(
+        engine: Engine, clock: ManualClock) -> None:
+    now = clock.now()
+    async with api_client(engine) as client:
+        await shopper(client, "late")
+        await add_camera(client, "late", now - dt.timedelta(hours=3))
+        assert "cart_abandoners" in await segments_of(client, "late")
+        await advance(client, hours=2)
+        assert await pushes(client, "late") == []
+    with engine.store.transaction() as tx:
+        [entry] = tx.segments.transitions(user_id="late", segment="cart_abandoners")
+        assert tx.runs.ever_entered("cart_abandonment", ["late"]) == set()
+    assert (entry.kind, entry.origin) == ("enter", "live")
+    assert entry.event_us == entry.at_us - 2 * 3_600_000_000, "it became a member when its hour ran out, 2 h ago"
+    assert entry.reason.endswith("found 2 h 0 min after its event time (more than flow_entry_max_lag): "
+                                 "starts no flow"), entry.reason
+
+
+async def test_a_cart_add_back_filled_from_ten_minutes_ago_still_sends_the_push(
+        engine: Engine, clock: ManualClock) -> None:
+    now = clock.now()
+    async with api_client(engine) as client:
+        await shopper(client, "recent")
+        await add_camera(client, "recent", now - dt.timedelta(minutes=10))
+        await advance(client, minutes=49)
+        assert await pushes(client, "recent") == []
+        await advance(client, minutes=1)
+        [push] = await pushes(client, "recent")
+        assert push["flow"] == "cart_abandonment" and push["status"] == "sent"
+        assert push["sentAt"] == "2026-01-05T02:50:00Z", "T+1h of the cart add, 09:50 Bangkok"
+    with engine.store.transaction() as tx:
+        [entry] = tx.segments.transitions(user_id="recent", segment="cart_abandoners")
+    assert entry.event_us == entry.at_us and "starts no flow" not in entry.reason
+
+
+async def test_flow_entry_max_lag_is_a_setting(sqlite_url: str, clock: ManualClock, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings(db_url=sqlite_url, data_dir=tmp_path / "data", clock="manual", clock_start=clock.now(),
+                        flow_entry_max_lag="4h")
+    engine = build_engine(settings, clock=clock)
+    try:
+        async with api_client(engine) as client:
+            await shopper(client, "late")
+            await add_camera(client, "late", clock.now() - dt.timedelta(hours=3))
+            [push] = await pushes(client, "late")
+            assert push["flow"] == "cart_abandonment"
+    finally:
+        engine.close()
+    monkeypatch.setenv("GROWTH_FLOW_ENTRY_MAX_LAG", "30m")
+    assert load_settings().flow_entry_max_lag == dt.timedelta(minutes=30)
+    assert load_settings(flow_entry_max_lag=900).flow_entry_max_lag == dt.timedelta(minutes=15)
+    assert load_settings(flow_entry_max_lag="PT2H").flow_entry_max_lag == dt.timedelta(hours=2)
+    assert Settings().flow_entry_max_lag == dt.timedelta(minutes=30)
+    monkeypatch.delenv("GROWTH_FLOW_ENTRY_MAX_LAG")
+    assert Settings().flow_entry_max_lag == dt.timedelta(hours=1)
+    for bad in ("soon", "-5m", -1):
+        with pytest.raises(ValidationError, match="flow_entry_max_lag"):
+            Settings(flow_entry_max_lag=bad)

@@ -35,9 +35,11 @@ VersionLoader = Callable[[str, dict[str, Any]], Flow | None]
 
 
 class FlowEngine:
-    def __init__(self, flows: dict[str, Flow], runner: Runner, clock: Clock, load_version: VersionLoader) -> None:
+    def __init__(self, flows: dict[str, Flow], runner: Runner, clock: Clock, load_version: VersionLoader,
+                 entry_max_lag_us: int = 3_600_000_000) -> None:
         self.runner = runner
         self.clock = clock
+        self.entry_max_lag_us = entry_max_lag_us
         self._load_version = load_version
         self._versions: dict[tuple[str, str], Flow | None] = {}
         self.configure(flows)
@@ -132,9 +134,16 @@ class FlowEngine:
     def on_transitions(self, tx: Tx, transitions: list[Transition]) -> None:
         now_us = to_us(self.clock.now())
         by_segment: dict[str, list[Transition]] = defaultdict(list)
+        held = 0
         for t in transitions:
             if t.kind == "enter" and t.segment in self._by_segment:
-                by_segment[t.segment].append(t)
+                if t.starts_flows(self.entry_max_lag_us):
+                    by_segment[t.segment].append(t)
+                else:
+                    held += 1
+        if held:
+            log.info("%d segment entr%s recorded without starting flows (found by a rebuild or an import, or more "
+                     "than flow_entry_max_lag after their event time)", held, "y" if held == 1 else "ies")
         for segment, entered in by_segment.items():
             for flow in self._by_segment[segment]:
                 candidates = []

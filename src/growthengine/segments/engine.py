@@ -4,6 +4,10 @@ Each event updates its user's compact state (``feeds.py``) and re-evaluates only
 A durable timer per (segment, user) looks again when time alone could change the answer. Segments that refresh
 hourly or daily apply their changes only at their refresh instants. Every enter and exit is stored with its
 reason and handed to the transition listeners (the flow engine) in the same transaction.
+
+State is kept in event time (``feeds.py``): a late event lands where it belongs. Every transition carries the event
+time of its cause (the latest event that touched the segment, a pattern's deadline, or a timer's due time) and its
+origin, so the flow engine starts flows only on fresh, live entries (``flow_entry_max_lag``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import datetime as dt
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from growthengine.clock import Clock, to_us
@@ -30,13 +35,14 @@ from growthengine.segments.model import (
     Segment,
     TraitCondition,
 )
-from growthengine.storage.segment_store import Membership, Transition
+from growthengine.storage.segment_store import Membership, Origin, Transition
 from growthengine.storage.timer_store import Timer
 from growthengine.storage.unit_of_work import Tx
 
 log = logging.getLogger(__name__)
 
 TIMER_KIND = "segment"
+DEFAULT_ENTRY_MAX_LAG_US = 3_600_000_000
 
 
 class TransitionListener(Protocol):
@@ -47,9 +53,11 @@ class TransitionListener(Protocol):
 
 class SegmentEngine:
     def __init__(self, segments: dict[str, Segment], clock: Clock, business_timezone: str = "Asia/Bangkok",
-                 transition_listeners: Iterable[TransitionListener] = ()) -> None:
+                 transition_listeners: Iterable[TransitionListener] = (),
+                 entry_max_lag_us: int = DEFAULT_ENTRY_MAX_LAG_US) -> None:
         self.clock = clock
         self.business_timezone = business_timezone
+        self.entry_max_lag_us = entry_max_lag_us
         self.listeners: list[TransitionListener] = list(transition_listeners)
         self.configure(segments)
 
@@ -82,21 +90,25 @@ class SegmentEngine:
 
     # Which segments an event can change ---------------------------------------------------------------
 
-    def _affected(self, events: Iterable[Event]) -> set[str]:
-        keys: set[str] = set()
+    def _affected(self, events: Iterable[Event]) -> dict[str, int]:
+        """The segments these events can change, each with the event time of the latest event that touches it (a
+        segment that refers to another takes its sources' time)."""
+        causes: dict[str, int] = {}
         for event in events:
-            keys |= self._by_event.get(event.name, set())
+            keys = self._by_event.get(event.name, set())
             if event.is_activity:
-                keys |= self._on_activity
+                keys = keys | self._on_activity
             if event.type == "identify":
-                keys |= self._on_traits
-        frontier = list(keys)
-        while frontier:
-            for dependent in self._dependents.get(frontier.pop(), ()):
-                if dependent not in keys:
-                    keys.add(dependent)
-                    frontier.append(dependent)
-        return keys
+                keys = keys | self._on_traits
+            for key in keys:
+                if causes.get(key, event.ts_us - 1) < event.ts_us:
+                    causes[key] = event.ts_us
+        for key in self.order:  # referenced segments come first: their time reaches every dependent in one pass
+            if key in causes:
+                for dependent in self._dependents.get(key, ()):
+                    if causes.get(dependent, causes[key] - 1) < causes[key]:
+                        causes[dependent] = causes[key]
+        return causes
 
     def _tz(self, traits: dict[str, Any]) -> str:
         tz = traits.get("timezone")
@@ -119,7 +131,8 @@ class SegmentEngine:
             for event in user_events:
                 apply_event(state, event, self.plan, tz)
             prune(state, self.plan, self.segments.values(), now_us)
-            self._reconcile(batch, user_id, state, traits, now_us, self._affected(user_events), fired=set())
+            causes = self._affected(user_events)
+            self._reconcile(batch, user_id, state, traits, now_us, set(causes), fired=set(), causes=causes)
         self._flush(tx, batch, states, now_us)
 
     def on_merge_commands(self, tx: Tx, commands: list[Event]) -> None:
@@ -189,8 +202,12 @@ class SegmentEngine:
     # The decision ---------------------------------------------------------------------------------------
 
     def _reconcile(self, batch: _Batch, user_id: str, state: State, traits: dict[str, Any], now_us: int,
-                   keys: set[str], *, fired: set[str], force: bool = False, reason_prefix: str = "") -> None:
-        """Evaluate ``keys`` for one user; apply now (real-time, a fired refresh, a rebuild) or schedule."""
+                   keys: set[str], *, fired: set[str], force: bool = False, reason_prefix: str = "",
+                   causes: dict[str, int] | None = None, origin: Origin = "live") -> None:
+        """Evaluate ``keys`` for one user; apply now (real-time, a fired refresh, a rebuild) or schedule.
+
+        ``causes`` gives each segment the event time of what touched it (default: ``now_us``, a timer's due time).
+        """
         if not keys:
             return
         tz = self._tz(traits)
@@ -205,7 +222,9 @@ class SegmentEngine:
             current: dict[str, Any] = memberships.get(key, {})
             apply_now = force or segment.refresh == "realtime" or key in fired
             if apply_now:
-                self._apply(batch, segment, user_id, current, facets, now_us, reason_prefix + verdict.reason)
+                cause_us = min(now_us, (causes or {}).get(key, now_us))
+                self._apply(batch, segment, user_id, current, facets, now_us, reason_prefix + verdict.reason,
+                            cause_us, origin)
                 if facets:
                     memberships[key] = {e: [current.get(e, [now_us])[0], f["data"]] for e, f in facets.items()}
                 else:
@@ -223,16 +242,25 @@ class SegmentEngine:
                                      refresh_at_or_after(segment.refresh, target, tz), now_us)
 
     def _apply(self, batch: _Batch, segment: Segment, user_id: str, current: dict[str, Any],
-               facets: dict[str, dict[str, Any]], now_us: int, reason: str) -> None:
+               facets: dict[str, dict[str, Any]], now_us: int, reason: str, cause_us: int, origin: Origin) -> None:
         key = segment.key
+        pattern = segment.pattern
         for entity in current.keys() - facets.keys():
-            batch.transitions.append(Transition(key, user_id, entity, "exit", now_us, reason, current[entity][1]))
+            batch.transitions.append(Transition(key, user_id, entity, "exit", now_us, reason, current[entity][1],
+                                                cause_us, origin))
             batch.removed.append((key, user_id, entity))
         for entity, facet in facets.items():
             if entity not in current:
-                batch.transitions.append(
-                    Transition(key, user_id, entity, "enter", now_us, facet["reason"], facet["data"])
-                )
+                event_us = cause_us
+                opened = facet["data"].get("at_us")
+                if pattern is not None and isinstance(opened, int):
+                    # An open entity became a member when its deadline passed, whatever brought the news.
+                    event_us = min(now_us, opened + pattern.within_us)
+                entry = Transition(key, user_id, entity, "enter", now_us, facet["reason"], facet["data"], event_us,
+                                   origin)
+                if origin == "live" and not entry.starts_flows(self.entry_max_lag_us):
+                    entry = replace(entry, reason=f"{entry.reason}; {late_note(entry.lag_us)}")
+                batch.transitions.append(entry)
                 batch.members.append(Membership(key, user_id, entity, now_us, facet["data"], facet["reason"]))
             elif current[entity][1] != facet["data"]:
                 batch.members.append(
@@ -262,6 +290,13 @@ class SegmentEngine:
 
     def user_segments(self, tx: Tx, user_id: str) -> list[str]:
         return sorted({m.segment for m in tx.segments.members_of_user(user_id) if m.segment in self.segments})
+
+
+def late_note(lag_us: int) -> str:
+    """Why a live entry starts no flow (in the transition's reason)."""
+    minutes = lag_us // 60_000_000
+    return f"found {minutes // 60} h {minutes % 60} min after its event time (more than flow_entry_max_lag): " \
+        "starts no flow"
 
 
 class _Batch:

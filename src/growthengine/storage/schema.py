@@ -103,6 +103,8 @@ segment_transitions = sa.Table(
     sa.Column("at_us", sa.BigInteger, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("data", sa.Text, nullable=False),
+    sa.Column("event_us", sa.BigInteger, nullable=True),  # the event time of its cause (NULL: before 0011)
+    sa.Column("origin", sa.String(8), nullable=False, server_default="live"),  # live | rebuild | import
     sa.Index("ix_segment_transitions_segment", "segment_key", "at_us"),
     sa.Index("ix_segment_transitions_user", "user_id", "at_us"),
 )
