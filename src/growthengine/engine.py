@@ -256,6 +256,8 @@ class Engine:
         self.backfill_changed_segments()
         with self.store.transaction() as tx:
             self.flows.start(tx)
+        if self.manual:
+            self.process_pending()  # a newly published flow's enrolments, under the manual clock's promise
         log.info("config reloaded: %d segments", len(config.segments))
         return None
 

@@ -59,9 +59,14 @@ class FlowEngine:
         return self.runner.dispatcher
 
     def start(self, tx: Tx) -> None:
-        """Record the current versions and book the next broadcast of every scheduled flow."""
+        """Record the current versions and book the next broadcast of every scheduled flow. A flow published for the
+        first time with ``enroll_existing`` enrols the members already in its segment (once: a published flow is
+        remembered by its recorded versions, so a restart or an edit enrols nobody again)."""
         now_us = to_us(self.clock.now())
+        published = tx.runs.published(list(self.flows))
         for flow in self.flows.values():
+            if flow.enroll_existing and flow.key not in published:
+                self._enroll_existing(tx, flow, now_us)
             tx.runs.save_version(flow.key, flow.version, flow.source, now_us)
             if isinstance(flow.trigger, Schedule):
                 key = f"broadcast:{flow.key}"
@@ -146,13 +151,29 @@ class FlowEngine:
                      "than flow_entry_max_lag after their event time)", held, "y" if held == 1 else "ies")
         for segment, entered in by_segment.items():
             for flow in self._by_segment[segment]:
-                candidates = []
-                for t in entered:
-                    trigger = dict(t.data.get("properties") or {})
-                    trigger.update({k: v for k, v in t.data.items() if k not in ("properties", "at_us")})
-                    trigger_us = int(t.data.get("at_us", t.at_us))
-                    candidates.append((t.user_id, t.entity, trigger_us, {"trigger": trigger, "segment": segment}))
+                candidates = [_segment_candidate(segment, t.user_id, t.entity, t.data, t.at_us) for t in entered]
                 self.enroll(tx, flow, candidates, now_us)
+
+    def _enroll_existing(self, tx: Tx, flow: Flow, now_us: int) -> None:
+        """Ask each member's owner to start a run: one ``flow_enroll`` command per membership, in pages."""
+        trigger = flow.trigger
+        assert isinstance(trigger, SegmentEntered)
+        after: tuple[str, str] | None = None
+        reached = 0
+        while True:
+            page = tx.segments.memberships_page(trigger.segment, after=after, limit=2000)
+            if not page:
+                break
+            commands = []
+            for m in page:
+                user_id, entity, trigger_us, context = _segment_candidate(trigger.segment, m.user_id, m.entity,
+                                                                          m.data, m.since_us)
+                payload = {"flow": flow.key, "entity": entity, "trigger_us": trigger_us, "context": context}
+                commands.append((user_id, ENROLL_COMMAND, trigger_us, payload))
+            tx.log.append_commands(commands, now_us)
+            reached += len(page)
+            after = (page[-1].user_id, page[-1].entity)
+        log.info("%s published with enroll_existing: %d member(s) of %s to enrol", flow.key, reached, trigger.segment)
 
     def on_events(self, tx: Tx, events: list[Event], profiles: dict[str, Profile]) -> None:
         now_us = to_us(self.clock.now())
@@ -338,6 +359,14 @@ class FlowEngine:
         if candidate < local:
             candidate += dt.timedelta(days=7)
         return to_us(candidate)
+
+
+def _segment_candidate(segment: str, user_id: str, entity: str, data: dict[str, Any], at_us: int,
+                       ) -> tuple[str, str, int, dict[str, Any]]:
+    """A run candidate from a segment membership: the trigger time is a pattern's opening event, else the entry."""
+    trigger = dict(data.get("properties") or {})
+    trigger.update({k: v for k, v in data.items() if k not in ("properties", "at_us")})
+    return (user_id, entity, int(data.get("at_us", at_us)), {"trigger": trigger, "segment": segment})
 
 
 def _number(value: Any) -> float | None:

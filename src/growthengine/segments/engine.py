@@ -245,6 +245,8 @@ class SegmentEngine:
                facets: dict[str, dict[str, Any]], now_us: int, reason: str, cause_us: int, origin: Origin) -> None:
         key = segment.key
         pattern = segment.pattern
+        found_by = "" if origin == "live" else f"{origin}: "  # a rebuild's or an import's transitions say so
+        reason = found_by + reason
         for entity in current.keys() - facets.keys():
             batch.transitions.append(Transition(key, user_id, entity, "exit", now_us, reason, current[entity][1],
                                                 cause_us, origin))
@@ -256,8 +258,8 @@ class SegmentEngine:
                 if pattern is not None and isinstance(opened, int):
                     # An open entity became a member when its deadline passed, whatever brought the news.
                     event_us = min(now_us, opened + pattern.within_us)
-                entry = Transition(key, user_id, entity, "enter", now_us, facet["reason"], facet["data"], event_us,
-                                   origin)
+                entry = Transition(key, user_id, entity, "enter", now_us, found_by + facet["reason"], facet["data"],
+                                   event_us, origin)
                 if origin == "live" and not entry.starts_flows(self.entry_max_lag_us):
                     entry = replace(entry, reason=f"{entry.reason}; {late_note(entry.lag_us)}")
                 batch.transitions.append(entry)

@@ -111,8 +111,7 @@ def rebuild(engine: SegmentEngine, tx: Tx, keys: list[str] | None = None,
             old = old_states.get(user_id, {})
             state["m"] = old.get("m", {})
             state["t"] = old.get("t", {})
-            engine._reconcile(batch, user_id, state, traits, now_us, chosen, fired=set(), force=True,
-                              reason_prefix=f"{origin}: ", origin=origin)
+            engine._reconcile(batch, user_id, state, traits, now_us, chosen, fired=set(), force=True, origin=origin)
             states[user_id] = state
         result.users += len(chunk)
         result.entered += sum(1 for t in batch.transitions if t.kind == "enter")

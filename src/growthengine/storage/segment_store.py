@@ -138,6 +138,14 @@ class SegmentStore:
             query = query.where(segment_members.c.user_id > after)
         return [r[0] for r in self._conn.execute(query)]
 
+    def memberships_page(self, segment: str, *, after: tuple[str, str] | None, limit: int) -> list[Membership]:
+        """A segment's memberships (user, entity) in order, after a (user, entity) cursor."""
+        c = segment_members.c
+        query = sa.select(segment_members).where(c.segment_key == segment).order_by(c.user_id, c.entity).limit(limit)
+        if after is not None:
+            query = query.where(sa.or_(c.user_id > after[0], sa.and_(c.user_id == after[0], c.entity > after[1])))
+        return [_membership(r) for r in self._conn.execute(query).mappings()]
+
     def sizes(self) -> dict[str, int]:
         rows = self._conn.execute(
             sa.select(segment_members.c.segment_key, sa.func.count(sa.distinct(segment_members.c.user_id)))
