@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from growthengine import business_time
 from growthengine.analytics.service import SNAPSHOT_TIMER, kpi_listener, start_analytics
 from growthengine.channels.delivery import DeliveryWorker
 from growthengine.channels.providers.bridge import LedgerBridge
@@ -120,10 +121,26 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
     engine.backfill_changed_segments()
     with store.transaction() as tx:
         flows.start(tx)
+        business_time.remember(tx, clock)
     if isinstance(clock, ManualClock):
         engine.process_pending()  # what a crash left between the log and the stages
     log.info("engine wired: %s storage, %s clock, %d segments", store.dialect, clock.mode, len(config.segments))
     return engine
+
+
+def build_command_engine(settings: Settings) -> Engine:
+    """The engine of a command run against an existing database (``growth segments``, ``growth flows``, ``growth
+    import``): on the engine's own business time, the stored manual time when a manual-clock engine wrote it last."""
+    store = Store.open(settings.db_url)
+    clock: Clock | None = None
+    if settings.clock == "real":
+        with store.read() as tx:
+            clock = business_time.stored_manual_clock(tx)
+    try:
+        return build_engine(settings, clock=clock, store=store)
+    except BaseException:
+        store.close()
+        raise
 
 
 def build_flow_engine(settings: Settings, config: EngineConfig, clock: Clock, store: Store) -> FlowEngine:

@@ -8,6 +8,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from growthengine import business_time
 from growthengine.channels.delivery import DeliveryWorker
 from growthengine.clock import Clock, ManualClock, from_us, to_us
 from growthengine.config.errors import ConfigError
@@ -86,6 +87,8 @@ class Engine:
         self.process_pending()
         processed = self.scheduler.advance(to)
         self.process_pending()
+        with self.store.transaction() as tx:
+            business_time.remember(tx, self.clock)  # commands run later on this database use this time
         return processed
 
     def pipeline_status(self) -> dict[str, Any]:
