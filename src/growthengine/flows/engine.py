@@ -182,6 +182,8 @@ class FlowEngine:
         self._feedback(tx, ordered, now_us)
         self._exits(tx, ordered, now_us)
         for event in ordered:
+            if event.origin == "import":
+                continue  # history (growth import without --start-flows) ends runs but starts none
             for flow in self._by_event.get(event.name, ()):
                 self._event_trigger(tx, flow, event, now_us, profiles)
 

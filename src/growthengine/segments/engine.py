@@ -132,7 +132,10 @@ class SegmentEngine:
                 apply_event(state, event, self.plan, tz)
             prune(state, self.plan, self.segments.values(), now_us)
             causes = self._affected(user_events)
-            self._reconcile(batch, user_id, state, traits, now_us, set(causes), fired=set(), causes=causes)
+            # History loaded by growth import builds state and memberships; its transitions start no flow.
+            origin: Origin = "import" if all(e.origin == "import" for e in user_events) else "live"
+            self._reconcile(batch, user_id, state, traits, now_us, set(causes), fired=set(), causes=causes,
+                            origin=origin)
         self._flush(tx, batch, states, now_us)
 
     def on_merge_commands(self, tx: Tx, commands: list[Event]) -> None:

@@ -27,6 +27,7 @@ events = sa.Table(
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("extra", sa.Text, nullable=True),
     sa.Column("partition", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("origin", sa.String(8), nullable=True),  # "import": history loaded by growth import; NULL: live
     sa.Index("ix_events_message_id", "message_id", unique=True),
     sa.Index("ix_events_user_ts", "user_id", "ts_us"),
 )
