@@ -39,6 +39,9 @@ def _history(tmp_path: Path) -> Path:
         {"type": "identify", "userId": "s1", "traits": {"email": "s1@example.test", "consent": CONSENT,
                                                         "is_seller": True}, "timestamp": _at(6000)},
         {"type": "track", "userId": "s1", "event": "seller_registered", "timestamp": _at(5 * 24 * 60)},
+        # 21 views in the last 7 days: a window shopper at the next hourly refresh.
+        *[{"type": "track", "userId": "w1", "event": "item_viewed", "timestamp": _at(100 + i),
+           "properties": {"listing_id": f"L{i}", "category": "bags", "price": 500}} for i in range(21)],
     ]
     path = tmp_path / "history.jsonl"
     path.write_bytes(b"\n".join(line.encode() if isinstance(line, str) else orjson.dumps(line) for line in lines)
@@ -64,7 +67,7 @@ def test_import_builds_memberships_and_starts_no_flow(sqlite_url: str, tmp_path:
     result = _import(str(history), "--db", sqlite_url)
     assert result.exit_code == 1, "bad lines make the exit status non-zero; the rest is kept"
     assert "line 3: not JSON" in result.output and "line 5:" in result.output, result.output
-    assert "7 lines: 5 stored, 0 duplicates, 2 bad (skipped)" in result.output, result.output
+    assert "28 lines: 26 stored, 0 duplicates, 2 bad (skipped)" in result.output, result.output
     engine = _engine(sqlite_url, tmp_path)
     try:
         assert engine.clock.now() == START
@@ -75,14 +78,23 @@ def test_import_builds_memberships_and_starts_no_flow(sqlite_url: str, tmp_path:
             assert tx.runs.ever_entered("seller_coach", ["s1"]) == set(), "an imported event starts no flow either"
         assert (entry.origin, entry.reason.split(":")[0]) == ("import", "import")
         assert engine.messages(limit=100) == []
+        # The hourly refresh applies what the import found: an entry of the import's, which starts nothing.
+        assert "window_shoppers" not in (engine.user_view("w1") or {})["segments"]
+        engine.advance(START + dt.timedelta(hours=1))
+        assert "window_shoppers" in (engine.user_view("w1") or {})["segments"]
+        with engine.store.transaction() as tx:
+            [shopper] = tx.segments.transitions(user_id="w1", segment="window_shoppers")
+            assert tx.runs.ever_entered("first_buy_nudge", ["w1"]) == set()
+        assert shopper.origin == "import"
+        assert engine.messages(limit=100) == []
     finally:
         engine.close()
     again = _import(str(history), "--db", sqlite_url)
-    assert "7 lines: 0 stored, 5 duplicates, 2 bad (skipped)" in again.output, again.output
+    assert "28 lines: 0 stored, 26 duplicates, 2 bad (skipped)" in again.output, again.output
     engine = _engine(sqlite_url, tmp_path)
     try:
         with engine.store.transaction() as tx:
-            assert tx.events.count() == 5, "a line without a messageId is the same call the second time"
+            assert tx.events.count() == 26, "a line without a messageId is the same call the second time"
     finally:
         engine.close()
 
@@ -98,6 +110,9 @@ def test_import_with_start_flows_lets_fresh_entries_start_flows(sqlite_url: str,
             [entry] = tx.segments.transitions(user_id="u1", segment="cart_abandoners")
             assert tx.runs.ever_entered("seller_coach", ["s1"]) == {("s1", "")}
         assert entry.origin == "live"
+        engine.advance(START + dt.timedelta(hours=1))
+        with engine.store.transaction() as tx:
+            assert tx.runs.ever_entered("first_buy_nudge", ["w1"]) == {("w1", "")}
     finally:
         engine.close()
 
@@ -105,7 +120,8 @@ def test_import_with_start_flows_lets_fresh_entries_start_flows(sqlite_url: str,
 def test_a_dry_run_validates_and_stores_nothing(sqlite_url: str, tmp_path: Path) -> None:
     _manual_database(sqlite_url, tmp_path)
     result = _import(str(_history(tmp_path)), "--db", sqlite_url, "--dry-run")
-    assert "7 lines: 5 valid (dry run: nothing stored), 0 duplicates, 2 bad (skipped)" in result.output, result.output
+    assert "28 lines: 26 valid (dry run: nothing stored), 0 duplicates, 2 bad (skipped)" in result.output, \
+        result.output
     engine = _engine(sqlite_url, tmp_path)
     try:
         with engine.store.transaction() as tx:
@@ -119,7 +135,7 @@ def test_a_dry_run_validates_and_stores_nothing(sqlite_url: str, tmp_path: Path)
 def test_import_on_the_real_clock_applies_the_history_itself(sqlite_url: str, tmp_path: Path) -> None:
     """No worker runs on this SQLite database: the import takes the worker lock and applies what it stored."""
     result = _import(str(_history(tmp_path)), "--db", sqlite_url)
-    assert "5 stored" in result.output, result.output
+    assert "26 stored" in result.output, result.output
     assert "a running worker applies" not in result.output
     engine = _engine(sqlite_url, tmp_path)
     try:

@@ -153,7 +153,7 @@ class SegmentEngine:
         profile = tx.profiles.get(user_id)
         traits = profile.traits if profile else {}
         old = tx.segments.load_states([user_id]).get(user_id, {})
-        state: State = {"m": old.get("m", {}), "t": old.get("t", {})}
+        state: State = {"m": old.get("m", {}), "t": old.get("t", {}), "ti": old.get("ti", {})}
         tz = self._tz(traits)
         for event in tx.events.for_user(user_id, before_id=before_id):
             apply_event(state, event, self.plan, tz)
@@ -169,10 +169,13 @@ class SegmentEngine:
         """Time alone may have changed these users' memberships: look again, now that it is ``due``."""
         now_us = to_us(due)
         wanted: dict[str, set[str]] = defaultdict(set)
+        live: set[str] = set()  # users with a look booked by live work (the others': imported history's)
         for timer in timers:
             key, user_id = timer.payload.get("s"), timer.payload.get("u")
             if isinstance(key, str) and isinstance(user_id, str) and key in self.segments:
                 wanted[user_id].add(key)
+                if timer.payload.get("o") != "import":
+                    live.add(user_id)
         if not wanted:
             return
         states = tx.segments.load_states(list(wanted))
@@ -183,13 +186,16 @@ class SegmentEngine:
             if state is None:
                 continue
             pending = state.setdefault("t", {})
+            imported = state.get("ti", {})
             for key in keys:
                 pending.pop(key, None)  # this timer has fired; the store no longer holds it
+                imported.pop(key, None)
             profile = profiles.get(user_id)
             traits = profile.traits if profile else {}
             prune(state, self.plan, self.segments.values(), now_us)
             closure = self._with_dependents(keys)
-            self._reconcile(batch, user_id, state, traits, now_us, closure, fired=keys)
+            self._reconcile(batch, user_id, state, traits, now_us, closure, fired=keys,
+                            origin="live" if user_id in live else "import")
         self._flush(tx, batch, {u: states[u] for u in wanted if u in states}, now_us)
 
     def _with_dependents(self, keys: set[str]) -> set[str]:
@@ -239,10 +245,12 @@ class SegmentEngine:
                 changed = set(facets) != set(current) or any(
                     current[e][1] != facets[e]["data"] for e in facets if e in current
                 )
-                target = now_us if changed else verdict.next_us
-                if target is not None:
+                if changed:  # applied at the next refresh instant, as found now (an import's changes stay its own)
+                    self._want_timer(batch, state, key, user_id, refresh_at_or_after(segment.refresh, now_us, tz),
+                                     now_us, origin)
+                elif verdict.next_us is not None:  # a change that time alone brings later is live
                     self._want_timer(batch, state, key, user_id,
-                                     refresh_at_or_after(segment.refresh, target, tz), now_us)
+                                     refresh_at_or_after(segment.refresh, verdict.next_us, tz), now_us)
 
     def _apply(self, batch: _Batch, segment: Segment, user_id: str, current: dict[str, Any],
                facets: dict[str, dict[str, Any]], now_us: int, reason: str, cause_us: int, origin: Origin) -> None:
@@ -273,13 +281,28 @@ class SegmentEngine:
                 )
 
     @staticmethod
-    def _want_timer(batch: _Batch, state: State, key: str, user_id: str, due_us: int, now_us: int) -> None:
+    def _want_timer(batch: _Batch, state: State, key: str, user_id: str, due_us: int, now_us: int,
+                    origin: Origin = "live") -> None:
+        """Book a look at ``key`` for ``due_us``. A look booked to apply what imported history changed says so
+        (``ti`` in the state, ``o`` in the timer): what it finds starts no flow, unless live work joins it."""
         pending = state.setdefault("t", {})
+        imported = state.setdefault("ti", {}) if origin == "import" else state.get("ti", {})
         existing = pending.get(key)
+        name = f"seg:{key}:{user_id}"
         if existing is not None and now_us <= existing <= due_us:
-            return  # an earlier look is already booked; it will book the next one
+            # An earlier look is already booked; it will book the next one. Live work turns it into a live look.
+            if origin != "import" and key in imported:
+                del imported[key]
+                batch.timers.append((TIMER_KIND, name, existing, {"s": key, "u": user_id}))
+            return
         pending[key] = due_us
-        batch.timers.append((TIMER_KIND, f"seg:{key}:{user_id}", due_us, {"s": key, "u": user_id}))
+        payload: dict[str, Any] = {"s": key, "u": user_id}
+        if origin == "import":
+            payload["o"] = origin
+            imported[key] = due_us
+        else:
+            imported.pop(key, None)
+        batch.timers.append((TIMER_KIND, name, due_us, payload))
 
     def _flush(self, tx: Tx, batch: _Batch, states: dict[str, State], now_us: int) -> None:
         tx.segments.save_states(states, now_us)

@@ -111,6 +111,7 @@ def rebuild(engine: SegmentEngine, tx: Tx, keys: list[str] | None = None,
             old = old_states.get(user_id, {})
             state["m"] = old.get("m", {})
             state["t"] = old.get("t", {})
+            state["ti"] = old.get("ti", {})
             engine._reconcile(batch, user_id, state, traits, now_us, chosen, fired=set(), force=True, origin=origin)
             states[user_id] = state
         result.users += len(chunk)
