@@ -34,7 +34,9 @@ event_step = st.fixed_dictionaries({
     "listing": st.sampled_from(LISTINGS),
     "province": st.sampled_from(["Bangkok", "Chiang Mai"]),
     "amount": st.integers(min_value=0, max_value=4000),
-    "back_minutes": st.one_of(st.just(0), st.integers(min_value=0, max_value=60 * 24 * 40)),
+    # Back-filled: now and then within a pattern's hour (a purchase arriving before its earlier cart add), or weeks.
+    "back_minutes": st.one_of(st.just(0), st.integers(min_value=0, max_value=120),
+                              st.integers(min_value=0, max_value=60 * 24 * 40)),
     "repeat": st.integers(min_value=1, max_value=12),
 })
 advance_step = st.fixed_dictionaries({
