@@ -65,7 +65,7 @@ def test_import_builds_memberships_and_starts_no_flow(sqlite_url: str, tmp_path:
     _manual_database(sqlite_url, tmp_path)
     history = _history(tmp_path)
     result = _import(str(history), "--db", sqlite_url)
-    assert result.exit_code == 1, "bad lines make the exit status non-zero; the rest is kept"
+    assert result.exit_code == 0, "bad lines are reported and skipped; the rest is kept"
     assert "line 3: not JSON" in result.output and "line 5:" in result.output, result.output
     assert "28 lines: 26 stored, 0 duplicates, 2 bad (skipped)" in result.output, result.output
     engine = _engine(sqlite_url, tmp_path)
@@ -130,6 +130,11 @@ def test_a_dry_run_validates_and_stores_nothing(sqlite_url: str, tmp_path: Path)
         engine.close()
     missing = _import(str(tmp_path / "nope.jsonl"), "--db", sqlite_url)
     assert missing.exit_code != 0 and "no file" in str(missing.exception)
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_text("nope\n[1, 2]\n", encoding="utf-8")
+    failed = _import(str(garbage), "--db", sqlite_url)
+    assert failed.exit_code == 1, "a file of nothing but bad lines is a failure"
+    assert "line 1: not JSON" in failed.output and "line 2: a call must be a JSON object" in failed.output
 
 
 def test_import_on_the_real_clock_applies_the_history_itself(sqlite_url: str, tmp_path: Path) -> None:

@@ -104,5 +104,5 @@ def _summary(report: ImportReport, verb: str) -> None:
         console.print(f"... and {report.bad - SHOWN_PROBLEMS:,} more bad lines")
     out.print(f"{report.lines:,} lines: {report.accepted:,} {verb}, {report.duplicates:,} duplicates, "
               f"{report.bad:,} bad (skipped)")
-    if report.bad:
-        raise typer.Exit(1)
+    if report.bad and not report.accepted and not report.duplicates:
+        raise typer.Exit(1)  # nothing in the file could be used: a failure; otherwise bad lines are skipped

@@ -53,7 +53,7 @@ def _lines(path: Path, progress: Progress | None) -> Iterator[tuple[int, Any]]:
             try:
                 call = orjson.loads(text)
             except orjson.JSONDecodeError as exc:
-                yield number, InvalidCall(f"not JSON ({exc})")
+                yield number, InvalidCall(f"not JSON ({exc.msg}, at column {exc.colno})")
                 continue
             if isinstance(call, dict) and not call.get("messageId"):
                 # Idempotent without a messageId too: the same line is the same call.
