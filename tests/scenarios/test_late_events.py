@@ -175,3 +175,30 @@ async def test_flow_entry_max_lag_is_a_setting(sqlite_url: str, clock: ManualClo
     for bad in ("soon", "-5m", -1):
         with pytest.raises(ValidationError, match="flow_entry_max_lag"):
             Settings(flow_entry_max_lag=bad)
+
+
+def test_a_closing_event_is_kept_only_as_long_as_a_late_cart_add_could_meet_it(
+        engine: Engine, clock: ManualClock) -> None:
+    from growthengine.segments.feeds import feed_id
+
+    pattern = engine.segments.segments["cart_abandoners"].pattern
+    assert pattern is not None
+
+    def open_entities() -> dict[str, Any]:
+        with engine.store.transaction() as tx:
+            state = tx.segments.load_states(["u1"])["u1"]
+        entities: dict[str, Any] = state.get("f", {}).get(feed_id(pattern), {})
+        return entities
+
+    story_ids = itertools.count()
+
+    def track(event: str, **properties: Any) -> None:
+        result = engine.ingest([{"type": "track", "userId": "u1", "event": event, "properties": properties,
+                                 "messageId": f"bounded-{next(story_ids)}"}])
+        assert not result.rejected
+
+    track("purchase", order_id="O1", amount=100, listing_ids=["L1"])
+    assert list(open_entities()) == ["L1"], "kept: an earlier cart add may still arrive"
+    engine.advance(clock.now() + dt.timedelta(days=7, minutes=1))
+    track("app_opened")
+    assert open_entities() == {}, "older than leaves_after: no cart add it could close would count any more"

@@ -190,6 +190,8 @@ class SegmentEngine:
             for key in keys:
                 pending.pop(key, None)  # this timer has fired; the store no longer holds it
                 imported.pop(key, None)
+            if not imported:
+                state.pop("ti", None)
             profile = profiles.get(user_id)
             traits = profile.traits if profile else {}
             prune(state, self.plan, self.segments.values(), now_us)
@@ -293,6 +295,8 @@ class SegmentEngine:
             # An earlier look is already booked; it will book the next one. Live work turns it into a live look.
             if origin != "import" and key in imported:
                 del imported[key]
+                if not imported:
+                    state.pop("ti", None)
                 batch.timers.append((TIMER_KIND, name, existing, {"s": key, "u": user_id}))
             return
         pending[key] = due_us
@@ -300,8 +304,8 @@ class SegmentEngine:
         if origin == "import":
             payload["o"] = origin
             imported[key] = due_us
-        else:
-            imported.pop(key, None)
+        elif imported.pop(key, None) is not None and not imported:
+            state.pop("ti", None)
         batch.timers.append((TIMER_KIND, name, due_us, payload))
 
     def _flush(self, tx: Tx, batch: _Batch, states: dict[str, State], now_us: int) -> None:
