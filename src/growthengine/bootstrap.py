@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from growthengine import business_time
 from growthengine.analytics.service import SNAPSHOT_TIMER, kpi_listener, start_analytics
 from growthengine.channels.delivery import DeliveryWorker
 from growthengine.channels.providers.bridge import LedgerBridge
@@ -92,7 +93,8 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
     flows = build_flow_engine(settings, config, clock, store)
     audiences = AudienceSync(flows.dispatcher, clock)
     segments = SegmentEngine(config.segments, clock, settings.business_timezone,
-                             transition_listeners=[flows, audiences])
+                             transition_listeners=[flows, audiences],
+                             entry_max_lag_us=entry_max_lag_us(settings))
     analytics = kpi_listener(settings, segments, clock)
     erasure = UserErasure(engine_secret(settings.data_dir), audiences, clock)
     audit = ConsentAudit()
@@ -138,10 +140,26 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
     engine.backfill_changed_segments()
     with store.transaction() as tx:
         flows.start(tx)
+        business_time.remember(tx, clock)
     if isinstance(clock, ManualClock):
         engine.process_pending()  # what a crash left between the log and the stages
     log.info("engine wired: %s storage, %s clock, %d segments", store.dialect, clock.mode, len(config.segments))
     return engine
+
+
+def build_command_engine(settings: Settings) -> Engine:
+    """The engine of a command run against an existing database (``growth segments``, ``growth flows``, ``growth
+    import``): on the engine's own business time, the stored manual time when a manual-clock engine wrote it last."""
+    store = Store.open(settings.db_url)
+    clock: Clock | None = None
+    if settings.clock == "real":
+        with store.read() as tx:
+            clock = business_time.stored_manual_clock(tx)
+    try:
+        return build_engine(settings, clock=clock, store=store)
+    except BaseException:
+        store.close()
+        raise
 
 
 def build_flow_engine(settings: Settings, config: EngineConfig, clock: Clock, store: Store) -> FlowEngine:
@@ -171,7 +189,12 @@ def build_flow_engine(settings: Settings, config: EngineConfig, clock: Clock, st
     def load_version(key: str, definition: dict[str, object]) -> Flow | None:
         return load_flow_version(key, dict(definition), segment_keys, templates)
 
-    return FlowEngine(config.flows, runner, clock, load_version)
+    return FlowEngine(config.flows, runner, clock, load_version, entry_max_lag_us=entry_max_lag_us(settings))
+
+
+def entry_max_lag_us(settings: Settings) -> int:
+    """``flow_entry_max_lag`` in microseconds (how the engine keeps times)."""
+    return settings.flow_entry_max_lag // dt.timedelta(microseconds=1)
 
 
 def build_copywriter(settings: Settings) -> CopyWriter | None:

@@ -8,6 +8,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from growthengine import business_time
 from growthengine.channels.delivery import DeliveryWorker
 from growthengine.clock import Clock, ManualClock, from_us, to_us
 from growthengine.config.errors import ConfigError
@@ -91,6 +92,8 @@ class Engine:
         self.process_pending()
         processed = self.scheduler.advance(to)
         self.process_pending()
+        with self.store.transaction() as tx:
+            business_time.remember(tx, self.clock)  # commands run later on this database use this time
         return processed
 
     def pipeline_status(self) -> dict[str, Any]:
@@ -295,6 +298,8 @@ class Engine:
         self.backfill_changed_segments()
         with self.store.transaction() as tx:
             self.flows.start(tx)
+        if self.manual:
+            self.process_pending()  # a newly published flow's enrolments, under the manual clock's promise
         log.info("config reloaded: %d segments", len(config.segments))
         return None
 

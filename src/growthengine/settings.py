@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     channel_providers: dict[str, str] = Field(default_factory=dict)  # {"push": "fcm", "email": "ses", ...}
     provider_settings: dict[str, dict[str, Any]] = Field(default_factory=dict)  # settings by provider name
     attribution_days: int = Field(3, ge=1, le=90)  # KPI conversion and unsubscribe window after a send
+    # A segment entry found later than this after its event time (a late event, a stalled worker) is recorded but
+    # starts no flow: a duration such as 1h or 30m, or seconds.
+    flow_entry_max_lag: dt.timedelta = dt.timedelta(hours=1)
     # Operating (CONTRACT 9): logs, metrics, readiness, key and ingest limits. Limits run on system time.
     log_format: Literal["text", "json"] = "text"  # GROWTH_LOG_FORMAT=json: one JSON object per line
     log_level: str | None = None  # GROWTH_LOG_LEVEL (DEBUG, INFO, WARNING, ...); default INFO for serve, WARNING else
@@ -77,6 +80,23 @@ class Settings(BaseSettings):
         value = value.strip().rstrip("/")
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("public_url must start with http:// or https://")
+        return value
+
+    @field_validator("flow_entry_max_lag", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip()[-1:].lower() in ("s", "m", "h", "d", "w") \
+                and not value.strip().upper().startswith("P"):
+            from growthengine.segments.durations import parse_duration_us
+
+            return dt.timedelta(microseconds=parse_duration_us(value))
+        return value
+
+    @field_validator("flow_entry_max_lag")
+    @classmethod
+    def _not_negative(cls, value: dt.timedelta) -> dt.timedelta:
+        if value < dt.timedelta(0):
+            raise ValueError("flow_entry_max_lag cannot be negative")
         return value
 
     @field_validator("clock_start")

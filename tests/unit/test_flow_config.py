@@ -49,6 +49,10 @@ def test_the_default_flows_load() -> None:
      "variants: [default, camera_lover], experiment: {min_sends: 0}}}]", "min_sends is a whole number"),
     ("trigger: {event: x}\n    steps: [{send: {channel: push, template: camera_promo_push, "
      "variants: [default, camera_lover], experiment: {metric: clicks}}}]", "unknown experiment field 'metric'"),
+    ("trigger: {segment_entered: high_ltv}\n    enroll_existing: yes please\n"
+     "    steps: [{send: {channel: email, template: high_ltv_vip_email}}]", "enroll_existing is true or false"),
+    ("trigger: {event: x}\n    enroll_existing: true\n    steps: [{send: {channel: push, template: cart_nudge_push}}]",
+     "enroll_existing applies only to a segment_entered trigger"),
 ])
 def test_a_bad_flow_is_refused_with_file_line_and_path(tmp_path: Path, flow: str, expected: str) -> None:
     errors = _errors(tmp_path, f"flows:\n  f:\n    {flow}\n")

@@ -13,6 +13,7 @@ import pytest
 
 from growthengine.domain.events import Event
 from growthengine.segments.feeds import (
+    LAST_AT_INSTANT,
     FeedPlan,
     State,
     apply_event,
@@ -247,9 +248,10 @@ def test_a_pattern_remembers_first_events_with_their_properties_and_closing_time
                         ev("remove_from_cart", 30, listing_id="L3"), ev("add_to_cart", 40, listing_id="L1"),
                         ev("add_to_cart", 50, price=9)])
     assert state["f"][feed_id(CART)] == {
-        "L1": {"f": [[10, {"listing_id": "L1", "price": 5}], [40, {"listing_id": "L1"}]], "c": [20]},
-        "L2": {"f": [], "c": [20]},
-        "L3": {"f": [], "c": [30]},
+        "L1": {"f": [[10, {"listing_id": "L1", "price": 5}, 0], [40, {"listing_id": "L1"}, 0]],
+               "c": [[20, LAST_AT_INSTANT]]},
+        "L2": {"f": [], "c": [[20, LAST_AT_INSTANT]]},
+        "L3": {"f": [], "c": [[30, LAST_AT_INSTANT]]},
     }
 
 
@@ -273,21 +275,24 @@ def test_prune_keeps_lifetime_feeds_whole() -> None:
     assert state["f"] == {feed_id(SPEND): {"": {"n": 1, "s": 5, "d": [], "l": 1}}}
 
 
-def test_prune_forgets_first_events_once_they_have_left_and_closers_older_than_the_oldest_kept() -> None:
+def test_prune_forgets_first_events_once_they_have_left_and_closers_no_late_opening_could_precede() -> None:
     segments = [seg("s", All((CART, Inactive(DAY))))]
     added = NOW - 7 * DAY
     state = fold(CART, [ev("purchase", added - 1, listing_ids=["L1"]), ev("add_to_cart", added, listing_id="L1"),
                         ev("purchase", added + 1, listing_ids=["L1"]), ev("add_to_cart", added + 2, listing_id="L1"),
                         ev("add_to_cart", added, listing_id="L2"), ev("remove_from_cart", added + 5, listing_id="L3")])
     prune(state, FeedPlan.build(segments), segments, NOW + 1)
-    assert state["f"][feed_id(CART)] == {"L1": {"f": [[added + 2, {"listing_id": "L1"}]], "c": []}}
+    # A closer stays while an opening before it could still arrive late and count (event time, not arrival).
+    assert state["f"][feed_id(CART)] == {"L1": {"f": [[added + 2, {"listing_id": "L1"}, 0]], "c": []},
+                                         "L3": {"f": [], "c": [[added + 5, LAST_AT_INSTANT]]}}
     state = fold(CART, [ev("add_to_cart", added, listing_id="L1")])
     prune(state, FeedPlan.build(segments), segments, NOW)
     assert state["f"][feed_id(CART)] == {}, "an item leaves at exactly its stay, so it is forgotten then"
     state = fold(CART, [ev("purchase", added - 1, listing_ids=["L1"]), ev("add_to_cart", added, listing_id="L1"),
                         ev("purchase", added, listing_ids=["L1"])])
     prune(state, FeedPlan.build(segments), segments, NOW - 1)
-    assert state["f"][feed_id(CART)] == {"L1": {"f": [[added, {"listing_id": "L1"}]], "c": [added]}}
+    assert state["f"][feed_id(CART)] == {"L1": {"f": [[added, {"listing_id": "L1"}, 0]],
+                                                "c": [[added, LAST_AT_INSTANT]]}}
 
 
 def test_prune_skips_a_pattern_without_entries_and_goes_on_with_the_other_rules() -> None:

@@ -54,6 +54,7 @@ def export_user(tx: Tx, user_id: str) -> dict[str, Any] | None:
         ],
         "segmentHistory": [
             {"segment": t.segment, "entity": t.entity or None, "kind": t.kind, "at": _at(t.at_us),
+             "eventTime": _at(t.event_us if t.event_us is not None else t.at_us), "origin": t.origin,
              "reason": t.reason, "data": t.data}
             for t in tx.segments.transitions(user_id=user_id, limit=_ALL)
         ],

@@ -30,10 +30,10 @@ app = typer.Typer(help="Flows: their steps and live counts.", no_args_is_help=Tr
 
 
 def _engine(db: str | None, config: ConfigOption) -> Engine:
-    from growthengine.bootstrap import build_engine
+    from growthengine.bootstrap import build_command_engine
 
     setup_logging()
-    return build_engine(cli_settings(db, config))
+    return build_command_engine(cli_settings(db, config))
 
 
 def describe_trigger(flow: Flow) -> str:

@@ -16,10 +16,10 @@ app = typer.Typer(help="Segments: sizes, definitions, members; rebuild from even
 
 
 def _engine(db: str | None, config: ConfigOption) -> Engine:
-    from growthengine.bootstrap import build_engine
+    from growthengine.bootstrap import build_command_engine
 
     setup_logging()
-    return build_engine(cli_settings(db, config))
+    return build_command_engine(cli_settings(db, config))
 
 
 @app.command("list")

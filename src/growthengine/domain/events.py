@@ -17,6 +17,7 @@ class Event:
     properties: dict[str, Any] = field(default_factory=dict)
     message_id: str | None = None
     id: int | None = None
+    origin: str | None = None  # "import" for history loaded by ``growth import``; None for live calls
 
     @property
     def is_activity(self) -> bool:

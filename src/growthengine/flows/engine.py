@@ -35,9 +35,11 @@ VersionLoader = Callable[[str, dict[str, Any]], Flow | None]
 
 
 class FlowEngine:
-    def __init__(self, flows: dict[str, Flow], runner: Runner, clock: Clock, load_version: VersionLoader) -> None:
+    def __init__(self, flows: dict[str, Flow], runner: Runner, clock: Clock, load_version: VersionLoader,
+                 entry_max_lag_us: int = 3_600_000_000) -> None:
         self.runner = runner
         self.clock = clock
+        self.entry_max_lag_us = entry_max_lag_us
         self._load_version = load_version
         self._versions: dict[tuple[str, str], Flow | None] = {}
         self.configure(flows)
@@ -57,9 +59,14 @@ class FlowEngine:
         return self.runner.dispatcher
 
     def start(self, tx: Tx) -> None:
-        """Record the current versions and book the next broadcast of every scheduled flow."""
+        """Record the current versions and book the next broadcast of every scheduled flow. A flow published for the
+        first time with ``enroll_existing`` enrols the members already in its segment (once: a published flow is
+        remembered by its recorded versions, so a restart or an edit enrols nobody again)."""
         now_us = to_us(self.clock.now())
+        published = tx.runs.published(list(self.flows))
         for flow in self.flows.values():
+            if flow.enroll_existing and flow.key not in published:
+                self._enroll_existing(tx, flow, now_us)
             tx.runs.save_version(flow.key, flow.version, flow.source, now_us)
             if isinstance(flow.trigger, Schedule):
                 key = f"broadcast:{flow.key}"
@@ -132,18 +139,41 @@ class FlowEngine:
     def on_transitions(self, tx: Tx, transitions: list[Transition]) -> None:
         now_us = to_us(self.clock.now())
         by_segment: dict[str, list[Transition]] = defaultdict(list)
+        held = 0
         for t in transitions:
             if t.kind == "enter" and t.segment in self._by_segment:
-                by_segment[t.segment].append(t)
+                if t.starts_flows(self.entry_max_lag_us):
+                    by_segment[t.segment].append(t)
+                else:
+                    held += 1
+        if held:
+            log.info("%d segment entr%s recorded without starting flows (found by a rebuild or an import, or more "
+                     "than flow_entry_max_lag after their event time)", held, "y" if held == 1 else "ies")
         for segment, entered in by_segment.items():
             for flow in self._by_segment[segment]:
-                candidates = []
-                for t in entered:
-                    trigger = dict(t.data.get("properties") or {})
-                    trigger.update({k: v for k, v in t.data.items() if k not in ("properties", "at_us")})
-                    trigger_us = int(t.data.get("at_us", t.at_us))
-                    candidates.append((t.user_id, t.entity, trigger_us, {"trigger": trigger, "segment": segment}))
+                candidates = [_segment_candidate(segment, t.user_id, t.entity, t.data, t.at_us) for t in entered]
                 self.enroll(tx, flow, candidates, now_us)
+
+    def _enroll_existing(self, tx: Tx, flow: Flow, now_us: int) -> None:
+        """Ask each member's owner to start a run: one ``flow_enroll`` command per membership, in pages."""
+        trigger = flow.trigger
+        assert isinstance(trigger, SegmentEntered)
+        after: tuple[str, str] | None = None
+        reached = 0
+        while True:
+            page = tx.segments.memberships_page(trigger.segment, after=after, limit=2000)
+            if not page:
+                break
+            commands = []
+            for m in page:
+                user_id, entity, trigger_us, context = _segment_candidate(trigger.segment, m.user_id, m.entity,
+                                                                          m.data, m.since_us)
+                payload = {"flow": flow.key, "entity": entity, "trigger_us": trigger_us, "context": context}
+                commands.append((user_id, ENROLL_COMMAND, trigger_us, payload))
+            tx.log.append_commands(commands, now_us)
+            reached += len(page)
+            after = (page[-1].user_id, page[-1].entity)
+        log.info("%s published with enroll_existing: %d member(s) of %s to enrol", flow.key, reached, trigger.segment)
 
     def on_events(self, tx: Tx, events: list[Event], profiles: dict[str, Profile]) -> None:
         now_us = to_us(self.clock.now())
@@ -152,6 +182,8 @@ class FlowEngine:
         self._feedback(tx, ordered, now_us)
         self._exits(tx, ordered, now_us)
         for event in ordered:
+            if event.origin == "import":
+                continue  # history (growth import without --start-flows) ends runs but starts none
             for flow in self._by_event.get(event.name, ()):
                 self._event_trigger(tx, flow, event, now_us, profiles)
 
@@ -332,6 +364,14 @@ class FlowEngine:
         if candidate < local:
             candidate += dt.timedelta(days=7)
         return to_us(candidate)
+
+
+def _segment_candidate(segment: str, user_id: str, entity: str, data: dict[str, Any], at_us: int,
+                       ) -> tuple[str, str, int, dict[str, Any]]:
+    """A run candidate from a segment membership: the trigger time is a pattern's opening event, else the entry."""
+    trigger = dict(data.get("properties") or {})
+    trigger.update({k: v for k, v in data.items() if k not in ("properties", "at_us")})
+    return (user_id, entity, int(data.get("at_us", at_us)), {"trigger": trigger, "segment": segment})
 
 
 def _number(value: Any) -> float | None:

@@ -83,7 +83,8 @@ class FlowLoader:
     def _flow(self, key: str, spec: Any, path: Path) -> Flow:
         if not isinstance(spec, dict):
             raise _Invalid(path, "a flow is a mapping with trigger and steps")
-        allowed = {"name", "description", "trigger", "steps", "exit_on", "reentry", "holdout", "enabled"}
+        allowed = {"name", "description", "trigger", "steps", "exit_on", "reentry", "holdout", "enabled",
+                   "enroll_existing"}
         extra = sorted(set(spec) - allowed)
         if extra:
             raise _Invalid((*path, extra[0]), f"unknown field {extra[0]!r}; a flow has {', '.join(sorted(allowed))}")
@@ -99,10 +100,16 @@ class FlowLoader:
         holdout = spec.get("holdout", 0)
         if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) or not 0 <= holdout < 100:
             raise _Invalid((*path, "holdout"), "holdout is a percentage from 0 to 99, e.g. 10")
+        enroll_existing = spec.get("enroll_existing", False)
+        if not isinstance(enroll_existing, bool):
+            raise _Invalid((*path, "enroll_existing"), "enroll_existing is true or false")
+        if enroll_existing and not isinstance(trigger, SegmentEntered):
+            raise _Invalid((*path, "enroll_existing"), "enroll_existing applies only to a segment_entered trigger")
         exits = tuple(self._exit(e, (*path, "exit_on", i)) for i, e in enumerate(spec.get("exit_on") or []))
         canonical = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS, default=str)
         return Flow(key=key, name=str(spec.get("name", key)), trigger=trigger, steps=steps, exit_on=exits,
-                    reentry=reentry, holdout_pct=float(holdout), description=str(spec.get("description", "")),
+                    reentry=reentry, enroll_existing=enroll_existing, holdout_pct=float(holdout),
+                    description=str(spec.get("description", "")),
                     enabled=bool(spec.get("enabled", True)),
                     version=hashlib.sha1(canonical, usedforsecurity=False).hexdigest()[:12], source=spec)
 

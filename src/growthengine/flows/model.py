@@ -113,6 +113,7 @@ class Flow:
     steps: tuple[Step, ...]
     exit_on: tuple[ExitRule, ...] = ()
     reentry: Reentry = "after_exit"
+    enroll_existing: bool = False  # on segment entry: also enrol the members already in, once, when first published
     holdout_pct: float = 0.0
     description: str = ""
     enabled: bool = True

@@ -87,12 +87,14 @@ class IngestionService:
         self._future_tolerance = future_tolerance
 
     def ingest(
-        self, raw_calls: list[Any], *, default_type: str | None = None, batch_sent_at: Any = None
+        self, raw_calls: list[Any], *, default_type: str | None = None, batch_sent_at: Any = None,
+        origin: str | None = None,
     ) -> IngestResult:
-        """Validate and store a batch; a bad call is rejected alone and the rest are kept."""
-        return self.ingest_many([IngestRequest(raw_calls, default_type, batch_sent_at)])[0]
+        """Validate and store a batch; a bad call is rejected alone and the rest are kept. ``origin="import"``
+        stores the calls as history (``growth import``): they build state and memberships but start no flow."""
+        return self.ingest_many([IngestRequest(raw_calls, default_type, batch_sent_at)], origin=origin)[0]
 
-    def ingest_many(self, requests: Sequence[IngestRequest]) -> list[IngestResult]:
+    def ingest_many(self, requests: Sequence[IngestRequest], *, origin: str | None = None) -> list[IngestResult]:
         """Store several batches in one transaction (group commit), one result each.
 
         Each batch gets the answer it would have got had the batches come one after the other in this order,
@@ -120,7 +122,7 @@ class IngestionService:
             with self._store.transaction() as tx:
                 fresh, fresh_owners = self._drop_duplicates(tx, calls, owners)
                 if fresh:
-                    self._store_calls(tx, fresh, fresh_owners, to_us(now))
+                    self._store_calls(tx, fresh, fresh_owners, to_us(now), origin)
         for result in results:
             if result.rejected:
                 log.info("ingest: %d accepted, %d duplicate, %d rejected (first: %s)", result.accepted,
@@ -147,7 +149,8 @@ class IngestionService:
             fresh_owners.append(owner)
         return fresh, fresh_owners
 
-    def _store_calls(self, tx: Tx, calls: list[Call], owners: list[IngestResult], received_us: int) -> None:
+    def _store_calls(self, tx: Tx, calls: list[Call], owners: list[IngestResult], received_us: int,
+                     origin: str | None = None) -> None:
         commands: list[dict[str, Any]] = []
         keys = self._resolve_identities(tx, calls, commands, received_us)
         dumps = orjson.dumps
@@ -168,6 +171,7 @@ class IngestionService:
                 "payload": dumps(properties).decode(),
                 "extra": dumps(call.extra).decode() if call.extra else None,
                 "partition": partition_of(key),
+                "origin": origin,
             })
         # Merge commands first: the owner folds the visitor's history in before it applies this batch.
         taken = tx.events.append(commands + rows)

@@ -4,6 +4,10 @@ Each event updates its user's compact state (``feeds.py``) and re-evaluates only
 A durable timer per (segment, user) looks again when time alone could change the answer. Segments that refresh
 hourly or daily apply their changes only at their refresh instants. Every enter and exit is stored with its
 reason and handed to the transition listeners (the flow engine) in the same transaction.
+
+State is kept in event time (``feeds.py``): a late event lands where it belongs. Every transition carries the event
+time of its cause (the latest event that touched the segment, a pattern's deadline, or a timer's due time) and its
+origin, so the flow engine starts flows only on fresh, live entries (``flow_entry_max_lag``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import datetime as dt
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from growthengine.clock import Clock, to_us
@@ -30,13 +35,14 @@ from growthengine.segments.model import (
     Segment,
     TraitCondition,
 )
-from growthengine.storage.segment_store import Membership, Transition
+from growthengine.storage.segment_store import Membership, Origin, Transition
 from growthengine.storage.timer_store import Timer
 from growthengine.storage.unit_of_work import Tx
 
 log = logging.getLogger(__name__)
 
 TIMER_KIND = "segment"
+DEFAULT_ENTRY_MAX_LAG_US = 3_600_000_000
 
 
 def timer_key(segment: str, user_id: str) -> str:
@@ -52,9 +58,11 @@ class TransitionListener(Protocol):
 
 class SegmentEngine:
     def __init__(self, segments: dict[str, Segment], clock: Clock, business_timezone: str = "Asia/Bangkok",
-                 transition_listeners: Iterable[TransitionListener] = ()) -> None:
+                 transition_listeners: Iterable[TransitionListener] = (),
+                 entry_max_lag_us: int = DEFAULT_ENTRY_MAX_LAG_US) -> None:
         self.clock = clock
         self.business_timezone = business_timezone
+        self.entry_max_lag_us = entry_max_lag_us
         self.listeners: list[TransitionListener] = list(transition_listeners)
         self.configure(segments)
 
@@ -87,21 +95,25 @@ class SegmentEngine:
 
     # Which segments an event can change ---------------------------------------------------------------
 
-    def _affected(self, events: Iterable[Event]) -> set[str]:
-        keys: set[str] = set()
+    def _affected(self, events: Iterable[Event]) -> dict[str, int]:
+        """The segments these events can change, each with the event time of the latest event that touches it (a
+        segment that refers to another takes its sources' time)."""
+        causes: dict[str, int] = {}
         for event in events:
-            keys |= self._by_event.get(event.name, set())
+            keys = self._by_event.get(event.name, set())
             if event.is_activity:
-                keys |= self._on_activity
+                keys = keys | self._on_activity
             if event.type == "identify":
-                keys |= self._on_traits
-        frontier = list(keys)
-        while frontier:
-            for dependent in self._dependents.get(frontier.pop(), ()):
-                if dependent not in keys:
-                    keys.add(dependent)
-                    frontier.append(dependent)
-        return keys
+                keys = keys | self._on_traits
+            for key in keys:
+                if causes.get(key, event.ts_us - 1) < event.ts_us:
+                    causes[key] = event.ts_us
+        for key in self.order:  # referenced segments come first: their time reaches every dependent in one pass
+            if key in causes:
+                for dependent in self._dependents.get(key, ()):
+                    if causes.get(dependent, causes[key] - 1) < causes[key]:
+                        causes[dependent] = causes[key]
+        return causes
 
     def _tz(self, traits: dict[str, Any]) -> str:
         tz = traits.get("timezone")
@@ -124,7 +136,11 @@ class SegmentEngine:
             for event in user_events:
                 apply_event(state, event, self.plan, tz)
             prune(state, self.plan, self.segments.values(), now_us)
-            self._reconcile(batch, user_id, state, traits, now_us, self._affected(user_events), fired=set())
+            causes = self._affected(user_events)
+            # History loaded by growth import builds state and memberships; its transitions start no flow.
+            origin: Origin = "import" if all(e.origin == "import" for e in user_events) else "live"
+            self._reconcile(batch, user_id, state, traits, now_us, set(causes), fired=set(), causes=causes,
+                            origin=origin)
         self._flush(tx, batch, states, now_us)
 
     def on_merge_commands(self, tx: Tx, commands: list[Event]) -> None:
@@ -142,7 +158,7 @@ class SegmentEngine:
         profile = tx.profiles.get(user_id)
         traits = profile.traits if profile else {}
         old = tx.segments.load_states([user_id]).get(user_id, {})
-        state: State = {"m": old.get("m", {}), "t": old.get("t", {})}
+        state: State = {"m": old.get("m", {}), "t": old.get("t", {}), "ti": old.get("ti", {})}
         tz = self._tz(traits)
         for event in tx.events.for_user(user_id, before_id=before_id):
             apply_event(state, event, self.plan, tz)
@@ -158,10 +174,13 @@ class SegmentEngine:
         """Time alone may have changed these users' memberships: look again, now that it is ``due``."""
         now_us = to_us(due)
         wanted: dict[str, set[str]] = defaultdict(set)
+        live: set[str] = set()  # users with a look booked by live work (the others': imported history's)
         for timer in timers:
             key, user_id = timer.payload.get("s"), timer.payload.get("u")
             if isinstance(key, str) and isinstance(user_id, str) and key in self.segments:
                 wanted[user_id].add(key)
+                if timer.payload.get("o") != "import":
+                    live.add(user_id)
         if not wanted:
             return
         states = tx.segments.load_states(list(wanted))
@@ -172,13 +191,18 @@ class SegmentEngine:
             if state is None:
                 continue
             pending = state.setdefault("t", {})
+            imported = state.get("ti", {})
             for key in keys:
                 pending.pop(key, None)  # this timer has fired; the store no longer holds it
+                imported.pop(key, None)
+            if not imported:
+                state.pop("ti", None)
             profile = profiles.get(user_id)
             traits = profile.traits if profile else {}
             prune(state, self.plan, self.segments.values(), now_us)
             closure = self._with_dependents(keys)
-            self._reconcile(batch, user_id, state, traits, now_us, closure, fired=keys)
+            self._reconcile(batch, user_id, state, traits, now_us, closure, fired=keys,
+                            origin="live" if user_id in live else "import")
         self._flush(tx, batch, {u: states[u] for u in wanted if u in states}, now_us)
 
     def _with_dependents(self, keys: set[str]) -> set[str]:
@@ -194,8 +218,12 @@ class SegmentEngine:
     # The decision ---------------------------------------------------------------------------------------
 
     def _reconcile(self, batch: _Batch, user_id: str, state: State, traits: dict[str, Any], now_us: int,
-                   keys: set[str], *, fired: set[str], force: bool = False, reason_prefix: str = "") -> None:
-        """Evaluate ``keys`` for one user; apply now (real-time, a fired refresh, a rebuild) or schedule."""
+                   keys: set[str], *, fired: set[str], force: bool = False, reason_prefix: str = "",
+                   causes: dict[str, int] | None = None, origin: Origin = "live") -> None:
+        """Evaluate ``keys`` for one user; apply now (real-time, a fired refresh, a rebuild) or schedule.
+
+        ``causes`` gives each segment the event time of what touched it (default: ``now_us``, a timer's due time).
+        """
         if not keys:
             return
         tz = self._tz(traits)
@@ -210,7 +238,9 @@ class SegmentEngine:
             current: dict[str, Any] = memberships.get(key, {})
             apply_now = force or segment.refresh == "realtime" or key in fired
             if apply_now:
-                self._apply(batch, segment, user_id, current, facets, now_us, reason_prefix + verdict.reason)
+                cause_us = min(now_us, (causes or {}).get(key, now_us))
+                self._apply(batch, segment, user_id, current, facets, now_us, reason_prefix + verdict.reason,
+                            cause_us, origin)
                 if facets:
                     memberships[key] = {e: [current.get(e, [now_us])[0], f["data"]] for e, f in facets.items()}
                 else:
@@ -222,22 +252,35 @@ class SegmentEngine:
                 changed = set(facets) != set(current) or any(
                     current[e][1] != facets[e]["data"] for e in facets if e in current
                 )
-                target = now_us if changed else verdict.next_us
-                if target is not None:
+                if changed:  # applied at the next refresh instant, as found now (an import's changes stay its own)
+                    self._want_timer(batch, state, key, user_id, refresh_at_or_after(segment.refresh, now_us, tz),
+                                     now_us, origin)
+                elif verdict.next_us is not None:  # a change that time alone brings later is live
                     self._want_timer(batch, state, key, user_id,
-                                     refresh_at_or_after(segment.refresh, target, tz), now_us)
+                                     refresh_at_or_after(segment.refresh, verdict.next_us, tz), now_us)
 
     def _apply(self, batch: _Batch, segment: Segment, user_id: str, current: dict[str, Any],
-               facets: dict[str, dict[str, Any]], now_us: int, reason: str) -> None:
+               facets: dict[str, dict[str, Any]], now_us: int, reason: str, cause_us: int, origin: Origin) -> None:
         key = segment.key
+        pattern = segment.pattern
+        found_by = "" if origin == "live" else f"{origin}: "  # a rebuild's or an import's transitions say so
+        reason = found_by + reason
         for entity in current.keys() - facets.keys():
-            batch.transitions.append(Transition(key, user_id, entity, "exit", now_us, reason, current[entity][1]))
+            batch.transitions.append(Transition(key, user_id, entity, "exit", now_us, reason, current[entity][1],
+                                                cause_us, origin))
             batch.removed.append((key, user_id, entity))
         for entity, facet in facets.items():
             if entity not in current:
-                batch.transitions.append(
-                    Transition(key, user_id, entity, "enter", now_us, facet["reason"], facet["data"])
-                )
+                event_us = cause_us
+                opened = facet["data"].get("at_us")
+                if pattern is not None and isinstance(opened, int):
+                    # An open entity became a member when its deadline passed, whatever brought the news.
+                    event_us = min(now_us, opened + pattern.within_us)
+                entry = Transition(key, user_id, entity, "enter", now_us, found_by + facet["reason"], facet["data"],
+                                   event_us, origin)
+                if origin == "live" and not entry.starts_flows(self.entry_max_lag_us):
+                    entry = replace(entry, reason=f"{entry.reason}; {late_note(entry.lag_us)}")
+                batch.transitions.append(entry)
                 batch.members.append(Membership(key, user_id, entity, now_us, facet["data"], facet["reason"]))
             elif current[entity][1] != facet["data"]:
                 batch.members.append(
@@ -245,13 +288,30 @@ class SegmentEngine:
                 )
 
     @staticmethod
-    def _want_timer(batch: _Batch, state: State, key: str, user_id: str, due_us: int, now_us: int) -> None:
+    def _want_timer(batch: _Batch, state: State, key: str, user_id: str, due_us: int, now_us: int,
+                    origin: Origin = "live") -> None:
+        """Book a look at ``key`` for ``due_us``. A look booked to apply what imported history changed says so
+        (``ti`` in the state, ``o`` in the timer): what it finds starts no flow, unless live work joins it."""
         pending = state.setdefault("t", {})
+        imported = state.setdefault("ti", {}) if origin == "import" else state.get("ti", {})
         existing = pending.get(key)
+        name = timer_key(key, user_id)
         if existing is not None and now_us <= existing <= due_us:
-            return  # an earlier look is already booked; it will book the next one
+            # An earlier look is already booked; it will book the next one. Live work turns it into a live look.
+            if origin != "import" and key in imported:
+                del imported[key]
+                if not imported:
+                    state.pop("ti", None)
+                batch.timers.append((TIMER_KIND, name, existing, {"s": key, "u": user_id}))
+            return
         pending[key] = due_us
-        batch.timers.append((TIMER_KIND, timer_key(key, user_id), due_us, {"s": key, "u": user_id}))
+        payload: dict[str, Any] = {"s": key, "u": user_id}
+        if origin == "import":
+            payload["o"] = origin
+            imported[key] = due_us
+        elif imported.pop(key, None) is not None and not imported:
+            state.pop("ti", None)
+        batch.timers.append((TIMER_KIND, name, due_us, payload))
 
     def _flush(self, tx: Tx, batch: _Batch, states: dict[str, State], now_us: int) -> None:
         tx.segments.save_states(states, now_us)
@@ -267,6 +327,13 @@ class SegmentEngine:
 
     def user_segments(self, tx: Tx, user_id: str) -> list[str]:
         return sorted({m.segment for m in tx.segments.members_of_user(user_id) if m.segment in self.segments})
+
+
+def late_note(lag_us: int) -> str:
+    """Why a live entry starts no flow (in the transition's reason)."""
+    minutes = lag_us // 60_000_000
+    return f"found {minutes // 60} h {minutes % 60} min after its event time (more than flow_entry_max_lag): " \
+        "starts no flow"
 
 
 class _Batch:

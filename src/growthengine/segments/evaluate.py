@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from growthengine.segments.durations import format_duration_us
-from growthengine.segments.feeds import State, compare, feed_id
+from growthengine.segments.feeds import State, closing_order, compare, feed_id, opening_order
 from growthengine.segments.model import (
     ActiveDays,
     All,
@@ -178,9 +178,11 @@ class Evaluator:
         closers = "/".join(node.not_followed_by)
         within = format_duration_us(node.within_us)
         for entity, slot in entities.items():
-            closes = [c for c in slot["c"] if c <= self.now_us]
-            for ts, props in sorted(slot["f"], key=lambda f: f[0]):
-                if ts > self.now_us or any(c >= ts for c in closes):
+            closes = [order for order in map(closing_order, slot["c"]) if order[0] <= self.now_us]
+            for first in sorted(slot["f"], key=opening_order):
+                ts, props = first[0], first[1]
+                opened = opening_order(first)
+                if ts > self.now_us or any(closed > opened for closed in closes):
                     continue
                 due, leaves = ts + node.within_us, ts + node.leaves_after_us
                 if self.now_us < due:

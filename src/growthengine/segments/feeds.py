@@ -6,6 +6,11 @@ A user's segment state is one JSON document:
 
 ``a`` is activity (every activity event), ``f`` holds one entry per event rule (a *feed*, named by a hash of the
 rule so an edited rule starts a fresh feed), ``m`` the user's memberships and ``t`` the pending timer per segment.
+
+Every feed is folded in event time, so the state does not depend on the order events arrive in. A pattern keeps,
+per entity, its opening events ``[ts, properties, seq]`` and its closing events ``[ts, seq]`` (``seq`` is the log id:
+events at the same instant are ordered by arrival, the same way live and in a rebuild), each for as long as it can
+still change an answer.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ from growthengine.segments.model import (
 
 State = dict[str, Any]
 DAY_US = 86_400_000_000
+LAST_AT_INSTANT = 2**62
+"""The arrival sequence of a closing event whose log id is unknown (state written before ids were kept): it follows
+every opening event of its instant, as closers at the same instant always did."""
 
 
 @lru_cache(maxsize=4096)
@@ -164,9 +172,21 @@ def apply_event(state: State, event: Event, plan: FeedPlan, tz: str) -> None:
         for entity in entity_ids(props, pattern.same):
             slot = entities.setdefault(entity, {"f": [], "c": []})
             if role == "first":
-                slot["f"].append([event.ts_us, props])
+                slot["f"].append([event.ts_us, props, event.id or 0])
             else:
-                slot["c"].append(event.ts_us)
+                slot["c"].append([event.ts_us, LAST_AT_INSTANT if event.id is None else event.id])
+
+
+def opening_order(first: list[Any]) -> tuple[int, int]:
+    """Where an opening event ``[ts, properties, seq]`` stands in event time (ts, then arrival)."""
+    return (first[0], first[2] if len(first) > 2 else 0)
+
+
+def closing_order(closer: Any) -> tuple[int, int]:
+    """Where a closing event ``[ts, seq]`` stands in event time (a bare ts: stored before sequences were kept)."""
+    if isinstance(closer, int):
+        return (closer, LAST_AT_INSTANT)
+    return (closer[0], closer[1])
 
 
 def _measure_value(node: EventAggregate, props: dict[str, Any]) -> Any:
@@ -222,14 +242,16 @@ def prune(state: State, plan: FeedPlan, segments: Iterable[Segment], now_us: int
                 entities = feeds.get(feed_id(node))
                 if not entities:
                     continue
+                horizon = now_us - node.leaves_after_us
                 for entity in list(entities):
                     slot = entities[entity]
-                    slot["f"] = [f for f in slot["f"] if f[0] + node.leaves_after_us > now_us]
-                    if not slot["f"]:
+                    # An opening event older than leaves_after can never make a member again; a closing event
+                    # matters to openings at or before it, so it is kept as long as such an opening could still
+                    # arrive late and count (a purchase may come before its earlier add_to_cart).
+                    slot["f"] = [f for f in slot["f"] if f[0] > horizon]
+                    slot["c"] = [c for c in slot["c"] if closing_order(c)[0] > horizon]
+                    if not slot["f"] and not slot["c"]:
                         del entities[entity]
-                        continue
-                    oldest = min(f[0] for f in slot["f"])
-                    slot["c"] = [c for c in slot["c"] if c >= oldest]
     activity = state.get("a")
     if activity and activity["last"] is not None and plan.activity_window_us:
         cutoff = activity["last"] - plan.activity_window_us

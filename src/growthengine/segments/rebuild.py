@@ -16,6 +16,7 @@ from growthengine.domain.partitions import ALL_PARTITIONS
 from growthengine.segments.engine import SegmentEngine, _Batch
 from growthengine.segments.evaluate import Evaluator
 from growthengine.segments.feeds import State, apply_event, prune
+from growthengine.storage.segment_store import Origin
 from growthengine.storage.unit_of_work import Tx
 
 log = logging.getLogger(__name__)
@@ -95,8 +96,10 @@ def batch_memberships(engine: SegmentEngine, tx: Tx, now_us: int) -> dict[tuple[
 
 
 def rebuild(engine: SegmentEngine, tx: Tx, keys: list[str] | None = None,
-            progress: Progress | None = None) -> RebuildResult:
-    """Recompute every user's state from history and apply ``keys`` (default: all segments) at once."""
+            progress: Progress | None = None, origin: Origin = "rebuild") -> RebuildResult:
+    """Recompute every user's state from history and apply ``keys`` (default: all segments) at once.
+
+    The entries it finds are recorded with their reason but start no flow (their origin says so)."""
     now_us = to_us(engine.clock.now())
     chosen = set(keys) if keys else set(engine.segments)
     result = RebuildResult()
@@ -108,8 +111,8 @@ def rebuild(engine: SegmentEngine, tx: Tx, keys: list[str] | None = None,
             old = old_states.get(user_id, {})
             state["m"] = old.get("m", {})
             state["t"] = old.get("t", {})
-            engine._reconcile(batch, user_id, state, traits, now_us, chosen, fired=set(), force=True,
-                              reason_prefix="rebuild: ")
+            state["ti"] = old.get("ti", {})
+            engine._reconcile(batch, user_id, state, traits, now_us, chosen, fired=set(), force=True, origin=origin)
             states[user_id] = state
         result.users += len(chunk)
         result.entered += sum(1 for t in batch.transitions if t.kind == "enter")

@@ -18,10 +18,15 @@ from growthengine.storage.schema import events
 # the parameter marker (``?`` for sqlite3, ``%s`` for psycopg) and how a list is matched (``IN`` / ``= ANY``).
 # It is built from constant column names and markers only (hence the ``noqa: S608``); values are always parameters.
 _COLUMNS = ("message_id", "type", "name", "user_id", "anonymous_id", "ts_us", "received_us", "payload", "extra",
-            "partition")
-_PG_TYPES = ("text", "text", "text", "text", "text", "bigint", "bigint", "text", "text", "smallint")
+            "partition", "origin")
+_PG_TYPES = ("text", "text", "text", "text", "text", "bigint", "bigint", "text", "text", "smallint", "text")
 _NOT_COMMAND = events.c.type != "command"  # per-user commands for the stages share the log; they are no history
-_row_values = itemgetter(*_COLUMNS)
+_required_values = itemgetter(*_COLUMNS[:-1])
+
+
+def _row_values(row: dict[str, Any]) -> tuple[Any, ...]:
+    """A row's values in column order (``origin`` may be left out: a live call)."""
+    return (*_required_values(row), row.get("origin"))
 
 
 def marker(dialect: str) -> str:
@@ -127,6 +132,7 @@ def _to_event(row: Any) -> Event:
         ts_us=row["ts_us"],
         properties=orjson.loads(row["payload"]),
         message_id=row["message_id"],
+        origin=row["origin"],
     )
 
 

@@ -39,6 +39,14 @@ class RunStore:
         self._conn.execute(stmt, {"flow_key": flow, "version": version, "created_us": at_us,
                                   "definition": orjson.dumps(definition, default=str).decode()})
 
+    def published(self, flows: Sequence[str]) -> set[str]:
+        """Which of these flows were ever published (any version of theirs recorded)."""
+        if not flows:
+            return set()
+        rows = self._conn.execute(sa.select(flow_versions.c.flow_key).distinct()
+                                  .where(flow_versions.c.flow_key.in_(list(flows))))
+        return {r[0] for r in rows}
+
     def version(self, flow: str, version: str) -> dict[str, Any] | None:
         value = self._conn.execute(
             sa.select(flow_versions.c.definition).where(flow_versions.c.flow_key == flow,

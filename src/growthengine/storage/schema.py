@@ -27,6 +27,7 @@ events = sa.Table(
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("extra", sa.Text, nullable=True),
     sa.Column("partition", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("origin", sa.String(8), nullable=True),  # "import": history loaded by growth import; NULL: live
     sa.Index("ix_events_message_id", "message_id", unique=True),
     sa.Index("ix_events_user_ts", "user_id", "ts_us"),
 )
@@ -103,6 +104,8 @@ segment_transitions = sa.Table(
     sa.Column("at_us", sa.BigInteger, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("data", sa.Text, nullable=False),
+    sa.Column("event_us", sa.BigInteger, nullable=True),  # the event time of its cause (NULL: before 0011)
+    sa.Column("origin", sa.String(8), nullable=False, server_default="live"),  # live | rebuild | import
     sa.Index("ix_segment_transitions_segment", "segment_key", "at_us"),
     sa.Index("ix_segment_transitions_user", "user_id", "at_us"),
 )

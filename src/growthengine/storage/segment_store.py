@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import orjson
 import sqlalchemy as sa
@@ -25,14 +25,22 @@ _UPSERT_MEMBER = (
 )
 _DELETE_MEMBER = "DELETE FROM segment_members WHERE segment_key = {m} AND user_id = {m} AND entity = {m}"
 _TRANSITION = (
-    "INSERT INTO segment_transitions (segment_key, user_id, entity, kind, at_us, reason, data) "
-    "VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m})"
+    "INSERT INTO segment_transitions (segment_key, user_id, entity, kind, at_us, reason, data, event_us, origin) "
+    "VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m}, {m}, {m})"
 )
+
+Origin = Literal["live", "rebuild", "import"]
+ORIGINS: tuple[str, ...] = get_args(Origin)
 
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    """A user (per entity, for pattern segments) entering or leaving a segment, and why."""
+    """A user (per entity, for pattern segments) entering or leaving a segment, and why.
+
+    ``at_us`` is when the engine found it; ``event_us`` the event time of what caused it (the event, or the due time
+    of the timer that looked again); ``origin`` whether live processing, a rebuild (or back-fill) or an import of
+    history found it.
+    """
 
     segment: str
     user_id: str
@@ -41,6 +49,18 @@ class Transition:
     at_us: int
     reason: str
     data: dict[str, Any]
+    event_us: int | None = None
+    origin: Origin = "live"
+
+    @property
+    def lag_us(self) -> int:
+        """How long after its event time the transition was found."""
+        return 0 if self.event_us is None else max(0, self.at_us - self.event_us)
+
+    def starts_flows(self, max_lag_us: int) -> bool:
+        """Only a fresh, live entry starts flows: a rebuild, a back-fill or an import of history sends nothing, and
+        an entry found more than ``max_lag_us`` after its event time is recorded but starts nothing."""
+        return self.kind == "enter" and self.origin == "live" and self.lag_us <= max_lag_us
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +138,14 @@ class SegmentStore:
             query = query.where(segment_members.c.user_id > after)
         return [r[0] for r in self._conn.execute(query)]
 
+    def memberships_page(self, segment: str, *, after: tuple[str, str] | None, limit: int) -> list[Membership]:
+        """A segment's memberships (user, entity) in order, after a (user, entity) cursor."""
+        c = segment_members.c
+        query = sa.select(segment_members).where(c.segment_key == segment).order_by(c.user_id, c.entity).limit(limit)
+        if after is not None:
+            query = query.where(sa.or_(c.user_id > after[0], sa.and_(c.user_id == after[0], c.entity > after[1])))
+        return [_membership(r) for r in self._conn.execute(query).mappings()]
+
     def sizes(self) -> dict[str, int]:
         rows = self._conn.execute(
             sa.select(segment_members.c.segment_key, sa.func.count(sa.distinct(segment_members.c.user_id)))
@@ -134,8 +162,8 @@ class SegmentStore:
         if not transitions:
             return
         dumps = orjson.dumps
-        rows = [(t.segment, t.user_id, t.entity, t.kind, t.at_us, t.reason, dumps(t.data).decode())
-                for t in transitions]
+        rows = [(t.segment, t.user_id, t.entity, t.kind, t.at_us, t.reason, dumps(t.data).decode(),
+                 t.at_us if t.event_us is None else t.event_us, t.origin) for t in transitions]
         self._conn.exec_driver_sql(_TRANSITION.format(m=self._mark), rows)
 
     def transitions(self, *, user_id: str | None = None, segment: str | None = None,
@@ -147,7 +175,7 @@ class SegmentStore:
             query = query.where(segment_transitions.c.segment_key == segment)
         return [
             Transition(r["segment_key"], r["user_id"], r["entity"], r["kind"], r["at_us"], r["reason"],
-                       orjson.loads(r["data"]))
+                       orjson.loads(r["data"]), r["event_us"], r["origin"])
             for r in self._conn.execute(query).mappings()
         ]
 

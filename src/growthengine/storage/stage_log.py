@@ -25,7 +25,7 @@ START: Position = (0, 0)
 COMMAND = "command"
 """The event type of a per-user command (written by the engine, never accepted from a client)."""
 
-_SELECT = "SELECT {tx}, id, partition, user_id, type, name, ts_us, payload, message_id FROM events "
+_SELECT = "SELECT {tx}, id, partition, user_id, type, name, ts_us, payload, message_id, origin FROM events "
 
 
 @dataclass(slots=True, frozen=True)
@@ -72,10 +72,10 @@ class StageLog:
         sql += f"{order} LIMIT {int(limit)}"
         loads = orjson.loads
         out: list[LogRow] = []
-        for tx_pos, row_id, part, user_id, type_, name, ts_us, payload, message_id in \
+        for tx_pos, row_id, part, user_id, type_, name, ts_us, payload, message_id, origin in \
                 self._conn.exec_driver_sql(sql, tuple(params)):
             event = Event(user_id=user_id, name=name, ts_us=ts_us, type=type_, properties=loads(payload),
-                          message_id=message_id, id=row_id)
+                          message_id=message_id, id=row_id, origin=origin)
             out.append(LogRow((int(tx_pos), int(row_id)), int(part), event))
         return out
 

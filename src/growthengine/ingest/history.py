@@ -1,0 +1,113 @@
+"""``growth import``: a JSON Lines file of Segment-spec calls loaded as history (CONTRACT.md 8).
+
+Every line goes through the normal ingest validation and is stored in the log like any call, idempotent by its
+``messageId`` (a line without one gets one from its content, so importing a file twice stores it once). A bad line
+is reported by its number and skipped; the rest are kept. The calls are stored with ``origin="import"``: they build
+segment state and memberships, but their transitions and events start no flow (unless ``start_flows``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from growthengine.domain.calls import InvalidCall, parse_call
+from growthengine.ingest.service import IngestionService
+
+BATCH_LINES = 1000
+MAX_REPORTED = 1000  # bad lines kept for the report (all are counted)
+
+Progress = Callable[[int], None]  # bytes read since the last call
+AfterBatch = Callable[[], object]  # applies what a stored batch causes (drains the stages when this process may)
+
+
+@dataclass
+class ImportReport:
+    lines: int = 0  # non-blank lines read
+    accepted: int = 0
+    duplicates: int = 0
+    bad: int = 0
+    problems: list[tuple[int, str]] = field(default_factory=list)  # (line number, why), the first MAX_REPORTED
+
+    def reject(self, line: int, why: str) -> None:
+        self.bad += 1
+        if len(self.problems) < MAX_REPORTED:
+            self.problems.append((line, why))
+
+
+def _lines(path: Path, progress: Progress | None) -> Iterator[tuple[int, Any]]:
+    """(line number, decoded call or an :class:`InvalidCall`) for every non-blank line."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if progress is not None:
+                progress(len(raw))
+            text = raw.strip()
+            if not text:
+                continue
+            try:
+                call = orjson.loads(text)
+            except orjson.JSONDecodeError as exc:
+                yield number, InvalidCall(f"not JSON ({exc.msg}, at column {exc.colno})")
+                continue
+            if isinstance(call, dict) and not call.get("messageId"):
+                # Idempotent without a messageId too: the same line is the same call.
+                digest = hashlib.sha256(text, usedforsecurity=False).hexdigest()[:32]
+                call["messageId"] = f"import-{digest}"
+            yield number, call
+
+
+def _batches(path: Path, report: ImportReport, progress: Progress | None,
+             ) -> Iterator[tuple[list[int], list[Any]]]:
+    numbers: list[int] = []
+    calls: list[Any] = []
+    for number, call in _lines(path, progress):
+        report.lines += 1
+        if isinstance(call, InvalidCall):
+            report.reject(number, str(call))
+            continue
+        numbers.append(number)
+        calls.append(call)
+        if len(calls) >= BATCH_LINES:
+            yield numbers, calls
+            numbers, calls = [], []
+    if calls:
+        yield numbers, calls
+
+
+def import_history(ingestion: IngestionService, path: Path, *, start_flows: bool = False,
+                   progress: Progress | None = None, after_batch: AfterBatch | None = None) -> ImportReport:
+    """Store every good line of ``path`` in the log, batch by batch; report the bad ones by line number."""
+    report = ImportReport()
+    origin = None if start_flows else "import"
+    for numbers, calls in _batches(path, report, progress):
+        result = ingestion.ingest(calls, origin=origin)
+        report.accepted += result.accepted
+        report.duplicates += result.duplicates
+        for rejection in result.rejected:
+            report.reject(numbers[rejection.index], rejection.error)
+        if after_batch is not None:
+            after_batch()
+    report.problems.sort()
+    return report
+
+
+def check_history(path: Path, now: dt.datetime, future_tolerance: dt.timedelta,
+                  progress: Progress | None = None) -> ImportReport:
+    """A dry run: validate every line as ingestion would, store nothing (``accepted`` counts the good lines)."""
+    report = ImportReport()
+    for numbers, calls in _batches(path, report, progress):
+        for number, call in zip(numbers, calls, strict=True):
+            try:
+                parse_call(call, now=now, future_tolerance=future_tolerance)
+            except InvalidCall as exc:
+                report.reject(number, str(exc))
+            else:
+                report.accepted += 1
+    report.problems.sort()
+    return report
