@@ -1,0 +1,278 @@
+"""A segment's condition compiled to one SQL query over the event log: per user, membership at an instant.
+
+The query reads ``events`` (not the ``type='command'`` rows) and ``profiles``, and yields one row per user who is a
+member at ``as_of`` or is stored as one (so a rebuild sees its exits), with the aggregates each leaf of the condition
+measured (counts, sums, distinct counts, the last event time, the qualifying group of a ``per`` rule, the days of
+activity) and ``member``. The membership is decided in SQL; :mod:`growthengine.segments.sql_rebuild` hands the
+aggregates to the Python evaluator to word the reason, so reasons read the same whichever way a segment is rebuilt.
+
+Each leaf is a common table expression of per-user aggregates joined to the users in the log:
+
+* ``EventAggregate``: ``COUNT``/``SUM``/``COUNT(DISTINCT)``/``MAX(ts_us)`` of the events of one name, filtered by
+  their properties, within ``(as_of - within, as_of]`` or over the lifetime; with ``per``, the best group by
+  ``ROW_NUMBER()`` (qualifying first, then the largest value, then the largest group, as the evaluator picks it);
+* ``Inactive`` / ``ActiveDays``: the last activity (track, page, screen) and the distinct local days of activity
+  after ``last - within``, in the user's ``timezone`` trait or the business time zone;
+* ``Pattern``: per entity (``listing_id``, or each of ``listing_ids``) the opening events due by ``as_of`` and not yet
+  left, with no closing event at or after them (at the same instant: after them in the log when the evaluator
+  orders same-instant events by arrival), the first such per entity;
+* ``TraitCondition`` on ``profiles.traits``; ``InSegment`` inlines the other segment's condition (a fresh answer,
+  as the batch evaluator gives it) or, for a segment not being rebuilt, reads its stored members.
+
+A condition that cannot be written with the evaluator's exact semantics raises :class:`NotCompilable`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from growthengine.segments import feeds
+from growthengine.segments.feeds import compare
+from growthengine.segments.model import (
+    ActiveDays,
+    All,
+    AnyOf,
+    Condition,
+    EventAggregate,
+    Inactive,
+    InSegment,
+    Not,
+    Pattern,
+    Segment,
+    TraitCondition,
+)
+from growthengine.segments.sql_json import JsonSql, NotCompilable, Params, local_day_sql
+
+__all__ = ["CompiledSegment", "Leaf", "NotCompilable", "compile_segment", "timezone_sql"]
+
+ACTIVITY = "('track', 'page', 'screen')"
+SAME_INSTANT_BY_ARRIVAL = hasattr(feeds, "closing_order")
+"""Whether the evaluator orders a pattern's events at one instant by their log id (event-time patterns) or lets a
+closing event close every opening event of its instant (before event time landed)."""
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """A leaf of the segment's own condition and the names of its columns in the result rows."""
+
+    node: EventAggregate | Inactive | ActiveDays | Pattern | InSegment
+    alias: str
+
+
+@dataclass
+class CompiledSegment:
+    segment: Segment
+    sql: str
+    params: dict[str, Any]
+    leaves: list[Leaf] = field(default_factory=list)
+    facet_sql: dict[str, str] = field(default_factory=dict)
+    """Per pattern leaf (its alias): the open entities, rows of (user_id, entity, ts_us, payload)."""
+
+
+def timezone_sql(json: JsonSql, traits_doc: str) -> str:
+    """The ``timezone`` trait when it is a non-empty string (the evaluator's ``_tz``), else NULL."""
+    value = json.prop(traits_doc, "timezone")
+    return f"(CASE WHEN {value.typ} = {json.STR} AND {value.text} <> '' THEN {value.text} END)"
+
+
+class _Compiler:
+    def __init__(self, dialect: str, segments: dict[str, Segment], as_of_us: int, business_tz: str,
+                 zones: list[str], fresh: set[str]) -> None:
+        self.params = Params()
+        self.json = JsonSql(dialect, self.params)
+        self.segments = segments
+        self.as_of_us = as_of_us
+        self.now = self.params.add(as_of_us)
+        self.business_tz = business_tz
+        self.zones = zones
+        self.fresh = fresh
+        self.ctes: dict[str, str] = {}
+        self.joins: list[str] = []
+        self.selects: list[str] = []
+        self.leaves: list[Leaf] = []
+        self.facet_sql: dict[str, str] = {}
+        self.count = 0
+        self.top = True
+        self.inlining: list[str] = []
+
+    def alias(self) -> str:
+        self.count += 1
+        return f"l{self.count}"
+
+    def condition(self, node: Condition) -> str:
+        if isinstance(node, All):
+            return "(" + " AND ".join(self.condition(c) for c in node.items) + ")" if node.items else "(1 = 1)"
+        if isinstance(node, AnyOf):
+            return "(" + " OR ".join(self.condition(c) for c in node.items) + ")" if node.items else "(1 = 0)"
+        if isinstance(node, Not):
+            return f"(NOT {self.condition(node.item)})"
+        if isinstance(node, TraitCondition):
+            doc = self.json.doc("p.traits")
+            return self.json.compare(self.json.prop(doc, node.trait), node.compare, doc, node.trait)
+        if isinstance(node, InSegment):
+            return self.in_segment(node)
+        if isinstance(node, (Inactive, ActiveDays)):
+            return self.activity(node)
+        if isinstance(node, Pattern):
+            return self.pattern(node)
+        return self.aggregate(node)
+
+    def _leaf(self, node: EventAggregate | Inactive | ActiveDays | Pattern | InSegment, alias: str,
+              columns: tuple[str, ...], join: bool = True) -> None:
+        if join:
+            self.joins.append(f"LEFT JOIN {alias} ON {alias}.user_id = u.user_id")
+        if self.top:
+            self.leaves.append(Leaf(node, alias))
+            self.selects.extend(f"{alias}.{c} AS {alias}_{c}" for c in columns)
+
+    # Leaves ---------------------------------------------------------------------------------------------
+
+    def aggregate(self, node: EventAggregate) -> str:
+        j, add = self.json, self.params.add
+        a = self.alias()
+        doc = j.doc("e.payload")
+        where = ["e.type <> 'command'", f"e.name = {add(node.event)}"]
+        if node.within_us is not None:
+            where += [f"e.ts_us > {add(self.as_of_us - node.within_us)}", f"e.ts_us <= {self.now}"]
+        for f in node.where:
+            where.append(j.compare(j.prop(doc, f.prop), f.compare, doc, f.prop))
+        columns = ["COUNT(*) AS n", "MAX(e.ts_us) AS l"]
+        names = ["n", "l"]
+        if node.measure in ("sum", "distinct"):
+            if node.of is None:
+                raise NotCompilable(f"{node.measure} without a property")
+            value = j.prop(doc, node.of)
+            if node.measure == "sum":
+                columns += [f"SUM({j.summand(value)}) AS s", f"MAX({j.float_flag(value)}) AS fl"]
+                names += ["s", "fl"]
+            else:
+                columns.append(f"COUNT(DISTINCT {j.key(value)}) AS d")
+                names.append("d")
+        group_by = "e.user_id"
+        if node.per is not None:
+            group = j.key(j.prop(doc, node.per))
+            columns.insert(0, f"{group} AS grp")
+            where.append(f"{group} IS NOT NULL")
+            group_by += ", grp"
+            names.append("grp")
+        measured = {"count": "g.n", "sum": "g.s", "distinct": "g.d", "last": f"({self.now} - g.l)"}[node.measure]
+        ok = j.compare_number(measured, node.compare)
+        inner = (f"SELECT e.user_id AS user_id, {', '.join(columns)} FROM events e "  # noqa: S608 (markers only)
+                 f"WHERE {' AND '.join(where)} GROUP BY {group_by}")
+        scored = f"SELECT g.*, CASE WHEN {ok} THEN 1 ELSE 0 END AS ok FROM ({inner}) g"
+        if node.per is None:
+            self.ctes[a] = scored
+            empty = None if node.measure == "last" else 0
+            default = 1 if compare(empty, node.compare) else 0
+        else:
+            value = measured.replace("g.", "r.")
+            self.ctes[a] = (f"SELECT t.* FROM (SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.user_id ORDER BY r.ok DESC, "
+                            f"{value} DESC, r.grp{j.C} DESC) AS rn FROM ({scored}) r) t WHERE t.rn = 1")
+            default = 0
+        self._leaf(node, a, (*names, "ok"))
+        return f"(COALESCE({a}.ok, {default}) = 1)"
+
+    def _activity_cte(self) -> None:
+        if "act" not in self.ctes:
+            self.ctes["act"] = (f"SELECT e.user_id AS user_id, MAX(e.ts_us) AS last FROM events e "
+                                f"WHERE e.type IN {ACTIVITY} GROUP BY e.user_id")
+            self.joins.append("LEFT JOIN act ON act.user_id = u.user_id")
+            self.selects.append("act.last AS act_last")
+
+    def activity(self, node: Inactive | ActiveDays) -> str:
+        self._activity_cte()
+        if isinstance(node, Inactive):
+            if self.top:
+                self.leaves.append(Leaf(node, "act"))
+            return f"(act.last IS NOT NULL AND {self.now} - act.last > {self.params.add(node.more_than_us)})"
+        a = self.alias()
+        zone = f"COALESCE({timezone_sql(self.json, self.json.doc('pz.traits'))}, {self.params.add(self.business_tz)})"
+        day = local_day_sql(self.json, "e.ts_us", zone, self.zones, self.business_tz)
+        self.ctes[a] = (f"SELECT e.user_id AS user_id, COUNT(DISTINCT {day}) AS days FROM events e "
+                        f"JOIN act ON act.user_id = e.user_id LEFT JOIN profiles pz ON pz.user_id = e.user_id "
+                        f"WHERE e.type IN {ACTIVITY} AND e.ts_us > act.last - {self.params.add(node.within_us)} "
+                        "GROUP BY e.user_id")
+        self._leaf(node, a, ("days",))
+        return self.json.compare_number(f"COALESCE({a}.days, 0)", node.compare)
+
+    def pattern(self, node: Pattern) -> str:
+        if node.first in node.not_followed_by:
+            raise NotCompilable("a pattern whose first event also closes it")
+        j, add = self.json, self.params.add
+        a = self.alias()
+        doc = j.doc("e.payload")
+        names = ", ".join(add(n) for n in (node.first, *node.not_followed_by))
+        opens = f"CASE WHEN e.name = {add(node.first)} THEN 1 ELSE 0 END"
+        single = j.prop(doc, node.same)
+        source, element = j.elements(doc, node.same + "s")
+        base = f"e.type <> 'command' AND e.name IN ({names})"
+        self.ctes[f"ents_{a}"] = (
+            f"SELECT e.user_id AS user_id, e.id AS id, e.ts_us AS ts_us, {opens} AS opens, {j.key(single)} AS entity, "
+            f"e.payload AS payload FROM events e WHERE {base} AND {j.is_scalar(single)} "
+            f"UNION ALL SELECT e.user_id, e.id, e.ts_us, {opens}, {j.key(element)}, e.payload "
+            f"FROM events e CROSS JOIN {source} WHERE {base} AND NOT {j.is_scalar(single)} AND {j.is_scalar(element)}"
+        )
+        tie = "c.id > f.id" if SAME_INSTANT_BY_ARRIVAL else "1 = 1"
+        self.ctes[f"opens_{a}"] = (
+            f"SELECT f.user_id AS user_id, f.entity AS entity, f.ts_us AS ts_us, f.payload AS payload, "
+            f"ROW_NUMBER() OVER (PARTITION BY f.user_id, f.entity ORDER BY f.ts_us, f.id) AS rn FROM ents_{a} f "
+            f"WHERE f.opens = 1 AND f.ts_us + {add(node.within_us)} <= {self.now} "
+            f"AND f.ts_us + {add(node.leaves_after_us)} > {self.now} "
+            f"AND NOT EXISTS (SELECT 1 FROM ents_{a} c WHERE c.opens = 0 AND c.user_id = f.user_id "
+            f"AND c.entity = f.entity AND c.ts_us <= {self.now} AND (c.ts_us > f.ts_us OR (c.ts_us = f.ts_us AND {tie})))"
+        )
+        self.ctes[a] = f"SELECT user_id, COUNT(*) AS n_open FROM opens_{a} WHERE rn = 1 GROUP BY user_id"
+        if self.top:
+            self.facet_sql[a] = (f"WITH ents_{a} AS ({self.ctes[f'ents_{a}']}), opens_{a} AS ({self.ctes[f'opens_{a}']}) "
+                                 f"SELECT user_id, entity, ts_us, payload FROM opens_{a} WHERE rn = 1")
+        self._leaf(node, a, ("n_open",))
+        return f"(COALESCE({a}.n_open, 0) > 0)"
+
+    def in_segment(self, node: InSegment) -> str:
+        other = self.segments.get(node.key)
+        if other is None:
+            predicate = "(1 = 0)"
+        elif node.key in self.fresh:
+            if node.key in self.inlining:
+                raise NotCompilable(f"segments refer to each other through {node.key}")
+            top, self.top = self.top, False
+            self.inlining.append(node.key)
+            try:
+                predicate = self.condition(other.condition)
+            finally:
+                self.inlining.pop()
+                self.top = top
+        else:
+            predicate = (f"EXISTS (SELECT 1 FROM segment_members sm WHERE sm.segment_key = {self.params.add(node.key)} "
+                         "AND sm.user_id = u.user_id)")
+        if self.top:
+            a = self.alias()
+            self.leaves.append(Leaf(node, a))
+            self.selects.append(f"CASE WHEN {predicate} THEN 1 ELSE 0 END AS {a}_in")
+        return predicate
+
+    def query(self, segment: Segment) -> CompiledSegment:
+        member = self.condition(segment.condition)
+        key = self.params.add(segment.key)
+        ctes = [f"{name} AS ({body})" for name, body in self.ctes.items()]
+        ctes.append("u AS (SELECT DISTINCT user_id FROM events WHERE type <> 'command')")
+        selects = ", ".join(["u.user_id AS user_id", "p.traits AS traits", *self.selects,
+                             f"CASE WHEN {member} THEN 1 ELSE 0 END AS member"])
+        sql = (f"WITH {', '.join(ctes)} SELECT {selects} FROM u LEFT JOIN profiles p ON p.user_id = u.user_id "
+               f"{' '.join(self.joins)} WHERE {member} OR u.user_id IN "
+               f"(SELECT sm.user_id FROM segment_members sm WHERE sm.segment_key = {key})")
+        return CompiledSegment(segment, sql, dict(self.params.values), list(self.leaves), dict(self.facet_sql))
+
+
+def compile_segment(segment: Segment, segments: dict[str, Segment], dialect: str, as_of_us: int, *,
+                    business_tz: str = "Asia/Bangkok", zones: list[str] | None = None,
+                    fresh: set[str] | None = None) -> CompiledSegment:
+    """Compile ``segment`` for ``dialect`` at ``as_of_us``.
+
+    ``zones``: the time zones the users' ``timezone`` traits name (for active days); ``fresh``: the segments whose
+    membership an ``in segment`` condition computes afresh (default: all), the others are read as stored.
+    """
+    compiler = _Compiler(dialect, segments, as_of_us, business_tz, zones or [],
+                         set(segments) if fresh is None else fresh)
+    return compiler.query(segment)
