@@ -158,7 +158,7 @@ class _Compiler:
             names.append("grp")
         measured = {"count": "g.n", "sum": "g.s", "distinct": "g.d", "last": f"({self.now} - g.l)"}[node.measure]
         ok = j.compare_number(measured, node.compare)
-        inner = (f"SELECT e.user_id AS user_id, {', '.join(columns)} FROM events e "  # noqa: S608 (markers only)
+        inner = (f"SELECT e.user_id AS user_id, {', '.join(columns)} FROM events e "
                  f"WHERE {' AND '.join(where)} GROUP BY {group_by}")
         scored = f"SELECT g.*, CASE WHEN {ok} THEN 1 ELSE 0 END AS ok FROM ({inner}) g"
         if node.per is None:
@@ -166,9 +166,9 @@ class _Compiler:
             empty = None if node.measure == "last" else 0
             default = 1 if compare(empty, node.compare) else 0
         else:
-            value = measured.replace("g.", "r.")
-            self.ctes[a] = (f"SELECT t.* FROM (SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.user_id ORDER BY r.ok DESC, "
-                            f"{value} DESC, r.grp{j.C} DESC) AS rn FROM ({scored}) r) t WHERE t.rn = 1")
+            ranked = measured.replace("g.", "r.")
+            self.ctes[a] = (f"SELECT t.* FROM (SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.user_id ORDER BY "
+                            f"r.ok DESC, {ranked} DESC, r.grp{j.C} DESC) AS rn FROM ({scored}) r) t WHERE t.rn = 1")
             default = 0
         self._leaf(node, a, (*names, "ok"))
         return f"(COALESCE({a}.ok, {default}) = 1)"
@@ -208,8 +208,8 @@ class _Compiler:
         source, element = j.elements(doc, node.same + "s")
         base = f"e.type <> 'command' AND e.name IN ({names})"
         self.ctes[f"ents_{a}"] = (
-            f"SELECT e.user_id AS user_id, e.id AS id, e.ts_us AS ts_us, {opens} AS opens, {j.key(single)} AS entity, "
-            f"e.payload AS payload FROM events e WHERE {base} AND {j.is_scalar(single)} "
+            f"SELECT e.user_id AS user_id, e.id AS id, e.ts_us AS ts_us, {opens} AS opens, "
+            f"{j.key(single)} AS entity, e.payload AS payload FROM events e WHERE {base} AND {j.is_scalar(single)} "
             f"UNION ALL SELECT e.user_id, e.id, e.ts_us, {opens}, {j.key(element)}, e.payload "
             f"FROM events e CROSS JOIN {source} WHERE {base} AND NOT {j.is_scalar(single)} AND {j.is_scalar(element)}"
         )
@@ -220,11 +220,13 @@ class _Compiler:
             f"WHERE f.opens = 1 AND f.ts_us + {add(node.within_us)} <= {self.now} "
             f"AND f.ts_us + {add(node.leaves_after_us)} > {self.now} "
             f"AND NOT EXISTS (SELECT 1 FROM ents_{a} c WHERE c.opens = 0 AND c.user_id = f.user_id "
-            f"AND c.entity = f.entity AND c.ts_us <= {self.now} AND (c.ts_us > f.ts_us OR (c.ts_us = f.ts_us AND {tie})))"
+            f"AND c.entity = f.entity AND c.ts_us <= {self.now} "
+            f"AND (c.ts_us > f.ts_us OR (c.ts_us = f.ts_us AND {tie})))"
         )
         self.ctes[a] = f"SELECT user_id, COUNT(*) AS n_open FROM opens_{a} WHERE rn = 1 GROUP BY user_id"
         if self.top:
-            self.facet_sql[a] = (f"WITH ents_{a} AS ({self.ctes[f'ents_{a}']}), opens_{a} AS ({self.ctes[f'opens_{a}']}) "
+            self.facet_sql[a] = (f"WITH ents_{a} AS ({self.ctes[f'ents_{a}']}), "
+                                 f"opens_{a} AS ({self.ctes[f'opens_{a}']}) "
                                  f"SELECT user_id, entity, ts_us, payload FROM opens_{a} WHERE rn = 1")
         self._leaf(node, a, ("n_open",))
         return f"(COALESCE({a}.n_open, 0) > 0)"

@@ -153,7 +153,8 @@ class JsonSql:
             text = self.p.add(_PY_NUMBER)
             return (f"(CASE WHEN {v.typ} = 'number' THEN CAST({v.text} AS numeric) WHEN {v.typ} = 'string' AND "
                     f"{v.text} ~ {text} THEN CAST(trim({v.text}) AS numeric) ELSE 0 END)")
-        return f"(CASE WHEN {v.typ} IN ('integer', 'real') THEN {v.text} WHEN {v.typ} = 'text' THEN ge_float({v.text}) ELSE 0 END)"
+        return (f"(CASE WHEN {v.typ} IN ('integer', 'real') THEN {v.text} "
+                f"WHEN {v.typ} = 'text' THEN ge_float({v.text}) ELSE 0 END)")
 
     def float_flag(self, v: JValue) -> str:
         """1 when the summand is a float in Python (PostgreSQL's numeric does not say; SQLite's SUM does)."""

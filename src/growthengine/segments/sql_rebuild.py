@@ -100,8 +100,11 @@ def _days(last: int, counts: list[tuple[int, int]]) -> dict[str, int]:
     return days
 
 
-def synthetic_state(compiled: CompiledSegment, row: dict[str, Any], opens: dict[str, dict[str, list[Any]]],
-                    as_of_us: int) -> State:
+Opens = dict[str, dict[str, dict[str, list[Any]]]]
+"""Per pattern leaf (alias): user -> entity -> the opening event ``[ts, properties]`` that keeps it open."""
+
+
+def synthetic_state(compiled: CompiledSegment, row: dict[str, Any], opens: Opens, as_of_us: int) -> State:
     """The part of a user's segment state the evaluator reads, made from the query's aggregates."""
     state: State = {"f": {}, "m": {}}
     last = row.get("act_last")
@@ -114,8 +117,8 @@ def synthetic_state(compiled: CompiledSegment, row: dict[str, Any], opens: dict[
             if row[f"{a}_in"]:
                 state["m"][node.key] = {"": [as_of_us, {}]}
         elif isinstance(node, Pattern):
-            state["f"][feed_id(node)] = {entity: {"f": [first], "c": []}
-                                         for entity, first in opens.get(a, {}).get(row["user_id"], {}).items()}
+            entities = opens.get(a, {}).get(row["user_id"], {})
+            state["f"][feed_id(node)] = {entity: {"f": [first], "c": []} for entity, first in entities.items()}
         elif isinstance(node, EventAggregate) and row[f"{a}_n"] is not None:
             _aggregate_feed(state, node, a, row)
     if last is not None:
@@ -144,9 +147,8 @@ def _aggregate_feed(state: State, node: EventAggregate, a: str, row: dict[str, A
     state["f"].setdefault(feed_id(node), []).extend(entries)
 
 
-def _open_entities(tx: Tx, compiled: CompiledSegment) -> dict[str, dict[str, dict[str, list[Any]]]]:
-    """Per pattern leaf: user -> entity -> the opening event ``[ts, properties]`` that keeps it open."""
-    out: dict[str, dict[str, dict[str, list[Any]]]] = {}
+def _open_entities(tx: Tx, compiled: CompiledSegment) -> Opens:
+    out: Opens = {}
     for alias, sql in compiled.facet_sql.items():
         users: dict[str, dict[str, list[Any]]] = defaultdict(dict)
         for user_id, entity, ts, payload in tx.conn.execute(sa.text(sql), compiled.params):
