@@ -47,6 +47,7 @@ from growthengine.segments.sql_json import JsonSql, NotCompilable, Params, local
 __all__ = ["CompiledSegment", "Leaf", "NotCompilable", "compile_segment", "timezone_sql"]
 
 ACTIVITY = "('track', 'page', 'screen')"
+_TYPES = {"grp": "text", "s": "numeric"}  # of the leaves' columns; the others are whole numbers
 SAME_INSTANT_BY_ARRIVAL = hasattr(feeds, "closing_order")
 """Whether the evaluator orders a pattern's events at one instant by their log id (event-time patterns) or lets a
 closing event close every opening event of its instant (before event time landed)."""
@@ -88,7 +89,7 @@ class _Compiler:
         self.zones = zones
         self.fresh = fresh
         self.ctes: dict[str, str] = {}
-        self.joins: list[str] = []
+        self.columns: list[tuple[str, str]] = []  # (leaf alias, column): every leaf's, gathered per user in j
         self.selects: list[str] = []
         self.leaves: list[Leaf] = []
         self.facet_sql: dict[str, str] = {}
@@ -119,12 +120,11 @@ class _Compiler:
         return self.aggregate(node)
 
     def _leaf(self, node: EventAggregate | Inactive | ActiveDays | Pattern | InSegment, alias: str,
-              columns: tuple[str, ...], join: bool = True) -> None:
-        if join:
-            self.joins.append(f"LEFT JOIN {alias} ON {alias}.user_id = u.user_id")
+              columns: tuple[str, ...]) -> None:
+        self.columns.extend((alias, c) for c in columns)
         if self.top:
             self.leaves.append(Leaf(node, alias))
-            self.selects.extend(f"{alias}.{c} AS {alias}_{c}" for c in columns)
+            self.selects.extend(f"j.{alias}_{c} AS {alias}_{c}" for c in columns)
 
     # Leaves ---------------------------------------------------------------------------------------------
 
@@ -171,30 +171,30 @@ class _Compiler:
                             f"r.ok DESC, {ranked} DESC, r.grp{j.C} DESC) AS rn FROM ({scored}) r) t WHERE t.rn = 1")
             default = 0
         self._leaf(node, a, (*names, "ok"))
-        return f"(COALESCE({a}.ok, {default}) = 1)"
+        return f"(COALESCE(j.{a}_ok, {default}) = 1)"
 
     def _activity_cte(self) -> None:
         if "act" not in self.ctes:
             self.ctes["act"] = (f"SELECT e.user_id AS user_id, MAX(e.ts_us) AS last FROM events e "
                                 f"WHERE e.type IN {ACTIVITY} GROUP BY e.user_id")
-            self.joins.append("LEFT JOIN act ON act.user_id = u.user_id")
-            self.selects.append("act.last AS act_last")
+            self.columns.append(("act", "last"))
+            self.selects.append("j.act_last AS act_last")
 
     def activity(self, node: Inactive | ActiveDays) -> str:
         self._activity_cte()
         if isinstance(node, Inactive):
             if self.top:
                 self.leaves.append(Leaf(node, "act"))
-            return f"(act.last IS NOT NULL AND {self.now} - act.last > {self.params.add(node.more_than_us)})"
+            return f"(j.act_last IS NOT NULL AND {self.now} - j.act_last > {self.params.add(node.more_than_us)})"
         a = self.alias()
         zone = f"COALESCE({timezone_sql(self.json, self.json.doc('pz.traits'))}, {self.params.add(self.business_tz)})"
         day = local_day_sql(self.json, "e.ts_us", zone, self.zones, self.business_tz)
-        self.ctes[a] = (f"SELECT e.user_id AS user_id, COUNT(DISTINCT {day}) AS days FROM events e "
-                        f"JOIN act ON act.user_id = e.user_id LEFT JOIN profiles pz ON pz.user_id = e.user_id "
-                        f"WHERE e.type IN {ACTIVITY} AND e.ts_us > act.last - {self.params.add(node.within_us)} "
-                        "GROUP BY e.user_id")
+        self.ctes[a] = (f"SELECT act.user_id AS user_id, COUNT(DISTINCT {day}) AS days FROM act "
+                        f"JOIN events e ON e.user_id = act.user_id AND e.ts_us > act.last - "
+                        f"{self.params.add(node.within_us)} LEFT JOIN profiles pz ON pz.user_id = act.user_id "
+                        f"WHERE e.type IN {ACTIVITY} GROUP BY act.user_id")
         self._leaf(node, a, ("days",))
-        return self.json.compare_number(f"COALESCE({a}.days, 0)", node.compare)
+        return self.json.compare_number(f"COALESCE(j.{a}_days, 0)", node.compare)
 
     def pattern(self, node: Pattern) -> str:
         if node.first in node.not_followed_by:
@@ -229,7 +229,7 @@ class _Compiler:
                                  f"opens_{a} AS ({self.ctes[f'opens_{a}']}) "
                                  f"SELECT user_id, entity, ts_us, payload FROM opens_{a} WHERE rn = 1")
         self._leaf(node, a, ("n_open",))
-        return f"(COALESCE({a}.n_open, 0) > 0)"
+        return f"(COALESCE(j.{a}_n_open, 0) > 0)"
 
     def in_segment(self, node: InSegment) -> str:
         other = self.segments.get(node.key)
@@ -247,7 +247,7 @@ class _Compiler:
                 self.top = top
         else:
             predicate = (f"EXISTS (SELECT 1 FROM segment_members sm WHERE sm.segment_key = {self.params.add(node.key)} "
-                         "AND sm.user_id = u.user_id)")
+                         "AND sm.user_id = j.user_id)")
         if self.top:
             a = self.alias()
             self.leaves.append(Leaf(node, a))
@@ -257,12 +257,24 @@ class _Compiler:
     def query(self, segment: Segment) -> CompiledSegment:
         member = self.condition(segment.condition)
         key = self.params.add(segment.key)
-        ctes = [f"{name} AS ({body})" for name, body in self.ctes.items()]
-        ctes.append("u AS (SELECT DISTINCT user_id FROM events WHERE type <> 'command')")
-        selects = ", ".join(["u.user_id AS user_id", "p.traits AS traits", *self.selects,
+        # SQLite would run a CTE joined to every user again per user (a co-routine): each is computed once.
+        materialized = "" if self.json.pg else "MATERIALIZED "
+        ctes = [f"{name} AS {materialized}({body})" for name, body in self.ctes.items()]
+        # Every user in the log, with each leaf's columns: one row per user and leaf, gathered by a GROUP BY (no
+        # join of the users to each leaf, which SQLite may run as a scan of the leaf per user).
+        names = [f"{a}_{c}" for a, c in self.columns]
+        nulls = {c: f"CAST(NULL AS {_TYPES.get(c, 'bigint')})" for _, c in self.columns}  # PostgreSQL wants types
+        parts = ["SELECT u.user_id" + "".join(f", {nulls[c]} AS {a}_{c}" for a, c in self.columns)
+                 + " FROM (SELECT DISTINCT user_id FROM events WHERE type <> 'command') u"]
+        for alias in dict.fromkeys(a for a, _ in self.columns):
+            values = [f"{a}.{c}" if a == alias else nulls[c] for a, c in self.columns]
+            parts.append(f"SELECT {alias}.user_id, {', '.join(values)} FROM {alias}")
+        gathered = "".join(f", MAX({n}) AS {n}" for n in names)
+        ctes.append(f"j AS (SELECT user_id{gathered} FROM ({' UNION ALL '.join(parts)}) x GROUP BY user_id)")
+        selects = ", ".join(["j.user_id AS user_id", "p.traits AS traits", *self.selects,
                              f"CASE WHEN {member} THEN 1 ELSE 0 END AS member"])
-        sql = (f"WITH {', '.join(ctes)} SELECT {selects} FROM u LEFT JOIN profiles p ON p.user_id = u.user_id "
-               f"{' '.join(self.joins)} WHERE {member} OR u.user_id IN "
+        sql = (f"WITH {', '.join(ctes)} SELECT {selects} FROM j LEFT JOIN profiles p ON p.user_id = j.user_id "
+               f"WHERE {member} OR j.user_id IN "
                f"(SELECT sm.user_id FROM segment_members sm WHERE sm.segment_key = {key})")
         return CompiledSegment(segment, sql, dict(self.params.values), list(self.leaves), dict(self.facet_sql))
 
