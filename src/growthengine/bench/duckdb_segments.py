@@ -32,7 +32,8 @@ def queries(by_arrival: bool) -> dict[str, str]:
         "window_shoppers": (
             f"SELECT COUNT(*) FROM (SELECT user_id FROM ev WHERE ts_us > $1 - {7 * DAY} AND ts_us <= $1 "
             "AND name IN ('item_viewed', 'purchase') GROUP BY user_id "
-            "HAVING COUNT(*) FILTER (WHERE name = 'item_viewed') > 20 AND COUNT(*) FILTER (WHERE name = 'purchase') = 0)"),
+            "HAVING COUNT(*) FILTER (WHERE name = 'item_viewed') > 20 "
+            "AND COUNT(*) FILTER (WHERE name = 'purchase') = 0)"),
         "local_buyers": (
             f"SELECT COUNT(DISTINCT user_id) FROM (SELECT user_id, province FROM ev WHERE name = 'location_searched' "
             f"AND province IS NOT NULL AND ts_us > $1 - {30 * DAY} AND ts_us <= $1 GROUP BY user_id, province "

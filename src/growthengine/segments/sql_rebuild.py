@@ -160,7 +160,9 @@ def _open_entities(tx: Tx, compiled: CompiledSegment) -> Opens:
 def verdicts(tx: Tx, compiled: CompiledSegment, as_of_us: int) -> Iterator[UserVerdict]:
     """Every user the query returns: the SQL's membership, with the evaluator's facets and reason."""
     opens = _open_entities(tx, compiled)
-    result = tx.conn.execution_options(yield_per=5000).execute(sa.text(compiled.sql), compiled.params)
+    # yield_per on the statement: on the connection it would stay on for the writes (PostgreSQL's server-side
+    # cursors cannot executemany)
+    result = tx.conn.execute(sa.text(compiled.sql).execution_options(yield_per=5000), compiled.params)
     for raw in result.mappings():
         row = dict(raw)
         traits = orjson.loads(row["traits"]) if row["traits"] else {}
