@@ -19,7 +19,15 @@ Each leaf is a common table expression of per-user aggregates joined to the user
 * ``TraitCondition`` on ``profiles.traits``; ``InSegment`` inlines the other segment's condition (a fresh answer,
   as the batch evaluator gives it) or, for a segment not being rebuilt, reads its stored members.
 
-A condition that cannot be written with the evaluator's exact semantics raises :class:`NotCompilable`.
+A condition that cannot be written with the evaluator's exact semantics raises :class:`NotCompilable` (comparisons
+with lists or mappings as operands, ``in`` a text, ``exists`` with a non-boolean, a pattern whose first event also
+closes it, more than 200 distinct time zones under ``active_days``); the rebuild then uses the Python evaluator.
+
+Known differences, in corners the tracking plan does not produce (the property test stays out of them): a group,
+distinct value or entity that is a JSON array or object is keyed by its JSON text, not Python's ``repr``; on
+PostgreSQL a float is keyed by its JSON text (``1e16`` where Python says ``1e+16``) and a text summed by ``sum``
+counts as a number only in plain decimal or exponent notation (Python's ``float()`` also reads ``1_000``, ``inf``
+and ``nan``); a float sum may differ in its last bits (the order of addition); local days before 1970 on SQLite.
 """
 
 from __future__ import annotations
