@@ -136,13 +136,24 @@ class _Compiler:
 
     # Leaves ---------------------------------------------------------------------------------------------
 
+    def events(self, base: list[str]) -> tuple[str, list[str], str]:
+        """The events matching ``base`` as a FROM item ``e``, the conditions still to apply, their payload document.
+
+        PostgreSQL parses each payload once, in a subquery that ``OFFSET 0`` keeps apart (folded into the query, the
+        cast would parse the text again at every use of a property).
+        """
+        if self.json.pg:
+            return (f"(SELECT e.id, e.user_id, e.name, e.ts_us, e.payload, CAST(e.payload AS jsonb) AS pj "
+                    f"FROM events e WHERE {' AND '.join(base)} OFFSET 0) e", [], "e.pj")
+        return "events e", list(base), "e.payload"
+
     def aggregate(self, node: EventAggregate) -> str:
         j, add = self.json, self.params.add
         a = self.alias()
-        doc = j.doc("e.payload")
-        where = ["e.type <> 'command'", f"e.name = {add(node.event)}"]
+        base = ["e.type <> 'command'", f"e.name = {add(node.event)}"]
         if node.within_us is not None:
-            where += [f"e.ts_us > {add(self.as_of_us - node.within_us)}", f"e.ts_us <= {self.now}"]
+            base += [f"e.ts_us > {add(self.as_of_us - node.within_us)}", f"e.ts_us <= {self.now}"]
+        source, where, doc = self.events(base)
         for f in node.where:
             where.append(j.compare(j.prop(doc, f.prop), f.compare, doc, f.prop))
         columns = ["COUNT(*) AS n", "MAX(e.ts_us) AS l"]
@@ -166,8 +177,8 @@ class _Compiler:
             names.append("grp")
         measured = {"count": "g.n", "sum": "g.s", "distinct": "g.d", "last": f"({self.now} - g.l)"}[node.measure]
         ok = j.compare_number(measured, node.compare)
-        inner = (f"SELECT e.user_id AS user_id, {', '.join(columns)} FROM events e "
-                 f"WHERE {' AND '.join(where)} GROUP BY {group_by}")
+        inner = (f"SELECT e.user_id AS user_id, {', '.join(columns)} FROM {source} "
+                 f"WHERE {' AND '.join(where) or '1 = 1'} GROUP BY {group_by}")
         scored = f"SELECT g.*, CASE WHEN {ok} THEN 1 ELSE 0 END AS ok FROM ({inner}) g"
         if node.per is None:
             self.ctes[a] = scored
@@ -195,11 +206,13 @@ class _Compiler:
                 self.leaves.append(Leaf(node, "act"))
             return f"(j.act_last IS NOT NULL AND {self.now} - j.act_last > {self.params.add(node.more_than_us)})"
         a = self.alias()
-        zone = f"COALESCE({timezone_sql(self.json, self.json.doc('pz.traits'))}, {self.params.add(self.business_tz)})"
+        zones = (f"(SELECT pz.user_id, {timezone_sql(self.json, self.json.doc('pz.traits'))} AS zone "
+                 f"FROM profiles pz{' OFFSET 0' if self.json.pg else ''})")  # each user's traits parsed once
+        zone = f"COALESCE(pz.zone, {self.params.add(self.business_tz)})"
         day = local_day_sql(self.json, "e.ts_us", zone, self.zones, self.business_tz)
         self.ctes[a] = (f"SELECT act.user_id AS user_id, COUNT(DISTINCT {day}) AS days FROM act "
                         f"JOIN events e ON e.user_id = act.user_id AND e.ts_us > act.last - "
-                        f"{self.params.add(node.within_us)} LEFT JOIN profiles pz ON pz.user_id = act.user_id "
+                        f"{self.params.add(node.within_us)} LEFT JOIN {zones} pz ON pz.user_id = act.user_id "
                         f"WHERE e.type IN {ACTIVITY} GROUP BY act.user_id")
         self._leaf(node, a, ("days",))
         return self.json.compare_number(f"COALESCE(j.{a}_days, 0)", node.compare)
@@ -209,17 +222,18 @@ class _Compiler:
             raise NotCompilable("a pattern whose first event also closes it")
         j, add = self.json, self.params.add
         a = self.alias()
-        doc = j.doc("e.payload")
         names = ", ".join(add(n) for n in (node.first, *node.not_followed_by))
         opens = f"CASE WHEN e.name = {add(node.first)} THEN 1 ELSE 0 END"
+        events, where, doc = self.events(["e.type <> 'command'", f"e.name IN ({names})"])
         single = j.prop(doc, node.same)
         source, element = j.elements(doc, node.same + "s")
-        base = f"e.type <> 'command' AND e.name IN ({names})"
+        singles = " AND ".join([*where, j.is_scalar(single)])
+        plurals = " AND ".join([*where, f"NOT {j.is_scalar(single)}", j.is_scalar(element)])
         self.ctes[f"ents_{a}"] = (
             f"SELECT e.user_id AS user_id, e.id AS id, e.ts_us AS ts_us, {opens} AS opens, "
-            f"{j.key(single)} AS entity, e.payload AS payload FROM events e WHERE {base} AND {j.is_scalar(single)} "
+            f"{j.key(single)} AS entity, e.payload AS payload FROM {events} WHERE {singles} "
             f"UNION ALL SELECT e.user_id, e.id, e.ts_us, {opens}, {j.key(element)}, e.payload "
-            f"FROM events e CROSS JOIN {source} WHERE {base} AND NOT {j.is_scalar(single)} AND {j.is_scalar(element)}"
+            f"FROM {events} CROSS JOIN {source} WHERE {plurals}"
         )
         tie = "c.id > f.id" if SAME_INSTANT_BY_ARRIVAL else "1 = 1"
         self.ctes[f"opens_{a}"] = (
