@@ -15,7 +15,8 @@ Each leaf is a common table expression of per-user aggregates joined to the user
   after ``last - within``, in the user's ``timezone`` trait or the business time zone;
 * ``Pattern``: per entity (``listing_id``, or each of ``listing_ids``) the opening events due by ``as_of`` and not yet
   left, with no closing event at or after them (at the same instant: after them in the log when the evaluator
-  orders same-instant events by arrival), the first such per entity;
+  orders same-instant events by arrival), the first such per entity; window functions over each entity's events,
+  no anti-join (whose plan depends on estimates a database cannot make for JSON-derived entities);
 * ``TraitCondition`` on ``profiles.traits``; ``InSegment`` inlines the other segment's condition (a fresh answer,
   as the batch evaluator gives it) or, for a segment not being rebuilt, reads its stored members.
 
@@ -235,21 +236,25 @@ class _Compiler:
             f"UNION ALL SELECT e.user_id, e.id, e.ts_us, {opens}, {j.key(element)}, e.payload "
             f"FROM {events} CROSS JOIN {source} WHERE {plurals}"
         )
-        tie = "c.id > f.id" if SAME_INSTANT_BY_ARRIVAL else "1 = 1"
+        # An opening event stays open while no closing event (by the instant) follows it for its entity: the closing
+        # events counted after it in a window over the entity's events in reverse order. At the same instant a
+        # closing event comes after an opening one when it came later in the log (event time), or always (before).
+        tie = "x.id DESC" if SAME_INSTANT_BY_ARRIVAL else "x.opens ASC, x.id DESC"
+        self.ctes[f"marks_{a}"] = (
+            f"SELECT x.*, COALESCE(SUM(1 - x.opens) OVER (PARTITION BY x.user_id, x.entity ORDER BY x.ts_us DESC, "
+            f"{tie} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS later FROM ents_{a} x "
+            f"WHERE x.opens = 1 OR x.ts_us <= {self.now}"
+        )
         self.ctes[f"opens_{a}"] = (
             f"SELECT f.user_id AS user_id, f.entity AS entity, f.ts_us AS ts_us, f.payload AS payload, "
-            f"ROW_NUMBER() OVER (PARTITION BY f.user_id, f.entity ORDER BY f.ts_us, f.id) AS rn FROM ents_{a} f "
-            f"WHERE f.opens = 1 AND f.ts_us + {add(node.within_us)} <= {self.now} "
-            f"AND f.ts_us + {add(node.leaves_after_us)} > {self.now} "
-            f"AND NOT EXISTS (SELECT 1 FROM ents_{a} c WHERE c.opens = 0 AND c.user_id = f.user_id "
-            f"AND c.entity = f.entity AND c.ts_us <= {self.now} "
-            f"AND (c.ts_us > f.ts_us OR (c.ts_us = f.ts_us AND {tie})))"
+            f"ROW_NUMBER() OVER (PARTITION BY f.user_id, f.entity ORDER BY f.ts_us, f.id) AS rn FROM marks_{a} f "
+            f"WHERE f.opens = 1 AND f.later = 0 AND f.ts_us + {add(node.within_us)} <= {self.now} "
+            f"AND f.ts_us + {add(node.leaves_after_us)} > {self.now}"
         )
         self.ctes[a] = f"SELECT user_id, COUNT(*) AS n_open FROM opens_{a} WHERE rn = 1 GROUP BY user_id"
         if self.top:
-            self.facet_sql[a] = (f"WITH ents_{a} AS ({self.ctes[f'ents_{a}']}), "
-                                 f"opens_{a} AS ({self.ctes[f'opens_{a}']}) "
-                                 f"SELECT user_id, entity, ts_us, payload FROM opens_{a} WHERE rn = 1")
+            steps = ", ".join(f"{name}_{a} AS ({self.ctes[f'{name}_{a}']})" for name in ("ents", "marks", "opens"))
+            self.facet_sql[a] = f"WITH {steps} SELECT user_id, entity, ts_us, payload FROM opens_{a} WHERE rn = 1"
         self._leaf(node, a, ("n_open",))
         return f"(COALESCE(j.{a}_n_open, 0) > 0)"
 
