@@ -292,7 +292,8 @@ class _Compiler:
         names = [f"{a}_{c}" for a, c in self.columns]
         nulls = {c: f"CAST(NULL AS {_TYPES.get(c, 'bigint')})" for _, c in self.columns}  # PostgreSQL wants types
         parts = ["SELECT u.user_id" + "".join(f", {nulls[c]} AS {a}_{c}" for a, c in self.columns)
-                 + " FROM (SELECT DISTINCT user_id FROM events WHERE type <> 'command') u"]
+                 + " FROM (SELECT DISTINCT user_id FROM events) u WHERE EXISTS (SELECT 1 FROM events c WHERE "
+                 "c.user_id = u.user_id AND c.type <> 'command')"]  # the users index alone, then a seek per user
         for alias in dict.fromkeys(a for a, _ in self.columns):
             values = [f"{a}.{c}" if a == alias else nulls[c] for a, c in self.columns]
             parts.append(f"SELECT {alias}.user_id, {', '.join(values)} FROM {alias}")
