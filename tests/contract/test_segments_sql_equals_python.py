@@ -179,6 +179,8 @@ EXAMPLES: list[tuple[list[dict[str, Any]], list[Condition], int]] = [
     ([{"user": "u0", "timezone": "America/New_York", "is_seller": True},
       *[_ev("app_opened", back=(k * 24 + 5) * 60) for k in range(0, 70, 3)]],
      [All((ActiveDays(Compare("gte", 3), 7 * D), TraitCondition("is_seller", Compare("eq", True))))], 24 * 60),
+    # Found: one windowed rule written twice in a condition is one feed (its count was doubled in the reason).
+    ([_ev("item_viewed")], [All((EventAggregate("item_viewed", "count", Compare("gte", 0), None, H),) * 2)], 0),
 ]
 
 

@@ -119,8 +119,8 @@ def synthetic_state(compiled: CompiledSegment, row: dict[str, Any], opens: Opens
         elif isinstance(node, Pattern):
             entities = opens.get(a, {}).get(row["user_id"], {})
             state["f"][feed_id(node)] = {entity: {"f": [first], "c": []} for entity, first in entities.items()}
-        elif isinstance(node, EventAggregate) and row[f"{a}_n"] is not None:
-            _aggregate_feed(state, node, a, row)
+        elif isinstance(node, EventAggregate) and row[f"{a}_n"] is not None and feed_id(node) not in state["f"]:
+            _aggregate_feed(state, node, a, row)  # a rule written twice in one condition is one feed
     if last is not None:
         state["a"] = {"last": last, "days": _days(last, day_counts)}
     return state
