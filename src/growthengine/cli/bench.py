@@ -215,10 +215,20 @@ def segments(
     timers: Annotated[int, typer.Option(help="pending cart-abandoner timers to fire")] = 20_000,
     paced_seconds: Annotated[float, typer.Option(help="seconds of paced 5,000 events/s arrivals")] = 5.0,
     db_dir: Annotated[Path | None, _DB_DIR] = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="only the full rebuild of the five defaults: Python, "
+                                          "SQL (SQLite, and PostgreSQL with --pg) and DuckDB on the same rows "
+                                          "(needs the dev extras)")] = False,
+    pg: Annotated[str | None, typer.Option("--pg", help="with --rebuild: also on this PostgreSQL database "
+                                           "(migrated here; it must hold no events)")] = None,
 ) -> None:
     """Segment engine: ingestion vs bare append, event-to-transition p99, timers/s, rebuild time, peak memory."""
     from growthengine.bench import segments as bench
 
+    if rebuild:
+        _rebuild_bench(users, events, db_dir, pg)
+        return
+    if pg is not None:
+        raise CliError("--pg goes with --rebuild")
     if events < batch or users < 1 or timers < 1 or not 1 <= batch <= 10_000 or paced_seconds <= 0:
         raise CliError("--events must be at least --batch (1-10,000); --users and --timers at least 1")
     size = bench.SegmentsSize(users=users, events=events, batch=batch, timers=timers, paced_seconds=paced_seconds)
@@ -334,3 +344,36 @@ def gate(
     out.print(table)
     out.print("decisions: " + ", ".join(f"{k} {v:,}" for k, v in sorted(r.actions.items())))
     out.print("flushed: " + ", ".join(f"{k} {v:,}" for k, v in sorted(r.statuses.items())) + f"; after: {_load()}")
+
+
+def _rebuild_bench(users: int, events: int, db_dir: Path | None, pg: str | None) -> None:
+    from growthengine.bench import segment_rebuild as bench
+
+    if users < 1 or events < 1:
+        raise CliError("--users and --events must be at least 1")
+    size = bench.RebuildSize(users=users, events=events)
+    console.print(f"[bold]growth bench segments --rebuild[/]: {users:,} users, {events:,} events over "
+                  f"{bench.SPAN_DAYS} days; {machine_summary()}; {_load()}")
+    with _progress() as progress:
+        stage = _RichStages(progress).stage
+        try:
+            r = _in_dir(db_dir, lambda d: bench.run_rebuild_bench(size, d, stage, pg))
+        except bench.BenchError as exc:
+            raise CliError(str(exc)) from None
+    assert isinstance(r, bench.RebuildBench)
+    table = Table(title=f"Full rebuild of the five default segments: {events:,} events, {users:,} users")
+    for column in ("how", "seconds", "events/s", "vs DuckDB", "note"):
+        table.add_column(column, justify="left" if column in ("how", "note") else "right")
+    duck = r.duckdb_query_s
+    for m in (r.python, r.sql_sqlite, r.sql_pg):
+        if m is not None:
+            table.add_row(m.name, f"{m.seconds:,.2f}", f"{m.rate:,.0f}", f"{m.seconds / duck:,.1f} x" if duck else "",
+                          f"CPU {m.cpu_s:,.1f} s (this process); {m.details['entered']:,} entries")
+    table.add_row("DuckDB, queries", f"{duck:,.2f}", f"{events / duck if duck else 0:,.0f}", "1.0 x",
+                  f"in a subprocess; its load of the exported file {r.duckdb_load_s:,.2f} s")
+    table.add_row("DuckDB, load + queries", f"{r.duckdb_load_s + duck:,.2f}", "", "",
+                  f"the export to typed columns (not counted) {r.export_s:,.1f} s")
+    out.print(table)
+    out.print(f"SQL (SQLite) / DuckDB: {r.ratio:,.1f} x (goal: within {bench.TARGET_DUCKDB_RATIO:.0f} x); "
+              f"SQL vs Python: {r.python.seconds / r.sql_sqlite.seconds if r.sql_sqlite.seconds else 0:,.1f} x faster")
+    out.print("members (the same every way): " + ", ".join(f"{k} {v:,}" for k, v in sorted(r.members.items())))

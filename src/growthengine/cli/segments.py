@@ -77,12 +77,21 @@ def rebuild_segments(
     key: Annotated[str | None, typer.Argument(help="one segment key; all when left out")] = None,
     db: DbOption = None,
     config: ConfigOption = None,
+    engine_name: Annotated[str, typer.Option("--engine", help="python: replay every user's events through the "
+                                             "evaluator (state, memberships, timers); sql: memberships set-based "
+                                             "in SQL, starting no flow (segments it cannot compile fall back to "
+                                             "python)")] = "python",
 ) -> None:
     """Recompute memberships from the whole event history."""
+    if engine_name not in ("python", "sql"):
+        raise CliError(f"--engine must be python or sql, not {engine_name!r}")
     engine = _engine(db, config)
     try:
         if key is not None and key not in engine.segments.segments:
             raise CliError(f"no segment {key!r}; known: {', '.join(engine.segments.segments)}")
+        if engine_name == "sql":
+            _sql_rebuild(engine, key)
+            return
         with engine.store.transaction() as tx:
             total = tx.events.count()
         columns = (TextColumn("rebuilding"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
@@ -95,3 +104,16 @@ def rebuild_segments(
                   f"{result.entered:,} entered, {result.exited:,} left")
     finally:
         engine.close()
+
+
+def _sql_rebuild(engine: Engine, key: str | None) -> None:
+    from growthengine.segments.sql_rebuild import sql_rebuild
+
+    with engine.store.transaction() as tx:
+        result = sql_rebuild(engine.segments, tx, [key] if key else None)
+    fallback = f"; by the Python evaluator (not compilable): {', '.join(result.fell_back)}" if result.fell_back else ""
+    out.print(f"rebuilt {key or 'all segments'} in SQL ({', '.join(result.compiled) or 'none'}): "
+              f"{result.entered:,} entered, {result.exited:,} left{fallback}")
+    if result.disagreements:
+        out.print(f"[red]{result.disagreements:,} users left as stored: SQL and the evaluator disagreed "
+                  "(see the log)[/]")

@@ -1,0 +1,301 @@
+"""Set-based rebuilds: each segment's membership for every user from one SQL query over the log (``sql_compile``),
+diffed against the stored members and written back in bulk.
+
+Entries and exits are recorded as transitions the way the Python rebuild records them (exits' reasons start with
+``rebuild: ``), and the transition listeners (the flow engine) are NOT told: a rebuild starts no flow (CONTRACT 8).
+The members' reasons and data come from the Python evaluator itself, run on a small state made from the aggregates
+the query measured, so they read exactly as the incremental engine words them. The stored per-user segment state
+keeps its feeds (the live engine's); only its memberships (``m``) follow the rebuild, so the live engine goes on from
+the rebuilt answer. A segment that cannot be compiled is rebuilt by the Python evaluator (with the listeners
+silenced as well), and the log says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from growthengine.clock import to_us
+from growthengine.segments.engine import SegmentEngine
+from growthengine.segments.evaluate import Evaluator
+from growthengine.segments.feeds import State, feed_id, walk
+from growthengine.segments.model import ActiveDays, EventAggregate, InSegment, Pattern, Segment
+from growthengine.segments.sql_compile import CompiledSegment, compile_segment, timezone_sql
+from growthengine.segments.sql_json import JsonSql, NotCompilable, Params, register_sqlite_functions
+from growthengine.storage.segment_store import Membership, Transition
+from growthengine.storage.unit_of_work import Tx
+
+log = logging.getLogger(__name__)
+
+MAX_ZONES = 200
+REBUILD_PREFIX = "rebuild: "
+Facets = dict[str, dict[str, Any]]
+
+
+@dataclass
+class SqlRebuildResult:
+    rows: int = 0
+    """Users the queries returned (members now, or stored as members)."""
+    entered: int = 0
+    exited: int = 0
+    compiled: list[str] = field(default_factory=list)
+    fell_back: list[str] = field(default_factory=list)
+    disagreements: int = 0
+    """Users whose SQL membership the evaluator, given the SQL's aggregates, did not confirm (left as stored)."""
+
+
+@dataclass(frozen=True)
+class UserVerdict:
+    user_id: str
+    member: bool
+    facets: Facets
+    reason: str
+
+
+def prepare(tx: Tx) -> None:
+    """The SQLite functions the compiled queries call (a no-op on PostgreSQL)."""
+    if tx.dialect == "sqlite":
+        register_sqlite_functions(tx.conn.connection.driver_connection)  # type: ignore[arg-type]
+
+
+def user_zones(tx: Tx) -> list[str]:
+    """The time zones named by the users' ``timezone`` traits."""
+    params = Params()
+    json = JsonSql(tx.dialect, params)
+    sql = f"SELECT DISTINCT {timezone_sql(json, json.doc('traits'))} FROM profiles"  # noqa: S608 (markers only)
+    return sorted(z for (z,) in tx.conn.execute(sa.text(sql), params.values) if z is not None)
+
+
+def compile_for(engine: SegmentEngine, tx: Tx, segment: Segment, as_of_us: int, zones: list[str],
+                fresh: set[str]) -> CompiledSegment:
+    if len(zones) > MAX_ZONES and any(isinstance(n, ActiveDays) for n in walk(segment.condition)):
+        raise NotCompilable(f"{len(zones)} time zones")
+    return compile_segment(segment, engine.segments, tx.dialect, as_of_us, business_tz=engine.business_timezone,
+                           zones=zones, fresh=fresh)
+
+
+def _number(value: Any, is_float: Any) -> Any:
+    if value is None:
+        return 0
+    if isinstance(value, (int, float)):
+        return value
+    return float(value) if is_float else int(value)  # PostgreSQL's numeric
+
+
+def _days(last: int, counts: list[tuple[int, int]]) -> dict[str, int]:
+    """Activity days such that, for each (within, n), n of them fall after ``last - within``."""
+    days: dict[str, int] = {}
+    previous_within, previous_n = 0, 0
+    for within, n in sorted(counts):
+        at = last - previous_within
+        for _ in range(max(0, n - previous_n)):
+            days[str(len(days))] = at
+        previous_within, previous_n = within, max(n, previous_n)
+    return days
+
+
+Opens = dict[str, dict[str, dict[str, list[Any]]]]
+"""Per pattern leaf (alias): user -> entity -> the opening event ``[ts, properties]`` that keeps it open."""
+
+
+def synthetic_state(compiled: CompiledSegment, row: dict[str, Any], opens: Opens, as_of_us: int) -> State:
+    """The part of a user's segment state the evaluator reads, made from the query's aggregates."""
+    state: State = {"f": {}, "m": {}}
+    last = row.get("act_last")
+    day_counts: list[tuple[int, int]] = []
+    for leaf in compiled.leaves:
+        node, a = leaf.node, leaf.alias
+        if isinstance(node, ActiveDays):
+            day_counts.append((node.within_us, int(row[f"{a}_days"] or 0)))
+        elif isinstance(node, InSegment):
+            if row[f"{a}_in"]:
+                state["m"][node.key] = {"": [as_of_us, {}]}
+        elif isinstance(node, Pattern):
+            entities = opens.get(a, {}).get(row["user_id"], {})
+            state["f"][feed_id(node)] = {entity: {"f": [first], "c": []} for entity, first in entities.items()}
+        elif isinstance(node, EventAggregate) and row[f"{a}_n"] is not None and feed_id(node) not in state["f"]:
+            _aggregate_feed(state, node, a, row)  # a rule written twice in one condition is one feed
+    if last is not None:
+        state["a"] = {"last": last, "days": _days(last, day_counts)}
+    return state
+
+
+def _aggregate_feed(state: State, node: EventAggregate, a: str, row: dict[str, Any]) -> None:
+    n, ts = int(row[f"{a}_n"]), int(row[f"{a}_l"])
+    group = row.get(f"{a}_grp")
+    total = _number(row.get(f"{a}_s"), row.get(f"{a}_fl"))
+    distinct = int(row.get(f"{a}_d") or 0)
+    if node.within_us is None:
+        feed = state["f"].setdefault(feed_id(node), {})
+        feed[group or ""] = {"n": n, "s": total, "d": list(range(distinct)), "l": ts}
+        return
+    entries: list[list[Any]]
+    if node.measure == "count":
+        entries = [[ts, 1, group]] * n
+    elif node.measure == "sum":
+        entries = [[ts, total, group]]
+    elif node.measure == "distinct":
+        entries = [[ts, i, group] for i in range(distinct)] or [[ts, None, group]]
+    else:
+        entries = [[ts, 1, group]]
+    state["f"].setdefault(feed_id(node), []).extend(entries)
+
+
+def _open_entities(tx: Tx, compiled: CompiledSegment) -> Opens:
+    out: Opens = {}
+    for alias, sql in compiled.facet_sql.items():
+        users: dict[str, dict[str, list[Any]]] = defaultdict(dict)
+        for user_id, entity, ts, payload in tx.conn.execute(sa.text(sql), compiled.params):
+            users[user_id][entity] = [int(ts), orjson.loads(payload)]
+        out[alias] = dict(users)
+    return out
+
+
+def verdicts(tx: Tx, compiled: CompiledSegment, as_of_us: int) -> Iterator[UserVerdict]:
+    """Every user the query returns: the SQL's membership, with the evaluator's facets and reason."""
+    opens = _open_entities(tx, compiled)
+    # yield_per on the statement: on the connection it would stay on for the writes (PostgreSQL's server-side
+    # cursors cannot executemany)
+    result = tx.conn.execute(sa.text(compiled.sql).execution_options(yield_per=5000), compiled.params)
+    for raw in result.mappings():
+        row = dict(raw)
+        traits = orjson.loads(row["traits"]) if row["traits"] else {}
+        evaluator = Evaluator(traits, synthetic_state(compiled, row, opens, as_of_us), as_of_us)
+        facets = evaluator.segment(compiled.segment)
+        yield UserVerdict(row["user_id"], bool(row["member"]), facets, evaluator.last_verdict.reason)
+
+
+def _stored(tx: Tx, key: str) -> dict[str, dict[str, tuple[int, dict[str, Any], str]]]:
+    rows = tx.conn.execute(sa.text("SELECT user_id, entity, since_us, data, reason FROM segment_members "
+                                   "WHERE segment_key = :k"), {"k": key})
+    out: dict[str, dict[str, tuple[int, dict[str, Any], str]]] = defaultdict(dict)
+    for user_id, entity, since, data, reason in rows:
+        out[user_id][entity] = (since, orjson.loads(data), reason)
+    return out
+
+
+def _rebuild_one(tx: Tx, compiled: CompiledSegment, as_of_us: int, result: SqlRebuildResult,
+                 memberships: dict[str, dict[str, dict[str, list[Any]] | None]]) -> None:
+    key = compiled.segment.key
+    stored = _stored(tx, key)
+    transitions: list[Transition] = []
+    members: list[Membership] = []
+    removed: list[tuple[str, str, str]] = []
+    for v in verdicts(tx, compiled, as_of_us):
+        result.rows += 1
+        if v.member != bool(v.facets):
+            result.disagreements += 1
+            log.warning("segment %s: SQL and the evaluator disagree for one user; left as stored", key)
+            continue
+        current = stored.get(v.user_id, {})
+        changed = False
+        for entity in current.keys() - v.facets.keys():
+            transitions.append(Transition(key, v.user_id, entity, "exit", as_of_us, REBUILD_PREFIX + v.reason,
+                                          current[entity][1], event_us=as_of_us, origin="rebuild"))
+            removed.append((key, v.user_id, entity))
+            changed = True
+        for entity, facet in v.facets.items():
+            if entity not in current:
+                transitions.append(Transition(key, v.user_id, entity, "enter", as_of_us, facet["reason"],
+                                              facet["data"], event_us=as_of_us, origin="rebuild"))
+                members.append(Membership(key, v.user_id, entity, as_of_us, facet["data"], facet["reason"]))
+                changed = True
+            elif current[entity][1] != facet["data"]:
+                members.append(Membership(key, v.user_id, entity, current[entity][0], facet["data"], facet["reason"]))
+                changed = True
+        if changed:
+            since = {e: current[e][0] if e in current else as_of_us for e in v.facets}
+            memberships[v.user_id][key] = {e: [since[e], f["data"]] for e, f in v.facets.items()} or None
+    tx.segments.delete_members(removed)
+    tx.segments.upsert_members(members)
+    tx.segments.record_transitions(transitions)
+    result.entered += sum(1 for t in transitions if t.kind == "enter")
+    result.exited += sum(1 for t in transitions if t.kind == "exit")
+
+
+def sql_memberships(engine: SegmentEngine, tx: Tx, as_of_us: int) -> tuple[dict[tuple[str, str], Facets], list[str]]:
+    """Every segment's members at ``as_of_us`` by SQL: (segment, user) -> facets; and the segments not compiled.
+
+    The counterpart of ``rebuild.batch_memberships`` (every ``in segment`` answered afresh). A user whose SQL
+    membership the evaluator does not confirm raises ``AssertionError`` (a compiler defect).
+    """
+    prepare(tx)
+    zones = user_zones(tx)
+    out: dict[tuple[str, str], Facets] = {}
+    skipped: list[str] = []
+    for key in engine.order:
+        try:
+            compiled = compile_for(engine, tx, engine.segments[key], as_of_us, zones, set(engine.segments))
+        except NotCompilable:
+            skipped.append(key)
+            continue
+        for v in verdicts(tx, compiled, as_of_us):
+            if v.member != bool(v.facets):
+                raise AssertionError(f"segment {key}, user {v.user_id}: SQL says member={v.member}, "
+                                     f"the evaluator on its aggregates says {sorted(v.facets)} ({v.reason})")
+            if v.member:
+                out[(key, v.user_id)] = v.facets
+    return out, skipped
+
+
+def _save_memberships(tx: Tx, memberships: dict[str, dict[str, dict[str, list[Any]] | None]], as_of_us: int) -> None:
+    """The stored states' ``m`` follows the rebuilt memberships (the live engine diffs against it)."""
+    users = list(memberships)
+    for start in range(0, len(users), 2000):
+        chunk = users[start : start + 2000]
+        states = tx.segments.load_states(chunk)
+        for user_id in chunk:
+            m = states.setdefault(user_id, {}).setdefault("m", {})
+            for key, facets in memberships[user_id].items():
+                if facets is None:
+                    m.pop(key, None)
+                else:
+                    m[key] = facets
+        tx.segments.save_states(states, as_of_us)
+
+
+def sql_rebuild(engine: SegmentEngine, tx: Tx, keys: list[str] | None = None) -> SqlRebuildResult:
+    """Rebuild ``keys`` (default: every segment) at the engine's time, set-based; see the module's docstring."""
+    as_of_us = to_us(engine.clock.now())
+    chosen = set(keys) if keys else set(engine.segments)
+    result = SqlRebuildResult()
+    prepare(tx)
+    needs_zones = any(isinstance(n, ActiveDays) for k in chosen for n in walk(engine.segments[k].condition))
+    zones = user_zones(tx) if needs_zones else []
+    memberships: dict[str, dict[str, dict[str, list[Any]] | None]] = defaultdict(dict)
+    for key in engine.order:
+        if key not in chosen:
+            continue
+        try:
+            compiled = compile_for(engine, tx, engine.segments[key], as_of_us, zones, chosen)
+        except NotCompilable as exc:
+            result.fell_back.append(key)
+            log.info("segment %s cannot be rebuilt in SQL (%s): rebuilt by the Python evaluator", key, exc)
+            continue
+        _rebuild_one(tx, compiled, as_of_us, result, memberships)
+        result.compiled.append(key)
+    _save_memberships(tx, memberships, as_of_us)
+    if result.fell_back:
+        _python_rebuild(engine, tx, result)
+    log.info("rebuilt %s in SQL (%d users looked at): %d entered, %d left%s", ", ".join(result.compiled) or "nothing",
+             result.rows, result.entered, result.exited,
+             f"; by the Python evaluator: {', '.join(result.fell_back)}" if result.fell_back else "")
+    return result
+
+
+def _python_rebuild(engine: SegmentEngine, tx: Tx, result: SqlRebuildResult) -> None:
+    from growthengine.segments.rebuild import rebuild
+
+    listeners, engine.listeners = engine.listeners, []  # a rebuild starts no flow
+    try:
+        fallback = rebuild(engine, tx, result.fell_back)
+    finally:
+        engine.listeners = listeners
+    result.entered += fallback.entered
+    result.exited += fallback.exited

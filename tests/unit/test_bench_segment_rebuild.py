@@ -1,0 +1,41 @@
+"""``growth bench segments --rebuild`` at a tiny size: Python, SQL on SQLite and PostgreSQL, and DuckDB find the same
+members of the five default segments, and every figure is measured. Not a timing test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from growthengine.bench.segment_rebuild import BenchError, RebuildSize, run_duckdb, run_rebuild_bench
+from growthengine.cli.app import app
+from tests.pg_cluster import PgCluster
+
+
+def _stage(name: str, total: int) -> Callable[[int], None]:
+    return lambda n: None
+
+
+@pytest.mark.postgres
+def test_rebuild_bench_agrees_three_ways(tmp_path: Path, pg_cluster: PgCluster) -> None:
+    report = run_rebuild_bench(RebuildSize(users=300, events=6_000), tmp_path, _stage, pg_cluster.new_database())
+    # Each run checks the others found the same members; the defaults all have some at this size.
+    assert set(report.members) == {"high_ltv", "window_shoppers", "local_buyers", "cart_abandoners", "churn_risk"}
+    assert report.python.seconds > 0 and report.sql_sqlite.seconds > 0 and report.sql_pg is not None
+    assert report.sql_sqlite.details["entered"] == sum(report.members.values())
+    assert report.duckdb_query_s > 0 and report.duckdb_load_s > 0 and report.ratio > 0
+
+
+def test_rebuild_bench_on_the_command_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["bench", "segments", "--rebuild", "--users", "100", "--events", "1000",
+                                      "--db-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "SQL (SQLite) / DuckDB" in result.output and "members (the same every way)" in result.output
+
+
+def test_a_missing_duckdb_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "duckdb", None)  # as if the dev extras were not installed
+    with pytest.raises(BenchError, match="dev extras"):
+        run_duckdb(tmp_path / "none.csv", 0)

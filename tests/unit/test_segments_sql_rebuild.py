@@ -1,0 +1,87 @@
+"""The set-based (SQL) rebuild: diffs against stored members, records transitions, starts no flow, keeps the live
+engine's state in step, falls back to the Python evaluator for what it cannot compile; ``growth segments rebuild
+--engine sql``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import pytest
+from typer.testing import CliRunner
+
+from growthengine.cli.app import app
+from growthengine.cli.options import CliError
+from growthengine.clock import ManualClock
+from growthengine.engine import Engine
+from growthengine.segments.model import Compare, EventAggregate, PropertyFilter, Segment
+from growthengine.segments.sql_rebuild import sql_rebuild
+from growthengine.storage.segment_store import Membership
+
+
+def _track(user: str, event: str, at: dt.datetime, **props: object) -> dict[str, object]:
+    return {"type": "track", "userId": user, "event": event, "properties": props, "timestamp": at.isoformat()}
+
+
+def test_sql_rebuild_repairs_members_records_transitions_and_starts_no_flow(engine: Engine,
+                                                                             clock: ManualClock) -> None:
+    now = clock.now()
+    engine.ingest([_track("u1", "purchase", now, order_id="o1", amount=6000.0, listing_ids=["L1"]),
+                   _track("u2", "app_opened", now),
+                   _track("u3", "add_to_cart", now - dt.timedelta(hours=2), listing_id="L7", title="Fuji", price=9)])
+    with engine.store.transaction() as tx:
+        assert {m.segment for m in tx.segments.members_of_user("u3")} == {"cart_abandoners"}
+        runs_before = {u: len(tx.runs.for_user(u)) for u in ("u1", "u2", "u3")}
+        # The stored answer goes wrong: u1's membership lost (member row and state), u2 made a member.
+        tx.segments.delete_members([("high_ltv", "u1", "")])
+        state = tx.segments.load_states(["u1"])["u1"]
+        state["m"].pop("high_ltv")
+        tx.segments.save_states({"u1": state}, 0)
+        tx.segments.upsert_members([Membership("high_ltv", "u2", "", 1, {}, "made up")])
+        result = sql_rebuild(engine.segments, tx)
+    assert result.fell_back == [] and result.disagreements == 0
+    assert set(result.compiled) == set(engine.segments.segments)
+    assert (result.entered, result.exited) == (1, 1)
+    with engine.store.transaction() as tx:
+        transitions = [t for t in tx.segments.transitions(segment="high_ltv") if t.user_id in ("u1", "u2")]
+        assert [(t.user_id, t.kind) for t in transitions][-2:] == [("u1", "enter"), ("u2", "exit")]
+        assert transitions[-2].reason == "sum(purchase.amount, lifetime) = 6,000.00 > 5000"
+        assert transitions[-1].reason.startswith("rebuild: ")
+        assert {m.segment for m in tx.segments.members_of_user("u1")} == {"high_ltv"}
+        assert tx.segments.members_of_user("u2") == []
+        assert [m.entity for m in tx.segments.members_of_user("u3")] == ["L7"]  # unchanged: no transition
+        assert "high_ltv" in tx.segments.load_states(["u1"])["u1"]["m"]
+        assert {u: len(tx.runs.for_user(u)) for u in ("u1", "u2", "u3")} == runs_before  # no flow started
+        again = sql_rebuild(engine.segments, tx)
+    assert (again.entered, again.exited) == (0, 0)
+    # The live engine goes on from the rebuilt answer: a second purchase is no new entry.
+    engine.ingest([_track("u1", "purchase", now, order_id="o2", amount=10.0, listing_ids=["L2"])])
+    with engine.store.transaction() as tx:
+        assert [t.kind for t in tx.segments.transitions(user_id="u1", segment="high_ltv")] == ["enter", "enter"]
+
+
+def test_a_segment_sql_cannot_express_falls_back_to_python(engine: Engine, clock: ManualClock,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    odd = Segment("odd", "odd", "realtime", EventAggregate(
+        "location_searched", "count", Compare("gt", 0), where=(PropertyFilter("province", Compare("in", "Bangkok")),)))
+    engine.segments.configure({**engine.segments.segments, "odd": odd})
+    engine.ingest([_track("u1", "location_searched", clock.now(), province="Bang")])
+    with engine.store.transaction() as tx:
+        tx.segments.clear_segment("odd")  # the member and its state both lost: only a rebuild brings it back
+        state = tx.segments.load_states(["u1"])["u1"]
+        state["m"].pop("odd")
+        tx.segments.save_states({"u1": state}, 0)
+        with caplog.at_level(logging.INFO, logger="growthengine.segments.sql_rebuild"):
+            result = sql_rebuild(engine.segments, tx, ["odd", "high_ltv"])
+        assert result.fell_back == ["odd"] and result.compiled == ["high_ltv"] and result.entered == 1
+        assert [m.segment for m in tx.segments.members_of_user("u1")] == ["odd"]  # "Bang" in "Bangkok"
+    assert "segment odd cannot be rebuilt in SQL" in caplog.text
+
+
+def test_cli_rebuild_with_the_sql_engine(sqlite_url: str) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["segments", "rebuild", "--engine", "sql", "--db", sqlite_url])
+    assert result.exit_code == 0, result.output
+    assert "rebuilt all segments in SQL" in result.output and "0 entered, 0 left" in result.output
+    refused = runner.invoke(app, ["segments", "rebuild", "--engine", "duck", "--db", sqlite_url])
+    assert isinstance(refused.exception, CliError) and "--engine must be python or sql" in str(refused.exception)
