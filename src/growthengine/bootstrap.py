@@ -94,7 +94,8 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
         Stage("engagement", EngagementTracker(settings.business_timezone)),  # send-time and channel models
         Stage("analytics", analytics, {MERGE_COMMAND: analytics.on_merge_commands}),  # conversions, unsubscribes
     ]
-    pipeline = Pipeline(store, stages, ownership)
+    # After the stages, every batch: the KPI rollups over the message events written since the last one.
+    pipeline = Pipeline(store, stages, ownership, tails=[analytics])
     # Durable timers, by kind.
     scheduler.register(SEGMENT_TIMER, segments.on_timers)
     scheduler.register(RUN_TIMER, flows.on_run_timers)

@@ -76,7 +76,8 @@ class Engine:
             # The answered runs' timers are due now: fire them (their work drains the stages again).
             self.scheduler.advance(self.clock.now())
             read += self.pipeline.drain()
-        self.delivery.drain()
+        if self.delivery.drain():
+            read += self.pipeline.drain()  # the deliveries' status changes reach the KPI rollups
         return read
 
     def advance(self, to: dt.datetime) -> int:
@@ -190,7 +191,9 @@ class Engine:
                 if message.status == "sent":
                     tx.messages.update(message.id, status="delivered", updated_us=now_us)
                     message.status = "delivered"
-            return due
+        if self.manual and due:
+            self.process_pending()
+        return due
 
     def mark_read(self, user_id: str, message_id: str) -> Message | None:
         """The user read an in-app message: it is opened."""
@@ -203,7 +206,9 @@ class Engine:
                 data = dict(message.data, opened_us=now_us)
                 tx.messages.update(message_id, status="opened", updated_us=now_us, data=data)
                 message.status = "opened"
-            return message
+        if self.manual:
+            self.process_pending()
+        return message
 
     def flow_counts(self, key: str) -> dict[tuple[str, str], int]:
         with self.store.read() as tx:

@@ -8,6 +8,7 @@ import datetime as dt
 import random
 
 from growthengine.analytics.recompute import recompute, stored
+from growthengine.analytics.rollups import KpiRollups
 from growthengine.analytics.service import kpi_report
 from growthengine.clock import ManualClock, to_us
 from growthengine.dashboard import views
@@ -19,11 +20,13 @@ CONSENT = {"push": True, "email": True, "in_app": True}
 
 
 def _check(engine: Engine) -> None:
+    engine.process_pending()
     with engine.store.transaction() as tx:
         expected = recompute(tx.conn, tx.kpis.config())
         assert expected.daily, "the workload made no messages"
+        assert sum(c["converted"] + c["control_converted"] for c in expected.daily.values()), "nothing converted"
         assert stored(tx.conn) == expected
-        tx.kpis.rebuild()
+        KpiRollups(tx.kpis.config()).rebuild(tx)
         assert stored(tx.conn) == expected
     # The report reads whole months from the monthly rollups and the edge days from the daily ones.
     for start, end in (("2025-11-15", "2026-03-10"), ("2026-01-01", "2026-01-31"), ("2026-01-05", "2026-01-06")):
@@ -97,7 +100,7 @@ def test_rollups_equal_a_recomputation_under_arbitrary_status_changes(any_engine
                     values["data"] = {"opened_us": to_us(now)}
                 tx.messages.update(mid, **values)
         calls = [{"type": "track", "userId": f"u{rng.randrange(12)}", "event": rng.choice(["purchase", "unsubscribed"]),
-                  "properties": {"channel": rng.choice(["push", "email"])},
+                  "properties": {"channel": rng.choice(["push", "email", "all"]), "amount": rng.randrange(1, 5000)},
                   "timestamp": (now - dt.timedelta(hours=rng.randrange(0, 30))).isoformat()} for _ in range(6)]
         assert any_engine.ingest(calls).accepted == 6
     _check(any_engine)

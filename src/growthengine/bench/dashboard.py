@@ -41,7 +41,7 @@ from growthengine.clock import to_us
 from growthengine.config.loader import load_config
 from growthengine.flows.model import Send, iter_steps
 from growthengine.storage.analytics_schema import KPI_COUNTERS
-from growthengine.storage.kpi_store import CONFIG_KEY
+from growthengine.storage.kpi_reads import CONFIG_KEY
 from growthengine.storage.unit_of_work import Store
 
 TARGET_MS = 300.0

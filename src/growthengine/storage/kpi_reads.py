@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
+from growthengine.analytics.definitions import KpiConfig
 from growthengine.storage.analytics_schema import (
     CHANNEL_COUNTERS,
     KPI_COUNTERS,
@@ -20,6 +22,7 @@ from growthengine.storage.analytics_schema import (
 )
 from growthengine.storage.dialects import insert_for
 from growthengine.storage.flow_schema import flow_runs, messages
+from growthengine.storage.schema import engine_state
 
 
 def _split_span(first: dt.date, last: dt.date) -> tuple[tuple[str, str] | None, list[tuple[dt.date, dt.date]]]:
@@ -42,10 +45,33 @@ def _next_month(day: dt.date) -> dt.date:
     return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
 
 
+CONFIG_KEY = "kpi_config"
+
+
 class KpiReads:
+    """Plain access to the KPI tables (what the rollups hold is computed in ``analytics/``)."""
+
     def __init__(self, conn: sa.Connection, dialect: str) -> None:
         self._conn = conn
         self._dialect = dialect
+        self._config: KpiConfig | None = None
+
+    # Settings -------------------------------------------------------------------------------------------
+
+    def stored_config(self) -> KpiConfig | None:
+        value = self._conn.execute(sa.select(engine_state.c.value).where(engine_state.c.key == CONFIG_KEY)).scalar()
+        return KpiConfig.from_dict(orjson.loads(value)) if value is not None else None
+
+    def config(self) -> KpiConfig:
+        if self._config is None:
+            self._config = self.stored_config() or KpiConfig()
+        return self._config
+
+    def save_config(self, config: KpiConfig) -> None:
+        stmt = insert_for(self._dialect, engine_state)
+        stmt = stmt.on_conflict_do_update(index_elements=["key"], set_={"value": stmt.excluded.value})
+        self._conn.execute(stmt, {"key": CONFIG_KEY, "value": orjson.dumps(config.as_dict()).decode()})
+        self._config = config
 
     def breakdown(self, first: dt.date, last: dt.date, *, flow: str | None = None) -> list[dict[str, Any]]:
         """Counter totals over the local days ``first``..``last`` per flow, step, channel and variant.
