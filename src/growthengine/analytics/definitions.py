@@ -114,3 +114,77 @@ def zone(config: KpiConfig) -> ZoneInfo:
 
 def day_range(start: dt.date, end: dt.date) -> list[str]:
     return [(start + dt.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A rate, defined once: the sum of ``numerator`` counters over the sum of ``denominator`` ones (``None`` when
+    that is 0), and what it means in Thai and English (shown beside it wherever it is shown)."""
+
+    name: str
+    numerator: tuple[str, ...]
+    denominator: tuple[str, ...]
+    th: str
+    en: str
+
+    def of(self, counts: dict[str, Any]) -> float | None:
+        below = sum(float(counts.get(c, 0) or 0) for c in self.denominator)
+        return sum(float(counts.get(c, 0) or 0) for c in self.numerator) / below if below else None
+
+
+RATES: tuple[Rate, ...] = (
+    Rate("delivery_rate", ("sent",), ("sent", "failed"),
+         "ส่งออก ÷ (ส่งออก + ล้มเหลว): สัดส่วนข้อความที่ผู้ให้บริการรับไปส่ง จากที่ระบบพยายามส่ง "
+         "(ข้อความที่ถูกระงับ เลื่อน หรือยกเลิกไม่นับ)",
+         "sent ÷ (sent + failed): of the messages handed to a provider, the share it accepted (suppressed, held "
+         "and cancelled messages are not tries)"),
+    Rate("confirmed_delivery_rate", ("delivered",), ("sent",),
+         "ถึงผู้รับ ÷ ส่งออก: สัดส่วนที่ยืนยันว่าถึงเครื่องหรือกล่องข้อความแล้ว (การเปิดก็ยืนยันการถึง)",
+         "delivered ÷ sent: of the messages that went out, the share known to have reached the device or inbox "
+         "(an open proves it too)"),
+    Rate("open_rate", ("push_opened", "email_opened"), ("push_sent", "email_sent"),
+         "เปิด ÷ ส่งออก เฉพาะพุชและอีเมล", "opened ÷ sent, push and email only"),
+    Rate("push_open_rate", ("push_opened",), ("push_sent",), "เปิด ÷ ส่งออก ของพุช", "opened ÷ sent, push"),
+    Rate("email_open_rate", ("email_opened",), ("email_sent",), "เปิด ÷ ส่งออก ของอีเมล", "opened ÷ sent, email"),
+    Rate("ctr", ("clicked",), ("sent",), "คลิก ÷ ส่งออก (ทุกช่องทาง)", "clicked ÷ sent (all channels)"),
+    Rate("conversion_rate", ("converted",), ("sent",),
+         "ข้อความที่ได้เครดิตการซื้อ ÷ ส่งออก: การซื้อแต่ละครั้งนับให้ข้อความเดียว คือข้อความล่าสุดที่ส่งก่อนซื้อ"
+         "ภายในช่วงเวลานับการซื้อ (last touch)",
+         "messages credited with a purchase ÷ sent: each purchase is credited to ONE message, the last one sent "
+         "before it within the attribution window (last touch)"),
+    Rate("control_conversion_rate", ("control_converted",), ("control",),
+         "กลุ่มควบคุมที่ได้เครดิตการซื้อ ÷ กลุ่มควบคุม (ข้อความที่ตั้งใจไม่ส่ง)",
+         "control messages credited with a purchase ÷ control messages (held back on purpose)"),
+    Rate("unsubscribe_rate", ("unsubscribed",), ("sent",),
+         "ยกเลิกรับ ÷ ส่งออก: การยกเลิกแต่ละครั้งนับให้ข้อความล่าสุดในช่องทางนั้นภายในช่วงเวลาเดียวกัน",
+         "unsubscribed ÷ sent: each opt-out credited to the last message on its channel within the window"),
+    Rate("revenue_per_message", ("revenue",), ("sent",),
+         "ยอดขาย (GMV) ที่นับให้ข้อความ ÷ ส่งออก", "attributed revenue (GMV) ÷ sent"),
+)
+RATE = {rate.name: rate for rate in RATES}
+
+EXPLAINED: dict[str, tuple[str, str]] = {
+    # Figures that are not rates, explained where they are shown (Thai, English).
+    "uplift": ("อัตราการซื้อของกลุ่มที่ได้รับ − ของกลุ่มควบคุม พร้อมช่วงความเชื่อมั่น 95% (Newcombe)",
+               "conversion rate − control conversion rate, with its 95 % interval (Newcombe)"),
+    "revenue_uplift": ("ยอดขายต่อข้อความของกลุ่มที่ได้รับ − ของกลุ่มควบคุม พร้อมช่วง 95% (Welch)",
+                       "revenue per message sent − per control message, with its 95 % interval (Welch)"),
+    "delivered": ("ถึงเครื่องหรือกล่องข้อความ (ผู้ให้บริการหรือกล่องข้อความแจ้ง) หรือถูกเปิดแล้ว",
+                  "reached the device or inbox (the provider or the inbox said so), or was opened"),
+    "opened": ("ถูกเปิดหรือคลิก (นับรวมในถึงผู้รับด้วย)", "opened or clicked (counted as delivered too)"),
+    "scheduled_now": ("ข้อความที่รอส่งหรือถูกเลื่อนอยู่ตอนนี้ (ไม่ขึ้นกับช่วงวันที่) ตรงกับ /v1/messages?status=scheduled",
+                      "messages waiting or held right now (whatever the dates), as /v1/messages?status=scheduled "
+                      "lists them"),
+    "converted": ("ข้อความที่ได้เครดิตการซื้ออย่างน้อยหนึ่งครั้ง (last touch)",
+                  "messages credited with at least one purchase (last touch)"),
+    "revenue": ("ยอดขาย (GMV) จากการซื้อที่นับให้ข้อความที่ส่งออก (last touch)",
+                "revenue (GMV) of the purchases credited to messages that went out (last touch)"),
+}
+
+
+def definitions(lang: str) -> dict[str, str]:
+    """Every rate's and figure's definition in a language (``th`` or ``en``)."""
+    english = lang == "en"
+    out = {rate.name: rate.en if english else rate.th for rate in RATES}
+    out.update({name: pair[1] if english else pair[0] for name, pair in EXPLAINED.items()})
+    return out

@@ -40,3 +40,16 @@ def mean_difference(x: list[float], y: list[float], z: float = Z95) -> tuple[flo
     d = mx - my
     half = z * math.sqrt(vx / len(x) + vy / len(y))
     return d, d - half, d + half
+
+
+def mean_difference_from_sums(total1: float, squares1: float, n1: int, total2: float, squares2: float,
+                              n2: int, z: float = Z95) -> tuple[float, float, float]:
+    """:func:`mean_difference` from each group's sum, sum of squares and size (what the rollups keep)."""
+    if n1 < 2 or n2 < 2:
+        raise ValueError("each group needs at least two values")
+    m1, m2 = total1 / n1, total2 / n2
+    v1 = max(0.0, (squares1 - n1 * m1 * m1) / (n1 - 1))
+    v2 = max(0.0, (squares2 - n2 * m2 * m2) / (n2 - 1))
+    d = m1 - m2
+    half = z * math.sqrt(v1 / n1 + v2 / n2)
+    return d, d - half, d + half
