@@ -73,7 +73,7 @@ def kpi_row(sums: dict[str, Any], dimensions: dict[str, Any] | None = None) -> d
     """One report row: its dimensions, its counts and revenue, its rates (each as ``definitions.RATES`` defines
     it; None where nothing to divide by) and its uplifts."""
     row: dict[str, Any] = dict(dimensions or {})
-    row.update({c: int(sums.get(c, 0)) for c in KPI_COUNTERS})
+    row.update({c: int(sums.get(c, 0)) for c in (*KPI_COUNTERS, *CHANNEL_COUNTERS)})
     row.update({"revenue": round(float(sums.get("revenue", 0)), 2),
                 "control_revenue": round(float(sums.get("control_revenue", 0)), 2)})
     row.update({rate.name: rate.of(sums) for rate in RATES})
