@@ -26,7 +26,7 @@ from growthengine.storage.unit_of_work import Tx
 
 CURSOR = "kpi_rollups"
 """The name of the rollups' cursors over ``message_events`` (in ``stage_cursors``, one per partition)."""
-USERS_PER_STATEMENT = 400
+USERS_PER_STATEMENT = 1000
 EVENTS_PER_BATCH = 5_000
 
 
