@@ -15,16 +15,18 @@ from growthengine.analytics.definitions import day_range, zone
 from growthengine.analytics.report import aggregate, build_report, day_span, kpi_row
 from growthengine.analytics.stats import wilson
 from growthengine.clock import from_us, to_us
+from growthengine.dashboard.i18n import translator
 from growthengine.engine import Engine
 from growthengine.flows.model import Branch, CouponAction, RecommendationAction, Send, Step, Wait, iter_steps
 from growthengine.flows.paths import resolve
 
 HISTORY_DAYS = 90
 Translate = Callable[..., str]
+THAI = translator("th")  # the dashboard's default language
 
 
 def overview(engine: Engine, *, flow: str | None, start: str | None, end: str | None,
-             t: Translate) -> dict[str, Any]:
+             t: Translate = THAI) -> dict[str, Any]:
     with engine.store.read() as tx:
         tz = zone(tx.kpis.config())
         first, last = day_span(engine.clock.now().astimezone(tz).date(), tz, start, end)
@@ -94,7 +96,7 @@ def _step_kind(step: Step, t: Translate) -> str:
     return t("step_branch") if isinstance(body, Branch) else t("step")
 
 
-def flows(engine: Engine, *, start: str | None, end: str | None, t: Translate) -> dict[str, Any]:
+def flows(engine: Engine, *, start: str | None, end: str | None, t: Translate = THAI) -> dict[str, Any]:
     with engine.store.read() as tx:
         tz = zone(tx.kpis.config())
         first, last = day_span(engine.clock.now().astimezone(tz).date(), tz, start, end)
