@@ -7,8 +7,8 @@ read, at the size 1,000,000 users and 10,000,000 events would leave behind:
   explorer pages through it by user, flow, channel and status;
 * flow runs (``flow_runs``, default 1,000,000, 5 % still active): the funnel counts the active ones per step;
 * segment memberships (``segment_members``, default 250,000): the segments page counts them now;
-* the rollups (``kpi_daily``, ``kpi_reasons``, ``kpi_open_hours``, ``kpi_current``, ``segment_size_history``) for 365 days of
-  every default flow and step, three variants, both kinds: more rows than a year of that ledger would make.
+* the rollups (``kpi_daily``, ``kpi_reasons``, ``kpi_open_hours``, ``kpi_current``, ``segment_size_history``) for
+  365 days of every default flow and step, three variants, both kinds: more rows than a year of that ledger would make.
 
 Not seeded, because no page or ``/v1/kpis`` reads them: the 10,000,000 events, the 1,000,000 profiles and
 ``kpi_messages`` and ``message_events`` (read only by the pipeline's rollups). The rollups are seeded directly rather
