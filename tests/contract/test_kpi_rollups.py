@@ -104,3 +104,38 @@ def test_rollups_equal_a_recomputation_under_arbitrary_status_changes(any_engine
                   "timestamp": (now - dt.timedelta(hours=rng.randrange(0, 30))).isoformat()} for _ in range(6)]
         assert any_engine.ingest(calls).accepted == 6
     _check(any_engine)
+
+
+def test_every_change_of_a_message_appends_an_event_in_its_transaction(any_engine: Engine, clock: ManualClock) -> None:
+    """The ledger's writers append each message's new state to the insert-only ``message_events`` in the same
+    transaction (a rolled-back change leaves no event), keyed by user first."""
+    import sqlalchemy as sa
+
+    from growthengine.storage.message_events import message_events
+
+    at = to_us(clock.now())
+    message = Message(id="m1", user_id="u1", flow="f", step="s", channel="push", kind="marketing",
+                      status="scheduled", reason="quiet_hours", scheduled_us=at, updated_us=at, body="x")
+    with any_engine.store.transaction() as tx:
+        tx.messages.add([message])
+        tx.messages.add([message])  # already there: not written, no event
+        tx.messages.update("m1", status="sent", sent_us=at + 5, updated_us=at + 5)
+    try:
+        with any_engine.store.transaction() as tx:
+            tx.messages.update("m1", status="failed", updated_us=at + 6)
+            raise RuntimeError("rolled back")
+    except RuntimeError:
+        pass
+    with any_engine.store.transaction() as tx:
+        tx.messages.update("m1", status="opened", updated_us=at + 9, data={"opened_us": at + 8})
+    with any_engine.store.read() as tx:
+        rows = tx.conn.execute(sa.select(message_events).order_by(message_events.c.id)).mappings().all()
+        indexes = {ix["name"]: ix["column_names"] for ix in sa.inspect(tx.conn).get_indexes("message_events")}
+    assert [(r["status"], r["reason"], r["sent_us"], r["at_us"], r["opened_us"]) for r in rows] == [
+        ("scheduled", "quiet_hours", None, at, None), ("sent", "quiet_hours", at + 5, at + 5, None),
+        ("opened", "quiet_hours", at + 5, at + 9, at + 8)]
+    assert {r["user_id"] for r in rows} == {"u1"} and indexes["ix_message_events_user"][0] == "user_id"
+    any_engine.process_pending()
+    body = kpi_report(any_engine, start="2026-01-05", end="2026-01-05")
+    assert (body["overall"]["sent"], body["overall"]["delivered"], body["overall"]["opened"]) == (1, 1, 1)
+    assert body["now"]["scheduled"] == 0
