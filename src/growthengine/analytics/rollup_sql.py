@@ -141,14 +141,52 @@ COUNTER_SQL: dict[str, str] = {
 assert set(COUNTER_SQL) == {*KPI_COUNTERS, *CHANNEL_COUNTERS, *REVENUE_SUMS}
 
 KINDS = ("k.flow_key", "k.step", "k.channel", "k.variant", "k.kind")
+DAILY_KEYS = ("day", "flow_key", "step", "channel", "variant", "kind")
+DELTA_COUNTERS = (*KPI_COUNTERS, *CHANNEL_COUNTERS, *REVENUE_SUMS)
+
+# The counters' change at the daily grain, gathered once per set of users (minus before, plus after) in a scratch
+# table of this connection, then added to the daily, monthly and per-flow-day rollups from there.
+DELTA_CREATE = sa.text(
+    "CREATE TEMPORARY TABLE IF NOT EXISTS kpi_delta ("
+    + ", ".join([f"{k} VARCHAR(100) NOT NULL" for k in DAILY_KEYS]
+                + [f"{c} {'DOUBLE PRECISION' if c in REVENUE_SUMS else 'BIGINT'} NOT NULL" for c in DELTA_COUNTERS])
+    + ")")
+DELTA_CLEAR = sa.text("DELETE FROM kpi_delta")
+
+
+def _delta_statement(sign: int) -> sa.TextClause:
+    factor = "" if sign > 0 else "-1 * "
+    return sa.text(
+        f"INSERT INTO kpi_delta ({', '.join((*DAILY_KEYS, *DELTA_COUNTERS))}) "  # noqa: S608 (schema names)
+        f"SELECT k.day, {', '.join(KINDS)}, {', '.join(factor + COUNTER_SQL[c] for c in DELTA_COUNTERS)} "
+        "FROM kpi_messages k WHERE k.user_id IN :users GROUP BY 1, 2, 3, 4, 5, 6"
+    ).bindparams(sa.bindparam("users", expanding=True))
+
+
+DELTA_BEFORE = _delta_statement(-1)
+DELTA_AFTER = _delta_statement(1)
+
+
+def _apply_delta(table: str, keys: Sequence[str], selected: Sequence[str], counters: Sequence[str]) -> sa.TextClause:
+    groups = ", ".join(str(i + 1) for i in range(len(keys)))
+    changed = " OR ".join(f"SUM(d.{c}) <> 0" for c in counters)
+    return sa.text(
+        f"INSERT INTO {table} ({', '.join((*keys, *counters))}) "  # noqa: S608 (schema names)
+        f"SELECT {', '.join((*selected, *[f'SUM(d.{c})' for c in counters]))} FROM kpi_delta d WHERE 1 = 1 "
+        f"GROUP BY {groups} HAVING {changed} ORDER BY {groups} "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+        + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in counters))
+
+
+APPLY_DELTA = [
+    _apply_delta("kpi_daily", DAILY_KEYS, [f"d.{k}" for k in DAILY_KEYS], (*KPI_COUNTERS, *REVENUE_SUMS)),
+    _apply_delta("kpi_monthly", ("month", *DAILY_KEYS[1:]),
+                 ["substr(d.day, 1, 7)", *[f"d.{k}" for k in DAILY_KEYS[1:]]], (*KPI_COUNTERS, *REVENUE_SUMS)),
+    _apply_delta("kpi_flow_days", ("day", "flow_key"), ("d.day", "d.flow_key"), DELTA_COUNTERS),
+]
+
 ROLLUPS: tuple[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...], str], ...] = (
     # table, its key columns, what they are selected as, counters, the rows of kpi_messages that count
-    ("kpi_daily", ("day", "flow_key", "step", "channel", "variant", "kind"), ("k.day", *KINDS),
-     (*KPI_COUNTERS, *REVENUE_SUMS), ""),
-    ("kpi_monthly", ("month", "flow_key", "step", "channel", "variant", "kind"), ("substr(k.day, 1, 7)", *KINDS),
-     (*KPI_COUNTERS, *REVENUE_SUMS), ""),
-    ("kpi_flow_days", ("day", "flow_key"), ("k.day", "k.flow_key"), (*KPI_COUNTERS, *CHANNEL_COUNTERS, *REVENUE_SUMS),
-     ""),
     ("kpi_reasons", ("day", "flow_key", "step", "channel", "status", "reason"),
      ("k.day", "k.flow_key", "k.step", "k.channel", "k.status", "k.reason"), ("n",), "AND k.reason <> ''"),
     ("kpi_reasons_monthly", ("month", "flow_key", "step", "channel", "status", "reason"),
@@ -177,4 +215,4 @@ def _rollup_statement(table: str, keys: Sequence[str], selected: Sequence[str], 
 
 SUBTRACT = [_rollup_statement(*spec, sign=-1) for spec in ROLLUPS]
 ADD = [_rollup_statement(*spec, sign=1) for spec in ROLLUPS]
-ROLLUP_TABLES = [spec[0] for spec in ROLLUPS]
+ROLLUP_TABLES = ["kpi_daily", "kpi_monthly", "kpi_flow_days", *[spec[0] for spec in ROLLUPS]]

@@ -59,10 +59,15 @@ class KpiRollups:
     def recompute_users(self, tx: Tx, users: Iterable[str]) -> None:
         ordered = sorted(set(users))
         credit_purchases, credit_unsubscribes = q.credits_sql(tx.dialect)
+        if not ordered:
+            return
+        conn = tx.conn
+        conn.execute(q.DELTA_CREATE)
         for start in range(0, len(ordered), USERS_PER_STATEMENT):
             chunk = {"users": ordered[start:start + USERS_PER_STATEMENT]}
-            conn = tx.conn
             self._fill_calendar(conn, chunk["users"])
+            conn.execute(q.DELTA_CLEAR)
+            conn.execute(q.DELTA_BEFORE, chunk)
             for statement in q.SUBTRACT:
                 conn.execute(statement, chunk)
             conn.execute(q.FORGET_FACTS, chunk)
@@ -72,8 +77,12 @@ class KpiRollups:
             conn.execute(credit_purchases, window)
             conn.execute(credit_unsubscribes, window)
             conn.execute(q.ATTRIBUTE, chunk)
+            conn.execute(q.DELTA_AFTER, chunk)
             for statement in q.ADD:
                 conn.execute(statement, chunk)
+            for statement in q.APPLY_DELTA:
+                conn.execute(statement)
+        conn.execute(q.DELTA_CLEAR)
 
     def _fill_calendar(self, conn: sa.Connection, users: list[str]) -> None:
         """The local day and hour of every 15 minutes these users' messages count at and were opened in."""
