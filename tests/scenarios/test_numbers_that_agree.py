@@ -228,6 +228,8 @@ async def test_every_rate_is_defined_once_and_agrees_everywhere(http: httpx.Asyn
     [cart] = [r for r in body["by_flow"] if r["flow"] == "cart_abandonment"]
     assert re.search(r'data-key="cart_abandonment" data-sent="6"', overview)
     assert cart["sent"] == 6 and cart["ctr"] == pytest.approx(1 / 6)
+    row = re.search(r'<tr data-key="cart_abandonment" data-sent="6">(.*?)</tr>', overview, re.S)
+    assert row is not None and '<td class="good">16.7 %</td>' in row.group(1)  # CTR against the one benchmark
 
 
 async def test_segment_sizes_on_the_dashboard_are_fresh(http: httpx.AsyncClient) -> None:
@@ -259,6 +261,9 @@ async def test_legends_labels_and_reasons_are_thai_on_the_thai_pages(http: httpx
     chart = orjson.loads(html.unescape(re.search(r'class="chart" data-chart="([^"]*)"', overview).group(1)))  # type: ignore[union-attr]
     assert [trace["name"] for trace in chart["data"]] == ["ส่งออก", "เปิด", "คลิก", "ซื้อ"]
     assert "ไม่ได้รับความยินยอม" in overview  # the consent rule, in Thai, beside its code
+    assert re.search(r'data-key="push"[^>]*>\s*<td class="text">พุช</td>', overview)
+    explorer = await page(http, "/dashboard/messages")
+    assert "การตลาด" in explorer and "พุช" in explorer
     flows = await page(http, "/dashboard/flows")
     assert "รอ" in flows and ">wait<" not in flows
     flow_chart = orjson.loads(html.unescape(re.search(r'class="chart small" data-chart="([^"]*)"', flows).group(1)))  # type: ignore[union-attr]
