@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from pathlib import Path
+
+import pytest
 
 from growthengine.analytics.recompute import recompute, stored
 from growthengine.analytics.rollups import KpiRollups
@@ -14,6 +17,9 @@ from growthengine.clock import ManualClock, to_us
 from growthengine.dashboard import views
 from growthengine.domain.messages import STATUSES, Message
 from growthengine.engine import Engine
+from growthengine.storage import migrations
+from tests.conftest import make_engine
+from tests.pg_cluster import PgCluster
 from tests.scenarios.story import Story
 
 CONSENT = {"push": True, "email": True, "in_app": True}
@@ -139,3 +145,47 @@ def test_every_change_of_a_message_appends_an_event_in_its_transaction(any_engin
     body = kpi_report(any_engine, start="2026-01-05", end="2026-01-05")
     assert (body["overall"]["sent"], body["overall"]["delivered"], body["overall"]["opened"]) == (1, 1, 1)
     assert body["now"]["scheduled"] == 0
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database with no schema at all, on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'empty.db'}"
+    cluster: PgCluster = request.getfixturevalue("pg_cluster")
+    return cluster.new_database(migrated=False)
+
+
+def test_a_ledger_from_before_the_message_events_is_counted_after_the_upgrade(empty_db_url: str, tmp_path: Path,
+                                                                               clock: ManualClock) -> None:
+    """Revision 0011 gives every message already in the ledger one event (its state now); the engine's first start
+    on the new rollup version rebuilds the rollups from them."""
+    from alembic import command
+    from alembic.config import Config
+
+    from growthengine.storage.database import open_engine
+
+    db_url = empty_db_url
+    engine, _dialect = open_engine(db_url)
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    at = to_us(clock.now())
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0010")
+        for i, (status, sent) in enumerate((("opened", at), ("sent", at), ("suppressed", None))):
+            conn.exec_driver_sql(
+                "INSERT INTO messages (id, run_id, user_id, flow_key, step, channel, kind, status, reason, priority, "
+                "scheduled_us, sent_us, updated_us, body, data) VALUES "
+                f"('old{i}', NULL, 'u{i}', 'f', 's', 'push', 'marketing', '{status}', "
+                f"{'NULL' if sent else repr('holdout')}, 50, {at}, {sent or 'NULL'}, {at}, 'x', "
+                f"'{{\"opened_us\": {at + 60_000_000}}}')")
+    engine.dispose()
+    eng = make_engine(db_url, clock, tmp_path)
+    try:
+        body = kpi_report(eng, start="2026-01-05", end="2026-01-05")
+        assert (body["overall"]["sent"], body["overall"]["opened"], body["overall"]["control"]) == (2, 1, 1)
+        with eng.store.read() as tx:
+            assert stored(tx.conn) == recompute(tx.conn, tx.kpis.config())
+    finally:
+        eng.close()
