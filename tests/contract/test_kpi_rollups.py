@@ -189,3 +189,30 @@ def test_a_ledger_from_before_the_message_events_is_counted_after_the_upgrade(em
             assert stored(tx.conn) == recompute(tx.conn, tx.kpis.config())
     finally:
         eng.close()
+
+
+def _message(mid: str, user: str, at: int) -> Message:
+    return Message(id=mid, user_id=user, flow="f", step="s", channel="push", kind="marketing", status="sent",
+                   scheduled_us=at, sent_us=at, updated_us=at, body="x")
+
+
+def test_a_message_change_that_commits_late_is_not_skipped(any_engine: Engine, clock: ManualClock) -> None:
+    """On PostgreSQL the rollups read message events below the oldest running transaction: an event of a
+    transaction that began earlier and commits later is still counted (on SQLite writes are serial)."""
+    from growthengine.storage.message_store import MessageStore
+
+    at = to_us(clock.now())
+    with any_engine.store.engine.connect() as slow:
+        late = slow.begin()
+        MessageStore(slow, any_engine.store.dialect).add([_message("late", "u1", at)])
+        if any_engine.store.dialect == "sqlite":
+            late.commit()  # one writer at a time: the other cannot begin while this one is open
+        with any_engine.store.transaction() as tx:
+            tx.messages.add([_message("early", "u2", at)])
+        any_engine.process_pending()
+        if any_engine.store.dialect == "postgresql":
+            # Behind the horizon: nothing is read yet, so the cursor cannot pass the open transaction's row.
+            assert kpi_report(any_engine, start="2026-01-05", end="2026-01-05")["overall"]["sent"] == 0
+            late.commit()
+    any_engine.process_pending()
+    assert kpi_report(any_engine, start="2026-01-05", end="2026-01-05")["overall"]["sent"] == 2
