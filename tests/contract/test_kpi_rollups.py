@@ -158,7 +158,7 @@ def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def test_a_ledger_from_before_the_message_events_is_counted_after_the_upgrade(empty_db_url: str, tmp_path: Path,
                                                                                clock: ManualClock) -> None:
-    """Revision 0011 gives every message already in the ledger one event (its state now); the engine's first start
+    """Revision 0012 gives every message already in the ledger one event (its state now); the engine's first start
     on the new rollup version rebuilds the rollups from them."""
     from alembic import command
     from alembic.config import Config
@@ -172,7 +172,7 @@ def test_a_ledger_from_before_the_message_events_is_counted_after_the_upgrade(em
     at = to_us(clock.now())
     with engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.upgrade(config, "0010")
+        command.upgrade(config, "0011")
         for i, (status, sent) in enumerate((("opened", at), ("sent", at), ("suppressed", None))):
             conn.exec_driver_sql(
                 "INSERT INTO messages (id, run_id, user_id, flow_key, step, channel, kind, status, reason, priority, "

@@ -4,8 +4,8 @@ time-zone functions), ``kpi_current`` (messages by their status now), and the at
 (GMV) in the rollups. Every message already in the ledger gets one event (its state now); the engine rebuilds the
 rollups from them at its next start (the stored KPI settings carry a rollup version).
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 """
 
 import json
@@ -15,8 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
