@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from growthengine.analytics import rollup_sql as q
 from growthengine.analytics.definitions import KpiConfig, hour_of_week, local_day
 from growthengine.clock import system_seconds
+from growthengine.domain.partitions import ALL_PARTITIONS, partition_of
 from growthengine.storage.message_events import positions_after
 from growthengine.storage.stage_log import START, Position
 from growthengine.storage.unit_of_work import Tx
@@ -36,37 +37,52 @@ class KpiRollups:
     def __init__(self, config: KpiConfig) -> None:
         self.config = config
         self._zone = ZoneInfo(config.timezone)
+        self.pending: set[str] = set()
 
     # The pipeline's tail over message_events ---------------------------------------------------------------
 
+    def mark(self, users: Iterable[str]) -> None:
+        """Users whose purchases, unsubscribes or merged history arrived in this batch: recomputed by :meth:`run`
+        (once per batch, together with the users of the message changes)."""
+        self.pending.update(users)
+
     def run(self, tx: Tx, partitions: Sequence[int], every_partition: bool) -> int:
-        """Recompute the users of the message events after this process's cursors; returns the rows read."""
+        """Recompute the users of the message events after this process's cursors, and the users marked by the
+        ``analytics`` stage in this batch; returns the rows read (and users recomputed)."""
         known = tx.log.cursors([CURSOR])
         mine = known[CURSOR]
         start = min((mine.get(p, START) for p in partitions), default=START)
         rows = positions_after(tx.conn, tx.dialect, start, partitions, EVENTS_PER_BATCH,
                                every_partition=every_partition)
-        if not rows:
+        owned = set(partitions)
+        marked = {u for u in self.pending if every_partition or partition_of(u) in owned}
+        if not rows and not marked:
+            self.pending.clear()
             return 0
-        users = {user for position, partition, user in rows if position > mine.get(partition, START)}
+        users = marked | {user for position, partition, user in rows if position > mine.get(partition, START)}
         self.recompute_users(tx, users)
-        end: Position = rows[-1][0]
-        tx.log.advance([CURSOR], partitions, end, system_seconds(), known)
-        return len(rows)
+        self.pending.clear()
+        if rows:
+            end: Position = rows[-1][0]
+            tx.log.advance([CURSOR], partitions, end, system_seconds(), known)
+        return len(rows) + len(marked)
 
     # Recomputing users -----------------------------------------------------------------------------------
 
     def recompute_users(self, tx: Tx, users: Iterable[str]) -> None:
+        """Recompute these users' facts, credits and their share of every rollup. The calendar is filled first and
+        the daily, monthly and per-flow-day rollups are moved once at the end, each in key order, so that two
+        workers doing this at once take their shared locks in the same order."""
         ordered = sorted(set(users))
-        credit_purchases, credit_unsubscribes = q.credits_sql(tx.dialect)
         if not ordered:
             return
+        credit_purchases, credit_unsubscribes = q.credits_sql(tx.dialect)
         conn = tx.conn
+        chunks = [{"users": ordered[i:i + USERS_PER_STATEMENT]} for i in range(0, len(ordered), USERS_PER_STATEMENT)]
+        self._fill_calendar(conn, chunks)
         conn.execute(q.DELTA_CREATE)
-        for start in range(0, len(ordered), USERS_PER_STATEMENT):
-            chunk = {"users": ordered[start:start + USERS_PER_STATEMENT]}
-            self._fill_calendar(conn, chunk["users"])
-            conn.execute(q.DELTA_CLEAR)
+        conn.execute(q.DELTA_CLEAR)
+        for chunk in chunks:
             conn.execute(q.DELTA_BEFORE, chunk)
             for statement in q.SUBTRACT:
                 conn.execute(statement, chunk)
@@ -80,17 +96,20 @@ class KpiRollups:
             conn.execute(q.DELTA_AFTER, chunk)
             for statement in q.ADD:
                 conn.execute(statement, chunk)
-            for statement in q.APPLY_DELTA:
-                conn.execute(statement)
+        for statement in q.APPLY_DELTA:
+            conn.execute(statement)
         conn.execute(q.DELTA_CLEAR)
 
-    def _fill_calendar(self, conn: sa.Connection, users: list[str]) -> None:
-        """The local day and hour of every 15 minutes these users' messages count at and were opened in."""
-        missing = [int(b) for (b,) in conn.execute(q.MISSING_BUCKETS, {"users": users}) if b is not None]
+    def _fill_calendar(self, conn: sa.Connection, chunks: list[dict[str, list[str]]]) -> None:
+        """The local day and hour of every 15 minutes these users' messages count at and were opened in (in bucket
+        order)."""
+        missing: set[int] = set()
+        for chunk in chunks:
+            missing.update(int(b) for (b,) in conn.execute(q.MISSING_BUCKETS, chunk) if b is not None)
         if not missing:
             return
         rows = [{"bucket": b, "day": local_day(b * q.BUCKET_US, self._zone),
-                 "how": hour_of_week(b * q.BUCKET_US, self._zone)} for b in missing]
+                 "how": hour_of_week(b * q.BUCKET_US, self._zone)} for b in sorted(missing)]
         insert = sa.text("INSERT INTO kpi_calendar (bucket, day, how) VALUES (:bucket, :day, :how) "
                          "ON CONFLICT (bucket) DO NOTHING")
         conn.execute(insert, rows)
@@ -108,8 +127,7 @@ class KpiRollups:
             "SELECT txid, id FROM message_events ORDER BY txid DESC, id DESC LIMIT 1" if tx.dialect == "postgresql"
             else "SELECT 0, id FROM message_events ORDER BY id DESC LIMIT 1")).first()
         if tail is not None:
-            every = list(range(64))
-            tx.log.advance([CURSOR], every, (int(tail[0]), int(tail[1])), system_seconds(),
+            tx.log.advance([CURSOR], list(ALL_PARTITIONS), (int(tail[0]), int(tail[1])), system_seconds(),
                            tx.log.cursors([CURSOR]))
         return len(users)
 

@@ -42,14 +42,13 @@ class KpiListener:
         self.name = "kpi_rollups"
 
     def on_events(self, tx: Tx, events: list[Event], profiles: dict[str, Profile]) -> None:
-        """Purchases and unsubscribes: their users' credits are worked out again."""
-        users = {e.user_id for e in events if e.type == "track" and e.name in (CONVERSION_EVENT, UNSUBSCRIBE_EVENT)}
-        if users:
-            self.rollups.recompute_users(tx, users)
+        """Purchases and unsubscribes: their users' credits are worked out again after the stages (:meth:`run`)."""
+        self.rollups.mark(e.user_id for e in events
+                          if e.type == "track" and e.name in (CONVERSION_EVENT, UNSUBSCRIBE_EVENT))
 
     def on_merge_commands(self, tx: Tx, commands: list[Event]) -> None:
         """An anonymous history was folded into these users: their purchases may now credit their messages."""
-        self.rollups.recompute_users(tx, {command.user_id for command in commands})
+        self.rollups.mark(command.user_id for command in commands)
 
     def run(self, tx: Tx, partitions: Sequence[int], every_partition: bool) -> int:
         """The pipeline's tail: the message changes since the last batch."""
