@@ -115,7 +115,9 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
     ]
     # On SQLite the worker's batches share the write lock with ingestion: a 2 ms breath between them.
     pause_s = 0.002 if store.dialect == "sqlite" and not isinstance(clock, ManualClock) else 0.0
-    pipeline = Pipeline(store, stages, ownership, pause_s=pause_s, tombstones={ERASE_COMMAND: retire_tombstones})
+    # After the stages, every batch: the KPI rollups over the message events written since the last one.
+    pipeline = Pipeline(store, stages, ownership, pause_s=pause_s, tombstones={ERASE_COMMAND: retire_tombstones},
+                        tails=[analytics])
     # Durable timers, by kind.
     scheduler.register(SEGMENT_TIMER, segments.on_timers)
     scheduler.register(RUN_TIMER, flows.on_run_timers)

@@ -82,7 +82,8 @@ class Engine:
             # The answered runs' timers are due now: fire them (their work drains the stages again).
             self.scheduler.advance(self.clock.now())
             read += self.pipeline.drain()
-        self.delivery.drain()
+        if self.delivery.drain():
+            read += self.pipeline.drain()  # the deliveries' status changes reach the KPI rollups
         return read
 
     def advance(self, to: dt.datetime) -> int:

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from growthengine.analytics.stats import newcombe_difference
-from growthengine.storage.analytics_schema import KPI_COUNTERS
+from growthengine.analytics.definitions import RATES, definitions
+from growthengine.analytics.stats import mean_difference_from_sums, newcombe_difference
+from growthengine.storage.analytics_schema import CHANNEL_COUNTERS, KPI_COUNTERS, REVENUE_SUMS
 from growthengine.storage.unit_of_work import Tx
 from growthengine.timefmt import DATE_PATTERN, TimeFormatError, parse_instant
 
@@ -56,25 +57,28 @@ def uplift(counts: dict[str, Any]) -> dict[str, Any] | None:
             "significant": low > 0 or high < 0}
 
 
+def revenue_uplift(sums: dict[str, Any]) -> dict[str, Any] | None:
+    """Revenue per message sent minus revenue per control message, with its 95 % Welch interval."""
+    treated, control = int(sums.get("sent", 0)), int(sums.get("control", 0))
+    if treated < 2 or control < 2:
+        return None
+    value, low, high = mean_difference_from_sums(
+        float(sums.get("revenue", 0)), float(sums.get("revenue_sq", 0)), treated,
+        float(sums.get("control_revenue", 0)), float(sums.get("control_revenue_sq", 0)), control)
+    return {"value": value, "low": low, "high": high, "treated": treated, "control": control,
+            "significant": low > 0 or high < 0}
+
+
 def kpi_row(sums: dict[str, Any], dimensions: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One report row: its dimensions, its counts, its rates (None where nothing to divide by)."""
-    counts = {c: int(sums.get(c, 0)) for c in KPI_COUNTERS}
-    sent, failed = counts["sent"], counts["failed"]
-    push_sent, push_opened = int(sums.get("push_sent", 0)), int(sums.get("push_opened", 0))
-    email_sent, email_opened = int(sums.get("email_sent", 0)), int(sums.get("email_opened", 0))
+    """One report row: its dimensions, its counts and revenue, its rates (each as ``definitions.RATES`` defines
+    it; None where nothing to divide by) and its uplifts."""
     row: dict[str, Any] = dict(dimensions or {})
-    row.update(counts)
-    row.update({
-        "delivery_rate": ratio(sent, sent + failed),
-        "open_rate": ratio(push_opened + email_opened, push_sent + email_sent),
-        "push_open_rate": ratio(push_opened, push_sent),
-        "email_open_rate": ratio(email_opened, email_sent),
-        "ctr": ratio(counts["clicked"], sent),
-        "conversion_rate": ratio(counts["converted"], sent),
-        "control_conversion_rate": ratio(counts["control_converted"], counts["control"]),
-        "unsubscribe_rate": ratio(counts["unsubscribed"], sent),
-        "uplift": uplift(counts),
-    })
+    row.update({c: int(sums.get(c, 0)) for c in (*KPI_COUNTERS, *CHANNEL_COUNTERS)})
+    row.update({"revenue": round(float(sums.get("revenue", 0)), 2),
+                "control_revenue": round(float(sums.get("control_revenue", 0)), 2)})
+    row.update({rate.name: rate.of(sums) for rate in RATES})
+    row["uplift"] = uplift(row)
+    row["revenue_uplift"] = revenue_uplift(sums)
     return row
 
 
@@ -93,6 +97,13 @@ def benchmarks(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
         value = metric_value(row, b.metric)
         out[b.metric] = {"value": value, "target": b.target, "op": b.op, "ok": b.check(value)}
     return out
+
+
+def _by_reason(rows: list[dict[str, Any]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in rows:
+        out[r["reason"] or "due_later"] = out.get(r["reason"] or "due_later", 0) + r["n"]
+    return dict(sorted(out.items()))
 
 
 class ReportSpanError(TimeFormatError):
@@ -129,8 +140,8 @@ def aggregate(rows: list[dict[str, Any]], by: tuple[str, ...]) -> list[dict[str,
         into = totals.get(key)
         if into is None:
             into = totals[key] = {**dict(zip(by, key, strict=True)), **dict.fromkeys(KPI_COUNTERS, 0),
-                                  "push_sent": 0, "push_opened": 0, "email_sent": 0, "email_opened": 0}
-        for c in KPI_COUNTERS:
+                                  **dict.fromkeys(CHANNEL_COUNTERS, 0), **dict.fromkeys(REVENUE_SUMS, 0.0)}
+        for c in (*KPI_COUNTERS, *REVENUE_SUMS):
             into[c] += row[c]
         if row["channel"] in ("push", "email"):
             into[f"{row['channel']}_sent"] += row["sent"]
@@ -148,9 +159,14 @@ def build_report(tx: Tx, first: dt.date, last: dt.date, flow: str | None = None)
 
     overall = kpi_row((aggregate(breakdown, ()) or [{}])[0])
     overall["benchmarks"] = benchmarks(overall)
+    waiting = tx.kpis.current(flow=flow, status="scheduled")
     return {
         "from": first.isoformat(), "to": last.isoformat(), "flow": flow, "timezone": config.timezone,
         "attribution_days": config.attribution_days,
+        "attribution": "last_touch",
+        "definitions": {"th": definitions("th"), "en": definitions("en")},
+        "now": {"scheduled": sum(r["n"] for r in waiting),
+                "scheduled_by_reason": _by_reason(waiting)},
         "overall": overall,
         "by_flow": rows("flow"),
         "by_step": rows("flow", "step"),

@@ -1,18 +1,21 @@
-"""The analytics box wired into an engine: feedback events in, rollups and segment-size snapshots kept.
+"""The analytics box wired into an engine: rollups computed per batch, segment-size snapshots kept.
 
-Message status changes reach the rollups through the send ledger itself (``MessageStore.observer``, set by the
-unit of work), so no writer of messages can forget them. Conversions and unsubscribes arrive as events: this
-module's :class:`KpiListener` is the pipeline's ``analytics`` stage, reading them from the log.
+Message status changes reach the rollups through ``message_events`` (appended by the send ledger's writers), read by
+the pipeline after its stages each batch (:meth:`KpiListener.run`). Conversions, unsubscribes and merges arrive in
+the event log: :class:`KpiListener` is the pipeline's ``analytics`` stage too. Both recompute the users concerned in
+SQL (``rollups.py``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from typing import Any
 
-from growthengine.analytics.definitions import KpiConfig, local_day, zone
+from growthengine.analytics.definitions import CONVERSION_EVENT, UNSUBSCRIBE_EVENT, KpiConfig, local_day, zone
 from growthengine.analytics.report import build_report, day_span
+from growthengine.analytics.rollups import KpiRollups
 from growthengine.clock import Clock, to_us
 from growthengine.domain.events import Event
 from growthengine.domain.profiles import Profile
@@ -35,13 +38,21 @@ class KpiListener:
         self.segments = segments
         self.clock = clock
         self.config = config
+        self.rollups = KpiRollups(config)
+        self.name = "kpi_rollups"
 
     def on_events(self, tx: Tx, events: list[Event], profiles: dict[str, Profile]) -> None:
-        tx.kpis.events_arrived(events)
+        """Purchases and unsubscribes: their users' credits are worked out again after the stages (:meth:`run`)."""
+        self.rollups.mark(e.user_id for e in events
+                          if e.type == "track" and e.name in (CONVERSION_EVENT, UNSUBSCRIBE_EVENT))
 
     def on_merge_commands(self, tx: Tx, commands: list[Event]) -> None:
-        for command in commands:
-            tx.kpis.user_merged(command.user_id)
+        """An anonymous history was folded into these users: their purchases may now credit their messages."""
+        self.rollups.mark(command.user_id for command in commands)
+
+    def run(self, tx: Tx, partitions: Sequence[int], every_partition: bool) -> int:
+        """The pipeline's tail: the message changes since the last batch."""
+        return self.rollups.run(tx, partitions, every_partition)
 
     def snapshot(self, tx: Tx, at: dt.datetime) -> dict[str, int]:
         """Record every configured segment's size now, under today's local date."""
@@ -76,8 +87,8 @@ def start_analytics(engine: Engine, listener: KpiListener) -> None:
         stored = tx.kpis.stored_config()
         if stored != config:
             tx.kpis.save_config(config)
-            counted = tx.kpis.rebuild()
-            log.info("KPI rollups rebuilt for %s (%d messages)", config.as_dict(), counted)
+            counted = listener.rollups.rebuild(tx)
+            log.info("KPI rollups rebuilt for %s (%d users)", config.as_dict(), counted)
         if tx.timers.get(SNAPSHOT_KEY) is None:
             tx.timers.schedule(SNAPSHOT_TIMER, SNAPSHOT_KEY, listener.next_snapshot_us(now), {})
         listener.snapshot(tx, now)

@@ -32,11 +32,18 @@ def newcombe_difference(x1: int, n1: int, x2: int, n2: int, z: float = Z95) -> t
 def mean_difference(x: list[float], y: list[float], z: float = Z95) -> tuple[float, float, float]:
     """``mean(x) - mean(y)`` with Welch's normal interval (each group's own variance; large samples):
     (difference, low, high). Each group needs at least two values."""
-    if len(x) < 2 or len(y) < 2:
+    return mean_difference_from_sums(sum(x), sum(v * v for v in x), len(x), sum(y), sum(v * v for v in y), len(y), z)
+
+
+def mean_difference_from_sums(total1: float, squares1: float, n1: int, total2: float, squares2: float,
+                              n2: int, z: float = Z95) -> tuple[float, float, float]:
+    """``mean1 - mean2`` with Welch's normal interval, from each group's sum, sum of squares and size (what the
+    rollups keep): (difference, low, high)."""
+    if n1 < 2 or n2 < 2:
         raise ValueError("each group needs at least two values")
-    mx, my = sum(x) / len(x), sum(y) / len(y)
-    vx = sum((v - mx) ** 2 for v in x) / (len(x) - 1)
-    vy = sum((v - my) ** 2 for v in y) / (len(y) - 1)
-    d = mx - my
-    half = z * math.sqrt(vx / len(x) + vy / len(y))
+    m1, m2 = total1 / n1, total2 / n2
+    v1 = max(0.0, (squares1 - n1 * m1 * m1) / (n1 - 1))
+    v2 = max(0.0, (squares2 - n2 * m2 * m2) / (n2 - 1))
+    d = m1 - m2
+    half = z * math.sqrt(v1 / n1 + v2 / n2)
     return d, d - half, d + half

@@ -30,7 +30,12 @@ async def kpis(
     engine: Engine = Depends(get_engine),
 ) -> dict[str, Any]:
     """Delivery, open, click, conversion and unsubscribe rates and uplift against the control group: overall
-    (with the spec's benchmarks) and by flow, step, channel, variant and day."""
+    (with the spec's benchmarks) and by flow, step, channel, variant and day. Each purchase is credited once, to the
+    last message before it within the attribution window (``attribution: last_touch``); every row also carries the
+    attributed revenue (GMV), its uplift per message against the control group with a 95 % interval
+    (``revenue_uplift``) and the confirmed delivery rate; ``definitions`` says what each figure means (Thai and
+    English) and ``now.scheduled`` counts the messages waiting or held right now, as ``GET /v1/messages`` lists
+    them."""
     try:
         return kpi_report(engine, flow=flow or None, start=start or None, end=end or None)
     except ReportSpanError as exc:

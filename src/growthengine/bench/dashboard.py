@@ -7,11 +7,11 @@ read, at the size 1,000,000 users and 10,000,000 events would leave behind:
   explorer pages through it by user, flow, channel and status;
 * flow runs (``flow_runs``, default 1,000,000, 5 % still active): the funnel counts the active ones per step;
 * segment memberships (``segment_members``, default 250,000): the segments page counts them now;
-* the rollups (``kpi_daily``, ``kpi_reasons``, ``kpi_open_hours``, ``segment_size_history``) for 365 days of
-  every default flow and step, three variants, both kinds: more rows than a year of that ledger would make.
+* the rollups (``kpi_daily``, ``kpi_reasons``, ``kpi_open_hours``, ``kpi_current``, ``segment_size_history``) for
+  365 days of every default flow and step, three variants, both kinds: more rows than a year of that ledger would make.
 
 Not seeded, because no page or ``/v1/kpis`` reads them: the 10,000,000 events, the 1,000,000 profiles and
-``kpi_messages`` (read only when a message changes or a purchase arrives). The rollups are seeded directly rather
+``kpi_messages`` and ``message_events`` (read only by the pipeline's rollups). The rollups are seeded directly rather
 than built by replaying the ledger through the engine (that path is covered by the contract tests, which check it
 against a from-scratch recomputation).
 
@@ -40,8 +40,8 @@ from growthengine.analytics.definitions import KpiConfig
 from growthengine.clock import to_us
 from growthengine.config.loader import load_config
 from growthengine.flows.model import Send, iter_steps
-from growthengine.storage.analytics_schema import KPI_COUNTERS
-from growthengine.storage.kpi_store import CONFIG_KEY
+from growthengine.storage.analytics_schema import KPI_COUNTERS, REVENUE_SUMS
+from growthengine.storage.kpi_reads import CONFIG_KEY
 from growthengine.storage.unit_of_work import Store
 
 TARGET_MS = 300.0
@@ -151,8 +151,9 @@ def _seed_rollups(store: Store, rng: random.Random, steps: list[tuple[str, str, 
     today = NOW.date()
     days = [(today - dt.timedelta(days=d)).isoformat() for d in range(DAYS)]
     advance = stage("rollups", len(days))
-    columns = ", ".join(KPI_COUNTERS)
-    marks = ", ".join("?" * len(KPI_COUNTERS))
+    counters = (*KPI_COUNTERS, *REVENUE_SUMS)
+    columns = ", ".join(counters)
+    marks = ", ".join("?" * len(counters))
     daily_sql = f"INSERT INTO kpi_daily (day, flow_key, step, channel, variant, kind, {columns}) " \
                 f"VALUES (?, ?, ?, ?, ?, ?, {marks})"  # noqa: S608 (constant column names)
     for day in days:
@@ -164,7 +165,8 @@ def _seed_rollups(store: Store, rng: random.Random, steps: list[tuple[str, str, 
                     opened = sent * rng.randrange(3, 30) // 100
                     control = sent // 10 if kind == "marketing" else 0
                     daily.append((day, flow, step, channel, variant, kind, sent + 300, 5, sent, sent, opened,
-                                  opened // 5, sent // 200, 250, 40, control, sent // 50, control // 70, sent // 400))
+                                  opened // 5, sent // 200, 250, 40, control, sent // 50, control // 70, sent // 400,
+                                  sent // 45, sent * 30.0, sent * 90_000.0, control * 20.0, control * 60_000.0))
             for reason in REASONS:
                 reasons.append((day, flow, step, channel, "suppressed", reason, rng.randrange(10, 500)))
         _bulk(store, daily_sql, daily)
@@ -173,7 +175,7 @@ def _seed_rollups(store: Store, rng: random.Random, steps: list[tuple[str, str, 
         _bulk(store, "INSERT INTO segment_size_history (day, segment_key, size, taken_us) VALUES (?, ?, ?, 0)",
               [(day, s, rng.randrange(10_000, 90_000)) for s in segments])
         advance(1)
-    sums = ", ".join(f"SUM({c})" for c in KPI_COUNTERS)
+    sums = ", ".join(f"SUM({c})" for c in counters)
     push_email = ", ".join(f"SUM(CASE WHEN channel = '{ch}' THEN {c} ELSE 0 END)"
                            for ch in ("push", "email") for c in ("sent", "opened"))
     with store.engine.begin() as conn:  # the month and per-flow-day rollups, as the engine keeps them
@@ -188,6 +190,10 @@ def _seed_rollups(store: Store, rng: random.Random, steps: list[tuple[str, str, 
             "INSERT INTO kpi_reasons_monthly (month, flow_key, step, channel, status, reason, n) "
             "SELECT substr(day, 1, 7), flow_key, step, channel, status, reason, SUM(n) FROM kpi_reasons "
             "GROUP BY 1, 2, 3, 4, 5, 6")
+    now_rows = [(flow, step, channel, status, reason, rng.randrange(0, 3000)) for flow, step, channel in steps
+                for status in ("scheduled", "suppressed") for reason in REASONS]
+    _bulk(store, "INSERT INTO kpi_current (flow_key, step, channel, status, reason, n) VALUES (?, ?, ?, ?, ?, ?)",
+          now_rows)
     hours = [(flow, channel, how, rng.randrange(0, 5000)) for flow, _step, channel in steps for how in range(168)]
     _bulk(store, "INSERT OR IGNORE INTO kpi_open_hours (flow_key, channel, how, n) VALUES (?, ?, ?, ?)", hours)
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from growthengine.analytics.definitions import WENT_OUT
 from growthengine.cli.options import CliError, ConfigOption, DbOption, cli_settings, out, setup_logging
 from growthengine.engine import Engine
 from growthengine.flows.model import (
@@ -117,7 +118,7 @@ def show_flow(key: Annotated[str, typer.Argument(help="flow key, e.g. cart_aband
                 waiting_at[cursor.split(".")[0]] += n
         for index, step in enumerate(flow.steps):
             of_step = [m for m in messages if m.step == step.name]
-            sent = sum(1 for m in of_step if m.status in ("sent", "delivered", "opened", "clicked"))
+            sent = sum(1 for m in of_step if m.status in WENT_OUT)  # "sent" as the KPIs define it
             held = Counter(m.reason or m.status for m in of_step if m.status in ("suppressed", "scheduled"))
             does = describe_step(step)
             table.add_row(step.name, does, f"{waiting_at.get(str(index), 0):,}", f"{len(of_step):,}", f"{sent:,}",

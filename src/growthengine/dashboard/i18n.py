@@ -73,7 +73,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "refresh": ("รอบอัปเดต", "Refresh"),
     "size_over_time": ("ขนาดกลุ่มตามเวลา", "Segment sizes over time"),
     "snapshot_now": ("นับขนาดใหม่ตอนนี้", "Count again now"),
-    "taken_at": ("ขนาด ณ เวลา (นับใหม่ทุก 10 นาทีเมื่อเปิดหน้า)", "Sizes as of (counted again at most every 10 minutes)"),
+    "taken_at": ("ขนาดนับจากสมาชิกจริง ณ เวลา", "Sizes counted from the memberships at"),
     "runs_waiting": ("รันที่รอทำขั้นนี้", "Runs waiting for this step"),
     "runs_total": ("รันทั้งหมด", "Runs in total"),
     "active": ("กำลังทำงาน", "Active"),
@@ -100,7 +100,48 @@ TEXT: dict[str, tuple[str, str]] = {
     "ok": ("ผ่าน", "OK"),
     "miss": ("ต่ำกว่าเกณฑ์", "Below benchmark"),
     "no_data": ("ยังไม่มีข้อมูล", "No data yet"),
-    "attribution": ("ช่วงเวลานับการซื้อ: {days} วันหลังส่ง", "Attribution window: {days} days after a send"),
+    "attribution": ("ช่วงเวลานับการซื้อ: {days} วันหลังส่ง การซื้อแต่ละครั้งนับให้ข้อความเดียว คือข้อความล่าสุดก่อนซื้อ "
+                    "(last touch)",
+                    "Attribution window: {days} days after a send; each purchase is credited once, to the last "
+                    "message before it (last touch)"),
+    "confirmed_delivery_rate": ("อัตราที่ยืนยันว่าถึงผู้รับ", "Confirmed delivery rate"),
+    "revenue_per_message": ("ยอดขายต่อข้อความ", "Revenue per message"),
+    "revenue": ("ยอดขายที่นับให้ (GMV, บาท)", "Attributed revenue (GMV, ฿)"),
+    "revenue_uplift": ("ยอดขายต่อข้อความเทียบกลุ่มควบคุม", "Revenue uplift per message"),
+    "purchases": ("การซื้อที่นับให้", "Attributed purchases"),
+    "scheduled_now": ("รอส่ง / เลื่อน (ตอนนี้)", "Scheduled / held (now)"),
+    "definitions": ("นิยามของตัวเลข", "What each figure means"),
+    "times_in": ("เวลาแสดงตามเขตเวลา", "Times shown in"),
+    "step_send": ("ส่ง", "send"),
+    "step_wait": ("รอ", "wait"),
+    "step_action": ("ดำเนินการ", "action"),
+    "step_branch": ("แยกทาง", "branch"),
+    "reason.consent": ("ไม่ได้รับความยินยอม", "no consent"),
+    "reason.quiet_hours": ("ช่วงเวลาห้ามรบกวน", "quiet hours"),
+    "reason.frequency_cap": ("เกินจำนวนส่งสูงสุด", "frequency cap"),
+    "reason.holdout": ("กลุ่มควบคุม (ตั้งใจไม่ส่ง)", "control group (held back)"),
+    "reason.channel_score": ("ย้ายช่องทางตามคะแนน", "moved by channel score"),
+    "reason.send_time": ("เลื่อนไปเวลาที่เหมาะสม", "moved to the best time"),
+    "reason.no_address": ("ไม่มีที่อยู่ติดต่อ", "no address"),
+    "reason.expired": ("หมดอายุก่อนส่ง", "expired before sending"),
+    "reason.provider_error": ("ผู้ให้บริการปฏิเสธ", "provider refused"),
+    "reason.render_error": ("สร้างข้อความไม่สำเร็จ", "could not render"),
+    "reason.flow_exit": ("ออกจากโฟลว์ก่อนส่ง", "left the flow first"),
+    "reason.due_later": ("ยังไม่ถึงเวลาส่ง", "due later"),
+    "channel.push": ("พุช", "push"),
+    "channel.email": ("อีเมล", "email"),
+    "channel.sms": ("SMS", "SMS"),
+    "channel.in_app": ("ในแอป", "in-app"),
+    "channel.ads": ("โฆษณา (audience)", "ads audience"),
+    "kind.marketing": ("การตลาด", "marketing"),
+    "kind.transactional": ("ธุรกรรม", "transactional"),
+    "refresh.realtime": ("ทันที", "real time"),
+    "refresh.hourly": ("ทุกชั่วโมง", "hourly"),
+    "refresh.daily": ("ทุกวัน (02:00)", "daily (02:00)"),
+    "verdict.running": ("กำลังทดลอง", "running"),
+    "verdict.winner": ("ได้ผู้ชนะ", "winner"),
+    "verdict.no_difference": ("ไม่ต่างกัน", "no difference"),
+    "verdict.pending": ("รอผล", "pending"),
     "timezone": ("เขตเวลา", "Time zone"),
     "totals": ("ยอดรวม", "Totals"),
     "funnel": ("ช่องทางการแปลง (funnel)", "Funnel"),
@@ -110,12 +151,14 @@ TEXT: dict[str, tuple[str, str]] = {
 
 
 def translator(lang: str) -> Callable[..., str]:
-    """``t(key, **values)`` in the language (the key itself when there is no text for it)."""
+    """``t(key, **values)`` in the language (the key itself when there is no text for it; for ``prefix.code``
+    keys, the code)."""
     index = 1 if lang == "en" else 0
 
     def t(key: str, **values: object) -> str:
         pair = TEXT.get(key)
-        text = pair[index] if pair else key
+        # A code without words of its own ("reason.some_rule") shows as the code.
+        text = pair[index] if pair else key.partition(".")[2] or key
         return text.format(**values) if values else text
 
     return t

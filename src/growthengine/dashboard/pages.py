@@ -124,12 +124,15 @@ def build_router(engine: Engine, system_clock: Clock | None = None) -> APIRouter
     def dates(request: Request) -> dict[str, str | None]:
         return {"start": _query(request, "from"), "end": _query(request, "to")}
 
+    def words(request: Request) -> Callable[..., str]:
+        return translator(pick_language(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE)))
+
     router.add_api_route("/", page("overview", "overview.html", lambda r: views.overview(
-        engine, flow=_query(r, "flow"), **dates(r))), methods=["GET"])
+        engine, flow=_query(r, "flow"), t=words(r), **dates(r))), methods=["GET"])
     router.add_api_route("/dashboard/segments", page("segments", "segments.html", lambda r: views.segments(engine)),
                          methods=["GET"])
-    router.add_api_route("/dashboard/flows", page("flows", "flows.html", lambda r: views.flows(engine, **dates(r))),
-                         methods=["GET"])
+    router.add_api_route("/dashboard/flows", page("flows", "flows.html", lambda r: views.flows(
+        engine, t=words(r), **dates(r))), methods=["GET"])
     router.add_api_route("/dashboard/messages", page("messages", "messages.html", lambda r: views.messages(
         engine, user_id=_query(r, "user"), flow=_query(r, "flow"), channel=_query(r, "channel", CHANNELS),
         status=_query(r, "status", STATUSES), before=_int(_query(r, "before")))), methods=["GET"])

@@ -4,64 +4,60 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import orjson
 
 from growthengine.analytics.definitions import day_range, zone
 from growthengine.analytics.report import aggregate, build_report, day_span, kpi_row
-from growthengine.analytics.service import snapshot_segments
 from growthengine.analytics.stats import wilson
 from growthengine.clock import from_us, to_us
+from growthengine.dashboard.i18n import translator
 from growthengine.engine import Engine
 from growthengine.flows.model import Branch, CouponAction, RecommendationAction, Send, Step, Wait, iter_steps
 from growthengine.flows.paths import resolve
-from growthengine.timefmt import format_instant
 
 HISTORY_DAYS = 90
-# Counting every segment's members is a scan: the page shows the newest snapshot and takes a new one (at most once
-# this often, on the first visit after) rather than counting on every request.
-SNAPSHOT_MAX_AGE_US = 10 * 60 * 1_000_000
+Translate = Callable[..., str]
+THAI = translator("th")  # the dashboard's default language
 
 
-def overview(engine: Engine, *, flow: str | None, start: str | None, end: str | None) -> dict[str, Any]:
-    with engine.store.transaction() as tx:
+def overview(engine: Engine, *, flow: str | None, start: str | None, end: str | None,
+             t: Translate = THAI) -> dict[str, Any]:
+    with engine.store.read() as tx:
         tz = zone(tx.kpis.config())
         first, last = day_span(engine.clock.now().astimezone(tz).date(), tz, start, end)
         report = build_report(tx, first, last, flow)
         report["reasons"] = tx.kpis.reasons(first, last, flow=flow)
     report["flows"] = sorted(engine.config.flows)
-    report["chart"] = _daily_chart(report["by_day"], first, last)
+    report["chart"] = _daily_chart(report["by_day"], first, last, t)
     report["pipeline"] = engine.pipeline_status()
     return report
 
 
-def _daily_chart(rows: list[dict[str, Any]], first: dt.date, last: dt.date) -> dict[str, Any]:
+def _daily_chart(rows: list[dict[str, Any]], first: dt.date, last: dt.date, t: Translate) -> dict[str, Any]:
     """Every day of the span (zero where nothing happened), so that one busy day still reads as a day."""
     known = {r["day"]: r for r in rows}
     x = day_range(first, last)
     days = [known.get(day, {"sent": 0, "opened": 0, "clicked": 0, "converted": 0}) for day in x]
     series = [("sent", "#2563eb"), ("opened", "#16a34a"), ("clicked", "#f59e0b"), ("converted", "#db2777")]
-    return {"data": [{"type": "scatter", "mode": "lines+markers", "name": name, "x": x, "y": [d[name] for d in days],
-                      "line": {"color": color}} for name, color in series],
+    return {"data": [{"type": "scatter", "mode": "lines+markers", "name": t(name), "x": x,
+                      "y": [d[name] for d in days], "line": {"color": color}} for name, color in series],
             "layout": {"height": 280, "xaxis": {"type": "date", "tickformat": "%d %b"}}}
 
 
 def segments(engine: Engine) -> dict[str, Any]:
-    """Sizes now (the newest snapshot, taken again when older than SNAPSHOT_MAX_AGE) and over time."""
+    """Sizes now (counted from the memberships on every visit, as ``GET /v1/segments`` does) and over time (the
+    daily snapshots)."""
     now = engine.clock.now()
-    with engine.store.transaction() as tx:
+    sizes = engine.segment_sizes()
+    with engine.store.read() as tx:
         tz = zone(tx.kpis.config())
-        latest = tx.kpis.latest_snapshot()
-    fresh = (latest is not None and to_us(now) - latest[0] < SNAPSHOT_MAX_AGE_US
-             and set(engine.segments.segments) <= set(latest[1]))
-    if fresh and latest is not None:
-        taken_us, sizes = latest
-    else:
-        taken_us, sizes = to_us(now), snapshot_segments(engine)
     today = now.astimezone(tz).date()
-    with engine.store.transaction() as tx:
+    with engine.store.read() as tx:
         history = tx.kpis.segment_history((today - dt.timedelta(days=HISTORY_DAYS - 1)).isoformat(),
                                           today.isoformat())
     by_segment: dict[str, dict[str, int]] = defaultdict(dict)
@@ -81,22 +77,27 @@ def segments(engine: Engine) -> dict[str, Any]:
             (today + dt.timedelta(days=1)).isoformat()]
     layout = {"height": 320, "xaxis": {"type": "date", "tickformat": "%d %b", "range": span}}
     return {"segments": rows, "chart": {"data": traces, "layout": layout},
-            "taken_at": from_us(taken_us).astimezone(tz).strftime("%Y-%m-%d %H:%M"), "timezone": tz.key}
+            "taken_at": local_time(to_us(now), tz), "timezone": tz.key}
 
 
-def _step_kind(step: Step) -> str:
+def local_time(at_us: int, tz: ZoneInfo) -> str:
+    """An instant as the business timezone reads it, with its offset (pages never show raw UTC)."""
+    return from_us(at_us).astimezone(tz).strftime("%Y-%m-%d %H:%M (UTC%z)")
+
+
+def _step_kind(step: Step, t: Translate) -> str:
     body = step.body
     if isinstance(body, Send):
-        return f"send · {body.channel}"
+        return f"{t('step_send')} · {body.channel}"
     if isinstance(body, Wait):
-        return "wait"
+        return t("step_wait")
     if isinstance(body, (CouponAction, RecommendationAction)):
-        return "action"
-    return "branch" if isinstance(body, Branch) else "step"
+        return t("step_action")
+    return t("step_branch") if isinstance(body, Branch) else t("step")
 
 
-def flows(engine: Engine, *, start: str | None, end: str | None) -> dict[str, Any]:
-    with engine.store.transaction() as tx:
+def flows(engine: Engine, *, start: str | None, end: str | None, t: Translate = THAI) -> dict[str, Any]:
+    with engine.store.read() as tx:
         tz = zone(tx.kpis.config())
         first, last = day_span(engine.clock.now().astimezone(tz).date(), tz, start, end)
         sums = aggregate(tx.kpis.breakdown(first, last), ("flow", "step"))
@@ -111,10 +112,10 @@ def flows(engine: Engine, *, start: str | None, end: str | None) -> dict[str, An
         steps: list[dict[str, Any]] = []
         for step in iter_steps(flow.steps):
             row = by_step.get((key, step.name))
-            steps.append({"name": step.name, "kind": _step_kind(step), "waiting": waiting.get(step.name, 0),
+            steps.append({"name": step.name, "kind": _step_kind(step, t), "waiting": waiting.get(step.name, 0),
                           "kpi": row})
         sends = [s for s in steps if s["kpi"] is not None]
-        chart = {"data": [{"type": "bar", "name": name, "x": [s["name"] for s in sends],
+        chart = {"data": [{"type": "bar", "name": t(name), "x": [s["name"] for s in sends],
                            "y": [s["kpi"][name] for s in sends]}
                           for name in ("decided", "sent", "opened", "clicked", "converted")],
                  "layout": {"height": 260, "barmode": "group"}} if sends else None
@@ -126,7 +127,8 @@ def flows(engine: Engine, *, start: str | None, end: str | None) -> dict[str, An
 
 def messages(engine: Engine, *, user_id: str | None, flow: str | None, channel: str | None, status: str | None,
              before: int | None, limit: int = 50) -> dict[str, Any]:
-    with engine.store.transaction() as tx:
+    with engine.store.read() as tx:
+        tz = zone(tx.kpis.config())
         rows = tx.kpis.explore(user_id=user_id, flow=flow, channel=channel, status=status, before_seq=before,
                                limit=limit + 1)
     more = len(rows) > limit
@@ -139,15 +141,15 @@ def messages(engine: Engine, *, user_id: str | None, flow: str | None, channel: 
             "seq": r["seq"], "id": r["id"], "user": r["user_id"], "flow": r["flow_key"], "step": r["step"],
             "channel": r["channel"], "kind": r["kind"], "status": r["status"], "reason": r["reason"] or "",
             "why": "; ".join(why), "variant": r["variant"] or "",
-            "scheduled_at": format_instant(from_us(r["scheduled_us"])),
-            "sent_at": format_instant(from_us(r["sent_us"])) if r["sent_us"] is not None else "",
+            "scheduled_at": local_time(r["scheduled_us"], tz),
+            "sent_at": local_time(r["sent_us"], tz) if r["sent_us"] is not None else "",
             "content": _short(r["subject"] or r["title"] or r["body"] or ""),
         })
     filters = {"user": user_id or "", "flow": flow or "", "channel": channel or "", "status": status or ""}
     following = rows[-1]["seq"] if more and rows else None
     older = urlencode({**{k: v for k, v in filters.items() if v}, "before": following}) if following else ""
     return {"messages": items, "next": following, "older_query": older, "filters": filters,
-            "flows": sorted(engine.config.flows)}
+            "flows": sorted(engine.config.flows), "timezone": tz.key}
 
 
 def _short(text: str, limit: int = 90) -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from growthengine.clock import system_seconds
 from growthengine.domain.profiles import Profile
 from growthengine.pipeline.ownership import Ownership
-from growthengine.pipeline.stages import CommandHandler, Stage
+from growthengine.pipeline.stages import CommandHandler, Stage, Tail
 from growthengine.storage.stage_log import COMMAND, START, LogRow, Position
 from growthengine.storage.unit_of_work import Store, Tx
 
@@ -47,6 +47,7 @@ class Pipeline:
     batch_size: int = BATCH_SIZE
     now_s: Callable[[], float] = system_seconds
     after_commit: list[Callable[[], object]] = field(default_factory=list)
+    tails: Sequence[Tail] = ()
     pause_s: float = 0.0
     """A breath after each batch that read something: on SQLite, where the write lock is shared with ingestion, it
     lets a waiting ingestion commit go between two batches (see ``storage.database.begin_immediate``)."""
@@ -82,7 +83,8 @@ class Pipeline:
             start = min((cursors[n].get(p, START) for n in names for p in partitions), default=START)
             rows = tx.log.read(start, partitions, self._next_size(), every_partition=every)
             if not rows:
-                return 0
+                # No new log rows: only the tails (the KPI rollups over message changes) may have work.
+                return self._tails(tx, partitions, every)
             rows = self._through_first_tombstone(rows)
             end = rows[-1].position
             users = list({r.event.user_id for r in rows if r.event.type != COMMAND})
@@ -97,6 +99,7 @@ class Pipeline:
                 return 0  # every stage failed on this batch: they try again on the next pass, not in a loop
             tx.log.advance(done, partitions, end, self.now_s(), cursors)
             self._retire_applied_tombstones(tx, rows, cursors, set(done))
+            self._tails(tx, partitions, every)
         cost = (time.perf_counter() - began) / len(rows)
         self._row_cost_s = cost if not self._row_cost_s else 0.7 * self._row_cost_s + 0.3 * cost
         for hook in self.after_commit:
@@ -122,6 +125,19 @@ class Pipeline:
             s.name in done or cursors[s.name].get(r.partition, START) >= r.position for s in self.stages)]
         for name in {e.name for e in applied}:
             self.tombstones[name](tx, [e for e in applied if e.name == name])
+
+    def _tails(self, tx: Tx, partitions: Sequence[int], every: bool) -> int:
+        """Each tail's batch, in a savepoint (a tail that fails keeps its cursor and tries again next time)."""
+        read = 0
+        for tail in self.tails:
+            savepoint = tx.conn.begin_nested()
+            try:
+                read += tail.run(tx, partitions, every)
+                savepoint.commit()
+            except Exception:
+                savepoint.rollback()
+                log.exception("pipeline tail %s failed; it will try again", tail.name)
+        return read
 
     def _next_size(self) -> int:
         """As many rows as fit in about ``BATCH_TIME_S`` at the recent cost a row (between the bounds)."""

@@ -3,7 +3,7 @@ it) of one batch, in log order, inside the transaction that also moves its curso
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,6 +16,16 @@ from growthengine.storage.unit_of_work import Tx
 class EventConsumer(Protocol):
     def on_events(self, tx: Tx, events: list[Event], profiles: dict[str, Profile]) -> None:
         """``events`` were stored (log order); ``profiles`` are their users as stored now."""
+
+
+class Tail(Protocol):
+    """Work the pipeline runs after its stages every batch, over another insert-only table read by its own cursor
+    (the KPI rollups over ``message_events``), whether or not the log had new rows."""
+
+    name: str
+
+    def run(self, tx: Tx, partitions: Sequence[int], every_partition: bool) -> int:
+        """Consume a batch for these partitions; returns the rows read (0: caught up)."""
 
 
 CommandHandler = Callable[[Tx, list[Event]], None]

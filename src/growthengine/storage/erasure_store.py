@@ -15,8 +15,9 @@ import orjson
 import sqlalchemy as sa
 
 from growthengine.storage.activity_store import flow_activities
-from growthengine.storage.analytics_schema import kpi_messages
+from growthengine.storage.analytics_schema import kpi_credits, kpi_messages
 from growthengine.storage.flow_schema import favorites, flow_runs, listings, messages, outbox
+from growthengine.storage.message_events import message_events
 from growthengine.storage.schema import (
     consent_changes,
     coupons,
@@ -52,6 +53,8 @@ ANONYMISED: dict[str, str] = {
     "coupons": "flows stage: user id -> token (the code may still be redeemed)",
     "listings": "flows stage: seller_id cleared (the listing is the marketplace's, not the person's)",
     "kpi_messages": "analytics stage: user id -> token (the message keeps counting)",
+    "message_events": "analytics stage: user id -> token (the message's history keeps counting)",
+    "kpi_credits": "analytics stage: user id -> token (an attributed purchase stays attributed)",
 }
 """Tables whose rows of the user stay (counted in KPIs), without anything that names the person."""
 
@@ -177,3 +180,6 @@ class ErasureStore:
 
     def anonymise_kpis(self, user_id: str, token: str) -> None:
         self._conn.execute(sa.update(kpi_messages).where(kpi_messages.c.user_id == user_id).values(user_id=token))
+        self._conn.execute(sa.update(message_events).where(message_events.c.user_id == user_id)
+                           .values(user_id=token))
+        self._conn.execute(sa.update(kpi_credits).where(kpi_credits.c.user_id == user_id).values(user_id=token))

@@ -5,11 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
+from growthengine.analytics.definitions import KpiConfig
 from growthengine.storage.analytics_schema import (
     CHANNEL_COUNTERS,
     KPI_COUNTERS,
+    REVENUE_SUMS,
+    kpi_current,
     kpi_daily,
     kpi_flow_days,
     kpi_monthly,
@@ -20,6 +24,9 @@ from growthengine.storage.analytics_schema import (
 )
 from growthengine.storage.dialects import insert_for
 from growthengine.storage.flow_schema import flow_runs, messages
+from growthengine.storage.schema import engine_state
+
+SUMMED = (*KPI_COUNTERS, *REVENUE_SUMS)
 
 
 def _split_span(first: dt.date, last: dt.date) -> tuple[tuple[str, str] | None, list[tuple[dt.date, dt.date]]]:
@@ -42,10 +49,33 @@ def _next_month(day: dt.date) -> dt.date:
     return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
 
 
+CONFIG_KEY = "kpi_config"
+
+
 class KpiReads:
+    """Plain access to the KPI tables (what the rollups hold is computed in ``analytics/``)."""
+
     def __init__(self, conn: sa.Connection, dialect: str) -> None:
         self._conn = conn
         self._dialect = dialect
+        self._config: KpiConfig | None = None
+
+    # Settings -------------------------------------------------------------------------------------------
+
+    def stored_config(self) -> KpiConfig | None:
+        value = self._conn.execute(sa.select(engine_state.c.value).where(engine_state.c.key == CONFIG_KEY)).scalar()
+        return KpiConfig.from_dict(orjson.loads(value)) if value is not None else None
+
+    def config(self) -> KpiConfig:
+        if self._config is None:
+            self._config = self.stored_config() or KpiConfig()
+        return self._config
+
+    def save_config(self, config: KpiConfig) -> None:
+        stmt = insert_for(self._dialect, engine_state)
+        stmt = stmt.on_conflict_do_update(index_elements=["key"], set_={"value": stmt.excluded.value})
+        self._conn.execute(stmt, {"key": CONFIG_KEY, "value": orjson.dumps(config.as_dict()).decode()})
+        self._config = config
 
     def breakdown(self, first: dt.date, last: dt.date, *, flow: str | None = None) -> list[dict[str, Any]]:
         """Counter totals over the local days ``first``..``last`` per flow, step, channel and variant.
@@ -57,31 +87,32 @@ class KpiReads:
         dims = ("flow_key", "step", "channel", "variant")
         parts = []
         if months:
-            part = sa.select(*[kpi_monthly.c[d] for d in dims], *[kpi_monthly.c[c] for c in KPI_COUNTERS]).where(
+            part = sa.select(*[kpi_monthly.c[d] for d in dims], *[kpi_monthly.c[c] for c in SUMMED]).where(
                 kpi_monthly.c.month >= months[0], kpi_monthly.c.month <= months[1])
             parts.append(part.where(kpi_monthly.c.flow_key == flow) if flow is not None else part)
         for lo, hi in edges:
-            part = sa.select(*[kpi_daily.c[d] for d in dims], *[kpi_daily.c[c] for c in KPI_COUNTERS]).where(
+            part = sa.select(*[kpi_daily.c[d] for d in dims], *[kpi_daily.c[c] for c in SUMMED]).where(
                 kpi_daily.c.day >= lo.isoformat(), kpi_daily.c.day <= hi.isoformat())
             parts.append(part.where(kpi_daily.c.flow_key == flow) if flow is not None else part)
         if not parts:
             return []
         union = sa.union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
         groups = [union.c[d] for d in dims]
-        query = (sa.select(*groups, *[sa.func.sum(union.c[c]).label(c) for c in KPI_COUNTERS])
+        query = (sa.select(*groups, *[sa.func.sum(union.c[c]).label(c) for c in SUMMED])
                  .group_by(*groups).order_by(*groups))
         out = []
         for row in self._conn.execute(query).mappings():
             item: dict[str, Any] = {"flow": row["flow_key"], "step": row["step"], "channel": row["channel"],
                                     "variant": row["variant"]}
             item.update({c: int(row[c] or 0) for c in KPI_COUNTERS})
+            item.update({c: float(row[c] or 0) for c in REVENUE_SUMS})
             if item["decided"]:
                 out.append(item)
         return out
 
     def by_day(self, first: dt.date, last: dt.date, *, flow: str | None = None) -> list[dict[str, Any]]:
         """Counter totals per local day (with the push and email sends and opens for open rates)."""
-        counters = (*KPI_COUNTERS, *CHANNEL_COUNTERS)
+        counters = (*KPI_COUNTERS, *CHANNEL_COUNTERS, *REVENUE_SUMS)
         query = (sa.select(kpi_flow_days.c.day, *[sa.func.sum(kpi_flow_days.c[c]).label(c) for c in counters])
                  .where(kpi_flow_days.c.day >= first.isoformat(), kpi_flow_days.c.day <= last.isoformat())
                  .group_by(kpi_flow_days.c.day).order_by(kpi_flow_days.c.day))
@@ -89,7 +120,9 @@ class KpiReads:
             query = query.where(kpi_flow_days.c.flow_key == flow)
         out = []
         for row in self._conn.execute(query).mappings():
-            item: dict[str, Any] = {"day": row["day"], **{c: int(row[c] or 0) for c in counters}}
+            item: dict[str, Any] = {"day": row["day"], **{c: int(row[c] or 0) for c in counters
+                                                          if c not in REVENUE_SUMS},
+                                    **{c: float(row[c] or 0) for c in REVENUE_SUMS}}
             if item["decided"]:
                 out.append(item)
         return out
@@ -115,6 +148,18 @@ class KpiReads:
         return [{"flow": r["flow_key"], "step": r["step"], "channel": r["channel"], "status": r["status"],
                  "reason": r["reason"], "n": int(r["n"])}
                 for r in self._conn.execute(query).mappings() if r["n"]]
+
+    def current(self, *, flow: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        """Messages as they stand now, by flow, step, channel, status and reason (whatever their day)."""
+        t = kpi_current
+        query = sa.select(t.c.flow_key, t.c.step, t.c.channel, t.c.status, t.c.reason, t.c.n).where(t.c.n != 0)
+        if flow is not None:
+            query = query.where(t.c.flow_key == flow)
+        if status is not None:
+            query = query.where(t.c.status == status)
+        query = query.order_by(t.c.flow_key, t.c.step, t.c.channel, t.c.status, t.c.reason)
+        return [{"flow": r[0], "step": r[1], "channel": r[2], "status": r[3], "reason": r[4], "n": int(r[5])}
+                for r in self._conn.execute(query)]
 
     def open_hours(self, *, flow: str | None = None, channel: str | None = None) -> dict[int, int]:
         """Opens by local hour of the week (0 = Monday 00:00)."""

@@ -1,8 +1,12 @@
-"""The send ledger (messages) and the local outbox."""
+"""The send ledger (messages) and the local outbox.
+
+:meth:`MessageStore.add` and :meth:`MessageStore.update` are the ledger's only writers; each appends the changed
+messages' new state to ``message_events`` (insert-only) in the same transaction, which is what the KPI rollups read.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -11,6 +15,7 @@ import sqlalchemy as sa
 from growthengine.domain.messages import Message
 from growthengine.storage.dialects import insert_for
 from growthengine.storage.flow_schema import messages, outbox
+from growthengine.storage.message_events import append_inserted, append_updated
 
 _FIELDS = [c.name for c in messages.columns if c.name not in ("seq", "flow_key", "data")]
 # A price drop writes a ledger row per favoriter: the insert is plain SQL for the driver, as in the event log (the
@@ -26,8 +31,6 @@ class MessageStore:
     def __init__(self, conn: sa.Connection, dialect: str) -> None:
         self._conn = conn
         self._dialect = dialect
-        # Told the ids of messages written by add() and update() (the ledger's only writers): the KPI rollups.
-        self.observer: Callable[[Sequence[str]], None] | None = None
 
     def add(self, items: Sequence[Message]) -> list[Message]:
         """Write messages to the ledger; a message whose id is already there is not written again.
@@ -43,8 +46,7 @@ class MessageStore:
             dumps = orjson.dumps
             self._conn.exec_driver_sql(sql, [(*(getattr(m, name) for name in _FIELDS), m.flow,
                                               dumps(m.data).decode()) for m in fresh])
-            if self.observer is not None:
-                self.observer([m.id for m in fresh])
+            append_inserted(self._conn, fresh)  # the message-event history, in the same transaction
         return fresh
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
@@ -70,8 +72,7 @@ class MessageStore:
         if "data" in values:
             values["data"] = orjson.dumps(values["data"]).decode()
         self._conn.execute(sa.update(messages).where(messages.c.id == message_id).values(**values))
-        if self.observer is not None:
-            self.observer([message_id])
+        append_updated(self._conn, [message_id])
 
     def query(self, *, user_id: str | None = None, flow: str | None = None, channel: str | None = None,
               status: str | None = None, after_seq: int | None = None, limit: int = 100) -> list[Message]:

@@ -20,7 +20,7 @@ from growthengine.storage.database import Dialect, migrate, open_engine
 from growthengine.storage.dialects import insert_for
 from growthengine.storage.erasure_store import ErasureStore
 from growthengine.storage.event_log import EventLog
-from growthengine.storage.kpi_store import KpiStore
+from growthengine.storage.kpi_reads import KpiReads
 from growthengine.storage.lease_store import LeaseStore
 from growthengine.storage.listing_store import ListingStore
 from growthengine.storage.message_store import MessageStore
@@ -77,7 +77,7 @@ class Tx:
         self.messages = MessageStore(conn, dialect)
         self.listings = ListingStore(conn, dialect)
         self.erasure = ErasureStore(conn, dialect)
-        self.kpis = KpiStore(conn, dialect, ledger=self.messages)  # KPI rollups, told of every message change
+        self.kpis = KpiReads(conn, dialect)  # the KPI rollups (computed by analytics/rollups.py)
 
 
 class Store:

@@ -1,0 +1,218 @@
+"""The KPI rollups' SQL (SQLite and PostgreSQL alike), built once from the definitions in ``definitions.py``.
+
+Each statement works on a set of users (``:users``, an expanding list): their messages' facts are recomputed from
+their newest ``message_events`` rows, each of their purchases and unsubscribes is credited to one message (the last
+touch), and the rollups are moved by ``INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO UPDATE`` (minus what the
+users' messages counted as before, plus what they count as now).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+
+from growthengine.analytics.definitions import (
+    CONTROL,
+    CONVERSION_EVENT,
+    DELIVERED,
+    HOLDOUT,
+    OPENED,
+    TREATED,
+    UNSUBSCRIBE_EVENT,
+    WENT_OUT,
+)
+from growthengine.storage.analytics_schema import CHANNEL_COUNTERS, KPI_COUNTERS, REVENUE_SUMS
+
+BUCKET_US = 900_000_000
+"""The calendar's 15 minutes: every time zone's offset from UTC is a multiple of them."""
+
+
+def _in(values: frozenset[str]) -> str:
+    return "(" + ", ".join(f"'{v}'" for v in sorted(values)) + ")"
+
+
+WENT = f"e.status IN {_in(WENT_OUT)}"
+# The instant a message counts at (its day): when it went out if it did, else its scheduledAt.
+COUNT_AT = f"CASE WHEN {WENT} AND e.sent_us IS NOT NULL THEN e.sent_us ELSE e.scheduled_us END"
+GROUP = f"CASE WHEN {WENT} THEN '{TREATED}' WHEN e.status = 'suppressed' AND e.reason = '{HOLDOUT}' " \
+        f"THEN '{CONTROL}' ELSE '' END"
+ANCHOR = f"CASE WHEN {WENT} THEN {COUNT_AT} WHEN e.status = 'suppressed' AND e.reason = '{HOLDOUT}' " \
+         "THEN e.scheduled_us END"
+NEWEST = ("e.id = (SELECT max(x.id) FROM message_events x WHERE x.user_id = e.user_id "
+          "AND x.message_id = e.message_id)")
+
+MISSING_BUCKETS = sa.text(
+    f"SELECT DISTINCT q.b FROM (SELECT ({COUNT_AT}) / {BUCKET_US} AS b FROM message_events e "  # noqa: S608 (text of this module, never input)
+    f"WHERE e.user_id IN :users UNION SELECT e.opened_us / {BUCKET_US} FROM message_events e "
+    "WHERE e.user_id IN :users AND e.opened_us IS NOT NULL) q "
+    "LEFT JOIN kpi_calendar c ON c.bucket = q.b WHERE c.bucket IS NULL"
+).bindparams(sa.bindparam("users", expanding=True))
+
+FACTS = sa.text(
+    "INSERT INTO kpi_messages (message_id, user_id, day, flow_key, step, channel, variant, kind, status, reason, grp, "  # noqa: S608 (text of this module, never input)
+    "anchor_us, converted, unsubscribed, open_how, purchases, revenue) "
+    f"SELECT e.message_id, e.user_id, cal.day, e.flow_key, e.step, e.channel, e.variant, e.kind, e.status, e.reason, "
+    f"{GROUP}, {ANCHOR}, :no, :no, oh.how, 0, 0 FROM message_events e "
+    f"JOIN kpi_calendar cal ON cal.bucket = ({COUNT_AT}) / {BUCKET_US} "
+    f"LEFT JOIN kpi_calendar oh ON oh.bucket = e.opened_us / {BUCKET_US} "
+    f"WHERE e.user_id IN :users AND {NEWEST}"
+).bindparams(sa.bindparam("users", expanding=True))
+
+_LAST_TOUCH = ("(SELECT k.message_id FROM kpi_messages k WHERE k.user_id = p.user_id AND k.grp IN {groups} "
+               "AND k.anchor_us <= p.ts_us AND k.anchor_us > p.ts_us - :window {also} "
+               "ORDER BY k.anchor_us DESC, k.message_id DESC LIMIT 1)")
+
+
+def credits_sql(dialect: str) -> tuple[sa.TextClause, sa.TextClause]:
+    """Credit each purchase (to a treated or control message) and each unsubscribe (to a treated message on a
+    channel it covers) of the users to the last message whose window holds it."""
+    if dialect == "postgresql":
+        amount = ("CASE WHEN jsonb_typeof(p.payload::jsonb -> 'amount') = 'number' "
+                  "THEN (p.payload::jsonb ->> 'amount')::float8 ELSE 0 END")
+        target = "(p.payload::jsonb ->> 'channel')"
+    else:
+        amount = ("CASE WHEN json_type(p.payload, '$.amount') IN ('integer', 'real') "
+                  "THEN json_extract(p.payload, '$.amount') ELSE 0 END")
+        target = "json_extract(p.payload, '$.channel')"
+    covers = f"AND ({target} IS NULL OR {target} IN ('', 'all') OR {target} = k.channel)"
+    statements = []
+    for kind, name, groups, also, value in (
+        ("p", CONVERSION_EVENT, f"('{TREATED}', '{CONTROL}')", "", amount),
+        ("u", UNSUBSCRIBE_EVENT, f"('{TREATED}')", covers, "0"),
+    ):
+        touch = _LAST_TOUCH.format(groups=groups, also=also)
+        statements.append(sa.text(
+            "INSERT INTO kpi_credits (user_id, event_id, kind, message_id, amount) "  # noqa: S608 (text of this module, never input)
+            f"SELECT q.user_id, q.id, '{kind}', q.message_id, q.amount FROM (SELECT p.user_id, p.id, "
+            f"{touch} AS message_id, {value} AS amount FROM events p WHERE p.user_id IN :users "
+            f"AND p.type = 'track' AND p.name = '{name}') q WHERE q.message_id IS NOT NULL"
+        ).bindparams(sa.bindparam("users", expanding=True)))
+    return statements[0], statements[1]
+
+
+ATTRIBUTE = sa.text(
+    "UPDATE kpi_messages SET "
+    "purchases = (SELECT count(*) FROM kpi_credits c WHERE c.message_id = kpi_messages.message_id AND c.kind = 'p'), "
+    "revenue = (SELECT COALESCE(SUM(c.amount), 0) FROM kpi_credits c WHERE c.message_id = kpi_messages.message_id "
+    "AND c.kind = 'p'), "
+    "converted = EXISTS (SELECT 1 FROM kpi_credits c WHERE c.message_id = kpi_messages.message_id AND c.kind = 'p'), "
+    "unsubscribed = EXISTS (SELECT 1 FROM kpi_credits c WHERE c.message_id = kpi_messages.message_id "
+    "AND c.kind = 'u') "
+    "WHERE user_id IN :users AND grp <> '' AND EXISTS (SELECT 1 FROM kpi_credits c "
+    "WHERE c.message_id = kpi_messages.message_id)"
+).bindparams(sa.bindparam("users", expanding=True))
+
+FORGET_FACTS = sa.text("DELETE FROM kpi_messages WHERE user_id IN :users").bindparams(
+    sa.bindparam("users", expanding=True))
+FORGET_CREDITS = sa.text("DELETE FROM kpi_credits WHERE user_id IN :users").bindparams(
+    sa.bindparam("users", expanding=True))
+
+
+def _flag(condition: str) -> str:
+    return f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END)"
+
+
+# What a message adds to each counter (k is its kpi_messages row): the definitions of definitions.py, in SQL.
+COUNTER_SQL: dict[str, str] = {
+    "decided": "COUNT(*)",
+    "scheduled": _flag("k.status = 'scheduled'"),
+    "sent": _flag(f"k.grp = '{TREATED}'"),
+    "delivered": _flag(f"k.status IN {_in(DELIVERED)}"),
+    "opened": _flag(f"k.status IN {_in(OPENED)}"),
+    "clicked": _flag("k.status = 'clicked'"),
+    "failed": _flag("k.status = 'failed'"),
+    "suppressed": _flag("k.status = 'suppressed'"),
+    "cancelled": _flag("k.status = 'cancelled'"),
+    "control": _flag(f"k.grp = '{CONTROL}'"),
+    "converted": _flag(f"k.grp = '{TREATED}' AND k.converted"),
+    "control_converted": _flag(f"k.grp = '{CONTROL}' AND k.converted"),
+    "unsubscribed": _flag(f"k.grp = '{TREATED}' AND k.unsubscribed"),
+    "purchases": f"SUM(CASE WHEN k.grp = '{TREATED}' THEN k.purchases ELSE 0 END)",
+    "push_sent": _flag(f"k.grp = '{TREATED}' AND k.channel = 'push'"),
+    "push_opened": _flag(f"k.status IN {_in(OPENED)} AND k.channel = 'push'"),
+    "email_sent": _flag(f"k.grp = '{TREATED}' AND k.channel = 'email'"),
+    "email_opened": _flag(f"k.status IN {_in(OPENED)} AND k.channel = 'email'"),
+    "revenue": f"SUM(CASE WHEN k.grp = '{TREATED}' THEN k.revenue ELSE 0 END)",
+    "revenue_sq": f"SUM(CASE WHEN k.grp = '{TREATED}' THEN k.revenue * k.revenue ELSE 0 END)",
+    "control_revenue": f"SUM(CASE WHEN k.grp = '{CONTROL}' THEN k.revenue ELSE 0 END)",
+    "control_revenue_sq": f"SUM(CASE WHEN k.grp = '{CONTROL}' THEN k.revenue * k.revenue ELSE 0 END)",
+}
+assert set(COUNTER_SQL) == {*KPI_COUNTERS, *CHANNEL_COUNTERS, *REVENUE_SUMS}
+
+KINDS = ("k.flow_key", "k.step", "k.channel", "k.variant", "k.kind")
+DAILY_KEYS = ("day", "flow_key", "step", "channel", "variant", "kind")
+DELTA_COUNTERS = (*KPI_COUNTERS, *CHANNEL_COUNTERS, *REVENUE_SUMS)
+
+# The counters' change at the daily grain, gathered once per set of users (minus before, plus after) in a scratch
+# table of this connection, then added to the daily, monthly and per-flow-day rollups from there.
+DELTA_CREATE = sa.text(
+    "CREATE TEMPORARY TABLE IF NOT EXISTS kpi_delta ("
+    + ", ".join([f"{k} VARCHAR(100) NOT NULL" for k in DAILY_KEYS]
+                + [f"{c} {'DOUBLE PRECISION' if c in REVENUE_SUMS else 'BIGINT'} NOT NULL" for c in DELTA_COUNTERS])
+    + ")")
+DELTA_CLEAR = sa.text("DELETE FROM kpi_delta")
+
+
+def _delta_statement(sign: int) -> sa.TextClause:
+    factor = "" if sign > 0 else "-1 * "
+    return sa.text(
+        f"INSERT INTO kpi_delta ({', '.join((*DAILY_KEYS, *DELTA_COUNTERS))}) "  # noqa: S608 (schema names)
+        f"SELECT k.day, {', '.join(KINDS)}, {', '.join(factor + COUNTER_SQL[c] for c in DELTA_COUNTERS)} "
+        "FROM kpi_messages k WHERE k.user_id IN :users GROUP BY 1, 2, 3, 4, 5, 6"
+    ).bindparams(sa.bindparam("users", expanding=True))
+
+
+DELTA_BEFORE = _delta_statement(-1)
+DELTA_AFTER = _delta_statement(1)
+
+
+def _apply_delta(table: str, keys: Sequence[str], selected: Sequence[str], counters: Sequence[str]) -> sa.TextClause:
+    groups = ", ".join(str(i + 1) for i in range(len(keys)))
+    changed = " OR ".join(f"SUM(d.{c}) <> 0" for c in counters)
+    return sa.text(
+        f"INSERT INTO {table} ({', '.join((*keys, *counters))}) "  # noqa: S608 (schema names)
+        f"SELECT {', '.join((*selected, *[f'SUM(d.{c})' for c in counters]))} FROM kpi_delta d WHERE 1 = 1 "
+        f"GROUP BY {groups} HAVING {changed} ORDER BY {groups} "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+        + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in counters))
+
+
+APPLY_DELTA = [
+    _apply_delta("kpi_daily", DAILY_KEYS, [f"d.{k}" for k in DAILY_KEYS], (*KPI_COUNTERS, *REVENUE_SUMS)),
+    _apply_delta("kpi_monthly", ("month", *DAILY_KEYS[1:]),
+                 ["substr(d.day, 1, 7)", *[f"d.{k}" for k in DAILY_KEYS[1:]]], (*KPI_COUNTERS, *REVENUE_SUMS)),
+    _apply_delta("kpi_flow_days", ("day", "flow_key"), ("d.day", "d.flow_key"), DELTA_COUNTERS),
+]
+
+ROLLUPS: tuple[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...], str], ...] = (
+    # table, its key columns, what they are selected as, counters, the rows of kpi_messages that count
+    ("kpi_reasons", ("day", "flow_key", "step", "channel", "status", "reason"),
+     ("k.day", "k.flow_key", "k.step", "k.channel", "k.status", "k.reason"), ("n",), "AND k.reason <> ''"),
+    ("kpi_reasons_monthly", ("month", "flow_key", "step", "channel", "status", "reason"),
+     ("substr(k.day, 1, 7)", "k.flow_key", "k.step", "k.channel", "k.status", "k.reason"), ("n",),
+     "AND k.reason <> ''"),
+    ("kpi_open_hours", ("flow_key", "channel", "how"), ("k.flow_key", "k.channel", "k.open_how"), ("n",),
+     "AND k.open_how IS NOT NULL"),
+    ("kpi_current", ("flow_key", "step", "channel", "status", "reason"),
+     ("k.flow_key", "k.step", "k.channel", "k.status", "k.reason"), ("n",), ""),
+)
+
+
+def _rollup_statement(table: str, keys: Sequence[str], selected: Sequence[str], counters: Sequence[str],
+                      where: str, sign: int) -> sa.TextClause:
+    factor = "" if sign > 0 else "-1 * "
+    values = [factor + ("COUNT(*)" if c == "n" else COUNTER_SQL[c]) for c in counters]
+    groups = ", ".join(str(i + 1) for i in range(len(keys)))
+    return sa.text(
+        f"INSERT INTO {table} ({', '.join((*keys, *counters))}) "  # noqa: S608 (names from the schema)
+        f"SELECT {', '.join((*selected, *values))} FROM kpi_messages k WHERE k.user_id IN :users {where} "
+        f"GROUP BY {groups} ORDER BY {groups} "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+        + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in counters)
+    ).bindparams(sa.bindparam("users", expanding=True))
+
+
+SUBTRACT = [_rollup_statement(*spec, sign=-1) for spec in ROLLUPS]
+ADD = [_rollup_statement(*spec, sign=1) for spec in ROLLUPS]
+ROLLUP_TABLES = ["kpi_daily", "kpi_monthly", "kpi_flow_days", *[spec[0] for spec in ROLLUPS]]

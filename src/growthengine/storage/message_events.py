@@ -1,0 +1,106 @@
+"""The insert-only history of the send ledger: every change of a message (its insert and every update) appends its
+state after the change, in the same transaction. The KPI rollups are computed from these rows, per batch, in SQL
+(``analytics/rollups.py``); nothing here counts anything.
+
+Rows are keyed by user first (``ix_message_events_user``), as every hot table is, so that the table can later be
+distributed by user id. On PostgreSQL each row carries the id of the transaction that wrote it, so that a reader
+can take rows in ``(txid, id)`` order below ``pg_snapshot_xmin`` and never skip one that commits late.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from growthengine.domain.messages import Message
+from growthengine.domain.partitions import partition_of
+from growthengine.storage.flow_schema import messages
+from growthengine.storage.schema import RowId, metadata
+
+message_events = sa.Table(
+    "message_events",
+    metadata,
+    sa.Column("id", RowId, primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.String(300), nullable=False),
+    sa.Column("message_id", sa.String(40), nullable=False),
+    sa.Column("partition", sa.SmallInteger, nullable=False),
+    sa.Column("flow_key", sa.String(100), nullable=False),
+    sa.Column("step", sa.String(100), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("variant", sa.String(100), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("scheduled_us", sa.BigInteger, nullable=False),
+    sa.Column("sent_us", sa.BigInteger, nullable=True),
+    sa.Column("at_us", sa.BigInteger, nullable=False),  # when the change was made (the message's updated_us)
+    sa.Column("opened_us", sa.BigInteger, nullable=True),  # when it was opened (or clicked), once it has been
+    sa.Index("ix_message_events_user", "user_id", "message_id", "id"),
+)
+
+_COPIED = ("user_id", "flow_key", "step", "channel", "kind", "status", "scheduled_us", "sent_us")
+
+
+def opened_at(status: str, data: Any, updated_us: int) -> int | None:
+    """When an opened or clicked message was opened: its recorded ``opened_us`` or ``clicked_us``, else the time of
+    the change (``None`` while it is not opened)."""
+    if status not in ("opened", "clicked"):
+        return None
+    stamps = [data.get("opened_us"), data.get("clicked_us")] if isinstance(data, dict) else []
+    return next((v for v in stamps if isinstance(v, int) and not isinstance(v, bool) and v), updated_us)
+
+
+def event_row(m: Message) -> dict[str, Any]:
+    """The event of a message written to the ledger as it is."""
+    return {"user_id": m.user_id, "message_id": m.id, "partition": partition_of(m.user_id), "flow_key": m.flow,
+            "step": m.step, "channel": m.channel, "variant": m.variant or "", "kind": m.kind, "status": m.status,
+            "reason": m.reason or "", "scheduled_us": m.scheduled_us, "sent_us": m.sent_us, "at_us": m.updated_us,
+            "opened_us": opened_at(m.status, m.data, m.updated_us)}
+
+
+def append_inserted(conn: sa.Connection, items: Sequence[Message]) -> None:
+    if items:
+        conn.execute(sa.insert(message_events), [event_row(m) for m in items])
+
+
+def append_updated(conn: sa.Connection, message_ids: Sequence[str]) -> None:
+    """The events of updated messages: each row as it is now."""
+    m = messages.c
+    for start in range(0, len(message_ids), 500):
+        rows = conn.execute(sa.select(*[m[c] for c in _COPIED], m.id, m.variant, m.reason, m.updated_us, m.data)
+                            .where(m.id.in_(list(message_ids[start:start + 500])))).mappings().all()
+        events = []
+        for row in rows:
+            status, updated = str(row["status"]), int(row["updated_us"])
+            data = orjson.loads(row["data"]) if row["data"] else {}
+            events.append({**{c: row[c] for c in _COPIED}, "message_id": row["id"],
+                           "partition": partition_of(row["user_id"]), "variant": row["variant"] or "",
+                           "reason": row["reason"] or "", "at_us": updated,
+                           "opened_us": opened_at(status, data, updated)})
+        if events:
+            conn.execute(sa.insert(message_events), events)
+
+
+def positions_after(conn: sa.Connection, dialect: str, after: tuple[int, int], partitions: Sequence[int], limit: int,
+                    *, every_partition: bool) -> list[tuple[tuple[int, int], int, str]]:
+    """``(position, partition, user_id)`` of the rows after ``after`` in ``(txid, id)`` order, in ``partitions``
+    (all of them when ``every_partition``); on PostgreSQL only below the oldest running transaction."""
+    if dialect == "postgresql":
+        sql = ("SELECT txid, id, partition, user_id FROM message_events WHERE (txid, id) > (%s, %s) "
+               "AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint ")
+        params: list[Any] = [after[0], after[1]]
+        if not every_partition:
+            sql += "AND partition = ANY(%s) "
+            params.append(list(partitions))
+        sql += f"ORDER BY txid, id LIMIT {int(limit)}"
+    else:
+        sql = "SELECT 0, id, partition, user_id FROM message_events WHERE id > ? "
+        params = [after[1]]
+        if not every_partition:
+            sql += f"AND partition IN ({','.join('?' * len(partitions))}) "
+            params += list(partitions)
+        sql += f"ORDER BY id LIMIT {int(limit)}"
+    return [((int(t), int(i)), int(p), str(u)) for t, i, p, u in conn.exec_driver_sql(sql, tuple(params))]
