@@ -84,7 +84,8 @@ def test_holdouts_come_after_consent() -> None:
     assert one(msg(), policy=everyone) == Decision("suppress", "holdout",
                                                    detail="the user is in the global control group")
     assert one(msg(), {"push_token": "t", "consent": {}}, policy=everyone).reason == "consent"
-    assert one(msg(flow="cart"), holdout=100.0) == Decision("suppress", "holdout", detail="the user is in cart's holdout")
+    assert one(msg(flow="cart"), holdout=100.0) == Decision("suppress", "holdout",
+                                                            detail="the user is in cart's holdout")
     assert one(msg(flow="cart"), holdout=0.0) == SEND
     user = next(u for u in (f"u{i}" for i in range(200)) if not in_holdout("cart", u, 50.0))
     assert one(msg(flow="cart", user=user), holdout=50.0) == SEND
