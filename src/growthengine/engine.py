@@ -15,6 +15,7 @@ from growthengine.config.loader import EngineConfig, load_config
 from growthengine.domain.messages import Message
 from growthengine.flows.activities import ActivityExecutor
 from growthengine.flows.engine import FlowEngine
+from growthengine.flows.read_time import render_at_read
 from growthengine.ingest.service import IngestionService, IngestResult
 from growthengine.pipeline.ownership import Ownership
 from growthengine.pipeline.runner import Pipeline
@@ -182,7 +183,8 @@ class Engine:
         """The in-app messages due for the user (the app calls this on open); they count as delivered."""
         now_us = to_us(self.clock.now())
         with self.store.transaction() as tx:
-            if tx.profiles.get(user_id) is None:
+            profile = tx.profiles.get(user_id)
+            if profile is None:
                 return None
             due = [m for m in tx.messages.query(user_id=user_id, channel="in_app", limit=10_000)
                    if m.status in ("sent", "delivered") and (m.expires_us is None or m.expires_us > now_us)]
@@ -190,6 +192,7 @@ class Engine:
                 if message.status == "sent":
                     tx.messages.update(message.id, status="delivered", updated_us=now_us)
                     message.status = "delivered"
+            render_at_read(self.flows.runner, tx, due, profile.traits, now_us)  # "2 hours left" as of now
             return due
 
     def mark_read(self, user_id: str, message_id: str) -> Message | None:
@@ -203,6 +206,8 @@ class Engine:
                 data = dict(message.data, opened_us=now_us)
                 tx.messages.update(message_id, status="opened", updated_us=now_us, data=data)
                 message.status = "opened"
+            profile = tx.profiles.get(user_id)
+            render_at_read(self.flows.runner, tx, [message], profile.traits if profile else {}, now_us)
             return message
 
     def flow_counts(self, key: str) -> dict[tuple[str, str], int]:

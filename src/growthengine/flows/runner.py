@@ -26,6 +26,7 @@ from growthengine.flows.dispatch import Dispatcher, Outgoing
 from growthengine.flows.model import Branch, BranchCondition, CouponAction, Flow, RecommendationAction, Send, Wait
 from growthengine.flows.pass_cache import PassCache, run_listing_id
 from growthengine.flows.paths import DONE, enter_branch, following, resolve
+from growthengine.flows.read_time import coupon_seen
 from growthengine.optimize.channel_scores import counterpart_key
 from growthengine.optimize.copy_variants import CopyChoice, CopyWriter
 from growthengine.optimize.personalization import build_context
@@ -168,6 +169,9 @@ class Runner:
         tz = self.tz(traits)
         context = message_context(run, traits, listing, now_us, site_url=self.site_url, timezone=tz)
         context["user_context"] = run.context.get("user_context", [])
+        coupon = run.context.get("coupon")
+        if isinstance(coupon, dict) and "coupon_seen" in self.templates.variables(send.template):
+            context["coupon_seen"] = coupon_seen(tx.messages.for_run(run.id), str(coupon["code"]), exclude=mid)
         unsubscribe_url = None
         if self.links is not None and send.kind == "marketing":
             unsubscribe_url = self.links.url(run.user_id, send.channel, mid)
@@ -204,7 +208,6 @@ class Runner:
                               data={"error": str(exc)})
             tx.messages.add([message])
             return True
-        coupon = run.context.get("coupon")
         if send.kind == "marketing" and send.channel == "email" and has_consent(traits, "push") \
                 and traits.get("push_token"):
             counterpart = self._counterpart(send.template, traits.get("language"), context)
