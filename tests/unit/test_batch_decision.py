@@ -204,3 +204,11 @@ def test_a_real_providers_channel_needs_a_usable_address() -> None:
     assert one(msg("ads"), {"email": "a@b.co", "consent": {"ads": True}}, policy=providers) == SEND
     assert one(msg("ads"), {"consent": {"ads": True}}) == SEND, "the local outbox needs no address"
     assert one(msg("push"), {**EVERYTHING, "push_token": " "}, policy=providers) == Decision("fail", "no_address")
+
+
+def test_a_message_booked_later_waits_unless_it_is_coming_due() -> None:
+    later = msg(at=NOON + dt.timedelta(hours=3))
+    later.reason = "send_time"
+    assert one(later) == Decision("defer", "send_time", to_us(NOON + dt.timedelta(hours=3)),
+                                  "booked for the user's best time")
+    assert one(later, release=True) == SEND

@@ -103,7 +103,7 @@ class _Batch:
             routed = self._route(candidate) if not candidate.release else None
             switched = routed if routed is not None and routed.switched else None
             at_us = to_us(timed.send_at) if timed is not None else message.scheduled_us
-            if at_us > self.now_us:
+            if at_us > self.now_us and not candidate.release:  # a held message coming due is decided now
                 reason = "channel_score" if switched is not None else (
                     "send_time" if timed is not None else message.reason or "send_time")
                 decisions[i] = Decision("defer", reason, at_us, BEST_TIME_DETAIL, route=switched, send_time=timed)
