@@ -33,6 +33,7 @@ from growthengine.flows.activities import ActivityExecutor
 from growthengine.flows.audience_sync import AudienceSync
 from growthengine.flows.dispatch import MESSAGE_TIMER, Dispatcher
 from growthengine.flows.engine import BROADCAST_TIMER, ENROLL_COMMAND, FlowEngine
+from growthengine.flows.feedback import FEEDBACK_COMMAND
 from growthengine.flows.model import Flow
 from growthengine.flows.runner import RUN_TIMER, Runner
 from growthengine.gate.decision import SendGate
@@ -86,15 +87,19 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
     analytics = kpi_listener(settings, segments, clock)
 
     # The pipeline: which stage consumes what, in this order, each batch of the log. A stage commits its effects
-    # with its cursor; per-user commands (merges, fan-outs) reach the stage that applies them.
+    # with its cursor; per-user commands (merges, fan-outs, feedback) reach the stages that apply them.
+    tracker = EngagementTracker(settings.business_timezone)
     stages = [
         Stage("segments", segments, {MERGE_COMMAND: segments.on_merge_commands}),  # -> flows, ads audiences
-        Stage("flows", flows, {ENROLL_COMMAND: flows.on_enroll_commands}),  # triggers, exits, feedback, listings
+        Stage("flows", flows, {ENROLL_COMMAND: flows.on_enroll_commands,  # triggers, exits, feedback, listings
+                               FEEDBACK_COMMAND: flows.on_feedback_commands}),
         Stage("consent", ConsentAudit()),  # the consent audit trail
-        Stage("engagement", EngagementTracker(settings.business_timezone)),  # send-time and channel models
+        Stage("engagement", tracker, {FEEDBACK_COMMAND: tracker.on_feedback_commands}),  # send time, channel scores
         Stage("analytics", analytics, {MERGE_COMMAND: analytics.on_merge_commands}),  # conversions, unsubscribes
     ]
-    pipeline = Pipeline(store, stages, ownership)
+    # On SQLite the worker's batches share the write lock with ingestion: a 2 ms breath between them.
+    pause_s = 0.002 if store.dialect == "sqlite" and not isinstance(clock, ManualClock) else 0.0
+    pipeline = Pipeline(store, stages, ownership, pause_s=pause_s)
     # Durable timers, by kind.
     scheduler.register(SEGMENT_TIMER, segments.on_timers)
     scheduler.register(RUN_TIMER, flows.on_run_timers)

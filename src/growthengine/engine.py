@@ -13,8 +13,11 @@ from growthengine.clock import Clock, ManualClock, from_us, to_us
 from growthengine.config.errors import ConfigError
 from growthengine.config.loader import EngineConfig, load_config
 from growthengine.domain.messages import Message
+from growthengine.engagement.experiments import ExperimentBook, configured_experiments
+from growthengine.flows import feedback
 from growthengine.flows.activities import ActivityExecutor
 from growthengine.flows.engine import FlowEngine
+from growthengine.flows.feedback import FEEDBACK_COMMAND, Feedback
 from growthengine.flows.read_time import render_at_read
 from growthengine.ingest.service import IngestionService, IngestResult
 from growthengine.pipeline.ownership import Ownership
@@ -182,33 +185,47 @@ class Engine:
     def inbox(self, user_id: str) -> list[Message] | None:
         """The in-app messages due for the user (the app calls this on open); they count as delivered."""
         now_us = to_us(self.clock.now())
-        with self.store.transaction() as tx:
+        with self.store.read() as tx:
             profile = tx.profiles.get(user_id)
             if profile is None:
                 return None
             due = [m for m in tx.messages.query(user_id=user_id, channel="in_app", limit=10_000)
                    if m.status in ("sent", "delivered") and (m.expires_us is None or m.expires_us > now_us)]
-            for message in due:
-                if message.status == "sent":
-                    tx.messages.update(message.id, status="delivered", updated_us=now_us)
-                    message.status = "delivered"
             render_at_read(self.flows.runner, tx, due, profile.traits, now_us)  # "2 hours left" as of now
-            return due
+        self._feedback([m for m in due if m.status == "sent"], "delivered", now_us)
+        return due
 
     def mark_read(self, user_id: str, message_id: str) -> Message | None:
         """The user read an in-app message: it is opened."""
         now_us = to_us(self.clock.now())
-        with self.store.transaction() as tx:
+        with self.store.read() as tx:
             message = tx.messages.get(message_id)
             if message is None or message.user_id != user_id or message.channel != "in_app":
                 return None
-            if message.status in ("sent", "delivered"):
-                data = dict(message.data, opened_us=now_us)
-                tx.messages.update(message_id, status="opened", updated_us=now_us, data=data)
-                message.status = "opened"
             profile = tx.profiles.get(user_id)
             render_at_read(self.flows.runner, tx, [message], profile.traits if profile else {}, now_us)
-            return message
+        if message.status in ("sent", "delivered"):
+            self._feedback([message], "opened", now_us)
+        return message
+
+    def _feedback(self, messages: list[Message], status: str, now_us: int) -> None:
+        """Feedback on the user's own messages goes through the log (the flows stage applies it, the engagement
+        stage learns from it); the answer shows the status the message moves to."""
+        if not messages:
+            return
+        with self.store.transaction() as tx:
+            tx.log.append_commands([(m.user_id, FEEDBACK_COMMAND, now_us, Feedback(m.id, status, now_us).payload())
+                                    for m in messages], now_us)
+        for message in messages:
+            message.status = status
+        self.after_ingest()
+
+    def experiments(self, flow: str | None = None) -> list[dict[str, Any]]:
+        """``GET /v1/experiments``: every experiment (optionally one flow's)."""
+        configured = configured_experiments(self.config.flows)
+        with self.store.read() as tx:
+            items = ExperimentBook().overview(tx, configured)
+        return [item for item in items if flow is None or item["flow"] == flow]
 
     def flow_counts(self, key: str) -> dict[tuple[str, str], int]:
         with self.store.read() as tx:
@@ -238,15 +255,17 @@ class Engine:
             return optimizer.channel_scores(tx, user_id, to_us(self.clock.now()))
 
     def handle_webhook(self, provider: str, headers: dict[str, str], body: bytes) -> int:
-        """A provider's webhook: verify it, then record each event on its message (raises if refused)."""
-        from growthengine.flows import feedback
-
+        """A provider's webhook: verify it, refuse replays, and put each event in the log as feedback on its message
+        (the flows stage applies it); returns how many events move their message forward (raises if refused)."""
         events = feedback.parse(self.flows.dispatcher.providers, provider, headers, body)
         with self.store.transaction() as tx:
-            applied, unsubscribes = feedback.apply_events(tx, events, to_us(self.clock.now()))
-        if unsubscribes:
-            self.ingest(unsubscribes)
-        return applied
+            accepted = feedback.accept_events(tx, events)
+            tx.log.append_commands(accepted.commands, to_us(self.clock.now()))
+        if accepted.unsubscribes:
+            self.ingest(accepted.unsubscribes)
+        else:
+            self.after_ingest()
+        return accepted.applied
 
     def reload_config(self) -> ConfigError | None:
         """Load the config file again. A config with errors is refused and the engine keeps its last good one."""

@@ -1,18 +1,22 @@
 """Pushes through FCM (a local double), called by the delivery worker after the send ledger commits: a 503 is
-retried later with the same message id, a dead token fails the message and is cleared from the profile."""
+retried after a backoff in system time (whatever the test clock says) with the same message id, a dead token fails
+the message and is cleared from the profile."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from growthengine.bootstrap import build_engine
-from growthengine.clock import ManualClock
+from growthengine.clock import ManualClock, system_seconds
+from growthengine.engine import Engine
 from growthengine.settings import Settings
 from tests.scenarios.story import Story
+from tests.waiting import wait_until
 
 SEND = "/v1/projects/jaikod-test/messages:send"
 
@@ -43,17 +47,30 @@ def test_fcm_deliveries_after_commit_with_retries_and_dead_tokens(
         story.identify("gone", push_token="dead-token", consent={"push": True})
         for user in ("alive", "gone"):
             story.track(user, "add_to_cart", listing_id="L1", title="Leica", price=100, stock=9)
+        failed_by_s = system_seconds()
         story.advance(hours=1)
         by_user = {m.user_id: m for m in engine.messages(channel="push")}
         assert by_user["gone"].status == "failed"
         assert "push_token" not in engine.user_view("gone")["traits"]  # type: ignore[index]
         assert by_user["alive"].status == "scheduled", "the 503 is retried later, not dropped"
-        story.advance(minutes=5)
+        [row] = [r for r in engine_outbox(engine) if r["message_id"] == by_user["alive"].id]
+        assert row["state"] == "pending" and row["retry_at_s"] >= failed_by_s + 2, "backoff waits in system time"
+        story.advance(minutes=5)  # business time alone does not bring a retry forward: it goes when its wait is over
+
+        def retried() -> bool:
+            engine.process_pending()
+            return engine.messages(user_id="alive", channel="push")[0].status == "sent"
+
+        wait_until(retried, what="the retry after the 503")
         alive = engine.messages(user_id="alive", channel="push")[0]
-        assert alive.status == "sent"
         tries = [c for c in calls if c["message"]["token"] == "good-token"]  # type: ignore[index]
         assert len(tries) == 2
         ids = {c["message"]["data"]["message_id"] for c in tries}  # type: ignore[index]
         assert ids == {alive.id}, "the retry carries the same message id"
     finally:
         engine.close()
+
+
+def engine_outbox(engine: Engine) -> list[dict[str, Any]]:
+    with engine.store.read() as tx:
+        return tx.messages.outbox(channel="push")

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends, Query
 
 from growthengine.api.deps import get_engine, require_admin
 from growthengine.api.schemas import ERROR_RESPONSES
-from growthengine.engagement.experiments import experiments_overview
 from growthengine.engine import Engine
 
 router = APIRouter(prefix="/v1", tags=["experiments"], dependencies=[Depends(require_admin)])
@@ -24,4 +23,4 @@ async def experiments(
     rate with a 95 % Wilson interval, unsubscribes, guardrail), the allocation (the explored share and who gets
     the rest), the metric, the state (``not_started``, ``running``, ``decided``), the always-valid confidence
     interval of each variant's difference to the control, and the verdict with the evidence it rests on."""
-    return {"experiments": experiments_overview(engine, flow or None)}
+    return {"experiments": engine.experiments(flow or None)}

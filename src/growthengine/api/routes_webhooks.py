@@ -1,6 +1,7 @@
 """Provider webhooks: delivery feedback, verified by each provider's signature (no API key).
 
-Answers: 200 with how many events changed something; 401 when the request is not genuine or its signed time is
+Answers (once the feedback is stored in the log as `message_feedback` commands; the flows stage applies them):
+200 with how many events move their message forward; 401 when the request is not genuine or its signed time is
 more than 5 minutes from now; 409 when every event in it was received before (a replay); 404 for a provider that is
 not configured.
 

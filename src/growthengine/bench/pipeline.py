@@ -93,10 +93,11 @@ class Process:
 
 
 class Server:
-    def __init__(self, db_url: str, work_dir: Path, name: str, *, api_only: bool = False) -> None:
+    def __init__(self, db_url: str, work_dir: Path, name: str, *, api_only: bool = False,
+                 extra_args: list[str] | None = None) -> None:
         self.port = _free_port()
         self.key = "ge_bench_" + secrets.token_urlsafe(16)
-        args = ["serve", "--db", db_url, "--host", "127.0.0.1", "--port", str(self.port)]
+        args = ["serve", "--db", db_url, "--host", "127.0.0.1", "--port", str(self.port), *(extra_args or [])]
         self.process = Process([*args, "--api-only"] if api_only else args, work_dir, name, self.key)
         self.proc = self.process.proc
         self.base = f"http://127.0.0.1:{self.port}"

@@ -26,7 +26,7 @@ from growthengine.storage.unit_of_work import Store
 
 log = logging.getLogger(__name__)
 
-LEASE_US = 60_000_000
+LEASE_S = 60.0
 MAX_ATTEMPTS = 6
 BATCH = 20
 
@@ -46,7 +46,7 @@ class DeliveryWorker:
         for _ in range(max_batches):
             now_us = to_us(self.clock.now())
             with self.store.transaction() as tx:
-                rows = tx.messages.claim_pending(now_us, limit=BATCH, lease_us=LEASE_US)
+                rows = tx.messages.claim_pending(now_us, system_seconds(), limit=BATCH, lease_s=LEASE_S)
             if not rows:
                 break
             for row in rows:
@@ -92,8 +92,8 @@ class DeliveryWorker:
         data["error"] = delivery.reason
         attempts = int(row["attempts"]) + 1
         if not delivery.permanent and attempts < MAX_ATTEMPTS:
-            backoff = min(2 ** attempts, 600) * 1_000_000
-            tx.messages.settle(row["id"], "pending", now_us + backoff)
+            backoff_s = min(2 ** attempts, 600)  # system time: a retry waits for real, whatever the test clock
+            tx.messages.settle(row["id"], "pending", system_seconds() + backoff_s)
             tx.messages.update(message.id, updated_us=now_us, data=data)
             return
         tx.messages.settle(row["id"], "failed")

@@ -86,3 +86,58 @@ def _pg_databases(url: str, names: list[str]) -> list[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
             conn.execute(f'CREATE DATABASE "{name}"')
     return [base.set(drivername="postgresql", database=n).render_as_string(hide_password=False) for n in names]
+
+
+@app.command("freshness")
+def freshness(
+    rate: Annotated[float, typer.Option("--rate", help="events/s offered (100-call batches on a schedule)")] = 5_000,
+    seconds: Annotated[float, typer.Option("--seconds", help="how long the stream runs")] = 15.0,
+    users: Annotated[int, typer.Option(help="distinct users in the workload")] = 20_000,
+    seed: Annotated[int, typer.Option(help="random seed of the workload")] = 7,
+    connections: Annotated[int, typer.Option(help="concurrent clients")] = 4,
+    slow_provider_s: Annotated[float, typer.Option("--slow-provider-s", help="the slow push provider's seconds a "
+                                                   "call (the second run)")] = 2.0,
+    pg: Annotated[str | None, typer.Option("--pg", help="an empty PostgreSQL server's URL; the bench creates its own "
+                                           "databases there (default: SQLite)")] = None,
+) -> None:
+    """A paced stream on the real clock: each probe's segment change visible over the API how soon after its
+    answer (p50/p99/max), and ingestion latency with a fast and with a slow push provider sending meanwhile."""
+    from growthengine.bench.freshness import FreshnessRun, freshness_run, summary
+    from growthengine.bench.ingest import BenchError
+    from growthengine.bench.workload import make_workload
+
+    if rate < 100 or seconds <= 0:
+        raise CliError("--rate must be at least 100 events/s and --seconds positive")
+    events = int(rate * seconds)
+    console.print(f"[bold]growth bench freshness[/]: {rate:,.0f} events/s for {seconds:g}s on "
+                  f"{'PostgreSQL' if pg else 'SQLite'}, {connections} clients; {machine_summary()}")
+    with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task("workload", total=events)
+        workload = make_workload(events, users=users, seed=seed, progress=lambda n: progress.advance(task, n))
+    runs: list[FreshnessRun] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="growth-bench-freshness-") as tmp:
+            for label, delay in (("fast", 0.0), (f"slow {slow_provider_s:g}s", slow_provider_s)):
+                url = _pg_databases(pg, [f"bench_fresh_{len(runs)}"])[0] if pg else None
+                console.print(f"run: {label} ...")
+                runs.append(freshness_run(workload, Path(tmp), label.replace(" ", "-"), rate=rate, seconds=seconds,
+                                          connections=connections, provider_delay_s=delay, db_url=url))
+    except BenchError as exc:
+        raise CliError(f"benchmark failed: {exc}") from None
+    table = Table(title="freshness (ms from a probe's answer to its segment change over the API)")
+    for column in ("provider", "offered/s", "achieved/s", "ingest p50/p99 ms", "fresh p50/p99/max ms", "probes",
+                   "unseen", "pushes in run"):
+        table.add_column(column)
+    for run in runs:
+        s = summary(run)
+        table.add_row(s["run"], f"{s['offered_per_s']:,}", f"{s['achieved_per_s']:,}",
+                      f"{s['ingest_p50_ms']} / {s['ingest_p99_ms']}",
+                      f"{s['fresh_p50_ms']} / {s['fresh_p99_ms']} / {s['fresh_max_ms']}", str(s["probes"]),
+                      str(s["unseen"]), f"{s['pushes_during_run']} of {s['provider_calls']}")
+    console.print(table)
+    fast, slow = (summary(r) for r in runs)
+    change = slow["ingest_p99_ms"] / fast["ingest_p99_ms"] - 1 if fast["ingest_p99_ms"] else float("nan")
+    console.print(f"ingestion p99 with the slow provider: {change:+.0%} against the fast one (target within 20 %: "
+                  f"{'PASS' if abs(change) <= 0.2 else 'MISS'}); freshness p99 target 1,000 ms: "
+                  f"{'PASS' if fast['fresh_p99_ms'] <= 1000 and not fast['unseen'] else 'MISS'}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from growthengine.clock import from_us
 from growthengine.domain.messages import Message
@@ -23,9 +23,6 @@ from growthengine.optimize.experiments import (
 )
 from growthengine.storage.unit_of_work import Tx
 from growthengine.timefmt import format_instant
-
-if TYPE_CHECKING:
-    from growthengine.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -126,11 +123,3 @@ def configured_experiments(flows: Mapping[str, Flow]) -> dict[str, dict[str, Any
                     "mode": body.experiment_mode, "options": dict(body.experiment_options),
                     "enabled": flow.enabled}
     return found
-
-
-def experiments_overview(engine: Engine, flow: str | None = None) -> list[dict[str, Any]]:
-    """``GET /v1/experiments``: every experiment (optionally one flow's)."""
-    configured = configured_experiments(engine.config.flows)
-    with engine.store.transaction() as tx:
-        items = ExperimentBook().overview(tx, configured)
-    return [item for item in items if flow is None or item["flow"] == flow]

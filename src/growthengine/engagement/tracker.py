@@ -95,6 +95,16 @@ class EngagementTracker:
         if signals:
             self.learn(tx, signals, profiles, max(e.ts_us for e in events))
 
+    def on_feedback_commands(self, tx: Tx, commands: list[Event]) -> None:
+        """Opens and clicks reported by providers and inbox reads (``message_feedback`` commands) teach the models
+        as the app's ``message_opened`` / ``message_clicked`` do."""
+        engagement = {"opened": "message_opened", "clicked": "message_clicked"}
+        events = [Event(c.user_id, engagement[str(c.properties.get("status"))], int(c.properties.get("at_us", c.ts_us)),
+                        properties={"message_id": c.properties.get("message_id")})
+                  for c in commands if c.properties.get("status") in engagement]
+        if events:
+            self.on_events(tx, events, tx.profiles.get_many(list({e.user_id for e in events})))
+
     def _score_engagements(self, tx: Tx, engaged: list[tuple[str, str, str]], now_us: int) -> None:
         docs = tx.user_models.get_many(list({u for u, _, _ in engaged}), SCORES)
         touched: dict[str, ChannelScores] = {}

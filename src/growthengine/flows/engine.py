@@ -11,9 +11,10 @@ from typing import Any
 
 from growthengine.clock import Clock, to_us
 from growthengine.domain.events import Event
-from growthengine.domain.messages import PROGRESS, Message
+from growthengine.domain.messages import Message
 from growthengine.domain.profiles import Profile
 from growthengine.flows.dispatch import Dispatcher, Outgoing
+from growthengine.flows.feedback import Feedback, apply_feedback
 from growthengine.flows.model import EventTrigger, Flow, Schedule, SegmentEntered
 from growthengine.flows.runner import RUN_TIMER, Runner
 from growthengine.flows.triggers import event_matches, exit_matches, exits_for, trigger_entity
@@ -195,18 +196,19 @@ class FlowEngine:
                 tx.listings.upsert_listing(listing, event.ts_us, price=_number(props.get("new_price")))
 
     def _feedback(self, tx: Tx, events: list[Event], now_us: int) -> None:
+        """The app's own ``message_opened`` / ``message_clicked`` events, applied as feedback on their messages."""
+        items = []
         for event in events:
             status = FEEDBACK.get(event.name)
             mid = event.properties.get("message_id")
-            if status is None or not isinstance(mid, str):
-                continue
-            message = tx.messages.get(mid)
-            if message is None or message.user_id != event.user_id:
-                continue
-            if PROGRESS.get(status, 0) > PROGRESS.get(message.status, -1):
-                data = dict(message.data)
-                data[f"{status}_us"] = event.ts_us
-                tx.messages.update(mid, status=status, updated_us=now_us, data=data)
+            if status is not None and isinstance(mid, str):
+                items.append((event.user_id, Feedback(mid, status, event.ts_us)))
+        if items:
+            apply_feedback(tx, items, now_us)
+
+    def on_feedback_commands(self, tx: Tx, commands: list[Event]) -> None:
+        """Apply ``message_feedback`` commands (webhooks, inbox reads) to the users' messages."""
+        apply_feedback(tx, [(c.user_id, Feedback.of_command(c)) for c in commands], to_us(self.clock.now()))
 
     def _exits(self, tx: Tx, events: list[Event], now_us: int) -> None:
         users = list({e.user_id for e in events})

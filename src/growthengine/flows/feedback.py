@@ -1,14 +1,21 @@
-"""Delivery feedback from provider webhooks: statuses on the send ledger, cleared addresses, unsubscribes.
+"""Delivery feedback (provider webhooks, inbox reads, the app's ``message_opened``) on the send ledger.
+
+Feedback travels through the log like everything else: the webhook route verifies the request, refuses replays and
+appends one ``message_feedback`` command per event that moves its message forward, addressed to the message's user;
+the flows stage (owner of the user) applies it to the message, and the engagement stage learns from its opens and
+clicks (send time, channel scores), so an email opened in a mail client teaches the models as an app open does.
 
 Two rules make a replayed or late webhook harmless:
 
 - **Replays are refused.** Each event's id (``DeliveryEvent.event_id``) is remembered in the transaction that
-  applies it (``webhook_events``, with an expiry in system time); an event whose id is already there is skipped, and
+  accepts it (``webhook_events``, with an expiry in system time); an event whose id is already there is skipped, and
   a request made only of such events raises :class:`WebhookReplayed` (the route answers 409).
-- **Status only moves forward.** ``scheduled < sent < delivered < failed < opened < clicked``: an engagement event
-  moves a message up, never down (a late ``delivered`` after ``opened`` changes nothing); a failure (bounce, drop,
-  complaint) applies only to a message not yet engaged with (``sent`` or ``delivered``, as a late bounce may follow
-  a delivery), so an old ``bounce`` never turns an opened or clicked message into ``failed``.
+- **Status only moves forward** (:func:`outcome`). ``scheduled < sent < delivered < failed < opened < clicked``: an
+  engagement event moves a message up, never down (a late ``delivered`` after ``opened`` changes nothing); a failure
+  (bounce, drop, complaint) applies only to a message not yet engaged with (``sent`` or ``delivered``, as a late
+  bounce may follow a delivery), so an old ``bounce`` never turns an opened or clicked message into ``failed``.
+  The route applies the rule to the statuses stored when the request arrives, to answer how many events it took;
+  the stage applies it again to the status it finds, which is the one that counts.
 """
 
 from __future__ import annotations
@@ -16,16 +23,21 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from growthengine.channels.providers.base import DeliveryEvent, WebhookRejected
 from growthengine.channels.providers.bridge import LedgerBridge
 from growthengine.clock import RealClock, to_us
-from growthengine.domain.messages import PROGRESS
+from growthengine.domain.events import Event
+from growthengine.domain.messages import PROGRESS, Message
 from growthengine.storage.unit_of_work import Tx
 from growthengine.storage.webhook_events import WebhookEventStore
 
 log = logging.getLogger(__name__)
+
+FEEDBACK_COMMAND = "message_feedback"
+"""A per-user command in the log: feedback on one of the user's messages (see :class:`Feedback`)."""
 
 FAILED = {"bounced": "bounced", "failed": "provider_failed", "complained": "complained"}
 # A failure may land on a message at these statuses only: it was handed over and nobody has engaged with it yet.
@@ -72,44 +84,109 @@ def rank(status: str) -> float:
     return float(PROGRESS.get(status, -1))
 
 
-def apply_events(tx: Tx, events: list[DeliveryEvent], now_us: int, *,
-                 system_now: Callable[[], dt.datetime] = RealClock().now) -> tuple[int, list[dict[str, Any]]]:
-    """Record webhook events on their messages; returns how many changed something, and unsubscribes to ingest.
+def outcome(current: str, status: str) -> str | None:
+    """The message's status after feedback ``status`` when it is at ``current``; None when it changes nothing."""
+    if status in FAILED:
+        return "failed" if current in FAILABLE else None
+    if rank(status) > rank(current) and current in (*PROGRESS, "failed"):
+        return status
+    return None
 
-    ``now_us`` is business time (stamped on the messages); ``system_now`` is real time (the replay memory's expiry).
-    Raises :class:`WebhookReplayed` when every event carries an id seen before.
+
+@dataclass(frozen=True)
+class Feedback:
+    """One piece of feedback on one message, as the ``message_feedback`` command carries it."""
+
+    message_id: str
+    status: str
+    at_us: int
+    reason: str | None = None
+    raw_type: str = ""
+
+    def payload(self) -> dict[str, Any]:
+        return {"message_id": self.message_id, "status": self.status, "at_us": self.at_us, "reason": self.reason,
+                "raw_type": self.raw_type}
+
+    @classmethod
+    def of_command(cls, command: Event) -> Feedback:
+        p = command.properties
+        return cls(str(p.get("message_id")), str(p.get("status")), int(p.get("at_us", command.ts_us)),
+                   p.get("reason"), str(p.get("raw_type") or ""))
+
+
+Command = tuple[str, str, int, dict[str, Any]]  # user id, command name, time, payload (StageLog.append_commands)
+
+
+@dataclass
+class Accepted:
+    """What a webhook request brings: feedback commands for the log, unsubscribes to ingest, and how many events
+    move their message (or its user's consent) forward as of now."""
+
+    commands: list[Command] = field(default_factory=list)
+    unsubscribes: list[dict[str, Any]] = field(default_factory=list)
+    applied: int = 0
+
+
+def accept_events(tx: Tx, events: list[DeliveryEvent], *,
+                  system_now: Callable[[], dt.datetime] = RealClock().now) -> Accepted:
+    """Turn verified webhook events into feedback commands (and unsubscribe calls), refusing replays.
+
+    ``system_now`` is real time (the replay memory's expiry). Raises :class:`WebhookReplayed` when every event
+    carries an id seen before.
     """
     fresh = _unseen(tx, events, system_now())
-    applied = 0
-    unsubscribes: list[dict[str, Any]] = []
+    accepted = Accepted()
     found = tx.messages.get_many([e.message_id for e in fresh])
+    statuses = {mid: m.status for mid, m in found.items()}
     for event in fresh:
         message = found.get(event.message_id)
         if message is None:
             log.info("webhook event %s for an unknown message %s ignored", event.status, event.message_id)
             continue
-        data = dict(message.data, **{f"{event.status}_us": to_us(event.at), "provider_event": event.raw_type})
         if event.status == "unsubscribed":
-            unsubscribes.append({"type": "track", "userId": message.user_id, "event": "unsubscribed",
-                                 "messageId": f"unsub:{message.id}:{message.channel}",
-                                 "properties": {"channel": message.channel, "source": event.provider,
-                                                "message_id": message.id}})
-            applied += 1
-        elif event.status in FAILED:
-            if message.status not in FAILABLE:
-                log.info("webhook %s for message %s at %s ignored: status only moves forward", event.status,
-                         message.id, message.status)
-                continue
-            tx.messages.update(message.id, status="failed", reason=FAILED[event.status], updated_us=now_us,
-                               data={**data, "error": event.reason})
-            message.status = "failed"
-            applied += 1
-        elif rank(event.status) > rank(message.status) and message.status in (*PROGRESS, "failed"):
+            accepted.unsubscribes.append({
+                "type": "track", "userId": message.user_id, "event": "unsubscribed",
+                "messageId": f"unsub:{message.id}:{message.channel}",
+                "properties": {"channel": message.channel, "source": event.provider, "message_id": message.id}})
+            accepted.applied += 1
+            continue
+        after = outcome(statuses[message.id], event.status)
+        if after is None:
+            log.info("webhook %s for message %s at %s ignored: status only moves forward", event.status,
+                     message.id, statuses[message.id])
+            continue
+        statuses[message.id] = after
+        feedback = Feedback(message.id, event.status, to_us(event.at), event.reason, event.raw_type)
+        accepted.commands.append((message.user_id, FEEDBACK_COMMAND, feedback.at_us, feedback.payload()))
+        accepted.applied += 1
+    return accepted
+
+
+def apply_feedback(tx: Tx, items: list[tuple[str, Feedback]], now_us: int) -> list[tuple[Message, str]]:
+    """Apply ``(user id, feedback)`` to the ledger in order (the stage's side); returns each message moved and the
+    feedback status that moved it. ``now_us`` is business time, stamped on the messages."""
+    found = tx.messages.get_many(list({f.message_id for _, f in items}))
+    moved: list[tuple[Message, str]] = []
+    for user_id, feedback in items:
+        message = found.get(feedback.message_id)
+        if message is None or message.user_id != user_id:
+            continue
+        after = outcome(message.status, feedback.status)
+        if after is None:
+            continue
+        data = dict(message.data, **{f"{feedback.status}_us": feedback.at_us})
+        if feedback.raw_type:
+            data["provider_event"] = feedback.raw_type
+        if after == "failed":
+            data["error"] = feedback.reason
+            tx.messages.update(message.id, status="failed", reason=FAILED[feedback.status], updated_us=now_us,
+                               data=data)
+        else:
             extra: dict[str, Any] = {"reason": None} if message.status == "failed" else {}
-            tx.messages.update(message.id, status=event.status, updated_us=now_us, data=data, **extra)
-            message.status = event.status
-            applied += 1
-    return applied, unsubscribes
+            tx.messages.update(message.id, status=after, updated_us=now_us, data=data, **extra)
+        message.status, message.data = after, data
+        moved.append((message, feedback.status))
+    return moved
 
 
 def _unseen(tx: Tx, events: list[DeliveryEvent], now: dt.datetime) -> list[DeliveryEvent]:
@@ -136,4 +213,5 @@ def _unseen(tx: Tx, events: list[DeliveryEvent], now: dt.datetime) -> list[Deliv
     return fresh
 
 
-__all__ = ["UnknownWebhook", "WebhookRejected", "WebhookReplayed", "apply_events", "parse"]
+__all__ = ["FEEDBACK_COMMAND", "Accepted", "Feedback", "UnknownWebhook", "WebhookRejected", "WebhookReplayed",
+           "accept_events", "apply_feedback", "outcome", "parse"]

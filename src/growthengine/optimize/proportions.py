@@ -6,8 +6,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-
-from scipy import stats
+from statistics import NormalDist
 
 # ---- the always-valid test ----------------------------------------------------------------------------------
 
@@ -51,7 +50,7 @@ class Uplift:
 
 @functools.lru_cache(maxsize=32)
 def _z(level: float) -> float:
-    return float(stats.norm.ppf(0.5 + level / 2))
+    return NormalDist().inv_cdf(0.5 + level / 2)
 
 
 def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:

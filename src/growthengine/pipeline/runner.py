@@ -44,6 +44,9 @@ class Pipeline:
     batch_size: int = BATCH_SIZE
     now_s: Callable[[], float] = system_seconds
     after_commit: list[Callable[[], object]] = field(default_factory=list)
+    pause_s: float = 0.0
+    """A breath after each batch that read something: on SQLite, where the write lock is shared with ingestion, it
+    lets a waiting ingestion commit go between two batches (see ``storage.database.begin_immediate``)."""
     _failures: dict[tuple[str, Position], int] = field(default_factory=dict)
     _row_cost_s: float = 0.0  # seconds a row costs, smoothed over batches
 
@@ -90,6 +93,8 @@ class Pipeline:
         self._row_cost_s = cost if not self._row_cost_s else 0.7 * self._row_cost_s + 0.3 * cost
         for hook in self.after_commit:
             hook()
+        if self.pause_s:
+            time.sleep(self.pause_s)
         return len(rows)
 
     def _next_size(self) -> int:

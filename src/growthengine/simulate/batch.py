@@ -48,7 +48,6 @@ def generate_events(users: int, days: float, seed: int = DEFAULT_SEED, *,
 
 def measure_ai_layer(engine: Engine, report: SimulationReport) -> None:
     """Per flow uplift against the control group, the experiments' verdicts, the channel switches."""
-    from growthengine.engagement.experiments import experiments_overview
 
     messages = engine.messages(limit=10_000_000)
     end_us = to_us(report.end or engine.clock.now())
@@ -56,7 +55,7 @@ def measure_ai_layer(engine: Engine, report: SimulationReport) -> None:
     report.attribution_days = days
     report.control_pct = float(engine.settings.global_control_pct)
     report.uplift = flow_uplift(messages, report.stats.orders, window_us=days * 86_400_000_000, end_us=end_us)
-    report.experiments = experiments_overview(engine)
+    report.experiments = engine.experiments()
     switched = [m for m in messages if m.reason == "channel_score"]
     qualifying = 0
     for user in {m.user_id for m in messages}:

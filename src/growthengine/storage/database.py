@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from alembic import command
@@ -65,9 +67,42 @@ def create_sqlite_engine(url: str) -> sa.Engine:
     def _on_begin(conn):  # type: ignore[no-untyped-def]
         # A writer takes the write lock at once (no upgrade deadlocks); a reader (``Store.read``) takes none and
         # reads a snapshot beside the writer (WAL).
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("read_only") else "BEGIN IMMEDIATE")
+        if conn.get_execution_options().get("read_only"):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            begin_immediate(conn.connection.dbapi_connection)
 
     return engine
+
+
+WRITE_LOCK_TIMEOUT_S = 30.0
+WRITE_LOCK_POLL_S = 0.0005
+
+
+def begin_immediate(dbapi_conn: Any, *, timeout_s: float = WRITE_LOCK_TIMEOUT_S) -> None:
+    """``BEGIN IMMEDIATE``, waiting for the write lock by polling every half millisecond.
+
+    SQLite's own busy handler sleeps longer and longer (up to 100 ms a try), so a writer that commits and begins
+    again at once (a worker's batches) can keep another (ingestion) waiting for many of its transactions. Polling
+    briefly takes the lock in the gap between two of them.
+    """
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute("PRAGMA busy_timeout=0")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(WRITE_LOCK_POLL_S)
+    finally:
+        cur.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+        cur.close()
 
 
 def create_postgres_engine(url: str) -> sa.Engine:

@@ -79,7 +79,9 @@ outbox = sa.Table(
     sa.Column("created_us", sa.BigInteger, nullable=False),
     sa.Column("state", sa.String(12), nullable=False),  # done (the local outbox) | pending | failed
     sa.Column("attempts", sa.Integer, nullable=False),
-    sa.Column("next_us", sa.BigInteger, nullable=True),  # when a pending row may be (re)tried
+    sa.Column("next_us", sa.BigInteger, nullable=True),  # business time: when a pending row may first go
+    # System time: when a lease runs out or a retry may go (backoff and leases are real, whatever the test clock).
+    sa.Column("retry_at_s", sa.Float, nullable=True),
     sa.Index("ux_outbox_message", "message_id", unique=True),
     sa.Index("ix_outbox_pending", "state", "next_us"),
 )

@@ -134,9 +134,11 @@ class MessageStore:
 
     # Outbox ---------------------------------------------------------------------------------------
 
-    def claim_pending(self, now_us: int, *, limit: int, lease_us: int) -> list[dict[str, Any]]:
-        """Pending deliveries that are due, leased to this worker (other workers skip them on PostgreSQL)."""
-        query = (sa.select(outbox).where(outbox.c.state == "pending", outbox.c.next_us <= now_us)
+    def claim_pending(self, now_us: int, system_s: float, *, limit: int, lease_s: float) -> list[dict[str, Any]]:
+        """Pending deliveries that are due (their business time has come, and any retry wait or lease is over in
+        system time), leased to this worker for ``lease_s`` (other workers skip them on PostgreSQL)."""
+        query = (sa.select(outbox).where(outbox.c.state == "pending", outbox.c.next_us <= now_us,
+                                         sa.or_(outbox.c.retry_at_s.is_(None), outbox.c.retry_at_s <= system_s))
                  .order_by(outbox.c.next_us, outbox.c.id).limit(limit))
         if self._dialect == "postgresql":
             query = query.with_for_update(skip_locked=True)
@@ -144,7 +146,7 @@ class MessageStore:
                 for r in self._conn.execute(query).mappings()]
         if rows:
             self._conn.execute(sa.update(outbox).where(outbox.c.id.in_([r["id"] for r in rows]))
-                               .values(next_us=now_us + lease_us, attempts=outbox.c.attempts + 1))
+                               .values(retry_at_s=system_s + lease_s, attempts=outbox.c.attempts + 1))
         return rows
 
     def record_provider_call(self, provider: str, outcome: str, latency_s: float, at_s: float) -> None:
@@ -154,8 +156,10 @@ class MessageStore:
         self._conn.execute(sa.insert(provider_calls).values(provider=provider, outcome=outcome, latency_s=latency_s,
                                                             at_s=at_s))
 
-    def settle(self, outbox_id: int, state: str, next_us: int | None = None) -> None:
-        self._conn.execute(sa.update(outbox).where(outbox.c.id == outbox_id).values(state=state, next_us=next_us))
+    def settle(self, outbox_id: int, state: str, retry_at_s: float | None = None) -> None:
+        """Done, failed, or pending again (a retry that may go at ``retry_at_s``, system time)."""
+        self._conn.execute(sa.update(outbox).where(outbox.c.id == outbox_id)
+                           .values(state=state, retry_at_s=retry_at_s))
 
     def outbox(self, *, channel: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         query = sa.select(outbox).order_by(outbox.c.id).limit(limit)

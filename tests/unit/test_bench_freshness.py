@@ -1,0 +1,20 @@
+"""``growth bench freshness`` at a small size (a smoke test; the 5,000 events/s run stays out of CI): a paced
+stream through a real server, every probe's segment change seen over the API, the pushes of the price drop made
+through the provider double, and the latencies measured from real requests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from growthengine.bench.freshness import freshness_run, summary
+from growthengine.bench.workload import make_workload
+
+
+def test_a_paced_stream_has_every_probe_seen_and_every_push_made(tmp_path: Path) -> None:
+    workload = make_workload(1_000, users=100, seed=11)
+    run = freshness_run(workload, tmp_path, "smoke", rate=400, seconds=2.5, connections=2, provider_delay_s=0.2)
+    s = summary(run)
+    assert run.sent_events == 1_000, "ten batches of 100 calls (probes replace two calls each)"
+    assert s["probes"] == 5 and s["unseen"] == 0, "a probe every other batch (half a second), each one seen in high_ltv"
+    assert s["fresh_max_ms"] >= s["fresh_p50_ms"] > 0 and s["ingest_p99_ms"] >= s["ingest_p50_ms"] > 0
+    assert run.provider_calls == 20, "each favoriter's price-drop push reached the provider once"
