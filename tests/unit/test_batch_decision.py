@@ -16,6 +16,7 @@ from growthengine.gate.bucketing import in_holdout
 from growthengine.gate.history import Candidate, History, Policy
 from growthengine.gate.outcome import SEND, Decision
 from growthengine.gate.rules import GateRules
+from growthengine.optimize.channel_scores import ChannelRule
 
 BKK = ZoneInfo("Asia/Bangkok")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -178,22 +179,41 @@ def test_the_channel_switch_then_the_gate_on_the_new_channel() -> None:
 
 def test_the_best_send_time_defers_to_it() -> None:
     morning = NOON.replace(hour=9)
-    decision = one(msg(at=morning), at=morning, best_within=dt.timedelta(hours=12))
-    assert decision.send_time is not None
-    best = to_us(decision.send_time.send_at)
-    assert to_us(morning) <= best <= to_us(morning + dt.timedelta(hours=12))
-    if best > to_us(morning):
-        assert (decision.action, decision.reason, decision.at_us) == ("defer", "send_time", best)
-    else:
-        assert decision.action == "send"
-    switched = one(msg("email", at=morning), at=morning, best_within=dt.timedelta(hours=12),
-                   scores={"u1": ENGAGES_BY_PUSH})
-    assert switched.route is not None and switched.send_time is not None
-    if switched.action == "defer":
-        assert switched.reason == "channel_score"
-    assert one(msg(at=morning), at=morning, best_within=dt.timedelta(hours=12),
-               policy=Policy(send_time=False)).send_time is None
-    assert one(msg(at=morning), at=morning, best_within=dt.timedelta(hours=12), release=True).send_time is None
+    twelve_hours = dt.timedelta(hours=12)
+    booked = msg(at=morning)
+    booked.reason = "planned"
+    decision = one(booked, at=morning, best_within=twelve_hours)
+    assert decision.send_time is not None and decision.send_time.reason == "global_peak"
+    evening = to_us(NOON.replace(hour=18))  # no history: the population's evening peak, in the user's zone
+    assert decision == Decision("defer", "send_time", evening, "booked for the user's best time",
+                                send_time=decision.send_time)
+    new_yorker = one(msg(at=morning), {**EVERYTHING, "timezone": "America/New_York"}, morning,
+                     best_within=twelve_hours)
+    assert new_yorker.action == "send" and new_yorker.send_time is not None  # 21:00 there: the earliest allowed
+    assert new_yorker.send_time.reason == "global_earliest"
+    night = NOON.replace(hour=22)
+    push = one(msg(at=night), at=night, best_within=dt.timedelta(hours=2))
+    assert push.send_time is not None and push.send_time.reason == "global_earliest_after_quiet"
+    assert (push.action, push.reason, push.at_us) == ("defer", "send_time", to_us(NOON.replace(hour=8) + DAY))
+    assert one(msg("email", at=night), at=night, best_within=dt.timedelta(hours=2)).action == "send"
+    switched = one(msg("email", at=morning), at=morning, best_within=twelve_hours, scores={"u1": ENGAGES_BY_PUSH})
+    assert switched.route is not None and (switched.action, switched.reason) == ("defer", "channel_score")
+    assert one(msg(at=morning), at=morning, best_within=twelve_hours, policy=Policy(send_time=False)) == SEND
+    assert one(msg(at=morning), at=morning, best_within=twelve_hours, release=True) == SEND
+
+
+def test_a_deferred_candidate_does_not_stop_the_batch() -> None:
+    morning = NOON.replace(hour=9)
+    timed = Candidate(msg(mid="timed", at=morning), EVERYTHING, best_within_us=12 * 3_600_000_000)
+    plain = Candidate(msg(mid="plain", user="u2", at=morning), EVERYTHING)
+    decided = decide_many([timed, plain], History(now_us=to_us(morning)))
+    assert [d.action for d in decided] == ["defer", "send"]
+
+
+def test_the_policys_own_channel_rules() -> None:
+    to_sms = Policy(channel_rules=(ChannelRule("email", 0.1, "sms", 0.4),))
+    decision = one(msg("email"), scores={"u1": ENGAGES_BY_PUSH}, policy=to_sms)
+    assert decision.route is not None and decision.route.channel == "sms"
 
 
 def test_a_real_providers_channel_needs_a_usable_address() -> None:
