@@ -17,6 +17,7 @@ from growthengine.gate.history import Candidate, History, Policy
 from growthengine.gate.outcome import SEND, Decision
 from growthengine.gate.rules import GateRules
 from growthengine.optimize.channel_scores import ChannelRule
+from growthengine.optimize.send_time import SendTimeModel
 
 BKK = ZoneInfo("Asia/Bangkok")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -232,3 +233,28 @@ def test_a_message_booked_later_waits_unless_it_is_coming_due() -> None:
     assert one(later) == Decision("defer", "send_time", to_us(NOON + dt.timedelta(hours=3)),
                                   "booked for the user's best time")
     assert one(later, release=True) == SEND
+
+
+def test_the_users_own_send_time_model_on_the_planned_channel() -> None:
+    morning = NOON.replace(hour=9)
+    opens = [(dt.datetime(2026, 1, day, 13, 0, tzinfo=BKK), 1.0) for day in range(1, 6)] * 3
+    model = SendTimeModel.fit(opens, now=morning, tz="Asia/Bangkok")
+    candidate = Candidate(msg(at=morning), EVERYTHING, best_within_us=12 * 3_600_000_000)
+    own = decide_many([candidate], History(now_us=to_us(morning), send_time_models={("u1", "push"): model}))[0]
+    assert (own.action, own.at_us) == ("defer", to_us(NOON.replace(hour=13)))
+    assert own.send_time is not None and own.send_time.reason == "personal_peak"
+    other = decide_many([candidate], History(now_us=to_us(morning), send_time_models={("u1", "email"): model}))[0]
+    assert other.at_us == to_us(NOON.replace(hour=18)), "another channel's model is not this one's"
+
+
+def test_each_cap_counts_its_own_window_in_one_batch() -> None:
+    five_days_ago = [NOON - dt.timedelta(days=5, hours=h) for h in range(3)]
+    history = History(now_us=to_us(NOON), sent=sent_at(*five_days_ago, channel="email"))
+    decided = decide_many([Candidate(msg("push", mid="p"), EVERYTHING), Candidate(msg("email", mid="e"), EVERYTHING)],
+                          history)
+    assert [(d.action, d.reason) for d in decided] == [("send", None), ("suppress", "frequency_cap")]
+
+
+def test_a_plain_message_booked_later_keeps_the_best_time_reason() -> None:
+    later = msg(at=NOON + dt.timedelta(hours=1))
+    assert one(later).reason == "send_time"
