@@ -245,6 +245,15 @@ def test_the_users_own_send_time_model_on_the_planned_channel() -> None:
     assert own.send_time is not None and own.send_time.reason == "personal_peak"
     other = decide_many([candidate], History(now_us=to_us(morning), send_time_models={("u1", "email"): model}))[0]
     assert other.at_us == to_us(NOON.replace(hour=18)), "another channel's model is not this one's"
+    in_new_york = Candidate(msg(at=morning), {**EVERYTHING, "timezone": "America/New_York"},
+                            best_within_us=12 * 3_600_000_000)
+    moved = decide_many([in_new_york], History(now_us=to_us(morning), send_time_models={("u1", "push"): model}))[0]
+    assert moved.send_time is not None and moved.send_time.inputs["tz"] == "America/New_York"
+    assert moved.action == "send", "the peak is read in the user's own zone"
+    explorer = Candidate(msg(at=morning, user="x16"), EVERYTHING, best_within_us=12 * 3_600_000_000)
+    explored = decide_many([explorer], History(now_us=to_us(morning), send_time_models={("x16", "push"): model}))[0]
+    assert explored.send_time is not None and explored.send_time.reason == "explore"  # x16 draws exploration
+    assert explored.at_us == to_us(NOON)
 
 
 def test_each_cap_counts_its_own_window_in_one_batch() -> None:
