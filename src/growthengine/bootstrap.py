@@ -172,7 +172,7 @@ def build_flow_engine(settings: Settings, config: EngineConfig, clock: Clock, st
     tracker = EngagementTracker(settings.business_timezone)
     providers = build_providers(settings.channel_providers, settings.provider_settings, clock=clock,
                                 public_url=settings.public_url)
-    dispatcher = Dispatcher(gate, providers, router=optimizer.route_many, on_sent=[tracker.on_sent])
+    dispatcher = Dispatcher(gate, providers, optimizer=optimizer, on_sent=[tracker.on_sent])
     coupons: CouponSource = (
         RemoteCoupons(HttpCouponEngine(settings.coupon_engine_url, clock=clock)) if settings.coupon_engine_url
         else EmbeddedCoupons(EmbeddedCouponEngine(store, clock))

@@ -20,6 +20,7 @@ from growthengine.flows import feedback
 from growthengine.flows.activities import ActivityExecutor
 from growthengine.flows.engine import FlowEngine
 from growthengine.flows.feedback import FEEDBACK_COMMAND, Feedback
+from growthengine.flows.read_time import render_at_read
 from growthengine.ingest.service import IngestionService, IngestResult
 from growthengine.pipeline.ownership import Ownership
 from growthengine.pipeline.runner import Pipeline
@@ -209,10 +210,12 @@ class Engine:
         """The in-app messages due for the user (the app calls this on open); they count as delivered."""
         now_us = to_us(self.clock.now())
         with self.store.read() as tx:
-            if tx.profiles.get(user_id) is None:
+            profile = tx.profiles.get(user_id)
+            if profile is None:
                 return None
             due = [m for m in tx.messages.query(user_id=user_id, channel="in_app", limit=10_000)
                    if m.status in ("sent", "delivered") and (m.expires_us is None or m.expires_us > now_us)]
+            render_at_read(self.flows.runner, tx, due, profile.traits, now_us)  # "2 hours left" as of now
         self._feedback([m for m in due if m.status == "sent"], "delivered", now_us)
         return due
 
@@ -221,8 +224,10 @@ class Engine:
         now_us = to_us(self.clock.now())
         with self.store.read() as tx:
             message = tx.messages.get(message_id)
-        if message is None or message.user_id != user_id or message.channel != "in_app":
-            return None
+            if message is None or message.user_id != user_id or message.channel != "in_app":
+                return None
+            profile = tx.profiles.get(user_id)
+            render_at_read(self.flows.runner, tx, [message], profile.traits if profile else {}, now_us)
         if message.status in ("sent", "delivered"):
             self._feedback([message], "opened", now_us)
         return message

@@ -198,7 +198,7 @@ def test_unknown_language_falls_back_to_thai(registry: TemplateRegistry) -> None
 def test_variables_a_template_uses(registry: TemplateRegistry) -> None:
     assert registry.variables("price_drop_push") == {"product", "new_price", "old_price", "image_url"}
     assert registry.get("price_drop_push").required_variables == {"product", "new_price", "old_price"}
-    assert registry.variables("cart_last_chance_modal") == {"coupon", "now", "image_url"}
+    assert registry.variables("cart_last_chance_modal") == {"coupon", "now", "image_url", "coupon_seen"}
     assert registry.missing_variables("cart_coupon_email", ["product"]) == {"coupon"}
     assert registry.variables("weekly_digest_email") == {"products", "site_url", "name"}
     with pytest.raises(TemplateNotFound):

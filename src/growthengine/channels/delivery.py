@@ -21,6 +21,7 @@ from growthengine.channels.providers.base import Delivery, OutboundMessage, Prov
 from growthengine.clock import Clock, system_seconds, to_us
 from growthengine.domain.messages import PROGRESS
 from growthengine.domain.partitions import partition_of
+from growthengine.gate.history import ADDRESS_TRAIT
 from growthengine.storage.unit_of_work import Store
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 LEASE_S = 60.0
 MAX_ATTEMPTS = 6
 BATCH = 20
-ADDRESS_TRAIT = {"push": "push_token", "email": "email", "sms": "phone"}
 
 
 class DeliveryWorker:

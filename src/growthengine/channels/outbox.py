@@ -10,9 +10,10 @@ from typing import Any
 from growthengine.channels.base import Delivery
 from growthengine.channels.providers.audience import hash_email
 from growthengine.domain.messages import Message
+from growthengine.gate.history import ADDRESS_TRAIT
 from growthengine.storage.unit_of_work import Tx
 
-ADDRESS = {"push": "push_token", "email": "email", "sms": "phone"}
+ADDRESS = ADDRESS_TRAIT
 
 
 class OutboxProvider:

@@ -7,15 +7,14 @@ from typing import Any
 
 from growthengine.clock import from_us
 from growthengine.domain.messages import Message
-from growthengine.domain.traits import has_consent
 from growthengine.engagement.tracker import SCORES, send_time_kind
-from growthengine.gate.decision import ADDRESS_TRAIT
-from growthengine.optimize.channel_scores import CHANNELS, ChannelPopulation, ChannelScores, route
+from growthengine.gate.history import SEND_TIME_QUIET
+from growthengine.optimize.channel_scores import CHANNELS, ChannelPopulation, ChannelScores
 from growthengine.optimize.send_time import SendTimeChoice, SendTimeModel
 from growthengine.optimize.send_time_population import PopulationSendTime
 from growthengine.storage.unit_of_work import Tx
 
-QUIET = {"push": (22, 8), "sms": (22, 8)}
+QUIET = SEND_TIME_QUIET
 POPULATION_KEY = "population:send_time:"
 POPULATION_SAMPLE = 5_000  # users' models the population's hour-of-week pattern is refitted from
 POPULATION_REFIT = dt.timedelta(days=1)
@@ -68,26 +67,6 @@ class Optimizer:
         scores = ChannelScores.from_json(doc) if doc else ChannelScores()
         found = scores.scores(self.population, from_us(now_us))
         return {c: found.get(c, 0.0) for c in (*CHANNELS, "ads") if c in found or c != "ads"}
-
-    def route_many(self, tx: Tx, items: list[tuple[Message, dict[str, Any], float]], now_us: int) -> None:
-        """Switch marketing messages to the channel the user prefers, by the channel-score rules (SPEC 4.C)."""
-        candidates = [(m, t) for m, t, _ in items if m.kind == "marketing" and m.channel == "email"]
-        if not candidates:
-            return
-        docs = tx.user_models.get_many([m.user_id for m, _ in candidates], SCORES)
-        at = from_us(now_us)
-        for message, traits in candidates:
-            doc = docs.get(message.user_id)
-            decision = None
-            if doc is not None:
-                scores = ChannelScores.from_json(doc).scores(self.population, at)
-                available = [c for c in CHANNELS if has_consent(traits, c) and (c not in ADDRESS_TRAIT or
-                                                                                traits.get(ADDRESS_TRAIT[c]))]
-                decision = route(message.channel, message.kind, scores, available=available)
-            if decision is not None and decision.switched:
-                switch(message, decision.channel, decision.detail, decision.inputs)
-            elif "counterpart" in message.data:  # kept on its channel: the counterpart copy is not needed
-                message.data = {k: v for k, v in message.data.items() if k != "counterpart"}
 
 
 def switch(message: Message, channel: str, detail: str, inputs: dict[str, Any]) -> None:

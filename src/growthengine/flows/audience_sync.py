@@ -83,6 +83,6 @@ class AudienceSync:
                 data={"audience": rule.audience, "audience_action": "remove", "segment": rule.segment,
                       "erased": True})
             out.add(message, {"email": hash_email(email)}, 0.0)
-        queued = len(out.items)
+        queued = len(out.candidates)
         self.dispatcher.flush(tx, out, now_us, learn=False)
         return queued

@@ -1,8 +1,10 @@
-"""From decided messages to delivered ones: the gate, then the channel, each outcome on the message.
+"""From decided messages to delivered ones: the one send decision, then the channel, each outcome on the message.
 
-Messages are handled in batches: one gate pass (a query per frequency cap), one insert into the ledger with
-each message's outcome, one insert into the outbox. A batch of 200,000 price-drop pushes costs a handful of
-statements, not 200,000 round trips.
+Messages are handled in batches: their users' history read in a few queries (caps, channel scores, send-time
+models), one pure decision for the batch (:func:`growthengine.gate.batch_decision.decide_many`: send time, channel,
+consent, caps, quiet hours, holdouts, address), one insert into the ledger with each message's outcome, one insert
+into the outbox, one for the timers. A batch of 200,000 price-drop pushes costs a handful of statements, not 200,000
+round trips.
 """
 
 from __future__ import annotations
@@ -18,69 +20,96 @@ from growthengine.channels.in_app import InboxProvider
 from growthengine.channels.outbox import OutboxProvider
 from growthengine.channels.providers.bridge import LedgerBridge, MissingAddress, outbound_message
 from growthengine.domain.messages import Message
+from growthengine.engagement.service import switch
 from growthengine.gate.decision import Decision, SendGate
+from growthengine.gate.history import Candidate, Policy
+from growthengine.gate.history_loader import Models
 from growthengine.storage.unit_of_work import Tx
 
 log = logging.getLogger(__name__)
 
 MESSAGE_TIMER = "message"
+TimerRow = tuple[str, str, int, dict[str, Any]]
 
 
 @dataclass
 class Outgoing:
-    """Messages decided during one pass, waiting to be gated and written together."""
+    """Messages decided during one pass, and the timers it booked, waiting to be decided and written together."""
 
-    items: list[tuple[Message, dict[str, Any], float]] = field(default_factory=list)
+    candidates: list[Candidate] = field(default_factory=list)
+    timers: list[TimerRow] = field(default_factory=list)
 
-    def add(self, message: Message, traits: dict[str, Any], holdout_pct: float) -> None:
-        self.items.append((message, traits, holdout_pct))
+    def add(self, message: Message, traits: dict[str, Any], holdout_pct: float, *, best_within_us: int = 0) -> None:
+        self.candidates.append(Candidate(message, traits, holdout_pct, best_within_us=best_within_us))
 
 
-Router = Callable[[Tx, list[tuple[Message, dict[str, Any], float]], int], None]
 SentHook = Callable[[Tx, list[Message], int], None]
 
 
 class Dispatcher:
-    def __init__(self, gate: SendGate, providers: dict[str, ChannelProvider], *, router: Router | None = None,
+    def __init__(self, gate: SendGate, providers: dict[str, ChannelProvider], *, optimizer: Models | None = None,
                  on_sent: list[SentHook] | None = None) -> None:
         self.gate = gate
         self.providers = providers
-        self.router = router  # may move a message to the channel the user prefers (channel scores)
+        self.optimizer = optimizer  # the channel switch and the best send time (none: as planned, when allowed)
         self.on_sent: list[SentHook] = list(on_sent or [])
+        provider_channels = frozenset(c for c, p in providers.items() if isinstance(p, LedgerBridge))
+        self.policy: Policy = gate.policy(optimize=optimizer is not None, provider_channels=provider_channels)
 
     def flush(self, tx: Tx, outgoing: Outgoing, now_us: int, *, learn: bool = True) -> None:
-        """Gate, record and deliver new messages (ids already in the ledger are skipped: never twice).
+        """Decide, record and deliver new messages (ids already in the ledger are skipped: never twice), and book
+        the pass's timers.
 
         ``learn=False``: the sends teach the optimization models nothing (an erased user's audience removals)."""
-        if not outgoing.items:
+        timers, outgoing.timers = outgoing.timers, []
+        candidates, outgoing.candidates = outgoing.candidates, []
+        if not candidates:
+            tx.timers.schedule_many(timers)
             return
-        existing = tx.messages.existing_ids([m.id for m, _, _ in outgoing.items])
-        seen: set[str] = set()
-        items = []
-        for item in outgoing.items:
-            if item[0].id not in existing and item[0].id not in seen:
-                seen.add(item[0].id)
-                items.append(item)
-        outgoing.items.clear()
-        if self.router is not None:
-            self.router(tx, items, now_us)
-        # A message booked for the user's best time is decided when that time comes.
-        later = [i for i, (m, _, _) in enumerate(items) if m.scheduled_us > now_us]
-        now_items = [item for i, item in enumerate(items) if i not in set(later)]
-        gated = iter(self.gate.decide_many(tx, now_items, now_us))
-        later_set = set(later)
-        decisions = [Decision("defer", items[i][0].reason or "send_time", items[i][0].scheduled_us,
-                              "booked for the user's best time") if i in later_set else next(gated)
-                     for i in range(len(items))]
+        existing = tx.messages.existing_ids([c.message.id for c in candidates])
+        fresh: dict[str, Candidate] = {}
+        for candidate in candidates:
+            if candidate.message.id not in existing:
+                fresh.setdefault(candidate.message.id, candidate)
+        candidates = list(fresh.values())
+        decided = self.gate.decide_candidates(tx, candidates, now_us, self.policy, models=self.optimizer)
+        outbox_rows, queued = self._apply_all(candidates, decided, now_us, timers)
+        tx.messages.add([c.message for c in candidates])
+        self._write(tx, outbox_rows, queued, timers)
+        self._notify(tx, [c.message for c in candidates], now_us, learn=learn)
+
+    def release_many(self, tx: Tx, items: list[tuple[Message, dict[str, Any], float]], now_us: int) -> None:
+        """Held messages already in the ledger come due (quiet hours, best time): decide again, and send."""
+        candidates = [Candidate(m, t, h, release=True) for m, t, h in items]
+        decided = self.gate.decide_candidates(tx, candidates, now_us, self.policy, models=self.optimizer)
+        timers: list[TimerRow] = []
+        outbox_rows, queued = self._apply_all(candidates, decided, now_us, timers)
+        for c in candidates:
+            m = c.message
+            tx.messages.update(m.id, status=m.status, reason=m.reason, scheduled_us=m.scheduled_us,
+                               sent_us=m.sent_us, updated_us=now_us, data=m.data)
+        self._write(tx, outbox_rows, queued, timers)
+        self._notify(tx, [c.message for c in candidates], now_us)
+
+    def dispatch(self, tx: Tx, message: Message, traits: dict[str, Any], now_us: int, *,
+                 holdout_pct: float = 0.0, release: bool = False) -> str:
+        """Decide and send one message already in the ledger (a held message coming due); its new status."""
+        self.release_many(tx, [(message, traits, holdout_pct)], now_us)
+        return message.status
+
+    def _apply_all(self, candidates: list[Candidate], decided: list[Decision], now_us: int, timers: list[TimerRow]
+                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Each decision onto its message; the outbox rows (local outbox, then the real providers') and the timers
+        of deferred messages."""
         outbox_rows: list[dict[str, Any]] = []
-        timers: list[tuple[str, str, int, dict[str, Any]]] = []
-        deliver_later: list[tuple[Message, dict[str, Any]]] = []
-        for (message, traits, holdout), decision in zip(items, decisions, strict=True):
+        queued: list[dict[str, Any]] = []
+        for candidate, decision in zip(candidates, decided, strict=True):
+            message, traits = candidate.message, candidate.traits
             self._apply(message, decision, now_us)
             if decision.action == "defer":
                 assert decision.at_us is not None
-                timers.append((MESSAGE_TIMER, f"msg:{message.id}", decision.at_us, {"m": message.id, "h": holdout,
-                                                                          "u": message.user_id}))
+                timers.append((MESSAGE_TIMER, f"msg:{message.id}", decision.at_us,
+                               {"m": message.id, "h": candidate.holdout_pct, "u": message.user_id}))
             elif decision.action == "send":
                 provider = self.providers[message.channel]
                 if isinstance(provider, OutboxProvider):
@@ -89,51 +118,42 @@ class Dispatcher:
                 elif isinstance(provider, InboxProvider):
                     self._sent(message, provider.name, now_us)  # the ledger row is the inbox entry
                 else:
-                    deliver_later.append((message, traits))
-        queued = [self._queue(message, traits, now_us) for message, traits in deliver_later]
-        tx.messages.add([m for m, _, _ in items])
+                    row = self._queue(message, traits, now_us)
+                    if row is not None:
+                        queued.append(row)
+        return outbox_rows, queued
+
+    @staticmethod
+    def _write(tx: Tx, outbox_rows: list[dict[str, Any]], queued: list[dict[str, Any]],
+               timers: list[TimerRow]) -> None:
         tx.messages.to_outbox_many(outbox_rows)
-        tx.messages.to_outbox_many([row for row in queued if row is not None], pending=True)
+        tx.messages.to_outbox_many(queued, pending=True)
         tx.timers.schedule_many(timers)
-        sent = [m for m, _, _ in items if m.status == "sent" or m.data.get("queued")]
+
+    def _notify(self, tx: Tx, messages: list[Message], now_us: int, *, learn: bool = True) -> None:
+        sent = [m for m in messages if m.status == "sent" or m.data.get("queued")]
         for hook in self.on_sent if learn else ():
             hook(tx, sent, now_us)
-
-    def dispatch(self, tx: Tx, message: Message, traits: dict[str, Any], now_us: int, *,
-                 holdout_pct: float = 0.0, release: bool = False) -> str:
-        """Gate and send one message already in the ledger (a held message coming due); its new status."""
-        decision = self.gate.decide(tx, message, traits, now_us, holdout_pct=holdout_pct, release=release)
-        self._apply(message, decision, now_us)
-        if decision.action == "defer":
-            assert decision.at_us is not None
-            tx.timers.schedule(MESSAGE_TIMER, f"msg:{message.id}", decision.at_us,
-                               {"m": message.id, "h": holdout_pct, "u": message.user_id})
-        elif decision.action == "send":
-            provider = self.providers[message.channel]
-            if isinstance(provider, OutboxProvider):
-                tx.messages.to_outbox_many([provider.row(message, traits, now_us)])
-                self._sent(message, provider.name, now_us)
-            else:
-                row = self._queue(message, traits, now_us)
-                if row is not None:
-                    tx.messages.to_outbox_many([row], pending=True)
-        tx.messages.update(message.id, status=message.status, reason=message.reason,
-                           scheduled_us=message.scheduled_us, sent_us=message.sent_us, updated_us=now_us,
-                           data=message.data)
-        if message.status == "sent":
-            for hook in self.on_sent:
-                hook(tx, [message], now_us)
-        return message.status
 
     @staticmethod
     def _apply(message: Message, decision: Decision, now_us: int) -> None:
         message.updated_us = now_us
+        if decision.send_time is not None:
+            choice = decision.send_time
+            message.data = {**message.data, "send_time": {"source": choice.source, "reason": choice.reason,
+                                                          "detail": choice.detail}}
+        if decision.route is not None:
+            switch(message, decision.route.channel, decision.route.detail, decision.route.inputs)
+        elif "counterpart" in message.data:  # kept on its channel: the counterpart copy is not needed
+            message.data = {k: v for k, v in message.data.items() if k != "counterpart"}
         if decision.reason is not None:
             message.reason = decision.reason
         if decision.detail:
             message.data = {**message.data, "gate": decision.detail}
         if decision.action == "suppress":
             message.status = "suppressed"
+        elif decision.action == "fail":
+            message.status = "failed"
         elif decision.action == "defer":
             assert decision.at_us is not None
             message.status = "scheduled"
@@ -149,6 +169,7 @@ class Dispatcher:
         """A message for a real provider: its outbox row, for the delivery worker to send after the commit.
 
         It counts as sent for frequency caps from now (``sent_us``); its status says what the provider answered.
+        The decision already checked the address; one that still cannot be used fails here.
         """
         provider = self.providers[message.channel]
         assert isinstance(provider, LedgerBridge)

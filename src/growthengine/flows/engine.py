@@ -11,6 +11,7 @@ from typing import Any
 
 from growthengine.clock import Clock, to_us
 from growthengine.domain.events import Event
+from growthengine.domain.messages import Message
 from growthengine.domain.profiles import Profile
 from growthengine.flows.dispatch import Dispatcher, Outgoing
 from growthengine.flows.feedback import Feedback, apply_feedback
@@ -127,9 +128,8 @@ class FlowEngine:
         if missing:
             known = {**known, **tx.profiles.get_many(missing)}
         out = Outgoing()
-        for run in runs:
-            profile = known.get(run.user_id)
-            self.runner.advance(tx, run, flow, profile.traits if profile else {}, now_us, out)
+        self.runner.advance_many(tx, [(run, flow, known[run.user_id].traits if run.user_id in known else {})
+                                      for run in runs], now_us, out)
         self.runner.flush(tx, out, now_us)
         tx.runs.save_many(runs)
         return len(runs)
@@ -302,6 +302,7 @@ class FlowEngine:
         profiles = tx.profiles.get_many([r.user_id for r in runs.values()])
         out = Outgoing()
         moved = []
+        advancing: list[tuple[Run, Flow, dict[str, Any]]] = []
         for run in runs.values():
             if run.status != "active":
                 continue
@@ -310,8 +311,9 @@ class FlowEngine:
                 self.runner.finish(run, "exited", "flow version no longer known", now_us)
             else:
                 profile = profiles.get(run.user_id)
-                self.runner.advance(tx, run, flow, profile.traits if profile else {}, now_us, out)
+                advancing.append((run, flow, profile.traits if profile else {}))
             moved.append(run)
+        self.runner.advance_many(tx, advancing, now_us, out)
         self.runner.flush(tx, out, now_us)
         tx.runs.save_many(moved)
 
@@ -320,13 +322,14 @@ class FlowEngine:
         now_us = to_us(due)
         found = tx.messages.get_many([str(t.payload["m"]) for t in timers if "m" in t.payload])
         profiles = tx.profiles.get_many([m.user_id for m in found.values()])
+        held: list[tuple[Message, dict[str, Any], float]] = []
         for timer in timers:
             message = found.get(str(timer.payload.get("m")))
             if message is None or message.status != "scheduled":
                 continue
             profile = profiles.get(message.user_id)
-            self.dispatcher.dispatch(tx, message, profile.traits if profile else {}, now_us,
-                                     holdout_pct=float(timer.payload.get("h", 0.0)), release=True)
+            held.append((message, profile.traits if profile else {}, float(timer.payload.get("h", 0.0))))
+        self.dispatcher.release_many(tx, held, now_us)
 
     def on_broadcast_timers(self, tx: Tx, timers: list[Timer], due: dt.datetime) -> None:
         now_us = to_us(due)

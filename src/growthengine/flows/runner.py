@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from growthengine.clock import from_us, to_us
@@ -12,7 +13,7 @@ from growthengine.consent.unsubscribe import UnsubscribeLinks
 from growthengine.content.templates import RenderedMessage, RenderError, TemplateRegistry
 from growthengine.domain.messages import Message, message_id
 from growthengine.domain.traits import has_consent
-from growthengine.engagement.experiments import ExperimentBook, experiment_key
+from growthengine.engagement.experiments import experiment_key
 from growthengine.flows.actions import (
     ActionFailed,
     CouponSource,
@@ -23,7 +24,9 @@ from growthengine.flows.actions import (
 from growthengine.flows.context import message_context
 from growthengine.flows.dispatch import Dispatcher, Outgoing
 from growthengine.flows.model import Branch, BranchCondition, CouponAction, Flow, RecommendationAction, Send, Wait
+from growthengine.flows.pass_cache import PassCache, run_listing_id
 from growthengine.flows.paths import DONE, enter_branch, following, resolve
+from growthengine.flows.read_time import coupon_seen
 from growthengine.optimize.channel_scores import counterpart_key
 from growthengine.optimize.copy_variants import CopyChoice, CopyWriter
 from growthengine.optimize.personalization import build_context
@@ -40,7 +43,6 @@ RUN_TIMER = "flow"
 COUPON_ACTIVITY = "coupon"
 RECOMMENDATIONS_ACTIVITY = "recommendations"
 COPY_ACTIVITY = "copy"
-PERSONALIZATION_WINDOW_US = 90 * 86_400_000_000
 MAX_STEPS_PER_PASS = 200
 
 
@@ -57,14 +59,20 @@ class Runner:
         self.business_timezone = business_timezone
         self.links = links
         self.optimizer = optimizer
-        self.experiments = ExperimentBook()
         self.copywriter = copywriter
+        self.cache = PassCache(templates)
         self._renders: dict[tuple[str, str, str], RenderedMessage] = {}
-        self._listings: dict[str, dict[str, Any] | None] = {}
 
     def tz(self, traits: dict[str, Any]) -> str:
         tz = traits.get("timezone")
         return tz if isinstance(tz, str) and tz else self.business_timezone
+
+    def advance_many(self, tx: Tx, items: Sequence[tuple[Run, Flow, dict[str, Any]]], now_us: int,
+                     out: Outgoing) -> None:
+        """Advance a batch of runs: what their next steps read is read once for all of them first."""
+        self.cache.prefetch(tx, [(run, flow) for run, flow, _ in items], now_us)
+        for run, flow, traits in items:
+            self.advance(tx, run, flow, traits, now_us, out)
 
     def advance(self, tx: Tx, run: Run, flow: Flow, traits: dict[str, Any], now_us: int, out: Outgoing) -> None:
         """Take every step that is due now; stop at a wait that ends later (booking a timer) or at the end.
@@ -73,7 +81,7 @@ class Runner:
         """
         start_after = run.context.get("start_after_us")
         if isinstance(start_after, int) and now_us < start_after:
-            tx.timers.schedule(RUN_TIMER, f"run:{run.id}", start_after, {"r": run.id, "u": run.user_id})
+            out.timers.append((RUN_TIMER, f"run:{run.id}", start_after, {"r": run.id, "u": run.user_id}))
             return
         for _ in range(MAX_STEPS_PER_PASS):
             if run.status != "active":
@@ -89,7 +97,7 @@ class Runner:
                 run.cursor = following(flow.steps, here)
                 if wake > now_us:
                     run.updated_us = now_us
-                    tx.timers.schedule(RUN_TIMER, f"run:{run.id}", wake, {"r": run.id, "u": run.user_id})
+                    out.timers.append((RUN_TIMER, f"run:{run.id}", wake, {"r": run.id, "u": run.user_id}))
                     return
                 continue
             if isinstance(body, Send):
@@ -137,12 +145,7 @@ class Runner:
     def flush(self, tx: Tx, out: Outgoing, now_us: int) -> None:
         self.dispatcher.flush(tx, out, now_us)
         self._renders.clear()
-        self._listings.clear()
-
-    def _listing(self, tx: Tx, entity: str) -> dict[str, Any] | None:
-        if entity not in self._listings:
-            self._listings[entity] = tx.listings.get(entity)
-        return self._listings[entity]
+        self.cache.clear()
 
     def _render(self, key: str, language: Any, context: dict[str, Any], variant: str | None = None
                 ) -> RenderedMessage:
@@ -161,11 +164,14 @@ class Runner:
         """Decide the step's message into ``out``; ``False`` while the run waits for its generated copy."""
         mid = message_id(flow.key, run.user_id, run.entity, run.id, step)
         # the run's entity, else the listing its trigger event was about (a flow with one run per user)
-        listing_id = run.entity or str((run.context.get("trigger") or {}).get("listing_id") or "")
-        listing = self._listing(tx, listing_id) if listing_id else None
+        listing_id = run_listing_id(run)
+        listing = self.cache.listing(tx, listing_id) if listing_id else None
         tz = self.tz(traits)
         context = message_context(run, traits, listing, now_us, site_url=self.site_url, timezone=tz)
         context["user_context"] = run.context.get("user_context", [])
+        coupon = run.context.get("coupon")
+        if isinstance(coupon, dict) and "coupon_seen" in self.templates.variables(send.template):
+            context["coupon_seen"] = coupon_seen(tx.messages.for_run(run.id), str(coupon["code"]), exclude=mid)
         unsubscribe_url = None
         if self.links is not None and send.kind == "marketing":
             unsubscribe_url = self.links.url(run.user_id, send.channel, mid)
@@ -181,15 +187,14 @@ class Runner:
         variant = None
         if send.variants:
             key = experiment_key(flow.key, step)
-            assignment = self.experiments.assign(tx, key, send.variants, send.experiment_mode, run.user_id,
-                                                 send.experiment_options)
+            assignment = self.cache.assign(tx, key, send.variants, send.experiment_mode, run.user_id,
+                                           send.experiment_options)
             variant = assignment.variant
             extra["experiment"] = {"key": key, "variant": variant, "variants": list(send.variants),
                                    "mode": send.experiment_mode, "reason": assignment.reason,
                                    **({"options": dict(send.experiment_options)} if send.experiment_options else {})}
         elif len(self.templates.get(send.template).variants) > 1:
-            personal = build_context(tx.events.for_user(run.user_id, since_us=now_us - PERSONALIZATION_WINDOW_US),
-                                     now=from_us(now_us))
+            personal = build_context(self.cache.recent_events(tx, run.user_id, now_us), now=from_us(now_us))
             context["user_context"] = list(personal.tags)
             extra["user_context"] = {"tags": list(personal.tags),
                                      "reasons": [r.reason for r in personal.reasons]}
@@ -203,7 +208,6 @@ class Runner:
                               data={"error": str(exc)})
             tx.messages.add([message])
             return True
-        coupon = run.context.get("coupon")
         if send.kind == "marketing" and send.channel == "email" and has_consent(traits, "push") \
                 and traits.get("push_token"):
             counterpart = self._counterpart(send.template, traits.get("language"), context)
@@ -234,14 +238,9 @@ class Runner:
                   "entity": run.entity, "version": flow.version, **extra,
                   **({"unsubscribe_url": unsubscribe_url} if unsubscribe_url else {})},
         )
-        if send.best_within_us and self.optimizer is not None:
-            choice = self.optimizer.send_time(tx, run.user_id, traits, send.channel, from_us(now_us),
-                                              dt.timedelta(microseconds=send.best_within_us))
-            message.data["send_time"] = {"source": choice.source, "reason": choice.reason, "detail": choice.detail}
-            if to_us(choice.send_at) > now_us:
-                message.scheduled_us = to_us(choice.send_at)
-                message.reason = "send_time"
-        out.add(message, traits, flow.holdout_pct)
+        # The best send time within the step's span is part of the one send decision (at the flush).
+        best_within = (send.best_within_us or 0) if self.optimizer is not None else 0
+        out.add(message, traits, flow.holdout_pct, best_within_us=best_within)
         return True
 
     def _counterpart(self, template: str, language: Any, context: dict[str, Any]) -> dict[str, Any] | None:

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from growthengine.storage.dialects import insert_for
 from growthengine.storage.event_log import marker
-from growthengine.storage.flow_schema import favorites
+from growthengine.storage.flow_schema import favorites, listings
 
 # Read and written for every listing event and every message about a listing: plain SQL for the driver, as in
 # the event log (the same on both databases but for the parameter marker), from constant names (``noqa: S608``).
@@ -64,3 +64,14 @@ class ListingStore:
     def get(self, listing_id: str) -> dict[str, Any] | None:
         row = self._conn.exec_driver_sql(self._select_sql, (listing_id,)).first()
         return dict(zip(_COLUMNS, row, strict=True)) if row else None
+
+    def get_many(self, listing_ids: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+        """Many listings at once (a listing not stored maps to None): one query per 500."""
+        ids = list(dict.fromkeys(listing_ids))
+        found: dict[str, dict[str, Any] | None] = dict.fromkeys(ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            query = sa.select(*(listings.c[c] for c in _COLUMNS)).where(listings.c.listing_id.in_(chunk))
+            for row in self._conn.execute(query):
+                found[row[0]] = dict(zip(_COLUMNS, row, strict=True))
+        return found

@@ -12,10 +12,11 @@ from typing import Any
 from growthengine.channels.base import Delivery as LedgerDelivery
 from growthengine.channels.providers.base import Kind, OutboundMessage, Provider, Urgency
 from growthengine.domain.messages import Message
+from growthengine.gate.history import PROVIDER_ADDRESS_TRAIT
 from growthengine.storage.unit_of_work import Tx
 
-# Where each channel's address lives in the profile traits (CONTRACT.md 3.1).
-ADDRESS_TRAIT = {"push": "push_token", "email": "email", "sms": "phone", "ads": "email"}
+# Where each channel's address lives in the profile traits (CONTRACT.md 3.1): one table, the send decision's.
+ADDRESS_TRAIT = PROVIDER_ADDRESS_TRAIT
 
 
 class MissingAddress(ValueError):
