@@ -98,6 +98,8 @@ def config_watcher(engine: Engine) -> Callable[[], None]:
         if mtime != seen[0]:
             seen[0] = mtime
             engine.reload_config()
+        else:
+            engine.follow_config_soon(apply=True)  # the config stored over the API (by any process)
 
     return look
 

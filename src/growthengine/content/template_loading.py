@@ -134,6 +134,23 @@ def parse_templates(text: str, *, file: str) -> tuple[dict[str, TemplateSource],
     return sources, partials
 
 
+def read_template_block(block: Any, *, file: str, lines: dict[Path, int],
+                        base: Path = ("templates",)) -> tuple[dict[str, TemplateSource | None], list[ConfigIssue]]:
+    """The ``templates:`` block of a config file (or one stored template): every problem, by path. A ``null``
+    item removes the template of that key (``None`` in the answer)."""
+    reader = _Reader(file, lines)
+    sources: dict[str, TemplateSource | None] = {}
+    raw_templates = reader.mapping(block, base) or {}
+    for key, raw in raw_templates.items():
+        if raw is None:
+            sources[str(key)] = None
+            continue
+        source = _template(reader, str(key), raw, (*base, key))
+        if source is not None:
+            sources[str(key)] = source
+    return sources, reader.issues
+
+
 def _template(reader: _Reader, key: str, raw: Any, path: Path) -> TemplateSource | None:
     body = reader.mapping(raw, path)
     if body is None:
