@@ -12,7 +12,7 @@ from growthengine.channels.delivery import DeliveryWorker
 from growthengine.clock import Clock, ManualClock, from_us, to_us
 from growthengine.config.errors import ConfigError
 from growthengine.config.loader import EngineConfig
-from growthengine.config.versions import load_and_import
+from growthengine.config.versions import Change, load_and_import, load_merged, record
 from growthengine.domain.messages import Message
 from growthengine.engagement.experiments import ExperimentBook, configured_experiments
 from growthengine.flows import feedback
@@ -26,7 +26,7 @@ from growthengine.scheduler.runner import Scheduler
 from growthengine.segments.engine import SegmentEngine
 from growthengine.segments.rebuild import Progress, RebuildResult, rebuild
 from growthengine.settings import Settings
-from growthengine.storage.config_store import ConfigStore
+from growthengine.storage.config_store import ConfigKind, ConfigStore, ConfigVersion
 from growthengine.storage.unit_of_work import Store
 from growthengine.timefmt import format_instant
 
@@ -298,6 +298,24 @@ class Engine:
             self.backfill_changed_segments()
             with self.store.transaction() as tx:
                 self.flows.start(tx)
+
+    def change_config(self, kind: ConfigKind, key: str, body: Any | None, changed_by: str) -> ConfigVersion:
+        """Store a new version of one segment, flow or template (``body`` ``None``: delete it), validated with
+        the whole merged config as the config file is; raises :class:`ConfigError` listing every problem."""
+        change: Change = (kind, key, body)
+        with self.store.transaction() as tx:
+            config = load_merged(tx.conn, self.settings.config_file, changes=[change])
+            record(tx.conn, [change], changed_by=changed_by, now_us=to_us(self.clock.now()))
+            configs = ConfigStore(tx.conn)
+            stamp, version = configs.stamp(), configs.latest(kind, key)
+        assert version is not None
+        self.use_config(config, stamp, apply=self.manual)
+        return version
+
+    def config_history(self, *, kind: ConfigKind | None = None, key: str | None = None,
+                       before_id: int | None = None, limit: int = 100) -> list[ConfigVersion]:
+        with self.store.read() as tx:
+            return ConfigStore(tx.conn).history(kind=kind, key=key, before_id=before_id, limit=limit)
 
     def follow_config(self, *, apply: bool = True) -> bool:
         """Reload when the stored config changed (another process, or this one, stored a version)."""

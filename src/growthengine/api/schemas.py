@@ -123,3 +123,42 @@ class MessagesPage(BaseModel):
 
 class InboxView(BaseModel):
     messages: list[MessageView]
+
+
+class ConfigChange(BaseModel):
+    """One stored version of a segment, flow or template (CONTRACT.md 11)."""
+
+    id: int
+    kind: str = Field(description="segment, flow or template")
+    key: str
+    version: int
+    action: str = Field(description="create, update or delete")
+    changedBy: str = Field(description="the name of the key that made it (config file: imported from the file)")
+    changedAt: str = Field(description="business time")
+    before: Any = Field(description="the item before, in its YAML shape (null when new)")
+    after: Any = Field(description="the item after (null when deleted)")
+
+
+class ConfigHistory(BaseModel):
+    changes: list[ConfigChange]
+    next: int | None = Field(description="pass as before= for the next (older) page")
+
+
+class FlowStepView(BaseModel):
+    name: str
+    does: str
+    waiting: int = Field(description="runs waiting at this step")
+
+
+class FlowView(BaseModel):
+    key: str
+    name: str
+    description: str
+    version: str
+    trigger: str
+    steps: list[FlowStepView]
+    runs: dict[str, int] = Field(description="runs by status (active, completed, exited)")
+
+
+class FlowList(BaseModel):
+    flows: list[FlowView]
