@@ -136,7 +136,7 @@ def worker(db: DbOption = None, config: ConfigOption = None) -> None:
 
 
 def _register() -> None:
-    from growthengine.cli import bench, bench_pipeline, check_config, db, flows, keys, segments
+    from growthengine.cli import bench, bench_pipeline, check_config, config_export, db, flows, keys, segments
 
     del bench_pipeline  # registers ``growth bench pipeline`` on the bench group
 
@@ -146,6 +146,7 @@ def _register() -> None:
     app.command("check-config")(check_config.check_config)
     app.add_typer(keys.app, name="keys")
     app.add_typer(db.app, name="db")
+    app.add_typer(config_export.app, name="config")
 
 
 _register()

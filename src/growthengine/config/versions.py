@@ -117,7 +117,7 @@ def export_document(config: EngineConfig) -> dict[str, Any]:
         templates.update(block)
     known = set(config.templates.keys()) if config.templates is not None else set(templates)
     document["templates"] = {k: v for k, v in templates.items() if v is not None and k in known}
-    return orjson.loads(_canonical(document))  # type: ignore[no-any-return]
+    return orjson.loads(orjson.dumps(document))  # type: ignore[no-any-return]
 
 
 def export_yaml(config: EngineConfig) -> str:
