@@ -162,3 +162,21 @@ class FlowView(BaseModel):
 
 class FlowList(BaseModel):
     flows: list[FlowView]
+
+
+class TemplatePreview(BaseModel):
+    template: str
+    channel: str
+    language: str = Field(description="th or en: the copy the user gets")
+    body: str
+    title: str | None = None
+    subject: str | None = None
+    html: str | None = None
+    imageUrl: str | None = None
+    variant: str | None = None
+
+
+class TestMessageResult(BaseModel):
+    sent: bool
+    reason: str | None = Field(description="why it was not sent (consent, frequency_cap, no_address, ...)")
+    message: MessageView
