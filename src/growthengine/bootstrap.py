@@ -11,7 +11,7 @@ from growthengine.channels.providers.bridge import LedgerBridge
 from growthengine.channels.registry import build_providers
 from growthengine.clock import Clock, ManualClock, RealClock, to_us
 from growthengine.config.loader import EngineConfig, load_flow_version
-from growthengine.config.versions import load_and_import
+from growthengine.config.versions import load_and_import_once
 from growthengine.consent.audit import ConsentAudit
 from growthengine.consent.unsubscribe import UnsubscribeLinks
 from growthengine.content.coupon_client import HttpCouponEngine
@@ -79,10 +79,10 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
     """
     clock = clock or build_clock(settings)
     store = store or Store.open(settings.db_url)
-    with store.transaction() as tx:  # the merged config: defaults, the file (imported when it changed), the stored
-        if config is None:
-            config, stamp = load_and_import(tx.conn, settings.config_file, to_us(clock.now()))
-        else:
+    if config is None:  # the merged config: defaults, the file (imported when it changed), the stored versions
+        config, stamp = load_and_import_once(store, settings.config_file, to_us(clock.now()))
+    else:
+        with store.read() as tx:
             stamp = ConfigStore(tx.conn).stamp()
     known_segments = set(config.segments)
     ownership = ownership or SoleOwner()

@@ -8,11 +8,13 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
+
 from growthengine.channels.delivery import DeliveryWorker
 from growthengine.clock import Clock, ManualClock, from_us, to_us
 from growthengine.config.errors import ConfigError
 from growthengine.config.loader import EngineConfig
-from growthengine.config.versions import Change, load_and_import, load_merged, record
+from growthengine.config.versions import Change, load_and_import_once, load_merged, record
 from growthengine.domain.messages import Message
 from growthengine.engagement.experiments import ExperimentBook, configured_experiments
 from growthengine.flows import feedback
@@ -31,6 +33,10 @@ from growthengine.storage.unit_of_work import Store
 from growthengine.timefmt import format_instant
 
 log = logging.getLogger(__name__)
+
+
+class ConfigConflict(RuntimeError):
+    """Two changes to one item at the same moment: the later one is refused (409)."""
 
 
 class ClockNotManual(RuntimeError):
@@ -276,8 +282,7 @@ class Engine:
         config with errors is refused and the engine keeps its last good one. ``apply`` also back-fills changed
         segments and records the flows' versions (a worker's part; the API process only follows)."""
         try:
-            with self.store.transaction() as tx:
-                config, stamp = load_and_import(tx.conn, self.settings.config_file, to_us(self.clock.now()))
+            config, stamp = load_and_import_once(self.store, self.settings.config_file, to_us(self.clock.now()))
         except ConfigError as exc:
             log.error("config refused, keeping the last good one:\n%s", exc)
             return exc
@@ -303,11 +308,15 @@ class Engine:
         """Store a new version of one segment, flow or template (``body`` ``None``: delete it), validated with
         the whole merged config as the config file is; raises :class:`ConfigError` listing every problem."""
         change: Change = (kind, key, body)
-        with self.store.transaction() as tx:
-            config = load_merged(tx.conn, self.settings.config_file, changes=[change])
-            record(tx.conn, [change], changed_by=changed_by, now_us=to_us(self.clock.now()))
-            configs = ConfigStore(tx.conn)
-            stamp, version = configs.stamp(), configs.latest(kind, key)
+        try:
+            with self.store.transaction() as tx:
+                config = load_merged(tx.conn, self.settings.config_file, changes=[change])
+                record(tx.conn, [change], changed_by=changed_by, now_us=to_us(self.clock.now()))
+                configs = ConfigStore(tx.conn)
+                stamp, version = configs.stamp(), configs.latest(kind, key)
+        except sa.exc.IntegrityError:
+            raise ConfigConflict(f"{kind} {key!r} was changed by another request at the same moment; "
+                                 "read it again and retry") from None
         assert version is not None
         self.use_config(config, stamp, apply=self.manual)
         return version

@@ -16,7 +16,7 @@ from growthengine.api.schemas import ERROR_RESPONSES, ConfigChange, ConfigHistor
 from growthengine.api.wire_schemas import body_doc
 from growthengine.config.errors import ConfigError
 from growthengine.config.versions import history_view, item
-from growthengine.engine import Engine
+from growthengine.engine import ConfigConflict, Engine
 from growthengine.flows.describe import describe_step, describe_trigger
 from growthengine.storage.config_store import ConfigKind
 
@@ -59,6 +59,8 @@ async def _put(request: Request, engine: Engine, kind: ConfigKind, key: str) -> 
         version = engine.change_config(kind, key, body, changed_by(request))
     except ConfigError as exc:
         raise _refused(exc) from None
+    except ConfigConflict as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
     return history_view(version)
 
 
@@ -68,6 +70,8 @@ def _delete(request: Request, engine: Engine, kind: ConfigKind, key: str) -> dic
         version = engine.change_config(kind, key, None, changed_by(request))
     except ConfigError as exc:
         raise _refused(exc) from None
+    except ConfigConflict as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
     return history_view(version)
 
 

@@ -14,6 +14,7 @@ import yaml
 from growthengine.config.loader import EngineConfig, load_config, read_document
 from growthengine.content.templates import TemplateRegistry
 from growthengine.storage.config_store import CONFIG_KINDS, ConfigKind, ConfigStore, ConfigVersion
+from growthengine.storage.unit_of_work import Store
 
 SECTIONS: dict[ConfigKind, str] = {"segment": "segments", "flow": "flows", "template": "templates"}
 FILE_AUTHOR = "config file"
@@ -84,6 +85,20 @@ def load_and_import(conn: sa.Connection, config_file: Path | None, now_us: int, 
     config = load_merged(conn, config_file, templates=templates, changes=changes)
     record(conn, changes, changed_by=FILE_AUTHOR, now_us=now_us)
     return config, ConfigStore(conn).stamp()
+
+
+def load_and_import_once(store: Store, config_file: Path | None, now_us: int, *,
+                         templates: TemplateRegistry | None = None) -> tuple[EngineConfig, int]:
+    """:func:`load_and_import` in its own transaction; when another process imported the same change at the same
+    moment (the version numbers collide), its import is read and kept."""
+    for attempt in range(3):
+        try:
+            with store.transaction() as tx:
+                return load_and_import(tx.conn, config_file, now_us, templates=templates)
+        except sa.exc.IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def item(config: EngineConfig, kind: ConfigKind, key: str) -> Any | None:
