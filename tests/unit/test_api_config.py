@@ -107,3 +107,37 @@ async def test_store_on_both_databases(any_engine: Engine, clock: ManualClock) -
         assert store.stamp() > first.id
         assert [v.version for v in store.history(kind="segment")] == [2, 1]
         assert store.last_by("segment", "a", "k") is not None and store.last_by("segment", "a", "z") is None
+
+
+async def test_segment_preview_on_stored_history_saves_nothing(engine: Engine) -> None:
+    for n, amount in enumerate((50, 500, 5000)):
+        engine.ingest([{"type": "track", "userId": f"u{n}", "event": "purchase",
+                        "properties": {"order_id": f"O{n}", "amount": amount, "listing_ids": ["L"]}}])
+    async with api_client(engine) as client:
+        draft = {**BIG_SPENDERS, "sum": {"of": "amount", "gt": 100}}
+        preview = (await client.post("/v1/config/segments/big_spenders/preview", json=draft, headers=ADMIN)).json()
+        assert (preview["size"], preview["exact"], preview["sampled"], preview["users"]) == (2, True, 3, 3), preview
+        assert [m["userId"] for m in preview["sample"]] == ["u1", "u2"]
+        assert preview["sample"][0]["reason"] == "sum(purchase.amount, lifetime) = 500 > 100"
+        saved = (await client.post("/v1/config/segments/high_ltv/preview", json={}, headers=ADMIN)).json()
+        assert saved["size"] == 0 and saved["sample"] == []
+        assert_error(await client.post("/v1/config/segments/big_spenders/preview", json={}, headers=ADMIN), 404)
+        bad = assert_error(await client.post("/v1/config/segments/big_spenders/preview",
+                                             json={**draft, "refresh": "never"}, headers=ADMIN), 422)
+        assert bad["details"][0]["path"] == "segments.big_spenders.refresh"
+        assert (await client.get("/v1/config/history", headers=ADMIN)).json()["changes"] == []
+        assert_error(await client.get("/v1/config/segments/big_spenders", headers=ADMIN), 404)
+
+
+def test_segment_preview_on_a_sample_scales_its_size(engine: Engine, clock: ManualClock) -> None:
+    from growthengine.clock import to_us
+    from growthengine.segments.draft_preview import preview_segment
+
+    engine.ingest([{"type": "track", "userId": f"u{n}", "event": "purchase",
+                    "properties": {"order_id": f"O{n}", "amount": 6000 if n % 2 else 10, "listing_ids": ["L"]}}
+                   for n in range(10)])
+    with engine.store.read() as tx:
+        preview = preview_segment(engine.segments.segments, "high_ltv", tx, clock, to_us(clock.now()),
+                                  "Asia/Bangkok", sample_users=4, shown=1)
+    assert (preview.exact, preview.sampled, preview.users, preview.size) == (False, 4, 10, 5)
+    assert preview.sample == [{"userId": "u1", "reason": "sum(purchase.amount, lifetime) = 6000 > 5000"}]

@@ -12,12 +12,14 @@ from growthengine.api.auth import KeyGuard
 from growthengine.api.body import read_json
 from growthengine.api.deps import client_address, get_engine, require_admin
 from growthengine.api.errors import ApiError
-from growthengine.api.schemas import ERROR_RESPONSES, ConfigChange, ConfigHistory, FlowList
+from growthengine.api.schemas import ERROR_RESPONSES, ConfigChange, ConfigHistory, FlowList, SegmentPreviewView
 from growthengine.api.wire_schemas import body_doc
+from growthengine.clock import to_us
 from growthengine.config.errors import ConfigError
-from growthengine.config.versions import history_view, item
+from growthengine.config.versions import history_view, item, load_merged
 from growthengine.engine import ConfigConflict, Engine
 from growthengine.flows.describe import describe_step, describe_trigger
+from growthengine.segments.draft_preview import preview_segment
 from growthengine.storage.config_store import ConfigKind
 
 router = APIRouter(prefix="/v1", tags=["config"], dependencies=[Depends(require_admin)])
@@ -131,3 +133,32 @@ async def list_flows(engine: Engine = Depends(get_engine)) -> dict[str, Any]:
         flows.append({"key": key, "name": flow.name, "description": flow.description, "version": flow.version,
                       "trigger": describe_trigger(flow), "steps": steps, "runs": dict(runs)})
     return {"flows": flows}
+
+
+@router.post("/config/segments/{key}/preview", response_model=SegmentPreviewView, responses=ERROR_RESPONSES,
+             openapi_extra=body_doc({"type": "object", "description": "a draft of the segment in its YAML shape, "
+                                     "or {} for the saved one"}))
+async def preview_segment_route(request: Request, key: str = _key("the segment's key"),
+                                engine: Engine = Depends(get_engine)) -> dict[str, Any]:
+    """The draft (or saved) segment evaluated on stored history, saving nothing: its size and a sample of members
+    with the reason each is in. Exact on small stores; on larger ones on the first users (``sampled`` of
+    ``users``), the size scaled to all; within about 2 s."""
+    body = await read_json(request, max_bytes=MAX_ITEM_BYTES)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_request", "the body must be a JSON object: a draft segment, or {}")
+    if body:
+        try:
+            with engine.store.read() as tx:
+                config = load_merged(tx.conn, engine.settings.config_file, changes=[("segment", key, body)])
+        except ConfigError as exc:
+            raise _refused(exc) from None
+        segments = config.segments
+    else:
+        segments = engine.segments.segments
+        if key not in segments:
+            raise ApiError(404, "not_found", f"no segment {key!r}")
+    with engine.store.read() as tx:
+        preview = preview_segment(segments, key, tx, engine.clock, to_us(engine.clock.now()),
+                                  engine.settings.business_timezone)
+    return {"size": preview.size, "sample": preview.sample, "exact": preview.exact, "sampled": preview.sampled,
+            "users": preview.users}

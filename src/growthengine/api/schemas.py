@@ -180,3 +180,16 @@ class TestMessageResult(BaseModel):
     sent: bool
     reason: str | None = Field(description="why it was not sent (consent, frequency_cap, no_address, ...)")
     message: MessageView
+
+
+class PreviewMember(BaseModel):
+    userId: str
+    reason: str
+
+
+class SegmentPreviewView(BaseModel):
+    size: int = Field(description="members now (scaled from the sample when not exact)")
+    sample: list[PreviewMember]
+    exact: bool = Field(description="every user was evaluated")
+    sampled: int = Field(description="users evaluated")
+    users: int = Field(description="users stored")
