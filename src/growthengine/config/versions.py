@@ -4,6 +4,7 @@ Every process loads it the same way, and reloads when the stored config's stamp 
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,9 @@ def item(config: EngineConfig, kind: ConfigKind, key: str) -> Any | None:
     return orjson.loads(_canonical(value)) if value is not None else None
 
 
+@functools.lru_cache(maxsize=1)
 def _shipped_templates() -> dict[str, Any]:
+    """The shipped templates in their YAML shape (read once; callers copy before changing)."""
     from importlib import resources
 
     text = resources.files("growthengine.content").joinpath("templates.yaml").read_text(encoding="utf-8")
