@@ -141,3 +141,29 @@ def test_segment_preview_on_a_sample_scales_its_size(engine: Engine, clock: Manu
                                   "Asia/Bangkok", sample_users=4, shown=1)
     assert (preview.exact, preview.sampled, preview.users, preview.size) == (False, 4, 10, 5)
     assert preview.sample == [{"userId": "u1", "reason": "sum(purchase.amount, lifetime) = 6000 > 5000"}]
+
+
+ODD_BODIES = [
+    ("flows", {"trigger": {"segment_entered": {}}, "steps": [{}]}),
+    ("flows", {"trigger": {"segment_entered": []}, "steps": [{"send": {"channel": {}, "template": []}}]}),
+    ("flows", {"trigger": {"event": {}}, "steps": [{"send": {"channel": "push", "template": {}}}]}),
+    ("flows", {"trigger": {"schedule": []}, "steps": [{"wait": {"for": {}}}]}),
+    ("segments", {"event": {}, "count": []}),
+    ("segments", {"segment": {}}),
+    ("segments", {"trait": {}, "eq": {}}),
+    ("segments", {"pattern": []}),
+    ("templates", {"channel": {}, "th": []}),
+    ("templates", {"channel": "push", "th": {"title": "{{", "body": "x"}}),
+    ("templates", {"channel": "push", "variants": {"a": {"when": [{}], "th": {"title": "a", "body": "b"}}}}),
+]
+
+
+async def test_values_of_unexpected_types_are_refused_with_422_never_5xx(engine: Engine) -> None:
+    async with api_client(engine) as client:
+        for section, body in ODD_BODIES:
+            error = assert_error(await client.put(f"/v1/config/{section}/odd", json=body, headers=ADMIN), 422)
+            assert all(d["path"].startswith(f"{section}.odd") for d in error["details"]), (body, error)
+        both = {"channel": "push", "th": {"title": "a", "body": "b"}, "defaults": [], "optional": {}}
+        error = assert_error(await client.put("/v1/config/templates/odd", json=both, headers=ADMIN), 422)
+        assert [d["path"] for d in error["details"]] == ["templates.odd.defaults", "templates.odd.optional"]
+        assert (await client.get("/v1/config/history", headers=ADMIN)).json()["changes"] == []

@@ -12,7 +12,8 @@ import orjson
 import sqlalchemy as sa
 import yaml
 
-from growthengine.config.loader import EngineConfig, load_config, read_document
+from growthengine.config.errors import ConfigError, ConfigIssue
+from growthengine.config.loader import STORED, EngineConfig, load_config, read_document
 from growthengine.content.templates import TemplateRegistry
 from growthengine.storage.config_store import CONFIG_KINDS, ConfigKind, ConfigStore, ConfigVersion
 from growthengine.storage.unit_of_work import Store
@@ -75,7 +76,16 @@ def load_merged(conn: sa.Connection, config_file: Path | None, *, templates: Tem
     overrides = stored_overrides(conn)
     for kind, key, body in changes or []:
         overrides.setdefault(SECTIONS[kind], {})[key] = body
-    return load_config(config_file, templates=templates, overrides=overrides)
+    try:
+        return load_config(config_file, templates=templates, overrides=overrides)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+        # The loaders read YAML shapes; a value of a type they do not expect where they do not look for one (a
+        # mapping where a key belongs) is still the change's problem, never the engine's.
+        where = ", ".join(f"{SECTIONS[kind]}.{key}" for kind, key, _ in changes or []) or "(config)"
+        raise ConfigError([ConfigIssue(STORED, where, f"a value has a type that does not fit there ({exc})")]) \
+            from None
 
 
 def load_and_import(conn: sa.Connection, config_file: Path | None, now_us: int, *,

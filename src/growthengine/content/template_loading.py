@@ -89,10 +89,10 @@ class _Reader:
         self.issues: list[ConfigIssue] = []
 
     def fail(self, path: Path, message: str) -> None:
-        line = self.lines.get(path)
-        while line is None and path:
-            path = path[:-1]
-            line = self.lines.get(path)
+        line, near = self.lines.get(path), path
+        while line is None and near:  # the nearest line that holds the path (none for a JSON body)
+            near = near[:-1]
+            line = self.lines.get(near)
         self.issues.append(ConfigIssue(self.file, format_path(path) or "(top)", message, line))
 
     def mapping(self, value: Any, path: Path) -> dict[str, Any] | None:
