@@ -60,6 +60,10 @@ async def test_a_flow_made_over_the_api_sends_its_new_template_and_every_process
             assert (sent["en_fan"]["title"], sent["en_fan"]["body"]) == ("Cameras for you", "Hello camera fan 📷")
             assert sent["th_fan"]["title"] == "กล้องรอคุณอยู่" and sent["th_fan"]["status"] == "sent"
 
+            flows = {f["key"]: f for f in (await client.get("/v1/flows", headers=ADMIN)).json()["flows"]}
+            assert flows["camera_fans_welcome"]["steps"][0]["messages"] == {"sent": 2}
+            assert flows["camera_fans_welcome"]["runs"] == {"completed": 2}
+
             history = (await client.get("/v1/config/history", headers=ADMIN)).json()["changes"]
             assert [(c["kind"], c["key"], c["changedBy"]) for c in history] == [
                 ("flow", "camera_fans_welcome", "env:admin"), ("template", "camera_fan_push", "env:admin"),

@@ -46,7 +46,7 @@ async def test_put_get_delete_and_history(engine: Engine) -> None:
         flows = {f["key"]: f for f in (await client.get("/v1/flows", headers=ADMIN)).json()["flows"]}
         assert flows["big_thanks"]["trigger"] == "enters big_spenders"
         assert flows["big_thanks"]["steps"] == [{"name": "thanks", "does": "marketing sms: welcome_sms",
-                                                  "waiting": 0}]
+                                                  "waiting": 0, "messages": {}}]
         assert "cart_abandonment" in flows
 
         # A template a flow sends cannot go; the flow can, then the template.

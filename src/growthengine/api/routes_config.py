@@ -118,7 +118,8 @@ async def config_history(
 
 @router.get("/flows", response_model=FlowList, responses=ERROR_RESPONSES)
 async def list_flows(engine: Engine = Depends(get_engine)) -> dict[str, Any]:
-    """Every enabled flow: its trigger, its steps with the runs waiting at each, and its runs by status."""
+    """Every enabled flow: its trigger, its steps with the runs waiting at each and their messages by status
+    (sent, suppressed with the reason in /v1/messages, ...), and its runs by status."""
     flows = []
     for key, flow in engine.flows.flows.items():
         counts = engine.flow_counts(key)
@@ -128,8 +129,13 @@ async def list_flows(engine: Engine = Depends(get_engine)) -> dict[str, Any]:
             runs[status] += n
             if status == "active":
                 waiting[cursor.split(".")[0]] += n
-        steps = [{"name": step.name, "does": describe_step(step), "waiting": waiting.get(str(index), 0)}
-                 for index, step in enumerate(flow.steps)]
+        with engine.store.read() as tx:
+            sent = tx.messages.step_counts(key)
+        by_step: dict[str, dict[str, int]] = {}
+        for (step_name, status), n in sent.items():
+            by_step.setdefault(step_name, {})[status] = n
+        steps = [{"name": step.name, "does": describe_step(step), "waiting": waiting.get(str(index), 0),
+                  "messages": by_step.get(step.name, {})} for index, step in enumerate(flow.steps)]
         flows.append({"key": key, "name": flow.name, "description": flow.description, "version": flow.version,
                       "trigger": describe_trigger(flow), "steps": steps, "runs": dict(runs)})
     return {"flows": flows}

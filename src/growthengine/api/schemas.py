@@ -148,6 +148,7 @@ class FlowStepView(BaseModel):
     name: str
     does: str
     waiting: int = Field(description="runs waiting at this step")
+    messages: dict[str, int] = Field(description="this step's messages by status (sent, suppressed, scheduled, ...)")
 
 
 class FlowView(BaseModel):
