@@ -126,3 +126,31 @@ def test_a_config_files_templates_are_honoured_and_imported_as_base_versions(tmp
         assert latest.version == 2 and latest.body["en"] == {"body": "Hi"} and latest.before["en"] == {"body": "Hello"}
     finally:
         engine.close()
+
+
+async def test_runs_in_flight_keep_the_flow_version_they_started_with(tmp_path: Path, clock: ManualClock) -> None:
+    engine = _engine(f"sqlite:///{tmp_path / 'g.db'}", clock, tmp_path)
+    two_steps = {"name": "Drip", "trigger": {"segment_entered": "camera_fans"},
+                 "steps": [{"wait": {"for": "1d"}},
+                           {"name": "later", "send": {"channel": "push", "kind": "marketing",
+                                                      "template": "camera_fan_push"}}]}
+    try:
+        async with api_client(engine) as client:
+            for path, body in (("segments/camera_fans", SEGMENT), ("templates/camera_fan_push", TEMPLATE),
+                               ("flows/drip", two_steps)):
+                assert (await client.put(f"/v1/config/{path}", json=body, headers=ADMIN)).status_code == 200
+            story = Story(engine, clock)
+            for user in ("early", "late"):
+                story.identify(user, push_token="t", language="en", consent={"push": True})
+            for listing in ("L1", "L2"):
+                story.track("early", "item_viewed", listing_id=listing, category="cameras")
+            edited = {**two_steps, "steps": [two_steps["steps"][0], {"name": "later", "send": {
+                "channel": "push", "kind": "marketing", "template": "window_shopper_first_buy_push"}}]}
+            assert (await client.put("/v1/config/flows/drip", json=edited, headers=ADMIN)).status_code == 200
+            for listing in ("L1", "L2"):
+                story.track("late", "item_viewed", listing_id=listing, category="cameras")
+            await client.post("/v1/clock/advance", json={"by": "P1DT1H"}, headers=ADMIN)
+            titles = {m["userId"]: m["title"] for m in messages(engine, flow="drip")}
+            assert titles == {"early": "Cameras for you", "late": "Found something you like? 👀"}
+    finally:
+        engine.close()
