@@ -32,6 +32,7 @@ from growthengine.flows.actions import (
 )
 from growthengine.flows.activities import ActivityExecutor
 from growthengine.flows.audience_sync import AudienceSync
+from growthengine.flows.broadcasts import BROADCAST_COMMAND, BroadcastSender
 from growthengine.flows.dispatch import MESSAGE_TIMER, Dispatcher
 from growthengine.flows.engine import BROADCAST_TIMER, ENROLL_COMMAND, FlowEngine
 from growthengine.flows.feedback import FEEDBACK_COMMAND
@@ -99,7 +100,9 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
     stages = [
         Stage("segments", segments, {MERGE_COMMAND: segments.on_merge_commands}),  # -> flows, ads audiences
         Stage("flows", flows, {ENROLL_COMMAND: flows.on_enroll_commands,  # triggers, exits, feedback, listings
-                               FEEDBACK_COMMAND: flows.on_feedback_commands}),
+                               FEEDBACK_COMMAND: flows.on_feedback_commands,
+                               BROADCAST_COMMAND: BroadcastSender(flows.runner,
+                                                                  lambda: to_us(clock.now())).on_commands}),
         Stage("consent", ConsentAudit()),  # the consent audit trail
         Stage("engagement", tracker, {FEEDBACK_COMMAND: tracker.on_feedback_commands}),  # send time, channel scores
         Stage("analytics", analytics, {MERGE_COMMAND: analytics.on_merge_commands}),  # conversions, unsubscribes

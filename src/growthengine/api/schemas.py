@@ -194,3 +194,23 @@ class SegmentPreviewView(BaseModel):
     exact: bool = Field(description="every user was evaluated")
     sampled: int = Field(description="users evaluated")
     users: int = Field(description="users stored")
+
+
+class BroadcastCounts(BaseModel):
+    messages: int
+    sent: int = Field(description="sent, delivered, opened or clicked")
+    byStatus: dict[str, int]
+
+
+class BroadcastView(BaseModel):
+    id: str
+    name: str
+    segment: str
+    template: str
+    channel: str
+    at: str = Field(description="as asked: an instant or best_time")
+    sendAt: str | None
+    members: int = Field(description="the segment's members when it was made")
+    createdBy: str
+    createdAt: str
+    counts: BroadcastCounts

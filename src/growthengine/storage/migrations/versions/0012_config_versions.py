@@ -1,4 +1,5 @@
-"""The versioned config (segments, flows and templates changed over the API or imported from a config file).
+"""The versioned config (segments, flows and templates changed over the API or imported from a config file), and
+one-off broadcasts.
 
 Revision ID: 0012
 Revises: 0011
@@ -29,8 +30,22 @@ def upgrade() -> None:
         sa.Column("before", sa.Text, nullable=True),
     )
     op.create_index("ix_config_versions_item", "config_versions", ["kind", "key", "version"], unique=True)
+    op.create_table(
+        "broadcasts",
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("segment", sa.String(200), nullable=False),
+        sa.Column("template", sa.String(200), nullable=False),
+        sa.Column("channel", sa.String(16), nullable=False),
+        sa.Column("at", sa.String(64), nullable=False),
+        sa.Column("at_us", sa.BigInteger, nullable=True),
+        sa.Column("members", sa.Integer, nullable=False),
+        sa.Column("created_by", sa.String(200), nullable=False),
+        sa.Column("created_us", sa.BigInteger, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("broadcasts")
     op.drop_index("ix_config_versions_item", table_name="config_versions")
     op.drop_table("config_versions")
