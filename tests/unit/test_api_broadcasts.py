@@ -25,7 +25,8 @@ def _members(engine: Engine) -> None:
                                                                        "consent": {"push": True}}}])
 
 
-async def test_a_broadcast_now_goes_through_the_gate_with_counts(engine: Engine, clock: ManualClock) -> None:
+async def test_a_broadcast_now_goes_through_the_gate_with_counts(any_engine: Engine, clock: ManualClock) -> None:
+    engine = any_engine
     _members(engine)
     async with api_client(engine) as client:
         body = {"name": "VIP thanks", "segment": "high_ltv", "template": "window_shopper_first_buy_push",

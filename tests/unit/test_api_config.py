@@ -22,7 +22,8 @@ BIG_FLOW = {"name": "Thank big spenders", "trigger": {"segment_entered": "big_sp
             "steps": [{"name": "thanks", "send": {"channel": "sms", "kind": "marketing", "template": "welcome_sms"}}]}
 
 
-async def test_put_get_delete_and_history(engine: Engine) -> None:
+async def test_put_get_delete_and_history(any_engine: Engine) -> None:
+    engine = any_engine
     async with api_client(engine) as client:
         shipped = await client.get("/v1/config/segments/high_ltv", headers=ADMIN)
         assert shipped.status_code == 200 and shipped.json()["name"] == "💎 High LTV"
