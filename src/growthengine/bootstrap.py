@@ -10,8 +10,9 @@ from growthengine.analytics.service import SNAPSHOT_TIMER, kpi_listener, start_a
 from growthengine.channels.delivery import DeliveryWorker
 from growthengine.channels.providers.bridge import LedgerBridge
 from growthengine.channels.registry import build_providers
-from growthengine.clock import Clock, ManualClock, RealClock
-from growthengine.config.loader import EngineConfig, load_config, load_flow_version
+from growthengine.clock import Clock, ManualClock, RealClock, to_us
+from growthengine.config.loader import EngineConfig, load_flow_version
+from growthengine.config.versions import load_and_import_once
 from growthengine.consent.audit import ConsentAudit
 from growthengine.consent.unsubscribe import UnsubscribeLinks, engine_secret
 from growthengine.content.coupon_client import HttpCouponEngine
@@ -40,6 +41,7 @@ from growthengine.flows.actions import (
 )
 from growthengine.flows.activities import ActivityExecutor
 from growthengine.flows.audience_sync import AudienceSync
+from growthengine.flows.broadcasts import BROADCAST_COMMAND, BroadcastSender
 from growthengine.flows.dispatch import MESSAGE_TIMER, Dispatcher
 from growthengine.flows.engine import BROADCAST_TIMER, ENROLL_COMMAND, FlowEngine
 from growthengine.flows.feedback import FEEDBACK_COMMAND
@@ -57,6 +59,7 @@ from growthengine.scheduler.runner import Scheduler
 from growthengine.segments.engine import TIMER_KIND as SEGMENT_TIMER
 from growthengine.segments.engine import SegmentEngine
 from growthengine.settings import Settings
+from growthengine.storage.config_store import ConfigStore
 from growthengine.storage.unit_of_work import Store
 
 log = logging.getLogger(__name__)
@@ -84,13 +87,18 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
     ``ownership`` says which partitions this process writes: all of them unless a ``growth worker`` on PostgreSQL
     hands in its leases.
     """
-    config = config or load_config(settings.config_file)
     clock = clock or build_clock(settings)
     store = store or Store.open(settings.db_url)
+    if config is None:  # the merged config: defaults, the file (imported when it changed), the stored versions
+        config, stamp = load_and_import_once(store, settings.config_file, to_us(clock.now()))
+    else:
+        with store.read() as tx:
+            stamp = ConfigStore(tx.conn).stamp()
+    known_segments = set(config.segments)
     ownership = ownership or SoleOwner()
     scheduler = Scheduler(store, clock, ownership)
     ingestion = IngestionService(store, clock, future_tolerance=dt.timedelta(seconds=settings.future_tolerance_s))
-    flows = build_flow_engine(settings, config, clock, store)
+    flows = build_flow_engine(settings, config, clock, store, known_segments)
     audiences = AudienceSync(flows.dispatcher, clock)
     segments = SegmentEngine(config.segments, clock, settings.business_timezone,
                              transition_listeners=[flows, audiences],
@@ -106,7 +114,9 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
         Stage("segments", segments, {MERGE_COMMAND: segments.on_merge_commands,  # -> flows, ads audiences
                                      ERASE_COMMAND: segments_handler(segments)}),
         Stage("flows", flows, {ENROLL_COMMAND: flows.on_enroll_commands,  # triggers, exits, feedback, listings
-                               FEEDBACK_COMMAND: flows.on_feedback_commands, ERASE_COMMAND: erase_flows}),
+                               FEEDBACK_COMMAND: flows.on_feedback_commands, ERASE_COMMAND: erase_flows,
+                               BROADCAST_COMMAND: BroadcastSender(flows.runner,
+                                                                  lambda: to_us(clock.now())).on_commands}),
         Stage("consent", audit, {ERASE_COMMAND: audit.on_erase_commands}),  # the consent audit trail
         Stage("engagement", tracker, {FEEDBACK_COMMAND: tracker.on_feedback_commands,  # send time, channel scores
                                       ERASE_COMMAND: erase_models}),
@@ -132,7 +142,10 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
     activities = ActivityExecutor(store, clock, runner.coupons, runner.recommendations, runner.copywriter)
     engine = Engine(settings=settings, clock=clock, store=store, scheduler=scheduler, ingestion=ingestion,
                     config=config, segments=segments, flows=flows, delivery=delivery, pipeline=pipeline,
-                    activities=activities, erasure=erasure)
+                    activities=activities, erasure=erasure, known_segments=known_segments, config_stamp=stamp,
+                    config_applied=stamp)
+    pipeline.config_current = engine.config_is_current
+    pipeline.follow_config = lambda: engine.follow_config(apply=True)
     if isinstance(clock, ManualClock):
         # The manual clock's promise: a request (or a clock advance) finishes all the work it causes.
         scheduler.after_commit.append(pipeline.drain)
@@ -164,7 +177,8 @@ def build_command_engine(settings: Settings) -> Engine:
         raise
 
 
-def build_flow_engine(settings: Settings, config: EngineConfig, clock: Clock, store: Store) -> FlowEngine:
+def build_flow_engine(settings: Settings, config: EngineConfig, clock: Clock, store: Store,
+                      known_segments: set[str] | None = None) -> FlowEngine:
     """The flow engine with its send gate, channel providers, and the coupon and recommendation services."""
     templates = config.templates or load_default_templates()
     gate = SendGate(GateRules(global_control_pct=settings.global_control_pct), settings.business_timezone)
@@ -186,10 +200,11 @@ def build_flow_engine(settings: Settings, config: EngineConfig, clock: Clock, st
     runner = Runner(templates, dispatcher, coupons, recommendations, site_url=settings.site_url,
                     business_timezone=settings.business_timezone, links=links, optimizer=optimizer,
                     copywriter=build_copywriter(settings))
-    segment_keys = set(config.segments)
+    segment_keys = known_segments if known_segments is not None else set(config.segments)
 
     def load_version(key: str, definition: dict[str, object]) -> Flow | None:
-        return load_flow_version(key, dict(definition), segment_keys, templates)
+        # Every segment known since start, and the templates of now (a reload replaces the runner's).
+        return load_flow_version(key, dict(definition), segment_keys, runner.templates)
 
     return FlowEngine(config.flows, runner, clock, load_version, entry_max_lag_us=entry_max_lag_us(settings))
 

@@ -8,11 +8,14 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
+
 from growthengine import business_time
 from growthengine.channels.delivery import DeliveryWorker
 from growthengine.clock import Clock, ManualClock, from_us, to_us
 from growthengine.config.errors import ConfigError
-from growthengine.config.loader import EngineConfig, load_config
+from growthengine.config.loader import EngineConfig
+from growthengine.config.versions import Change, load_and_import_once, load_merged, record
 from growthengine.domain.messages import Message
 from growthengine.engagement.experiments import ExperimentBook, configured_experiments
 from growthengine.erasure.request import ErasureReceipt, Source, UserErasure
@@ -28,10 +31,15 @@ from growthengine.scheduler.runner import Scheduler
 from growthengine.segments.engine import SegmentEngine
 from growthengine.segments.rebuild import Progress, RebuildResult, rebuild
 from growthengine.settings import Settings
-from growthengine.storage.unit_of_work import Store
+from growthengine.storage.config_store import ConfigKind, ConfigStore, ConfigVersion
+from growthengine.storage.unit_of_work import Store, Tx
 from growthengine.timefmt import format_instant
 
 log = logging.getLogger(__name__)
+
+
+class ConfigConflict(RuntimeError):
+    """Two changes to one item at the same moment: the later one is refused (409)."""
 
 
 class ClockNotManual(RuntimeError):
@@ -55,6 +63,13 @@ class Engine:
     webhooks_rejected: dict[str, int] = field(default_factory=dict)
     work_arrived: threading.Event = field(default_factory=threading.Event)
     """Set when something was stored that the workers should look at (they also poll)."""
+    known_segments: set[str] = field(default_factory=set)
+    """Every segment key configured since start (older flow versions may refer to them)."""
+    config_stamp: int = 0
+    """The stored config's stamp that ``config`` reflects (``config_versions``' newest id)."""
+    config_applied: int = 0
+    """The stamp whose segments were back-filled and flows started by this process."""
+    config_checked_s: float = float("-inf")
 
     @property
     def manual(self) -> bool:
@@ -190,7 +205,7 @@ class Engine:
             for removed in set(known) - set(versions):
                 tx.segments.clear_segment(removed)
             if changed and tx.events.count() > 0:
-                rebuild(self.segments, tx, changed)
+                rebuild(self.segments, tx, changed, applied_only=True)
             tx.state.put("segment_versions", versions)
         if changed:
             log.info("segments back-filled from history: %s", ", ".join(changed))
@@ -291,23 +306,80 @@ class Engine:
             self.after_ingest()
         return accepted.applied
 
-    def reload_config(self) -> ConfigError | None:
-        """Load the config file again. A config with errors is refused and the engine keeps its last good one."""
+    def reload_config(self, *, apply: bool = True) -> ConfigError | None:
+        """Load the merged config again (the config file, imported when it changed, and the stored versions). A
+        config with errors is refused and the engine keeps its last good one. ``apply`` also back-fills changed
+        segments and records the flows' versions (a worker's part; the API process only follows)."""
         try:
-            config = load_config(self.settings.config_file)
+            config, stamp = load_and_import_once(self.store, self.settings.config_file, to_us(self.clock.now()))
         except ConfigError as exc:
             log.error("config refused, keeping the last good one:\n%s", exc)
             return exc
+        self.use_config(config, stamp, apply=apply)
+        log.info("config reloaded: %d segments, %d flows", len(config.segments), len(config.flows))
+        return None
+
+    def use_config(self, config: EngineConfig, stamp: int, *, apply: bool = True) -> None:
         self.config = config
+        self.config_stamp = stamp
+        self.known_segments.update(config.segments)
         self.segments.configure(config.segments)
         self.flows.configure(config.flows)
-        self.backfill_changed_segments()
-        with self.store.transaction() as tx:
-            self.flows.start(tx)
-        if self.manual:
-            self.process_pending()  # a newly published flow's enrolments, under the manual clock's promise
-        log.info("config reloaded: %d segments", len(config.segments))
-        return None
+        if config.templates is not None:
+            self.flows.runner.templates = config.templates
+        if apply:
+            self.config_applied = stamp
+            self.backfill_changed_segments()
+            with self.store.transaction() as tx:
+                self.flows.start(tx)
+            if self.manual:
+                self.process_pending()  # a newly published flow's enrolments, under the manual clock's promise
+
+    def change_config(self, kind: ConfigKind, key: str, body: Any | None, changed_by: str) -> ConfigVersion:
+        """Store a new version of one segment, flow or template (``body`` ``None``: delete it), validated with
+        the whole merged config as the config file is; raises :class:`ConfigError` listing every problem."""
+        change: Change = (kind, key, body)
+        try:
+            with self.store.transaction() as tx:
+                config = load_merged(tx.conn, self.settings.config_file, changes=[change])
+                record(tx.conn, [change], changed_by=changed_by, now_us=to_us(self.clock.now()))
+                configs = ConfigStore(tx.conn)
+                stamp, version = configs.stamp(), configs.latest(kind, key)
+        except sa.exc.IntegrityError:
+            raise ConfigConflict(f"{kind} {key!r} was changed by another request at the same moment; "
+                                 "read it again and retry") from None
+        assert version is not None
+        self.use_config(config, stamp, apply=self.manual)
+        return version
+
+    def config_history(self, *, kind: ConfigKind | None = None, key: str | None = None,
+                       before_id: int | None = None, limit: int = 100) -> list[ConfigVersion]:
+        with self.store.read() as tx:
+            return ConfigStore(tx.conn).history(kind=kind, key=key, before_id=before_id, limit=limit)
+
+    def follow_config(self, *, apply: bool = True) -> bool:
+        """Reload when the stored config changed (another process, or this one, stored a version)."""
+        with self.store.read() as tx:
+            stamp = ConfigStore(tx.conn).stamp()
+        if stamp == (self.config_applied if apply else self.config_stamp):
+            return False
+        if stamp == self.config_stamp:
+            self.use_config(self.config, stamp, apply=apply)
+            return True
+        return self.reload_config(apply=apply) is None
+
+    def config_is_current(self, tx: Tx) -> bool:
+        """Whether the config this engine applies is the newest stored (read in the caller's transaction)."""
+        return ConfigStore(tx.conn).stamp() == self.config_applied
+
+    def follow_config_soon(self, *, apply: bool) -> None:
+        """``follow_config`` at most once a second of system time (at once under the manual clock)."""
+        from growthengine.clock import system_seconds
+
+        now_s = system_seconds()
+        if self.manual or now_s - self.config_checked_s >= 1.0:
+            self.config_checked_s = now_s
+            self.follow_config(apply=apply)
 
     def close(self) -> None:
         self.store.close()

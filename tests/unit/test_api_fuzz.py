@@ -39,7 +39,10 @@ EXPECTED_OPERATIONS = {"POST /v1/identify", "POST /v1/track", "POST /v1/batch", 
                        "GET /v1/clock", "POST /v1/clock/advance", "GET /v1/users/{userId}/export",
                        "GET /v1/users/{userId}/inbox", "POST /v1/users/{userId}/inbox/{messageId}/read",
                        "GET /v1/messages", "GET /v1/kpis", "GET /v1/users/{userId}/send-time",
-                       "DELETE /v1/users/{userId}"}
+                       "DELETE /v1/users/{userId}",
+                       "PUT /v1/config/segments/{key}", "PUT /v1/config/flows/{key}",
+                       "DELETE /v1/config/templates/{key}", "GET /v1/config/history", "GET /v1/flows",
+                       "POST /v1/messages/test", "POST /v1/broadcasts", "GET /v1/broadcasts/{broadcastId}"}
 # What the document cannot state answers outside 400: a conflict with the engine's state (409: the test clock
 # cannot go back) and a rule between values that are each well formed (422: a KPI report's from after its to).
 ACCEPTED_AS_VALID = ["2xx", "3xx", "401", "403", "404", "409", "422", "429"]

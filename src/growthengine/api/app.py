@@ -11,12 +11,15 @@ from fastapi import Depends, FastAPI
 
 from growthengine import __version__
 from growthengine.api import (
+    routes_broadcasts,
     routes_clock,
+    routes_config,
     routes_experiments,
     routes_inbox,
     routes_ingest,
     routes_kpis,
     routes_messages,
+    routes_one_off,
     routes_optimize,
     routes_pipeline,
     routes_segments,
@@ -74,7 +77,8 @@ def create_app(engine: Engine, keys: KeyRing, *, run_workers: bool = True, lag: 
     lag = lag or (lambda: {stage.stage: stage.seconds for stage in engine.pipeline.lag()})
     install_operations(app, engine, keys, lag=lag)  # key limits, metrics, request ids, /healthz /readyz /metrics
     for module in (routes_ingest, routes_users, routes_segments, routes_messages, routes_inbox, routes_optimize,
-                   routes_clock, routes_unsubscribe, routes_kpis, routes_webhooks, routes_pipeline, routes_experiments):
+                   routes_clock, routes_unsubscribe, routes_kpis, routes_webhooks, routes_pipeline, routes_experiments,
+                   routes_config, routes_one_off, routes_broadcasts):
         app.include_router(module.router)
     mount_dashboard(app, engine)
     app.add_middleware(EngineCORS, origins=engine.settings.cors_origins)  # outermost: errors carry CORS too
@@ -98,6 +102,8 @@ def config_watcher(engine: Engine) -> Callable[[], None]:
         if mtime != seen[0]:
             seen[0] = mtime
             engine.reload_config()
+        else:
+            engine.follow_config_soon(apply=True)  # the config stored over the API (by any process)
 
     return look
 

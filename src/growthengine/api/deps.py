@@ -10,7 +10,10 @@ from growthengine.engine import Engine
 
 
 def get_engine(request: Request) -> Engine:
+    """The engine, following the stored config (at most once a second on the real clock, where the workers
+    back-fill; under the manual clock at once, and this one process does it all)."""
     engine: Engine = request.app.state.engine
+    engine.follow_config_soon(apply=engine.manual)
     return engine
 
 

@@ -34,6 +34,7 @@ def message_json(message: Message) -> dict[str, Any]:
         "expiresAt": format_instant(from_us(message.expires_us)) if message.expires_us is not None else None,
         "why": message.data.get("gate"),
         "urgency": message.data.get("urgency"),
+        "broadcast": message.data.get("broadcast"),
     }
     out.update({k: v for k, v in optional.items() if v is not None})
     return out

@@ -133,3 +133,94 @@ class MessagesPage(BaseModel):
 
 class InboxView(BaseModel):
     messages: list[MessageView]
+
+
+class ConfigChange(BaseModel):
+    """One stored version of a segment, flow or template (CONTRACT.md 11)."""
+
+    id: int
+    kind: str = Field(description="segment, flow or template")
+    key: str
+    version: int
+    action: str = Field(description="create, update or delete")
+    changedBy: str = Field(description="the name of the key that made it (config file: imported from the file)")
+    changedAt: str = Field(description="business time")
+    before: Any = Field(description="the item before, in its YAML shape (null when new)")
+    after: Any = Field(description="the item after (null when deleted)")
+
+
+class ConfigHistory(BaseModel):
+    changes: list[ConfigChange]
+    next: int | None = Field(description="pass as before= for the next (older) page")
+
+
+class FlowStepView(BaseModel):
+    name: str
+    does: str
+    waiting: int = Field(description="runs waiting at this step")
+    messages: dict[str, int] = Field(description="this step's messages by status (sent, suppressed, scheduled, ...)")
+
+
+class FlowView(BaseModel):
+    key: str
+    name: str
+    description: str
+    version: str
+    trigger: str
+    steps: list[FlowStepView]
+    runs: dict[str, int] = Field(description="runs by status (active, completed, exited)")
+
+
+class FlowList(BaseModel):
+    flows: list[FlowView]
+
+
+class TemplatePreview(BaseModel):
+    template: str
+    channel: str
+    language: str = Field(description="th or en: the copy the user gets")
+    body: str
+    title: str | None = None
+    subject: str | None = None
+    html: str | None = None
+    imageUrl: str | None = None
+    variant: str | None = None
+
+
+class TestMessageResult(BaseModel):
+    sent: bool
+    reason: str | None = Field(description="why it was not sent (consent, frequency_cap, no_address, ...)")
+    message: MessageView
+
+
+class PreviewMember(BaseModel):
+    userId: str
+    reason: str
+
+
+class SegmentPreviewView(BaseModel):
+    size: int = Field(description="members now (scaled from the sample when not exact)")
+    sample: list[PreviewMember]
+    exact: bool = Field(description="every user was evaluated")
+    sampled: int = Field(description="users evaluated")
+    users: int = Field(description="users stored")
+
+
+class BroadcastCounts(BaseModel):
+    messages: int
+    sent: int = Field(description="sent, delivered, opened or clicked")
+    byStatus: dict[str, int]
+
+
+class BroadcastView(BaseModel):
+    id: str
+    name: str
+    segment: str
+    template: str
+    channel: str
+    at: str = Field(description="as asked: an instant or best_time")
+    sendAt: str | None
+    members: int = Field(description="the segment's members when it was made")
+    createdBy: str
+    createdAt: str
+    counts: BroadcastCounts

@@ -136,7 +136,18 @@ def worker(db: DbOption = None, config: ConfigOption = None) -> None:
 
 
 def _register() -> None:
-    from growthengine.cli import bench, bench_pipeline, check_config, db, flows, history_import, keys, segments, users
+    from growthengine.cli import (
+        bench,
+        bench_pipeline,
+        check_config,
+        config_export,
+        db,
+        flows,
+        history_import,
+        keys,
+        segments,
+        users,
+    )
 
     del bench_pipeline  # registers ``growth bench pipeline`` on the bench group
 
@@ -148,6 +159,7 @@ def _register() -> None:
     app.add_typer(db.app, name="db")
     app.add_typer(users.app, name="users")
     app.command("import")(history_import.import_command)
+    app.add_typer(config_export.app, name="config")
 
 
 _register()

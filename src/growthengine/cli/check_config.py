@@ -12,8 +12,9 @@ from growthengine.config.errors import ConfigError
 from growthengine.config.loader import load_config
 
 
-def check_config(file: Annotated[Path, typer.Argument(help="YAML config with segments and flows")]) -> None:
-    """Validate segments and flows; every error names the file, the path inside it and what is wrong."""
+def check_config(file: Annotated[Path, typer.Argument(help="YAML config with segments, flows and templates")]) -> None:
+    """Validate segments, flows and templates; lists every problem, each with the file, the path inside it and what
+    is wrong."""
     try:
         config = load_config(file)
     except ConfigError as exc:

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from growthengine.config.errors import ConfigError, ConfigIssue
+from growthengine.config.template_merge import merge_templates
 from growthengine.config.yaml_lines import load_with_lines
 from growthengine.content.templates import TemplateNotFound, TemplateRegistry, load_default_templates
 from growthengine.flows.loader import FlowLoader, TemplateInfo
@@ -50,6 +51,11 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[tuple[str | int, ...], int]]
     return _read_file(path)
 
 
+def read_document(path: Path) -> tuple[dict[str, Any], dict[tuple[str | int, ...], int]]:
+    """One config document and the line of each path in it; raises :class:`ConfigError`."""
+    return _read(path)
+
+
 @functools.lru_cache(maxsize=1)
 def _read_default() -> tuple[dict[str, Any], dict[tuple[str | int, ...], int]]:
     """The shipped defaults are parsed once per process."""
@@ -76,19 +82,31 @@ def _read_file(path: Path) -> tuple[dict[str, Any], dict[tuple[str | int, ...], 
     unknown = sorted(set(map(str, data)) - _TOP_LEVEL)
     if unknown:
         sections = ", ".join(sorted(_TOP_LEVEL))
-        raise ConfigError([ConfigIssue(name, unknown[0], f"unknown section; sections are {sections}",
-                                       lines.get((unknown[0],)))])
+        raise ConfigError([ConfigIssue(name, section, f"unknown section; sections are {sections}",
+                                       lines.get((section,))) for section in unknown])
     return data, lines
 
 
+STORED = "stored config"
+"""The name problems of the config stored over the API are reported under."""
+
+
 def load_config(path: Path | None = None, *, with_defaults: bool = True,
-                templates: TemplateRegistry | None = None) -> EngineConfig:
-    """Load and validate; raises :class:`ConfigError` listing every problem (file, path, line, message)."""
-    registry = templates or load_default_templates()
+                templates: TemplateRegistry | None = None, overrides: dict[str, Any] | None = None) -> EngineConfig:
+    """Load and validate; raises :class:`ConfigError` listing every problem (file, path, line, message).
+
+    ``overrides`` is the config stored in the database (``{"segments": {...}, "flows": {...}, "templates":
+    {...}}``, ``null`` items removed), laid over the file as the last document."""
     issues: list[ConfigIssue] = []
     segments: dict[str, Segment] = {}
     sources: list[Path] = ([DEFAULT_CONFIG] if with_defaults else []) + ([path] if path is not None else [])
-    documents = [(source, *_read(source)) for source in sources]
+    documents: list[tuple[Path | str, dict[str, Any], dict[tuple[str | int, ...], int]]] = [
+        (source, *_read(source)) for source in sources]
+    if overrides:
+        documents.append((STORED, overrides, {}))
+    registry, template_issues = merge_templates(templates or load_default_templates(),
+                                                [(str(name), data, lines) for name, data, lines in documents])
+    issues.extend(template_issues)
     raw: dict[str, Any] = {}
     for source, data, lines in documents:
         loader = SegmentLoader(str(source), lines)

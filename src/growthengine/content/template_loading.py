@@ -89,10 +89,10 @@ class _Reader:
         self.issues: list[ConfigIssue] = []
 
     def fail(self, path: Path, message: str) -> None:
-        line = self.lines.get(path)
-        while line is None and path:
-            path = path[:-1]
-            line = self.lines.get(path)
+        line, near = self.lines.get(path), path
+        while line is None and near:  # the nearest line that holds the path (none for a JSON body)
+            near = near[:-1]
+            line = self.lines.get(near)
         self.issues.append(ConfigIssue(self.file, format_path(path) or "(top)", message, line))
 
     def mapping(self, value: Any, path: Path) -> dict[str, Any] | None:
@@ -132,6 +132,23 @@ def parse_templates(text: str, *, file: str) -> tuple[dict[str, TemplateSource],
     if reader.issues:
         raise ConfigError(reader.issues)
     return sources, partials
+
+
+def read_template_block(block: Any, *, file: str, lines: dict[Path, int],
+                        base: Path = ("templates",)) -> tuple[dict[str, TemplateSource | None], list[ConfigIssue]]:
+    """The ``templates:`` block of a config file (or one stored template): every problem, by path. A ``null``
+    item removes the template of that key (``None`` in the answer)."""
+    reader = _Reader(file, lines)
+    sources: dict[str, TemplateSource | None] = {}
+    raw_templates = reader.mapping(block, base) or {}
+    for key, raw in raw_templates.items():
+        if raw is None:
+            sources[str(key)] = None
+            continue
+        source = _template(reader, str(key), raw, (*base, key))
+        if source is not None:
+            sources[str(key)] = source
+    return sources, reader.issues
 
 
 def _template(reader: _Reader, key: str, raw: Any, path: Path) -> TemplateSource | None:

@@ -101,6 +101,7 @@ class TemplateRegistry:
         self._text_envs = {lang: build_environment(lang, html=False, partials=partials) for lang in LANGUAGES}
         self._html_envs = {lang: build_environment(lang, html=True, partials=partials) for lang in LANGUAGES}
         self._sources = dict(sources)
+        self._partials = partials
         self._compiled: dict[str, dict[str, _CompiledVariant]] = {}
         self._image: dict[str, jinja2.Template | None] = {}
         self._templates: dict[str, MessageTemplate] = {}
@@ -117,6 +118,13 @@ class TemplateRegistry:
 
     def keys(self) -> list[str]:
         return sorted(self._templates)
+
+    def sources(self) -> dict[str, TemplateSource]:
+        """The parsed templates this registry was built from (to build another over them)."""
+        return dict(self._sources)
+
+    def partials(self) -> dict[str, str]:
+        return dict(self._partials)
 
     def __contains__(self, key: object) -> bool:
         return key in self._templates

@@ -32,6 +32,10 @@ BATCH_TIME_S = 0.2
 MAX_FAILURES = 3
 
 
+class _ConfigMoved(Exception):
+    """A batch found the stored config newer than the one this process applies."""
+
+
 @dataclass
 class StageLag:
     stage: str
@@ -54,6 +58,12 @@ class Pipeline:
     tombstones: Mapping[str, CommandHandler] = field(default_factory=dict)
     """Commands that end a batch, each with what becomes of it once every stage has applied it (an erasure's
     tombstone keeps only its token)."""
+    config_current: Callable[[Tx], bool] | None = None
+    """Whether this process applies the config as stored. Asked after a batch's rows are read, in the batch's
+    transaction: an event stored after a config change (a segment or flow put over the API) is then never applied
+    under the config from before it (a flow published with its segment would otherwise miss its first entrants)."""
+    follow_config: Callable[[], object] | None = None
+    """Loads the stored config when :attr:`config_current` says it moved."""
     _failures: dict[tuple[str, Position], int] = field(default_factory=dict)
     _row_cost_s: float = 0.0  # seconds a row costs, smoothed over batches
 
@@ -71,6 +81,15 @@ class Pipeline:
 
     def step(self) -> int:
         """One batch for every stage; 0 when there was nothing new."""
+        try:
+            return self._step()
+        except _ConfigMoved:
+            assert self.follow_config is not None
+            self.follow_config()
+            log.info("pipeline: the stored config changed; the batch runs under it")
+        return self._step(config_checked=True)
+
+    def _step(self, *, config_checked: bool = False) -> int:
         partitions = self.ownership.partitions()
         if not partitions or not self.stages:
             return 0
@@ -85,6 +104,8 @@ class Pipeline:
             if not rows:
                 # No new log rows: only the tails (the KPI rollups over message changes) may have work.
                 return self._tails(tx, partitions, every)
+            if not config_checked and self.config_current is not None and not self.config_current(tx):
+                raise _ConfigMoved  # nothing written yet: the batch is read again under the new config
             rows = self._through_first_tombstone(rows)
             end = rows[-1].position
             users = list({r.event.user_id for r in rows if r.event.type != COMMAND})

@@ -34,10 +34,11 @@ class RebuildResult:
     exited: int = 0
 
 
-def _users_in_log(tx: Tx, progress: Progress | None) -> Iterator[tuple[str, list[Event]]]:
+def _users_in_log(tx: Tx, progress: Progress | None, applied_only: bool = False
+                  ) -> Iterator[tuple[str, list[Event]]]:
     current: str | None = None
     events: list[Event] = []
-    for chunk in tx.events.scan():
+    for chunk in tx.events.scan(applied_by=SEGMENT_STAGE if applied_only else None):
         for event in chunk:
             if event.user_id != current:
                 if current is not None:
@@ -51,8 +52,9 @@ def _users_in_log(tx: Tx, progress: Progress | None) -> Iterator[tuple[str, list
 
 
 def fold_history(engine: SegmentEngine, tx: Tx, now_us: int, progress: Progress | None = None,
-                 ) -> Iterator[list[tuple[str, State, dict[str, object]]]]:
-    """Every user's state folded afresh from the log, in chunks of (user, state, traits)."""
+                 applied_only: bool = False) -> Iterator[list[tuple[str, State, dict[str, object]]]]:
+    """Every user's state folded afresh from the log, in chunks of (user, state, traits); ``applied_only``: from
+    the events the segment stage has applied."""
     pending: list[tuple[str, list[Event]]] = []
 
     def finish() -> list[tuple[str, State, dict[str, object]]]:
@@ -69,7 +71,7 @@ def fold_history(engine: SegmentEngine, tx: Tx, now_us: int, progress: Progress 
             out.append((user_id, state, traits))
         return out
 
-    for user_id, events in _users_in_log(tx, progress):
+    for user_id, events in _users_in_log(tx, progress, applied_only):
         pending.append((user_id, events))
         if len(pending) >= CHUNK_USERS:
             yield finish()
@@ -96,14 +98,19 @@ def batch_memberships(engine: SegmentEngine, tx: Tx, now_us: int) -> dict[tuple[
 
 
 def rebuild(engine: SegmentEngine, tx: Tx, keys: list[str] | None = None,
-            progress: Progress | None = None, origin: Origin = "rebuild") -> RebuildResult:
+            progress: Progress | None = None, origin: Origin = "rebuild", *, applied_only: bool = False
+            ) -> RebuildResult:
     """Recompute every user's state from history and apply ``keys`` (default: all segments) at once.
 
-    The entries it finds are recorded with their reason but start no flow (their origin says so)."""
+    The entries it finds are recorded with their reason but start no flow (their origin says so).
+    ``applied_only`` (a back-fill of an added or edited segment): only the events the segment stage has already
+    applied are folded, and the stage goes on with the rest as live events (an event stored after a segment and its
+    flow were published enters users live, starting the flow). Otherwise the whole log is folded, and on SQLite
+    (writers take turns) the stage's cursor moves to the tail."""
     now_us = to_us(engine.clock.now())
     chosen = set(keys) if keys else set(engine.segments)
     result = RebuildResult()
-    for chunk in fold_history(engine, tx, now_us, progress):
+    for chunk in fold_history(engine, tx, now_us, progress, applied_only):
         old_states = tx.segments.load_states([u for u, _, _ in chunk])
         batch = _Batch()
         states: dict[str, State] = {}
@@ -119,7 +126,7 @@ def rebuild(engine: SegmentEngine, tx: Tx, keys: list[str] | None = None,
         result.exited += sum(1 for t in batch.transitions if t.kind == "exit")
         engine._flush(tx, batch, states, now_us)
     result.events = tx.events.count()
-    if tx.log.horizon() is None:
+    if not applied_only and tx.log.horizon() is None:
         # Writers take turns (SQLite): this transaction saw the whole log, so the segment stage must not apply
         # what the rebuild folded in a second time.
         tx.log.advance([SEGMENT_STAGE], ALL_PARTITIONS, tx.log.tail(), system_seconds(),

@@ -118,9 +118,18 @@ class EventLog:
                 found[event.user_id].append(event)
         return found
 
-    def scan(self, *, batch: int = 50_000) -> Iterator[list[Event]]:
-        """The whole log ordered by user and time, in chunks (for rebuilds)."""
-        query = sa.select(events).where(_NOT_COMMAND).order_by(events.c.user_id, events.c.ts_us, events.c.id)
+    def scan(self, *, batch: int = 50_000, applied_by: str | None = None) -> Iterator[list[Event]]:
+        """The whole log ordered by user and time, in chunks (for rebuilds). ``applied_by``: only the events that
+        stage has applied (at or before its cursor in their partition), so that it goes on with the rest live."""
+        query = sa.select(events).where(_NOT_COMMAND)
+        if applied_by is not None:
+            from growthengine.storage.pipeline_schema import stage_cursors
+
+            cursor = stage_cursors.alias("c")
+            position = sa.literal_column("events.txid") if self._dialect == "postgresql" else sa.literal(0)
+            query = query.join(cursor, sa.and_(cursor.c.stage == applied_by, cursor.c.partition == events.c.partition)
+                               ).where(sa.tuple_(position, events.c.id) <= sa.tuple_(cursor.c.tx_pos, cursor.c.id_pos))
+        query = query.order_by(events.c.user_id, events.c.ts_us, events.c.id)
         result = self._conn.execution_options(yield_per=batch).execute(query).mappings()
         chunk: list[Event] = []
         for row in result:

@@ -133,6 +133,13 @@ class MessageStore:
         rows = self._conn.execute(sa.select(messages.c.status, sa.func.count()).group_by(messages.c.status))
         return {status: int(n) for status, n in rows}
 
+    def step_counts(self, flow: str) -> dict[tuple[str, str], int]:
+        """A flow's messages per (step, status)."""
+        rows = self._conn.execute(sa.select(messages.c.step, messages.c.status, sa.func.count())
+                                  .where(messages.c.flow_key == flow)
+                                  .group_by(messages.c.step, messages.c.status))
+        return {(step, status): int(n) for step, status, n in rows}
+
     # Outbox ---------------------------------------------------------------------------------------
 
     def claim_pending(self, now_us: int, system_s: float, *, limit: int, lease_s: float) -> list[dict[str, Any]]:
