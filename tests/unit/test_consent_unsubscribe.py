@@ -104,3 +104,14 @@ def test_an_existing_data_dir_is_tightened_and_a_hand_written_secret_with_a_newl
     links = UnsubscribeLinks.from_data_dir(data_dir, "https://shop.example")
     assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
     assert links.token("u1", "email", "m-1") == UnsubscribeLinks(SECRET, "").token("u1", "email", "m-1")
+
+
+@pytest.mark.parametrize("dots", [1, 2, 3])
+def test_a_genuine_token_with_dots_slipped_into_its_signature_is_refused(dots: int) -> None:
+    """Base64 decoding skips a dot: were the token split at its first (or last) dot only, a signature with dots in it
+    would still be read (three of them make up the padding). A token this engine made has exactly one dot."""
+    links = UnsubscribeLinks(SECRET, "https://shop.example")
+    body, mac = links.token("u1", "email", "m-1").split(".")
+    for tampered in (f"{body}.{mac[:5]}{'.' * dots}{mac[5:]}", f"{body}{'.' * dots}.{mac}"):
+        with pytest.raises(BadToken, match=r"^not an unsubscribe link this engine made \("):
+            links.read(tampered)
