@@ -58,10 +58,15 @@ bench: setup
 	$(BIN)/growth bench ingest
 
 # Mutation testing of the rule modules ([tool.mutmut] in pyproject.toml); slow, so not part of `make test`.
-# One module only: make mutate MUTANTS='growthengine.gate*'
+# The modules: the send decision and guardrails (gate), segment conditions and windows, flow triggers and exits,
+# consent, and ingestion's messageId dedupe (one function of ingest/service.py).
+# One module only: make mutate MUTANTS='growthengine.gate.bucketing.*'; MUTATE_JOBS mutants at a time.
+MUTANTS ?= growthengine.gate.* growthengine.segments.evaluate.* growthengine.segments.feeds.* \
+	growthengine.flows.triggers.* growthengine.consent.* growthengine.ingest.service.*_drop_duplicates__mutmut_*
+MUTATE_JOBS ?= 2
 mutate: setup-dev
 	rm -rf mutants
-	$(BIN)/mutmut run --max-children 2 $(MUTANTS)
+	$(BIN)/mutmut run --max-children $(MUTATE_JOBS) $(foreach m,$(MUTANTS),'$(m)')
 	$(BIN)/python -m tests.mutation_report
 
 clean:
