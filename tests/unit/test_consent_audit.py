@@ -110,3 +110,38 @@ def test_merging_an_anonymous_visitor_moves_no_consent(store: Store) -> None:
     with store.transaction() as tx:
         ConsentAudit().on_merge(tx, "anon:a1", "u1")
     assert audit(store)["u1"] == []
+
+
+def erase(user: str, ts: int = 9_000, **properties: Any) -> Event:
+    return Event(user_id=user, name="erase", ts_us=ts, type="command", properties=properties)
+
+
+def test_an_erasure_deletes_the_users_and_their_visitors_consent_and_keeps_one_row_under_its_token(
+        store: Store) -> None:
+    audit(store, identify("u1", ts=1, consent={"email": True}), identify("u2", ts=2, consent={"sms": True}),
+          identify("u3", ts=3, consent={"push": True}))
+    with store.transaction() as tx:  # a visitor's rows (kept before a merge) go with the user's
+        tx.consent.record([ConsentChange("anon:a1", "push", True, 4, "identify"),
+                           ConsentChange("anon:a2", "email", True, 5, "identify")])
+    with store.transaction() as tx:
+        ConsentAudit().on_erase_commands(tx, [
+            erase("u1", ts=9_000, token="tok-1", anonymous=["anon:a1", 7, None], source="cli"),
+            erase("u2", ts=9_500, token="tok-2"),
+        ])
+    with store.read() as tx:
+        trails = {key: tx.consent.for_user(key) for key in ("u1", "u2", "u3", "anon:a1", "anon:a2", "tok-1", "tok-2")}
+    assert trails["u1"] == trails["u2"] == trails["anon:a1"] == []
+    assert [c.channel for c in trails["u3"]] == ["push"] and [c.channel for c in trails["anon:a2"]] == ["email"]
+    assert trails["tok-1"] == [ConsentChange("tok-1", "all", False, 9_000, "erasure", "cli")]
+    assert trails["tok-2"] == [ConsentChange("tok-2", "all", False, 9_500, "erasure", "api")]
+
+
+def test_an_erasures_source_defaults_to_api_and_is_cut_to_16_characters(store: Store) -> None:
+    with store.transaction() as tx:
+        ConsentAudit().on_erase_commands(tx, [erase("u1", ts=1, token="t1", source=""),
+                                              erase("u2", ts=2, token="t2", source="c" * 15 + "xyz"),
+                                              erase("u3", ts=3, token=12, source=None, anonymous=None)])
+    with store.read() as tx:
+        rows = [tx.consent.for_user(key) for key in ("t1", "t2", "12")]
+    assert [[(c.source, c.detail) for c in row] for row in rows] == [
+        [("erasure", "api")], [("erasure", "c" * 15 + "x")], [("erasure", "api")]]
