@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 import datetime as dt
 from typing import Any
+
+import numpy as np
 from zoneinfo import ZoneInfo
 
 from growthengine.clock import to_us
@@ -18,6 +20,7 @@ from growthengine.gate.outcome import SEND, Decision
 from growthengine.gate.rules import GateRules
 from growthengine.optimize.channel_scores import ChannelRule
 from growthengine.optimize.send_time import SendTimeModel
+from growthengine.optimize.send_time_population import PopulationSendTime
 
 BKK = ZoneInfo("Asia/Bangkok")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -267,3 +270,24 @@ def test_each_cap_counts_its_own_window_in_one_batch() -> None:
 def test_a_plain_message_booked_later_keeps_the_best_time_reason() -> None:
     later = msg(at=NOON + dt.timedelta(hours=1))
     assert one(later).reason == "send_time"
+
+
+def test_a_thin_history_leans_on_the_population_prior_of_the_planned_channel() -> None:
+    """One open at 13:00 against a population that engages at 10:00: the shrunk profile peaks at 10:00; without
+    the population (or with another channel's) the built-in pattern leaves the user's own 13:00 on top."""
+    morning = NOON.replace(hour=9)
+    model = SendTimeModel.fit([(dt.datetime(2026, 1, 5, 13, 0, tzinfo=BKK), 1.0)], now=morning, tz="Asia/Bangkok")
+    share = np.full(168, 0.001)
+    share[10::24] = 1.0  # 10:00 local on every day of the week
+    candidate = Candidate(msg(at=morning), EVERYTHING, best_within_us=12 * 3_600_000_000)
+
+    def booked(populations: dict[str, PopulationSendTime]) -> int | None:
+        history = History(now_us=to_us(morning), send_time_models={("u1", "push"): model},
+                          send_time_population=populations)
+        [decision] = decide_many([candidate], history)
+        assert decision.action == "defer" and decision.send_time is not None
+        assert decision.send_time.reason == "personal_peak"
+        return decision.at_us
+
+    assert booked({"push": PopulationSendTime(share)}) == to_us(NOON.replace(hour=10))
+    assert booked({"email": PopulationSendTime(share)}) == booked({}) == to_us(NOON.replace(hour=13))

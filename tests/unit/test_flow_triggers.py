@@ -86,3 +86,11 @@ def test_a_drop_of_exactly_ten_percent_sends_nothing_whatever_the_floats(old: fl
     # 333 -> 299.70 is 10 % exactly; binary floating point alone made it 10.000000000000004 %.
     values = event_matches(PRICE_DROP, event("listing_price_changed", listing_id="L1", old_price=old, new_price=new))
     assert (values is not None) is fires
+
+
+def test_a_derived_float_is_rounded_to_nine_decimals_and_other_values_are_kept_as_they_are() -> None:
+    trigger = EventTrigger(event="e", derive=(("third", "a / 3"), ("label", "name ~ '!'"), ("sum", "a + 1"),
+                                              ("flag", "a > 0")))
+    values = derived(trigger, {"a": 1, "name": "L"})
+    assert values == {"a": 1, "name": "L", "third": 0.333333333, "label": "L!", "sum": 2, "flag": True}
+    assert values is not None and type(values["sum"]) is int and type(values["flag"]) is bool
