@@ -399,3 +399,15 @@ def test_an_item_added_twice_looks_again_at_the_first_of_its_deadlines() -> None
     assert judge(CART, pending).next_us == NOW + 10 * MIN
     left_open = [ev("add_to_cart", NOW - 5 * HOUR, listing_id="L1"), ev("add_to_cart", NOW - 3 * HOUR, listing_id="L1")]
     assert judge(CART, left_open).next_us == NOW - 5 * HOUR + 7 * DAY
+
+
+def test_an_event_is_not_its_own_closer_and_a_later_one_closes_it() -> None:
+    """"Viewed, and no view of the same listing within the hour": a view opens the pattern and is a closer too, and
+    does not close itself (the same log id); the next view closes the first and opens its own hour."""
+    revisit = Pattern("viewed", ("viewed",), within_us=HOUR, same="listing_id", leaves_after_us=7 * DAY)
+    first = Event(user_id="u1", name="viewed", ts_us=NOW - 3 * HOUR, properties={"listing_id": "L1"}, id=5)
+    alone = judge(revisit, [first])
+    assert alone.value and alone.facets is not None and alone.facets["L1"]["data"]["at_us"] == NOW - 3 * HOUR
+    again = Event(user_id="u1", name="viewed", ts_us=NOW - 2 * HOUR, properties={"listing_id": "L1"}, id=9)
+    both = judge(revisit, [first, again])
+    assert both.value and both.facets is not None and both.facets["L1"]["data"]["at_us"] == NOW - 2 * HOUR

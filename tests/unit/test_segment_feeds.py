@@ -17,11 +17,13 @@ from growthengine.segments.feeds import (
     FeedPlan,
     State,
     apply_event,
+    closing_order,
     compare,
     entity_ids,
     feed_id,
     local_day,
     matches,
+    opening_order,
     prune,
     walk,
 )
@@ -321,3 +323,10 @@ def test_prune_keeps_activity_days_inside_the_longest_window_before_the_last_act
     nothing: State = {"a": {"last": None, "days": {"1": 1}}, "f": {}}
     prune(nothing, FeedPlan.build(segments), segments, NOW)
     assert nothing["a"]["days"] == {"1": 1}
+
+
+def test_an_opening_and_a_closing_event_stand_in_event_time_then_in_arrival_order() -> None:
+    assert opening_order([500, {"listing_id": "L1"}, 7]) == (500, 7)
+    assert opening_order([500, {"listing_id": "L1"}]) == (500, 0), "stored before sequences: first at its instant"
+    assert closing_order([500, 7]) == (500, 7)
+    assert closing_order(500) == (500, LAST_AT_INSTANT), "a bare ts: stored before sequences, last at its instant"
