@@ -7,9 +7,9 @@ from __future__ import annotations
 import copy
 import datetime as dt
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
-from zoneinfo import ZoneInfo
 
 from growthengine.clock import to_us
 from growthengine.domain.messages import Message
