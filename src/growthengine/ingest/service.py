@@ -133,11 +133,12 @@ class IngestionService:
     def _drop_duplicates(tx: Tx, calls: list[Call],
                          owners: list[IngestResult]) -> tuple[list[Call], list[IngestResult]]:
         """The calls to store, counting each as accepted or duplicate in its owner's result."""
-        ids = [c.message_id for c in calls if c.message_id is not None]
-        seen = tx.events.existing_message_ids(ids) if ids else set()
+        # No message ids: no query (the store reads them 500 at a time).
+        seen = tx.events.existing_message_ids([c.message_id for c in calls if c.message_id is not None])
         fresh: list[Call] = []
         fresh_owners: list[IngestResult] = []
-        for call, owner in zip(calls, owners, strict=True):
+        for index, call in enumerate(calls):  # ``owners`` runs alongside ``calls``, one owner per call
+            owner = owners[index]
             message_id = call.message_id
             if message_id is not None:
                 if message_id in seen:
