@@ -13,11 +13,13 @@ from growthengine.clock import to_us
 from growthengine.domain.messages import Message
 from growthengine.engagement.service import Optimizer
 from growthengine.engagement.tracker import SCORES, send_time_kind
+from growthengine.gate.decision import SendGate
 from growthengine.gate.history import Candidate, Policy
 from growthengine.gate.history_loader import load_history
 from growthengine.gate.rules import GateRules
 from growthengine.optimize.channel_scores import ChannelScores
 from growthengine.optimize.send_time import SendTimeModel
+from growthengine.optimize.send_time_population import PopulationSendTime
 from growthengine.storage.unit_of_work import Store
 
 BKK = dt.timezone(dt.timedelta(hours=7))
@@ -78,6 +80,7 @@ def test_send_time_models_are_read_for_best_time_candidates_on_their_planned_cha
     assert set(history.send_time_models) == {("u1", "email")}
     assert history.send_time_models[("u1", "email")].events == 5
     assert set(history.send_time_population) == {"email"}
+    assert isinstance(history.send_time_population["email"], PopulationSendTime)
     with store.transaction() as tx:
         off = load_history(tx, candidates, policy(send_time=False), to_us(NOON), models=Optimizer())
         assert (off.send_time_models, off.send_time_population) == ({}, {})
@@ -91,3 +94,19 @@ def test_an_empty_model_document_is_no_model(store: Store) -> None:
                                models=Optimizer())
     assert history.send_time_models == {} and set(history.send_time_population) == {"email"}
     assert history.now_us == to_us(NOON)
+
+
+def test_the_gate_decides_on_what_it_read_with_the_optimizers_models(store: Store) -> None:
+    """u1 engages by push, not by email: with the optimizer's models its email moves to push (and waits for its
+    best time when one is asked); without them the message keeps its channel and goes now."""
+    gate = SendGate(GateRules(caps=()))
+    plain = Candidate(msg("u1"), TRAITS)
+    timed = Candidate(msg("u2"), TRAITS, best_within_us=HOURS_12)
+    with store.transaction() as tx:
+        switched, booked = gate.decide_candidates(tx, [plain, timed], to_us(NOON), gate.policy(optimize=True),
+                                                  models=Optimizer())
+        unrouted, unbooked = gate.decide_candidates(tx, [plain, timed], to_us(NOON), gate.policy(optimize=True))
+    assert switched.action == "send" and switched.route is not None and switched.route.channel == "push"
+    assert booked.send_time is not None and booked.send_time.reason == "personal_peak"
+    assert (unrouted.action, unrouted.route) == ("send", None)
+    assert unbooked.send_time is not None and unbooked.send_time.reason.startswith("global")
