@@ -291,3 +291,18 @@ def test_a_thin_history_leans_on_the_population_prior_of_the_planned_channel() -
 
     assert booked({"push": PopulationSendTime(share)}) == to_us(NOON.replace(hour=10))
     assert booked({"email": PopulationSendTime(share)}) == booked({}) == to_us(NOON.replace(hour=13))
+
+
+def test_a_message_booked_later_keeps_its_own_reason() -> None:
+    held = msg(at=NOON + dt.timedelta(hours=3))
+    held.reason = "quiet_hours"
+    assert one(held) == Decision("defer", "quiet_hours", to_us(NOON + dt.timedelta(hours=3)),
+                                 "booked for the user's best time")
+
+
+def test_a_timezone_that_is_not_text_is_the_business_zone() -> None:
+    late = NOON.replace(hour=23)  # 23:00 in Bangkok: quiet hours until 08:00 there
+    for zone in (7, "", None, ["Asia/Tokyo"]):
+        decision = one(msg(at=late), {**EVERYTHING, "timezone": zone}, at=late)
+        assert (decision.action, decision.reason, decision.at_us) == (
+            "defer", "quiet_hours", to_us(NOON.replace(hour=8) + DAY)), zone
