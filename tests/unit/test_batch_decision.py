@@ -212,6 +212,9 @@ def test_a_deferred_candidate_does_not_stop_the_batch() -> None:
     plain = Candidate(msg(mid="plain", user="u2", at=morning), EVERYTHING)
     decided = decide_many([timed, plain], History(now_us=to_us(morning)))
     assert [d.action for d in decided] == ["defer", "send"]
+    unwilling = Candidate(msg(mid="unwilling", user="u3", at=morning), {**EVERYTHING, "consent": {}})
+    decided = decide_many([timed, unwilling], History(now_us=to_us(morning)))
+    assert [(d.action, d.reason) for d in decided] == [("defer", "send_time"), ("suppress", "consent")]
 
 
 def test_the_policys_own_channel_rules() -> None:

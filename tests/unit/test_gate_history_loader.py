@@ -16,6 +16,7 @@ from growthengine.engagement.tracker import SCORES, send_time_kind
 from growthengine.gate.decision import SendGate
 from growthengine.gate.history import Candidate, Policy
 from growthengine.gate.history_loader import load_history
+from growthengine.gate.outcome import SEND
 from growthengine.gate.rules import GateRules
 from growthengine.optimize.channel_scores import ChannelScores
 from growthengine.optimize.send_time import SendTimeModel
@@ -106,7 +107,18 @@ def test_the_gate_decides_on_what_it_read_with_the_optimizers_models(store: Stor
         switched, booked = gate.decide_candidates(tx, [plain, timed], to_us(NOON), gate.policy(optimize=True),
                                                   models=Optimizer())
         unrouted, unbooked = gate.decide_candidates(tx, [plain, timed], to_us(NOON), gate.policy(optimize=True))
+        kept, now = gate.decide_candidates(tx, [plain, timed], to_us(NOON), gate.policy(), models=Optimizer())
+    assert (kept, now) == (SEND, SEND), "the gate's own policy neither switches nor times a message"
     assert switched.action == "send" and switched.route is not None and switched.route.channel == "push"
     assert booked.send_time is not None and booked.send_time.reason == "personal_peak"
     assert (unrouted.action, unrouted.route) == ("send", None)
     assert unbooked.send_time is not None and unbooked.send_time.reason.startswith("global")
+
+
+def test_a_real_providers_channel_fails_a_message_it_cannot_address(store: Store) -> None:
+    gate = SendGate(GateRules(caps=()))
+    ads = Candidate(msg("u1", "ads"), {"consent": {"ads": True}})
+    with store.transaction() as tx:
+        [failed] = gate.decide_candidates(tx, [ads], to_us(NOON), gate.policy(provider_channels=frozenset({"ads"})))
+        [local] = gate.decide_candidates(tx, [ads], to_us(NOON), gate.policy())
+    assert (failed.action, failed.reason) == ("fail", "no_address") and local == SEND
