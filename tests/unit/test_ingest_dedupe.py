@@ -1,18 +1,24 @@
 """Idempotent ingestion (ingest/service.py, ``_drop_duplicates``): a ``messageId`` already in the log, or met earlier
 in the same group of batches, is a duplicate: counted in its own batch's answer, stored once, applied once; a call
-without one is never a duplicate. Through the real service on a throw-away SQLite database."""
+without one is never a duplicate. Through the real service on a throw-away SQLite database (and PostgreSQL, for
+two engines storing the same id in the same instant)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from growthengine.clock import ManualClock
+from growthengine.clock import ManualClock, to_us
 from growthengine.domain.events import Event
+from growthengine.domain.partitions import partition_of
 from growthengine.ingest.service import IngestionService, IngestRequest, IngestResult
 from growthengine.storage.unit_of_work import Store
+from tests.conftest import START
+from tests.pg_cluster import PgCluster
+from tests.waiting import wait_until
 
 T0 = "2026-01-05T01:00:00Z"
 
@@ -104,3 +110,37 @@ def test_an_integer_message_id_and_its_text_are_the_same_id(service: IngestionSe
     assert counts(service.ingest([track("u1", n=1) | {"messageId": 42}])) == (1, 0, 0)
     assert counts(service.ingest([track("u1", message_id="42", n=2)])) == (0, 1, 0)
     assert [e.properties["n"] for e in events(store, "u1")] == [1]
+
+
+@pytest.mark.postgres
+def test_a_message_id_another_engine_stores_in_the_same_instant_is_a_duplicate(pg_cluster: PgCluster) -> None:
+    """Two engines on one PostgreSQL: the other engine's row is written but not committed when this one checks the
+    log, so this one's insert waits on it and loses; the call counts as a duplicate, its own is not stored."""
+    url = pg_cluster.new_database()
+    other, mine, watcher = Store.open(url), Store.open(url), Store.open(url)
+    clock = ManualClock(START)
+    answers: list[IngestResult] = []
+    try:
+        with other.transaction() as tx:
+            tx.events.append([{"message_id": "m1", "type": "track", "name": "viewed", "user_id": "u1",
+                               "anonymous_id": None, "ts_us": to_us(START), "received_us": to_us(START),
+                               "payload": "{}", "extra": None, "partition": partition_of("u1"), "origin": None}])
+            racer = threading.Thread(target=lambda: answers.append(IngestionService(mine, clock).ingest(
+                [track("u1", message_id="m1", n=1), track("u1", message_id="m2", n=2)])))
+            racer.start()
+
+            def waiting_on_a_lock() -> bool:
+                with watcher.read() as watch:
+                    return bool(watch.conn.exec_driver_sql(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'").scalar())
+
+            wait_until(waiting_on_a_lock, what="the second engine's insert waiting on the first's")
+        racer.join(timeout=30)
+        assert not racer.is_alive()
+        [answer] = answers
+        assert counts(answer) == (1, 1, 0)
+        stored = sorted((str(e.message_id), e.properties) for e in events(mine, "u1"))
+        assert stored == [("m1", {}), ("m2", {"n": 2})], "the other engine's m1 stands; this one's is not stored"
+    finally:
+        for store in (other, mine, watcher):
+            store.close()
