@@ -53,3 +53,14 @@ class Problems:
         """Refuse the item when anything was wrong in it."""
         if self.found:
             raise ItemProblems(self.found)
+
+
+def item_issues(problems: list[tuple[Path, str]]) -> list[tuple[Path, str]]:
+    """An item's problems as reported: one per path (a part refused twice, by the item and by the part, once)."""
+    seen: set[Path] = set()
+    out = []
+    for path, message in problems:
+        if path not in seen:
+            seen.add(path)
+            out.append((path, message))
+    return out

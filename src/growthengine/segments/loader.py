@@ -9,7 +9,7 @@ from typing import Any, get_args
 import orjson
 
 from growthengine.config.errors import ConfigIssue
-from growthengine.config.problems import ItemProblems, Problems
+from growthengine.config.problems import ItemProblems, Problems, item_issues
 from growthengine.config.yaml_lines import Path, format_path, line_of
 from growthengine.domain.tracking_plan import KNOWN_TRAITS, property_type
 from growthengine.segments.durations import DurationError, parse_duration_us
@@ -56,7 +56,8 @@ class SegmentLoader:
     def _issue(self, path: Path, message: str) -> None:
         self.issues.append(ConfigIssue(self.file, format_path(path), message, line_of(self.lines, path)))
 
-    def load(self, block: Any, base: Path = ("segments",)) -> dict[str, Segment]:
+    def load(self, block: Any, base: Path = ("segments",), *, check_references: bool = True) -> dict[str, Segment]:
+        """The block's segments; ``check_references`` off when they are checked later with other documents'."""
         segments: dict[str, Segment] = {}
         if block is None:
             return segments
@@ -67,11 +68,14 @@ class SegmentLoader:
             path = (*base, key)
             try:
                 segments[str(key)] = self._segment(str(key), spec, path)
-            except ItemProblems as exc:  # every problem of the segment, not only the first
-                for where, message in exc.problems:
+            except ItemProblems as exc:  # every problem of the segment, not only the first, in line order
+                found = [(line_of(self.lines, where) or 0, i, where, message)
+                         for i, (where, message) in enumerate(item_issues(exc.problems))]
+                for _, _, where, message in sorted(found):
                     self._issue(where, message)
                 self.refused.add(str(key))
-        self._check_references(segments, base)
+        if check_references:
+            self.check_references(segments, base)
         return segments
 
     def _segment(self, key: str, spec: Any, path: Path) -> Segment:
@@ -80,20 +84,23 @@ class SegmentLoader:
             problems.add(path, "a segment key is letters, digits and underscores, starting with a letter")
         if not isinstance(spec, dict):
             raise problems.refuse(path, "a segment is a mapping with name, refresh and a condition")
+        comparisons = COMPARISONS if "trait" in spec else ()  # a trait condition on its own: {trait: x, eq: y}
         extra = sorted(set(map(str, spec)) - {"name", "refresh", "description", "leaves_after", *_NODE_KEYS, "where",
-                                               "count", "sum", "distinct", "last", "within", "per"})
+                                               "count", "sum", "distinct", "last", "within", "per", *comparisons})
+        conditions = [k for k in _NODE_KEYS if k in spec]
         for field in extra:
-            problems.add((*path, field), f"unknown field {field!r}")
+            hint = "" if conditions else f"; a segment's condition is one of {', '.join(_NODE_KEYS)}"
+            problems.add((*path, field), f"unknown field {field!r}{hint}")
         refresh = spec.get("refresh", "realtime")
         if refresh not in REFRESHES:
             problems.add((*path, "refresh"), f"refresh must be one of {', '.join(REFRESHES)}; got {refresh!r}")
-        body = {k: v for k, v in spec.items()
-                if k not in ("name", "refresh", "description", "leaves_after", *extra)}
+        body = {k: v for k, v in spec.items() if k not in ("name", "refresh", "description", "leaves_after")}
         if "pattern" in body:
             body["leaves_after"] = spec.get("leaves_after")
         elif "leaves_after" in spec:
             problems.add((*path, "leaves_after"), "leaves_after applies only to a pattern segment")
-        condition = problems.check(lambda: self._condition(body, path))
+        # Unknown fields and no condition: the unknown fields say it (no second problem for the same mistake).
+        condition = problems.check(lambda: self._condition(body, path)) if conditions or not extra else None
         name = spec.get("name", key)
         if not isinstance(name, str):
             problems.add((*path, "name"), "name must be text")
@@ -301,9 +308,14 @@ class SegmentLoader:
         return Pattern(first=first, not_followed_by=tuple(closers), same=same, within_us=within,
                        leaves_after_us=leaves_us)
 
-    def _check_references(self, segments: dict[str, Segment], base: Path) -> None:
+    def check_references(self, segments: dict[str, Segment], base: Path = ("segments",),
+                         only: set[str] | None = None) -> None:
+        """Unknown segments referred to, and cycles, among ``segments``; reported for the keys in ``only`` (all by
+        default)."""
         graph = {key: sorted(_references(seg.condition)) for key, seg in segments.items()}
         for key, refs in graph.items():
+            if only is not None and key not in only:
+                continue
             for ref in refs:
                 if ref not in segments and ref not in self.refused:
                     self._issue((*base, key), f"refers to unknown segment {ref!r}")
@@ -312,7 +324,7 @@ class SegmentLoader:
         def visit(key: str, trail: list[str]) -> None:
             state[key] = 1
             for ref in graph.get(key, []):
-                if state.get(ref) == 1:
+                if state.get(ref) == 1 and (only is None or key in only):
                     cycle = " -> ".join([*trail[trail.index(ref):], ref]) if ref in trail else f"{key} -> {ref}"
                     self._issue((*base, key), f"segments refer to each other in a cycle: {cycle}")
                 elif ref in graph and state.get(ref) is None:
