@@ -89,10 +89,9 @@ def serve(
 
 def _simulated_clock_settings(settings: Settings, start_at: dt.datetime | None) -> Settings:
     """``growth serve --simulate`` on the manual clock that the simulator drives: it starts at ``--start``, else
-    where it stopped on this database, else (a fresh one) the demo's replayed days before the wall clock's now.
-    The simulator stamps its events up to one tick ahead of the clock it is about to advance."""
+    where it stopped on this database, else (a fresh one) the demo's replayed days before the wall clock's now."""
     from growthengine.clock import RealClock
-    from growthengine.simulate.clock_driver import DEMO_REPLAY_DAYS, DEMO_TICK, demo_start
+    from growthengine.simulate.clock_driver import DEMO_REPLAY_DAYS, demo_start
     from growthengine.storage.unit_of_work import Store
 
     if start_at is None:
@@ -101,9 +100,7 @@ def _simulated_clock_settings(settings: Settings, start_at: dt.datetime | None) 
             start_at = demo_start(store, RealClock().now(), dt.timedelta(days=DEMO_REPLAY_DAYS))
         finally:
             store.close()
-    return settings.model_copy(update={
-        "clock": "manual", "clock_start": start_at,
-        "future_tolerance_s": max(settings.future_tolerance_s, DEMO_TICK.total_seconds())})
+    return settings.model_copy(update={"clock": "manual", "clock_start": start_at})
 
 
 @app.command()

@@ -1,12 +1,12 @@
 """The demo's simulated clock: the live simulator moves the engine's manual clock (``growth serve --simulate``).
 
 Business time may be simulated; system time is always real (DESIGN.md, "One clock"). So the demo engine runs on a
-manual clock and the simulated marketplace, its driver, moves it: each tick (15 simulated minutes) the tick's events
-go in stamped with their simulated times (at most one tick ahead of the engine's clock, which ingestion is told to
-accept), then ``POST /v1/clock/advance`` moves the clock to the tick's end, so that every timer (a cart's hour
-running out, a flow's wait, a best send time, the daily segment refresh and snapshot) fires at its own simulated
-time, and entries are found at once (well within ``flow_entry_max_lag``). Every simulated hour the users answer
-the messages the engine sent.
+manual clock and the simulated marketplace, its driver, moves it: each tick (15 simulated minutes)
+``POST /v1/clock/advance`` moves the clock to the tick's end, so that every timer (a cart's hour running out, a
+flow's wait, a best send time, the daily segment refresh and snapshot) fires at its own simulated time; then the
+tick's events go in stamped with their simulated times, at most one tick behind the clock (never ahead of it: a
+pattern opened by an event from the engine's future would get no deadline timer), so entries are found well within
+``flow_entry_max_lag``. Every simulated hour the users answer the messages the engine sent.
 
 A fresh demo first runs ``replay`` simulated days at full speed (the clock starts that far behind the wall clock),
 so that the dashboard's daily charts and the send-time heatmap have days of messages to show; then simulated time
@@ -88,6 +88,8 @@ def drive_clock(market: Marketplace, post: PostEvents, advance: AdvanceClock, so
         while next_hour_us < t1:
             market.plan_hour(next_hour_us)
             next_hour_us += HOUR_US
+        now_us = advance(t1)
+        stats.ticks += 1
         batch = market.drain(t1)
         if max_events is not None:
             batch = batch[: max(0, max_events - stats.live_events)]
@@ -95,9 +97,8 @@ def drive_clock(market: Marketplace, post: PostEvents, advance: AdvanceClock, so
             stats.live_events += len(batch)
             post(batch)
         if max_events is not None and stats.live_events >= max_events:
+            stats.simulated_until_us = now_us
             break
-        now_us = advance(t1)
-        stats.ticks += 1
         if now_us - last_answer_us >= pace.answer_every_us:
             last_answer_us = now_us
             sent = source.new_messages()
