@@ -19,8 +19,10 @@ DEADLINE_S = 30.0
 POLL_S = 0.02
 
 
-def wait_until(condition: Callable[[], T], *, timeout_s: float = DEADLINE_S, what: str = "the condition") -> T:
-    """Poll ``condition`` until it gives a truthy value (returned); fail with ``what`` at the deadline."""
+def wait_until(condition: Callable[[], T], *, timeout_s: float = DEADLINE_S, what: str = "the condition",
+               poll_s: float = POLL_S) -> T:
+    """Poll ``condition`` until it gives a truthy value (returned); fail with ``what`` at the deadline. ``poll_s``
+    spaces polls that cost the other side work (HTTP reads of a busy server)."""
     deadline = time.monotonic() + timeout_s
     while True:
         value = condition()
@@ -28,7 +30,7 @@ def wait_until(condition: Callable[[], T], *, timeout_s: float = DEADLINE_S, wha
             return value
         if time.monotonic() >= deadline:
             raise AssertionError(f"{what} did not happen within {timeout_s:g} s")
-        time.sleep(POLL_S)
+        time.sleep(poll_s)
 
 
 class StalledHandler:

@@ -80,8 +80,9 @@ async def test_a_refused_change_lists_every_problem_and_stores_nothing(engine: E
     async with api_client(engine) as client:
         error = assert_error(await client.put("/v1/config/segments/bad", json=bad, headers=ADMIN), 422,
                              "invalid_config")
-        assert error["details"] == [{"path": "segments.bad.refresh", "message": error["details"][0]["message"]}]
-        assert "sometimes" in error["details"][0]["message"]
+        # Both problems of the one segment, not only the first.
+        assert [d["path"] for d in error["details"]] == ["segments.bad.refresh", "segments.bad.count.gt"]
+        assert "sometimes" in error["details"][0]["message"] and "many" in error["details"][1]["message"]
         flow = {"name": "x", "trigger": {"segment_entered": "nowhere"},
                 "steps": [{"send": {"channel": "push", "template": "no_such_template"}}]}
         error = assert_error(await client.put("/v1/config/flows/x", json=flow, headers=ADMIN), 422)

@@ -12,6 +12,7 @@ import typer
 from growthengine.cli.options import CliError, ConfigOption, DbOption, cli_settings, console, setup_logging
 from growthengine.cli.simulate import simulate as simulate_command
 from growthengine.cli.simulate import start_live_simulation
+from growthengine.settings import Settings
 from growthengine.timefmt import TimeFormatError, parse_instant
 
 app = typer.Typer(help="Growth Engine: marketing automation for marketplaces.", no_args_is_help=True,
@@ -29,9 +30,11 @@ def serve(
     config: ConfigOption = None,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
-    clock: Annotated[str, typer.Option(help="real, or manual (a test clock moved by POST /v1/clock/advance)")] = "real",
+    clock: Annotated[str | None, typer.Option(help="real, or manual (a test clock moved by POST /v1/clock/advance); "
+                                              "default real, or manual with --simulate")] = None,
     start: Annotated[str | None, typer.Option(help="start of the manual clock, ISO-8601")] = None,
-    simulate: Annotated[bool, typer.Option("--simulate", help="stream a simulated marketplace in (make run)")] = False,
+    simulate: Annotated[bool, typer.Option("--simulate", help="stream a simulated marketplace in, on a simulated "
+                                           "clock that it drives unless --clock real (make run)")] = False,
     api_only: Annotated[bool, typer.Option("--api-only", help="API and dashboard only; `growth worker` processes "
                                            "do the pipeline, timers and deliveries")] = False,
 ) -> None:
@@ -42,6 +45,9 @@ def serve(
     from growthengine.bootstrap import build_engine
     from growthengine.keys import first_key_line, load_keyring
 
+    if clock is None:
+        # make run: the simulated marketplace drives a manual clock (business time simulated, system time real).
+        clock = "manual" if simulate and not api_only else "real"
     if clock not in ("real", "manual"):
         raise CliError("--clock must be real or manual")
     start_at: dt.datetime | None = None
@@ -50,11 +56,14 @@ def serve(
             start_at = parse_instant(start, field="--start", require_offset=True)
         except TimeFormatError as exc:
             raise CliError(str(exc)) from None
-    if clock == "manual" and start_at is None:
+    if clock == "manual" and start_at is None and not simulate:
         raise CliError("--clock manual needs --start ISO, for example --start 2026-01-05T09:00:00+07:00")
     if clock == "manual" and api_only:
         raise CliError("the manual clock exists only in the single-process growth serve: drop --api-only")
-    settings = cli_settings(db, config, host=host, port=port, clock=clock, clock_start=start_at)
+    if clock == "manual" and simulate:
+        settings = _simulated_clock_settings(cli_settings(db, config, host=host, port=port), start_at)
+    else:
+        settings = cli_settings(db, config, host=host, port=port, clock=clock, clock_start=start_at)
     setup_logging(settings, default_level=logging.INFO)
     engine = build_engine(settings)
     keys, new_key = load_keyring(settings, engine.store)
@@ -65,7 +74,7 @@ def serve(
     if simulate:
         # The in-process simulator gets a key of its own, made for this run and kept only in memory.
         sim_key = new_key or settings.api_key or keys.add_ephemeral_admin()
-        live = start_live_simulation(settings, sim_key)
+        live = start_live_simulation(settings, sim_key, drives_clock=clock == "manual")
     api = create_app(engine, keys, run_workers=not api_only)
     role = "API only" if api_only else "API and worker"
     console.print(f"Growth Engine on http://{settings.host}:{settings.port} ({engine.store.dialect}, "
@@ -76,6 +85,22 @@ def serve(
         if live is not None:
             live.set()
         engine.close()
+
+
+def _simulated_clock_settings(settings: Settings, start_at: dt.datetime | None) -> Settings:
+    """``growth serve --simulate`` on the manual clock that the simulator drives: it starts at ``--start``, else
+    where it stopped on this database, else (a fresh one) the demo's replayed days before the wall clock's now."""
+    from growthengine.clock import RealClock
+    from growthengine.simulate.clock_driver import DEMO_REPLAY_DAYS, demo_start
+    from growthengine.storage.unit_of_work import Store
+
+    if start_at is None:
+        store = Store.open(settings.db_url)
+        try:
+            start_at = demo_start(store, RealClock().now(), dt.timedelta(days=DEMO_REPLAY_DAYS))
+        finally:
+            store.close()
+    return settings.model_copy(update={"clock": "manual", "clock_start": start_at})
 
 
 @app.command()

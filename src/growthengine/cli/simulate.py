@@ -68,13 +68,16 @@ def simulate(
         raise CliError(f"{report.rejected} simulated calls were rejected (first: {report.first_rejection})")
 
 
-def start_live_simulation(settings: Settings, new_key: str | None) -> threading.Event:
+def start_live_simulation(settings: Settings, new_key: str | None, *, drives_clock: bool) -> threading.Event:
     """For ``growth serve --simulate``: stream a live marketplace into this server; set the event to stop it.
 
-    The simulator needs the admin key in plain text: the one made by this run, else ``GROWTH_API_KEY``.
+    With ``drives_clock`` (the engine on its manual clock, ``make run``) the simulator moves the engine's clock:
+    a fresh engine's last days at full speed, then a simulated day a minute. The simulator needs the admin key in
+    plain text: the one made by this run, else ``GROWTH_API_KEY``.
     """
     from growthengine.settings import served_url
-    from growthengine.simulate.live import start_in_background
+    from growthengine.simulate.clock_driver import DEMO_DAY_SECONDS, DEMO_REPLAY_DAYS
+    from growthengine.simulate.live import REAL_CLOCK_DAY_SECONDS, start_in_background
 
     key = new_key or settings.api_key
     if not key:
@@ -83,6 +86,12 @@ def start_live_simulation(settings: Settings, new_key: str | None) -> threading.
             "to that key, or to a new one from: growth keys create NAME --role admin"
         )
     url = served_url(settings.host, settings.port)
-    _, stop = start_in_background(url, key)
-    console.print(f"Simulated marketplace streaming into {url} (a simulated day every 6 minutes)")
+    if drives_clock:
+        _, stop = start_in_background(url, key, day_seconds=DEMO_DAY_SECONDS, replay_days=DEMO_REPLAY_DAYS)
+        console.print(f"Simulated marketplace streaming into {url} on a simulated clock (a fresh database: "
+                      f"{DEMO_REPLAY_DAYS:g} days at full speed, then a simulated day every {DEMO_DAY_SECONDS:g} s)")
+    else:
+        _, stop = start_in_background(url, key, day_seconds=REAL_CLOCK_DAY_SECONDS)
+        console.print(f"Simulated marketplace streaming into {url} on the real clock (its users live a simulated "
+                      f"day every {REAL_CLOCK_DAY_SECONDS / 60:g} minutes)")
     return stop

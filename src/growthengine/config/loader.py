@@ -44,25 +44,32 @@ def template_info(registry: TemplateRegistry) -> TemplateInfo:
     return info
 
 
-def _read(path: Path) -> tuple[dict[str, Any], dict[tuple[str | int, ...], int]]:
+Lines = dict[tuple[str | int, ...], int]
+
+
+def _read(path: Path) -> tuple[dict[str, Any], Lines, list[ConfigIssue]]:
+    """The document, its lines, and its unknown sections (left out of the document, so the rest can be checked)."""
     if path == DEFAULT_CONFIG:
-        data, lines = _read_default()
-        return copy.deepcopy(data), lines
+        data, lines, unknown = _read_default()
+        return copy.deepcopy(data), lines, list(unknown)
     return _read_file(path)
 
 
-def read_document(path: Path) -> tuple[dict[str, Any], dict[tuple[str | int, ...], int]]:
+def read_document(path: Path) -> tuple[dict[str, Any], Lines]:
     """One config document and the line of each path in it; raises :class:`ConfigError`."""
-    return _read(path)
+    data, lines, unknown = _read(path)
+    if unknown:
+        raise ConfigError(unknown)
+    return data, lines
 
 
 @functools.lru_cache(maxsize=1)
-def _read_default() -> tuple[dict[str, Any], dict[tuple[str | int, ...], int]]:
+def _read_default() -> tuple[dict[str, Any], Lines, list[ConfigIssue]]:
     """The shipped defaults are parsed once per process."""
     return _read_file(DEFAULT_CONFIG)
 
 
-def _read_file(path: Path) -> tuple[dict[str, Any], dict[tuple[str | int, ...], int]]:
+def _read_file(path: Path) -> tuple[dict[str, Any], Lines, list[ConfigIssue]]:
     name = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -76,15 +83,14 @@ def _read_file(path: Path) -> tuple[dict[str, Any], dict[tuple[str | int, ...], 
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([ConfigIssue(name, "", f"not valid YAML: {problem}", line)]) from None
     if data is None:
-        return {}, lines
+        return {}, lines, []
     if not isinstance(data, dict):
         raise ConfigError([ConfigIssue(name, "", "the top level must be a mapping (segments:, flows:, ...)", 1)])
     unknown = sorted(set(map(str, data)) - _TOP_LEVEL)
-    if unknown:
-        sections = ", ".join(sorted(_TOP_LEVEL))
-        raise ConfigError([ConfigIssue(name, section, f"unknown section; sections are {sections}",
-                                       lines.get((section,))) for section in unknown])
-    return data, lines
+    sections = ", ".join(sorted(_TOP_LEVEL))
+    issues = [ConfigIssue(name, section, f"unknown section; sections are {sections}", lines.get((section,)))
+              for section in unknown]
+    return {k: v for k, v in data.items() if str(k) in _TOP_LEVEL}, lines, issues
 
 
 STORED = "stored config"
@@ -100,18 +106,35 @@ def load_config(path: Path | None = None, *, with_defaults: bool = True,
     issues: list[ConfigIssue] = []
     segments: dict[str, Segment] = {}
     sources: list[Path] = ([DEFAULT_CONFIG] if with_defaults else []) + ([path] if path is not None else [])
-    documents: list[tuple[Path | str, dict[str, Any], dict[tuple[str | int, ...], int]]] = [
-        (source, *_read(source)) for source in sources]
+    documents: list[tuple[Path | str, dict[str, Any], Lines]] = []
+    unreadable: list[ConfigIssue] = []
+    for file in sources:
+        try:
+            data, lines, unknown = _read(file)
+        except ConfigError as exc:  # unreadable or not YAML: nothing more of it can be checked
+            unreadable.extend(exc.issues)
+            continue
+        issues.extend(unknown)
+        documents.append((file, data, lines))
+    if unreadable:
+        raise ConfigError([*unreadable, *issues])
     if overrides:
         documents.append((STORED, overrides, {}))
     registry, template_issues = merge_templates(templates or load_default_templates(),
                                                 [(str(name), data, lines) for name, data, lines in documents])
     issues.extend(template_issues)
     raw: dict[str, Any] = {}
+    refused: set[str] = set()
+    segment_loaders: list[tuple[SegmentLoader, set[str]]] = []
     for source, data, lines in documents:
         loader = SegmentLoader(str(source), lines)
         block = data.get("segments")
-        segments.update(loader.load(block))
+        loaded = loader.load(block, check_references=False)
+        segments.update(loaded)
+        for _, keys in segment_loaders:
+            keys -= set(loaded)  # the last document that defines a segment answers for it
+        segment_loaders.append((loader, set(loaded)))
+        refused = (refused - set(loaded)) | loader.refused
         issues.extend(loader.issues)
         _drop_nulls(segments, block)
         for section, value in data.items():
@@ -119,13 +142,16 @@ def load_config(path: Path | None = None, *, with_defaults: bool = True,
                 raw[section] = {**raw[section], **value}
             else:
                 raw[section] = value
-    if not issues:
-        final = SegmentLoader("config", {})
-        final._check_references(segments, ("segments",))
-        issues.extend(final.issues)
+    # References across documents, each reported where the segment that makes it is defined; a refused segment is
+    # not "unknown" where it is named (its own problems are reported).
+    for loader, keys in segment_loaders:
+        loader.issues = []
+        loader.refused = refused
+        loader.check_references(segments, only=keys & set(segments))
+        issues.extend(loader.issues)
     flows: dict[str, Flow] = {}
     for source, data, lines in documents:
-        flow_loader = FlowLoader(str(source), lines, set(segments), template_info(registry))
+        flow_loader = FlowLoader(str(source), lines, set(segments) | refused, template_info(registry))
         block = data.get("flows")
         flows.update(flow_loader.load(block))
         issues.extend(flow_loader.issues)

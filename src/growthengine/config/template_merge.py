@@ -23,7 +23,7 @@ def merge_templates(base: TemplateRegistry, documents: list[tuple[str, dict[str,
     issues: list[ConfigIssue] = []
     for name, block, lines in blocks:
         read, problems = read_template_block(block, file=name, lines=lines)
-        issues.extend(problems)
+        issues.extend(sorted(problems, key=lambda issue: issue.line or 0))  # in the file's order
         for key, source in read.items():
             if source is None:
                 sources.pop(key, None)

@@ -160,8 +160,9 @@ def _template(reader: _Reader, key: str, raw: Any, path: Path) -> TemplateSource
             reader.fail((*path, name), f"unknown key (expected one of: {', '.join(sorted(_TEMPLATE_KEYS))})")
     channel = body.get("channel")
     if channel not in CHANNEL_NAMES:
+        # The rest is still checked (every problem of the template at once), but not against a channel.
         reader.fail((*path, "channel"), f"must be one of {', '.join(CHANNEL_NAMES)}, got {channel!r}")
-        return None
+        channel = None
     image = body.get("image")
     if image is not None and (not isinstance(image, str) or channel == "sms"):
         reader.fail((*path, "image"), "must be template text, and sms messages carry no image")
@@ -186,6 +187,8 @@ def _template(reader: _Reader, key: str, raw: Any, path: Path) -> TemplateSource
         variant = _variant(reader, "default", {lang: body[lang] for lang in _LANGS if lang in body}, path, channel)
         if variant is not None:
             variants["default"] = variant
+    if channel is None:
+        return None
     return TemplateSource(
         key=key,
         channel=channel,
@@ -197,7 +200,7 @@ def _template(reader: _Reader, key: str, raw: Any, path: Path) -> TemplateSource
     )
 
 
-def _variant(reader: _Reader, name: str, raw: Any, path: Path, channel: str) -> VariantSource | None:
+def _variant(reader: _Reader, name: str, raw: Any, path: Path, channel: str | None) -> VariantSource | None:
     body = reader.mapping(raw, path)
     if body is None:
         return None
@@ -220,11 +223,12 @@ def _variant(reader: _Reader, name: str, raw: Any, path: Path, channel: str) -> 
     return VariantSource(name=name, when=tags, copies=copies)
 
 
-def _copy(reader: _Reader, raw: Any, path: Path, channel: str) -> CopySource | None:
+def _copy(reader: _Reader, raw: Any, path: Path, channel: str | None) -> CopySource | None:
+    """One language's parts; with no (valid) channel, only what does not depend on it is checked."""
     body = reader.mapping(raw, path)
     if body is None:
         return None
-    allowed = _PARTS_BY_CHANNEL[channel]
+    allowed = _PARTS_BY_CHANNEL[channel] if channel is not None else PARTS
     parts: dict[str, str] = {}
     for name, value in body.items():
         if name not in allowed and name not in STRUCTURE:
@@ -243,7 +247,7 @@ def _copy(reader: _Reader, raw: Any, path: Path, channel: str) -> CopySource | N
             parts["body"] = " ".join(parts[p].strip() for p in STRUCTURE)
         for p in structured:
             parts.pop(p)
-    for needed in allowed:
+    for needed in allowed if channel is not None else ():
         if needed not in parts:
             reader.fail(path, f"a {channel} message needs {needed!r}")
     return CopySource(parts=parts)

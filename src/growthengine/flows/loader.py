@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
-from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from growthengine.config.errors import ConfigIssue
+from growthengine.config.problems import ItemProblems, Problems, item_issues
 from growthengine.config.yaml_lines import Path, format_path, line_of
 from growthengine.flows.model import (
-    CHANNELS,
     Branch,
     BranchCondition,
     CouponAction,
@@ -27,6 +27,7 @@ from growthengine.flows.model import (
     Trigger,
     Wait,
 )
+from growthengine.flows.send_loader import TemplateInfo, load_send
 from growthengine.segments.durations import DurationError, parse_duration_us
 from growthengine.segments.loader import SegmentLoader
 
@@ -41,15 +42,15 @@ BASE_CONTEXT = {
     "trigger", "entity", "guide_url", "listings", "from_price",
 }
 
-# A template's channel and the variables it uses, or None when no such template exists.
-TemplateInfo = Callable[[str], tuple[str, set[str], set[str]] | None]
 
+class _Invalid(ItemProblems):
+    """One problem, where nothing more of the part can be checked."""
 
-class _Invalid(Exception):
     def __init__(self, path: Path, message: str) -> None:
-        super().__init__(message)
-        self.path = path
-        self.message = message
+        super().__init__([(path, message)])
+
+
+__all__ = ["BASE_CONTEXT", "FlowLoader", "TemplateInfo"]
 
 
 class FlowLoader:
@@ -76,38 +77,52 @@ class FlowLoader:
                 continue
             try:
                 flows[str(key)] = self._flow(str(key), spec, (*base, key))
-            except _Invalid as exc:
-                self._issue(exc.path, exc.message)
+            except ItemProblems as exc:  # every problem of the flow, not only the first, in line order
+                found = [(line_of(self.lines, where) or 0, i, where, message)
+                         for i, (where, message) in enumerate(item_issues(exc.problems))]
+                for _, _, where, message in sorted(found):
+                    self._issue(where, message)
         return flows
 
     def _flow(self, key: str, spec: Any, path: Path) -> Flow:
         if not isinstance(spec, dict):
             raise _Invalid(path, "a flow is a mapping with trigger and steps")
+        problems = Problems()
         allowed = {"name", "description", "trigger", "steps", "exit_on", "reentry", "holdout", "enabled",
                    "enroll_existing"}
-        extra = sorted(set(spec) - allowed)
-        if extra:
-            raise _Invalid((*path, extra[0]), f"unknown field {extra[0]!r}; a flow has {', '.join(sorted(allowed))}")
-        trigger = self._trigger(spec.get("trigger"), (*path, "trigger"))
+        for field in sorted(set(map(str, spec)) - allowed):
+            problems.add((*path, field), f"unknown field {field!r}; a flow has {', '.join(sorted(allowed))}")
+        trigger = problems.check(lambda: self._trigger(spec.get("trigger"), (*path, "trigger")))
         steps_spec = spec.get("steps")
+        steps: tuple[Step, ...] | None = None
         if not isinstance(steps_spec, list) or not steps_spec:
-            raise _Invalid((*path, "steps"), "steps is a non-empty list")
-        provided = set(BASE_CONTEXT)
-        steps = self._steps(steps_spec, (*path, "steps"), provided, set())
+            problems.add((*path, "steps"), "steps is a non-empty list")
+        else:
+            steps = problems.check(lambda: self._steps(steps_spec, (*path, "steps"), set(BASE_CONTEXT), set()))
         reentry = spec.get("reentry", "after_exit")
         if reentry not in ("never", "after_exit"):
-            raise _Invalid((*path, "reentry"), "reentry is never or after_exit")
+            problems.add((*path, "reentry"), "reentry is never or after_exit")
         holdout = spec.get("holdout", 0)
         if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) or not 0 <= holdout < 100:
-            raise _Invalid((*path, "holdout"), "holdout is a percentage from 0 to 99, e.g. 10")
+            problems.add((*path, "holdout"), "holdout is a percentage from 0 to 99, e.g. 10")
         enroll_existing = spec.get("enroll_existing", False)
         if not isinstance(enroll_existing, bool):
-            raise _Invalid((*path, "enroll_existing"), "enroll_existing is true or false")
-        if enroll_existing and not isinstance(trigger, SegmentEntered):
-            raise _Invalid((*path, "enroll_existing"), "enroll_existing applies only to a segment_entered trigger")
-        exits = tuple(self._exit(e, (*path, "exit_on", i)) for i, e in enumerate(spec.get("exit_on") or []))
+            problems.add((*path, "enroll_existing"), "enroll_existing is true or false")
+        elif enroll_existing and trigger is not None and not isinstance(trigger, SegmentEntered):
+            problems.add((*path, "enroll_existing"), "enroll_existing applies only to a segment_entered trigger")
+        exit_specs = spec.get("exit_on") or []
+        exits: list[ExitRule] = []
+        if not isinstance(exit_specs, list):
+            problems.add((*path, "exit_on"), "exit_on is a list of exits, e.g. [{event: purchase}]")
+        else:
+            for i, exit_spec in enumerate(exit_specs):
+                rule = problems.check(functools.partial(self._exit, exit_spec, (*path, "exit_on", i)))
+                if rule is not None:
+                    exits.append(rule)
+        problems.done()
+        assert trigger is not None and steps is not None
         canonical = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS, default=str)
-        return Flow(key=key, name=str(spec.get("name", key)), trigger=trigger, steps=steps, exit_on=exits,
+        return Flow(key=key, name=str(spec.get("name", key)), trigger=trigger, steps=steps, exit_on=tuple(exits),
                     reentry=reentry, enroll_existing=enroll_existing, holdout_pct=float(holdout),
                     description=str(spec.get("description", "")),
                     enabled=bool(spec.get("enabled", True)),
@@ -132,29 +147,33 @@ class FlowLoader:
             return self._schedule(spec["schedule"], (*path, "schedule"))
         if "event" not in spec:
             raise _Invalid(path, "trigger needs one of segment_entered, event, schedule")
+        problems = Problems()
         allowed = {"event", "where", "derive", "per", "audience", "unless"}
-        extra = sorted(set(spec) - allowed)
-        if extra:
-            raise _Invalid((*path, extra[0]), f"unknown field {extra[0]!r} in an event trigger")
+        for field in sorted(set(map(str, spec)) - allowed):
+            problems.add((*path, field), f"unknown field {field!r} in an event trigger")
         derive = spec.get("derive") or {}
         if not isinstance(derive, dict) or not all(isinstance(v, str) for v in derive.values()):
-            raise _Invalid((*path, "derive"), "derive maps a name to an expression, e.g. "
-                                              "drop_pct: (old_price - new_price) / old_price * 100")
-        where = self._segment_where(spec.get("where"), (*path, "where"), str(spec["event"]), set(derive))
+            problems.add((*path, "derive"), "derive maps a name to an expression, e.g. "
+                                            "drop_pct: (old_price - new_price) / old_price * 100")
+            derive = {}
+        where = problems.check(lambda: self._segment_where(spec.get("where"), (*path, "where"), str(spec["event"]),
+                                                           set(derive)))
         audience = spec.get("audience")
         if audience not in (None, "favorited"):
-            raise _Invalid((*path, "audience"), "audience is 'favorited' (everyone whose favorites hold it)")
+            problems.add((*path, "audience"), "audience is 'favorited' (everyone whose favorites hold it)")
         per = spec.get("per")
         if audience and not per:
-            raise _Invalid((*path, "per"), "an audience needs per: the entity property, e.g. listing_id")
+            problems.add((*path, "per"), "an audience needs per: the entity property, e.g. listing_id")
         unless = spec.get("unless")
         unless_event, unless_within = None, None
         if unless is not None:
             if not isinstance(unless, dict) or not isinstance(unless.get("event"), str) or "within" not in unless:
-                raise _Invalid((*path, "unless"), "unless is {event: NAME, within: DURATION}")
-            unless_event = unless["event"]
-            unless_within = self._duration(unless["within"], (*path, "unless", "within"))
-        return EventTrigger(event=str(spec["event"]), where=where, derive=tuple(derive.items()),
+                problems.add((*path, "unless"), "unless is {event: NAME, within: DURATION}")
+            else:
+                unless_event = unless["event"]
+                unless_within = problems.check(lambda: self._duration(unless["within"], (*path, "unless", "within")))
+        problems.done()
+        return EventTrigger(event=str(spec["event"]), where=where or (), derive=tuple(derive.items()),
                             per=per, audience=audience, unless_event=unless_event, unless_within_us=unless_within)
 
     def _segment_where(self, spec: Any, path: Path, event: str, derived: set[str]) -> Any:
@@ -163,49 +182,64 @@ class FlowLoader:
         try:
             return self._segment_helper._where(event if not derived else "", spec, path)
         except segment_loader._Invalid as exc:
-            raise _Invalid(exc.path, exc.message) from None
+            raise ItemProblems(exc.problems) from None
 
     def _schedule(self, spec: Any, path: Path) -> Schedule:
         if not isinstance(spec, dict) or not isinstance(spec.get("every"), str):
             raise _Invalid(path, "schedule is {every: 'monday 09:00', segment: KEY (optional)}")
+        problems = Problems()
         parts = spec["every"].strip().lower().split()
         if len(parts) != 2 or parts[0] not in WEEKDAYS or not _LOCAL_TIME.match(parts[1]):
-            raise _Invalid((*path, "every"), "every is a weekday and a local time, e.g. 'monday 09:00'")
+            problems.add((*path, "every"), "every is a weekday and a local time, e.g. 'monday 09:00'")
         segment = spec.get("segment")
         if segment is not None and segment not in self.segments:
-            raise _Invalid((*path, "segment"), f"unknown segment {segment!r}")
+            problems.add((*path, "segment"), f"unknown segment {segment!r}")
+        problems.done()
         hour, minute = (int(x) for x in parts[1].split(":"))
         return Schedule(segment=segment, weekday=WEEKDAYS.index(parts[0]), hour=hour, minute=minute)
 
     def _steps(self, specs: list[Any], path: Path, provided: set[str], names: set[str]) -> tuple[Step, ...]:
         steps: list[Step] = []
-        for index, spec in enumerate(specs):
-            spath = (*path, index)
-            if not isinstance(spec, dict):
-                raise _Invalid(spath, "a step is a mapping: wait, send, action or branch")
-            kinds = [k for k in ("wait", "send", "action", "branch") if k in spec]
-            extra = sorted(set(spec) - {"wait", "send", "action", "branch", "name"})
-            if extra:
-                raise _Invalid((*spath, extra[0]), f"unknown step field {extra[0]!r}")
-            if len(kinds) != 1:
-                raise _Invalid(spath, "a step is exactly one of wait, send, action, branch")
-            kind = kinds[0]
-            name = str(spec.get("name") or f"{kind}_{len(names) + 1}")
-            if name in names:
-                raise _Invalid((*spath, "name"), f"step name {name!r} is used twice")
-            names.add(name)
-            body: Any
-            if kind == "wait":
-                body = self._wait(spec["wait"], (*spath, "wait"))
-            elif kind == "send":
-                body = self._send(spec["send"], (*spath, "send"), provided)
-            elif kind == "action":
-                body = self._action(spec["action"], (*spath, "action"))
-                provided.update({"coupon"} if isinstance(body, CouponAction) else {"recommendations", "products"})
-            else:
-                body = self._branch(spec["branch"], (*spath, "branch"), provided, names)
-            steps.append(Step(name, body))
+        problems = Problems()
+        for index, spec in enumerate(specs):  # every bad step, not only the first
+            step = problems.check(functools.partial(self._step, spec, (*path, index), provided, names))
+            if step is not None:
+                steps.append(step)
+        problems.done()
         return tuple(steps)
+
+    def _step(self, spec: Any, spath: Path, provided: set[str], names: set[str]) -> Step:
+        if not isinstance(spec, dict):
+            raise _Invalid(spath, "a step is a mapping: wait, send, action or branch")
+        problems = Problems()
+        kinds = [k for k in ("wait", "send", "action", "branch") if k in spec]
+        for field in sorted(set(map(str, spec)) - {"wait", "send", "action", "branch", "name"}):
+            hint = "" if kinds else "; a step is one of wait, send, action, branch"
+            problems.add((*spath, field), f"unknown step field {field!r}{hint}")
+        if not kinds and problems.found:
+            problems.done()  # the unknown fields say it
+        if len(kinds) != 1:
+            raise problems.refuse(spath, "a step is exactly one of wait, send, action, branch")
+        kind = kinds[0]
+        name = str(spec.get("name") or f"{kind}_{len(names) + 1}")
+        if name in names:
+            problems.add((*spath, "name"), f"step name {name!r} is used twice")
+        names.add(name)
+        body: Any
+        if kind == "wait":
+            body = problems.check(lambda: self._wait(spec["wait"], (*spath, "wait")))
+        elif kind == "send":
+            body = problems.check(lambda: self._send(spec["send"], (*spath, "send"), provided))
+        elif kind == "action":
+            body = problems.check(lambda: self._action(spec["action"], (*spath, "action")))
+            # What the action would provide, even when it is refused (no second problem for a later send).
+            provided.update({"coupon"} if isinstance(body, CouponAction) or (
+                body is None and isinstance(spec["action"], dict) and "coupon" in spec["action"])
+                else {"recommendations", "products"})
+        else:
+            body = problems.check(lambda: self._branch(spec["branch"], (*spath, "branch"), provided, names))
+        problems.done()
+        return Step(name, body)
 
     def _wait(self, spec: Any, path: Path) -> Wait:
         if not isinstance(spec, dict) or len(spec) != 1:
@@ -226,113 +260,60 @@ class FlowLoader:
         raise _Invalid((*path, key), f"unknown wait {key!r}; use for, until or until_local")
 
     def _send(self, spec: Any, path: Path, provided: set[str]) -> Send:
-        if not isinstance(spec, dict):
-            raise _Invalid(path, "send is {channel, template, kind, urgency, priority, expires}")
-        extra = sorted(set(spec) - {"channel", "template", "kind", "urgency", "priority", "expires", "best_time",
-                                    "variants", "experiment"})
-        if extra:
-            raise _Invalid((*path, extra[0]), f"unknown send field {extra[0]!r}")
-        channel = spec.get("channel")
-        if channel not in CHANNELS:
-            raise _Invalid((*path, "channel"), f"unknown channel {channel!r}; channels are {', '.join(CHANNELS)}")
-        template = spec.get("template")
-        info = self.templates(str(template)) if isinstance(template, str) else None
-        if info is None:
-            raise _Invalid((*path, "template"), f"unknown template {template!r}")
-        template_channel, variables, template_variants = info
-        if template_channel != channel:
-            raise _Invalid((*path, "template"), f"template {template!r} is for {template_channel}, not {channel}")
-        missing = sorted(variables - provided)
-        if missing:
-            hint = " (add an action: {coupon: ...} step before it)" if "coupon" in missing else ""
-            raise _Invalid((*path, "template"),
-                           f"template {template!r} uses {', '.join(missing)}, which this flow does not provide{hint}")
-        kind = spec.get("kind", "marketing")
-        if kind not in ("marketing", "transactional"):
-            raise _Invalid((*path, "kind"), "kind is marketing or transactional")
-        urgency = spec.get("urgency", "normal")
-        if urgency not in ("normal", "high"):
-            raise _Invalid((*path, "urgency"), "urgency is normal or high")
-        priority = spec.get("priority", 50)
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise _Invalid((*path, "priority"), "priority is a whole number (higher wins a contested slot)")
-        expires = self._duration(spec["expires"], (*path, "expires")) if "expires" in spec else None
-        best = None
-        if "best_time" in spec:
-            best_spec = spec["best_time"]
-            if isinstance(best_spec, dict):
-                best_spec = best_spec.get("within")
-            best = self._duration(best_spec, (*path, "best_time"))
-        variants = spec.get("variants") or []
-        if not isinstance(variants, list) or any(not isinstance(v, str) for v in variants) or len(variants) == 1:
-            raise _Invalid((*path, "variants"), "variants is a list of two or more of the template's variants")
-        unknown = [v for v in variants if v not in template_variants]
-        if unknown:
-            raise _Invalid((*path, "variants"), f"template {template!r} has no variant {unknown[0]!r}; it has "
-                                                f"{', '.join(sorted(template_variants))}")
-        experiment = spec.get("experiment", {})
-        if not isinstance(experiment, dict):
-            raise _Invalid((*path, "experiment"), "experiment is {mode, explore_share, min_sends}")
-        unknown_keys = sorted(set(experiment) - {"mode", "explore_share", "min_sends"})
-        if unknown_keys:
-            raise _Invalid((*path, "experiment", unknown_keys[0]),
-                           f"unknown experiment field {unknown_keys[0]!r} (fields: mode, explore_share, min_sends)")
-        mode = experiment.get("mode", "explore")
-        if mode not in ("explore", "thompson"):
-            raise _Invalid((*path, "experiment", "mode"), "mode is explore or thompson")
-        options: list[tuple[str, float]] = []
-        share = experiment.get("explore_share")
-        if share is not None:
-            if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
-                raise _Invalid((*path, "experiment", "explore_share"),
-                               "explore_share is the share of the audience that explores, above 0 and at most 1")
-            options.append(("explore_share", float(share)))
-        min_sends = experiment.get("min_sends")
-        if min_sends is not None:
-            if isinstance(min_sends, bool) or not isinstance(min_sends, int) or min_sends < 1:
-                raise _Invalid((*path, "experiment", "min_sends"), "min_sends is a whole number of sends, 1 or more")
-            options.append(("min_sends", float(min_sends)))
-        return Send(channel=channel, template=str(template), kind=kind, urgency=urgency, priority=priority,
-                    expires_us=expires, best_within_us=best, variants=tuple(variants), experiment_mode=mode,
-                    experiment_options=tuple(options))
+        return load_send(spec, path, provided, self.templates)
 
     def _action(self, spec: Any, path: Path) -> CouponAction | RecommendationAction:
         if not isinstance(spec, dict):
             raise _Invalid(path, "action is {coupon: {...}} or {recommendations: {...}}")
+        problems = Problems()
         on_failure = spec.get("on_failure", None)
         if on_failure not in (None, "continue", "skip_next_send", "exit"):
-            raise _Invalid((*path, "on_failure"), "on_failure is continue, skip_next_send or exit")
+            problems.add((*path, "on_failure"), "on_failure is continue, skip_next_send or exit")
         if "coupon" in spec:
             body = spec["coupon"]
-            if not isinstance(body, dict) or body.get("type") not in ("percent", "amount"):
-                raise _Invalid((*path, "coupon"), "coupon is {type: percent|amount, value: N, expiry: 24h}")
+            if not isinstance(body, dict):
+                raise problems.refuse((*path, "coupon"), "coupon is {type: percent|amount, value: N, expiry: 24h}")
+            if body.get("type") not in ("percent", "amount"):
+                problems.add((*path, "coupon", "type"), "type is percent or amount")
             value = body.get("value")
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise _Invalid((*path, "coupon", "value"), "value is a positive number")
-            self._duration(body.get("expiry", "24h"), (*path, "coupon", "expiry"))
+                problems.add((*path, "coupon", "value"), "value is a positive number")
+            problems.check(lambda: self._duration(body.get("expiry", "24h"), (*path, "coupon", "expiry")))
+            problems.done()
+            assert isinstance(value, (int, float))
             return CouponAction(type=body["type"], value=float(value), expiry=str(body.get("expiry", "24h")),
                                 on_failure=on_failure or "continue")
         if "recommendations" in spec:
             body = spec["recommendations"] or {}
             limit = body.get("limit", 6) if isinstance(body, dict) else 6
             if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 50:
-                raise _Invalid((*path, "recommendations", "limit"), "limit is 1 to 50")
+                problems.add((*path, "recommendations", "limit"), "limit is 1 to 50")
+            problems.done()
             return RecommendationAction(limit=limit, on_failure=on_failure or "skip_next_send")
-        raise _Invalid(path, "unknown action; actions are coupon and recommendations")
+        raise problems.refuse(path, "unknown action; actions are coupon and recommendations")
 
     def _branch(self, spec: Any, path: Path, provided: set[str], names: set[str]) -> Branch:
         if not isinstance(spec, dict) or not isinstance(spec.get("if"), dict):
             raise _Invalid(path, "branch is {if: {converted|in_segment|event_since_entry: ...}, then: [], else: []}")
+        problems = Problems()
         cond = spec["if"]
         if len(cond) != 1 or next(iter(cond)) not in ("converted", "in_segment", "event_since_entry"):
-            raise _Invalid((*path, "if"), "if is one of converted: true, in_segment: KEY, event_since_entry: NAME")
-        if "in_segment" in cond and cond["in_segment"] not in self.segments:
-            raise _Invalid((*path, "if", "in_segment"), f"unknown segment {cond['in_segment']!r}")
+            problems.add((*path, "if"), "if is one of converted: true, in_segment: KEY, event_since_entry: NAME")
+        elif "in_segment" in cond and cond["in_segment"] not in self.segments:
+            problems.add((*path, "if", "in_segment"), f"unknown segment {cond['in_segment']!r}")
         condition = BranchCondition(converted=cond.get("converted"), in_segment=cond.get("in_segment"),
                                     event_since_entry=cond.get("event_since_entry"))
-        then = self._steps(spec.get("then") or [], (*path, "then"), set(provided), names)
-        otherwise = self._steps(spec.get("else") or [], (*path, "else"), set(provided), names)
-        return Branch(condition, then, otherwise)
+        arms: dict[str, tuple[Step, ...]] = {}
+        for arm in ("then", "else"):
+            arm_spec = spec.get(arm) or []
+            if not isinstance(arm_spec, list):
+                problems.add((*path, arm), f"{arm} is a list of steps")
+                continue
+            steps = problems.check(functools.partial(self._steps, arm_spec, (*path, arm), set(provided), names))
+            if steps is not None:
+                arms[arm] = steps
+        problems.done()
+        return Branch(condition, arms["then"], arms["else"])
 
     def _exit(self, spec: Any, path: Path) -> ExitRule:
         if not isinstance(spec, dict) or not isinstance(spec.get("event"), str):
@@ -340,13 +321,16 @@ class FlowLoader:
         where = spec.get("where") or {}
         if not isinstance(where, dict):
             raise _Invalid((*path, "where"), "where maps a property to a value or {contains: value}")
+        problems = Problems()
         rules = []
         for prop, cond in where.items():
             if isinstance(cond, dict):
                 if len(cond) != 1 or next(iter(cond)) not in ("eq", "contains"):
-                    raise _Invalid((*path, "where", prop), "use a value, {eq: value} or {contains: value}")
+                    problems.add((*path, "where", prop), "use a value, {eq: value} or {contains: value}")
+                    continue
                 op, value = next(iter(cond.items()))
             else:
                 op, value = "eq", cond
             rules.append((str(prop), op, value))
+        problems.done()
         return ExitRule(event=spec["event"], where=tuple(rules))

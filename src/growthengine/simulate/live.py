@@ -1,9 +1,13 @@
 """Live mode: a simulated marketplace posting to a running engine's ``POST /v1/batch`` (``growth serve --simulate``).
 
-The users live on a compressed day (by default a simulated day passes in six real minutes), so that a newcomer
-watching the dashboard sees mornings, evenings and quiet nights go by. Live events carry no timestamp: the engine
-stamps them with its own now. Before going live, a fresh engine gets a backfilled history (with timestamps, ending
-at the engine's now, read from ``GET /v1/clock``) so that segments such as churn risk have something to find.
+Before going live, a fresh engine gets a backfilled history (with timestamps, ending at the engine's now, read from
+``GET /v1/clock``) so that segments such as churn risk have something to find. Then, by the engine's clock:
+
+- on the manual clock (``make run``'s demo), the simulator drives it (:mod:`growthengine.simulate.clock_driver`):
+  events carry their simulated times and the clock follows them, a fresh engine's last days replayed at full speed,
+  then a simulated day a minute;
+- on the real clock, the users live on a compressed day (by default a simulated day passes in six real minutes)
+  while the engine's business time is real: live events carry no timestamp, the engine stamps them with its now.
 """
 
 from __future__ import annotations
@@ -17,14 +21,18 @@ from typing import Any
 import httpx
 
 from growthengine.clock import from_us, to_us
+from growthengine.simulate.clock_driver import DEMO_DAY_SECONDS, DriveStats, Pace, drive_clock
 from growthengine.simulate.feedback import ApiMessageSource, MessageSource, respond
 from growthengine.simulate.marketplace import DAY_US, HOUR_US, Marketplace, SimEvent, to_call
 from growthengine.simulate.population import user_id
-from growthengine.timefmt import TimeFormatError, parse_instant
+from growthengine.timefmt import TimeFormatError, format_instant, parse_instant
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
+REAL_CLOCK_DAY_SECONDS = 360.0
+ADVANCE_TIMEOUT_S = 300.0
+"""One clock advance does all the work falling due on the way; on a loaded machine that can take a while."""
 
 
 class LiveSimulationError(RuntimeError):
@@ -70,8 +78,8 @@ class _Poster:
                 self._logged_rejection = True
 
 
-def _engine_now_us(client: httpx.Client, stop: threading.Event, ready_timeout: float) -> int:
-    """Wait until the engine answers, then read its clock."""
+def _engine_clock(client: httpx.Client, stop: threading.Event, ready_timeout: float) -> tuple[int, str]:
+    """Wait until the engine answers, then read its clock: its now and its mode."""
     deadline = time.monotonic() + ready_timeout
     while True:
         try:
@@ -83,7 +91,8 @@ def _engine_now_us(client: httpx.Client, stop: threading.Event, ready_timeout: f
                 raise LiveSimulationError(f"the engine refused the simulator's API key ({response.status_code})")
             if response.status_code == 200:
                 try:
-                    return to_us(parse_instant(response.json().get("now"), field="now"))
+                    body = response.json()
+                    return to_us(parse_instant(body.get("now"), field="now")), str(body.get("mode"))
                 except (TimeFormatError, ValueError, AttributeError) as exc:
                     raise LiveSimulationError(f"GET /v1/clock gave no usable time: {exc}") from None
         if time.monotonic() > deadline or stop.wait(0.2):
@@ -96,8 +105,9 @@ def stream_live(
     *,
     users: int = 300,
     seed: int = 7,
-    history_days: float = 45.0,
-    day_seconds: float = 360.0,
+    history_days: float = 56.0,
+    day_seconds: float | None = None,
+    replay_days: float = 0.0,
     stop: threading.Event | None = None,
     max_live_events: int | None = None,
     messages: MessageSource | None = None,
@@ -105,12 +115,16 @@ def stream_live(
     ready_timeout: float = 120.0,
     transport: httpx.BaseTransport | None = None,
 ) -> LiveStats:
-    """Post a live marketplace to the engine at ``base_url`` until ``stop`` is set (or ``max_live_events`` went)."""
+    """Post a live marketplace to the engine at ``base_url`` until ``stop`` is set (or ``max_live_events`` went).
+
+    ``day_seconds`` is the real length of a simulated day (default: a minute when the simulator drives the engine's
+    manual clock, six minutes on the real clock); ``replay_days`` (manual clock, fresh engine only) are simulated
+    at full speed first."""
     stop = stop or threading.Event()
     stats = LiveStats()
     headers = {"Authorization": f"Bearer {api_key}"}
     with httpx.Client(base_url=base_url, headers=headers, timeout=30.0, transport=transport) as client:
-        now_us = _engine_now_us(client, stop, ready_timeout)
+        now_us, mode = _engine_clock(client, stop, ready_timeout)
         fresh = client.get(f"/v1/users/{user_id(0)}").status_code == 404
         history_us = int(history_days * DAY_US) if fresh else 0
         market = Marketplace(users, seed, from_us(now_us - history_us))
@@ -127,9 +141,57 @@ def stream_live(
                 poster.post(batch, timestamps=True)
             log.info("simulator: %d history events posted; now live", stats.history_events)
         source = messages if messages is not None else ApiMessageSource(client)
-        _run_live(market, poster, source, stats, stop, now_us=now_us, next_hour_us=hour_us,
-                  speed=DAY_US / (day_seconds * 1_000_000), max_events=max_live_events, poll_seconds=poll_seconds)
+        if mode == "manual":
+            pace = Pace(day_seconds=day_seconds or DEMO_DAY_SECONDS,
+                        replay_us=int(replay_days * DAY_US) if fresh else 0)
+            drive = DriveStats()
+            try:
+                drive_clock(market, lambda batch: poster.post(batch, timestamps=True), _Advancer(client), source,
+                            stop, start_us=now_us, next_hour_us=hour_us, pace=pace, max_events=max_live_events,
+                            stats=drive)
+            finally:
+                stats.live_events = drive.live_events
+        else:
+            _run_live(market, poster, source, stats, stop, now_us=now_us, next_hour_us=hour_us,
+                      speed=DAY_US / ((day_seconds or REAL_CLOCK_DAY_SECONDS) * 1_000_000),
+                      max_events=max_live_events, poll_seconds=poll_seconds)
     return stats
+
+
+class _Advancer:
+    """Moves the engine's manual clock through ``POST /v1/clock/advance``; answers where the clock stands."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+        self._warned = False
+
+    def __call__(self, to: int) -> int:
+        try:
+            response = self.client.post("/v1/clock/advance", json={"to": format_instant(from_us(to))},
+                                        timeout=ADVANCE_TIMEOUT_S)
+        except httpx.TransportError as exc:
+            raise LiveSimulationError(f"POST /v1/clock/advance failed: {exc}") from None
+        if response.status_code in (401, 403):
+            raise LiveSimulationError(f"the engine refused the simulator's API key ({response.status_code})")
+        if response.status_code == 409:
+            # The clock went further meanwhile (someone advanced it by hand): go on from where it stands.
+            if not self._warned:
+                log.warning("simulator: POST /v1/clock/advance answered 409: %s", response.text[:200])
+                self._warned = True
+            current = self.client.get("/v1/clock")
+            if current.status_code == 200:
+                try:
+                    return max(to, to_us(parse_instant(current.json().get("now"), field="now")))
+                except (TimeFormatError, ValueError, AttributeError):
+                    pass
+            return to
+        if response.status_code != 200:
+            raise LiveSimulationError(
+                f"POST /v1/clock/advance answered {response.status_code}: {response.text[:200]}")
+        try:
+            return to_us(parse_instant(response.json().get("now"), field="now"))
+        except (TimeFormatError, ValueError, AttributeError) as exc:
+            raise LiveSimulationError(f"POST /v1/clock/advance gave no usable time: {exc}") from None
 
 
 def _run_live(market: Marketplace, poster: _Poster, source: MessageSource, stats: LiveStats,
