@@ -3,8 +3,9 @@ state after the change, in the same transaction. The KPI rollups are computed fr
 (``analytics/rollups.py``); nothing here counts anything.
 
 Rows are keyed by user first (the key ``(user_id, id)``, ``ix_message_events_user``), as every hot table is, so
-that the table can later be distributed by user id (``user_keys.py``). On PostgreSQL each row carries the id of the transaction that wrote it, so that a reader
-can take rows in ``(txid, id)`` order below ``pg_snapshot_xmin`` and never skip one that commits late.
+that the table can later be distributed by user id (``user_keys.py``). On PostgreSQL each row carries the id of
+the transaction that wrote it, so that a reader can take rows in ``(txid, id)`` order below ``pg_snapshot_xmin``
+and never skip one that commits late.
 """
 
 from __future__ import annotations

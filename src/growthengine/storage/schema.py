@@ -10,12 +10,41 @@ stay (cross-shard on a distributed database) and why SQLite keeps its row ids.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import CreateColumn
+
+from growthengine.storage.user_keys import ROW_ID_TABLES
 
 metadata = sa.MetaData()
 
 # An INTEGER PRIMARY KEY on SQLite is the rowid (fast appends); BIGINT identity on PostgreSQL.
 RowId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _sqlite_row_id(table: sa.Table | None) -> str | None:
+    """The generated id of a table keyed ``(user_id, id)``, which SQLite keys by the id alone (its rowid)."""
+    if table is None or len(table.primary_key.columns) < 2:
+        return None
+    return ROW_ID_TABLES.get(table.name)
+
+
+@compiles(sa.PrimaryKeyConstraint, "sqlite")
+def _sqlite_primary_key(constraint: sa.PrimaryKeyConstraint, compiler: Any, **kw: Any) -> str:
+    row_id = _sqlite_row_id(constraint.table)
+    if row_id is not None:
+        return f"PRIMARY KEY ({compiler.preparer.quote(row_id)})"
+    return str(compiler.visit_primary_key_constraint(constraint, **kw))
+
+
+@compiles(CreateColumn, "sqlite")
+def _sqlite_column(create: CreateColumn[Any], compiler: Any, **kw: Any) -> str:
+    column = create.element
+    if column.name == _sqlite_row_id(column.table):
+        return f"{compiler.preparer.format_column(column)} INTEGER NOT NULL"
+    return str(compiler.visit_create_column(create, **kw))
 
 events = sa.Table(
     "events",
