@@ -3,7 +3,7 @@
 Every hot table (per-user state written by the stages) has a primary key that starts with ``user_id`` (or with the
 user's ``partition`` where it is read by partition), so a distributed database (Citus) could shard it by user id
 and every per-user read and write would hit one shard. The tables that are not keyed so are listed below with the
-reason (:data:`NOT_USER_KEYED`); a test fails when a table holding a user column is on neither side.
+reason (:data:`NOT_USER_KEYED`); a test fails when a table is neither keyed so nor listed.
 
 **SQLite keeps its row ids.** Only an ``INTEGER PRIMARY KEY`` (the rowid) makes SQLite generate an id, and the
 append-only tables depend on it (the event log's cursor is the id). So on SQLite the tables of
