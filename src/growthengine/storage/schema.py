@@ -40,7 +40,7 @@ def _sqlite_primary_key(constraint: sa.PrimaryKeyConstraint, compiler: Any, **kw
 
 
 @compiles(CreateColumn, "sqlite")
-def _sqlite_column(create: CreateColumn[Any], compiler: Any, **kw: Any) -> str:
+def _sqlite_column(create: CreateColumn, compiler: Any, **kw: Any) -> str:
     column = create.element
     if column.name == _sqlite_row_id(column.table):
         return f"{compiler.preparer.format_column(column)} INTEGER NOT NULL"
