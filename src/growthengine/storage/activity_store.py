@@ -14,8 +14,8 @@ from growthengine.storage.schema import metadata
 flow_activities = sa.Table(
     "flow_activities",
     metadata,
-    sa.Column("run_id", sa.BigInteger, primary_key=True),
-    sa.Column("step", sa.String(200), primary_key=True),
+    sa.Column("run_id", sa.BigInteger, nullable=False),
+    sa.Column("step", sa.String(200), nullable=False),
     sa.Column("user_id", sa.String(300), nullable=False),
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("request", sa.Text, nullable=False),
@@ -25,6 +25,9 @@ flow_activities = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("lease_s", sa.Float, nullable=False, default=0.0),
     sa.Column("created_us", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("user_id", "run_id", "step", name="flow_activities_pkey"),
+    sa.Index("ix_flow_activities_run", "run_id", "step"),
+    sa.Index("ix_flow_activities_status", "status", "lease_s"),
 )
 
 
@@ -55,7 +58,8 @@ class ActivityStore:
         """A call to make (once: recording the same step again changes nothing)."""
         from growthengine.storage.dialects import insert_for
 
-        stmt = insert_for(self._dialect, flow_activities).on_conflict_do_nothing(index_elements=["run_id", "step"])
+        stmt = insert_for(self._dialect, flow_activities).on_conflict_do_nothing(
+            index_elements=["user_id", "run_id", "step"])
         self._conn.execute(stmt, {"run_id": run_id, "step": step, "user_id": user_id, "kind": kind,
                                   "request": orjson.dumps(request).decode(), "status": "pending", "attempts": 0,
                                   "lease_s": 0.0, "created_us": now_us})
@@ -70,7 +74,8 @@ class ActivityStore:
         found = [_activity(r) for r in self._conn.execute(query).mappings()]
         for a in found:
             self._conn.execute(sa.update(flow_activities).where(
-                flow_activities.c.run_id == a.run_id, flow_activities.c.step == a.step,
+                flow_activities.c.user_id == a.user_id, flow_activities.c.run_id == a.run_id,
+                flow_activities.c.step == a.step,
             ).values(lease_s=now_s + lease_s, attempts=flow_activities.c.attempts + 1))
         return found
 
@@ -78,7 +83,8 @@ class ActivityStore:
         """Record the answer; False when the call is no longer pending (its run is gone: an erased user)."""
         status = "failed" if error is not None else "done"
         updated = self._conn.execute(sa.update(flow_activities).where(
-            flow_activities.c.run_id == activity.run_id, flow_activities.c.step == activity.step,
+            flow_activities.c.user_id == activity.user_id, flow_activities.c.run_id == activity.run_id,
+            flow_activities.c.step == activity.step,
             flow_activities.c.status == "pending",
         ).values(status=status, result=orjson.dumps(result).decode() if result is not None else None, error=error))
         return bool(updated.rowcount)

@@ -49,7 +49,7 @@ def _sum(name: str) -> sa.Column[float]:
 kpi_messages = sa.Table(
     "kpi_messages",
     metadata,
-    sa.Column("message_id", sa.String(40), primary_key=True),
+    sa.Column("message_id", sa.String(40), nullable=False),
     sa.Column("user_id", sa.String(300), nullable=False),
     sa.Column("day", sa.String(10), nullable=False),
     sa.Column("flow_key", sa.String(100), nullable=False),
@@ -66,6 +66,7 @@ kpi_messages = sa.Table(
     sa.Column("open_how", sa.SmallInteger, nullable=True),
     sa.Column("purchases", sa.Integer, nullable=False, server_default="0"),
     sa.Column("revenue", sa.Float, nullable=False, server_default="0"),
+    sa.PrimaryKeyConstraint("user_id", "message_id", name="kpi_messages_pkey"),
     sa.Index("ix_kpi_messages_user_anchor", "user_id", "anchor_us"),
 )
 

@@ -18,7 +18,7 @@ flow_versions = sa.Table(
 flow_runs = sa.Table(
     "flow_runs",
     metadata,
-    sa.Column("id", RowId, primary_key=True, autoincrement=True),
+    sa.Column("id", RowId, autoincrement=True),
     sa.Column("flow_key", sa.String(100), nullable=False),
     sa.Column("version", sa.String(40), nullable=False),
     sa.Column("user_id", sa.String(300), nullable=False),
@@ -30,6 +30,7 @@ flow_runs = sa.Table(
     sa.Column("updated_us", sa.BigInteger, nullable=False),
     sa.Column("context", sa.Text, nullable=False),
     sa.Column("exit_reason", sa.Text, nullable=True),
+    sa.PrimaryKeyConstraint("user_id", "id", name="flow_runs_pkey"),
     sa.Index("ix_flow_runs_user", "user_id", "status"),
     sa.Index("ix_flow_runs_flow", "flow_key", "status", "cursor"),
     sa.Index("ux_flow_runs_live", "flow_key", "user_id", "entity", unique=True,
@@ -39,7 +40,7 @@ flow_runs = sa.Table(
 messages = sa.Table(
     "messages",
     metadata,
-    sa.Column("seq", RowId, primary_key=True, autoincrement=True),
+    sa.Column("seq", RowId, autoincrement=True),
     sa.Column("id", sa.String(40), nullable=False),
     sa.Column("run_id", sa.BigInteger, nullable=True),
     sa.Column("user_id", sa.String(300), nullable=False),
@@ -62,6 +63,7 @@ messages = sa.Table(
     sa.Column("variant", sa.String(100), nullable=True),
     sa.Column("coupon", sa.String(64), nullable=True),
     sa.Column("data", sa.Text, nullable=False),
+    sa.PrimaryKeyConstraint("user_id", "seq", name="messages_pkey"),
     sa.Index("ux_messages_id", "id", unique=True),
     sa.Index("ix_messages_user", "user_id", "seq"),
     sa.Index("ix_messages_flow", "flow_key", "seq"),
@@ -89,10 +91,11 @@ outbox = sa.Table(
 favorites = sa.Table(
     "favorites",
     metadata,
-    sa.Column("listing_id", sa.String(256), primary_key=True),
-    sa.Column("user_id", sa.String(300), primary_key=True),
+    sa.Column("listing_id", sa.String(256), nullable=False),
+    sa.Column("user_id", sa.String(300), nullable=False),
     sa.Column("added_us", sa.BigInteger, nullable=False),
-    sa.Index("ix_favorites_user", "user_id"),
+    sa.PrimaryKeyConstraint("user_id", "listing_id", name="favorites_pkey"),
+    sa.Index("ix_favorites_listing", "listing_id", "user_id"),
 )
 
 listings = sa.Table(

@@ -32,12 +32,12 @@ class ListingStore:
     def add_favorites(self, rows: Sequence[tuple[str, str, int]]) -> None:
         if not rows:
             return
-        stmt = insert_for(self._dialect, favorites).on_conflict_do_nothing(index_elements=["listing_id", "user_id"])
+        stmt = insert_for(self._dialect, favorites).on_conflict_do_nothing(index_elements=["user_id", "listing_id"])
         self._conn.execute(stmt, [{"listing_id": lid, "user_id": uid, "added_us": at} for lid, uid, at in rows])
 
     def remove_favorite(self, listing_id: str, user_id: str) -> None:
-        self._conn.execute(sa.delete(favorites).where(favorites.c.listing_id == listing_id,
-                                                      favorites.c.user_id == user_id))
+        self._conn.execute(sa.delete(favorites).where(favorites.c.user_id == user_id,
+                                                      favorites.c.listing_id == listing_id))
 
     def favoriters(self, listing_id: str, *, batch: int = 5000) -> Iterator[list[str]]:
         """Everyone whose favorites hold the listing, in chunks."""

@@ -2,9 +2,10 @@
 state after the change, in the same transaction. The KPI rollups are computed from these rows, per batch, in SQL
 (``analytics/rollups.py``); nothing here counts anything.
 
-Rows are keyed by user first (``ix_message_events_user``), as every hot table is, so that the table can later be
-distributed by user id. On PostgreSQL each row carries the id of the transaction that wrote it, so that a reader
-can take rows in ``(txid, id)`` order below ``pg_snapshot_xmin`` and never skip one that commits late.
+Rows are keyed by user first (the key ``(user_id, id)``, ``ix_message_events_user``), as every hot table is, so
+that the table can later be distributed by user id (``user_keys.py``). On PostgreSQL each row carries the id of
+the transaction that wrote it, so that a reader can take rows in ``(txid, id)`` order below ``pg_snapshot_xmin``
+and never skip one that commits late.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from growthengine.storage.schema import RowId, metadata
 message_events = sa.Table(
     "message_events",
     metadata,
-    sa.Column("id", RowId, primary_key=True, autoincrement=True),
+    sa.Column("id", RowId, autoincrement=True),
     sa.Column("user_id", sa.String(300), nullable=False),
     sa.Column("message_id", sa.String(40), nullable=False),
     sa.Column("partition", sa.SmallInteger, nullable=False),
@@ -38,6 +39,7 @@ message_events = sa.Table(
     sa.Column("sent_us", sa.BigInteger, nullable=True),
     sa.Column("at_us", sa.BigInteger, nullable=False),  # when the change was made (the message's updated_us)
     sa.Column("opened_us", sa.BigInteger, nullable=True),  # when it was opened (or clicked), once it has been
+    sa.PrimaryKeyConstraint("user_id", "id", name="message_events_pkey"),
     sa.Index("ix_message_events_user", "user_id", "message_id", "id"),
 )
 

@@ -20,7 +20,7 @@ _SAVE_STATE = (
 )
 _UPSERT_MEMBER = (
     "INSERT INTO segment_members (segment_key, user_id, entity, since_us, data, reason) "
-    "VALUES ({m}, {m}, {m}, {m}, {m}, {m}) ON CONFLICT (segment_key, user_id, entity) DO UPDATE SET "
+    "VALUES ({m}, {m}, {m}, {m}, {m}, {m}) ON CONFLICT (user_id, segment_key, entity) DO UPDATE SET "
     "since_us = excluded.since_us, data = excluded.data, reason = excluded.reason"
 )
 _DELETE_MEMBER = "DELETE FROM segment_members WHERE segment_key = {m} AND user_id = {m} AND entity = {m}"
