@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 import time
-import weakref
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,20 +40,13 @@ def normalize_url(url: str) -> tuple[str, Dialect]:
 
 
 def create_sqlite_engine(url: str) -> sa.Engine:
-    """The embedded default: a file in WAL mode, one writer at a time, BEGIN IMMEDIATE for every transaction.
-
-    The WAL is copied back into the database file by a background thread (:class:`_Checkpointer`), not by whichever
-    writer's commit happens to pass SQLite's threshold: that copy (and its fsync) made every few dozenth ingestion
-    commit several times slower than the others and held up the requests of its group commit.
-    """
+    """The embedded default: a file in WAL mode, one writer at a time, BEGIN IMMEDIATE for every transaction."""
     parsed = make_url(url)
-    path: Path | None = None
     if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
         path = Path(parsed.database).expanduser()
         private_dir(path.parent)
         private_file(path)  # 0600; SQLite gives its WAL and shared-memory files the same mode
     engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-    background = path is not None
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -70,8 +61,6 @@ def create_sqlite_engine(url: str) -> sa.Engine:
             "mmap_size=1073741824",
         ):
             cur.execute(f"PRAGMA {pragma}")
-        if background:
-            cur.execute("PRAGMA wal_autocheckpoint=0")
         cur.close()
 
     @sa.event.listens_for(engine, "begin")
@@ -83,45 +72,7 @@ def create_sqlite_engine(url: str) -> sa.Engine:
         else:
             begin_immediate(conn.connection.dbapi_connection)
 
-    if path is not None:
-        _Checkpointer(engine, path).start()
     return engine
-
-
-CHECKPOINT_INTERVAL_S = 0.5
-
-
-class _Checkpointer(threading.Thread):
-    """Copies the WAL back into the database file every half second (``PRAGMA wal_checkpoint(PASSIVE)``, which
-    waits for no reader or writer), on a connection of its own, for as long as its engine exists. Each process
-    that opens the file runs one; the writers' own automatic checkpoints are off (``wal_autocheckpoint=0``)."""
-
-    def __init__(self, engine: sa.Engine, path: Path) -> None:
-        super().__init__(name="growth-sqlite-checkpoint", daemon=True)
-        self._engine = weakref.ref(engine)
-        self._path = path
-        self._stop = threading.Event()
-        weakref.finalize(engine, self._stop.set)
-
-    def run(self) -> None:
-        conn: sqlite3.Connection | None = None
-        try:
-            while not self._stop.wait(CHECKPOINT_INTERVAL_S):
-                if self._engine() is None:
-                    return
-                if conn is None:
-                    if not self._path.exists():
-                        continue
-                    conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=0)
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error as exc:  # busy (another checkpoint), or the file went away
-                    if not self._path.exists():
-                        return
-                    log.debug("sqlite checkpoint skipped: %s", exc)
-        finally:
-            if conn is not None:
-                conn.close()
 
 
 WRITE_LOCK_TIMEOUT_S = 30.0
