@@ -102,3 +102,41 @@ def test_timers_fire_in_order_at_their_due_time(any_engine: Engine, clock: Manua
     assert clock.now() == start + dt.timedelta(hours=3)
     with any_engine.store.transaction() as tx:
         assert tx.timers.count("test") == 1
+
+
+def test_activity_moves_first_seen_back_and_last_active_forward_without_touching_traits(
+        any_engine: Engine, clock: ManualClock) -> None:
+    """Tracks, pages and screens upsert their profiles in SQL (no read); identify and alias still go through the
+    profile itself: both give the same first seen, last active and traits."""
+    now = clock.now()
+
+    def at(days: float) -> str:
+        return (now - dt.timedelta(days=days)).isoformat()
+
+    any_engine.ingest([{"type": "identify", "userId": "u1", "timestamp": at(2), "traits": {"name": "Nok"}}])
+    any_engine.ingest([
+        {"type": "track", "userId": "u1", "event": "item_viewed", "timestamp": at(1)},
+        {"type": "page", "userId": "u1", "name": "home", "timestamp": at(1.5)},
+        {"type": "track", "userId": "u2", "event": "item_viewed", "timestamp": at(0.5)},
+        {"type": "screen", "userId": "u2", "name": "cart", "timestamp": at(0.25)},
+        {"type": "group", "userId": "u3", "groupId": "g1", "timestamp": at(3)},
+    ])
+    any_engine.ingest([{"type": "track", "userId": "u1", "event": "search", "timestamp": at(4)},  # late, old
+                       {"type": "group", "userId": "u2", "groupId": "g1", "timestamp": at(6)}])
+    u1, u2, u3 = (any_engine.user_view(u) for u in ("u1", "u2", "u3"))
+    assert u1 is not None and u2 is not None and u3 is not None
+    assert u1["traits"] == {"name": "Nok"}
+    assert u1["computed"]["first_seen"] == _z(now - dt.timedelta(days=4))
+    assert u1["computed"]["last_active"] == _z(now - dt.timedelta(days=1))  # the late track moved it no further
+    assert u2["computed"]["first_seen"] == _z(now - dt.timedelta(days=6))  # a group call only moves first seen
+    assert u2["computed"]["last_active"] == _z(now - dt.timedelta(days=0.25))
+    assert u3["computed"]["first_seen"] == _z(now - dt.timedelta(days=3)) and u3["traits"] == {}
+    assert u3["computed"]["last_active"] is None
+    with any_engine.store.transaction() as tx:
+        stored = tx.profiles.get_many(["u1", "u2", "u3"])
+    assert not any(p.anonymous for p in stored.values())
+    assert stored["u2"].first_seen_us == to_us(now - dt.timedelta(days=6))
+
+
+def _z(instant: dt.datetime) -> str:
+    return instant.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

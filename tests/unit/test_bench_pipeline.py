@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from growthengine.bench.pipeline import scale_out, sqlite_bench, summary
+from growthengine.bench.pipeline import reads_under_load, scale_out, sqlite_bench, summary
 from growthengine.bench.workload import make_workload
 from tests.pg_cluster import PgCluster
 
@@ -27,3 +27,10 @@ def test_one_and_two_workers_work_through_a_backlog(pg_cluster: PgCluster, tmp_p
     workload = make_workload(400, users=80, seed=5)
     seconds = scale_out(workload, (pg_cluster.new_database(), pg_cluster.new_database()), tmp_path)
     assert set(seconds) == {1, 2} and all(v > 0 for v in seconds.values())
+
+
+def test_reads_are_timed_while_sixteen_clients_post_the_burst(tmp_path: Path) -> None:
+    workload = make_workload(800, users=100, seed=4)
+    loaded = reads_under_load(workload, tmp_path, connections=16)
+    assert loaded.connections == 16 and loaded.acknowledged.events == 800
+    assert loaded.reads_ms and loaded.percentile(0.99) >= loaded.percentile(0.5) > 0

@@ -103,6 +103,13 @@ ATTRIBUTE = sa.text(
     "WHERE c.message_id = kpi_messages.message_id)"
 ).bindparams(sa.bindparam("users", expanding=True))
 
+USERS_WITH_MESSAGES = sa.text(
+    "SELECT DISTINCT user_id FROM message_events WHERE user_id IN :users "
+    "UNION SELECT DISTINCT user_id FROM kpi_messages WHERE user_id IN :users "
+    "UNION SELECT DISTINCT user_id FROM kpi_credits WHERE user_id IN :users"
+).bindparams(sa.bindparam("users", expanding=True))
+"""Which of the users could move a rollup: only they are recomputed for a purchase, an unsubscribe or a merge."""
+
 FORGET_FACTS = sa.text("DELETE FROM kpi_messages WHERE user_id IN :users").bindparams(
     sa.bindparam("users", expanding=True))
 FORGET_CREDITS = sa.text("DELETE FROM kpi_credits WHERE user_id IN :users").bindparams(

@@ -59,13 +59,25 @@ class KpiRollups:
         if not rows and not marked:
             self.pending.clear()
             return 0
-        users = marked | {user for position, partition, user in rows if position > mine.get(partition, START)}
+        users = self._with_messages(tx, marked) | {user for position, partition, user in rows
+                                                   if position > mine.get(partition, START)}
         self.recompute_users(tx, users)
         self.pending.clear()
         if rows:
             end: Position = rows[-1][0]
             tx.log.advance([CURSOR], partitions, end, system_seconds(), known)
         return len(rows) + len(marked)
+
+    @staticmethod
+    def _with_messages(tx: Tx, users: set[str]) -> set[str]:
+        """Those of ``users`` that have a message, a fact or a credit: recomputing anyone else moves nothing (no
+        message to credit a purchase or an unsubscribe to), so most purchasers cost one indexed lookup a batch."""
+        found: set[str] = set()
+        ordered = sorted(users)
+        for start in range(0, len(ordered), USERS_PER_STATEMENT):
+            found.update(str(u) for (u,) in tx.conn.execute(q.USERS_WITH_MESSAGES,
+                                                              {"users": ordered[start:start + USERS_PER_STATEMENT]}))
+        return found
 
     # Recomputing users -----------------------------------------------------------------------------------
 

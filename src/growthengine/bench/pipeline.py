@@ -174,6 +174,50 @@ def burst(workload: Workload, db_url: str, work_dir: Path, name: str, *, connect
     return Measurement(f"{name}: acknowledged", load.accepted, load.seconds, 0.0, details), end_to_end, reads, server
 
 
+@dataclass
+class ReadsUnderLoad:
+    """``GET /v1/users/{id}`` one call after another while ``connections`` clients post the burst (SQLite)."""
+
+    connections: int
+    acknowledged: Measurement
+    reads_ms: list[float]
+
+    def percentile(self, q: float) -> float:
+        if not self.reads_ms:
+            return float("nan")
+        ordered = sorted(self.reads_ms)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def reads_under_load(workload: Workload, work_dir: Path, *, connections: int = 16,
+                     progress: Advance | None = None) -> ReadsUnderLoad:
+    """The burst again on a fresh SQLite database with ``connections`` clients (the issue's 16 connections of
+    sustained ingestion), reads timed throughout; the server stops when the last request is answered."""
+    bodies = [(orjson.dumps({"batch": b}), len(b)) for b in workload.batches(BATCH)]
+    bodies_file = work_dir / "reads.bodies"
+    write_bodies(bodies_file, bodies)
+    server = Server(f"sqlite:///{work_dir / 'reads.db'}", work_dir, "reads")
+    try:
+        server.wait_ready()
+        users = sorted({str(c["userId"]) for c in workload.calls if "userId" in c})[:1000] or ["nobody"]
+        stop = threading.Event()
+        reads: list[float] = []
+        reader = threading.Thread(target=_reads, args=(server, users, stop, reads), daemon=True)
+        reader.start()
+        try:
+            load = _run_loadgen(server, bodies_file, connections, progress)  # type: ignore[arg-type]
+        finally:
+            stop.set()
+            reader.join(timeout=30)
+    finally:
+        server.stop()
+        bodies_file.unlink(missing_ok=True)
+    if load.errors:
+        raise BenchError(f"{len(load.errors)} request(s) failed, first: {load.errors[0]}")
+    return ReadsUnderLoad(connections, Measurement(f"{connections} connections: acknowledged", load.accepted,
+                                                   load.seconds, 0.0, {}), reads)
+
+
 def sqlite_bench(workload: Workload, work_dir: Path, *, connections: int = 4,
                  progress: Advance | None = None) -> PipelineBench:
     db = work_dir / "pipeline.db"

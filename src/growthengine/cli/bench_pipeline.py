@@ -21,6 +21,8 @@ def pipeline(
     users: Annotated[int, typer.Option(help="distinct users in the workload")] = 20_000,
     seed: Annotated[int, typer.Option(help="random seed of the workload")] = 7,
     connections: Annotated[int, typer.Option(help="concurrent clients posting 100-call batches")] = 4,
+    read_load: Annotated[int, typer.Option("--read-load", help="clients of the second SQLite burst during which "
+                                           "GET /v1/users/{id} is timed (0: no second burst)")] = 16,
     pg: Annotated[str | None, typer.Option("--pg", help="an empty PostgreSQL server's URL (postgresql://...); the "
                                            "bench creates its own databases there")] = None,
     db_dir: Annotated[Path | None, typer.Option("--db-dir", help="where the files go (default: a temporary "
@@ -28,7 +30,7 @@ def pipeline(
 ) -> None:
     """The pipeline on the real clock: acknowledged vs end to end vs a bare append; reads under write load."""
     from growthengine.bench.ingest import BenchError
-    from growthengine.bench.pipeline import postgres_bench, scale_out, sqlite_bench, summary
+    from growthengine.bench.pipeline import postgres_bench, reads_under_load, scale_out, sqlite_bench, summary
     from growthengine.bench.workload import make_workload
 
     if events < 100:
@@ -47,6 +49,11 @@ def pipeline(
                 task = progress.add_task("sqlite burst", total=events)
                 results.append(sqlite_bench(workload, work, connections=connections,
                                             progress=lambda n: progress.advance(task, n)))
+                loaded = None
+                if read_load > 0:
+                    task = progress.add_task(f"{read_load} clients", total=events)
+                    loaded = reads_under_load(workload, work, connections=read_load,
+                                              progress=lambda n: progress.advance(task, n))
                 scale = None
                 if pg is not None:
                     urls = _pg_databases(pg, ["bench_burst", "bench_one", "bench_two"])
@@ -66,6 +73,10 @@ def pipeline(
                       f"{s['end_to_end_per_s']:,}", f"{s['ack_p50_ms']} / {s['ack_p99_ms']}",
                       f"{s['read_p50_ms']} / {s['read_p99_ms']} ({s['reads']} reads)")
     console.print(table)
+    if loaded is not None:
+        console.print(f"SQLite, {loaded.connections} clients: acknowledged {loaded.acknowledged.rate:,.0f} events/s; "
+                      f"GET /v1/users/{{id}} p50 {loaded.percentile(0.5):.1f} ms, p99 {loaded.percentile(0.99):.1f} ms "
+                      f"({len(loaded.reads_ms)} reads)")
     if pg is None:
         console.print("PostgreSQL not measured: pass --pg postgresql://user@host/ (an empty server the bench may "
                       "create databases on)")

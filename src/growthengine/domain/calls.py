@@ -88,15 +88,14 @@ def _shown(value: Any) -> str:
     return repr(value[:40]) if isinstance(value, str) else type(value).__name__
 
 
-def _nested_deeper_than(value: Any, limit: int) -> bool:
-    """Whether objects and arrays in ``value`` nest more than ``limit`` levels (checked without recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item
-        if depth > limit:
+def _nested_deeper_than(value: Any, limit: int, depth: int = 1) -> bool:
+    """Whether objects and arrays in ``value`` (at ``depth``) nest more than ``limit`` levels. The recursion is
+    bounded by ``limit``: it stops one level past it."""
+    if depth > limit:
+        return True
+    for child in value.values() if isinstance(value, dict) else value:
+        if isinstance(child, (dict, list)) and _nested_deeper_than(child, limit, depth + 1):
             return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
     return False
 
 

@@ -23,7 +23,7 @@ from growthengine.domain.messages import Message
 from growthengine.domain.profiles import Profile
 from growthengine.engagement.experiments import ExperimentBook
 from growthengine.optimize.channel_scores import ChannelScores
-from growthengine.optimize.send_time import SendTimeModel
+from growthengine.optimize.send_time_docs import update_document
 from growthengine.storage.unit_of_work import Tx
 
 SCORES = "channels"
@@ -139,24 +139,24 @@ class EngagementTracker:
                                     at_us=at_us)
 
     def learn(self, tx: Tx, signals: list[Signal], profiles: dict[str, Profile], now_us: int) -> None:
-        """Add engagement moments to the users' send-time models, one model per channel."""
+        """Add engagement moments to the users' send-time models, one model per channel: every model the signals
+        touch is read in one query and written in one statement, updated as its stored document
+        (``optimize.send_time_docs``)."""
         now = from_us(now_us)
-        by_kind: dict[str, list[tuple[str, dt.datetime, float]]] = defaultdict(list)
+        grouped: dict[tuple[str, str], list[tuple[dt.datetime, float]]] = defaultdict(list)
         for user_id, channel, at, weight in signals:
-            by_kind[send_time_kind(channel)].append((user_id, at, weight))
-        for kind, items in by_kind.items():
-            docs = tx.user_models.get_many([u for u, _, _ in items], kind)
-            grouped: dict[str, list[tuple[dt.datetime, float]]] = defaultdict(list)
-            for user_id, at, weight in items:
-                grouped[user_id].append((at, weight))
-            saved: dict[str, dict[str, Any]] = {}
-            for user_id, points in grouped.items():
+            grouped[(user_id, send_time_kind(channel))].append((at, weight))
+        docs = tx.user_models.get_kinds(list({u for u, _ in grouped}), list({k for _, k in grouped}))
+        rows: list[tuple[str, str, dict[str, Any]]] = []
+        for (user_id, kind), points in sorted(grouped.items()):
+            doc = docs.get((user_id, kind))
+            tz = self.business_timezone
+            if doc is None:
                 profile = profiles.get(user_id)
                 tz = (profile.traits.get("timezone") if profile else None) or self.business_timezone
-                model = SendTimeModel.from_json(docs[user_id]) if user_id in docs else SendTimeModel(tz)
-                model.update(points, now=max(now, *(p for p, _ in points)))
-                saved[user_id] = model.to_json()
-            tx.user_models.save_many(kind, saved, now_us)
+            latest = max(now, *(p for p, _ in points))
+            rows.append((user_id, kind, update_document(doc, points, now=latest, tz=str(tz))))
+        tx.user_models.save_rows(rows, now_us)
 
     def on_merge(self, tx: Tx, anonymous_key: str, user_id: str) -> None:
         """Models belong to identified users."""

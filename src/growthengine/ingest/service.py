@@ -182,11 +182,32 @@ class IngestionService:
                 if call.message_id in taken:
                     owner.accepted -= 1
                     owner.duplicates += 1
-        profiles = tx.profiles.get_many(list(dict.fromkeys(keys)), for_update=True)
+        stored = [i for i in order if calls[i].message_id is None or calls[i].message_id not in taken]
+        # A profile that only sees activity in this batch (most: tracks, pages, screens) is upserted in SQL without
+        # being read; one whose traits or consent may change (an identify, an unsubscribe) is read and merged here.
+        merged = {keys[i] for i in stored if _changes_traits(calls[i])}
+        activity: dict[str, list[Any]] = {}  # key -> [anonymous, earliest_us, last_active_us]
+        for i in stored:
+            key = keys[i]
+            if key in merged:
+                continue
+            call = calls[i]
+            ts_us = to_us(call.timestamp)
+            seen = activity.get(key)
+            active = ts_us if call.type in _ACTIVITY else None
+            if seen is None:
+                activity[key] = [key.startswith(ANONYMOUS_PREFIX), ts_us, active]
+                continue
+            seen[1] = min(seen[1], ts_us)
+            if active is not None and (seen[2] is None or active > seen[2]):
+                seen[2] = active
+        if tx.dialect == "postgresql":
+            tx.profiles.lock(list({keys[i] for i in stored}))  # every row of the batch in one user order
+        profiles = tx.profiles.get_many(sorted(merged), for_update=True) if merged else {}
         touched: dict[str, Profile] = {}
-        for i in order:
+        for i in stored:
             call, key = calls[i], keys[i]
-            if call.message_id is not None and call.message_id in taken:
+            if key not in merged:
                 continue
             ts_us = to_us(call.timestamp)
             profile = profiles.get(key)
@@ -203,6 +224,7 @@ class IngestionService:
             profile.updated_us = received_us
             touched[key] = profile
         tx.profiles.save_many(touched.values())
+        tx.profiles.touch_many([(k, a, first, last) for k, (a, first, last) in activity.items()], received_us)
 
     @staticmethod
     def _apply(profile: Profile, call: Call, event: Event) -> None:
@@ -262,6 +284,14 @@ class IngestionService:
         tx.profiles.delete(anon_key)
         log.info("merged an anonymous visitor into a user (%d events moved)", moved)
         return True
+
+
+_ACTIVITY = ("track", "page", "screen")  # ``Event.is_activity``
+
+
+def _changes_traits(call: Call) -> bool:
+    """Whether this call may change its profile's traits or consent (``IngestionService._apply``)."""
+    return call.type == "identify" or (call.type == "track" and call.event == "unsubscribed")
 
 
 def _merge_command(anonymous_id: str, user_id: str, at_us: int, received_us: int) -> dict[str, Any]:

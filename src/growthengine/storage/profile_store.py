@@ -31,6 +31,27 @@ class ProfileStore:
             f"ON CONFLICT (user_id) DO UPDATE SET {updates}"
         )
 
+    def touch_many(self, activity: Sequence[tuple[str, bool, int, int | None]], updated_us: int) -> None:
+        """Record activity without reading the profiles: ``(user_id, anonymous, earliest_us, last_active_us)``
+        rows, each creating the profile (no traits, first seen at ``earliest_us``) or moving its first seen back
+        and its last activity forward (``Profile.touch`` in SQL); ``last_active_us`` ``None``: no activity, only
+        calls that may move first seen. Rows in user order (PostgreSQL takes its row locks in that order)."""
+        if not activity:
+            return
+        m = marker(self._dialect)
+        sql = (
+            "INSERT INTO profiles (user_id, anonymous, traits, trait_times, first_seen_us, last_active_us, updated_us) "  # noqa: S608
+            f"VALUES ({m}, {m}, '{{}}', '{{}}', {m}, {m}, {m}) ON CONFLICT (user_id) DO UPDATE SET "
+            "first_seen_us = CASE WHEN excluded.first_seen_us < profiles.first_seen_us "
+            "THEN excluded.first_seen_us ELSE profiles.first_seen_us END, "
+            "last_active_us = CASE WHEN excluded.last_active_us IS NULL THEN profiles.last_active_us "
+            "WHEN profiles.last_active_us IS NULL OR excluded.last_active_us > profiles.last_active_us "
+            "THEN excluded.last_active_us ELSE profiles.last_active_us END, "
+            "updated_us = excluded.updated_us"
+        )
+        self._conn.exec_driver_sql(sql, [(u, bool(anon), first, last, updated_us)
+                                         for u, anon, first, last in sorted(activity)])
+
     def get(self, user_id: str) -> Profile | None:
         return self.get_many([user_id]).get(user_id)
 

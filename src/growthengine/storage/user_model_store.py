@@ -9,6 +9,7 @@ import orjson
 import sqlalchemy as sa
 
 from growthengine.storage.dialects import insert_for
+from growthengine.storage.event_log import in_list, list_params, marker
 from growthengine.storage.schema import user_models
 
 
@@ -27,6 +28,33 @@ class UserModelStore:
             )
             found.update({u: orjson.loads(m) for u, m in rows})
         return found
+
+    def get_kinds(self, user_ids: Sequence[str], kinds: Sequence[str]) -> dict[tuple[str, str], dict[str, Any]]:
+        """Several kinds of model of many users at once, by ``(user_id, kind)`` (one query per 500 users)."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        ids = list(dict.fromkeys(user_ids))
+        wanted = list(dict.fromkeys(kinds))
+        if not ids or not wanted:
+            return found
+        loads = orjson.loads
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            sql = (f"SELECT user_id, kind, model FROM user_models WHERE {in_list(self._dialect, 'kind', len(wanted))} "  # noqa: S608
+                   f"AND {in_list(self._dialect, 'user_id', len(chunk))}")
+            params = (*list_params(self._dialect, wanted), *list_params(self._dialect, chunk))
+            for user_id, kind, model in self._conn.exec_driver_sql(sql, params):
+                found[(user_id, kind)] = loads(model)
+        return found
+
+    def save_rows(self, rows: Sequence[tuple[str, str, dict[str, Any]]], at_us: int) -> None:
+        """Store ``(user_id, kind, model)`` rows in one statement (inserted or replaced)."""
+        if not rows:
+            return
+        mark = marker(self._dialect)
+        sql = (f"INSERT INTO user_models (user_id, kind, model, updated_us) VALUES ({mark}, {mark}, {mark}, {mark}) "  # noqa: S608
+               "ON CONFLICT (user_id, kind) DO UPDATE SET model = excluded.model, updated_us = excluded.updated_us")
+        dumps = orjson.dumps
+        self._conn.exec_driver_sql(sql, [(u, k, dumps(m).decode(), at_us) for u, k, m in rows])
 
     def sample(self, kind: str, limit: int) -> list[dict[str, Any]]:
         """Up to ``limit`` models of ``kind``, whichever the database finds first (for a population's prior)."""
