@@ -78,7 +78,7 @@ class Dispatcher:
         candidates = list(fresh.values())
         decided = self.gate.decide_candidates(tx, candidates, now_us, self.policy, models=self.optimizer)
         outbox_rows, queued = self._apply_all(candidates, decided, now_us, timers)
-        tx.messages.add([c.message for c in candidates])
+        tx.messages.add([c.message for c in candidates], checked=True)  # the ids found in the ledger left out above
         self._write(tx, outbox_rows, queued, timers)
         self._notify(tx, [c.message for c in candidates], now_us, learn=learn)
 

@@ -85,16 +85,18 @@ class TimerStore:
 
         On PostgreSQL other workers skip the rows this one holds (``FOR UPDATE SKIP LOCKED``).
         """
-        query = sa.select(timers).order_by(timers.c.due_us, timers.c.id).limit(limit)
+        # Plain SQL (asked once per fired instant): no statement built per call.
+        mark = marker(self._dialect)
+        where = "due_us = " + mark if at_us is not None else "due_us <= " + mark
+        params: list[Any] = [at_us if at_us is not None else until_us]
         if partitions is not None:
-            query = query.where(timers.c.partition.in_(list(partitions)))
-        if at_us is not None:
-            query = query.where(timers.c.due_us == at_us)
-        else:
-            query = query.where(timers.c.due_us <= until_us)
+            where += f" AND partition IN ({', '.join([mark] * len(partitions))})" if partitions else " AND 1 = 0"
+            params.extend(int(p) for p in partitions)
+        sql = (f'SELECT id, kind, "key", due_us, payload, attempts FROM timers WHERE {where} '  # noqa: S608
+               f"ORDER BY due_us, id LIMIT {int(limit)}")
         if self._dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        return [_to_timer(r) for r in self._conn.execute(query).mappings()]
+            sql += " FOR UPDATE SKIP LOCKED"
+        return [_to_timer(r) for r in self._conn.exec_driver_sql(sql, tuple(params)).mappings()]
 
     def delete(self, ids: Sequence[int]) -> None:
         """Delete timers by id (plain SQL, 500 a statement: fired timers are deleted instant by instant)."""
