@@ -90,8 +90,8 @@ class _Batch:
         self.rules = policy.rules
         self.history = history
         self.now_us = history.now_us
-        self._quiet: dict[tuple[str, int], int | None] = {}
-        self._windows: dict[tuple[int, str, int], int] = {}
+        self._quiet: dict[int, dict[str, int | None]] = {}  # per instant, per zone
+        self._windows: dict[int, dict[tuple[int, str], int]] = {}  # per instant, per (cap, zone)
         self._recorded: dict[CapKey, list[Sent]] = {}
 
     def decide(self, candidates: Sequence[Candidate]) -> list[Decision]:
@@ -99,7 +99,7 @@ class _Batch:
         planned: list[tuple[int, int, str, RouteDecision | None, SendTimeChoice | None]] = []
         for i, candidate in enumerate(candidates):
             message = candidate.message
-            now_us = candidate.instant(self.now_us)
+            now_us = self.now_us if candidate.at_us is None else candidate.at_us
             timed = self._send_time(candidate, now_us) if candidate.best_within_us and not candidate.release \
                 else None
             routed = self._route(candidate) if not candidate.release else None
@@ -112,9 +112,11 @@ class _Batch:
                 continue
             planned.append((i, now_us, switched.channel if switched is not None else message.channel, switched,
                             timed))
-        # In time order (candidates of different instants), then by priority within an instant.
+        # By priority; candidates of different instants (timers ms apart) in time order first.
+        timely = any(c.at_us is not None and c.at_us != self.now_us for c in candidates)
         for i, now_us, channel, switched, timed in sorted(
-                planned, key=lambda p: (p[1], -candidates[p[0]].message.priority)):
+                planned, key=(lambda p: (p[1], -candidates[p[0]].message.priority)) if timely
+                else (lambda p: -candidates[p[0]].message.priority)):
             decision = self._gate(candidates[i], channel, now_us)
             if decision.action == "send":
                 message = candidates[i].message
@@ -200,14 +202,18 @@ class _Batch:
         return count
 
     def _quiet_until(self, tz: str, now_us: int) -> int | None:
-        key = (tz, now_us)
-        if key not in self._quiet:
-            self._quiet[key] = quiet_until(self.rules.quiet_hours, now_us, tz)
-        return self._quiet[key]
+        cache = self._quiet.get(now_us)
+        if cache is None:
+            cache = self._quiet[now_us] = {}
+        if tz not in cache:
+            cache[tz] = quiet_until(self.rules.quiet_hours, now_us, tz)
+        return cache[tz]
 
     def _window(self, index: int, cap: FrequencyCap, tz: str, now_us: int) -> int:
-        key = (index, tz, now_us)
-        found = self._windows.get(key)
+        cache = self._windows.get(now_us)
+        if cache is None:
+            cache = self._windows[now_us] = {}
+        found = cache.get((index, tz))
         if found is None:
-            found = self._windows[key] = window_start(cap, now_us, tz)
+            found = cache[(index, tz)] = window_start(cap, now_us, tz)
         return found
