@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -46,7 +47,7 @@ class FlowEngine:
         self.entry_max_lag_us = entry_max_lag_us
         self._load_version = load_version
         self._versions: dict[tuple[str, str], Flow | None] = {}
-        self._deferred: list[tuple[Flow, EnrolCandidate, int]] | None = None
+        self._group = threading.local()  # the enrolments deferred by this thread's timer group (TimerBatch)
         self.configure(flows)
 
     def configure(self, flows: dict[str, Flow]) -> None:
@@ -155,19 +156,26 @@ class FlowEngine:
 
     # Enrolments deferred to the end of a group of timer instants (scheduler.TimerBatch) ----------------
 
+    @property
+    def _deferred(self) -> list[tuple[Flow, EnrolCandidate, int]] | None:
+        deferred: list[tuple[Flow, EnrolCandidate, int]] | None = getattr(self._group, "deferred", None)
+        return deferred
+
     def open_batch(self) -> None:
-        self._deferred = []
+        self._group.deferred = []
 
     def batch_mark(self) -> int:
-        return len(self._deferred) if self._deferred is not None else 0
+        deferred = self._deferred
+        return len(deferred) if deferred is not None else 0
 
     def batch_rollback(self, mark: int) -> None:
-        if self._deferred is not None:
-            del self._deferred[mark:]
+        deferred = self._deferred
+        if deferred is not None:
+            del deferred[mark:]
 
     def close_batch(self, tx: Tx) -> None:
         """Start the runs that segment entries of the group's instants asked for, each as of its instant."""
-        items, self._deferred = self._deferred, None
+        items, self._group.deferred = self._deferred, None
         if not items:
             return
         savepoint = tx.conn.begin_nested()
@@ -207,8 +215,9 @@ class FlowEngine:
                      "than flow_entry_max_lag after their event time)", held, "y" if held == 1 else "ies")
         items = [(flow, _segment_candidate(segment, t.user_id, t.entity, t.data, t.at_us), now_us)
                  for segment, entered in by_segment.items() for flow in self._by_segment[segment] for t in entered]
-        if self._deferred is not None:
-            self._deferred.extend(items)  # a timer group's instant: started with the group's others
+        deferred = self._deferred
+        if deferred is not None:
+            deferred.extend(items)  # a timer group's instant: started with the group's others
         else:
             self.enroll_many(tx, items)
 

@@ -85,8 +85,10 @@ class Scheduler:
                 self._open()
                 try:
                     fired += self._fire(tx, due)
-                finally:
-                    self._close(tx)
+                except BaseException:
+                    self._abandon(tx)
+                    raise
+                self._close(tx)
             for hook in self.after_commit:
                 hook()
 
@@ -135,8 +137,10 @@ class Scheduler:
                 fired += self._fire(tx, due)
                 if tx.log.tail() != tail:
                     break  # the stages apply what this instant appended before a later instant fires
-        finally:
-            self._close(tx)
+        except BaseException:
+            self._abandon(tx)
+            raise
+        self._close(tx)
         return fired if fired else None
 
     def _open(self) -> None:
@@ -146,6 +150,12 @@ class Scheduler:
 
     def _close(self, tx: Tx) -> None:
         for batch in self.batches:
+            batch.close_batch(tx)
+
+    def _abandon(self, tx: Tx) -> None:
+        """The group's transaction fails: what was deferred goes with it."""
+        for batch in self.batches:
+            batch.batch_rollback(0)
             batch.close_batch(tx)
 
     def _entering(self, tx: Tx, kind: str) -> None:
