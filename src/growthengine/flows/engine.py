@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from growthengine.clock import Clock, from_us, to_us
+from growthengine.clock import Clock, to_us
 from growthengine.domain.events import Event
 from growthengine.domain.messages import Message
 from growthengine.domain.profiles import Profile
 from growthengine.flows.dispatch import Dispatcher, Outgoing
+from growthengine.flows.enrolment import EnrolCandidate, Enrolment
 from growthengine.flows.feedback import Feedback, apply_feedback
 from growthengine.flows.model import EventTrigger, Flow, Schedule, SegmentEntered
 from growthengine.flows.runner import RUN_TIMER, Runner
@@ -32,9 +32,6 @@ ENROLL_COMMAND = "flow_enroll"
 applied by the worker that owns the user)."""
 FEEDBACK = {"message_opened": "opened", "message_clicked": "clicked"}
 
-EnrolCandidate = tuple[str, str, int, dict[str, Any]]
-"""A run to start: user, entity, trigger time, context."""
-
 # Loads an older version of a flow from its stored definition (runs in flight keep their version).
 VersionLoader = Callable[[str, dict[str, Any]], Flow | None]
 
@@ -47,7 +44,7 @@ class FlowEngine:
         self.entry_max_lag_us = entry_max_lag_us
         self._load_version = load_version
         self._versions: dict[tuple[str, str], Flow | None] = {}
-        self._group = threading.local()  # the enrolments deferred by this thread's timer group (TimerBatch)
+        self.enrolment = Enrolment(runner)  # also the scheduler's TimerBatch: runs started once per timer group
         self.configure(flows)
 
     def configure(self, flows: dict[str, Flow]) -> None:
@@ -107,96 +104,8 @@ class FlowEngine:
 
     def enroll_many(self, tx: Tx, items: Sequence[tuple[Flow, EnrolCandidate, int]],
                     profiles: dict[str, Profile] | None = None) -> int:
-        """Start the runs of many flows at once, each candidate as of its own instant: a few statements per flow
-        (the live-run check), then one insert of runs, one pass over their first steps and one flush of their
-        messages for the whole batch. The first candidate of a flow, user and entity wins."""
-        if not items:
-            return 0
-        by_flow: dict[str, list[tuple[EnrolCandidate, int]]] = defaultdict(list)
-        flows: dict[str, Flow] = {}
-        for flow, candidate, at_us in items:
-            by_flow[flow.key].append((candidate, at_us))
-            flows.setdefault(flow.key, flow)
-        rows: list[dict[str, Any]] = []
-        for key, group in by_flow.items():
-            flow = flows[key]
-            unique: dict[tuple[str, str], tuple[EnrolCandidate, int]] = {}
-            for candidate, at_us in group:
-                unique.setdefault((candidate[0], candidate[1]), (candidate, at_us))
-            pairs = list(unique)
-            blocked = tx.runs.live_entities(flow.key, pairs)
-            if flow.reentry == "never":
-                blocked |= tx.runs.ever_entered(flow.key, [u for u, _ in pairs])
-            trigger = flow.trigger
-            for pair, ((user_id, entity, trigger_us, context), at_us) in unique.items():
-                if pair in blocked:
-                    continue
-                ctx = dict(context)
-                if isinstance(trigger, EventTrigger) and trigger.unless_within_us:
-                    ctx["start_after_us"] = trigger_us + trigger.unless_within_us
-                rows.append({"flow_key": flow.key, "version": flow.version, "user_id": user_id, "entity": entity,
-                             "status": "active", "cursor": "0", "trigger_us": trigger_us, "entered_us": at_us,
-                             "updated_us": at_us, "context": ctx, "exit_reason": None})
-        if not rows:
-            return 0
-        ids = tx.runs.create_many(rows)
-        runs = [Run(id=run_id, flow=r["flow_key"], version=r["version"], user_id=r["user_id"], entity=r["entity"],
-                    status="active", cursor="0", trigger_us=r["trigger_us"], entered_us=r["entered_us"],
-                    updated_us=r["updated_us"], context=r["context"]) for run_id, r in zip(ids, rows, strict=True)]
-        known = profiles or {}
-        missing = list({r.user_id for r in runs if r.user_id not in known})
-        if missing:
-            known = {**known, **tx.profiles.get_many(missing)}
-        out = Outgoing()
-        self.runner.advance_each(tx, [(run, flows[run.flow], known[run.user_id].traits if run.user_id in known
-                                       else {}, run.entered_us) for run in runs], out)
-        self.runner.flush(tx, out, max(run.entered_us for run in runs))
-        tx.runs.save_many(runs)
-        return len(runs)
-
-    # Enrolments deferred to the end of a group of timer instants (scheduler.TimerBatch) ----------------
-
-    @property
-    def _deferred(self) -> list[tuple[Flow, EnrolCandidate, int]] | None:
-        deferred: list[tuple[Flow, EnrolCandidate, int]] | None = getattr(self._group, "deferred", None)
-        return deferred
-
-    def open_batch(self) -> None:
-        self._group.deferred = []
-
-    def batch_mark(self) -> int:
-        deferred = self._deferred
-        return len(deferred) if deferred is not None else 0
-
-    def batch_rollback(self, mark: int) -> None:
-        deferred = self._deferred
-        if deferred is not None:
-            del deferred[mark:]
-
-    def close_batch(self, tx: Tx) -> None:
-        """Start the runs that segment entries of the group's instants asked for, each as of its instant."""
-        items, self._group.deferred = self._deferred, None
-        if not items:
-            return
-        savepoint = tx.conn.begin_nested()
-        try:
-            self.enroll_many(tx, items)
-            savepoint.commit()
-            return
-        except Exception:
-            savepoint.rollback()
-            log.exception("%d enrolment(s) of a timer group failed together; trying each instant alone", len(items))
-        by_instant: dict[int, list[tuple[Flow, EnrolCandidate, int]]] = defaultdict(list)
-        for item in items:
-            by_instant[item[2]].append(item)
-        for at_us, group in sorted(by_instant.items()):
-            savepoint = tx.conn.begin_nested()
-            try:
-                self.enroll_many(tx, group)
-                savepoint.commit()
-            except Exception:
-                savepoint.rollback()
-                log.exception("%d enrolment(s) at %s dropped", len(group), from_us(at_us).isoformat())
+        """Start the runs of many flows at once, each candidate as of its own instant (see :mod:`.enrolment`)."""
+        return self.enrolment.enroll_many(tx, items, profiles)
 
     # Listeners ------------------------------------------------------------------------------------------
 
@@ -215,11 +124,7 @@ class FlowEngine:
                      "than flow_entry_max_lag after their event time)", held, "y" if held == 1 else "ies")
         items = [(flow, _segment_candidate(segment, t.user_id, t.entity, t.data, t.at_us), now_us)
                  for segment, entered in by_segment.items() for flow in self._by_segment[segment] for t in entered]
-        deferred = self._deferred
-        if deferred is not None:
-            deferred.extend(items)  # a timer group's instant: started with the group's others
-        else:
-            self.enroll_many(tx, items)
+        self.enrolment.enroll_or_defer(tx, items)
 
     def _enroll_existing(self, tx: Tx, flow: Flow, now_us: int) -> None:
         """Ask each member's owner to start a run: one ``flow_enroll`` command per membership, in pages."""
