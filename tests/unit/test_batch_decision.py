@@ -17,7 +17,7 @@ from growthengine.gate.batch_decision import decide_many
 from growthengine.gate.bucketing import in_holdout
 from growthengine.gate.history import Candidate, History, Policy
 from growthengine.gate.outcome import SEND, Decision
-from growthengine.gate.rules import GateRules
+from growthengine.gate.rules import GateRules, QuietHours
 from growthengine.optimize.channel_scores import ChannelRule
 from growthengine.optimize.send_time import SendTimeModel
 from growthengine.optimize.send_time_population import PopulationSendTime
@@ -82,6 +82,41 @@ def test_transactional_passes_holdouts_quiet_hours_and_caps_and_is_not_counted()
     assert one(msg(kind="transactional", at=night), at=night, policy=rules, holdout=100, sent=full) == SEND
     # transactional pushes already sent today do not use up the marketing push of the day
     assert one(msg(), sent=sent_at(NOON - dt.timedelta(hours=1), kind="transactional")) == SEND
+
+
+def test_a_transactional_push_let_through_in_a_batch_counts_against_no_marketing_cap() -> None:
+    """Decided first (higher priority), the transactional push goes; the marketing push after it in the same batch
+    still has the day's one slot."""
+    batch = [Candidate(msg(kind="transactional", mid="t1", priority=90), EVERYTHING),
+             Candidate(msg(kind="transactional", mid="t2", priority=80), EVERYTHING),
+             Candidate(msg(mid="m1", priority=50), EVERYTHING),
+             Candidate(msg(mid="m2", priority=40), EVERYTHING)]
+    decided = decide_many(batch, History(now_us=to_us(NOON)))
+    assert [(d.action, d.reason) for d in decided] == [("send", None), ("send", None), ("send", None),
+                                                        ("suppress", "frequency_cap")]
+
+
+def test_candidates_of_one_batch_are_each_decided_as_of_their_own_instant() -> None:
+    """Timers due milliseconds apart are decided together: quiet hours, expiry and the local day are each
+    candidate's own, and sends count for the later instants only."""
+    edge = NOON.replace(hour=22)
+    tick = dt.timedelta(milliseconds=1)
+    before = Candidate(msg(mid="a", user="a", at=edge - tick), EVERYTHING, at_us=to_us(edge - tick))
+    at_edge = Candidate(msg(mid="b", user="b", at=edge), EVERYTHING, at_us=to_us(edge))
+    expiring = Candidate(msg(mid="c", user="c", at=edge - tick, expires=edge), EVERYTHING, at_us=to_us(edge - tick))
+    decided = decide_many([at_edge, before, expiring], History(now_us=to_us(edge)))
+    assert [(d.action, d.reason) for d in decided] == [("defer", "quiet_hours"), ("send", None), ("send", None)]
+    # A New York user's local midnight falls between two instants of the batch: two local days, two pushes.
+    midnight = dt.datetime(2026, 1, 7, 0, 0, tzinfo=NEW_YORK)
+    ny = {**EVERYTHING, "timezone": "America/New_York"}
+    late = Candidate(msg(mid="late", at=midnight - tick, priority=10), ny, at_us=to_us(midnight - tick))
+    early = Candidate(msg(mid="early", at=midnight, priority=90), ny, at_us=to_us(midnight))
+    again = Candidate(msg(mid="again", at=midnight + tick, priority=90), ny, at_us=to_us(midnight + tick))
+    quiet = Policy(rules=GateRules(quiet_hours=QuietHours(start=(0, 0), end=(0, 0))))  # no quiet hours
+    decided = decide_many([again, early, late], History(now_us=to_us(midnight + tick)), quiet)
+    # In time order, whatever the priorities: the 23:59:59.999 push takes the 6 Jan slot, 00:00 the 7 Jan one.
+    assert [(d.action, d.reason) for d in decided] == [("suppress", "frequency_cap"), ("send", None),
+                                                        ("send", None)]
 
 
 def test_holdouts_come_after_consent() -> None:

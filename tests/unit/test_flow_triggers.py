@@ -94,3 +94,19 @@ def test_a_derived_float_is_rounded_to_nine_decimals_and_other_values_are_kept_a
     values = derived(trigger, {"a": 1, "name": "L"})
     assert values == {"a": 1, "name": "L", "third": 0.333333333, "label": "L!", "sum": 2, "flag": True}
     assert values is not None and type(values["sum"]) is int and type(values["flag"]) is bool
+
+
+@pytest.mark.parametrize(("old", "new", "fires"), [
+    (10000, 9000, False),    # exactly 10 %: no alert
+    (10000, 8999, True),     # 10.01 %: an alert
+    (30000, 27000, False),
+    (30000, 26997, True),
+], ids=["10000-10%", "10000-10.01%", "30000-10%", "30000-10.01%"])
+def test_the_shipped_price_drop_flow_alerts_only_over_ten_percent(old: float, new: float, fires: bool) -> None:
+    """The shipped ``price_drop`` trigger itself (config/default.yaml), not a copy of it."""
+    from growthengine.config.loader import load_config
+
+    trigger = load_config().flows["price_drop"].trigger
+    assert isinstance(trigger, EventTrigger)
+    found = event_matches(trigger, event("listing_price_changed", listing_id="L1", old_price=old, new_price=new))
+    assert (found is not None) == fires

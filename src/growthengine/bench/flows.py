@@ -8,6 +8,11 @@ Two measurements, each on its own SQLite file (the embedded default), on an engi
   the ``price_drop`` flow enrolls every favoriter, renders the push, gates it and writes it to the send ledger and
   the local outbox. Figure: favoriters / seconds of that call (the setup is not timed). The clock is at 09:00
   Bangkok time, so no quiet hours hold the pushes back.
+* **cart timers**: ``carts`` users (push consent and a token) each add an item to the cart, their ``add_to_cart``
+  times spread over one minute (milliseconds apart) from 09:30 Bangkok time. Then the manual clock is advanced
+  past the last cart's hour, timed: each cart's ``cart_abandoners`` deadline fires at its own instant, the user
+  enters the segment, the ``cart_abandonment`` run starts and its push is decided, written to the send ledger and
+  the local outbox. Figure: carts / seconds of that advance.
 * **waiting runs**: ``waiting`` users register as sellers; each ``seller_coach`` run waits 3 days for a listing.
   The engine is then opened again on the real clock and its worker loop (``Engine.run_due()`` every
   ``worker_interval_s``, as ``growth serve`` runs it) is watched for ``idle_seconds``: the process CPU time it
@@ -35,6 +40,8 @@ TARGET_FANOUT_RATE = 10_000.0
 TARGET_IDLE_CPU_SHARE = 0.01
 """'No CPU while they wait', read as: the idle worker loop uses under 1 % of one core."""
 TARGET_FAVORITERS = 200_000
+TARGET_CART_RATE = 10_000.0
+TARGET_CARTS = 100_000
 TARGET_WAITING = 1_000_000
 LISTING = "L-bench-price-drop"
 SETUP_BATCH = 1000
@@ -44,6 +51,7 @@ SETUP_BATCH = 1000
 class FlowsSize:
     favoriters: int = 50_000
     waiting: int = 100_000
+    carts: int = 20_000
     idle_seconds: float = 5.0
     worker_interval_s: float = 0.5
 
@@ -63,6 +71,14 @@ class FlowsBench:
     polls: int
     poll_ms: list[float] = field(default_factory=list)
     fired_while_idle: int = 0
+    cart_users: int = 0
+    cart_seconds: float = 0.0
+    cart_cpu_s: float = 0.0
+    cart_pushed: int = 0
+
+    @property
+    def cart_rate(self) -> float:
+        return self.cart_users / self.cart_seconds if self.cart_seconds else 0.0
 
     @property
     def fanout_rate(self) -> float:
@@ -127,6 +143,39 @@ def measure_fanout(db_file: Path, size: FlowsSize, stage: Stage) -> tuple[int, f
     return reached, seconds, cpu, int(counts.get("sent", 0)), outbox
 
 
+def measure_carts(db_file: Path, size: FlowsSize, stage: Stage) -> tuple[int, float, float, int]:
+    """(runs entered, seconds, CPU seconds, pushes in the ledger and outbox) of the timed clock advance."""
+    span_us = 60_000_000
+    first = BENCH_START + dt.timedelta(minutes=30)  # after Monday 09:00: no weekly digest falls in the advance
+    engine = open_bench_engine(db_file, first + dt.timedelta(minutes=1, seconds=1))
+    try:
+        calls: list[dict[str, Any]] = []
+        for i in range(size.carts):
+            user = f"cart{i:07d}"
+            at = first + dt.timedelta(microseconds=i * span_us // size.carts)
+            calls.append({"type": "identify", "userId": user, "messageId": f"bench-cart-id-{i}", "timestamp": _at(at),
+                          "traits": {"push_token": f"fcm:c{i:x}", "language": "th" if i % 7 else "en",
+                                     "consent": {"push": True, "email": True, "in_app": True}}})
+            calls.append({"type": "track", "event": "add_to_cart", "userId": user, "messageId": f"bench-cart-{i}",
+                          "timestamp": at.isoformat(timespec="microseconds"),
+                          "properties": {"listing_id": f"L-cart-{i % 500}", "title": "Fujifilm X100V",
+                                         "price": 32000}})
+        _ingest_all(engine, calls, stage("carts", len(calls)))
+        progress = stage("cart timers", size.carts)
+        cpu0, start = time.process_time(), time.perf_counter()
+        engine.advance(first + dt.timedelta(hours=1, minutes=1, seconds=1))
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
+        with engine.store.transaction() as tx:
+            entered = sum(n for _, n in tx.runs.step_counts("cart_abandonment").items())
+            pushed = int(tx.conn.exec_driver_sql(
+                "SELECT count(*) FROM outbox o JOIN messages m ON m.id = o.message_id "
+                "WHERE m.flow_key = 'cart_abandonment' AND m.channel = 'push'").scalar_one())
+        progress(entered)
+    finally:
+        engine.close()
+    return entered, seconds, cpu, pushed
+
+
 def measure_waiting(db_file: Path, size: FlowsSize, stage: Stage
                     ) -> tuple[int, float, float, float, list[float], int]:
     """(waiting runs, seconds watched, process and loop-thread CPU seconds, per-poll ms, timers fired)."""
@@ -169,11 +218,13 @@ def measure_waiting(db_file: Path, size: FlowsSize, stage: Stage
 
 def run_flows_bench(size: FlowsSize, db_dir: Path, stage: Stage) -> FlowsBench:
     db_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("flows-fanout.db", "flows-waiting.db"):
+    for name in ("flows-fanout.db", "flows-carts.db", "flows-waiting.db"):
         for suffix in ("", "-wal", "-shm", "-journal"):
             (db_dir / f"{name}{suffix}").unlink(missing_ok=True)
     reached, seconds, cpu, sent, outbox = measure_fanout(db_dir / "flows-fanout.db", size, stage)
+    carts, cart_s, cart_cpu, pushed = measure_carts(db_dir / "flows-carts.db", size, stage)
     waiting, idle_s, idle_cpu, loop_cpu, polls, fired = measure_waiting(db_dir / "flows-waiting.db", size, stage)
-    return FlowsBench(size=size, fanout_users=reached, fanout_seconds=seconds, fanout_cpu_s=cpu, sent=sent,
+    return FlowsBench(cart_users=carts, cart_seconds=cart_s, cart_cpu_s=cart_cpu, cart_pushed=pushed,
+                      size=size, fanout_users=reached, fanout_seconds=seconds, fanout_cpu_s=cpu, sent=sent,
                       outbox=outbox, waiting_runs=waiting, idle_seconds=idle_s, idle_cpu_s=idle_cpu,
                       loop_cpu_s=loop_cpu, polls=len(polls), poll_ms=polls, fired_while_idle=fired)

@@ -277,14 +277,16 @@ def flows(
     favoriters: Annotated[int, typer.Option(help="users who favorited the listing (target: 200,000)")] = 50_000,
     waiting: Annotated[int, typer.Option(help="seller-coach runs left waiting (target: 1,000,000)")] = 100_000,
     idle_seconds: Annotated[float, typer.Option(help="seconds the idle worker loop is watched")] = 5.0,
+    carts: Annotated[int, typer.Option(help="cart timers due over one minute (target: 100,000)")] = 20_000,
     db_dir: Annotated[Path | None, _DB_DIR] = None,
 ) -> None:
-    """Flow engine: a price drop fanned out to every favoriter (users/s), and the CPU that waiting runs cost."""
+    """Flow engine: a price drop fanned out to every favoriter (users/s), cart timers due milliseconds apart
+    (users/s), and the CPU that waiting runs cost."""
     from growthengine.bench import flows as bench
 
-    if favoriters < 1 or waiting < 1 or idle_seconds <= 0:
-        raise CliError("--favoriters and --waiting must be at least 1, --idle-seconds positive")
-    size = bench.FlowsSize(favoriters=favoriters, waiting=waiting, idle_seconds=idle_seconds)
+    if favoriters < 1 or waiting < 1 or carts < 1 or idle_seconds <= 0:
+        raise CliError("--favoriters, --waiting and --carts must be at least 1, --idle-seconds positive")
+    size = bench.FlowsSize(favoriters=favoriters, waiting=waiting, idle_seconds=idle_seconds, carts=carts)
     console.print(f"[bold]growth bench flows[/]: {favoriters:,} favoriters (target stated for "
                   f"{bench.TARGET_FAVORITERS:,}), {waiting:,} waiting runs (target stated for "
                   f"{bench.TARGET_WAITING:,}); {machine_summary()}; {_load()}")
@@ -299,6 +301,11 @@ def flows(
                   _verdict(r.fanout_rate >= bench.TARGET_FANOUT_RATE),
                   f"{r.fanout_users:,} users in {r.fanout_seconds:.1f} s; {r.sent:,} sent, {r.outbox:,} in the "
                   f"outbox; {r.fanout_rate / bench.TARGET_FANOUT_RATE:.2f} x target")
+    table.add_row("cart timers due ms apart", f"{r.cart_rate:,.0f} users/s",
+                  f">= {bench.TARGET_CART_RATE:,.0f} users/s", _verdict(r.cart_rate >= bench.TARGET_CART_RATE),
+                  f"{r.cart_users:,} runs entered in {r.cart_seconds:.1f} s, {r.cart_pushed:,} pushes in the "
+                  f"outbox; CPU {r.cart_cpu_s / r.cart_seconds if r.cart_seconds else 0:.0%} of one core; "
+                  f"{r.cart_rate / bench.TARGET_CART_RATE:.2f} x target (stated for {bench.TARGET_CARTS:,})")
     poll = sorted(r.poll_ms)
     idle_ok = r.idle_cpu_share < bench.TARGET_IDLE_CPU_SHARE
     table.add_row("idle worker CPU", f"{r.idle_cpu_share:.2%} of a core",

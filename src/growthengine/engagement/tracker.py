@@ -60,11 +60,10 @@ class EngagementTracker:
             return
         self.experiments.record(tx, sent, sends=1, at_us=now_us)
         docs = tx.user_models.get_many(list(by_user), SCORES)
-        at = from_us(now_us)
         for user_id, messages in by_user.items():
             scores = ChannelScores.from_json(docs[user_id]) if user_id in docs else ChannelScores()
-            for message in messages:
-                scores.record_send(message.channel, at, message.id)
+            for message in messages:  # as of when each went (timers ms apart are sent in one batch)
+                scores.record_send(message.channel, from_us(message.sent_us or now_us), message.id)
             docs[user_id] = scores.to_json()
         tx.user_models.save_many(SCORES, {u: docs[u] for u in by_user}, now_us)
 

@@ -39,8 +39,11 @@ class Outgoing:
     candidates: list[Candidate] = field(default_factory=list)
     timers: list[TimerRow] = field(default_factory=list)
 
-    def add(self, message: Message, traits: dict[str, Any], holdout_pct: float, *, best_within_us: int = 0) -> None:
-        self.candidates.append(Candidate(message, traits, holdout_pct, best_within_us=best_within_us))
+    def add(self, message: Message, traits: dict[str, Any], holdout_pct: float, *, best_within_us: int = 0,
+            at_us: int | None = None) -> None:
+        """``at_us``: the instant the message is decided as of, when not the flush's (a run woken at its own due
+        time among others of the same batch)."""
+        self.candidates.append(Candidate(message, traits, holdout_pct, best_within_us=best_within_us, at_us=at_us))
 
 
 SentHook = Callable[[Tx, list[Message], int], None]
@@ -58,7 +61,8 @@ class Dispatcher:
 
     def flush(self, tx: Tx, outgoing: Outgoing, now_us: int, *, learn: bool = True) -> None:
         """Decide, record and deliver new messages (ids already in the ledger are skipped: never twice), and book
-        the pass's timers.
+        the pass's timers. Each message is decided and written as of its candidate's instant (``now_us`` when it
+        has none of its own).
 
         ``learn=False``: the sends teach the optimization models nothing (an erased user's audience removals)."""
         timers, outgoing.timers = outgoing.timers, []
@@ -74,7 +78,7 @@ class Dispatcher:
         candidates = list(fresh.values())
         decided = self.gate.decide_candidates(tx, candidates, now_us, self.policy, models=self.optimizer)
         outbox_rows, queued = self._apply_all(candidates, decided, now_us, timers)
-        tx.messages.add([c.message for c in candidates])
+        tx.messages.add([c.message for c in candidates], checked=True)  # the ids found in the ledger left out above
         self._write(tx, outbox_rows, queued, timers)
         self._notify(tx, [c.message for c in candidates], now_us, learn=learn)
 
@@ -105,7 +109,8 @@ class Dispatcher:
         queued: list[dict[str, Any]] = []
         for candidate, decision in zip(candidates, decided, strict=True):
             message, traits = candidate.message, candidate.traits
-            self._apply(message, decision, now_us)
+            at_us = candidate.instant(now_us)
+            self._apply(message, decision, at_us)
             if decision.action == "defer":
                 assert decision.at_us is not None
                 timers.append((MESSAGE_TIMER, f"msg:{message.id}", decision.at_us,
@@ -113,12 +118,12 @@ class Dispatcher:
             elif decision.action == "send":
                 provider = self.providers[message.channel]
                 if isinstance(provider, OutboxProvider):
-                    outbox_rows.append(provider.row(message, traits, now_us))
-                    self._sent(message, provider.name, now_us)
+                    outbox_rows.append(provider.row(message, traits, at_us))
+                    self._sent(message, provider.name, at_us)
                 elif isinstance(provider, InboxProvider):
-                    self._sent(message, provider.name, now_us)  # the ledger row is the inbox entry
+                    self._sent(message, provider.name, at_us)  # the ledger row is the inbox entry
                 else:
-                    row = self._queue(message, traits, now_us)
+                    row = self._queue(message, traits, at_us)
                     if row is not None:
                         queued.append(row)
         return outbox_rows, queued

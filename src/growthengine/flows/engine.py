@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from growthengine.clock import Clock, to_us
@@ -14,6 +14,7 @@ from growthengine.domain.events import Event
 from growthengine.domain.messages import Message
 from growthengine.domain.profiles import Profile
 from growthengine.flows.dispatch import Dispatcher, Outgoing
+from growthengine.flows.enrolment import EnrolCandidate, Enrolment
 from growthengine.flows.feedback import Feedback, apply_feedback
 from growthengine.flows.model import EventTrigger, Flow, Schedule, SegmentEntered
 from growthengine.flows.runner import RUN_TIMER, Runner
@@ -43,6 +44,7 @@ class FlowEngine:
         self.entry_max_lag_us = entry_max_lag_us
         self._load_version = load_version
         self._versions: dict[tuple[str, str], Flow | None] = {}
+        self.enrolment = Enrolment(runner)  # also the scheduler's TimerBatch: runs started once per timer group
         self.configure(flows)
 
     def configure(self, flows: dict[str, Flow]) -> None:
@@ -95,44 +97,15 @@ class FlowEngine:
 
     # Enrollment -----------------------------------------------------------------------------------------
 
-    def enroll(self, tx: Tx, flow: Flow, candidates: list[tuple[str, str, int, dict[str, Any]]],
-               now_us: int, profiles: dict[str, Profile] | None = None) -> int:
+    def enroll(self, tx: Tx, flow: Flow, candidates: list[EnrolCandidate], now_us: int,
+               profiles: dict[str, Profile] | None = None) -> int:
         """Start runs for (user, entity, trigger time, context); at most one live run per flow, user, entity."""
-        if not candidates:
-            return 0
-        unique: dict[tuple[str, str], tuple[str, str, int, dict[str, Any]]] = {}
-        for candidate in candidates:
-            unique.setdefault((candidate[0], candidate[1]), candidate)
-        pairs = list(unique)
-        blocked = tx.runs.live_entities(flow.key, pairs)
-        if flow.reentry == "never":
-            blocked |= tx.runs.ever_entered(flow.key, [u for u, _ in pairs])
-        chosen = [c for pair, c in unique.items() if pair not in blocked]
-        if not chosen:
-            return 0
-        trigger = flow.trigger
-        rows: list[dict[str, Any]] = []
-        for user_id, entity, trigger_us, context in chosen:
-            ctx = dict(context)
-            if isinstance(trigger, EventTrigger) and trigger.unless_within_us:
-                ctx["start_after_us"] = trigger_us + trigger.unless_within_us
-            rows.append({"flow_key": flow.key, "version": flow.version, "user_id": user_id, "entity": entity,
-                         "status": "active", "cursor": "0", "trigger_us": trigger_us, "entered_us": now_us,
-                         "updated_us": now_us, "context": ctx, "exit_reason": None})
-        ids = tx.runs.create_many(rows)
-        runs = [Run(id=run_id, flow=r["flow_key"], version=r["version"], user_id=r["user_id"], entity=r["entity"],
-                    status="active", cursor="0", trigger_us=r["trigger_us"], entered_us=now_us, updated_us=now_us,
-                    context=r["context"]) for run_id, r in zip(ids, rows, strict=True)]
-        known = profiles or {}
-        missing = [r.user_id for r in runs if r.user_id not in known]
-        if missing:
-            known = {**known, **tx.profiles.get_many(missing)}
-        out = Outgoing()
-        self.runner.advance_many(tx, [(run, flow, known[run.user_id].traits if run.user_id in known else {})
-                                      for run in runs], now_us, out)
-        self.runner.flush(tx, out, now_us)
-        tx.runs.save_many(runs)
-        return len(runs)
+        return self.enroll_many(tx, [(flow, c, now_us) for c in candidates], profiles)
+
+    def enroll_many(self, tx: Tx, items: Sequence[tuple[Flow, EnrolCandidate, int]],
+                    profiles: dict[str, Profile] | None = None) -> int:
+        """Start the runs of many flows at once, each candidate as of its own instant (see :mod:`.enrolment`)."""
+        return self.enrolment.enroll_many(tx, items, profiles)
 
     # Listeners ------------------------------------------------------------------------------------------
 
@@ -149,10 +122,9 @@ class FlowEngine:
         if held:
             log.info("%d segment entr%s recorded without starting flows (found by a rebuild or an import, or more "
                      "than flow_entry_max_lag after their event time)", held, "y" if held == 1 else "ies")
-        for segment, entered in by_segment.items():
-            for flow in self._by_segment[segment]:
-                candidates = [_segment_candidate(segment, t.user_id, t.entity, t.data, t.at_us) for t in entered]
-                self.enroll(tx, flow, candidates, now_us)
+        items = [(flow, _segment_candidate(segment, t.user_id, t.entity, t.data, t.at_us), now_us)
+                 for segment, entered in by_segment.items() for flow in self._by_segment[segment] for t in entered]
+        self.enrolment.enroll_or_defer(tx, items)
 
     def _enroll_existing(self, tx: Tx, flow: Flow, now_us: int) -> None:
         """Ask each member's owner to start a run: one ``flow_enroll`` command per membership, in pages."""
@@ -181,11 +153,29 @@ class FlowEngine:
         self._marketplace_facts(tx, ordered)
         self._feedback(tx, ordered, now_us)
         self._exits(tx, ordered, now_us)
+        # Event triggers, for the whole batch at once: the listings they are about read in one query, the runs
+        # started by one enrolment (in event order: the first event of a flow, user and entity starts the run).
+        matched: list[tuple[Flow, Event, dict[str, Any], str]] = []
         for event in ordered:
             if event.origin == "import":
                 continue  # history (growth import without --start-flows) ends runs but starts none
             for flow in self._by_event.get(event.name, ()):
-                self._event_trigger(tx, flow, event, now_us, profiles)
+                trigger = flow.trigger
+                assert isinstance(trigger, EventTrigger)
+                values = event_matches(trigger, event)
+                if values is not None:
+                    matched.append((flow, event, values, trigger_entity(trigger, values)))
+        if not matched:
+            return
+        listings = tx.listings.get_many(sorted({entity for *_, entity in matched if entity}))
+        items: list[tuple[Flow, EnrolCandidate, int]] = []
+        for flow, event, values, entity in matched:
+            context = {"trigger": {**(listings.get(entity) or {}), **values}, "event": event.name}
+            if isinstance(flow.trigger, EventTrigger) and flow.trigger.audience == "favorited":
+                self._fan_out(tx, flow, event, entity, context, now_us)
+            else:
+                items.append((flow, (event.user_id, entity, event.ts_us, context), now_us))
+        self.enroll_many(tx, items, profiles)
 
     def on_enroll_commands(self, tx: Tx, commands: list[Event]) -> None:
         """Apply ``flow_enroll`` commands: runs for the users they name, grouped by flow."""
@@ -272,26 +262,15 @@ class FlowEngine:
             tx.messages.update(message.id, status="cancelled", reason="flow_exit", updated_us=now_us)
             tx.timers.cancel(f"msg:{message.id}")
 
-    def _event_trigger(self, tx: Tx, flow: Flow, event: Event, now_us: int, profiles: dict[str, Profile]) -> None:
-        trigger = flow.trigger
-        assert isinstance(trigger, EventTrigger)
-        values = event_matches(trigger, event)
-        if values is None:
-            return
-        entity = trigger_entity(trigger, values)
-        listing = tx.listings.get(entity) if entity else None
-        context_trigger = {**(listing or {}), **values}
-        context = {"trigger": context_trigger, "event": event.name}
-        if trigger.audience == "favorited":
-            reached = 0
-            for chunk in tx.listings.favoriters(entity):
-                users = [u for u in chunk if u != event.user_id]
-                self.command_enrollments(tx, flow, users, entity, event.ts_us, context, now_us)
-                reached += len(users)
-            if reached:
-                log.info("%s: %s on %s reaches %d favoriters", flow.key, event.name, entity, reached)
-            return
-        self.enroll(tx, flow, [(event.user_id, entity, event.ts_us, context)], now_us, profiles)
+    def _fan_out(self, tx: Tx, flow: Flow, event: Event, entity: str, context: dict[str, Any], now_us: int) -> None:
+        """Everyone who favorited the listing (but the event's own user) gets a ``flow_enroll`` command."""
+        reached = 0
+        for chunk in tx.listings.favoriters(entity):
+            users = [u for u in chunk if u != event.user_id]
+            self.command_enrollments(tx, flow, users, entity, event.ts_us, context, now_us)
+            reached += len(users)
+        if reached:
+            log.info("%s: %s on %s reaches %d favoriters", flow.key, event.name, entity, reached)
 
     # Timers ---------------------------------------------------------------------------------------------
 

@@ -34,7 +34,8 @@ class PassCache:
         self._states: dict[str, Experiment] = {}
 
     def prefetch(self, tx: Tx, runs: Sequence[tuple[Run, Flow]], now_us: int) -> None:
-        """Read, in a few queries, what the runs' next steps will ask for."""
+        """Read, in a few queries, what the runs' next steps will ask for (``now_us``: the earliest instant they
+        are advanced as of)."""
         wanted = {run_listing_id(run) for run, _ in runs} - set(self._listings) - {""}
         if wanted:
             self._listings.update(tx.listings.get_many(sorted(wanted)))
@@ -61,8 +62,10 @@ class PassCache:
     def recent_events(self, tx: Tx, user_id: str, now_us: int) -> list[Event]:
         """The user's events of the personalization window (90 days) before ``now_us``."""
         since = now_us - PERSONALIZATION_WINDOW_US
-        if self._recent_since == since and user_id in self._recent:
-            return self._recent[user_id]
+        prefetched = self._recent_since
+        if prefetched is not None and prefetched <= since and user_id in self._recent:
+            events = self._recent[user_id]
+            return events if prefetched == since else [e for e in events if e.ts_us >= since]
         return tx.events.for_user(user_id, since_us=since)
 
     def assign(self, tx: Tx, key: str, variants: tuple[str, ...], mode: str, user_id: str,

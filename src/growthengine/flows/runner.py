@@ -70,9 +70,16 @@ class Runner:
     def advance_many(self, tx: Tx, items: Sequence[tuple[Run, Flow, dict[str, Any]]], now_us: int,
                      out: Outgoing) -> None:
         """Advance a batch of runs: what their next steps read is read once for all of them first."""
-        self.cache.prefetch(tx, [(run, flow) for run, flow, _ in items], now_us)
-        for run, flow, traits in items:
-            self.advance(tx, run, flow, traits, now_us, out)
+        self.advance_each(tx, [(run, flow, traits, now_us) for run, flow, traits in items], out)
+
+    def advance_each(self, tx: Tx, items: Sequence[tuple[Run, Flow, dict[str, Any], int]], out: Outgoing) -> None:
+        """Advance a batch of runs, each as of its own instant (timers due milliseconds apart, woken together);
+        what their next steps read is read once for all of them first."""
+        if not items:
+            return
+        self.cache.prefetch(tx, [(run, flow) for run, flow, _, _ in items], min(at for *_, at in items))
+        for run, flow, traits, at_us in items:
+            self.advance(tx, run, flow, traits, at_us, out)
 
     def advance(self, tx: Tx, run: Run, flow: Flow, traits: dict[str, Any], now_us: int, out: Outgoing) -> None:
         """Take every step that is due now; stop at a wait that ends later (booking a timer) or at the end.
@@ -240,7 +247,7 @@ class Runner:
         )
         # The best send time within the step's span is part of the one send decision (at the flush).
         best_within = (send.best_within_us or 0) if self.optimizer is not None else 0
-        out.add(message, traits, flow.holdout_pct, best_within_us=best_within)
+        out.add(message, traits, flow.holdout_pct, best_within_us=best_within, at_us=now_us)
         return True
 
     def _counterpart(self, template: str, language: Any, context: dict[str, Any]) -> dict[str, Any] | None:

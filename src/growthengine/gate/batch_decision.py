@@ -90,31 +90,37 @@ class _Batch:
         self.rules = policy.rules
         self.history = history
         self.now_us = history.now_us
-        self._quiet: dict[str, int | None] = {}
-        self._windows: dict[tuple[int, str], int] = {}
+        self._quiet: dict[int, dict[str, int | None]] = {}  # per instant, per zone
+        self._windows: dict[int, dict[tuple[int, str], int]] = {}  # per instant, per (cap, zone)
         self._recorded: dict[CapKey, list[Sent]] = {}
 
     def decide(self, candidates: Sequence[Candidate]) -> list[Decision]:
         decisions: list[Decision | None] = [None] * len(candidates)
-        planned: list[tuple[int, str, RouteDecision | None, SendTimeChoice | None]] = []
+        planned: list[tuple[int, int, str, RouteDecision | None, SendTimeChoice | None]] = []
         for i, candidate in enumerate(candidates):
             message = candidate.message
-            timed = self._send_time(candidate) if candidate.best_within_us and not candidate.release else None
+            now_us = self.now_us if candidate.at_us is None else candidate.at_us
+            timed = self._send_time(candidate, now_us) if candidate.best_within_us and not candidate.release \
+                else None
             routed = self._route(candidate) if not candidate.release else None
             switched = routed if routed is not None and routed.switched else None
             at_us = to_us(timed.send_at) if timed is not None else message.scheduled_us
-            if at_us > self.now_us and not candidate.release:  # a held message coming due is decided now
+            if at_us > now_us and not candidate.release:  # a held message coming due is decided now
                 reason = "channel_score" if switched is not None else (
                     "send_time" if timed is not None else message.reason or "send_time")
                 decisions[i] = Decision("defer", reason, at_us, BEST_TIME_DETAIL, route=switched, send_time=timed)
                 continue
-            planned.append((i, switched.channel if switched is not None else message.channel, switched, timed))
-        for i, channel, switched, timed in sorted(planned, key=lambda p: -candidates[p[0]].message.priority):
-            decision = self._gate(candidates[i], channel)
+            planned.append((i, now_us, switched.channel if switched is not None else message.channel, switched,
+                            timed))
+        # By priority; candidates of different instants (timers ms apart) in time order first.
+        timely = any(c.at_us is not None and c.at_us != self.now_us for c in candidates)
+        for i, now_us, channel, switched, timed in sorted(
+                planned, key=(lambda p: (p[1], -candidates[p[0]].message.priority)) if timely
+                else (lambda p: -candidates[p[0]].message.priority)):
+            decision = self._gate(candidates[i], channel, now_us)
             if decision.action == "send":
                 message = candidates[i].message
-                self._recorded.setdefault((message.user_id, channel, message.kind), []).append(
-                    (self.now_us, message.id))
+                self._recorded.setdefault((message.user_id, channel, message.kind), []).append((now_us, message.id))
             if switched is not None or timed is not None:
                 decision = dataclasses.replace(decision, route=switched, send_time=timed)
             decisions[i] = decision
@@ -122,13 +128,13 @@ class _Batch:
 
     # -- the optimizer's answers ------------------------------------------------------------------------------
 
-    def _send_time(self, candidate: Candidate) -> SendTimeChoice | None:
+    def _send_time(self, candidate: Candidate, now_us: int) -> SendTimeChoice | None:
         if not self.policy.send_time:
             return None
         message = candidate.message
         tz = self.policy.tz(candidate.traits)
         model = self.history.send_time_models.get((message.user_id, message.channel)) or SendTimeModel(tz)
-        after = from_us(self.now_us)
+        after = from_us(now_us)
         return model.best_time(after, dt.timedelta(microseconds=candidate.best_within_us), tz,
                                self.policy.send_time_quiet.get(message.channel),
                                population=self.history.send_time_population.get(message.channel),
@@ -146,8 +152,8 @@ class _Batch:
 
     # -- the gate ---------------------------------------------------------------------------------------------
 
-    def _gate(self, candidate: Candidate, channel: str) -> Decision:
-        decision = self._guardrails(candidate, channel)
+    def _gate(self, candidate: Candidate, channel: str, now_us: int) -> Decision:
+        decision = self._guardrails(candidate, channel, now_us)
         if decision.action == "send" and channel in self.policy.provider_channels:
             trait = PROVIDER_ADDRESS_TRAIT.get(channel)
             address = candidate.traits.get(trait) if trait else None
@@ -155,8 +161,8 @@ class _Batch:
                 return Decision("fail", "no_address")
         return decision
 
-    def _guardrails(self, candidate: Candidate, channel: str) -> Decision:
-        message, traits, now_us = candidate.message, candidate.traits, self.now_us
+    def _guardrails(self, candidate: Candidate, channel: str, now_us: int) -> Decision:
+        message, traits = candidate.message, candidate.traits
         if message.expires_us is not None and now_us >= message.expires_us:
             return Decision("suppress", "expired", detail="the message expired before it could go")
         address = ADDRESS_TRAIT.get(channel)
@@ -173,7 +179,7 @@ class _Batch:
             return Decision("suppress", "holdout", detail=f"the user is in {message.flow}'s holdout")
         tz = self.policy.tz(traits)
         if not candidate.release and channel in self.rules.quiet_hours.channels:
-            release_us = self._quiet_until(tz)
+            release_us = self._quiet_until(tz, now_us)
             if release_us is not None:
                 if message.expires_us is not None and release_us >= message.expires_us:
                     return Decision("suppress", "quiet_hours", detail="quiet hours, and it expires before they end")
@@ -181,11 +187,12 @@ class _Batch:
                                 detail=f"quiet hours in {tz}; goes at {from_us(release_us).astimezone(zone_for(tz))}")
         for index, cap in enumerate(self.rules.caps):
             if cap.channel == channel and cap.kind == message.kind and \
-                    self._count(message, channel, self._window(index, cap, tz)) >= cap.limit:
+                    self._count(message, channel, self._window(index, cap, tz, now_us)) >= cap.limit:
                 return Decision("suppress", "frequency_cap", detail=cap.describe())
         return SEND
 
     def _count(self, message: Message, channel: str, since_us: int) -> int:
+        """Sends of this user, channel and kind since ``since_us`` (not this message)."""
         key = (message.user_id, channel, message.kind)
         count = 0
         for entries in (self.history.sent.get(key, ()), self._recorded.get(key, ())):
@@ -194,14 +201,19 @@ class _Batch:
                     count += 1
         return count
 
-    def _quiet_until(self, tz: str) -> int | None:
-        if tz not in self._quiet:
-            self._quiet[tz] = quiet_until(self.rules.quiet_hours, self.now_us, tz)
-        return self._quiet[tz]
+    def _quiet_until(self, tz: str, now_us: int) -> int | None:
+        cache = self._quiet.get(now_us)
+        if cache is None:
+            cache = self._quiet[now_us] = {}
+        if tz not in cache:
+            cache[tz] = quiet_until(self.rules.quiet_hours, now_us, tz)
+        return cache[tz]
 
-    def _window(self, index: int, cap: FrequencyCap, tz: str) -> int:
-        key = (index, tz)
-        found = self._windows.get(key)
+    def _window(self, index: int, cap: FrequencyCap, tz: str, now_us: int) -> int:
+        cache = self._windows.get(now_us)
+        if cache is None:
+            cache = self._windows[now_us] = {}
+        found = cache.get((index, tz))
         if found is None:
-            found = self._windows[key] = window_start(cap, self.now_us, tz)
+            found = cache[(index, tz)] = window_start(cap, now_us, tz)
         return found

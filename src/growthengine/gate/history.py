@@ -31,7 +31,9 @@ class Candidate:
 
     ``traits`` are the user's profile traits read for the batch (consent, addresses, timezone); ``release`` is a
     held message coming due (quiet hours were already served; it is neither routed nor timed again);
-    ``best_within_us`` asks for the user's best send time within that span (0: as soon as the gate allows).
+    ``best_within_us`` asks for the user's best send time within that span (0: as soon as the gate allows);
+    ``at_us`` is the instant it is decided as of, when it is not the batch's own (``History.now_us``): timers that
+    fell due milliseconds apart are decided together, each as of its own due time.
     """
 
     message: Message
@@ -39,11 +41,18 @@ class Candidate:
     holdout_pct: float = 0.0
     release: bool = False
     best_within_us: int = 0
+    at_us: int | None = None
+
+    def instant(self, batch_us: int) -> int:
+        """The instant this candidate is decided as of (its own, else the batch's)."""
+        return self.at_us if self.at_us is not None else batch_us
 
 
 @dataclass(frozen=True)
 class History:
     """Everything the decision reads about the batch's users, loaded before (``gate.history_loader``).
+
+    ``now_us`` is the batch's instant (a candidate with its own ``at_us`` is decided as of that instead).
 
     ``sent``: what each user was already sent per (user, channel, kind), as (sent_us, message id), for every channel
     a candidate may end up on; ``channel_scores``: per user with evidence, the SPEC 4.C score per channel;

@@ -64,7 +64,8 @@ def _cap_history(tx: Tx, candidates: Sequence[Candidate], policy: Policy, now_us
         if not capped:
             continue
         users = sorted({c.message.user_id for c in capped})
-        earliest = min(window_start(cap, now_us, tz) for tz in {policy.tz(c.traits) for c in capped})
+        first_us = min(c.instant(now_us) for c in capped)  # the earliest instant decided (timers ms apart)
+        earliest = min(window_start(cap, first_us, tz) for tz in {policy.tz(c.traits) for c in capped})
         for user_id, sent_us, mid in tx.messages.sent_times(users, cap.channel, cap.kind, earliest):
             found.setdefault((user_id, cap.channel, cap.kind), []).append((sent_us, mid))
     return found
@@ -75,8 +76,9 @@ def _channel_scores(tx: Tx, candidates: Sequence[Candidate], models: Models,
     if not candidates:
         return {}
     docs = tx.user_models.get_many(sorted({c.message.user_id for c in candidates}), SCORES)
-    at = from_us(now_us)
-    return {user_id: ChannelScores.from_json(doc).scores(models.population, at) for user_id, doc in docs.items()}
+    instants = {c.message.user_id: c.instant(now_us) for c in candidates}  # each user's scores as of its instant
+    return {user_id: ChannelScores.from_json(doc).scores(models.population, from_us(instants.get(user_id, now_us)))
+            for user_id, doc in docs.items()}
 
 
 def _send_time(tx: Tx, candidates: Sequence[Candidate], models: Models, now_us: int

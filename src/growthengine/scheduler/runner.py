@@ -1,4 +1,12 @@
-"""Runs stored timers when they fall due, on the real clock or while a manual clock is advanced."""
+"""Runs stored timers when they fall due, on the real clock or while a manual clock is advanced.
+
+Timers due milliseconds apart (100,000 carts whose hour runs out over one minute) are fired instant after instant
+inside one transaction: each instant's handlers run as of that instant (the manual clock set to it), and the work
+they hand to a :class:`TimerBatch` (the flow runs that segment entries start) is done once for the whole group,
+each item as of its own instant. A group ends after ``CLAIM_BATCH`` timers, ``GROUP_SPAN_US`` of business time, or
+as soon as a handler appends to the event log (the stages must see it at that instant); then it commits and the
+``after_commit`` hooks run once for the group, not once per instant.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ import datetime as dt
 import logging
 from collections import defaultdict
 from collections.abc import Callable
+from typing import Protocol
 
 from growthengine.clock import Clock, ManualClock, from_us, to_us
 from growthengine.pipeline.ownership import Ownership, SoleOwner
@@ -19,6 +28,25 @@ TimerHandler = Callable[[Tx, list[Timer], dt.datetime], None]
 
 MAX_ATTEMPTS = 8
 CLAIM_BATCH = 500
+GROUP_SPAN_US = 1_000_000
+"""The most business time one group of instants spans (a timer-started run's side effects that read the clock,
+not its instant, such as a coupon's expiry, are at most this late)."""
+
+
+class TimerBatch(Protocol):
+    """Work that timer handlers defer to the end of a group of instants, done there in one batch."""
+
+    def open_batch(self) -> None:
+        """Start deferring."""
+
+    def batch_mark(self) -> int:
+        """How much is deferred so far (a handler that fails is rolled back to its mark)."""
+
+    def batch_rollback(self, mark: int) -> None:
+        """Forget what was deferred after ``mark``."""
+
+    def close_batch(self, tx: Tx) -> None:
+        """Do what was deferred, in ``tx``, and stop deferring."""
 
 
 class UnknownTimerKind(LookupError):
@@ -34,6 +62,8 @@ class Scheduler:
         self.ownership: Ownership = ownership or SoleOwner()
         self._handlers: dict[str, TimerHandler] = {}
         self.after_commit: list[Callable[[], object]] = []  # run after each committed batch (deliveries)
+        self.batches: list[TimerBatch] = []  # work done once per group of instants (flow enrolments)
+        self._group_kind: str | None = None
 
     def register(self, kind: str, handler: TimerHandler) -> None:
         self._handlers[kind] = handler
@@ -52,7 +82,13 @@ class Scheduler:
                 due = tx.timers.claim_due(now_us, limit=CLAIM_BATCH, partitions=partitions)
                 if not due:
                     return fired
-                fired += self._fire(tx, due)
+                self._open()
+                try:
+                    fired += self._fire(tx, due)
+                except BaseException:
+                    self._abandon(tx)
+                    raise
+                self._close(tx)
             for hook in self.after_commit:
                 hook()
 
@@ -67,19 +103,67 @@ class Scheduler:
         fired = 0
         while True:
             with self._store.transaction() as tx:
+                done = self._fire_group(tx, clock, target_us)
+            if done is None:
+                break
+            fired += done
+            for hook in self.after_commit:
+                hook()
+        clock.set(to)
+        return fired
+
+    def _fire_group(self, tx: Tx, clock: ManualClock, target_us: int) -> int | None:
+        """Fire the instants due by ``target_us`` in order, in one transaction, until the group is full; ``None``
+        when nothing was due. Each instant is claimed when its turn comes, so a timer that an earlier instant
+        booked, moved or cancelled is seen as it is then (as when each instant had its own transaction)."""
+        fired = 0
+        first_us: int | None = None
+        tail = tx.log.tail()
+        self._open()
+        try:
+            while fired < CLAIM_BATCH:
                 next_us = tx.timers.next_due_us()
                 if next_us is None or next_us > target_us:
+                    break
+                if first_us is None:
+                    first_us = next_us
+                elif next_us - first_us > GROUP_SPAN_US:
                     break
                 if next_us > to_us(clock.now()):
                     clock.set(from_us(next_us))
                 due = tx.timers.claim_due(target_us, limit=CLAIM_BATCH, at_us=next_us)
                 if not due:
-                    continue
+                    break
                 fired += self._fire(tx, due)
-            for hook in self.after_commit:
-                hook()
-        clock.set(to)
-        return fired
+                if tx.log.tail() != tail:
+                    break  # the stages apply what this instant appended before a later instant fires
+        except BaseException:
+            self._abandon(tx)
+            raise
+        self._close(tx)
+        return fired if fired else None
+
+    def _open(self) -> None:
+        self._group_kind = None
+        for batch in self.batches:
+            batch.open_batch()
+
+    def _close(self, tx: Tx) -> None:
+        for batch in self.batches:
+            batch.close_batch(tx)
+
+    def _abandon(self, tx: Tx) -> None:
+        """The group's transaction fails: what was deferred goes with it."""
+        for batch in self.batches:
+            batch.batch_rollback(0)
+            batch.close_batch(tx)
+
+    def _entering(self, tx: Tx, kind: str) -> None:
+        """Deferred work is done before a timer of another kind fires (it may read what that work writes)."""
+        if self._group_kind is not None and self._group_kind != kind:
+            self._close(tx)
+            self._open()
+        self._group_kind = kind
 
     def _fire(self, tx: Tx, due: list[Timer]) -> int:
         by_kind: dict[tuple[str, int], list[Timer]] = defaultdict(list)
@@ -93,6 +177,8 @@ class Scheduler:
                 log.error("no handler for timer kind %r; dropping %d timer(s)", kind, len(batch))
                 done.extend(ids)
                 continue
+            self._entering(tx, kind)
+            marks = [b.batch_mark() for b in self.batches]
             savepoint = tx.conn.begin_nested()
             try:
                 # The handler may schedule a timer under the same key again (a recurrence):
@@ -102,6 +188,8 @@ class Scheduler:
                 savepoint.commit()
             except Exception:
                 savepoint.rollback()
+                for deferred, mark in zip(self.batches, marks, strict=True):
+                    deferred.batch_rollback(mark)
                 log.exception("timer handler %r failed for %d timer(s); retrying with backoff", kind, len(batch))
                 self._retry_later(tx, batch)
             done.extend(ids)

@@ -32,14 +32,15 @@ class MessageStore:
         self._conn = conn
         self._dialect = dialect
 
-    def add(self, items: Sequence[Message]) -> list[Message]:
-        """Write messages to the ledger; a message whose id is already there is not written again.
+    def add(self, items: Sequence[Message], *, checked: bool = False) -> list[Message]:
+        """Write messages to the ledger; a message whose id is already there is not written again (``checked``:
+        the caller already left those out, in this transaction, with :meth:`existing_ids`).
 
         Returns the messages that were new.
         """
         if not items:
             return []
-        existing = self.existing_ids([m.id for m in items])
+        existing = set() if checked else self.existing_ids([m.id for m in items])
         fresh = [m for m in items if m.id not in existing]
         if fresh:
             sql = _INSERT.format(m="%s" if self._dialect == "postgresql" else "?")

@@ -70,7 +70,8 @@ class TimerStore:
         return _to_timer(row) if row else None
 
     def next_due_us(self) -> int | None:
-        value = self._conn.execute(sa.select(sa.func.min(timers.c.due_us))).scalar()
+        # Asked once per fired instant (plain SQL: no statement built per call); the due index answers it.
+        value = self._conn.exec_driver_sql("SELECT min(due_us) FROM timers").scalar()
         return int(value) if value is not None else None
 
     def due_count(self, until_us: int) -> int:
@@ -84,20 +85,26 @@ class TimerStore:
 
         On PostgreSQL other workers skip the rows this one holds (``FOR UPDATE SKIP LOCKED``).
         """
-        query = sa.select(timers).order_by(timers.c.due_us, timers.c.id).limit(limit)
+        # Plain SQL (asked once per fired instant): no statement built per call.
+        mark = marker(self._dialect)
+        where = "due_us = " + mark if at_us is not None else "due_us <= " + mark
+        params: list[Any] = [at_us if at_us is not None else until_us]
         if partitions is not None:
-            query = query.where(timers.c.partition.in_(list(partitions)))
-        if at_us is not None:
-            query = query.where(timers.c.due_us == at_us)
-        else:
-            query = query.where(timers.c.due_us <= until_us)
+            where += f" AND partition IN ({', '.join([mark] * len(partitions))})" if partitions else " AND 1 = 0"
+            params.extend(int(p) for p in partitions)
+        sql = (f'SELECT id, kind, "key", due_us, payload, attempts FROM timers WHERE {where} '  # noqa: S608
+               f"ORDER BY due_us, id LIMIT {int(limit)}")
         if self._dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        return [_to_timer(r) for r in self._conn.execute(query).mappings()]
+            sql += " FOR UPDATE SKIP LOCKED"
+        return [_to_timer(r) for r in self._conn.exec_driver_sql(sql, tuple(params)).mappings()]
 
     def delete(self, ids: Sequence[int]) -> None:
+        """Delete timers by id (plain SQL, 500 a statement: fired timers are deleted instant by instant)."""
+        mark = marker(self._dialect)
         for start in range(0, len(ids), 500):
-            self._conn.execute(sa.delete(timers).where(timers.c.id.in_(list(ids[start : start + 500]))))
+            chunk = [int(i) for i in ids[start : start + 500]]
+            self._conn.exec_driver_sql(f"DELETE FROM timers WHERE id IN ({', '.join([mark] * len(chunk))})",  # noqa: S608
+                                       tuple(chunk))
 
     def count(self, kind: str | None = None) -> int:
         query = sa.select(sa.func.count()).select_from(timers)
