@@ -350,15 +350,12 @@ class SegmentEngine:
                     else:
                         memberships.pop(key, None)
                 if verdict.next_us is not None:
-                    self._want_timer(batch, state, key, user_id,
-                                     refresh_at_or_after(segment.refresh, verdict.next_us, tz), now_us)
+                    self._look_at(batch, state, segment, user_id, verdict.next_us, tz, now_us)
             else:
                 if changed:  # applied at the next refresh instant, as found now (an import's changes stay its own)
-                    self._want_timer(batch, state, key, user_id, refresh_at_or_after(segment.refresh, now_us, tz),
-                                     now_us, origin)
+                    self._look_at(batch, state, segment, user_id, now_us, tz, now_us, origin)
                 elif verdict.next_us is not None:  # a change that time alone brings later is live
-                    self._want_timer(batch, state, key, user_id,
-                                     refresh_at_or_after(segment.refresh, verdict.next_us, tz), now_us)
+                    self._look_at(batch, state, segment, user_id, verdict.next_us, tz, now_us)
 
     def _apply(self, batch: _Batch, segment: Segment, user_id: str, current: dict[str, Any],
                facets: dict[str, dict[str, Any]], now_us: int, reason: str, cause_us: int, origin: Origin) -> None:
@@ -387,6 +384,17 @@ class SegmentEngine:
                 batch.members.append(
                     Membership(key, user_id, entity, current[entity][0], facet["data"], facet["reason"])
                 )
+
+    def _look_at(self, batch: _Batch, state: State, segment: Segment, user_id: str, at_us: int, tz: str,
+                 now_us: int, origin: Origin = "live") -> None:
+        """Book a look at the segment's first refresh instant at or after ``at_us`` (:meth:`_want_timer`), without
+        working that instant out when an earlier look that stays as it is is booked already (most events)."""
+        existing = state.get("t", {}).get(segment.key)
+        if existing is not None and now_us <= existing <= at_us and (
+                origin == "import" or segment.key not in state.get("ti", {})):
+            return  # _want_timer keeps it as it is: the refresh instant is never before at_us
+        self._want_timer(batch, state, segment.key, user_id, refresh_at_or_after(segment.refresh, at_us, tz), now_us,
+                         origin)
 
     @staticmethod
     def _want_timer(batch: _Batch, state: State, key: str, user_id: str, due_us: int, now_us: int,
