@@ -11,9 +11,9 @@ origin, so the flow engine starts flows only on fresh, live entries (``flow_entr
 
 The state of the users this process owns stays in memory between batches (``state_cache.py``: a bounded LRU, kept
 honest by fences) and what a batch changes is written once, in its transaction. What an event can change is worked
-out once per configuration: the feeds each event name updates (only those are pruned) and the segments it can move
-(only those, and the segments that refer to them, are evaluated). Evaluation words no reason; a segment whose
-membership changes is evaluated again with its reasons.
+out once per configuration: how each feed forgets (no walk of every rule per user) and the segments each event name
+can move (only those, and the segments that refer to them, are evaluated). Evaluation words no reason; a segment
+whose membership changes is evaluated again with its reasons.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from growthengine.segments.feeds import (
     State,
     apply_event,
     drop_unused_feeds,
-    feed_id,
     prune_activity,
     prune_feeds,
     prune_specs,
@@ -104,16 +103,6 @@ class SegmentEngine:
         self.order = dependency_order(self.segments)
         self.plan = FeedPlan.build(self.segments.values())
         self._prunes: dict[str, PruneSpec] = prune_specs(self.segments.values())
-        feeds_of_event: dict[str, set[str]] = defaultdict(set)
-        for name, aggregates in self.plan.aggregates.items():
-            feeds_of_event[name].update(fid for fid, _ in aggregates)
-        for name, patterns in self.plan.patterns.items():
-            feeds_of_event[name].update(fid for fid, _, _ in patterns)
-        self._feeds_of_event = {name: tuple(sorted(fids)) for name, fids in feeds_of_event.items()}
-        self._feeds_of_segment = {
-            key: tuple(sorted({feed_id(n) for n in walk(seg.condition) if isinstance(n, (EventAggregate, Pattern))}))
-            for key, seg in self.segments.items()
-        }
         self.cache.forget(None)  # states read under the old rules may hold feeds no rule uses now
         by_event: dict[str, set[str]] = defaultdict(set)
         on_activity: set[str] = set()
@@ -198,27 +187,20 @@ class SegmentEngine:
                 traits = profile.traits if profile else {}
                 tz = self._tz(traits)
                 state = states.get(user_id)
-                new = state is None
                 if state is None:
                     state = {}
-                touched: set[str] = set()
-                active = False
+                    self.cache.hold(user_id, state)
                 for event in user_events:
                     apply_event(state, event, plan, tz)
-                    touched.update(self._feeds_of_event.get(event.name, ()))
-                    active = active or event.is_activity
-                prune_feeds(state, touched, prunes, now_us)
-                if active:
-                    prune_activity(state, plan)
+                # Every feed that forgets is pruned, by the specs found once (not a walk of every rule): what time
+                # has made useless goes whichever event comes, as the stored state has always shown.
+                prune_feeds(state, list(state.get("f", ())), prunes, now_us)
+                prune_activity(state, plan)
                 causes = self._affected(user_events)
-                if not (touched or active or causes):
-                    continue  # nothing a rule reads: the state is as it was
                 # History loaded by growth import builds state and memberships; its transitions start no flow.
                 origin: Origin = "import" if all(e.origin == "import" for e in user_events) else "live"
                 self._reconcile(batch, user_id, state, traits, now_us, set(causes), fired=set(), causes=causes,
                                 origin=origin)
-                if new:
-                    self.cache.hold(user_id, state)
                 changed[user_id] = state
             self._write(tx, batch, changed, now_us)
 
@@ -295,8 +277,7 @@ class SegmentEngine:
                 profile = profiles.get(user_id)
                 traits = profile.traits if profile else {}
                 closure = self._with_dependents(keys)
-                prune_feeds(state, {f for k in closure for f in self._feeds_of_segment.get(k, ())}, self._prunes,
-                            now_us)
+                prune_feeds(state, list(state.get("f", ())), self._prunes, now_us)
                 prune_activity(state, self.plan)
                 self._reconcile(batch, user_id, state, traits, now_us, closure, fired=keys,
                                 origin="live" if user_id in live else "import")

@@ -295,8 +295,10 @@ def prune_pattern(feeds: dict[str, Any], fid: str, leaves_after_us: int, now_us:
         # An opening event older than leaves_after can never make a member again; a closing event matters to
         # openings at or before it, so it is kept as long as such an opening could still arrive late and count
         # (a purchase may come before its earlier add_to_cart).
-        slot["f"] = [f for f in slot["f"] if f[0] > horizon]
-        slot["c"] = [c for c in slot["c"] if closing_order(c)[0] > horizon]
+        if any(f[0] <= horizon for f in slot["f"]):
+            slot["f"] = [f for f in slot["f"] if f[0] > horizon]
+        if any(closing_order(c)[0] <= horizon for c in slot["c"]):
+            slot["c"] = [c for c in slot["c"] if closing_order(c)[0] > horizon]
         if not slot["f"] and not slot["c"]:
             del entities[entity]
 
