@@ -103,6 +103,7 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
     segments = SegmentEngine(config.segments, clock, settings.business_timezone,
                              transition_listeners=[flows, audiences],
                              entry_max_lag_us=entry_max_lag_us(settings))
+    segments.use_ownership(ownership)  # the state it keeps in memory follows what this process holds
     analytics = kpi_listener(settings, segments, clock)
     erasure = UserErasure(engine_secret(settings.data_dir), audiences, clock)
     audit = ConsentAudit()

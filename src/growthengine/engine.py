@@ -135,6 +135,7 @@ class Engine:
         """Write only the partitions ``ownership`` holds (a worker on PostgreSQL)."""
         self.pipeline.ownership = ownership
         self.scheduler.ownership = ownership
+        self.segments.use_ownership(ownership)  # its in-memory state follows the leases
 
     def run_due(self) -> int:
         """Do the work that is due now (the background worker calls this on the real clock)."""
@@ -193,8 +194,11 @@ class Engine:
 
     def rebuild_segments(self, keys: list[str] | None = None, progress: Progress | None = None) -> RebuildResult:
         """Recompute memberships from the whole event history (all segments, or ``keys``)."""
-        with self.store.transaction() as tx:
-            return rebuild(self.segments, tx, keys, progress)
+        try:
+            with self.store.transaction() as tx:
+                return rebuild(self.segments, tx, keys, progress)
+        finally:
+            self.segments.forget_cached(None)  # every user's state was written again
 
     def backfill_changed_segments(self) -> list[str]:
         """Back-fill segments added or edited since the last start; forget removed ones. Returns what changed."""
@@ -205,8 +209,11 @@ class Engine:
             for removed in set(known) - set(versions):
                 tx.segments.clear_segment(removed)
             if changed and tx.events.count() > 0:
+                self.segments.forget_cached(None)
                 rebuild(self.segments, tx, changed, applied_only=True)
             tx.state.put("segment_versions", versions)
+        if changed:
+            self.segments.forget_cached(None)  # the back-fill wrote users' state (committed or not)
         if changed:
             log.info("segments back-filled from history: %s", ", ".join(changed))
         return changed

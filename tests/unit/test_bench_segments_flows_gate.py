@@ -28,7 +28,8 @@ def test_segments_bench_measures_every_figure(tmp_path: Path) -> None:
     size = SegmentsSize(users=200, events=1_000, batch=100, paced_rate=500.0, paced_seconds=0.4, paced_batch=50,
                         baseline_rows=1_000, timers=100)
     report = run_segments_bench(size, tmp_path, stage)
-    assert report.ingest.events == 1_000 and report.ingest.rate > 0
+    assert report.ingest.events == 1_000 and report.ingest.rate > 0 and report.stage_rate > 0
+    assert 0 < report.ingest.details["state_hit_share"] < 1
     assert report.bare.events == 1_000 and report.bare.rate > 0 and report.ratio > 0
     assert report.paced_events == 200 and len(report.latencies_ms) == 4 and report.p99_ms > 0
     assert report.timers.details["segment_timers"] >= 100 and report.timers.rate > 0

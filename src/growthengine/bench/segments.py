@@ -5,7 +5,9 @@ they feed) on a manual clock, and five measurements in one run:
 
 * **sustained ingestion**: ``Engine.ingest`` of the seeded marketplace stream (:mod:`growthengine.bench.workload`)
   in batches, against the bare append of the rows the engine stored (:func:`growthengine.bench.ingest.measure_bare`,
-  on a fresh file, the same batch size), measured in the same run;
+  on a fresh file, the same batch size), measured in the same run; in the same pass, the **segment stage
+  throughput**: the events over the time the pipeline spent in the segment stage (its state, rules, writes and the
+  flows and audiences its transitions feed), with how often a user's state was found in memory;
 * **event-to-transition latency**: events arrive at a paced rate (5,000/s by default); each batch is ingested when
   its last event has arrived; a purchase that lifts a new user over the ``high_ltv`` threshold rides in every
   batch. Its latency runs from its arrival to the return of the ingest call that stored its ``enter`` transition
@@ -42,6 +44,7 @@ from growthengine.storage.unit_of_work import Tx
 Stage = Callable[[str, int], Advance]
 
 TARGET_INGEST_RATE = 25_000.0
+TARGET_STAGE_RATE = 25_000.0
 TARGET_P99_MS = 100.0
 TARGET_TIMER_RATE = 50_000.0
 TARGET_REBUILD_S = 60.0
@@ -83,6 +86,12 @@ class SegmentsBench:
     @property
     def ratio(self) -> float:
         return self.ingest.rate / self.bare.rate if self.bare.rate else 0.0
+
+    @property
+    def stage_rate(self) -> float:
+        """Events/s through the segment stage (its consumer's time in the ingestion pass, flows fed included)."""
+        seconds = float(self.ingest.details.get("listener_s", {}).get("SegmentEngine", 0.0))
+        return self.ingest.events / seconds if seconds else 0.0
 
     @property
     def p99_ms(self) -> float:
@@ -152,7 +161,10 @@ def measure_ingest(engine: Engine, size: SegmentsSize, progress: Advance) -> Mea
     for t in timed:
         name = type(t.inner).__name__
         listener_s[name] = listener_s.get(name, 0.0) + t.seconds
-    return Measurement("Engine.ingest", accepted, seconds, cpu, {"listener_s": listener_s})
+    cache = engine.segments.cache
+    looked = cache.hits + cache.misses
+    return Measurement("Engine.ingest", accepted, seconds, cpu,
+                       {"listener_s": listener_s, "state_hit_share": cache.hits / looked if looked else 0.0})
 
 
 def measure_baseline(engine: Engine, size: SegmentsSize, db_file: Path, progress: Advance) -> Measurement:

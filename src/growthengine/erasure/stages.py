@@ -39,6 +39,7 @@ def segments_handler(segments: SegmentEngine) -> CommandHandler:
                           for segment in set(segments.segments) | set(states.get(user, {}).get("t", {}))}
             tx.erasure.cancel_timers(sorted(timer_keys))
             tx.erasure.delete_segment_data(keys)
+            segments.erased(tx, keys)  # nothing of them stays in memory, here or with another owner
 
     return apply
 

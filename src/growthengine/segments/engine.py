@@ -8,6 +8,12 @@ reason and handed to the transition listeners (the flow engine) in the same tran
 State is kept in event time (``feeds.py``): a late event lands where it belongs. Every transition carries the event
 time of its cause (the latest event that touched the segment, a pattern's deadline, or a timer's due time) and its
 origin, so the flow engine starts flows only on fresh, live entries (``flow_entry_max_lag``).
+
+The state of the users this process owns stays in memory between batches (``state_cache.py``: a bounded LRU, kept
+honest by fences) and what a batch changes is written once, in its transaction. What an event can change is worked
+out once per configuration: how each feed forgets (no walk of every rule per user) and the segments each event name
+can move (only those, and the segments that refer to them, are evaluated). Evaluation words no reason; a segment
+whose membership changes is evaluated again with its reasons.
 """
 
 from __future__ import annotations
@@ -15,16 +21,29 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Protocol
 
 from growthengine.clock import Clock, to_us
 from growthengine.domain.events import Event
+from growthengine.domain.partitions import partition_of
 from growthengine.domain.profiles import Profile
+from growthengine.pipeline.ownership import Ownership
 from growthengine.segments.cadence import refresh_at_or_after
 from growthengine.segments.evaluate import Evaluator
-from growthengine.segments.feeds import FeedPlan, State, apply_event, prune, walk
+from growthengine.segments.feeds import (
+    FeedPlan,
+    PruneSpec,
+    State,
+    apply_event,
+    drop_unused_feeds,
+    prune_activity,
+    prune_feeds,
+    prune_specs,
+    walk,
+)
 from growthengine.segments.loader import dependency_order
 from growthengine.segments.model import (
     ActiveDays,
@@ -35,6 +54,7 @@ from growthengine.segments.model import (
     Segment,
     TraitCondition,
 )
+from growthengine.segments.state_cache import CACHE_USERS, OwnershipView, StateCache
 from growthengine.storage.segment_store import Membership, Origin, Transition
 from growthengine.storage.timer_store import Timer
 from growthengine.storage.unit_of_work import Tx
@@ -59,18 +79,31 @@ class TransitionListener(Protocol):
 class SegmentEngine:
     def __init__(self, segments: dict[str, Segment], clock: Clock, business_timezone: str = "Asia/Bangkok",
                  transition_listeners: Iterable[TransitionListener] = (),
-                 entry_max_lag_us: int = DEFAULT_ENTRY_MAX_LAG_US) -> None:
+                 entry_max_lag_us: int = DEFAULT_ENTRY_MAX_LAG_US, cache_users: int = CACHE_USERS) -> None:
         self.clock = clock
         self.business_timezone = business_timezone
         self.entry_max_lag_us = entry_max_lag_us
         self.listeners: list[TransitionListener] = list(transition_listeners)
+        self.cache = StateCache(cache_users)
         self.configure(segments)
+
+    def use_ownership(self, ownership: Ownership) -> None:
+        """The partitions (and lease epochs) this process holds: the in-memory state follows them."""
+        self.cache.ownership = OwnershipView(ownership)
+        self.cache.forget(None)
+
+    def forget_cached(self, user_ids: Iterable[str] | None) -> None:
+        """Drop these users' state from memory (``None``: everyone's); it is read from the database next time.
+        For anything that writes their segment state other than this engine's own work."""
+        self.cache.forget(user_ids)
 
     def configure(self, segments: dict[str, Segment]) -> None:
         """Take a new (already validated) set of segments."""
         self.segments = dict(segments)
         self.order = dependency_order(self.segments)
         self.plan = FeedPlan.build(self.segments.values())
+        self._prunes: dict[str, PruneSpec] = prune_specs(self.segments.values())
+        self.cache.forget(None)  # states read under the old rules may hold feeds no rule uses now
         by_event: dict[str, set[str]] = defaultdict(set)
         on_activity: set[str] = set()
         on_traits: set[str] = set()
@@ -121,27 +154,55 @@ class SegmentEngine:
 
     # Ingestion ----------------------------------------------------------------------------------------
 
+    @contextmanager
+    def _cached(self, tx: Tx) -> Iterator[None]:
+        """Work on the in-memory state: checked against its fences first; dropped whole if the work fails."""
+        self.cache.check(tx)
+        try:
+            yield
+        except BaseException:
+            self.cache.forget(None)
+            raise
+
+    def _load(self, tx: Tx, user_ids: list[str]) -> dict[str, State]:
+        """The users' state, from memory or read (a state read drops the feeds no rule uses any more)."""
+        return self.cache.load(tx, user_ids, lambda state: drop_unused_feeds(state, self.plan))
+
+    def _owns(self, user_id: str) -> bool:
+        ownership = self.cache.ownership.ownership
+        return ownership is None or ownership.every_partition or partition_of(user_id) in ownership.partitions()
+
     def on_events(self, tx: Tx, events: list[Event], profiles: dict[str, Profile]) -> None:
         by_user: dict[str, list[Event]] = defaultdict(list)
         for event in events:
             by_user[event.user_id].append(event)
-        states = tx.segments.load_states(list(by_user))
-        now_us = to_us(self.clock.now())
-        batch = _Batch()
-        for user_id, user_events in by_user.items():
-            profile = profiles.get(user_id)
-            traits = profile.traits if profile else {}
-            tz = self._tz(traits)
-            state = states.setdefault(user_id, {})
-            for event in user_events:
-                apply_event(state, event, self.plan, tz)
-            prune(state, self.plan, self.segments.values(), now_us)
-            causes = self._affected(user_events)
-            # History loaded by growth import builds state and memberships; its transitions start no flow.
-            origin: Origin = "import" if all(e.origin == "import" for e in user_events) else "live"
-            self._reconcile(batch, user_id, state, traits, now_us, set(causes), fired=set(), causes=causes,
-                            origin=origin)
-        self._flush(tx, batch, states, now_us)
+        with self._cached(tx):
+            states = self._load(tx, list(by_user))
+            now_us = to_us(self.clock.now())
+            batch = _Batch()
+            changed: dict[str, State] = {}
+            plan, prunes = self.plan, self._prunes
+            for user_id, user_events in by_user.items():
+                profile = profiles.get(user_id)
+                traits = profile.traits if profile else {}
+                tz = self._tz(traits)
+                state = states.get(user_id)
+                if state is None:
+                    state = {}
+                    self.cache.hold(user_id, state)
+                for event in user_events:
+                    apply_event(state, event, plan, tz)
+                # Every feed that forgets is pruned, by the specs found once (not a walk of every rule): what time
+                # has made useless goes whichever event comes, as the stored state has always shown.
+                prune_feeds(state, list(state.get("f", ())), prunes, now_us)
+                prune_activity(state, plan)
+                causes = self._affected(user_events)
+                # History loaded by growth import builds state and memberships; its transitions start no flow.
+                origin: Origin = "import" if all(e.origin == "import" for e in user_events) else "live"
+                self._reconcile(batch, user_id, state, traits, now_us, set(causes), fired=set(), causes=causes,
+                                origin=origin)
+                changed[user_id] = state
+            self._write(tx, batch, changed, now_us)
 
     def on_merge_commands(self, tx: Tx, commands: list[Event]) -> None:
         """Per-user ``merge`` commands from the log: fold each user's history (up to the command) again."""
@@ -153,20 +214,34 @@ class SegmentEngine:
     def on_merge(self, tx: Tx, anonymous_key: str, user_id: str, *, before_id: int | None = None) -> None:
         """The anonymous visitor's history now belongs to the user: fold the user's whole log again (the events
         stored before the merge; those after it follow as usual)."""
-        tx.segments.delete_state(anonymous_key)
-        tx.segments.delete_user_members(anonymous_key)
-        profile = tx.profiles.get(user_id)
-        traits = profile.traits if profile else {}
-        old = tx.segments.load_states([user_id]).get(user_id, {})
-        state: State = {"m": old.get("m", {}), "t": old.get("t", {}), "ti": old.get("ti", {})}
-        tz = self._tz(traits)
-        for event in tx.events.for_user(user_id, before_id=before_id):
-            apply_event(state, event, self.plan, tz)
-        now_us = to_us(self.clock.now())
-        prune(state, self.plan, self.segments.values(), now_us)
-        batch = _Batch()
-        self._reconcile(batch, user_id, state, traits, now_us, set(self.segments), fired=set())
-        self._flush(tx, batch, {user_id: state}, now_us)
+        with self._cached(tx):
+            # The visitor may be another worker's: then its cache hears of it through the partition's fence.
+            tx.segments.delete_state(anonymous_key, owned=self._owns(anonymous_key))
+            self.cache.forget([anonymous_key])
+            tx.segments.delete_user_members(anonymous_key)
+            profile = tx.profiles.get(user_id)
+            traits = profile.traits if profile else {}
+            old = self._load(tx, [user_id]).get(user_id, {})
+            state: State = {"m": old.get("m", {}), "t": old.get("t", {}), "ti": old.get("ti", {})}
+            tz = self._tz(traits)
+            for event in tx.events.for_user(user_id, before_id=before_id):
+                apply_event(state, event, self.plan, tz)
+            now_us = to_us(self.clock.now())
+            prune_feeds(state, self._prunes, self._prunes, now_us)
+            prune_activity(state, self.plan)
+            batch = _Batch()
+            self._reconcile(batch, user_id, state, traits, now_us, set(self.segments), fired=set())
+            self.cache.hold(user_id, state)
+            self._write(tx, batch, {user_id: state}, now_us)
+
+    def erased(self, tx: Tx, user_ids: list[str]) -> None:
+        """These users' segment data was erased in ``tx``: forget them here, and tell the owners of any of them in
+        partitions this process does not hold (an erased user's anonymous visitors)."""
+        with self._cached(tx):
+            self.cache.forget(user_ids)
+            others = [u for u in user_ids if not self._owns(u)]
+            if others:
+                tx.segments.touch_fences(others)
 
     # Timers -------------------------------------------------------------------------------------------
 
@@ -183,27 +258,31 @@ class SegmentEngine:
                     live.add(user_id)
         if not wanted:
             return
-        states = tx.segments.load_states(list(wanted))
-        profiles = tx.profiles.get_many(list(wanted))
-        batch = _Batch()
-        for user_id, keys in wanted.items():
-            state = states.get(user_id)
-            if state is None:
-                continue
-            pending = state.setdefault("t", {})
-            imported = state.get("ti", {})
-            for key in keys:
-                pending.pop(key, None)  # this timer has fired; the store no longer holds it
-                imported.pop(key, None)
-            if not imported:
-                state.pop("ti", None)
-            profile = profiles.get(user_id)
-            traits = profile.traits if profile else {}
-            prune(state, self.plan, self.segments.values(), now_us)
-            closure = self._with_dependents(keys)
-            self._reconcile(batch, user_id, state, traits, now_us, closure, fired=keys,
-                            origin="live" if user_id in live else "import")
-        self._flush(tx, batch, {u: states[u] for u in wanted if u in states}, now_us)
+        with self._cached(tx):
+            states = self._load(tx, list(wanted))
+            profiles = tx.profiles.get_many(list(wanted))
+            batch = _Batch()
+            changed: dict[str, State] = {}
+            for user_id, keys in wanted.items():
+                state = states.get(user_id)
+                if state is None:
+                    continue
+                pending = state.setdefault("t", {})
+                imported = state.get("ti", {})
+                for key in keys:
+                    pending.pop(key, None)  # this timer has fired; the store no longer holds it
+                    imported.pop(key, None)
+                if not imported:
+                    state.pop("ti", None)
+                profile = profiles.get(user_id)
+                traits = profile.traits if profile else {}
+                closure = self._with_dependents(keys)
+                prune_feeds(state, list(state.get("f", ())), self._prunes, now_us)
+                prune_activity(state, self.plan)
+                self._reconcile(batch, user_id, state, traits, now_us, closure, fired=keys,
+                                origin="live" if user_id in live else "import")
+                changed[user_id] = state
+            self._write(tx, batch, changed, now_us)
 
     def _with_dependents(self, keys: set[str]) -> set[str]:
         out = set(keys)
@@ -228,36 +307,36 @@ class SegmentEngine:
             return
         tz = self._tz(traits)
         memberships = state.setdefault("m", {})
+        evaluator = Evaluator(traits, state, now_us, reasons=False)  # reasons only for what changes, below
         for key in self.order:
             if key not in keys:
                 continue
             segment = self.segments[key]
-            evaluator = Evaluator(traits, state, now_us)
             facets = evaluator.segment(segment)
             verdict = evaluator.last_verdict
             current: dict[str, Any] = memberships.get(key, {})
             apply_now = force or segment.refresh == "realtime" or key in fired
+            changed = set(facets) != set(current) or any(
+                current[e][1] != facets[e]["data"] for e in facets if e in current
+            )
             if apply_now:
-                cause_us = min(now_us, (causes or {}).get(key, now_us))
-                self._apply(batch, segment, user_id, current, facets, now_us, reason_prefix + verdict.reason,
-                            cause_us, origin)
-                if facets:
-                    memberships[key] = {e: [current.get(e, [now_us])[0], f["data"]] for e, f in facets.items()}
-                else:
-                    memberships.pop(key, None)
+                if changed:
+                    worded = Evaluator(traits, state, now_us)
+                    facets = worded.segment(segment)
+                    cause_us = min(now_us, (causes or {}).get(key, now_us))
+                    self._apply(batch, segment, user_id, current, facets, now_us,
+                                reason_prefix + worded.last_verdict.reason, cause_us, origin)
+                    if facets:
+                        memberships[key] = {e: [current.get(e, [now_us])[0], f["data"]] for e, f in facets.items()}
+                    else:
+                        memberships.pop(key, None)
                 if verdict.next_us is not None:
-                    self._want_timer(batch, state, key, user_id,
-                                     refresh_at_or_after(segment.refresh, verdict.next_us, tz), now_us)
+                    self._look_at(batch, state, segment, user_id, verdict.next_us, tz, now_us)
             else:
-                changed = set(facets) != set(current) or any(
-                    current[e][1] != facets[e]["data"] for e in facets if e in current
-                )
                 if changed:  # applied at the next refresh instant, as found now (an import's changes stay its own)
-                    self._want_timer(batch, state, key, user_id, refresh_at_or_after(segment.refresh, now_us, tz),
-                                     now_us, origin)
+                    self._look_at(batch, state, segment, user_id, now_us, tz, now_us, origin)
                 elif verdict.next_us is not None:  # a change that time alone brings later is live
-                    self._want_timer(batch, state, key, user_id,
-                                     refresh_at_or_after(segment.refresh, verdict.next_us, tz), now_us)
+                    self._look_at(batch, state, segment, user_id, verdict.next_us, tz, now_us)
 
     def _apply(self, batch: _Batch, segment: Segment, user_id: str, current: dict[str, Any],
                facets: dict[str, dict[str, Any]], now_us: int, reason: str, cause_us: int, origin: Origin) -> None:
@@ -287,6 +366,17 @@ class SegmentEngine:
                     Membership(key, user_id, entity, current[entity][0], facet["data"], facet["reason"])
                 )
 
+    def _look_at(self, batch: _Batch, state: State, segment: Segment, user_id: str, at_us: int, tz: str,
+                 now_us: int, origin: Origin = "live") -> None:
+        """Book a look at the segment's first refresh instant at or after ``at_us`` (:meth:`_want_timer`), without
+        working that instant out when an earlier look that stays as it is is booked already (most events)."""
+        existing = state.get("t", {}).get(segment.key)
+        if existing is not None and now_us <= existing <= at_us and (
+                origin == "import" or segment.key not in state.get("ti", {})):
+            return  # _want_timer keeps it as it is: the refresh instant is never before at_us
+        self._want_timer(batch, state, segment.key, user_id, refresh_at_or_after(segment.refresh, at_us, tz), now_us,
+                         origin)
+
     @staticmethod
     def _want_timer(batch: _Batch, state: State, key: str, user_id: str, due_us: int, now_us: int,
                     origin: Origin = "live") -> None:
@@ -314,7 +404,18 @@ class SegmentEngine:
         batch.timers.append((TIMER_KIND, name, due_us, payload))
 
     def _flush(self, tx: Tx, batch: _Batch, states: dict[str, State], now_us: int) -> None:
+        """Write what a pass decided, with states that are not this engine's in-memory ones (a rebuild's): they
+        replace whatever memory held of those users, here and in any other process that owns them."""
+        self.cache.forget(states)
         tx.segments.save_states(states, now_us)
+        self._effects(tx, batch)
+
+    def _write(self, tx: Tx, batch: _Batch, states: dict[str, State], now_us: int) -> None:
+        """Write what a pass decided over the in-memory states (the changed ones, once)."""
+        self.cache.save(tx, states, now_us)
+        self._effects(tx, batch)
+
+    def _effects(self, tx: Tx, batch: _Batch) -> None:
         tx.timers.schedule_many(batch.timers, earliest=True)
         tx.segments.delete_members(batch.removed)
         tx.segments.upsert_members(batch.members)

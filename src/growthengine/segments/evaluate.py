@@ -2,6 +2,9 @@
 
 A verdict also says when, with no new event, the answer could next change (a window sliding past an old event,
 inactivity running out, a pattern's deadline), so a durable timer can look again then.
+
+``reasons=False`` gives the same verdicts, facets, data and times without wording any reason (every reason is
+``""``): the segment engine decides with it and words the reasons only for a membership that changes.
 """
 
 from __future__ import annotations
@@ -43,10 +46,11 @@ def _earliest(*values: int | None) -> int | None:
 
 
 class Evaluator:
-    def __init__(self, traits: dict[str, Any], state: State, now_us: int) -> None:
+    def __init__(self, traits: dict[str, Any], state: State, now_us: int, *, reasons: bool = True) -> None:
         self.traits = traits
         self.state = state
         self.now_us = now_us
+        self.reasons = reasons
 
     def segment(self, segment: Segment) -> dict[str, dict[str, Any]]:
         """The facets the user holds in ``segment`` now (empty when not a member), with the verdict's reason."""
@@ -66,26 +70,28 @@ class Evaluator:
             for p in parts:
                 data.update(p.data)
             facets = next((p.facets for p in parts if p.facets is not None), None)
-            return Verdict(ok, " and ".join(p.reason for p in parts), _earliest(*(p.next_us for p in parts)),
-                           facets if ok else None, data if ok else {})
+            reason = " and ".join(p.reason for p in parts) if self.reasons else ""
+            return Verdict(ok, reason, _earliest(*(p.next_us for p in parts)), facets if ok else None,
+                           data if ok else {})
         if isinstance(node, AnyOf):
             parts = [self.condition(c) for c in node.items]
             winners = [p for p in parts if p.value]
             data = {}
             for p in winners:
                 data.update(p.data)
-            reason = " or ".join(p.reason for p in (winners or parts))
+            reason = " or ".join(p.reason for p in (winners or parts)) if self.reasons else ""
             facets = next((p.facets for p in winners if p.facets is not None), None)
             return Verdict(bool(winners), reason, _earliest(*(p.next_us for p in parts)), facets, data)
         if isinstance(node, Not):
             inner = self.condition(node.item)
-            return Verdict(not inner.value, f"not ({inner.reason})", inner.next_us)
+            return Verdict(not inner.value, f"not ({inner.reason})" if self.reasons else "", inner.next_us)
         if isinstance(node, TraitCondition):
             value = self.traits.get(node.trait)
-            return Verdict(compare(value, node.compare), f"{node.trait} = {value!r} {node.compare.describe()}")
+            return Verdict(compare(value, node.compare),
+                           f"{node.trait} = {value!r} {node.compare.describe()}" if self.reasons else "")
         if isinstance(node, InSegment):
             member = bool(self.state.get("m", {}).get(node.key))
-            return Verdict(member, f"{'in' if member else 'not in'} segment {node.key}")
+            return Verdict(member, f"{'in' if member else 'not in'} segment {node.key}" if self.reasons else "")
         if isinstance(node, Inactive):
             return self._inactive(node)
         if isinstance(node, ActiveDays):
@@ -96,30 +102,37 @@ class Evaluator:
 
     def _inactive(self, node: Inactive) -> Verdict:
         last = self.state.get("a", {}).get("last")
-        span = format_duration_us(node.more_than_us)
+        words = self.reasons
         if last is None:
-            return Verdict(False, "no activity yet")
+            return Verdict(False, "no activity yet" if words else "")
         idle = self.now_us - last
+        span = format_duration_us(node.more_than_us) if words else ""
         if idle > node.more_than_us:
-            return Verdict(True, f"no activity for {idle // 86_400_000_000} days (> {span})")
-        return Verdict(False, f"active {idle // 86_400_000_000} days ago (not > {span})",
+            return Verdict(True, f"no activity for {idle // 86_400_000_000} days (> {span})" if words else "")
+        return Verdict(False, f"active {idle // 86_400_000_000} days ago (not > {span})" if words else "",
                        last + node.more_than_us + 1)
 
     def _active_days(self, node: ActiveDays) -> Verdict:
         activity = self.state.get("a", {})
         last = activity.get("last")
+        words = self.reasons
         if last is None:
-            return Verdict(compare(0, node.compare), f"0 active days {node.compare.describe()}")
+            return Verdict(compare(0, node.compare), f"0 active days {node.compare.describe()}" if words else "")
         cutoff = last - node.within_us
         days = sum(1 for ts in activity.get("days", {}).values() if ts > cutoff)
+        if not words:
+            return Verdict(compare(days, node.compare), "")
         window = format_duration_us(node.within_us)
         return Verdict(compare(days, node.compare),
                        f"{days} active days in the {window} before the last activity {node.compare.describe()}")
 
     def _aggregate(self, node: EventAggregate) -> Verdict:
         feed = self.state.get("f", {}).get(feed_id(node))
-        label = f"{node.measure}({node.event}{'.' + node.of if node.of else ''}"
-        label += f", {format_duration_us(node.within_us)})" if node.within_us else ", lifetime)"
+        words = self.reasons
+        label = ""
+        if words:
+            label = f"{node.measure}({node.event}{'.' + node.of if node.of else ''}"
+            label += f", {format_duration_us(node.within_us)})" if node.within_us else ", lifetime)"
         next_us: int | None = None
         groups: dict[str, list[Any]] = {}
         if node.within_us is not None:
@@ -140,15 +153,17 @@ class Evaluator:
             ok = compare(value, node.compare)
             if node.measure == "last" and value is not None and not ok and node.compare.op == "gt":
                 next_us = _earliest(next_us, self.now_us - value + node.compare.operand + 1)
-            return Verdict(ok, f"{label} = {_show(value)} {node.compare.describe()}", next_us)
+            return Verdict(ok, f"{label} = {_show(value)} {node.compare.describe()}" if words else "", next_us)
         qualifying = {g: v for g, v in measured.items() if compare(v, node.compare)}
         if not qualifying:
+            if not words:
+                return Verdict(False, "", next_us)
             best = max(measured.items(), key=lambda kv: (kv[1] or 0, kv[0]), default=None)
             shown = f"{best[1]} for {node.per} {best[0]}" if best else "nothing"
             return Verdict(False, f"{label} per {node.per}: {shown}, none {node.compare.describe()}", next_us)
         group, value = max(qualifying.items(), key=lambda kv: (kv[1], kv[0]))
-        return Verdict(True, f"{label} for {node.per} {group} = {_show(value)} {node.compare.describe()}",
-                       next_us, data={node.per: group})
+        reason = f"{label} for {node.per} {group} = {_show(value)} {node.compare.describe()}" if words else ""
+        return Verdict(True, reason, next_us, data={node.per: group})
 
     def _empty(self, node: EventAggregate) -> Any:
         return None if node.measure == "last" else 0
@@ -175,8 +190,9 @@ class Evaluator:
         entities = self.state.get("f", {}).get(feed_id(node)) or {}
         facets: dict[str, dict[str, Any]] = {}
         next_us: int | None = None
-        closers = "/".join(node.not_followed_by)
-        within = format_duration_us(node.within_us)
+        words = self.reasons
+        closers = "/".join(node.not_followed_by) if words else ""
+        within = format_duration_us(node.within_us) if words else ""
         for entity, slot in entities.items():
             closes = [order for order in map(closing_order, slot["c"]) if order[0] <= self.now_us]
             for first in sorted(slot["f"], key=opening_order):
@@ -192,8 +208,11 @@ class Evaluator:
                     if entity not in facets:
                         facets[entity] = {
                             "data": {node.same: entity, "at_us": ts, "properties": props},
-                            "reason": f"{node.first} of {node.same} {entity} with no {closers} within {within}",
+                            "reason": f"{node.first} of {node.same} {entity} with no {closers} within {within}"
+                            if words else "",
                         }
+        if not words:
+            return Verdict(bool(facets), "", next_us, facets or None)
         if facets:
             return Verdict(True, f"{len(facets)} open {node.first} without {closers} within {within}", next_us,
                            facets)

@@ -228,31 +228,86 @@ def _add_to_aggregate(feeds: dict[str, Any], fid: str, node: EventAggregate, eve
 
 def prune(state: State, plan: FeedPlan, segments: Iterable[Segment], now_us: int) -> None:
     """Forget what can never matter again (windows only slide forward), and feeds no rule uses any more."""
+    drop_unused_feeds(state, plan)
     feeds = state.get("f", {})
-    for fid in [f for f in feeds if f not in plan.feed_ids]:
-        del feeds[fid]
     for segment in segments:
         for node in walk(segment.condition):
             if isinstance(node, EventAggregate) and node.within_us is not None:
-                entries = feeds.get(feed_id(node))
-                if entries:
-                    cutoff = now_us - node.within_us
-                    feeds[feed_id(node)] = [e for e in entries if e[0] > cutoff]
+                prune_window(feeds, feed_id(node), node.within_us, now_us)
             elif isinstance(node, Pattern):
-                entities = feeds.get(feed_id(node))
-                if not entities:
-                    continue
-                horizon = now_us - node.leaves_after_us
-                for entity in list(entities):
-                    slot = entities[entity]
-                    # An opening event older than leaves_after can never make a member again; a closing event
-                    # matters to openings at or before it, so it is kept as long as such an opening could still
-                    # arrive late and count (a purchase may come before its earlier add_to_cart).
-                    slot["f"] = [f for f in slot["f"] if f[0] > horizon]
-                    slot["c"] = [c for c in slot["c"] if closing_order(c)[0] > horizon]
-                    if not slot["f"] and not slot["c"]:
-                        del entities[entity]
+                prune_pattern(feeds, feed_id(node), node.leaves_after_us, now_us)
+    prune_activity(state, plan)
+
+
+PruneSpec = tuple[str, int]
+"""How a feed forgets: ``("window", within_us)`` or ``("pattern", leaves_after_us)``; lifetime feeds keep all."""
+
+
+def prune_specs(segments: Iterable[Segment]) -> dict[str, PruneSpec]:
+    """Each feed that forgets, by feed id (what :func:`prune` walks the rules for, found once)."""
+    specs: dict[str, PruneSpec] = {}
+    for segment in segments:
+        for node in walk(segment.condition):
+            if isinstance(node, EventAggregate) and node.within_us is not None:
+                specs[feed_id(node)] = ("window", node.within_us)
+            elif isinstance(node, Pattern):
+                specs[feed_id(node)] = ("pattern", node.leaves_after_us)
+    return specs
+
+
+def prune_feeds(state: State, fids: Iterable[str], specs: dict[str, PruneSpec], now_us: int) -> None:
+    """:func:`prune` for the named feeds only (those an event or a timer touched)."""
+    feeds = state.get("f")
+    if not feeds:
+        return
+    for fid in fids:
+        spec = specs.get(fid)
+        if spec is None:
+            continue
+        if spec[0] == "window":
+            prune_window(feeds, fid, spec[1], now_us)
+        else:
+            prune_pattern(feeds, fid, spec[1], now_us)
+
+
+def drop_unused_feeds(state: State, plan: FeedPlan) -> None:
+    """Forget the feeds no rule uses any more (a rule edited or removed)."""
+    feeds = state.get("f", {})
+    for fid in [f for f in feeds if f not in plan.feed_ids]:
+        del feeds[fid]
+
+
+def prune_window(feeds: dict[str, Any], fid: str, within_us: int, now_us: int) -> None:
+    entries = feeds.get(fid)
+    if entries:
+        cutoff = now_us - within_us
+        if any(e[0] <= cutoff for e in entries):  # most often nothing left the window: no new list
+            feeds[fid] = [e for e in entries if e[0] > cutoff]
+
+
+def prune_pattern(feeds: dict[str, Any], fid: str, leaves_after_us: int, now_us: int) -> None:
+    entities = feeds.get(fid)
+    if not entities:
+        return
+    horizon = now_us - leaves_after_us
+    for entity in list(entities):
+        slot = entities[entity]
+        # An opening event older than leaves_after can never make a member again; a closing event matters to
+        # openings at or before it, so it is kept as long as such an opening could still arrive late and count
+        # (a purchase may come before its earlier add_to_cart).
+        if any(f[0] <= horizon for f in slot["f"]):
+            slot["f"] = [f for f in slot["f"] if f[0] > horizon]
+        if any(closing_order(c)[0] <= horizon for c in slot["c"]):
+            slot["c"] = [c for c in slot["c"] if closing_order(c)[0] > horizon]
+        if not slot["f"] and not slot["c"]:
+            del entities[entity]
+
+
+def prune_activity(state: State, plan: FeedPlan) -> None:
+    """Keep the active days inside the longest window before the last activity."""
     activity = state.get("a")
     if activity and activity["last"] is not None and plan.activity_window_us:
         cutoff = activity["last"] - plan.activity_window_us
-        activity["days"] = {d: ts for d, ts in activity["days"].items() if ts > cutoff}
+        days = activity["days"]
+        if any(ts <= cutoff for ts in days.values()):
+            activity["days"] = {d: ts for d, ts in days.items() if ts > cutoff}

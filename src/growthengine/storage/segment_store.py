@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import orjson
 import sqlalchemy as sa
 
+from growthengine.domain.partitions import partition_of
 from growthengine.storage.event_log import in_list, list_params, marker
 from growthengine.storage.schema import segment_members, segment_state, segment_transitions
 
@@ -28,6 +30,21 @@ _TRANSITION = (
     "INSERT INTO segment_transitions (segment_key, user_id, entity, kind, at_us, reason, data, event_us, origin) "
     "VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m}, {m}, {m})"
 )
+
+_FENCE = (
+    "INSERT INTO engine_state (key, value) VALUES ({m}, {m}) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
+
+STATE_FENCE_PREFIX = "segcache:"
+"""Keys in ``engine_state`` that keep the segment stage's in-memory state honest (``segments/state_cache.py``): one
+per partition (``segcache:p:N``), given a new value by every write of segment state that does not come from the
+partition's owner (a rebuild, a back-fill, a command-line run, another worker's merge), and one per cache
+(``segcache:w:...``), given a new value by each of its own writes."""
+
+
+def partition_fence_key(partition: int) -> str:
+    return f"{STATE_FENCE_PREFIX}p:{partition}"
+
 
 Origin = Literal["live", "rebuild", "import"]
 ORIGINS: tuple[str, ...] = get_args(Origin)
@@ -94,15 +111,37 @@ class SegmentStore:
                 found[user_id] = loads(state)
         return found
 
-    def save_states(self, states: dict[str, dict[str, Any]], at_us: int) -> None:
+    def save_states(self, states: dict[str, dict[str, Any]], at_us: int, *, owned: bool = False) -> None:
+        """Write users' state. ``owned``: the write of the partition's owner through its in-memory state (anything
+        else tells every owner's cache that these users' partitions changed under it)."""
         if not states:
             return
         dumps = orjson.dumps
         rows = [(u, dumps(s).decode(), at_us) for u, s in states.items()]
         self._conn.exec_driver_sql(_SAVE_STATE.format(m=self._mark), rows)
+        if not owned:
+            self.touch_fences(states)
 
-    def delete_state(self, user_id: str) -> None:
+    def delete_state(self, user_id: str, *, owned: bool = False) -> None:
         self._conn.execute(sa.delete(segment_state).where(segment_state.c.user_id == user_id))
+        if not owned:
+            self.touch_fences([user_id])
+
+    def touch_fences(self, user_ids: Iterable[str]) -> None:
+        """Tell the owners' in-memory state that these users' partitions were written by someone else."""
+        partitions = sorted({partition_of(u) for u in user_ids})
+        if partitions:
+            value = orjson.dumps(uuid.uuid4().hex).decode()
+            self.put_fences({partition_fence_key(p): value for p in partitions})
+
+    def put_fences(self, values: dict[str, str]) -> None:
+        """Set fence keys (``values``: key -> JSON text)."""
+        self._conn.exec_driver_sql(_FENCE.format(m=self._mark), list(values.items()))
+
+    def fences(self) -> dict[str, str]:
+        """Every fence key with its JSON text."""
+        sql = f"SELECT key, value FROM engine_state WHERE key LIKE {self._mark}"  # noqa: S608 (a constant marker)
+        return dict(self._conn.exec_driver_sql(sql, (STATE_FENCE_PREFIX + "%",)).all())
 
     # Memberships ----------------------------------------------------------------------------------
 
