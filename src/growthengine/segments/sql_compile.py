@@ -51,7 +51,8 @@ from growthengine.segments.model import (
     Segment,
     TraitCondition,
 )
-from growthengine.segments.sql_json import JsonSql, NotCompilable, Params, local_day_sql
+from growthengine.segments.sql_json import TYPED, JsonSql, NotCompilable, Params, local_day_sql
+from growthengine.segments.sql_typed import TypedEvents
 
 __all__ = ["CompiledSegment", "Leaf", "NotCompilable", "compile_segment", "timezone_sql"]
 
@@ -88,9 +89,11 @@ def timezone_sql(json: JsonSql, traits_doc: str) -> str:
 
 class _Compiler:
     def __init__(self, dialect: str, segments: dict[str, Segment], as_of_us: int, business_tz: str,
-                 zones: list[str], fresh: set[str]) -> None:
+                 zones: list[str], fresh: set[str], typed: TypedEvents | None = None) -> None:
         self.params = Params()
-        self.json = JsonSql(dialect, self.params)
+        self.typed = typed
+        self.json = JsonSql(dialect, self.params, typed.columns if typed else None)
+        self.log = typed.table if typed else "events"
         self.segments = segments
         self.as_of_us = as_of_us
         self.now = self.params.add(as_of_us)
@@ -143,6 +146,8 @@ class _Compiler:
         PostgreSQL parses each payload once, in a subquery that ``OFFSET 0`` keeps apart (folded into the query, the
         cast would parse the text again at every use of a property).
         """
+        if self.typed is not None:
+            return f"{self.typed.table} e", list(base), TYPED
         if self.json.pg:
             return (f"(SELECT e.id, e.user_id, e.name, e.ts_us, e.payload, CAST(e.payload AS jsonb) AS pj "
                     f"FROM events e WHERE {' AND '.join(base)} OFFSET 0) e", [], "e.pj")
@@ -195,7 +200,7 @@ class _Compiler:
 
     def _activity_cte(self) -> None:
         if "act" not in self.ctes:
-            self.ctes["act"] = (f"SELECT e.user_id AS user_id, MAX(e.ts_us) AS last FROM events e "
+            self.ctes["act"] = (f"SELECT e.user_id AS user_id, MAX(e.ts_us) AS last FROM {self.log} e "
                                 f"WHERE e.type IN {ACTIVITY} GROUP BY e.user_id")
             self.columns.append(("act", "last"))
             self.selects.append("j.act_last AS act_last")
@@ -212,7 +217,7 @@ class _Compiler:
         zone = f"COALESCE(pz.zone, {self.params.add(self.business_tz)})"
         day = local_day_sql(self.json, "e.ts_us", zone, self.zones, self.business_tz)
         self.ctes[a] = (f"SELECT act.user_id AS user_id, COUNT(DISTINCT {day}) AS days FROM act "
-                        f"JOIN events e ON e.user_id = act.user_id AND e.ts_us > act.last - "
+                        f"JOIN {self.log} e ON e.user_id = act.user_id AND e.ts_us > act.last - "
                         f"{self.params.add(node.within_us)} LEFT JOIN {zones} pz ON pz.user_id = act.user_id "
                         f"WHERE e.type IN {ACTIVITY} GROUP BY act.user_id")
         self._leaf(node, a, ("days",))
@@ -232,8 +237,8 @@ class _Compiler:
         plurals = " AND ".join([*where, f"NOT {j.is_scalar(single)}", j.is_scalar(element)])
         self.ctes[f"ents_{a}"] = (
             f"SELECT e.user_id AS user_id, e.id AS id, e.ts_us AS ts_us, {opens} AS opens, "
-            f"{j.key(single)} AS entity, e.payload AS payload FROM {events} WHERE {singles} "
-            f"UNION ALL SELECT e.user_id, e.id, e.ts_us, {opens}, {j.key(element)}, e.payload "
+            f"{j.key(single)} AS entity FROM {events} WHERE {singles} "
+            f"UNION ALL SELECT e.user_id, e.id, e.ts_us, {opens}, {j.key(element)} "
             f"FROM {events} CROSS JOIN {source} WHERE {plurals}"
         )
         # An opening event stays open while no closing event (by the instant) follows it for its entity: the closing
@@ -246,7 +251,7 @@ class _Compiler:
             f"WHERE x.opens = 1 OR x.ts_us <= {self.now}"
         )
         self.ctes[f"opens_{a}"] = (
-            f"SELECT f.user_id AS user_id, f.entity AS entity, f.ts_us AS ts_us, f.payload AS payload, "
+            f"SELECT f.user_id AS user_id, f.entity AS entity, f.ts_us AS ts_us, f.id AS id, "
             f"ROW_NUMBER() OVER (PARTITION BY f.user_id, f.entity ORDER BY f.ts_us, f.id) AS rn FROM marks_{a} f "
             f"WHERE f.opens = 1 AND f.later = 0 AND f.ts_us + {add(node.within_us)} <= {self.now} "
             f"AND f.ts_us + {add(node.leaves_after_us)} > {self.now}"
@@ -254,7 +259,8 @@ class _Compiler:
         self.ctes[a] = f"SELECT user_id, COUNT(*) AS n_open FROM opens_{a} WHERE rn = 1 GROUP BY user_id"
         if self.top:
             steps = ", ".join(f"{name}_{a} AS ({self.ctes[f'{name}_{a}']})" for name in ("ents", "marks", "opens"))
-            self.facet_sql[a] = f"WITH {steps} SELECT user_id, entity, ts_us, payload FROM opens_{a} WHERE rn = 1"
+            self.facet_sql[a] = (f"WITH {steps} SELECT o.user_id, o.entity, o.ts_us, ev.payload FROM opens_{a} o "
+                                 "JOIN events ev ON ev.id = o.id WHERE o.rn = 1")
         self._leaf(node, a, ("n_open",))
         return f"(COALESCE(j.{a}_n_open, 0) > 0)"
 
@@ -291,9 +297,10 @@ class _Compiler:
         # join of the users to each leaf, which SQLite may run as a scan of the leaf per user).
         names = [f"{a}_{c}" for a, c in self.columns]
         nulls = {c: f"CAST(NULL AS {_TYPES.get(c, 'bigint')})" for _, c in self.columns}  # PostgreSQL wants types
-        parts = ["SELECT u.user_id" + "".join(f", {nulls[c]} AS {a}_{c}" for a, c in self.columns)
-                 + " FROM (SELECT DISTINCT user_id FROM events) u WHERE EXISTS (SELECT 1 FROM events c WHERE "
-                 "c.user_id = u.user_id AND c.type <> 'command')"]  # the users index alone, then a seek per user
+        users = (f" FROM (SELECT DISTINCT user_id FROM {self.typed.table}) u" if self.typed else
+                 " FROM (SELECT DISTINCT user_id FROM events) u WHERE EXISTS (SELECT 1 FROM events c WHERE "
+                 "c.user_id = u.user_id AND c.type <> 'command')")  # the users index alone, then a seek per user
+        parts = ["SELECT u.user_id" + "".join(f", {nulls[c]} AS {a}_{c}" for a, c in self.columns) + users]
         for alias in dict.fromkeys(a for a, _ in self.columns):
             values = [f"{a}.{c}" if a == alias else nulls[c] for a, c in self.columns]
             parts.append(f"SELECT {alias}.user_id, {', '.join(values)} FROM {alias}")
@@ -309,12 +316,13 @@ class _Compiler:
 
 def compile_segment(segment: Segment, segments: dict[str, Segment], dialect: str, as_of_us: int, *,
                     business_tz: str = "Asia/Bangkok", zones: list[str] | None = None,
-                    fresh: set[str] | None = None) -> CompiledSegment:
+                    fresh: set[str] | None = None, typed: TypedEvents | None = None) -> CompiledSegment:
     """Compile ``segment`` for ``dialect`` at ``as_of_us``.
 
     ``zones``: the time zones the users' ``timezone`` traits name (for active days); ``fresh``: the segments whose
-    membership an ``in segment`` condition computes afresh (default: all), the others are read as stored.
+    membership an ``in segment`` condition computes afresh (default: all), the others are read as stored;
+    ``typed``: the events read from the rebuild's typed table (``sql_typed``), made before, not from the payloads.
     """
     compiler = _Compiler(dialect, segments, as_of_us, business_tz, zones or [],
-                         set(segments) if fresh is None else fresh)
+                         set(segments) if fresh is None else fresh, typed)
     return compiler.query(segment)

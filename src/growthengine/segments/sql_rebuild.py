@@ -28,6 +28,7 @@ from growthengine.segments.feeds import State, feed_id, walk
 from growthengine.segments.model import ActiveDays, EventAggregate, InSegment, Pattern, Segment
 from growthengine.segments.sql_compile import CompiledSegment, compile_segment, timezone_sql
 from growthengine.segments.sql_json import JsonSql, NotCompilable, Params, register_sqlite_functions
+from growthengine.segments.sql_typed import TypedEvents, create_typed_events, drop_typed_events
 from growthengine.storage.segment_store import Membership, Transition
 from growthengine.storage.unit_of_work import Tx
 
@@ -73,11 +74,11 @@ def user_zones(tx: Tx) -> list[str]:
 
 
 def compile_for(engine: SegmentEngine, tx: Tx, segment: Segment, as_of_us: int, zones: list[str],
-                fresh: set[str]) -> CompiledSegment:
+                fresh: set[str], typed: TypedEvents | None = None) -> CompiledSegment:
     if len(zones) > MAX_ZONES and any(isinstance(n, ActiveDays) for n in walk(segment.condition)):
         raise NotCompilable(f"{len(zones)} time zones")
     return compile_segment(segment, engine.segments, tx.dialect, as_of_us, business_tz=engine.business_timezone,
-                           zones=zones, fresh=fresh)
+                           zones=zones, fresh=fresh, typed=typed)
 
 
 def _number(value: Any, is_float: Any) -> Any:
@@ -229,9 +230,10 @@ def sql_memberships(engine: SegmentEngine, tx: Tx, as_of_us: int) -> tuple[dict[
     zones = user_zones(tx)
     out: dict[tuple[str, str], Facets] = {}
     skipped: list[str] = []
+    typed = create_typed_events(tx.conn, tx.dialect, engine.segments.values())
     for key in engine.order:
         try:
-            compiled = compile_for(engine, tx, engine.segments[key], as_of_us, zones, set(engine.segments))
+            compiled = compile_for(engine, tx, engine.segments[key], as_of_us, zones, set(engine.segments), typed)
         except NotCompilable:
             skipped.append(key)
             continue
@@ -241,6 +243,7 @@ def sql_memberships(engine: SegmentEngine, tx: Tx, as_of_us: int) -> tuple[dict[
                                      f"the evaluator on its aggregates says {sorted(v.facets)} ({v.reason})")
             if v.member:
                 out[(key, v.user_id)] = v.facets
+    drop_typed_events(tx.conn)
     return out, skipped
 
 
@@ -269,17 +272,19 @@ def sql_rebuild(engine: SegmentEngine, tx: Tx, keys: list[str] | None = None) ->
     needs_zones = any(isinstance(n, ActiveDays) for k in chosen for n in walk(engine.segments[k].condition))
     zones = user_zones(tx) if needs_zones else []
     memberships: dict[str, dict[str, dict[str, list[Any]] | None]] = defaultdict(dict)
+    typed = create_typed_events(tx.conn, tx.dialect, engine.segments.values())  # the one scan of the log
     for key in engine.order:
         if key not in chosen:
             continue
         try:
-            compiled = compile_for(engine, tx, engine.segments[key], as_of_us, zones, chosen)
+            compiled = compile_for(engine, tx, engine.segments[key], as_of_us, zones, chosen, typed)
         except NotCompilable as exc:
             result.fell_back.append(key)
             log.info("segment %s cannot be rebuilt in SQL (%s): rebuilt by the Python evaluator", key, exc)
             continue
         _rebuild_one(tx, compiled, as_of_us, result, memberships)
         result.compiled.append(key)
+    drop_typed_events(tx.conn)
     _save_memberships(tx, memberships, as_of_us)
     if result.fell_back:
         _python_rebuild(engine, tx, result)
