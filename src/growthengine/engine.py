@@ -30,6 +30,7 @@ from growthengine.pipeline.runner import Pipeline
 from growthengine.scheduler.runner import Scheduler
 from growthengine.segments.engine import SegmentEngine
 from growthengine.segments.rebuild import Progress, RebuildResult, rebuild
+from growthengine.segments.rebuild_commands import RebuildJob, submit_rebuild
 from growthengine.settings import Settings
 from growthengine.storage.config_store import ConfigKind, ConfigStore, ConfigVersion
 from growthengine.storage.unit_of_work import Store, Tx
@@ -196,6 +197,12 @@ class Engine:
         with self.store.transaction() as tx:
             return rebuild(self.segments, tx, keys, progress)
 
+    def submit_segment_rebuild(self, keys: list[str] | None = None) -> RebuildJob:
+        """A rebuild of ``keys`` (all segments when ``None``) as per-user commands in the log, applied by the
+        segment stage of the workers that own the users (``rebuild_progress`` follows it)."""
+        with self.store.transaction() as tx:
+            return submit_rebuild(tx, keys, to_us(self.clock.now()))
+
     def backfill_changed_segments(self) -> list[str]:
         """Back-fill segments added or edited since the last start; forget removed ones. Returns what changed."""
         versions = {key: seg.version for key, seg in self.segments.segments.items()}
@@ -205,7 +212,8 @@ class Engine:
             for removed in set(known) - set(versions):
                 tx.segments.clear_segment(removed)
             if changed and tx.events.count() > 0:
-                rebuild(self.segments, tx, changed, applied_only=True)
+                # Per-user commands that the segment stage applies in its own batches (no long transaction).
+                submit_rebuild(tx, changed, to_us(self.clock.now()))
             tx.state.put("segment_versions", versions)
         if changed:
             log.info("segments back-filled from history: %s", ", ".join(changed))

@@ -26,6 +26,7 @@ from growthengine.segments.engine import SegmentEngine
 from growthengine.segments.evaluate import Evaluator
 from growthengine.segments.feeds import State, feed_id, walk
 from growthengine.segments.model import ActiveDays, EventAggregate, InSegment, Pattern, Segment
+from growthengine.segments.rebuild import _forget_cached
 from growthengine.segments.sql_compile import CompiledSegment, compile_segment, timezone_sql
 from growthengine.segments.sql_json import JsonSql, NotCompilable, Params, register_sqlite_functions
 from growthengine.segments.sql_typed import TypedEvents, create_typed_events, drop_typed_events
@@ -286,6 +287,7 @@ def sql_rebuild(engine: SegmentEngine, tx: Tx, keys: list[str] | None = None) ->
         result.compiled.append(key)
     drop_typed_events(tx.conn)
     _save_memberships(tx, memberships, as_of_us)
+    _forget_cached(engine, memberships)
     if result.fell_back:
         _python_rebuild(engine, tx, result)
     log.info("rebuilt %s in SQL (%d users looked at): %d entered, %d left%s", ", ".join(result.compiled) or "nothing",

@@ -79,7 +79,7 @@ def create_typed_events(conn: sa.Connection, dialect: str, segments: Iterable[Se
     where = "" if pg else " WHERE e.type <> 'command'"
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {TABLE}", execution_options=_PLAIN)
     if pg:
-        conn.execute(sa.text(f"CREATE TEMPORARY TABLE {TABLE} AS SELECT {', '.join(selects)} FROM {source}"),
+        conn.execute(sa.text(f"CREATE TEMPORARY TABLE {TABLE} AS SELECT {', '.join(selects)} FROM {source}"),  # noqa: S608
                      params.values, execution_options=_PLAIN)
         conn.exec_driver_sql(f"ANALYZE {TABLE}", execution_options=_PLAIN)
     else:
@@ -88,7 +88,7 @@ def create_typed_events(conn: sa.Connection, dialect: str, segments: Iterable[Se
                              *(f"c{n}_t TEXT, c{n}_v" for n in range(len(props)))])
         conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {TABLE} ({columns}, PRIMARY KEY (user_id, id)) WITHOUT ROWID",
                              execution_options=_PLAIN)
-        conn.execute(sa.text(f"INSERT INTO {TABLE} SELECT {', '.join(selects)} FROM {source}{where} "
+        conn.execute(sa.text(f"INSERT INTO {TABLE} SELECT {', '.join(selects)} FROM {source}{where} "  # noqa: S608
                              "ORDER BY e.user_id, e.id"), params.values, execution_options=_PLAIN)
     return TypedEvents({name: n for n, name in enumerate(props)})
 
