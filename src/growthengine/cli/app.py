@@ -138,6 +138,7 @@ def worker(db: DbOption = None, config: ConfigOption = None) -> None:
 def _register() -> None:
     from growthengine.cli import (
         bench,
+        bench_import,
         bench_pipeline,
         check_config,
         config_export,
@@ -149,7 +150,7 @@ def _register() -> None:
         users,
     )
 
-    del bench_pipeline  # registers ``growth bench pipeline`` on the bench group
+    del bench_pipeline, bench_import  # register ``growth bench pipeline`` and ``import`` on the bench group
 
     app.add_typer(segments.app, name="segments")
     app.add_typer(flows.app, name="flows")
