@@ -25,11 +25,11 @@ from growthengine.clock import to_us
 from growthengine.segments.engine import SegmentEngine
 from growthengine.segments.evaluate import Evaluator
 from growthengine.segments.feeds import State, feed_id, walk
-from growthengine.segments.model import ActiveDays, EventAggregate, InSegment, Pattern, Segment
+from growthengine.segments.model import ActiveDays, EventAggregate, InSegment, Pattern
 from growthengine.segments.rebuild import _forget_cached
-from growthengine.segments.sql_compile import CompiledSegment, compile_segment, timezone_sql
-from growthengine.segments.sql_json import JsonSql, NotCompilable, Params, register_sqlite_functions
-from growthengine.segments.sql_typed import TypedEvents, create_typed_events, drop_typed_events
+from growthengine.segments.sql_compile import CompiledRebuild, CompiledSegment, compile_rebuild, timezone_sql
+from growthengine.segments.sql_json import JsonSql, Params, register_sqlite_functions
+from growthengine.segments.sql_typed import create_leaves, create_typed_events, drop_leaves, drop_typed_events
 from growthengine.storage.segment_store import Membership, Transition
 from growthengine.storage.unit_of_work import Tx
 
@@ -74,12 +74,20 @@ def user_zones(tx: Tx) -> list[str]:
     return sorted(z for (z,) in tx.conn.execute(sa.text(sql), params.values) if z is not None)
 
 
-def compile_for(engine: SegmentEngine, tx: Tx, segment: Segment, as_of_us: int, zones: list[str],
-                fresh: set[str], typed: TypedEvents | None = None) -> CompiledSegment:
-    if len(zones) > MAX_ZONES and any(isinstance(n, ActiveDays) for n in walk(segment.condition)):
-        raise NotCompilable(f"{len(zones)} time zones")
-    return compile_segment(segment, engine.segments, tx.dialect, as_of_us, business_tz=engine.business_timezone,
-                           zones=zones, fresh=fresh, typed=typed)
+def compile_all(engine: SegmentEngine, tx: Tx, keys: list[str], as_of_us: int, zones: list[str],
+                fresh: set[str]) -> CompiledRebuild:
+    """The log copied once into the typed table, every user's leaves of ``keys`` in one pass (:data:`LEAVES`), and
+    one query per segment over it."""
+    typed = create_typed_events(tx.conn, tx.dialect, engine.segments.values())
+    plan = compile_rebuild(engine.segments, keys, tx.dialect, as_of_us, typed,
+                           business_tz=engine.business_timezone, zones=zones, fresh=fresh, max_zones=MAX_ZONES)
+    create_leaves(tx.conn, plan.setup, plan.params)
+    return plan
+
+
+def drop_all(tx: Tx) -> None:
+    drop_leaves(tx.conn)
+    drop_typed_events(tx.conn)
 
 
 def _number(value: Any, is_float: Any) -> Any:
@@ -230,21 +238,16 @@ def sql_memberships(engine: SegmentEngine, tx: Tx, as_of_us: int) -> tuple[dict[
     prepare(tx)
     zones = user_zones(tx)
     out: dict[tuple[str, str], Facets] = {}
-    skipped: list[str] = []
-    typed = create_typed_events(tx.conn, tx.dialect, engine.segments.values())
-    for key in engine.order:
-        try:
-            compiled = compile_for(engine, tx, engine.segments[key], as_of_us, zones, set(engine.segments), typed)
-        except NotCompilable:
-            skipped.append(key)
-            continue
+    plan = compile_all(engine, tx, list(engine.order), as_of_us, zones, set(engine.segments))
+    skipped = [key for key in engine.order if key in plan.skipped]
+    for key, compiled in plan.segments.items():
         for v in verdicts(tx, compiled, as_of_us):
             if v.member != bool(v.facets):
                 raise AssertionError(f"segment {key}, user {v.user_id}: SQL says member={v.member}, "
                                      f"the evaluator on its aggregates says {sorted(v.facets)} ({v.reason})")
             if v.member:
                 out[(key, v.user_id)] = v.facets
-    drop_typed_events(tx.conn)
+    drop_all(tx)
     return out, skipped
 
 
@@ -273,19 +276,16 @@ def sql_rebuild(engine: SegmentEngine, tx: Tx, keys: list[str] | None = None) ->
     needs_zones = any(isinstance(n, ActiveDays) for k in chosen for n in walk(engine.segments[k].condition))
     zones = user_zones(tx) if needs_zones else []
     memberships: dict[str, dict[str, dict[str, list[Any]] | None]] = defaultdict(dict)
-    typed = create_typed_events(tx.conn, tx.dialect, engine.segments.values())  # the one scan of the log
+    plan = compile_all(engine, tx, [k for k in engine.order if k in chosen], as_of_us, zones, chosen)
     for key in engine.order:
-        if key not in chosen:
-            continue
-        try:
-            compiled = compile_for(engine, tx, engine.segments[key], as_of_us, zones, chosen, typed)
-        except NotCompilable as exc:
+        if key in plan.skipped:
             result.fell_back.append(key)
-            log.info("segment %s cannot be rebuilt in SQL (%s): rebuilt by the Python evaluator", key, exc)
-            continue
-        _rebuild_one(tx, compiled, as_of_us, result, memberships)
-        result.compiled.append(key)
-    drop_typed_events(tx.conn)
+            log.info("segment %s cannot be rebuilt in SQL (%s): rebuilt by the Python evaluator", key,
+                     plan.skipped[key])
+        elif key in plan.segments:
+            _rebuild_one(tx, plan.segments[key], as_of_us, result, memberships)
+            result.compiled.append(key)
+    drop_all(tx)
     _save_memberships(tx, memberships, as_of_us)
     _forget_cached(engine, memberships)
     if result.fell_back:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -95,3 +96,19 @@ def create_typed_events(conn: sa.Connection, dialect: str, segments: Iterable[Se
 
 def drop_typed_events(conn: sa.Connection) -> None:
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {TABLE}", execution_options=_PLAIN)
+
+
+def create_leaves(conn: sa.Connection, setup: str, params: dict[str, Any]) -> None:
+    """The users' leaf aggregates (``sql_compile.CompiledRebuild.setup``) as a temporary table, made once."""
+    from growthengine.segments.sql_compile import LEAVES
+
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {LEAVES}", execution_options=_PLAIN)
+    conn.execute(sa.text(f"CREATE TEMPORARY TABLE {LEAVES} AS {setup}"), params, execution_options=_PLAIN)
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"ANALYZE {LEAVES}", execution_options=_PLAIN)
+
+
+def drop_leaves(conn: sa.Connection) -> None:
+    from growthengine.segments.sql_compile import LEAVES
+
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {LEAVES}", execution_options=_PLAIN)
