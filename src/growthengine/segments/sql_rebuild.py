@@ -167,13 +167,27 @@ def _open_entities(tx: Tx, compiled: CompiledSegment) -> Opens:
     return out
 
 
-def verdicts(tx: Tx, compiled: CompiledSegment, as_of_us: int) -> Iterator[UserVerdict]:
-    """Every user the query returns: the SQL's membership, with the evaluator's facets and reason."""
+def _plain(compiled: CompiledSegment) -> bool:
+    """A member of this segment keeps no data and no entity (no pattern, no ``per``): SQL alone says all."""
+    return not any(isinstance(leaf.node, Pattern) or (isinstance(leaf.node, EventAggregate) and leaf.node.per)
+                   for leaf in compiled.leaves)
+
+
+def verdicts(tx: Tx, compiled: CompiledSegment, as_of_us: int,
+             settled: set[str] | None = None) -> Iterator[UserVerdict]:
+    """Every user the query returns: the SQL's membership, with the evaluator's facets and reason.
+
+    ``settled``: users stored as members of a plain segment (``_plain``); when SQL says they still are, nothing
+    changes and the evaluator is not run (their verdict has the stored facet and no reason).
+    """
     opens = _open_entities(tx, compiled)
     # yield_per on the statement: on the connection it would stay on for the writes (PostgreSQL's server-side
     # cursors cannot executemany)
     result = tx.conn.execute(sa.text(compiled.sql).execution_options(yield_per=5000), compiled.params)
     for raw in result.mappings():
+        if settled is not None and raw["member"] and raw["user_id"] in settled:
+            yield UserVerdict(raw["user_id"], True, {"": {"data": {}, "reason": ""}}, "")
+            continue
         row = dict(raw)
         traits = orjson.loads(row["traits"]) if row["traits"] else {}
         evaluator = Evaluator(traits, synthetic_state(compiled, row, opens, as_of_us), as_of_us)
@@ -197,7 +211,9 @@ def _rebuild_one(tx: Tx, compiled: CompiledSegment, as_of_us: int, result: SqlRe
     transitions: list[Transition] = []
     members: list[Membership] = []
     removed: list[tuple[str, str, str]] = []
-    for v in verdicts(tx, compiled, as_of_us):
+    settled = {u for u, entities in stored.items() if set(entities) == {""} and entities[""][1] == {}} \
+        if _plain(compiled) else None
+    for v in verdicts(tx, compiled, as_of_us, settled):
         result.rows += 1
         if v.member != bool(v.facets):
             result.disagreements += 1
