@@ -184,6 +184,8 @@ def rebuild_users(engine: SegmentEngine, tx: Tx, positions: dict[str, Position],
         batch = _Batch()
         states: dict[str, State] = {}
         for user_id, events in history.items():
+            if not events and user_id not in old_states:
+                continue  # nothing stored and nothing to fold (erased since the rebuild was submitted)
             profile = profiles.get(user_id)
             traits: dict[str, Any] = profile.traits if profile else {}
             tz = engine._tz(traits)
