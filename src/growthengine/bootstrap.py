@@ -58,6 +58,7 @@ from growthengine.pipeline.stages import Stage
 from growthengine.scheduler.runner import Scheduler
 from growthengine.segments.engine import TIMER_KIND as SEGMENT_TIMER
 from growthengine.segments.engine import SegmentEngine
+from growthengine.segments.rebuild_commands import REBUILD_COMMAND, RebuildCommands
 from growthengine.settings import Settings
 from growthengine.storage.config_store import ConfigStore
 from growthengine.storage.unit_of_work import Store
@@ -113,7 +114,8 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
     tracker = EngagementTracker(settings.business_timezone)
     stages = [
         Stage("segments", segments, {MERGE_COMMAND: segments.on_merge_commands,  # -> flows, ads audiences
-                                     ERASE_COMMAND: segments_handler(segments)}),
+                                     ERASE_COMMAND: segments_handler(segments),
+                                     REBUILD_COMMAND: RebuildCommands(segments).on_commands}),  # rebuilds, back-fills
         Stage("flows", flows, {ENROLL_COMMAND: flows.on_enroll_commands,  # triggers, exits, feedback, listings
                                FEEDBACK_COMMAND: flows.on_feedback_commands, ERASE_COMMAND: erase_flows,
                                BROADCAST_COMMAND: BroadcastSender(flows.runner,

@@ -30,6 +30,7 @@ from growthengine.pipeline.runner import Pipeline
 from growthengine.scheduler.runner import Scheduler
 from growthengine.segments.engine import SegmentEngine
 from growthengine.segments.rebuild import Progress, RebuildResult, rebuild
+from growthengine.segments.rebuild_commands import RebuildJob, submit_rebuild
 from growthengine.settings import Settings
 from growthengine.storage.config_store import ConfigKind, ConfigStore, ConfigVersion
 from growthengine.storage.unit_of_work import Store, Tx
@@ -200,6 +201,12 @@ class Engine:
         finally:
             self.segments.forget_cached(None)  # every user's state was written again
 
+    def submit_segment_rebuild(self, keys: list[str] | None = None) -> RebuildJob:
+        """A rebuild of ``keys`` (all segments when ``None``) as per-user commands in the log, applied by the
+        segment stage of the workers that own the users (``rebuild_progress`` follows it)."""
+        with self.store.transaction() as tx:
+            return submit_rebuild(tx, keys, to_us(self.clock.now()))
+
     def backfill_changed_segments(self) -> list[str]:
         """Back-fill segments added or edited since the last start; forget removed ones. Returns what changed."""
         versions = {key: seg.version for key, seg in self.segments.segments.items()}
@@ -209,11 +216,9 @@ class Engine:
             for removed in set(known) - set(versions):
                 tx.segments.clear_segment(removed)
             if changed and tx.events.count() > 0:
-                self.segments.forget_cached(None)
-                rebuild(self.segments, tx, changed, applied_only=True)
+                # Per-user commands that the segment stage applies in its own batches (no long transaction).
+                submit_rebuild(tx, changed, to_us(self.clock.now()))
             tx.state.put("segment_versions", versions)
-        if changed:
-            self.segments.forget_cached(None)  # the back-fill wrote users' state (committed or not)
         if changed:
             log.info("segments back-filled from history: %s", ", ".join(changed))
         return changed

@@ -1,8 +1,9 @@
 """``growth bench segments --rebuild``: a full rebuild of the five default segments, three ways, on the same rows.
 
 * **Python**: ``segments.rebuild.rebuild`` (every user's events replayed through the evaluator), on SQLite;
-* **SQL**: ``segments.sql_rebuild.sql_rebuild`` (one query per segment over the log) on a copy of the same SQLite
-  file, and on PostgreSQL when a URL is given (``--pg``; the database must hold no events yet);
+* **SQL**: ``segments.sql_rebuild.sql_rebuild`` (the log read once into a typed temporary table, every segment's
+  aggregates in one pass per user, then one query per segment) on a copy of the same SQLite file, and on PostgreSQL
+  when a URL is given (``--pg``; the database must hold no events yet);
 * **DuckDB**: the same five segments written by hand for DuckDB over typed columns (amount, province, listing ids
   taken out of the JSON when the rows are exported), in a subprocess (``bench.duckdb_segments``) so that its memory
   stays out of the engine's; its load of the exported file and its queries are timed apart.

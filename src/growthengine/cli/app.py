@@ -163,6 +163,7 @@ def worker(db: DbOption = None, config: ConfigOption = None) -> None:
 def _register() -> None:
     from growthengine.cli import (
         bench,
+        bench_import,
         bench_pipeline,
         check_config,
         config_export,
@@ -174,7 +175,7 @@ def _register() -> None:
         users,
     )
 
-    del bench_pipeline  # registers ``growth bench pipeline`` on the bench group
+    del bench_pipeline, bench_import  # register ``growth bench pipeline`` and ``import`` on the bench group
 
     app.add_typer(segments.app, name="segments")
     app.add_typer(flows.app, name="flows")

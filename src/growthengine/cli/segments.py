@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import time
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from growthengine.cli.options import CliError, ConfigOption, DbOption, cli_settings, out, setup_logging
+from growthengine.cli.options import CliError, ConfigOption, DbOption, cli_settings, console, out, setup_logging
 from growthengine.engine import Engine
+
+if TYPE_CHECKING:
+    from growthengine.pipeline.worker_lock import WorkerLock
+
+POLL_S = 0.5
 
 app = typer.Typer(help="Segments: sizes, definitions, members; rebuild from event history.", no_args_is_help=True)
 
@@ -77,33 +83,74 @@ def rebuild_segments(
     key: Annotated[str | None, typer.Argument(help="one segment key; all when left out")] = None,
     db: DbOption = None,
     config: ConfigOption = None,
-    engine_name: Annotated[str, typer.Option("--engine", help="python: replay every user's events through the "
-                                             "evaluator (state, memberships, timers); sql: memberships set-based "
-                                             "in SQL, starting no flow (segments it cannot compile fall back to "
-                                             "python)")] = "python",
+    engine_name: Annotated[str, typer.Option("--engine", help="python: per-user rebuild commands in the log, "
+                                             "applied by the workers' segment stage in their own batches (state, "
+                                             "memberships, timers); sql: memberships set-based in SQL in one "
+                                             "transaction (segments it cannot compile fall back to python)")]
+    = "python",
 ) -> None:
-    """Recompute memberships from the whole event history."""
+    """Recompute memberships from the whole event history; entries it finds start no flow."""
     if engine_name not in ("python", "sql"):
         raise CliError(f"--engine must be python or sql, not {engine_name!r}")
-    engine = _engine(db, config)
+    settings = cli_settings(db, config)
+    lock = _sqlite_worker_lock(settings.db_url) if engine_name == "python" else None
     try:
-        if key is not None and key not in engine.segments.segments:
-            raise CliError(f"no segment {key!r}; known: {', '.join(engine.segments.segments)}")
-        if engine_name == "sql":
-            _sql_rebuild(engine, key)
-            return
-        with engine.store.transaction() as tx:
-            total = tx.events.count()
-        columns = (TextColumn("rebuilding"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
-                   TimeRemainingColumn())
-        with Progress(*columns, transient=True) as progress:
-            task = progress.add_task("rebuild", total=total)
-            result = engine.rebuild_segments([key] if key else None,
-                                             progress=lambda n: progress.advance(task, n))
-        out.print(f"rebuilt {key or 'all segments'} from {result.events:,} events of {result.users:,} users: "
-                  f"{result.entered:,} entered, {result.exited:,} left")
+        engine = _engine(db, config)
+        try:
+            if key is not None and key not in engine.segments.segments:
+                raise CliError(f"no segment {key!r}; known: {', '.join(engine.segments.segments)}")
+            if engine_name == "sql":
+                _sql_rebuild(engine, key)
+            else:
+                _command_rebuild(engine, key, applies=lock is not None)
+        finally:
+            engine.close()
     finally:
-        engine.close()
+        if lock is not None:
+            lock.release()
+
+
+def _sqlite_worker_lock(db_url: str) -> WorkerLock | None:
+    """SQLite's one-worker lock when no worker holds it (this process then applies the rebuild itself)."""
+    from growthengine.pipeline.worker_lock import WorkerLock, WorkerLockHeld, sqlite_lock_path
+
+    path = sqlite_lock_path(db_url)
+    if path is None:
+        return None  # PostgreSQL: the workers that own the users apply it
+    lock = WorkerLock(path)
+    try:
+        lock.acquire()
+    except WorkerLockHeld:
+        return None
+    return lock
+
+
+def _command_rebuild(engine: Engine, key: str | None, *, applies: bool) -> None:
+    from growthengine.segments.rebuild_commands import rebuild_outcome, rebuild_progress
+
+    job = engine.submit_segment_rebuild([key] if key else None)
+    columns = (TextColumn("rebuilding"), BarColumn(), MofNCompleteColumn(), TextColumn("users"),
+               TimeRemainingColumn())
+    with Progress(*columns, transient=True, console=console) as progress:
+        task = progress.add_task("rebuild", total=job.users)
+        if not applies:
+            console.print("the running workers apply the rebuild; waiting for them (Ctrl-C leaves it to them)")
+        while True:
+            with engine.store.read() as tx:
+                done = rebuild_progress(tx, job)
+            progress.update(task, completed=done)
+            if done >= job.users:
+                break
+            if applies:
+                if engine.pipeline.step() == 0:
+                    raise CliError(f"the rebuild stopped after {done:,} of {job.users:,} users")
+            else:
+                time.sleep(POLL_S)
+    if applies and engine.manual:
+        engine.process_pending()
+    with engine.store.read() as tx:
+        entered, exited = rebuild_outcome(tx, job)
+    out.print(f"rebuilt {key or 'all segments'} for {job.users:,} users: {entered:,} entered, {exited:,} left")
 
 
 def _sql_rebuild(engine: Engine, key: str | None) -> None:

@@ -7,8 +7,11 @@ the incremental engine against it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 from growthengine.clock import system_seconds, to_us
 from growthengine.domain.events import Event
@@ -17,6 +20,7 @@ from growthengine.segments.engine import SegmentEngine, _Batch
 from growthengine.segments.evaluate import Evaluator
 from growthengine.segments.feeds import State, apply_event, prune
 from growthengine.storage.segment_store import Origin
+from growthengine.storage.stage_log import COMMAND, Position
 from growthengine.storage.unit_of_work import Tx
 
 log = logging.getLogger(__name__)
@@ -24,6 +28,11 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int], None]
 SEGMENT_STAGE = "segments"
 CHUNK_USERS = 2000
+
+
+def _forget_cached(engine: SegmentEngine, user_ids: Iterable[str] | None) -> None:
+    """The segment stage's in-memory states of these users (all: ``None``) are stale: the rebuild replaced them."""
+    engine.forget_cached(None if user_ids is None else list(user_ids))
 
 
 @dataclass
@@ -125,6 +134,7 @@ def rebuild(engine: SegmentEngine, tx: Tx, keys: list[str] | None = None,
         result.entered += sum(1 for t in batch.transitions if t.kind == "enter")
         result.exited += sum(1 for t in batch.transitions if t.kind == "exit")
         engine._flush(tx, batch, states, now_us)
+        _forget_cached(engine, states)
     result.events = tx.events.count()
     if not applied_only and tx.log.horizon() is None:
         # Writers take turns (SQLite): this transaction saw the whole log, so the segment stage must not apply
@@ -133,4 +143,64 @@ def rebuild(engine: SegmentEngine, tx: Tx, keys: list[str] | None = None,
                        tx.log.cursors([SEGMENT_STAGE]))
     log.info("rebuilt %s for %d users: %d entered, %d left", ", ".join(sorted(chosen)), result.users,
              result.entered, result.exited)
+    return result
+
+
+def _events_before(tx: Tx, positions: dict[str, Position]) -> dict[str, list[Event]]:
+    """Each user's stored events (not commands) before its position in the log, in (time, id) order."""
+    users = list(positions)
+    pg = tx.dialect == "postgresql"
+    tx_col = "txid" if pg else "0"
+    where = "user_id = ANY(%s)" if pg else f"user_id IN ({','.join('?' * len(users))})"
+    sql = (f"SELECT {tx_col}, id, user_id, type, name, ts_us, payload, message_id, origin FROM events "  # noqa: S608
+           f"WHERE type <> '{COMMAND}' AND {where} ORDER BY user_id, ts_us, id")
+    out: dict[str, list[Event]] = {u: [] for u in users}
+    loads = orjson.loads
+    rows = tx.conn.exec_driver_sql(sql, ((users,) if pg else tuple(users)),
+                                   execution_options={"yield_per": 0, "stream_results": False})
+    for tx_pos, row_id, user_id, type_, name, ts_us, payload, message_id, origin in rows:
+        if (int(tx_pos), int(row_id)) < positions[user_id]:
+            out[user_id].append(Event(user_id=user_id, name=name, ts_us=ts_us, type=type_,
+                                      properties=loads(payload), message_id=message_id, id=row_id, origin=origin))
+    return out
+
+
+def rebuild_users(engine: SegmentEngine, tx: Tx, positions: dict[str, Position], keys: list[str] | None = None,
+                  origin: Origin = "rebuild") -> RebuildResult:
+    """Rebuild these users' state and ``keys`` (default: all segments) from their events before ``positions``
+    (each user's rebuild command in the log: what the segment stage has applied when it reaches the command; it
+    goes on with the later events live), at the engine's business time. Used by the rebuild command's handler."""
+    now_us = to_us(engine.clock.now())
+    chosen = {k for k in keys if k in engine.segments} if keys else set(engine.segments)
+    result = RebuildResult()
+    users = list(positions)
+    for start in range(0, len(users), CHUNK_USERS):
+        chunk = {u: positions[u] for u in users[start : start + CHUNK_USERS]}
+        history = _events_before(tx, chunk)
+        profiles = tx.profiles.get_many(list(chunk))
+        old_states = tx.segments.load_states(list(chunk))
+        batch = _Batch()
+        states: dict[str, State] = {}
+        for user_id, events in history.items():
+            if not events and user_id not in old_states:
+                continue  # nothing stored and nothing to fold (erased since the rebuild was submitted)
+            profile = profiles.get(user_id)
+            traits: dict[str, Any] = profile.traits if profile else {}
+            tz = engine._tz(traits)
+            state: State = {}
+            for event in events:
+                apply_event(state, event, engine.plan, tz)
+            prune(state, engine.plan, engine.segments.values(), now_us)
+            old = old_states.get(user_id, {})
+            state["m"] = old.get("m", {})
+            state["t"] = old.get("t", {})
+            state["ti"] = old.get("ti", {})
+            engine._reconcile(batch, user_id, state, traits, now_us, chosen, fired=set(), force=True, origin=origin)
+            states[user_id] = state
+            result.events += len(events)
+        result.users += len(states)
+        result.entered += sum(1 for t in batch.transitions if t.kind == "enter")
+        result.exited += sum(1 for t in batch.transitions if t.kind == "exit")
+        engine._flush(tx, batch, states, now_us)
+        _forget_cached(engine, states)
     return result

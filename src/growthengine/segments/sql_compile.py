@@ -1,24 +1,25 @@
-"""A segment's condition compiled to one SQL query over the event log: per user, membership at an instant.
+"""The segments of a rebuild compiled to SQL over the log's typed events: one pass per user, then one query each.
 
-The query reads ``events`` (not the ``type='command'`` rows) and ``profiles``, and yields one row per user who is a
-member at ``as_of`` or is stored as one (so a rebuild sees its exits), with the aggregates each leaf of the condition
-measured (counts, sums, distinct counts, the last event time, the qualifying group of a ``per`` rule, the days of
-activity) and ``member``. The membership is decided in SQL; :mod:`growthengine.segments.sql_rebuild` hands the
-aggregates to the Python evaluator to word the reason, so reasons read the same whichever way a segment is rebuilt.
+A rebuild first copies the log into a typed temporary table (``sql_typed``: the properties the segments read as
+columns, one scan and one parse of the payloads). :func:`compile_rebuild` then writes
 
-Each leaf is a common table expression of per-user aggregates joined to the users in the log:
-
-* ``EventAggregate``: ``COUNT``/``SUM``/``COUNT(DISTINCT)``/``MAX(ts_us)`` of the events of one name, filtered by
-  their properties, within ``(as_of - within, as_of]`` or over the lifetime; with ``per``, the best group by
-  ``ROW_NUMBER()`` (qualifying first, then the largest value, then the largest group, as the evaluator picks it);
-* ``Inactive`` / ``ActiveDays``: the last activity (track, page, screen) and the distinct local days of activity
-  after ``last - within``, in the user's ``timezone`` trait or the business time zone;
-* ``Pattern``: per entity (``listing_id``, or each of ``listing_ids``) the opening events due by ``as_of`` and not yet
-  left, with no closing event at or after them (at the same instant: after them in the log when the evaluator
-  orders same-instant events by arrival), the first such per entity; window functions over each entity's events,
-  no anti-join (whose plan depends on estimates a database cannot make for JSON-derived entities);
-* ``TraitCondition`` on ``profiles.traits``; ``InSegment`` inlines the other segment's condition (a fresh answer,
-  as the batch evaluator gives it) or, for a segment not being rebuilt, reads its stored members.
+* ``setup``: one row per user in the log with every leaf's aggregates, of every segment being rebuilt, made in ONE
+  ``GROUP BY user`` pass over the typed events: each plain aggregate (``count``/``sum``/``distinct``/``last`` of the
+  events of one name, filtered, windowed or lifetime) and the last activity are conditional aggregates of that pass
+  (``SUM(CASE WHEN <its events> THEN ... END)``). The leaves that need more than one row per user, ``per`` (the
+  best group by ``ROW_NUMBER()``: qualifying first, then the largest value, then the largest group, as the evaluator
+  picks it), ``active_days`` (distinct local days after ``last - within``, in the user's ``timezone`` trait or the
+  business time zone) and patterns (per entity, ``listing_id`` or each of ``listing_ids``, the opening events due by
+  ``as_of`` and not yet left with no closing event at or after them; at the same instant, after them in the log
+  when the evaluator orders same-instant events by arrival; window functions over each entity's events, no
+  anti-join), are their own common table expressions, joined to it by user. An identical leaf in two segments is
+  computed once.
+* per segment, a query over that table: each user who is a member at ``as_of`` or is stored as one (so a rebuild
+  sees its exits), with the leaves' aggregates and ``member``, decided in SQL; :mod:`growthengine.segments.
+  sql_rebuild` hands the aggregates to the Python evaluator to word the reason, so reasons read the same whichever
+  way a segment is rebuilt. ``TraitCondition`` reads ``profiles.traits``; ``InSegment`` inlines the other segment's
+  condition (a fresh answer, as the batch evaluator gives it) or, for a segment not being rebuilt, reads its stored
+  members.
 
 A condition that cannot be written with the evaluator's exact semantics raises :class:`NotCompilable` (comparisons
 with lists or mappings as operands, ``in`` a text, ``exists`` with a non-boolean, a pattern whose first event also
@@ -51,12 +52,16 @@ from growthengine.segments.model import (
     Segment,
     TraitCondition,
 )
-from growthengine.segments.sql_json import JsonSql, NotCompilable, Params, local_day_sql
+from growthengine.segments.sql_json import TYPED, JsonSql, NotCompilable, Params, local_day_sql
+from growthengine.segments.sql_typed import TypedEvents
 
-__all__ = ["CompiledSegment", "Leaf", "NotCompilable", "compile_segment", "timezone_sql"]
+__all__ = ["LEAVES", "CompiledRebuild", "CompiledSegment", "Leaf", "NotCompilable", "compile_rebuild",
+           "timezone_sql"]
 
 ACTIVITY = "('track', 'page', 'screen')"
-_TYPES = {"grp": "text", "s": "numeric"}  # of the leaves' columns; the others are whole numbers
+_TYPES = {"grp": "text", "s": "numeric"}  # of the leaves' columns by their last part; the others are whole numbers
+LEAVES = "ge_segment_leaves"
+"""The temporary table of every user's leaf aggregates (``CompiledRebuild.setup``)."""
 SAME_INSTANT_BY_ARRIVAL = hasattr(feeds, "closing_order")
 """Whether the evaluator orders a pattern's events at one instant by their log id (event-time patterns) or lets a
 closing event close every opening event of its instant (before event time landed)."""
@@ -80,6 +85,16 @@ class CompiledSegment:
     """Per pattern leaf (its alias): the open entities, rows of (user_id, entity, ts_us, payload)."""
 
 
+@dataclass
+class CompiledRebuild:
+    setup: str
+    """A SELECT of one row per user with every leaf's columns (stored as :data:`LEAVES` before the queries)."""
+    params: dict[str, Any]
+    segments: dict[str, CompiledSegment]
+    skipped: dict[str, str]
+    """Segments that cannot be compiled, with why."""
+
+
 def timezone_sql(json: JsonSql, traits_doc: str) -> str:
     """The ``timezone`` trait when it is a non-empty string (the evaluator's ``_tz``), else NULL."""
     value = json.prop(traits_doc, "timezone")
@@ -88,21 +103,27 @@ def timezone_sql(json: JsonSql, traits_doc: str) -> str:
 
 class _Compiler:
     def __init__(self, dialect: str, segments: dict[str, Segment], as_of_us: int, business_tz: str,
-                 zones: list[str], fresh: set[str]) -> None:
+                 zones: list[str], fresh: set[str], typed: TypedEvents) -> None:
         self.params = Params()
-        self.json = JsonSql(dialect, self.params)
+        self.typed = typed
+        self.json = JsonSql(dialect, self.params, typed.columns)
         self.segments = segments
         self.as_of_us = as_of_us
         self.now = self.params.add(as_of_us)
         self.business_tz = business_tz
         self.zones = zones
         self.fresh = fresh
+        # Shared by every segment: the one pass, its scored columns, the leaves joined to it, identical leaves once.
+        self.passed: dict[str, str] = {}  # column -> aggregate over the typed events e (GROUP BY user)
+        self.scored: dict[str, str] = {}  # column -> expression over the pass's row g
         self.ctes: dict[str, str] = {}
-        self.columns: list[tuple[str, str]] = []  # (leaf alias, column): every leaf's, gathered per user in j
+        self.joined: dict[str, tuple[str, ...]] = {}  # CTE -> its columns (one row per user), joined by user
+        self.memo: dict[Any, tuple[str, tuple[str, ...], str]] = {}  # leaf -> (alias, columns, predicate)
+        self.count = 0
+        # Per segment.
         self.selects: list[str] = []
         self.leaves: list[Leaf] = []
         self.facet_sql: dict[str, str] = {}
-        self.count = 0
         self.top = True
         self.inlining: list[str] = []
 
@@ -122,118 +143,142 @@ class _Compiler:
             return self.json.compare(self.json.prop(doc, node.trait), node.compare, doc, node.trait)
         if isinstance(node, InSegment):
             return self.in_segment(node)
-        if isinstance(node, (Inactive, ActiveDays)):
-            return self.activity(node)
-        if isinstance(node, Pattern):
-            return self.pattern(node)
-        return self.aggregate(node)
+        if isinstance(node, Inactive):
+            self._activity()
+            if self.top:
+                self.leaves.append(Leaf(node, "act"))
+            return f"(j.act_last IS NOT NULL AND {self.now} - j.act_last > {self.params.add(node.more_than_us)})"
+        return self._memoized(node)
 
-    def _leaf(self, node: EventAggregate | Inactive | ActiveDays | Pattern | InSegment, alias: str,
-              columns: tuple[str, ...]) -> None:
-        self.columns.extend((alias, c) for c in columns)
+    def _memoized(self, node: EventAggregate | ActiveDays | Pattern) -> str:
+        try:
+            known = self.memo.get(node)
+        except TypeError:  # an operand that cannot be hashed (a list): compiled again
+            known = None
+        if known is None:
+            if isinstance(node, ActiveDays):
+                known = self.active_days(node)
+            elif isinstance(node, Pattern):
+                known = self.pattern(node)
+            else:
+                known = self.aggregate(node)
+            try:
+                self.memo[node] = known
+            except TypeError:
+                pass
+        a, columns, predicate = known
+        if isinstance(node, ActiveDays):
+            self._activity()  # the evaluator reads the last activity with the days
         if self.top:
-            self.leaves.append(Leaf(node, alias))
-            self.selects.extend(f"j.{alias}_{c} AS {alias}_{c}" for c in columns)
+            self.leaves.append(Leaf(node, a))
+            self.selects.extend(f"j.{a}_{c} AS {a}_{c}" for c in columns)
+            if isinstance(node, Pattern):
+                self.facet_sql[a] = self._facets(a)
+        return predicate
 
     # Leaves ---------------------------------------------------------------------------------------------
 
-    def events(self, base: list[str]) -> tuple[str, list[str], str]:
-        """The events matching ``base`` as a FROM item ``e``, the conditions still to apply, their payload document.
-
-        PostgreSQL parses each payload once, in a subquery that ``OFFSET 0`` keeps apart (folded into the query, the
-        cast would parse the text again at every use of a property).
-        """
-        if self.json.pg:
-            return (f"(SELECT e.id, e.user_id, e.name, e.ts_us, e.payload, CAST(e.payload AS jsonb) AS pj "
-                    f"FROM events e WHERE {' AND '.join(base)} OFFSET 0) e", [], "e.pj")
-        return "events e", list(base), "e.payload"
-
-    def aggregate(self, node: EventAggregate) -> str:
+    def _where(self, node: EventAggregate) -> list[str]:
         j, add = self.json, self.params.add
-        a = self.alias()
-        base = ["e.type <> 'command'", f"e.name = {add(node.event)}"]
+        where = [f"e.name = {add(node.event)}"]
         if node.within_us is not None:
-            base += [f"e.ts_us > {add(self.as_of_us - node.within_us)}", f"e.ts_us <= {self.now}"]
-        source, where, doc = self.events(base)
-        for f in node.where:
-            where.append(j.compare(j.prop(doc, f.prop), f.compare, doc, f.prop))
-        columns = ["COUNT(*) AS n", "MAX(e.ts_us) AS l"]
+            where += [f"e.ts_us > {add(self.as_of_us - node.within_us)}", f"e.ts_us <= {self.now}"]
+        where += [j.compare(j.prop(TYPED, f.prop), f.compare, TYPED, f.prop) for f in node.where]
+        return where
+
+    def aggregate(self, node: EventAggregate) -> tuple[str, tuple[str, ...], str]:
+        if node.per is not None:
+            return self.per_aggregate(node)
+        j = self.json
+        a = self.alias()
+        cond = " AND ".join(self._where(node))
+        self.passed[f"{a}_n"] = f"SUM(CASE WHEN {cond} THEN 1 END)"
+        self.passed[f"{a}_l"] = f"MAX(CASE WHEN {cond} THEN e.ts_us END)"
         names = ["n", "l"]
         if node.measure in ("sum", "distinct"):
             if node.of is None:
                 raise NotCompilable(f"{node.measure} without a property")
-            value = j.prop(doc, node.of)
+            value = j.prop(TYPED, node.of)
+            if node.measure == "sum":
+                self.passed[f"{a}_s"] = f"SUM(CASE WHEN {cond} THEN {j.summand(value)} END)"
+                self.passed[f"{a}_fl"] = f"MAX(CASE WHEN {cond} THEN {j.float_flag(value)} END)"
+                names += ["s", "fl"]
+            else:
+                self.passed[f"{a}_d"] = f"COUNT(DISTINCT CASE WHEN {cond} THEN {j.key(value)} END)"
+                names.append("d")
+        measured = {"count": f"g.{a}_n", "sum": f"g.{a}_s", "distinct": f"g.{a}_d",
+                    "last": f"({self.now} - g.{a}_l)"}[node.measure]
+        ok = j.compare_number(measured, node.compare)
+        self.scored[f"{a}_ok"] = f"CASE WHEN g.{a}_n IS NULL THEN NULL WHEN {ok} THEN 1 ELSE 0 END"
+        default = 1 if compare(None if node.measure == "last" else 0, node.compare) else 0
+        return a, (*names, "ok"), f"(COALESCE(j.{a}_ok, {default}) = 1)"
+
+    def per_aggregate(self, node: EventAggregate) -> tuple[str, tuple[str, ...], str]:
+        j = self.json
+        a = self.alias()
+        where = self._where(node)
+        columns = ["COUNT(*) AS n", "MAX(e.ts_us) AS l"]
+        names = ["grp", "n", "l"]
+        if node.measure in ("sum", "distinct"):
+            if node.of is None:
+                raise NotCompilable(f"{node.measure} without a property")
+            value = j.prop(TYPED, node.of)
             if node.measure == "sum":
                 columns += [f"SUM({j.summand(value)}) AS s", f"MAX({j.float_flag(value)}) AS fl"]
                 names += ["s", "fl"]
             else:
                 columns.append(f"COUNT(DISTINCT {j.key(value)}) AS d")
                 names.append("d")
-        group_by = "e.user_id"
-        if node.per is not None:
-            group = j.key(j.prop(doc, node.per))
-            columns.insert(0, f"{group} AS grp")
-            where.append(f"{group} IS NOT NULL")
-            group_by += ", grp"
-            names.append("grp")
+        group = j.key(j.prop(TYPED, node.per or ""))
+        where.append(f"{group} IS NOT NULL")
         measured = {"count": "g.n", "sum": "g.s", "distinct": "g.d", "last": f"({self.now} - g.l)"}[node.measure]
+        inner = (f"SELECT e.user_id AS user_id, {group} AS grp, {', '.join(columns)} FROM {self.typed.table} e "
+                 f"WHERE {' AND '.join(where)} GROUP BY e.user_id, grp")
         ok = j.compare_number(measured, node.compare)
-        inner = (f"SELECT e.user_id AS user_id, {', '.join(columns)} FROM {source} "
-                 f"WHERE {' AND '.join(where) or '1 = 1'} GROUP BY {group_by}")
         scored = f"SELECT g.*, CASE WHEN {ok} THEN 1 ELSE 0 END AS ok FROM ({inner}) g"
-        if node.per is None:
-            self.ctes[a] = scored
-            empty = None if node.measure == "last" else 0
-            default = 1 if compare(empty, node.compare) else 0
-        else:
-            ranked = measured.replace("g.", "r.")
-            self.ctes[a] = (f"SELECT t.* FROM (SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.user_id ORDER BY "
-                            f"r.ok DESC, {ranked} DESC, r.grp{j.C} DESC) AS rn FROM ({scored}) r) t WHERE t.rn = 1")
-            default = 0
-        self._leaf(node, a, (*names, "ok"))
-        return f"(COALESCE(j.{a}_ok, {default}) = 1)"
+        ranked = measured.replace("g.", "r.")
+        self.ctes[a] = (f"SELECT t.* FROM (SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.user_id ORDER BY "
+                        f"r.ok DESC, {ranked} DESC, r.grp{j.C} DESC) AS rn FROM ({scored}) r) t WHERE t.rn = 1")
+        self.joined[a] = (*names, "ok")
+        return a, (*names, "ok"), f"(COALESCE(j.{a}_ok, 0) = 1)"
 
-    def _activity_cte(self) -> None:
-        if "act" not in self.ctes:
-            self.ctes["act"] = (f"SELECT e.user_id AS user_id, MAX(e.ts_us) AS last FROM events e "
-                                f"WHERE e.type IN {ACTIVITY} GROUP BY e.user_id")
-            self.columns.append(("act", "last"))
+    def _activity(self) -> None:
+        self.passed["act_last"] = f"MAX(CASE WHEN e.type IN {ACTIVITY} THEN e.ts_us END)"
+        if self.top and "j.act_last AS act_last" not in self.selects:
             self.selects.append("j.act_last AS act_last")
 
-    def activity(self, node: Inactive | ActiveDays) -> str:
-        self._activity_cte()
-        if isinstance(node, Inactive):
-            if self.top:
-                self.leaves.append(Leaf(node, "act"))
-            return f"(j.act_last IS NOT NULL AND {self.now} - j.act_last > {self.params.add(node.more_than_us)})"
+    def active_days(self, node: ActiveDays) -> tuple[str, tuple[str, ...], str]:
+        self._activity()
         a = self.alias()
+        log = self.typed.table
         zones = (f"(SELECT pz.user_id, {timezone_sql(self.json, self.json.doc('pz.traits'))} AS zone "
                  f"FROM profiles pz{' OFFSET 0' if self.json.pg else ''})")  # each user's traits parsed once
         zone = f"COALESCE(pz.zone, {self.params.add(self.business_tz)})"
         day = local_day_sql(self.json, "e.ts_us", zone, self.zones, self.business_tz)
-        self.ctes[a] = (f"SELECT act.user_id AS user_id, COUNT(DISTINCT {day}) AS days FROM act "
-                        f"JOIN events e ON e.user_id = act.user_id AND e.ts_us > act.last - "
+        self.ctes[a] = (f"SELECT act.user_id AS user_id, COUNT(DISTINCT {day}) AS days FROM (SELECT user_id, "
+                        f"MAX(ts_us) AS last FROM {log} WHERE type IN {ACTIVITY} GROUP BY user_id) act "
+                        f"JOIN {log} e ON e.user_id = act.user_id AND e.ts_us > act.last - "
                         f"{self.params.add(node.within_us)} LEFT JOIN {zones} pz ON pz.user_id = act.user_id "
                         f"WHERE e.type IN {ACTIVITY} GROUP BY act.user_id")
-        self._leaf(node, a, ("days",))
-        return self.json.compare_number(f"COALESCE(j.{a}_days, 0)", node.compare)
+        self.joined[a] = ("days",)
+        return a, ("days",), self.json.compare_number(f"COALESCE(j.{a}_days, 0)", node.compare)
 
-    def pattern(self, node: Pattern) -> str:
+    def pattern(self, node: Pattern) -> tuple[str, tuple[str, ...], str]:
         if node.first in node.not_followed_by:
             raise NotCompilable("a pattern whose first event also closes it")
         j, add = self.json, self.params.add
         a = self.alias()
         names = ", ".join(add(n) for n in (node.first, *node.not_followed_by))
         opens = f"CASE WHEN e.name = {add(node.first)} THEN 1 ELSE 0 END"
-        events, where, doc = self.events(["e.type <> 'command'", f"e.name IN ({names})"])
-        single = j.prop(doc, node.same)
-        source, element = j.elements(doc, node.same + "s")
+        events, where = f"{self.typed.table} e", [f"e.name IN ({names})"]
+        single = j.prop(TYPED, node.same)
+        source, element = j.elements(TYPED, node.same + "s")
         singles = " AND ".join([*where, j.is_scalar(single)])
         plurals = " AND ".join([*where, f"NOT {j.is_scalar(single)}", j.is_scalar(element)])
         self.ctes[f"ents_{a}"] = (
             f"SELECT e.user_id AS user_id, e.id AS id, e.ts_us AS ts_us, {opens} AS opens, "
-            f"{j.key(single)} AS entity, e.payload AS payload FROM {events} WHERE {singles} "
-            f"UNION ALL SELECT e.user_id, e.id, e.ts_us, {opens}, {j.key(element)}, e.payload "
+            f"{j.key(single)} AS entity FROM {events} WHERE {singles} "
+            f"UNION ALL SELECT e.user_id, e.id, e.ts_us, {opens}, {j.key(element)} "
             f"FROM {events} CROSS JOIN {source} WHERE {plurals}"
         )
         # An opening event stays open while no closing event (by the instant) follows it for its entity: the closing
@@ -246,17 +291,19 @@ class _Compiler:
             f"WHERE x.opens = 1 OR x.ts_us <= {self.now}"
         )
         self.ctes[f"opens_{a}"] = (
-            f"SELECT f.user_id AS user_id, f.entity AS entity, f.ts_us AS ts_us, f.payload AS payload, "
+            f"SELECT f.user_id AS user_id, f.entity AS entity, f.ts_us AS ts_us, f.id AS id, "
             f"ROW_NUMBER() OVER (PARTITION BY f.user_id, f.entity ORDER BY f.ts_us, f.id) AS rn FROM marks_{a} f "
             f"WHERE f.opens = 1 AND f.later = 0 AND f.ts_us + {add(node.within_us)} <= {self.now} "
             f"AND f.ts_us + {add(node.leaves_after_us)} > {self.now}"
         )
         self.ctes[a] = f"SELECT user_id, COUNT(*) AS n_open FROM opens_{a} WHERE rn = 1 GROUP BY user_id"
-        if self.top:
-            steps = ", ".join(f"{name}_{a} AS ({self.ctes[f'{name}_{a}']})" for name in ("ents", "marks", "opens"))
-            self.facet_sql[a] = f"WITH {steps} SELECT user_id, entity, ts_us, payload FROM opens_{a} WHERE rn = 1"
-        self._leaf(node, a, ("n_open",))
-        return f"(COALESCE(j.{a}_n_open, 0) > 0)"
+        self.joined[a] = ("n_open",)
+        return a, ("n_open",), f"(COALESCE(j.{a}_n_open, 0) > 0)"
+
+    def _facets(self, a: str) -> str:
+        steps = ", ".join(f"{name}_{a} AS ({self.ctes[f'{name}_{a}']})" for name in ("ents", "marks", "opens"))
+        return (f"WITH {steps} SELECT o.user_id, o.entity, o.ts_us, ev.payload FROM opens_{a} o "
+                "JOIN events ev ON ev.id = o.id WHERE o.rn = 1")
 
     def in_segment(self, node: InSegment) -> str:
         other = self.segments.get(node.key)
@@ -282,39 +329,65 @@ class _Compiler:
         return predicate
 
     def query(self, segment: Segment) -> CompiledSegment:
+        self.selects, self.leaves, self.facet_sql, self.top, self.inlining = [], [], {}, True, []
         member = self.condition(segment.condition)
         key = self.params.add(segment.key)
+        selects = ", ".join(["j.user_id AS user_id", "p.traits AS traits", *self.selects,
+                             f"CASE WHEN {member} THEN 1 ELSE 0 END AS member"])
+        sql = (f"SELECT {selects} FROM {LEAVES} j LEFT JOIN profiles p ON p.user_id = j.user_id "
+               f"WHERE {member} OR j.user_id IN "
+               f"(SELECT sm.user_id FROM segment_members sm WHERE sm.segment_key = {key})")
+        return CompiledSegment(segment, sql, self.params.values, list(self.leaves), dict(self.facet_sql))
+
+    def setup(self) -> str:
+        """Every user in the log with every leaf's columns: the one pass, scored, and the other leaves gathered by
+        user (a UNION ALL grouped by user, not joins: SQLite may run a join as a scan of the leaf per user)."""
+        passed = "".join(f", {expr} AS {name}" for name, expr in self.passed.items())
+        one_pass = f"SELECT e.user_id AS user_id{passed} FROM {self.typed.table} e GROUP BY e.user_id"
+        scored = "".join(f", {expr} AS {name}" for name, expr in self.scored.items())
         # SQLite would run a CTE joined to every user again per user (a co-routine): each is computed once.
         materialized = "" if self.json.pg else "MATERIALIZED "
         ctes = [f"{name} AS {materialized}({body})" for name, body in self.ctes.items()]
-        # Every user in the log, with each leaf's columns: one row per user and leaf, gathered by a GROUP BY (no
-        # join of the users to each leaf, which SQLite may run as a scan of the leaf per user).
-        names = [f"{a}_{c}" for a, c in self.columns]
-        nulls = {c: f"CAST(NULL AS {_TYPES.get(c, 'bigint')})" for _, c in self.columns}  # PostgreSQL wants types
-        parts = ["SELECT u.user_id" + "".join(f", {nulls[c]} AS {a}_{c}" for a, c in self.columns)
-                 + " FROM (SELECT DISTINCT user_id FROM events) u WHERE EXISTS (SELECT 1 FROM events c WHERE "
-                 "c.user_id = u.user_id AND c.type <> 'command')"]  # the users index alone, then a seek per user
-        for alias in dict.fromkeys(a for a, _ in self.columns):
-            values = [f"{a}.{c}" if a == alias else nulls[c] for a, c in self.columns]
-            parts.append(f"SELECT {alias}.user_id, {', '.join(values)} FROM {alias}")
+        if not self.joined:
+            with_ = f"WITH {', '.join(ctes)} " if ctes else ""
+            return f"{with_}SELECT g.*{scored} FROM ({one_pass}) g"
+        ctes.append(f"g AS {materialized}(SELECT g.*{scored} FROM ({one_pass}) g)")
+        own = [*self.passed, *self.scored]
+        others = [(a, c) for a, columns in self.joined.items() for c in columns]
+        nulls = {name: f"CAST(NULL AS {_TYPES.get(name.rsplit('_', 1)[-1], 'bigint')})"
+                 for name in [*own, *(f"{a}_{c}" for a, c in others)]}
+        parts = ["SELECT g.user_id" + "".join(f", g.{name}" for name in own)
+                 + "".join(f", {nulls[f'{a}_{c}']} AS {a}_{c}" for a, c in others) + " FROM g"]
+        for alias in self.joined:
+            values = [f"{a}.{c}" if a == alias else nulls[f"{a}_{c}"] for a, c in others]
+            parts.append(f"SELECT {alias}.user_id{''.join(', ' + nulls[n] for n in own)}, {', '.join(values)} "
+                         f"FROM {alias}")
+        names = [*own, *(f"{a}_{c}" for a, c in others)]
         gathered = "".join(f", MAX({n}) AS {n}" for n in names)
-        ctes.append(f"j AS (SELECT user_id{gathered} FROM ({' UNION ALL '.join(parts)}) x GROUP BY user_id)")
-        selects = ", ".join(["j.user_id AS user_id", "p.traits AS traits", *self.selects,
-                             f"CASE WHEN {member} THEN 1 ELSE 0 END AS member"])
-        sql = (f"WITH {', '.join(ctes)} SELECT {selects} FROM j LEFT JOIN profiles p ON p.user_id = j.user_id "
-               f"WHERE {member} OR j.user_id IN "
-               f"(SELECT sm.user_id FROM segment_members sm WHERE sm.segment_key = {key})")
-        return CompiledSegment(segment, sql, dict(self.params.values), list(self.leaves), dict(self.facet_sql))
+        return f"WITH {', '.join(ctes)} SELECT user_id{gathered} FROM ({' UNION ALL '.join(parts)}) x GROUP BY user_id"
 
 
-def compile_segment(segment: Segment, segments: dict[str, Segment], dialect: str, as_of_us: int, *,
-                    business_tz: str = "Asia/Bangkok", zones: list[str] | None = None,
-                    fresh: set[str] | None = None) -> CompiledSegment:
-    """Compile ``segment`` for ``dialect`` at ``as_of_us``.
+def compile_rebuild(segments: dict[str, Segment], keys: list[str], dialect: str, as_of_us: int,
+                    typed: TypedEvents, *, business_tz: str = "Asia/Bangkok", zones: list[str] | None = None,
+                    fresh: set[str] | None = None, max_zones: int | None = None) -> CompiledRebuild:
+    """Compile ``keys`` (in this order) for ``dialect`` at ``as_of_us`` over the typed events ``typed``.
 
-    ``zones``: the time zones the users' ``timezone`` traits name (for active days); ``fresh``: the segments whose
-    membership an ``in segment`` condition computes afresh (default: all), the others are read as stored.
+    ``zones``: the time zones the users' ``timezone`` traits name (for active days; more than ``max_zones``: a
+    segment with active days is not compiled); ``fresh``: the segments whose membership an ``in segment`` condition
+    computes afresh (default: all), the others are read as stored.
     """
     compiler = _Compiler(dialect, segments, as_of_us, business_tz, zones or [],
-                         set(segments) if fresh is None else fresh)
-    return compiler.query(segment)
+                         set(segments) if fresh is None else fresh, typed)
+    out: dict[str, CompiledSegment] = {}
+    skipped: dict[str, str] = {}
+    for key in keys:
+        segment = segments[key]
+        if max_zones is not None and len(zones or []) > max_zones and any(
+                isinstance(n, ActiveDays) for n in feeds.walk(segment.condition)):
+            skipped[key] = f"{len(zones or [])} time zones"
+            continue
+        try:
+            out[key] = compiler.query(segment)
+        except NotCompilable as exc:
+            skipped[key] = str(exc)
+    return CompiledRebuild(compiler.setup(), compiler.params.values, out, skipped)

@@ -23,6 +23,8 @@ from growthengine.segments.feeds import zone_for
 from growthengine.segments.model import Compare
 
 DAY_US = 86_400_000_000
+TYPED = "<typed>"
+"""The document of a property read from the typed events table (``sql_typed``) rather than from a payload."""
 _PY_NUMBER = r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
 
 
@@ -88,9 +90,11 @@ def fixed_offset_us(zone: str) -> int | None:
 class JsonSql:
     """The JSON dialect of one database."""
 
-    def __init__(self, dialect: str, params: Params) -> None:
+    def __init__(self, dialect: str, params: Params, typed: dict[str, int] | None = None) -> None:
         self.pg = dialect == "postgresql"
         self.p = params
+        self.typed = typed or {}
+        """Properties read from the typed events table's row ``e`` (``sql_typed``) when the document is ``TYPED``."""
         self.NUM = "('number')" if self.pg else "('integer', 'real')"
         self.NUM_OR_BOOL = "('number', 'boolean')" if self.pg else "('integer', 'real', 'true', 'false')"
         self.STR = "'string'" if self.pg else "'text'"
@@ -100,7 +104,20 @@ class JsonSql:
         """A stored JSON text column as a document."""
         return f"CAST({column} AS jsonb)" if self.pg else column
 
+    def _column(self, name: str) -> str:
+        if name not in self.typed:
+            raise NotCompilable(f"property {name!r} is not among the typed columns")
+        return f"e.c{self.typed[name]}"
+
     def prop(self, doc: str, name: str) -> JValue:
+        if doc == TYPED:
+            column = self._column(name)
+            typ, text = f"{column}_t", f"{column}_v"
+            if not self.pg:
+                return JValue(typ, text, text)
+            num = (f"(CASE WHEN {typ} = 'number' THEN CAST({text} AS numeric) "
+                   f"WHEN {typ} = 'boolean' THEN (CASE WHEN {text} = 'true' THEN 1 ELSE 0 END) END)")
+            return JValue(typ, text, num)
         if self.pg:
             key = f"CAST({self.p.add(name)} AS text)"
             typ, text = f"jsonb_typeof({doc} -> {key})", f"({doc} ->> {key})"
@@ -119,6 +136,17 @@ class JsonSql:
 
     def elements(self, doc: str, name: str) -> tuple[str, JValue]:
         """A FROM item over the elements of an array property (none when it is not an array), and an element."""
+        if doc == TYPED:
+            column = self._column(name)
+            if self.pg:
+                source = (f"jsonb_array_elements(CASE WHEN {column}_t = 'array' THEN CAST({column}_v AS jsonb) "
+                          "ELSE CAST('[]' AS jsonb) END) AS je(v)")
+                typ, text = "jsonb_typeof(je.v)", "(je.v #>> '{}')"
+                num = (f"(CASE WHEN {typ} = 'number' THEN CAST({text} AS numeric) "
+                       f"WHEN {typ} = 'boolean' THEN (CASE WHEN {text} = 'true' THEN 1 ELSE 0 END) END)")
+                return source, JValue(typ, text, num)
+            return f"json_each(CASE WHEN {column}_t = 'array' THEN {column}_v END) AS je", JValue(
+                "je.type", "je.value", "je.value")
         if self.pg:
             key = f"CAST({self.p.add(name)} AS text)"
             source = (f"jsonb_array_elements(CASE WHEN jsonb_typeof({doc} -> {key}) = 'array' THEN {doc} -> {key} "
@@ -219,7 +247,12 @@ class JsonSql:
             op = self.p.add(operand)
             position = f"strpos({v.text}, {op})" if self.pg else f"instr({v.text}, {op})"
             parts.append(f"({v.typ} = {self.STR} AND {position} > 0)")
-            if self.pg:
+            if doc == TYPED:
+                column = self._column(name)
+                keys = (f"jsonb_exists(CAST({column}_v AS jsonb), {op})" if self.pg else
+                        f"EXISTS (SELECT 1 FROM json_each({column}_v) AS jk WHERE jk.key = {op})")
+                parts.append(f"({v.typ} = 'object' AND {keys})")
+            elif self.pg:
                 parts.append(f"({v.typ} = 'object' AND jsonb_exists({doc} -> CAST({self.p.add(name)} AS text), {op}))")
             else:
                 path = self.p.add(self.path(name))

@@ -25,9 +25,11 @@ from growthengine.clock import to_us
 from growthengine.segments.engine import SegmentEngine
 from growthengine.segments.evaluate import Evaluator
 from growthengine.segments.feeds import State, feed_id, walk
-from growthengine.segments.model import ActiveDays, EventAggregate, InSegment, Pattern, Segment
-from growthengine.segments.sql_compile import CompiledSegment, compile_segment, timezone_sql
-from growthengine.segments.sql_json import JsonSql, NotCompilable, Params, register_sqlite_functions
+from growthengine.segments.model import ActiveDays, EventAggregate, InSegment, Pattern
+from growthengine.segments.rebuild import _forget_cached
+from growthengine.segments.sql_compile import CompiledRebuild, CompiledSegment, compile_rebuild, timezone_sql
+from growthengine.segments.sql_json import JsonSql, Params, register_sqlite_functions
+from growthengine.segments.sql_typed import create_leaves, create_typed_events, drop_leaves, drop_typed_events
 from growthengine.storage.segment_store import Membership, Transition
 from growthengine.storage.unit_of_work import Tx
 
@@ -72,12 +74,20 @@ def user_zones(tx: Tx) -> list[str]:
     return sorted(z for (z,) in tx.conn.execute(sa.text(sql), params.values) if z is not None)
 
 
-def compile_for(engine: SegmentEngine, tx: Tx, segment: Segment, as_of_us: int, zones: list[str],
-                fresh: set[str]) -> CompiledSegment:
-    if len(zones) > MAX_ZONES and any(isinstance(n, ActiveDays) for n in walk(segment.condition)):
-        raise NotCompilable(f"{len(zones)} time zones")
-    return compile_segment(segment, engine.segments, tx.dialect, as_of_us, business_tz=engine.business_timezone,
-                           zones=zones, fresh=fresh)
+def compile_all(engine: SegmentEngine, tx: Tx, keys: list[str], as_of_us: int, zones: list[str],
+                fresh: set[str]) -> CompiledRebuild:
+    """The log copied once into the typed table, every user's leaves of ``keys`` in one pass (:data:`LEAVES`), and
+    one query per segment over it."""
+    typed = create_typed_events(tx.conn, tx.dialect, engine.segments.values())
+    plan = compile_rebuild(engine.segments, keys, tx.dialect, as_of_us, typed,
+                           business_tz=engine.business_timezone, zones=zones, fresh=fresh, max_zones=MAX_ZONES)
+    create_leaves(tx.conn, plan.setup, plan.params)
+    return plan
+
+
+def drop_all(tx: Tx) -> None:
+    drop_leaves(tx.conn)
+    drop_typed_events(tx.conn)
 
 
 def _number(value: Any, is_float: Any) -> Any:
@@ -157,13 +167,27 @@ def _open_entities(tx: Tx, compiled: CompiledSegment) -> Opens:
     return out
 
 
-def verdicts(tx: Tx, compiled: CompiledSegment, as_of_us: int) -> Iterator[UserVerdict]:
-    """Every user the query returns: the SQL's membership, with the evaluator's facets and reason."""
+def _plain(compiled: CompiledSegment) -> bool:
+    """A member of this segment keeps no data and no entity (no pattern, no ``per``): SQL alone says all."""
+    return not any(isinstance(leaf.node, Pattern) or (isinstance(leaf.node, EventAggregate) and leaf.node.per)
+                   for leaf in compiled.leaves)
+
+
+def verdicts(tx: Tx, compiled: CompiledSegment, as_of_us: int,
+             settled: set[str] | None = None) -> Iterator[UserVerdict]:
+    """Every user the query returns: the SQL's membership, with the evaluator's facets and reason.
+
+    ``settled``: users stored as members of a plain segment (``_plain``); when SQL says they still are, nothing
+    changes and the evaluator is not run (their verdict has the stored facet and no reason).
+    """
     opens = _open_entities(tx, compiled)
     # yield_per on the statement: on the connection it would stay on for the writes (PostgreSQL's server-side
     # cursors cannot executemany)
     result = tx.conn.execute(sa.text(compiled.sql).execution_options(yield_per=5000), compiled.params)
     for raw in result.mappings():
+        if settled is not None and raw["member"] and raw["user_id"] in settled:
+            yield UserVerdict(raw["user_id"], True, {"": {"data": {}, "reason": ""}}, "")
+            continue
         row = dict(raw)
         traits = orjson.loads(row["traits"]) if row["traits"] else {}
         evaluator = Evaluator(traits, synthetic_state(compiled, row, opens, as_of_us), as_of_us)
@@ -187,7 +211,9 @@ def _rebuild_one(tx: Tx, compiled: CompiledSegment, as_of_us: int, result: SqlRe
     transitions: list[Transition] = []
     members: list[Membership] = []
     removed: list[tuple[str, str, str]] = []
-    for v in verdicts(tx, compiled, as_of_us):
+    settled = {u for u, entities in stored.items() if set(entities) == {""} and entities[""][1] == {}} \
+        if _plain(compiled) else None
+    for v in verdicts(tx, compiled, as_of_us, settled):
         result.rows += 1
         if v.member != bool(v.facets):
             result.disagreements += 1
@@ -228,19 +254,16 @@ def sql_memberships(engine: SegmentEngine, tx: Tx, as_of_us: int) -> tuple[dict[
     prepare(tx)
     zones = user_zones(tx)
     out: dict[tuple[str, str], Facets] = {}
-    skipped: list[str] = []
-    for key in engine.order:
-        try:
-            compiled = compile_for(engine, tx, engine.segments[key], as_of_us, zones, set(engine.segments))
-        except NotCompilable:
-            skipped.append(key)
-            continue
+    plan = compile_all(engine, tx, list(engine.order), as_of_us, zones, set(engine.segments))
+    skipped = [key for key in engine.order if key in plan.skipped]
+    for key, compiled in plan.segments.items():
         for v in verdicts(tx, compiled, as_of_us):
             if v.member != bool(v.facets):
                 raise AssertionError(f"segment {key}, user {v.user_id}: SQL says member={v.member}, "
                                      f"the evaluator on its aggregates says {sorted(v.facets)} ({v.reason})")
             if v.member:
                 out[(key, v.user_id)] = v.facets
+    drop_all(tx)
     return out, skipped
 
 
@@ -269,18 +292,18 @@ def sql_rebuild(engine: SegmentEngine, tx: Tx, keys: list[str] | None = None) ->
     needs_zones = any(isinstance(n, ActiveDays) for k in chosen for n in walk(engine.segments[k].condition))
     zones = user_zones(tx) if needs_zones else []
     memberships: dict[str, dict[str, dict[str, list[Any]] | None]] = defaultdict(dict)
+    plan = compile_all(engine, tx, [k for k in engine.order if k in chosen], as_of_us, zones, chosen)
     for key in engine.order:
-        if key not in chosen:
-            continue
-        try:
-            compiled = compile_for(engine, tx, engine.segments[key], as_of_us, zones, chosen)
-        except NotCompilable as exc:
+        if key in plan.skipped:
             result.fell_back.append(key)
-            log.info("segment %s cannot be rebuilt in SQL (%s): rebuilt by the Python evaluator", key, exc)
-            continue
-        _rebuild_one(tx, compiled, as_of_us, result, memberships)
-        result.compiled.append(key)
+            log.info("segment %s cannot be rebuilt in SQL (%s): rebuilt by the Python evaluator", key,
+                     plan.skipped[key])
+        elif key in plan.segments:
+            _rebuild_one(tx, plan.segments[key], as_of_us, result, memberships)
+            result.compiled.append(key)
+    drop_all(tx)
     _save_memberships(tx, memberships, as_of_us)
+    _forget_cached(engine, memberships)
     if result.fell_back:
         _python_rebuild(engine, tx, result)
     log.info("rebuilt %s in SQL (%d users looked at): %d entered, %d left%s", ", ".join(result.compiled) or "nothing",
