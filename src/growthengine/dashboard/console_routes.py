@@ -111,7 +111,7 @@ def add_console_routes(router: APIRouter, engine: Engine, kit: Kit) -> None:
             return to_login(request)
         query = request.query_params.get("q", "").strip()[:300].replace("\x00", "")
         found = user_page.search(engine, query)
-        if len(found) == 1 and query in (found[0]["user_id"], found[0]["email"]):
+        if len(found) == 1 and (query == found[0]["user_id"] or query.lower() == str(found[0]["email"]).lower()):
             return RedirectResponse(f"/dashboard/users/{quote(found[0]['user_id'], safe='')}", status_code=303)
         return kit.render(request, "users.html", "users", data={"q": query, "found": found})
 
