@@ -243,8 +243,9 @@ def add_editor_routes(router: APIRouter, engine: Engine, kit: Kit) -> None:
             return editor_page(request, "template", data, 422)
         if action == "test":
             data["test"] = test_send(key, form)
-            return editor_page(request, "template", data, 200 if "message" in data["test"] else 422)
         data.update(template_preview(key, form))
+        if action == "test":
+            return editor_page(request, "template", data, 200 if "message" in data["test"] else 422)
         return editor_page(request, "template", data, 422 if data["problems"] else 200)
 
     def test_send(key: str, form: dict[str, str]) -> dict[str, Any]:

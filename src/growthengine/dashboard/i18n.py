@@ -247,6 +247,9 @@ TEXT: dict[str, tuple[str, str]] = {
     "score": ("คะแนน", "Score"),
     "trait": ("ข้อมูล", "Trait"),
     "in_segments": ("อยู่ในกลุ่ม", "In segments"),
+    "change.create": ("สร้าง", "created"),
+    "change.update": ("แก้ไข", "updated"),
+    "change.delete": ("ลบ", "deleted"),
 }
 
 

@@ -69,7 +69,9 @@ def user(engine: Engine, user_id: str, lang: str) -> dict[str, Any] | None:
     scores = engine.channel_scores(user_id) or {}
     first_seen = parse_instant(computed["first_seen"], field="first_seen")
     last_active = computed.get("last_active")
-    return {"user_id": user_id, "traits": sorted(view["traits"].items()),
+    traits = [(name, value if isinstance(value, str) else _short(value, 400))
+              for name, value in sorted(view["traits"].items())]
+    return {"user_id": user_id, "traits": traits,
             "first_seen": format_datetime(first_seen, lang, tz),
             "last_active": format_datetime(parse_instant(last_active, field="last_active"), lang, tz)
             if last_active else "",
