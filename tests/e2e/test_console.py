@@ -164,6 +164,10 @@ def test_a_marketer_builds_previews_publishes_and_finds_it_on_the_user_page(
     page.click("#new-flow")
     page.fill("#key", "camera_welcome")
     page.fill("#body", FLOW)
+    page.click("#check")  # drawn from the draft, validated, not yet published
+    page.wait_for_selector('#checked')
+    page.wait_for_selector('.diagram[data-flow="camera_welcome"] li[data-step="second_push"]')
+    assert http.get("/v1/config/flows/camera_welcome").status_code == 404
     page.click("#publish")
     page.wait_for_selector("#saved")
     page.wait_for_selector('.diagram[data-flow="camera_welcome"] li[data-step="second_push"]')

@@ -199,6 +199,11 @@ async def test_a_published_flow_is_drawn_with_its_live_counts(http: httpx.AsyncC
                                                               "body": SEGMENT})).status_code == 303
     assert (await http.post("/dashboard/templates/edit", data={**form, "key": "camera_fans_push",
                                                                "body": TEMPLATE})).status_code == 303
+    checked = await http.post("/dashboard/flows/edit", data={**form, "key": "camera_welcome", "body": FLOW,
+                                                              "action": "check"})
+    assert checked.status_code == 200 and 'id="checked"' in checked.text
+    assert 'data-flow="camera_welcome"' in checked.text and 'data-step="welcome_push"' in checked.text
+    assert (await http.get("/v1/config/flows/camera_welcome", headers=ADMIN)).status_code == 404  # not published
     published = await http.post("/dashboard/flows/edit", data={**form, "key": "camera_welcome", "body": FLOW})
     assert published.status_code == 303, published.text
     # The flow starts for those who enter the segment from now on.

@@ -16,6 +16,7 @@ from growthengine.config.errors import ConfigError
 from growthengine.config.versions import item, load_merged
 from growthengine.content.templates import RenderedMessage, TemplateRegistry
 from growthengine.engine import ConfigConflict, Engine
+from growthengine.flows.model import Flow
 from growthengine.flows.one_off import OneOffRefused, render_for_user
 from growthengine.flows.runner import Runner
 from growthengine.segments.draft_preview import SegmentPreview, preview_segment
@@ -93,6 +94,16 @@ def preview_draft_segment(engine: Engine, key: str, body: dict[str, Any] | None
         preview = preview_segment(segments, key, tx, engine.clock, to_us(engine.clock.now()),
                                   engine.settings.business_timezone)
     return preview, []
+
+
+def check_flow(engine: Engine, key: str, body: dict[str, Any]) -> tuple[Flow | None, list[dict[str, str]]]:
+    """The draft flow as publishing it would load it (validated with the whole merged config), storing nothing."""
+    try:
+        with engine.store.read() as tx:
+            config = load_merged(tx.conn, engine.settings.config_file, changes=[("flow", key, body)])
+    except ConfigError as exc:
+        return None, problems_of(exc)
+    return config.flows.get(key), []
 
 
 class _InLanguage:

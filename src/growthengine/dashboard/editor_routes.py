@@ -179,6 +179,11 @@ def add_editor_routes(router: APIRouter, engine: Engine, kit: Kit) -> None:
             data["problems"] = [{"path": "key", "message": kit.words(request)("bad_key")}]
             return editor_page(request, "flow", data, 422)
         body, problems = drafts.parse_body(form.get("body", ""))
+        if body is not None and form.get("action") == "check":
+            draft, problems = drafts.check_flow(engine, key, body)
+            data.update(problems=problems, checked=not problems,
+                        diagram=diagram(engine, key, draft) if draft is not None else None)
+            return editor_page(request, "flow", data, 422 if problems else 200)
         outcome = drafts.save(engine, "flow", key, body) if body is not None else None
         if outcome is not None and not outcome.problems:
             return RedirectResponse(f"/dashboard/flows/edit?key={key}&saved=1", status_code=303)

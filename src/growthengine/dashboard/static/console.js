@@ -32,6 +32,15 @@
     }
     refresh();
   }
-  function start() { document.querySelectorAll("form[data-live]").forEach(live); }
+  // The broadcast form: choosing a template chooses its channel (a template is written for one).
+  function followTemplate() {
+    var template = document.getElementById("bc-template"), channel = document.getElementById("bc-channel");
+    if (!template || !channel) { return; }
+    template.addEventListener("change", function () {
+      var chosen = template.options[template.selectedIndex];
+      if (chosen && chosen.getAttribute("data-channel")) { channel.value = chosen.getAttribute("data-channel"); }
+    });
+  }
+  function start() { document.querySelectorAll("form[data-live]").forEach(live); followTemplate(); }
   if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", start); } else { start(); }
 })();
