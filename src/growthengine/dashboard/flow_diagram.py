@@ -1,7 +1,7 @@
 """Each flow as a diagram: its trigger, then its steps as boxes (a branch splits into its two arms), each box with
-its live counts: runs waiting there, runs that exited there, and its messages sent, held and suppressed. The
-counts are the ones ``GET /v1/flows`` and ``growth flows show`` read (runs by status and cursor, messages by step
-and status)."""
+its live counts: runs waiting there, runs that exited there (runs by status and cursor, as ``GET /v1/flows`` reads
+them), and its messages sent, held and suppressed as they stand now (the ``kpi_current`` rollup, which the KPI
+stage keeps after every batch, so that the page reads no ledger)."""
 
 from __future__ import annotations
 
@@ -68,10 +68,10 @@ def diagram(engine: Engine, key: str, flow: Flow) -> dict[str, Any]:
     for (status, cursor), n in engine.flow_counts(key).items():
         runs[(status, cursor)] += n
     with engine.store.read() as tx:
-        counts = tx.messages.step_counts(key)
+        counts = tx.kpis.current(flow=key)  # the rollup of messages as they stand now (never a ledger scan)
     messages: dict[str, Counter[str]] = {}
-    for (step, status), n in counts.items():
-        messages.setdefault(step, Counter())[status] += n
+    for row in counts:
+        messages.setdefault(row["step"], Counter())[row["status"]] += row["n"]
     by_status: Counter[str] = Counter()
     for (status, _cursor), n in runs.items():
         by_status[status] += n
