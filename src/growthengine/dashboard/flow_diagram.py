@@ -1,7 +1,7 @@
 """Each flow as a diagram: its trigger, then its steps as boxes (a branch splits into its two arms), each box with
-its live counts: runs waiting there, runs that exited there (runs by status and cursor, as ``GET /v1/flows`` reads
-them), and its messages sent, held and suppressed as they stand now (the ``kpi_current`` rollup, which the KPI
-stage keeps after every batch, so that the page reads no ledger)."""
+its live counts: runs waiting there and runs that exited there (the live and exited runs by cursor, two index
+ranges: completed runs, the bulk of a flow's history, are not read), and its messages sent, held and suppressed as
+they stand now (the ``kpi_current`` rollup, which the KPI stage keeps after every batch: no ledger is read)."""
 
 from __future__ import annotations
 
@@ -64,10 +64,8 @@ def _boxes(steps: tuple[Step, ...], prefix: str, runs: Counter[tuple[str, str]],
 
 
 def diagram(engine: Engine, key: str, flow: Flow) -> dict[str, Any]:
-    runs: Counter[tuple[str, str]] = Counter()
-    for (status, cursor), n in engine.flow_counts(key).items():
-        runs[(status, cursor)] += n
     with engine.store.read() as tx:
+        runs = Counter(tx.kpis.runs_at_steps(key))  # live and exited runs only: index ranges
         counts = tx.kpis.current(flow=key)  # the rollup of messages as they stand now (never a ledger scan)
     messages: dict[str, Counter[str]] = {}
     for row in counts:
@@ -76,8 +74,8 @@ def diagram(engine: Engine, key: str, flow: Flow) -> dict[str, Any]:
     for (status, _cursor), n in runs.items():
         by_status[status] += n
     return {"key": key, "name": flow.name, "enabled": flow.enabled, "trigger": describe_trigger(flow),
-            "boxes": _boxes(flow.steps, "", runs, messages), "runs": dict(by_status),
-            "completed": by_status["completed"]}
+            "boxes": _boxes(flow.steps, "", runs, messages), "active": by_status["active"],
+            "exited": by_status["exited"]}
 
 
 def diagrams(engine: Engine, keys: Callable[[str], bool] = lambda _key: True) -> list[dict[str, Any]]:
