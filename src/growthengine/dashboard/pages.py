@@ -18,18 +18,23 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from growthengine.api.auth import KeyRing
 from growthengine.clock import Clock, RealClock
 from growthengine.dashboard import views
+from growthengine.dashboard.console_routes import add_console_routes
+from growthengine.dashboard.csrf import csrf_token
 from growthengine.dashboard.i18n import pick_language, translator
+from growthengine.dashboard.kit import Kit
 from growthengine.dashboard.session import COOKIE, LANG_COOKIE, DashboardSessions, LoginThrottle, safe_next
 from growthengine.domain.messages import STATUSES
 from growthengine.engine import Engine
 from growthengine.timefmt import TimeFormatError
 
 HERE = Path(__file__).parent
-STATIC = {"style.css": "text/css; charset=utf-8", "charts.js": "text/javascript; charset=utf-8"}
+STATIC = {"style.css": "text/css; charset=utf-8", "charts.js": "text/javascript; charset=utf-8",
+          "console.js": "text/javascript; charset=utf-8"}
 CHANNELS = ("push", "email", "sms", "in_app", "ads")
 PAGES = (("overview", "/"), ("segments", "/dashboard/segments"), ("flows", "/dashboard/flows"),
-         ("messages", "/dashboard/messages"), ("experiments", "/dashboard/experiments"),
-         ("send_times", "/dashboard/send-times"))
+         ("templates", "/dashboard/templates"), ("broadcasts", "/dashboard/broadcasts"),
+         ("messages", "/dashboard/messages"), ("users", "/dashboard/users"),
+         ("experiments", "/dashboard/experiments"), ("send_times", "/dashboard/send-times"))
 SECURITY_HEADERS = {
     "Content-Security-Policy": ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
                                 "img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; "
@@ -101,7 +106,8 @@ def build_router(engine: Engine, system_clock: Clock | None = None) -> APIRouter
         html = env.get_template(template).render(
             t=translator(lang), lang=lang, page=page, pages=PAGES, path=request.url.path,
             other_lang_url=f"{request.url.path}?{urlencode({**params, 'lang': 'en' if lang == 'th' else 'th'})}",
-            plotly_version=plotly.version, signed_in=signed_in(request), **values,
+            plotly_version=plotly.version, signed_in=signed_in(request),
+            csrf=csrf_token(request.cookies.get(COOKIE)) if signed_in(request) else "", **values,
         )
         response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
         if request.query_params.get("lang") == lang:
@@ -124,8 +130,11 @@ def build_router(engine: Engine, system_clock: Clock | None = None) -> APIRouter
     def dates(request: Request) -> dict[str, str | None]:
         return {"start": _query(request, "from"), "end": _query(request, "to")}
 
+    def language(request: Request) -> str:
+        return pick_language(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
+
     def words(request: Request) -> Callable[..., str]:
-        return translator(pick_language(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE)))
+        return translator(language(request))
 
     router.add_api_route("/", page("overview", "overview.html", lambda r: views.overview(
         engine, flow=_query(r, "flow"), t=words(r), **dates(r))), methods=["GET"])
@@ -141,6 +150,8 @@ def build_router(engine: Engine, system_clock: Clock | None = None) -> APIRouter
                          methods=["GET"])
     router.add_api_route("/dashboard/send-times", page("send_times", "send_times.html", lambda r: views.send_times(
         engine, flow=_query(r, "flow"), channel=_query(r, "channel", CHANNELS))), methods=["GET"])
+
+    add_console_routes(router, engine, Kit(render=render, signed_in=signed_in, language=language))
 
     @router.get("/dashboard")
     async def dashboard_root() -> Response:

@@ -15,6 +15,7 @@ from growthengine.analytics.definitions import day_range, zone
 from growthengine.analytics.report import aggregate, build_report, day_span, kpi_row
 from growthengine.analytics.stats import wilson
 from growthengine.clock import from_us, to_us
+from growthengine.dashboard.flow_diagram import diagram
 from growthengine.dashboard.i18n import translator
 from growthengine.engine import Engine
 from growthengine.flows.model import Branch, CouponAction, RecommendationAction, Send, Step, Wait, iter_steps
@@ -121,7 +122,7 @@ def flows(engine: Engine, *, start: str | None, end: str | None, t: Translate = 
                  "layout": {"height": 260, "barmode": "group"}} if sends else None
         out.append({"key": key, "name": flow.name, "description": flow.description, "enabled": flow.enabled,
                     "holdout": flow.holdout_pct, "active": sum(waiting.values()),
-                    "steps": steps, "chart": chart})
+                    "steps": steps, "chart": chart, "diagram": diagram(engine, key, flow)})
     return {"flows": out, "from": first.isoformat(), "to": last.isoformat()}
 
 
@@ -149,6 +150,7 @@ def messages(engine: Engine, *, user_id: str | None, flow: str | None, channel: 
     following = rows[-1]["seq"] if more and rows else None
     older = urlencode({**{k: v for k, v in filters.items() if v}, "before": following}) if following else ""
     return {"messages": items, "next": following, "older_query": older, "filters": filters,
+            "csv_query": urlencode({k: v for k, v in filters.items() if v}),
             "flows": sorted(engine.config.flows), "timezone": tz.key}
 
 

@@ -52,3 +52,10 @@ class BroadcastStore:
     def get(self, broadcast_id: str) -> Broadcast | None:
         row = self._conn.execute(sa.select(broadcasts).where(broadcasts.c.id == broadcast_id)).mappings().first()
         return Broadcast(**dict(row)) if row is not None else None
+
+    def between(self, start_us: int, end_us: int, *, limit: int = 2000) -> list[Broadcast]:
+        """The broadcasts going out (their instant, or when asked for a best-time one) in ``[start, end)``."""
+        when = sa.func.coalesce(broadcasts.c.at_us, broadcasts.c.created_us)
+        query = (sa.select(broadcasts).where(when >= start_us, when < end_us)
+                 .order_by(when, broadcasts.c.id).limit(limit))
+        return [Broadcast(**dict(row)) for row in self._conn.execute(query).mappings()]

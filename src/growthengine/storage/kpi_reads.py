@@ -205,6 +205,13 @@ class KpiReads:
                  .group_by(flow_runs.c.cursor))
         return {str(cursor): int(n) for cursor, n in self._conn.execute(query)}
 
+    def runs_at_steps(self, flow: str) -> dict[tuple[str, str], int]:
+        """A flow's live and exited runs by (status, cursor): two index ranges, never its completed runs."""
+        query = (sa.select(flow_runs.c.status, flow_runs.c.cursor, sa.func.count())
+                 .where(flow_runs.c.flow_key == flow, flow_runs.c.status.in_(("active", "exited")))
+                 .group_by(flow_runs.c.status, flow_runs.c.cursor))
+        return {(str(status), str(cursor)): int(n) for status, cursor, n in self._conn.execute(query)}
+
     # The message explorer -------------------------------------------------------------------------------
 
     def explore(self, *, user_id: str | None = None, flow: str | None = None, channel: str | None = None,

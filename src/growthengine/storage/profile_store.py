@@ -97,6 +97,27 @@ class ProfileStore:
     def count(self) -> int:
         return int(self._conn.execute(sa.select(sa.func.count()).select_from(profiles)).scalar_one())
 
+    def search(self, text: str, *, limit: int = 20) -> list[Profile]:
+        """Known users whose id is ``text`` or starts with it (by the primary key), or whose ``email`` trait is
+        ``text`` whatever its case (a scan of the traits, for the dashboard's search)."""
+        start = self.get(text)
+        found: dict[str, Profile] = {start.user_id: start} if start is not None else {}
+        by_id = (sa.select(profiles).where(profiles.c.user_id.like(_escaped(text) + "%", escape="\\"))
+                 .order_by(profiles.c.user_id).limit(limit))
+        for row in self._conn.execute(by_id).mappings():
+            found.setdefault(row["user_id"], _to_profile(row))
+        if "@" in text:
+            wanted = text.lower()
+            pattern = "%" + _escaped(wanted) + "%"
+            by_email = (sa.select(profiles).where(sa.func.lower(profiles.c.traits).like(pattern, escape="\\"))
+                        .order_by(profiles.c.user_id).limit(limit * 5))
+            for row in self._conn.execute(by_email).mappings():
+                profile = _to_profile(row)
+                email = profile.traits.get("email")
+                if isinstance(email, str) and email.lower() == wanted:
+                    found.setdefault(profile.user_id, profile)
+        return [p for p in found.values() if not p.anonymous][:limit]
+
     # Identity links -------------------------------------------------------------------------------
 
     def linked_users(self, anonymous_ids: Sequence[str]) -> dict[str, str]:
@@ -116,6 +137,11 @@ class ProfileStore:
     def link(self, anonymous_id: str, user_id: str, at_us: int) -> None:
         stmt = insert_for(self._dialect, identities).on_conflict_do_nothing(index_elements=["anonymous_id"])
         self._conn.execute(stmt, {"anonymous_id": anonymous_id, "user_id": user_id, "linked_us": at_us})
+
+
+def _escaped(text: str) -> str:
+    """``text`` matched literally by LIKE (escape character ``\\``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _to_profile(row: Any) -> Profile:
