@@ -318,7 +318,7 @@ def test_an_item_left_in_the_cart_joins_once_the_window_has_passed_and_leaves_af
     assert summary(judge(CART, events, now=added + 7 * DAY)) == \
         (False, "no add_to_cart left without purchase/remove_from_cart within 1h", None)
     assert judge(CART, events, now=added - 1).value is False, "an event after now is not seen yet"
-    assert judge(CART, events, now=added - 1).next_us is None
+    assert judge(CART, events, now=added - 1).next_us == added, "an event after now wakes the rule at its time"
 
 
 def test_a_closing_event_at_or_after_the_add_closes_it_but_not_one_before_or_after_now() -> None:

@@ -198,7 +198,10 @@ class Evaluator:
             for first in sorted(slot["f"], key=opening_order):
                 ts, props = first[0], first[1]
                 opened = opening_order(first)
-                if ts > self.now_us or any(closed > opened for closed in closes):
+                if ts > self.now_us:  # not seen yet: the rule looks again when the clock reaches it
+                    next_us = _earliest(next_us, ts)
+                    continue
+                if any(closed > opened for closed in closes):
                     continue
                 due, leaves = ts + node.within_us, ts + node.leaves_after_us
                 if self.now_us < due:
