@@ -7,7 +7,7 @@ the incremental engine against it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,11 +28,6 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int], None]
 SEGMENT_STAGE = "segments"
 CHUNK_USERS = 2000
-
-
-def _forget_cached(engine: SegmentEngine, user_ids: Iterable[str] | None) -> None:
-    """The segment stage's in-memory states of these users (all: ``None``) are stale: the rebuild replaced them."""
-    engine.forget_cached(None if user_ids is None else list(user_ids))
 
 
 @dataclass
@@ -124,17 +119,11 @@ def rebuild(engine: SegmentEngine, tx: Tx, keys: list[str] | None = None,
         batch = _Batch()
         states: dict[str, State] = {}
         for user_id, state, traits in chunk:
-            old = old_states.get(user_id, {})
-            state["m"] = old.get("m", {})
-            state["t"] = old.get("t", {})
-            state["ti"] = old.get("ti", {})
-            engine._reconcile(batch, user_id, state, traits, now_us, chosen, fired=set(), force=True, origin=origin)
+            _reconcile_folded(engine, batch, user_id, state, old_states.get(user_id, {}), traits, now_us, chosen,
+                              origin)
             states[user_id] = state
         result.users += len(chunk)
-        result.entered += sum(1 for t in batch.transitions if t.kind == "enter")
-        result.exited += sum(1 for t in batch.transitions if t.kind == "exit")
-        engine._flush(tx, batch, states, now_us)
-        _forget_cached(engine, states)
+        _write_chunk(engine, tx, batch, states, now_us, result)
     result.events = tx.events.count()
     if not applied_only and tx.log.horizon() is None:
         # Writers take turns (SQLite): this transaction saw the whole log, so the segment stage must not apply
@@ -191,16 +180,27 @@ def rebuild_users(engine: SegmentEngine, tx: Tx, positions: dict[str, Position],
             for event in events:
                 apply_event(state, event, engine.plan, tz)
             prune(state, engine.plan, engine.segments.values(), now_us)
-            old = old_states.get(user_id, {})
-            state["m"] = old.get("m", {})
-            state["t"] = old.get("t", {})
-            state["ti"] = old.get("ti", {})
-            engine._reconcile(batch, user_id, state, traits, now_us, chosen, fired=set(), force=True, origin=origin)
+            _reconcile_folded(engine, batch, user_id, state, old_states.get(user_id, {}), traits, now_us, chosen,
+                              origin)
             states[user_id] = state
             result.events += len(events)
         result.users += len(states)
-        result.entered += sum(1 for t in batch.transitions if t.kind == "enter")
-        result.exited += sum(1 for t in batch.transitions if t.kind == "exit")
-        engine._flush(tx, batch, states, now_us)
-        _forget_cached(engine, states)
+        _write_chunk(engine, tx, batch, states, now_us, result)
     return result
+
+
+def _reconcile_folded(engine: SegmentEngine, batch: _Batch, user_id: str, state: State, old: State,
+                      traits: dict[str, Any], now_us: int, chosen: set[str], origin: Origin) -> None:
+    """Decide memberships on a freshly folded ``state``, against what was stored (``old``: memberships, timers)."""
+    state["m"] = old.get("m", {})
+    state["t"] = old.get("t", {})
+    state["ti"] = old.get("ti", {})
+    engine._reconcile(batch, user_id, state, traits, now_us, chosen, fired=set(), force=True, origin=origin)
+
+
+def _write_chunk(engine: SegmentEngine, tx: Tx, batch: _Batch, states: dict[str, State], now_us: int,
+                 result: RebuildResult) -> None:
+    """Write one chunk's states and effects (replacing what any process held of those users in memory)."""
+    result.entered += sum(1 for t in batch.transitions if t.kind == "enter")
+    result.exited += sum(1 for t in batch.transitions if t.kind == "exit")
+    engine._flush(tx, batch, states, now_us)

@@ -26,7 +26,6 @@ from growthengine.segments.engine import SegmentEngine
 from growthengine.segments.evaluate import Evaluator
 from growthengine.segments.feeds import State, feed_id, walk
 from growthengine.segments.model import ActiveDays, EventAggregate, InSegment, Pattern
-from growthengine.segments.rebuild import _forget_cached
 from growthengine.segments.sql_compile import CompiledRebuild, CompiledSegment, compile_rebuild, timezone_sql
 from growthengine.segments.sql_json import JsonSql, Params, register_sqlite_functions
 from growthengine.segments.sql_typed import create_leaves, create_typed_events, drop_leaves, drop_typed_events
@@ -303,7 +302,7 @@ def sql_rebuild(engine: SegmentEngine, tx: Tx, keys: list[str] | None = None) ->
             result.compiled.append(key)
     drop_all(tx)
     _save_memberships(tx, memberships, as_of_us)
-    _forget_cached(engine, memberships)
+    engine.forget_cached(list(memberships))  # their stored state was written here, not by the stage
     if result.fell_back:
         _python_rebuild(engine, tx, result)
     log.info("rebuilt %s in SQL (%d users looked at): %d entered, %d left%s", ", ".join(result.compiled) or "nothing",
