@@ -140,7 +140,7 @@ def _event_entry(tx: Tx, trigger: EventTrigger, user_id: str, now_us: int,
 def _started(tx: Tx, trigger: EventTrigger, values: dict[str, Any], trigger_us: int, now_us: int, reason: str,
              described: dict[str, Any]) -> Entry:
     entity = trigger_entity(trigger, values)
-    listing = tx.listings.get(entity) if entity else None
+    listing = tx.listings.get(entity) if entity and "\x00" not in entity else None
     context = {"trigger": {**(listing or {}), **values}, "event": trigger.event}
     if entity:
         described["entity"] = entity
@@ -168,7 +168,7 @@ def _audience_entry(tx: Tx, trigger: EventTrigger, events: list[Event], now_us: 
     entity = trigger_entity(trigger, values or {}) if values else ""
     if not entity and favorites:
         entity = max(favorites, key=lambda k: favorites[k])
-    listing = tx.listings.get(entity) if entity else None
+    listing = tx.listings.get(entity) if entity and "\x00" not in entity else None
     context = {"trigger": {**(listing or {}), **(values or {}), **({"listing_id": entity} if entity else {})},
                "event": trigger.event}
     if not favorites or (entity and entity not in favorites):
@@ -188,7 +188,11 @@ def _exits(tx: Tx, flow: Flow, user_id: str, found: Entry, now_us: int) -> list[
     run = found.run(flow, user_id)
     since = [e for e in tx.events.for_user(user_id, since_us=found.trigger_us) if e.ts_us <= now_us]
     out = []
-    for rule in dict.fromkeys(rules):  # the trigger's "unless" event may also be an exit rule
+    seen: set[str] = set()
+    for rule in rules:
+        if repr(rule) in seen:  # the trigger's "unless" event may also be an exit rule
+            continue
+        seen.add(repr(rule))
         hit = next((e for e in since if exit_matches(rule, e, run)), None)
         where = {prop: {op: value} for prop, op, value in rule.where}
         out.append({"event": rule.event, "where": where, "happened": hit is not None,
