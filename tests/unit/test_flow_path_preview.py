@@ -158,3 +158,26 @@ def test_unknown_user_is_refused(engine: Engine) -> None:
     with pytest.raises(OneOffRefused) as refused:
         path(engine, "cart_abandonment", "ghost")
     assert refused.value.status == 404
+
+
+def test_a_user_who_ignores_email_and_opens_push_gets_the_channel_switch(story: Story, engine: Engine) -> None:
+    """SPEC 4.C: ten marketing emails ignored, five of six pushes opened: the win-back email goes by push."""
+    from growthengine.engagement.tracker import SCORES
+    from growthengine.optimize.channel_scores import ChannelScores
+
+    shopper(story, "pushy", language="en")
+    shopper(story, "plain", language="en")
+    scores = ChannelScores()
+    at = engine.clock.now() - dt.timedelta(days=3)
+    scores.observe("email", at, sends=10, engagements=0)
+    scores.observe("push", at, sends=6, engagements=5)
+    with engine.store.transaction() as tx:
+        tx.user_models.save_rows([("pushy", SCORES, scores.to_json())], to_us(engine.clock.now()))
+    email = step(path(engine, "churn_reactivation", "pushy"), "winback_email")
+    assert email["plannedChannel"] == "email" and email["channel"] == "push" and email["switched"] is True, email
+    assert email["decision"]["action"] == "send" and email["route"]["to"] == "push"
+    assert email["route"]["reason"] == "channel_score" and email["channelChoice"]["switched"] is True
+    assert email["message"]["channel"] == "push" and email["message"]["subject"] is None
+    kept = step(path(engine, "churn_reactivation", "plain"), "winback_email")
+    assert kept["channel"] == "email" and kept["switched"] is False and kept["message"]["subject"]
+    assert kept["channelChoice"]["detail"] == "no evidence about this user's channels yet: stays on email"

@@ -261,6 +261,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "path_not_enters": ("ไม่เข้าโฟลว์", "Does not enter"),
     "path_exit": ("ออกจากโฟลว์เมื่อ", "Exits on"),
     "path_waits_until": ("รอถึง", "waits until"),
+    "path_channel": ("ช่องทาง", "Channel"),
     "path_skipped": ("ข้าม", "skipped"),
     "path_when_due": ("เมื่อถึงเวลา", "when due"),
     "path_goes_at": ("ส่งจริงเวลา", "goes at"),

@@ -38,11 +38,12 @@ from growthengine.flows.one_off import OneOffRefused
 from growthengine.flows.path_entry import Entry, entry
 from growthengine.flows.paths import enter_branch, following, resolve
 from growthengine.flows.runner import MAX_STEPS_PER_PASS, Runner
-from growthengine.gate.batch_decision import decide_many, quiet_until, window_start
+from growthengine.gate.batch_decision import available_channels, decide_many, quiet_until, window_start
 from growthengine.gate.bucketing import in_holdout
 from growthengine.gate.history import ADDRESS_TRAIT, Candidate, CapKey, History, Sent
 from growthengine.gate.history_loader import load_history
 from growthengine.gate.outcome import Decision
+from growthengine.optimize.channel_scores import route
 from growthengine.storage.run_store import Run
 from growthengine.storage.unit_of_work import Store, Tx
 from growthengine.timefmt import format_instant
@@ -179,7 +180,8 @@ class _Walker:
                 target = enter_branch(here, arm)
                 if resolve(self.flow.steps, target) is not None:
                     run.cursor = target
-                shown.update(type="branch", holds=holds, arm="then" if holds else "otherwise",
+                condition = {k: v for k, v in dataclasses.asdict(body.condition).items() if v is not None}
+                shown.update(type="branch", condition=condition, holds=holds, arm="then" if holds else "otherwise",
                              reason="on the user's data as it is now")
             steps.append(shown)
         return steps
@@ -226,7 +228,10 @@ class _Walker:
         if isinstance(made, str):
             return {**shown, "skipped": made}
         message = made.message
+        routable = bool(self.dispatcher.policy.routable(message))
         decision, history = self._decide(made, at_us)
+        if routable:
+            shown["channelChoice"] = self._channel_choice(made, decision, history)
         Dispatcher._apply(message, decision, at_us)  # the switch onto the message, as the dispatcher does
         shown["decision"] = self._decision(decision)
         booked = decision.action == "defer" and decision.reason != "quiet_hours"  # its best time: checked then
@@ -257,6 +262,20 @@ class _Walker:
             if extra in message.data:
                 shown[extra] = message.data[extra]
         return shown
+
+    def _channel_choice(self, candidate: Candidate, decision: Decision, history: History) -> dict[str, Any]:
+        """Why the message stays on its channel or moves (SPEC 4.C), in the words of the switch itself."""
+        if decision.route is not None:
+            return {"switched": True, "to": decision.route.channel, "detail": decision.route.detail}
+        message = candidate.message
+        scores = history.channel_scores.get(message.user_id)
+        if scores is None:
+            return {"switched": False, "to": message.channel,
+                    "detail": f"no evidence about this user's channels yet: stays on {message.channel}"}
+        kept = route(message.channel, message.kind, scores, self.dispatcher.policy.channel_rules,
+                     available=available_channels(candidate.traits))
+        return {"switched": False, "to": message.channel, "detail": kept.detail,
+                "scores": {c: round(v, 3) for c, v in scores.items()}}
 
     def _decide(self, candidate: Candidate, at_us: int) -> tuple[Decision, History]:
         """The one send decision at ``at_us``, on the loaded history plus the path's own earlier sends."""
