@@ -181,3 +181,46 @@ def test_a_user_who_ignores_email_and_opens_push_gets_the_channel_switch(story: 
     kept = step(path(engine, "churn_reactivation", "plain"), "winback_email")
     assert kept["channel"] == "email" and kept["switched"] is False and kept["message"]["subject"]
     assert kept["channelChoice"]["detail"] == "no evidence about this user's channels yet: stays on email"
+
+
+def test_the_preview_carries_no_working_unsubscribe_link(story: Story, engine: Engine) -> None:
+    """A real send's copy may carry the signed one-click link; a preview's must not (a click would unsubscribe)."""
+    engine.change_config("template", "bye_push", {
+        "channel": "push", "th": {"title": "ลาก่อน", "body": "ยกเลิก: {{ unsubscribe_url }}"},
+        "en": {"title": "Bye", "body": "Unsubscribe: {{ unsubscribe_url }}"}}, "test")
+    engine.change_config("flow", "bye", {"name": "Bye", "trigger": {"event": "bye_due"}, "steps": [
+        {"name": "bye_push", "send": {"channel": "push", "kind": "marketing", "template": "bye_push"}}]}, "test")
+    shopper(story, "u2", language="en")
+    story.track("u2", "bye_due")
+    [real] = messages(engine, "u2", flow="bye")
+    assert "/u/" in real["body"], real["body"]  # the engine's own send carries the signed link
+    push = step(path(engine, "bye", "u2", source="test"), "bye_push")
+    assert push["message"]["body"] == "Unsubscribe: https://jaikod.com/unsubscribe", push["message"]["body"]
+
+
+def test_the_paths_own_sends_count_against_its_later_caps(story: Story, engine: Engine) -> None:
+    """Three marketing emails a rolling week: one already sent today, then the path's first two leave no room for
+    its third; a user with no email before gets all three."""
+    from growthengine.flows.one_off import send_test
+
+    email = {"channel": "email", "kind": "marketing", "template": "churn_winback_email"}
+    engine.change_config("flow", "series", {"name": "Series", "trigger": {"event": "series_due"}, "steps": [
+        {"name": "first", "send": email}, {"wait": {"for": "1d"}}, {"name": "second", "send": email},
+        {"wait": {"for": "1d"}}, {"name": "third", "send": email}]}, "test")
+    shopper(story, "busy")
+    shopper(story, "calm")
+    with engine.store.transaction() as tx:
+        sent = send_test(tx, engine.flows.runner, "churn_winback_email", "busy", "email",
+                         to_us(engine.clock.now()), None)
+    engine.after_ingest()
+    assert [m["id"] for m in messages(engine, "busy")] == [sent.id]
+    busy = path(engine, "series", "busy", source="test")
+    assert busy["enters"] is True and busy["reason"] == "series_due now (as given)"
+    actions = {s["name"]: (s["decision"]["action"], s["decision"]["reason"]) for s in busy["steps"] if "decision" in s}
+    assert actions == {"first": ("send", None), "second": ("send", None), "third": ("suppress", "frequency_cap")}
+    third = step(busy, "third")
+    assert third["at"] == "2026-01-07T02:00:00Z"
+    assert {"rule": "frequency_cap", "passes": False, "detail": "at most 3 marketing email per 7 days: 3 already"} \
+        in third["checks"]
+    calm = path(engine, "series", "calm", source="test")
+    assert [s["decision"]["action"] for s in calm["steps"] if "decision" in s] == ["send", "send", "send"]

@@ -108,13 +108,15 @@ def path_in(tx: Tx, flows: FlowEngine, flow: Flow, user_id: str, now_us: int,
 
 
 class _PreviewRunner(Runner):
-    """The engine's runner with its own per-pass caches and no copy generator (a generated copy is a call to
-    another service, made by a worker): the message a step makes is the runner's own."""
+    """The engine's runner with its own per-pass caches, no copy generator (a generated copy is a call to
+    another service, made by a worker) and no signed unsubscribe links (a preview's link must not unsubscribe
+    anyone: the copy shows the placeholder the template preview shows): the message a step makes is the runner's
+    own."""
 
     @classmethod
     def of(cls, runner: Runner) -> _PreviewRunner:
         return cls(runner.templates, runner.dispatcher, runner.coupons, runner.recommendations,
-                   site_url=runner.site_url, business_timezone=runner.business_timezone, links=runner.links,
+                   site_url=runner.site_url, business_timezone=runner.business_timezone, links=None,
                    optimizer=runner.optimizer, copywriter=None)
 
     def message_for(self, tx: Tx, run: Run, flow: Flow, step: str, send: Send, traits: dict[str, Any],
@@ -282,8 +284,8 @@ class _Walker:
         policy = self.dispatcher.policy
         loaded = load_history(self.tx, [candidate], policy, at_us, models=self.dispatcher.optimizer)
         sent: dict[CapKey, list[Sent]] = {k: list(v) for k, v in loaded.sent.items()}
-        for key, entries in self.sent.items():
-            sent.setdefault(key, []).extend(entries)
+        for key, entries in self.sent.items():  # the path's own sends, those gone by then
+            sent.setdefault(key, []).extend(e for e in entries if e[0] <= at_us)
         history = dataclasses.replace(loaded, sent=sent)
         return decide_many([candidate], history, policy)[0], history
 
