@@ -184,6 +184,18 @@ def test_a_marketer_builds_previews_publishes_and_finds_it_on_the_user_page(
     assert len(waiting) == 1 and waiting[0].inner_text().endswith(" 1")
     page.query_selector('section[data-flow="camera_welcome"]').screenshot(path=str(shots / "4-flows-diagram.png"))
 
+    # What would happen for fan-9 now: already in the flow, and today's push would be capped (one a local day).
+    page.click('section[data-flow="camera_welcome"] a.path-link')
+    page.fill("#path-user", "fan-9")
+    page.click("#show-path")
+    page.wait_for_selector('#path[data-flow="camera_welcome"][data-user="fan-9"][data-enters="0"]')
+    assert page.query_selector('#path li[data-step="welcome_push"][data-action="suppress"]'
+                               '[data-reason="frequency_cap"]') is not None
+    assert page.query_selector('#path li[data-step="second_push"][data-action="send"]') is not None
+    assert http.get("/v1/messages", params={"userId": "fan-9"}).json()["messages"][0]["flow"] == "camera_welcome"
+    assert len(http.get("/v1/messages", params={"userId": "fan-9"}).json()["messages"]) == 1, "nothing sent"
+    page.query_selector("#path").screenshot(path=str(shots / "4b-flow-path.png"))
+
     # A broadcast at 15:00 Bangkok time, on the calendar; sent when the clock gets there.
     page.click('nav a[data-page="broadcasts"]')
     page.fill("#bc-name", "Camera sale")

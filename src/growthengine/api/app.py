@@ -15,6 +15,7 @@ from growthengine.api import (
     routes_clock,
     routes_config,
     routes_experiments,
+    routes_flow_preview,
     routes_inbox,
     routes_ingest,
     routes_kpis,
@@ -78,7 +79,7 @@ def create_app(engine: Engine, keys: KeyRing, *, run_workers: bool = True, lag: 
     install_operations(app, engine, keys, lag=lag)  # key limits, metrics, request ids, /healthz /readyz /metrics
     for module in (routes_ingest, routes_users, routes_segments, routes_messages, routes_inbox, routes_optimize,
                    routes_clock, routes_unsubscribe, routes_kpis, routes_webhooks, routes_pipeline, routes_experiments,
-                   routes_config, routes_one_off, routes_broadcasts):
+                   routes_config, routes_one_off, routes_flow_preview, routes_broadcasts):
         app.include_router(module.router)
     mount_dashboard(app, engine)
     app.add_middleware(EngineCORS, origins=engine.settings.cors_origins)  # outermost: errors carry CORS too

@@ -224,3 +224,20 @@ class BroadcastView(BaseModel):
     createdBy: str
     createdAt: str
     counts: BroadcastCounts
+
+
+class FlowPathView(BaseModel):
+    """A flow's path for one user: what would happen if they entered now (``POST /v1/config/flows/{key}/preview``)."""
+
+    flow: str
+    userId: str
+    at: str = Field(description="the engine's business time the path starts from")
+    local: dict[str, str] = Field(description="that instant in the business time zone, Thai (th) and English (en)")
+    enters: bool = Field(description="whether the user would enter the flow now")
+    reason: str = Field(description="why (the segment's reason, the event found, or what stops it)")
+    trigger: dict[str, Any]
+    entity: str | None = Field(description="what the run would be about (a listing), if anything")
+    startsAt: str = Field(description="when the first step would run")
+    exits: list[dict[str, Any]] = Field(description="each exit rule, and whether an event already ends the run")
+    steps: list[dict[str, Any]] = Field(description="each step in order: waits with their end, branches with the arm "
+                                                    "taken, sends with the send decision, its checks and the message")

@@ -15,6 +15,7 @@ from growthengine.config.versions import history_view
 from growthengine.content.formatting import format_datetime
 from growthengine.dashboard import drafts
 from growthengine.dashboard.flow_diagram import diagram
+from growthengine.dashboard.flow_path_view import path_for_form
 from growthengine.dashboard.kit import Kit, forbidden, form_allowed, key_or_none, read_form, text, to_login
 from growthengine.engine import Engine
 from growthengine.flows.one_off import OneOffRefused, send_test
@@ -165,7 +166,8 @@ def add_editor_routes(router: APIRouter, engine: Engine, kit: Kit) -> None:
         flow = engine.config.flows.get(key) if key else None
         data = _editor(engine, "flow", key, None, kit.language(request),
                        saved=request.query_params.get("saved") == "1",
-                       diagram=diagram(engine, key, flow) if key and flow else None)
+                       diagram=diagram(engine, key, flow) if key and flow else None,
+                       user=request.query_params.get("user", "")[:300], trigger="")
         return editor_page(request, "flow", data)
 
     @router.post("/dashboard/flows/edit")
@@ -174,11 +176,18 @@ def add_editor_routes(router: APIRouter, engine: Engine, kit: Kit) -> None:
         if form is None:
             return refused or to_login(request)
         key = key_or_none(form.get("key"))
-        data = _editor(engine, "flow", key, form.get("body", ""), kit.language(request), diagram=None)
+        data = _editor(engine, "flow", key, form.get("body", ""), kit.language(request), diagram=None,
+                       user=text(form, "user", 300), trigger=text(form, "trigger", 4000))
         if key is None:
             data["problems"] = [{"path": "key", "message": kit.words(request)("bad_key")}]
             return editor_page(request, "flow", data, 422)
         body, problems = drafts.parse_body(form.get("body", ""))
+        if body is not None and form.get("action") == "path":  # what would happen for the user (saves nothing)
+            if not data["user"]:
+                data["problems"] = [{"path": "user", "message": kit.words(request)("enter_user")}]
+                return editor_page(request, "flow", data, 422)
+            data.update(path_for_form(engine, key, body, data["user"], data["trigger"]))
+            return editor_page(request, "flow", data, 422 if data["problems"] else 200)
         if body is not None and form.get("action") == "check":
             draft, problems = drafts.check_flow(engine, key, body)
             data.update(problems=problems, checked=not problems,
