@@ -289,20 +289,20 @@ async def test_csv_exports_of_members_and_messages(http: httpx.AsyncClient) -> N
     assert none.content.decode("utf-8-sig").strip().count("\n") == 0
 
 
-async def test_the_flow_editor_shows_what_would_happen_for_a_user(http_any: httpx.AsyncClient) -> None:
+async def test_the_flow_editor_shows_what_would_happen_for_a_user(http: httpx.AsyncClient) -> None:
     """The saved first-buy nudge and a draft of it, walked for fan-1 (English) as of Mon 5 Jan 2026 09:00 ICT:
     the wait's local time in Thai (the dashboard's default) or English, the push's decision; nothing saved."""
     from growthengine.gate.bucketing import in_holdout
 
-    listed = await http_any.get("/dashboard/flows")
+    listed = await http.get("/dashboard/flows")
     assert 'href="/dashboard/flows/edit?key=first_buy_nudge#path-form"' in listed.text
-    page = await http_any.get("/dashboard/flows/edit", params={"key": "first_buy_nudge"})
+    page = await http.get("/dashboard/flows/edit", params={"key": "first_buy_nudge"})
     assert 'id="path-form"' in page.text
-    saved = (await http_any.get("/v1/config/flows/first_buy_nudge", headers=ADMIN)).json()
+    saved = (await http.get("/v1/config/flows/first_buy_nudge", headers=ADMIN)).json()
     body = page.text.split('id="body"', 1)[1].split(">", 1)[1].split("</textarea>", 1)[0]
     form = {"csrf": csrf(page), "key": "first_buy_nudge", "body": body.replace("&#39;", "'").replace("&#34;", '"'),
             "user": "fan-1", "action": "path"}
-    shown = await http_any.post("/dashboard/flows/edit", data=form)
+    shown = await http.post("/dashboard/flows/edit", data=form)
     assert shown.status_code == 200, shown.text
     assert 'data-flow="first_buy_nudge" data-user="fan-1" data-enters="0"' in shown.text
     assert "ไม่เข้าโฟลว์" in shown.text and "not in segment window_shoppers now" in shown.text
@@ -313,17 +313,17 @@ async def test_the_flow_editor_shows_what_would_happen_for_a_user(http_any: http
     assert "Found something you like? 👀" in shown.text, "fan-1 reads English"
     assert 'data-rule="consent" data-passes="1"' in shown.text
 
-    english = await http_any.post("/dashboard/flows/edit?lang=en", data=form)
+    english = await http.post("/dashboard/flows/edit?lang=en", data=form)
     assert "Does not enter" in english.text and "waits until <span class=\"path-time\">5 Jan 2026, 19:00</span>" \
         in english.text
 
-    draft = await http_any.post("/dashboard/flows/edit", data={**form, "body": form["body"].replace("19:00", "21:30")})
+    draft = await http.post("/dashboard/flows/edit", data={**form, "body": form["body"].replace("19:00", "21:30")})
     assert "5 Jan 2026, 21:30" in draft.text, "the draft in the editor is walked (in English: the choice sticks)"
-    assert (await http_any.get("/v1/config/flows/first_buy_nudge", headers=ADMIN)).json() == saved  # not saved
-    assert (await http_any.get("/v1/messages", params={"userId": "fan-1", "flow": "first_buy_nudge"},
+    assert (await http.get("/v1/config/flows/first_buy_nudge", headers=ADMIN)).json() == saved  # not saved
+    assert (await http.get("/v1/messages", params={"userId": "fan-1", "flow": "first_buy_nudge"},
                                headers=ADMIN)).json()["messages"] == []
 
-    unknown = await http_any.post("/dashboard/flows/edit", data={**form, "user": "nobody"})
+    unknown = await http.post("/dashboard/flows/edit", data={**form, "user": "nobody"})
     assert unknown.status_code == 422 and 'id="problems"' in unknown.text and "nobody" in unknown.text
-    forged = await http_any.post("/dashboard/flows/edit", data={**form, "csrf": "0" * 64})
+    forged = await http.post("/dashboard/flows/edit", data={**form, "csrf": "0" * 64})
     assert forged.status_code == 403
