@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 LEASE_TTL_S = 15.0
 """A lease not renewed for this long may be taken by another worker (a dead worker's share moves within 30 s)."""
+RENEW_EVERY_S = 2.0
+"""Leases are extended this often; in between, :meth:`LeasedOwnership.refresh` only heartbeats and looks at the
+fair share (so a worker that joins gets its share within a heartbeat or two, not a renewal period)."""
 
 
 class LeaseLost(RuntimeError):
@@ -61,8 +64,10 @@ class LeasedOwnership:
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
     ttl_s: float = LEASE_TTL_S
     every_partition: bool = False
+    renew_every_s: float = RENEW_EVERY_S
     held: dict[int, int] = field(default_factory=dict)  # partition -> epoch
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _renewed_s: float | None = None
 
     def partitions(self) -> tuple[int, ...]:
         return tuple(sorted(self.held))
@@ -86,7 +91,11 @@ class LeasedOwnership:
             tx.leases.heartbeat(self.worker_id, now, "growth worker")
             live = tx.leases.live_workers(now - self.ttl_s)
             share = -(-PARTITIONS // max(1, len(live)))  # ceiling
-            self.held = tx.leases.renew(self.worker_id, list(self.held), now + self.ttl_s)
+            due = self._renewed_s is None or now - self._renewed_s >= self.renew_every_s
+            if due or len(self.held) > share:
+                # What is held is confirmed here too: a lease that passed (a long pause) is no longer ours.
+                self.held = tx.leases.renew(self.worker_id, list(self.held), now + self.ttl_s)
+                self._renewed_s = now
             if len(self.held) > share:
                 extra = sorted(self.held)[share:]
                 tx.leases.release(self.worker_id, extra)

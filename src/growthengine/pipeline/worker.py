@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 
 IDLE_WAIT_S = 0.05
 """How long an idle worker waits for new work before it looks again (ingestion wakes it sooner)."""
-LEASE_REFRESH_S = 2.0
+LEASE_REFRESH_S = 0.5
+"""How often the lease thread heartbeats and looks at the fair share (leases are extended less often)."""
 
 
 @dataclass
