@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 TimerHandler = Callable[[Tx, list[Timer], dt.datetime], None]
 
 MAX_ATTEMPTS = 8
-CLAIM_BATCH = 500
+CLAIM_BATCH = 5_000
 GROUP_SPAN_US = 1_000_000
 """The most business time one group of instants spans (a timer-started run's side effects that read the clock,
 not its instant, such as a coupon's expiry, are at most this late)."""
