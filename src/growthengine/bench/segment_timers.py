@@ -9,7 +9,8 @@ is timed: from the clock passing the instant to every timer fired and every resu
 By default no flow listens (the segment engine's transition listeners, the flow engine and the ads audiences, are
 detached during the timing), so the figure is the segment stage's own share: the scheduler's claims, the states,
 the rules, the members, transitions and next timers written. With ``flows`` they stay attached and their share
-(the time inside the listeners) is reported separately.
+(the time inside the listeners) is reported separately. With ``cold`` the states held in memory are forgotten first
+(each is read from the database, as most would be at 1,000,000 users).
 
 Time is measured with ``time.perf_counter``; the engine itself never reads the wall clock.
 """
@@ -40,6 +41,9 @@ class InstantSize:
     """Carts per ``Engine.ingest`` call while setting up (untimed)."""
     flows: bool = False
     """Keep the flows (and ads audiences) listening to the transitions; their share is then reported apart."""
+    cold: bool = False
+    """Forget the segment states held in memory before the timing: every state is read from the database, as for
+    most users at 1,000,000 (the cache keeps 200,000)."""
 
 
 @dataclass
@@ -109,6 +113,8 @@ def run_instant_bench(size: InstantSize, db_dir: Path, stage: Any) -> InstantTim
         entered_before = _count(engine, "SELECT count(*) FROM segment_transitions WHERE segment_key = ? "
                                 "AND kind = 'enter'", (CART_SEGMENT,))
         segments = engine.segments
+        if size.cold:
+            segments.forget_cached(None)
         listeners = segments.listeners
         listeners_s = [0.0]
         segments.listeners = [_TimedTransitions(x, listeners_s) for x in listeners] if size.flows else []

@@ -224,6 +224,8 @@ def segments(
                                           "segment stage's own share (no flow listening)")] = False,
     with_flows: Annotated[bool, typer.Option("--flows", help="with --instant: the flows listen too (their share "
                                              "reported apart)")] = False,
+    cold: Annotated[bool, typer.Option("--cold", help="with --instant: no segment state in memory (each read from "
+                                       "the database)")] = False,
 ) -> None:
     """Segment engine: ingestion vs bare append, event-to-transition p99, timers/s, rebuild time, peak memory."""
     from growthengine.bench import segments as bench
@@ -231,10 +233,10 @@ def segments(
     if rebuild:
         _rebuild_bench(users, events, db_dir, pg)
         return
-    if instant or with_flows:
+    if instant or with_flows or cold:
         from growthengine.cli.bench_timers import instant_bench
 
-        instant_bench(timers, with_flows, db_dir)
+        instant_bench(timers, with_flows, cold, db_dir)
         return
     if pg is not None:
         raise CliError("--pg goes with --rebuild")

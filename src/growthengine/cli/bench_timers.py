@@ -11,14 +11,15 @@ from growthengine.cli.bench import _in_dir, _load, _progress, _RichStages, _verd
 from growthengine.cli.options import CliError, console, out
 
 
-def instant_bench(timers: int, flows: bool, db_dir: Path | None) -> None:
+def instant_bench(timers: int, flows: bool, cold: bool, db_dir: Path | None) -> None:
     from growthengine.bench import segment_timers as bench
     from growthengine.bench.ingest import BenchError
 
     if timers < 1:
         raise CliError("--timers must be at least 1")
-    size = bench.InstantSize(timers=timers, flows=flows)
+    size = bench.InstantSize(timers=timers, flows=flows, cold=cold)
     listening = "the flows and ads audiences listening" if flows else "no flow listening"
+    listening += ", states read from the database" if cold else ", states in memory"
     console.print(f"[bold]growth bench segments --instant[/]: {timers:,} segment timers due at one instant, "
                   f"{listening} (the target is stated for {bench.TARGET_INSTANT_TIMERS:,}); {machine_summary()}; "
                   f"{_load()}")
@@ -41,5 +42,7 @@ def instant_bench(timers: int, flows: bool, db_dir: Path | None) -> None:
         table.add_row("with the flows' share", f"{r.rate:,.0f} /s", "", "",
                       f"{r.seconds:.2f} s, of which {r.listeners_s:.2f} s inside the listeners")
     out.print(table)
+    out.print(f"segment timers at one instant: {own:,.0f} /s own share ({r.pending:,} timers, {r.entered:,} entries, "
+              f"{r.seconds - r.listeners_s:.2f} s; target >= {bench.TARGET_INSTANT_RATE:,.0f} /s)", soft_wrap=True)
     out.print(f"measured: Engine.advance to the instant, from the clock passing it to the last transition committed; "
               f"setup (ingesting the carts) {r.setup_s:.1f} s, not counted; after the run: {_load()}")
