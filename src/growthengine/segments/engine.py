@@ -252,7 +252,7 @@ class SegmentEngine:
     def on_timers(self, tx: Tx, timers: list[Timer], due: dt.datetime) -> None:
         """Time alone may have changed these users' memberships: look again, now that it is ``due``.
 
-        Set-based: the users' states come from memory (the rest read in one statement), their profiles are read
+        Set-based: the users' states come from memory (the rest read 500 to a statement), their profiles are read
         only when a segment to look at needs traits or the user's time zone, and what changes is written in bulk
         with the batch (one statement per table). A segment a timer looks at is evaluated with its reasons at once
         (a timer is booked when time alone may change the answer, so it mostly does); the segments that refer to
@@ -273,16 +273,18 @@ class SegmentEngine:
                     live.add(user_id)
         if not wanted:
             return
-        closures: dict[frozenset[str], set[str]] = {}
-        for keys in wanted.values():
+        closures: dict[frozenset[str], set[str]] = {}  # the segments to evaluate, once per set of fired ones
+        closure_of: dict[str, set[str]] = {}
+        for user_id, keys in wanted.items():
             group = frozenset(keys)
-            if group not in closures:
-                closures[group] = self._with_dependents(keys)
+            closure = closures.get(group)
+            if closure is None:
+                closures[group] = closure = self._with_dependents(keys)
+            closure_of[user_id] = closure
         with self._cached(tx):
             states = self._load(tx, list(wanted))
             needs = self._need_profiles
-            readers = [u for u, keys in wanted.items() if u in states and not needs.isdisjoint(
-                closures[frozenset(keys)])]
+            readers = [u for u, closure in closure_of.items() if u in states and not needs.isdisjoint(closure)]
             profiles = tx.profiles.get_many(readers) if readers else {}
             batch = _Batch()
             changed: dict[str, State] = {}
@@ -305,7 +307,7 @@ class SegmentEngine:
                 if feeds:
                     prune_feeds(state, list(feeds), prunes, now_us)
                 prune_activity(state, plan)
-                self._reconcile(batch, user_id, state, traits, now_us, closures[frozenset(keys)], fired=keys,
+                self._reconcile(batch, user_id, state, traits, now_us, closure_of[user_id], fired=keys,
                                 origin="live" if user_id in live else "import", worded=keys)
                 changed[user_id] = state
             self._write(tx, batch, changed, now_us)
