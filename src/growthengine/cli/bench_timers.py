@@ -40,7 +40,8 @@ def instant_bench(timers: int, flows: bool, cold: bool, db_dir: Path | None) -> 
                   f"CPU {r.cpu_s / r.seconds:.0%} of one core")
     if flows:
         table.add_row("with the flows' share", f"{r.rate:,.0f} /s", "", "",
-                      f"{r.seconds:.2f} s, of which {r.listeners_s:.2f} s inside the listeners")
+                      f"{r.seconds:.2f} s, of which the flows {r.listeners_s:.2f} s (listeners, deferred "
+                      "enrolments, rounds after each commit)")
     out.print(table)
     out.print(f"segment timers at one instant: {own:,.0f} /s own share ({r.pending:,} timers, {r.entered:,} entries, "
               f"{r.seconds - r.listeners_s:.2f} s; target >= {bench.TARGET_INSTANT_RATE:,.0f} /s)", soft_wrap=True)
