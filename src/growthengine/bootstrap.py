@@ -97,7 +97,7 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
             stamp = ConfigStore(tx.conn).stamp()
     known_segments = set(config.segments)
     ownership = ownership or SoleOwner()
-    scheduler = Scheduler(store, clock, ownership)
+    scheduler = Scheduler(store, clock, ownership, chunk=settings.timer_chunk)
     ingestion = IngestionService(store, clock, future_tolerance=dt.timedelta(seconds=settings.future_tolerance_s))
     flows = build_flow_engine(settings, config, clock, store, known_segments)
     audiences = AudienceSync(flows.dispatcher, clock)

@@ -220,12 +220,23 @@ def segments(
                                           "(needs the dev extras)")] = False,
     pg: Annotated[str | None, typer.Option("--pg", help="with --rebuild: also on this PostgreSQL database "
                                            "(migrated here; it must hold no events)")] = None,
+    instant: Annotated[bool, typer.Option("--instant", help="only --timers segment timers due at one instant, the "
+                                          "segment stage's own share (no flow listening)")] = False,
+    with_flows: Annotated[bool, typer.Option("--flows", help="with --instant: the flows listen too (their share "
+                                             "reported apart)")] = False,
+    cold: Annotated[bool, typer.Option("--cold", help="with --instant: no segment state in memory (each read from "
+                                       "the database)")] = False,
 ) -> None:
     """Segment engine: ingestion vs bare append, event-to-transition p99, timers/s, rebuild time, peak memory."""
     from growthengine.bench import segments as bench
 
     if rebuild:
         _rebuild_bench(users, events, db_dir, pg)
+        return
+    if instant or with_flows or cold:
+        from growthengine.cli.bench_timers import instant_bench
+
+        instant_bench(timers, with_flows, cold, db_dir)
         return
     if pg is not None:
         raise CliError("--pg goes with --rebuild")

@@ -3,9 +3,14 @@
 Timers due milliseconds apart (100,000 carts whose hour runs out over one minute) are fired instant after instant
 inside one transaction: each instant's handlers run as of that instant (the manual clock set to it), and the work
 they hand to a :class:`TimerBatch` (the flow runs that segment entries start) is done once for the whole group,
-each item as of its own instant. A group ends after ``CLAIM_BATCH`` timers, ``GROUP_SPAN_US`` of business time, or
-as soon as a handler appends to the event log (the stages must see it at that instant); then it commits and the
-``after_commit`` hooks run once for the group, not once per instant.
+each item as of its own instant. A group ends after a chunk of timers (``CLAIM_BATCH``, 5,000 by default),
+``GROUP_SPAN_US`` of business time, or as soon as a handler appends to the event log (the stages must see it at that
+instant); then it commits and the ``after_commit`` hooks run once for the group, not once per instant.
+
+Timers due at one instant are claimed a chunk at a time by one statement (on PostgreSQL only the partitions this
+worker owns, rows locked and skipped by the others) and handed to their kind's handler together, which works on
+them as a set (the segment stage: ``SegmentEngine.on_timers``). A group runs with Python's cyclic garbage collector
+held off (``collector.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Protocol
 
 from growthengine.clock import Clock, ManualClock, from_us, to_us
 from growthengine.pipeline.ownership import Ownership, SoleOwner
+from growthengine.scheduler.collector import collector_paused
 from growthengine.storage.timer_store import Timer
 from growthengine.storage.unit_of_work import Store, Tx
 
@@ -27,7 +33,9 @@ log = logging.getLogger(__name__)
 TimerHandler = Callable[[Tx, list[Timer], dt.datetime], None]
 
 MAX_ATTEMPTS = 8
-CLAIM_BATCH = 500
+CLAIM_BATCH = 5_000
+"""Timers claimed by one statement and fired in one transaction at most (the default chunk; ``GROWTH_TIMER_CHUNK``
+sets it): each chunk commits with its effects, so a crash neither loses nor repeats a timer's work."""
 GROUP_SPAN_US = 1_000_000
 """The most business time one group of instants spans (a timer-started run's side effects that read the clock,
 not its instant, such as a coupon's expiry, are at most this late)."""
@@ -56,8 +64,10 @@ class UnknownTimerKind(LookupError):
 class Scheduler:
     """Fires timers. Handlers register by kind; a timer fires once, with its effects, in one transaction."""
 
-    def __init__(self, store: Store, clock: Clock, ownership: Ownership | None = None) -> None:
+    def __init__(self, store: Store, clock: Clock, ownership: Ownership | None = None, *,
+                 chunk: int = CLAIM_BATCH) -> None:
         self._store = store
+        self.chunk = chunk
         self._clock = clock
         self.ownership: Ownership = ownership or SoleOwner()
         self._handlers: dict[str, TimerHandler] = {}
@@ -77,9 +87,9 @@ class Scheduler:
             if not owned:
                 return fired
             partitions = None if self.ownership.every_partition else owned
-            with self._store.transaction() as tx:
+            with collector_paused(), self._store.transaction() as tx:
                 self.ownership.check(tx)
-                due = tx.timers.claim_due(now_us, limit=CLAIM_BATCH, partitions=partitions)
+                due = tx.timers.claim_due(now_us, limit=self.chunk, partitions=partitions)
                 if not due:
                     return fired
                 self._open()
@@ -102,7 +112,7 @@ class Scheduler:
             clock.set(to)  # raises the clock's own error
         fired = 0
         while True:
-            with self._store.transaction() as tx:
+            with collector_paused(), self._store.transaction() as tx:
                 done = self._fire_group(tx, clock, target_us)
             if done is None:
                 break
@@ -121,7 +131,7 @@ class Scheduler:
         tail = tx.log.tail()
         self._open()
         try:
-            while fired < CLAIM_BATCH:
+            while fired < self.chunk:
                 next_us = tx.timers.next_due_us()
                 if next_us is None or next_us > target_us:
                     break
@@ -131,7 +141,7 @@ class Scheduler:
                     break
                 if next_us > to_us(clock.now()):
                     clock.set(from_us(next_us))
-                due = tx.timers.claim_due(target_us, limit=CLAIM_BATCH, at_us=next_us)
+                due = tx.timers.claim_due(target_us, limit=self.chunk - fired, at_us=next_us)
                 if not due:
                     break
                 fired += self._fire(tx, due)

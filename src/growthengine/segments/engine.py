@@ -125,6 +125,10 @@ class SegmentEngine:
         self._on_activity = on_activity
         self._on_traits = on_traits
         self._dependents = dict(dependents)
+        # The segments whose evaluation reads the user's profile: a trait condition, or a refresh instant in the
+        # user's time zone (a timer's look at the others reads no profile).
+        self._need_profiles = frozenset(key for key, segment in self.segments.items() if segment.refresh != "realtime"
+                                        or any(isinstance(n, TraitCondition) for n in walk(segment.condition)))
 
     # Which segments an event can change ---------------------------------------------------------------
 
@@ -246,41 +250,65 @@ class SegmentEngine:
     # Timers -------------------------------------------------------------------------------------------
 
     def on_timers(self, tx: Tx, timers: list[Timer], due: dt.datetime) -> None:
-        """Time alone may have changed these users' memberships: look again, now that it is ``due``."""
+        """Time alone may have changed these users' memberships: look again, now that it is ``due``.
+
+        Set-based: the users' states come from memory (the rest read 500 to a statement), their profiles are read
+        only when a segment to look at needs traits or the user's time zone, and what changes is written in bulk
+        with the batch (one statement per table). A segment a timer looks at is evaluated with its reasons at once
+        (a timer is booked when time alone may change the answer, so it mostly does); the segments that refer to
+        it are evaluated without reasons, and worded only when their membership changes."""
         now_us = to_us(due)
-        wanted: dict[str, set[str]] = defaultdict(set)
+        segments = self.segments
+        wanted: dict[str, set[str]] = {}
         live: set[str] = set()  # users with a look booked by live work (the others': imported history's)
         for timer in timers:
-            key, user_id = timer.payload.get("s"), timer.payload.get("u")
-            if isinstance(key, str) and isinstance(user_id, str) and key in self.segments:
-                wanted[user_id].add(key)
-                if timer.payload.get("o") != "import":
+            payload = timer.payload
+            key, user_id = payload.get("s"), payload.get("u")
+            if isinstance(key, str) and isinstance(user_id, str) and key in segments:
+                keys = wanted.get(user_id)
+                if keys is None:
+                    wanted[user_id] = keys = set()
+                keys.add(key)
+                if payload.get("o") != "import":
                     live.add(user_id)
         if not wanted:
             return
+        closures: dict[frozenset[str], set[str]] = {}  # the segments to evaluate, once per set of fired ones
+        closure_of: dict[str, set[str]] = {}
+        for user_id, keys in wanted.items():
+            group = frozenset(keys)
+            closure = closures.get(group)
+            if closure is None:
+                closures[group] = closure = self._with_dependents(keys)
+            closure_of[user_id] = closure
         with self._cached(tx):
             states = self._load(tx, list(wanted))
-            profiles = tx.profiles.get_many(list(wanted))
+            needs = self._need_profiles
+            readers = [u for u, closure in closure_of.items() if u in states and not needs.isdisjoint(closure)]
+            profiles = tx.profiles.get_many(readers) if readers else {}
             batch = _Batch()
             changed: dict[str, State] = {}
+            prunes, plan = self._prunes, self.plan
             for user_id, keys in wanted.items():
                 state = states.get(user_id)
                 if state is None:
                     continue
                 pending = state.setdefault("t", {})
-                imported = state.get("ti", {})
+                imported = state.get("ti")
                 for key in keys:
                     pending.pop(key, None)  # this timer has fired; the store no longer holds it
-                    imported.pop(key, None)
-                if not imported:
+                    if imported:
+                        imported.pop(key, None)
+                if imported is not None and not imported:
                     state.pop("ti", None)
                 profile = profiles.get(user_id)
                 traits = profile.traits if profile else {}
-                closure = self._with_dependents(keys)
-                prune_feeds(state, list(state.get("f", ())), self._prunes, now_us)
-                prune_activity(state, self.plan)
-                self._reconcile(batch, user_id, state, traits, now_us, closure, fired=keys,
-                                origin="live" if user_id in live else "import")
+                feeds = state.get("f")
+                if feeds:
+                    prune_feeds(state, list(feeds), prunes, now_us)
+                prune_activity(state, plan)
+                self._reconcile(batch, user_id, state, traits, now_us, closure_of[user_id], fired=keys,
+                                origin="live" if user_id in live else "import", worded=keys)
                 changed[user_id] = state
             self._write(tx, batch, changed, now_us)
 
@@ -298,22 +326,32 @@ class SegmentEngine:
 
     def _reconcile(self, batch: _Batch, user_id: str, state: State, traits: dict[str, Any], now_us: int,
                    keys: set[str], *, fired: set[str], force: bool = False, reason_prefix: str = "",
-                   causes: dict[str, int] | None = None, origin: Origin = "live") -> None:
+                   causes: dict[str, int] | None = None, origin: Origin = "live",
+                   worded: set[str] | frozenset[str] = frozenset()) -> None:
         """Evaluate ``keys`` for one user; apply now (real-time, a fired refresh, a rebuild) or schedule.
 
         ``causes`` gives each segment the event time of what touched it (default: ``now_us``, a timer's due time).
+        The segments in ``worded`` (those whose timers fired) are evaluated with their reasons at once; the others
+        without, and again with their reasons only when their membership changes.
         """
         if not keys:
             return
         tz = self._tz(traits)
         memberships = state.setdefault("m", {})
         evaluator = Evaluator(traits, state, now_us, reasons=False)  # reasons only for what changes, below
+        worded_evaluator: Evaluator | None = None
         for key in self.order:
             if key not in keys:
                 continue
             segment = self.segments[key]
-            facets = evaluator.segment(segment)
-            verdict = evaluator.last_verdict
+            wording = key in worded
+            if wording:
+                worded_evaluator = worded_evaluator or Evaluator(traits, state, now_us)
+                facets = worded_evaluator.segment(segment)
+                verdict = worded_evaluator.last_verdict
+            else:
+                facets = evaluator.segment(segment)
+                verdict = evaluator.last_verdict
             current: dict[str, Any] = memberships.get(key, {})
             apply_now = force or segment.refresh == "realtime" or key in fired
             changed = set(facets) != set(current) or any(
@@ -321,11 +359,13 @@ class SegmentEngine:
             )
             if apply_now:
                 if changed:
-                    worded = Evaluator(traits, state, now_us)
-                    facets = worded.segment(segment)
+                    if not wording:
+                        worded_evaluator = worded_evaluator or Evaluator(traits, state, now_us)
+                        facets = worded_evaluator.segment(segment)
+                        verdict = worded_evaluator.last_verdict
                     cause_us = min(now_us, (causes or {}).get(key, now_us))
                     self._apply(batch, segment, user_id, current, facets, now_us,
-                                reason_prefix + worded.last_verdict.reason, cause_us, origin)
+                                reason_prefix + verdict.reason, cause_us, origin)
                     if facets:
                         memberships[key] = {e: [current.get(e, [now_us])[0], f["data"]] for e, f in facets.items()}
                     else:

@@ -96,7 +96,9 @@ class TimerStore:
                f"ORDER BY due_us, id LIMIT {int(limit)}")
         if self._dialect == "postgresql":
             sql += " FOR UPDATE SKIP LOCKED"
-        return [_to_timer(r) for r in self._conn.exec_driver_sql(sql, tuple(params)).mappings()]
+        loads = orjson.loads
+        return [Timer(id_, kind, key, due_us, loads(payload), attempts)
+                for id_, kind, key, due_us, payload, attempts in self._conn.exec_driver_sql(sql, tuple(params))]
 
     def delete(self, ids: Sequence[int]) -> None:
         """Delete timers by id (plain SQL, 500 a statement: fired timers are deleted instant by instant)."""
