@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     # starts no flow: a duration such as 1h or 30m, or seconds.
     flow_entry_max_lag: dt.timedelta = dt.timedelta(hours=1)
     # Timers due together are claimed and fired this many to a transaction (a chunk, committed with its effects).
-    timer_chunk: int = Field(5000, ge=1, le=100_000)
+    timer_chunk: int = Field(2000, ge=1, le=100_000)
     # Operating (CONTRACT 9): logs, metrics, readiness, key and ingest limits. Limits run on system time.
     log_format: Literal["text", "json"] = "text"  # GROWTH_LOG_FORMAT=json: one JSON object per line
     log_level: str | None = None  # GROWTH_LOG_LEVEL (DEBUG, INFO, WARNING, ...); default INFO for serve, WARNING else

@@ -46,18 +46,20 @@ def test_sigkill_while_state_is_held_in_memory_leaves_the_stored_state_as_the_lo
                                 headers=ADMIN, timeout=60)
             assert answer.status_code == 200, answer.text
             if round_no % 2 == 1:
-                until = time.monotonic() + 20  # the restarted worker is up and at work on what came in
+                until = time.monotonic() + 120  # the restarted worker is up and at work on what came in
                 while not _children(server.proc.pid) and time.monotonic() < until:
                     time.sleep(0.05)
                 time.sleep(rng.uniform(0.05, 0.5))
-                for child in _children(server.proc.pid):
+                children = _children(server.proc.pid)
+                assert children, "the worker was not restarted within 2 minutes"
+                for child in children:
                     os.kill(child, signal.SIGKILL)
                     kills += 1
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and not _caught_up(server.base_url):
             time.sleep(0.2)
         assert _caught_up(server.base_url)
-    assert kills >= 5
+    assert kills >= ROUNDS // 2  # every other round killed the worker
     with sqlite3.connect(db) as conn:
         paid = dict(conn.execute("SELECT user_id, count(*) FROM events WHERE name = 'purchase' GROUP BY user_id"))
         states = {u: orjson.loads(s) for u, s in conn.execute("SELECT user_id, state FROM segment_state")}
