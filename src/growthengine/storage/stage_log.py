@@ -17,7 +17,7 @@ import orjson
 import sqlalchemy as sa
 
 from growthengine.domain.events import Event
-from growthengine.domain.partitions import partition_of
+from growthengine.domain.partitions import PARTITIONS, partition_of
 from growthengine.storage.event_log import marker
 
 Position = tuple[int, int]
@@ -89,12 +89,19 @@ class StageLog:
 
     def backlog(self, stage: str) -> int:
         """How many rows ``stage`` has not applied yet: in each partition, those after that partition's cursor
-        (one worker's partitions may be ahead of another's)."""
-        tx_col = "e.txid" if self._dialect == "postgresql" else "0"
-        sql = (f"SELECT count(*) FROM events e LEFT JOIN stage_cursors c ON c.stage = {self._m} "
-               f"AND c.partition = e.partition WHERE ({tx_col}, e.id) > (COALESCE(c.tx_pos, -1), "
+        (one worker's partitions may be ahead of another's). Only the rows after the slowest partition's cursor
+        are looked at (an index range), so a stage that is caught up costs next to nothing however long the log."""
+        cursors = self.cursors([stage])[stage]
+        low = min(cursors.values()) if len(cursors) >= PARTITIONS else START
+        m = self._m
+        if self._dialect == "postgresql":
+            tx_col, bound, params = "e.txid", f"(e.txid, e.id) > ({m}, {m})", (stage, *low)
+        else:
+            tx_col, bound, params = "0", f"e.id > {m}", (stage, low[1])
+        sql = (f"SELECT count(*) FROM events e LEFT JOIN stage_cursors c ON c.stage = {m} "
+               f"AND c.partition = e.partition WHERE {bound} AND ({tx_col}, e.id) > (COALESCE(c.tx_pos, -1), "
                "COALESCE(c.id_pos, -1))")
-        return int(self._conn.exec_driver_sql(sql, (stage,)).scalar_one())
+        return int(self._conn.exec_driver_sql(sql, params).scalar_one())
 
     # Cursors ---------------------------------------------------------------------------------------------
 
