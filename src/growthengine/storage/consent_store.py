@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from growthengine.storage.bulk_rows import write_rows
 from growthengine.storage.schema import consent_changes
 
 
@@ -27,10 +28,10 @@ class ConsentStore:
 
     def record(self, changes: Sequence[ConsentChange]) -> None:
         if changes:
-            self._conn.execute(consent_changes.insert(), [
-                {"user_id": c.user_id, "channel": c.channel, "granted": c.granted, "at_us": c.at_us,
-                 "source": c.source, "detail": c.detail} for c in changes
-            ])
+            write_rows(self._conn, self._dialect,
+                       "INSERT INTO consent_changes (user_id, channel, granted, at_us, source, detail)", "",
+                       ("text", "text", "boolean", "bigint", "text", "text"),
+                       [(c.user_id, c.channel, bool(c.granted), c.at_us, c.source, c.detail) for c in changes])
 
     def for_user(self, user_id: str) -> list[ConsentChange]:
         rows = self._conn.execute(

@@ -9,13 +9,15 @@ import orjson
 import sqlalchemy as sa
 
 from growthengine.domain.profiles import Profile
+from growthengine.storage.bulk_rows import write_rows
 from growthengine.storage.dialects import insert_for
-from growthengine.storage.event_log import in_list, list_params, marker
+from growthengine.storage.event_log import in_list, list_params
 from growthengine.storage.schema import identities, profiles
 
 # As in the event log, the statements of the ingestion path are plain SQL for the driver (same on both databases
 # but for the parameter marker and list matching), built from constant names and markers only (``noqa: S608``).
 _COLUMNS = ("user_id", "anonymous", "traits", "trait_times", "first_seen_us", "last_active_us", "updated_us")
+_TYPES = ("text", "boolean", "text", "text", "bigint", "bigint", "bigint")
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM profiles WHERE "  # noqa: S608
 
 
@@ -23,13 +25,9 @@ class ProfileStore:
     def __init__(self, conn: sa.Connection, dialect: str) -> None:
         self._conn = conn
         self._dialect = dialect
-        mark = marker(dialect)
-        values = ", ".join([mark] * len(_COLUMNS))
         updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])
-        self._upsert_sql = (
-            f"INSERT INTO profiles ({', '.join(_COLUMNS)}) VALUES ({values}) "  # noqa: S608
-            f"ON CONFLICT (user_id) DO UPDATE SET {updates}"
-        )
+        self._upsert = (f"INSERT INTO profiles ({', '.join(_COLUMNS)})",
+                        f"ON CONFLICT (user_id) DO UPDATE SET {updates}", _TYPES)
 
     def touch_many(self, activity: Sequence[tuple[str, bool, int, int | None]], updated_us: int) -> None:
         """Record activity without reading the profiles: ``(user_id, anonymous, earliest_us, last_active_us)``
@@ -38,10 +36,8 @@ class ProfileStore:
         calls that may move first seen. Rows in user order (PostgreSQL takes its row locks in that order)."""
         if not activity:
             return
-        m = marker(self._dialect)
-        sql = (
-            "INSERT INTO profiles (user_id, anonymous, traits, trait_times, first_seen_us, last_active_us, updated_us) "  # noqa: S608
-            f"VALUES ({m}, {m}, '{{}}', '{{}}', {m}, {m}, {m}) ON CONFLICT (user_id) DO UPDATE SET "
+        on_conflict = (
+            "ON CONFLICT (user_id) DO UPDATE SET "
             "first_seen_us = CASE WHEN excluded.first_seen_us < profiles.first_seen_us "
             "THEN excluded.first_seen_us ELSE profiles.first_seen_us END, "
             "last_active_us = CASE WHEN excluded.last_active_us IS NULL THEN profiles.last_active_us "
@@ -49,8 +45,9 @@ class ProfileStore:
             "THEN excluded.last_active_us ELSE profiles.last_active_us END, "
             "updated_us = excluded.updated_us"
         )
-        self._conn.exec_driver_sql(sql, [(u, bool(anon), first, last, updated_us)
-                                         for u, anon, first, last in sorted(activity)])
+        write_rows(self._conn, self._dialect, f"INSERT INTO profiles ({', '.join(_COLUMNS)})", on_conflict,
+                   _TYPES, [(u, bool(anon), "{}", "{}", first, last, updated_us)
+                            for u, anon, first, last in sorted(activity)], key=lambda r: r[0])
 
     def get(self, user_id: str) -> Profile | None:
         return self.get_many([user_id]).get(user_id)
@@ -83,7 +80,7 @@ class ProfileStore:
         rows = [_to_tuple(p) for p in items]
         if not rows:
             return
-        self._conn.exec_driver_sql(self._upsert_sql, rows)
+        write_rows(self._conn, self._dialect, *self._upsert, rows, key=lambda r: r[0])
 
     def delete(self, user_id: str) -> None:
         self._conn.execute(sa.delete(profiles).where(profiles.c.user_id == user_id))

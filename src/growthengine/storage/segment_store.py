@@ -11,25 +11,22 @@ import orjson
 import sqlalchemy as sa
 
 from growthengine.domain.partitions import partition_of
+from growthengine.storage.bulk_rows import write_rows
 from growthengine.storage.event_log import in_list, list_params, marker
 from growthengine.storage.schema import segment_members, segment_state, segment_transitions
 
 # The writes of every ingested batch and fired timer are plain SQL for the driver, as in the event log (the same
 # on both databases but for the parameter marker), built from constant names and markers only (``noqa: S608``).
-_SAVE_STATE = (
-    "INSERT INTO segment_state (user_id, state, updated_us) VALUES ({m}, {m}, {m}) "
-    "ON CONFLICT (user_id) DO UPDATE SET state = excluded.state, updated_us = excluded.updated_us"
-)
-_UPSERT_MEMBER = (
-    "INSERT INTO segment_members (segment_key, user_id, entity, since_us, data, reason) "
-    "VALUES ({m}, {m}, {m}, {m}, {m}, {m}) ON CONFLICT (user_id, segment_key, entity) DO UPDATE SET "
-    "since_us = excluded.since_us, data = excluded.data, reason = excluded.reason"
-)
+_SAVE_STATE = ("INSERT INTO segment_state (user_id, state, updated_us)",
+               "ON CONFLICT (user_id) DO UPDATE SET state = excluded.state, updated_us = excluded.updated_us",
+               ("text", "text", "bigint"))
+_UPSERT_MEMBER = ("INSERT INTO segment_members (segment_key, user_id, entity, since_us, data, reason)",
+                  "ON CONFLICT (user_id, segment_key, entity) DO UPDATE SET "
+                  "since_us = excluded.since_us, data = excluded.data, reason = excluded.reason",
+                  ("text", "text", "text", "bigint", "text", "text"))
 _DELETE_MEMBER = "DELETE FROM segment_members WHERE segment_key = {m} AND user_id = {m} AND entity = {m}"
-_TRANSITION = (
-    "INSERT INTO segment_transitions (segment_key, user_id, entity, kind, at_us, reason, data, event_us, origin) "
-    "VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m}, {m}, {m})"
-)
+_TRANSITION = ("INSERT INTO segment_transitions (segment_key, user_id, entity, kind, at_us, reason, data, event_us, "
+               "origin)", "", ("text", "text", "text", "text", "bigint", "text", "text", "bigint", "text"))
 
 _FENCE = (
     "INSERT INTO engine_state (key, value) VALUES ({m}, {m}) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -118,7 +115,7 @@ class SegmentStore:
             return
         dumps = orjson.dumps
         rows = [(u, dumps(s).decode(), at_us) for u, s in states.items()]
-        self._conn.exec_driver_sql(_SAVE_STATE.format(m=self._mark), rows)
+        write_rows(self._conn, self._dialect, *_SAVE_STATE, rows)
         if not owned:
             self.touch_fences(states)
 
@@ -150,7 +147,7 @@ class SegmentStore:
             return
         dumps = orjson.dumps
         rows = [(m.segment, m.user_id, m.entity, m.since_us, dumps(m.data).decode(), m.reason) for m in members]
-        self._conn.exec_driver_sql(_UPSERT_MEMBER.format(m=self._mark), rows)
+        write_rows(self._conn, self._dialect, *_UPSERT_MEMBER, rows, key=lambda r: (r[1], r[0], r[2]))
 
     def delete_members(self, keys: Sequence[tuple[str, str, str]]) -> None:
         if keys:
@@ -203,7 +200,7 @@ class SegmentStore:
         dumps = orjson.dumps
         rows = [(t.segment, t.user_id, t.entity, t.kind, t.at_us, t.reason, dumps(t.data).decode(),
                  t.at_us if t.event_us is None else t.event_us, t.origin) for t in transitions]
-        self._conn.exec_driver_sql(_TRANSITION.format(m=self._mark), rows)
+        write_rows(self._conn, self._dialect, *_TRANSITION, rows)
 
     def transitions(self, *, user_id: str | None = None, segment: str | None = None,
                     limit: int = 1000) -> list[Transition]:

@@ -95,13 +95,13 @@ class StageLog:
         low = min(cursors.values()) if len(cursors) >= PARTITIONS else START
         m = self._m
         if self._dialect == "postgresql":
-            tx_col, bound, params = "e.txid", f"(e.txid, e.id) > ({m}, {m})", (stage, *low)
+            tx_col, bound, params = "e.txid", f"(e.txid, e.id) > ({m}, {m})", [stage, *low]
         else:
-            tx_col, bound, params = "0", f"e.id > {m}", (stage, low[1])
+            tx_col, bound, params = "0", f"e.id > {m}", [stage, low[1]]
         sql = (f"SELECT count(*) FROM events e LEFT JOIN stage_cursors c ON c.stage = {m} "
                f"AND c.partition = e.partition WHERE {bound} AND ({tx_col}, e.id) > (COALESCE(c.tx_pos, -1), "
                "COALESCE(c.id_pos, -1))")
-        return int(self._conn.exec_driver_sql(sql, params).scalar_one())
+        return int(self._conn.exec_driver_sql(sql, tuple(params)).scalar_one())
 
     # Cursors ---------------------------------------------------------------------------------------------
 

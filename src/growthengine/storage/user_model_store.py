@@ -8,8 +8,9 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from growthengine.storage.bulk_rows import write_rows
 from growthengine.storage.dialects import insert_for
-from growthengine.storage.event_log import in_list, list_params, marker
+from growthengine.storage.event_log import in_list, list_params
 from growthengine.storage.schema import user_models
 
 
@@ -50,11 +51,11 @@ class UserModelStore:
         """Store ``(user_id, kind, model)`` rows in one statement (inserted or replaced)."""
         if not rows:
             return
-        mark = marker(self._dialect)
-        sql = (f"INSERT INTO user_models (user_id, kind, model, updated_us) VALUES ({mark}, {mark}, {mark}, {mark}) "  # noqa: S608
-               "ON CONFLICT (user_id, kind) DO UPDATE SET model = excluded.model, updated_us = excluded.updated_us")
         dumps = orjson.dumps
-        self._conn.exec_driver_sql(sql, [(u, k, dumps(m).decode(), at_us) for u, k, m in rows])
+        write_rows(self._conn, self._dialect, "INSERT INTO user_models (user_id, kind, model, updated_us)",
+                   "ON CONFLICT (user_id, kind) DO UPDATE SET model = excluded.model, updated_us = excluded.updated_us",
+                   ("text", "text", "text", "bigint"), [(u, k, dumps(m).decode(), at_us) for u, k, m in rows],
+                   key=lambda r: (r[0], r[1]))
 
     def sample(self, kind: str, limit: int) -> list[dict[str, Any]]:
         """Up to ``limit`` models of ``kind``, whichever the database finds first (for a population's prior)."""
