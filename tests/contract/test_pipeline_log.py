@@ -199,3 +199,29 @@ def _record_commands(recorder: Recorder) -> Callable[[Tx, list[Event]], None]:
         recorder.on_events(tx, commands, {})
 
     return apply
+
+
+def test_the_backlog_counts_each_partitions_rows_after_its_own_cursor(db_url: str) -> None:
+    """The backlog of three stages: one caught up (but for a row appended since), one stopped part way, one that
+    never ran (no cursors: everything is behind), each against the rows counted after each partition's cursor."""
+    store = Store.open(db_url)
+    try:
+        with store.transaction() as tx:
+            tx.log.append_commands([(f"user{n}", "noop", n, {"n": f"c{n}"}) for n in range(300)], 0)
+        done, half = Recorder(), Recorder()
+        Pipeline(store, [Stage("done", done, {"noop": _record_commands(done)})], SoleOwner()).drain()
+        half_owner = SoleOwner()
+        first = Pipeline(store, [Stage("half", half, {"noop": _record_commands(half)})], half_owner, batch_size=120)
+        first.step()  # 120 rows of every partition's order applied; the rest behind
+        with store.transaction() as tx:  # a later row of one partition only
+            tx.log.append_commands([("user0", "noop", 1, {"n": "late"})], 0)
+        with store.read() as tx:
+            cursors = tx.log.cursors(["half"])["half"]
+            rows = list(tx.log.read((0, 0), tuple(range(PARTITIONS)), 10_000, every_partition=True))
+        behind_half = sum(1 for r in rows if r.position > cursors.get(r.partition, (0, 0)))
+        with store.read() as tx:
+            counted = tx.log.backlogs(["done", "half", "never"])
+        assert len(half.seen) == 120 and behind_half == 301 - 120
+        assert counted == {"done": 1, "half": behind_half, "never": 301}
+    finally:
+        store.close()

@@ -192,8 +192,9 @@ class Pipeline:
             moved = tx.log.cursor_times()
             now_s = self.now_s()
             out = []
+            backlogs = tx.log.backlogs(names)
             for name in names:
-                behind = tx.log.backlog(name)
+                behind = backlogs[name]
                 seconds = max(0.0, now_s - moved.get(name, now_s)) if behind else 0.0
                 out.append(StageLag(name, behind, seconds))
         return out

@@ -88,20 +88,38 @@ class StageLog:
         return (int(row[0]), int(row[1])) if row else START
 
     def backlog(self, stage: str) -> int:
-        """How many rows ``stage`` has not applied yet: in each partition, those after that partition's cursor
-        (one worker's partitions may be ahead of another's). Only the rows after the slowest partition's cursor
-        are looked at (an index range), so a stage that is caught up costs next to nothing however long the log."""
-        cursors = self.cursors([stage])[stage]
-        low = min(cursors.values()) if len(cursors) >= PARTITIONS else START
+        """How many rows ``stage`` has not applied yet (see :meth:`backlogs`)."""
+        return self.backlogs([stage])[stage]
+
+    def backlogs(self, stages: Sequence[str]) -> dict[str, int]:
+        """How many rows each of ``stages`` has not applied yet: in each partition, those after that partition's
+        cursor (one worker's partitions may be ahead of another's). One pass over the rows after the slowest
+        cursor of them all (an index range), so stages that are caught up cost next to nothing however long the
+        log; a partition with no cursor yet counts from the start."""
+        if not stages:
+            return {}
+        cursors = self.cursors(stages)
+        low = min((min(c.values()) if len(c) >= PARTITIONS else START for c in cursors.values()), default=START)
         m = self._m
         if self._dialect == "postgresql":
-            tx_col, bound, params = "e.txid", f"(e.txid, e.id) > ({m}, {m})", [stage, *low]
+            tx_col, bound, params = "e.txid", f"(e.txid, e.id) > ({m}, {m})", [*low]
         else:
-            tx_col, bound, params = "0", f"e.id > {m}", [stage, low[1]]
-        sql = (f"SELECT count(*) FROM events e LEFT JOIN stage_cursors c ON c.stage = {m} "
-               f"AND c.partition = e.partition WHERE {bound} AND ({tx_col}, e.id) > (COALESCE(c.tx_pos, -1), "
-               "COALESCE(c.id_pos, -1))")
-        return int(self._conn.exec_driver_sql(sql, tuple(params)).scalar_one())
+            tx_col, bound, params = "0", f"e.id > {m}", [low[1]]
+        out = {stage: 0 for stage in stages}
+        if all(len(c) >= PARTITIONS for c in cursors.values()):
+            # Every partition has its cursor: each row is matched with its partition's cursor of every stage.
+            stage_in, stage_params = self._in("c.stage", list(stages))
+            sql = (f"SELECT c.stage, count(*) FROM events e JOIN stage_cursors c ON c.partition = e.partition "
+                   f"AND {stage_in} WHERE {bound} AND ({tx_col}, e.id) > (c.tx_pos, c.id_pos) GROUP BY c.stage")
+            rows: list[tuple[Any, Any]] = [tuple(r) for r in self._conn.exec_driver_sql(sql, (*stage_params, *params))]
+        else:
+            sql = (f"SELECT count(*) FROM events e LEFT JOIN stage_cursors c ON c.stage = {m} "
+                   f"AND c.partition = e.partition WHERE {bound} AND ({tx_col}, e.id) > (COALESCE(c.tx_pos, -1), "
+                   "COALESCE(c.id_pos, -1))")
+            rows = [(stage, self._conn.exec_driver_sql(sql, (stage, *params)).scalar_one()) for stage in stages]
+        for stage, count in rows:
+            out[str(stage)] = int(count)
+        return out
 
     # Cursors ---------------------------------------------------------------------------------------------
 
