@@ -56,9 +56,9 @@ from growthengine.pipeline.ownership import Ownership, SoleOwner
 from growthengine.pipeline.runner import Pipeline
 from growthengine.pipeline.stages import Stage
 from growthengine.scheduler.runner import Scheduler
-from growthengine.segments.engine import TIMER_KIND as SEGMENT_TIMER
 from growthengine.segments.engine import SegmentEngine
 from growthengine.segments.rebuild_commands import REBUILD_COMMAND, RebuildCommands
+from growthengine.segments.segment_pass import TIMER_KIND as SEGMENT_TIMER
 from growthengine.settings import Settings
 from growthengine.storage.config_store import ConfigStore
 from growthengine.storage.unit_of_work import Store

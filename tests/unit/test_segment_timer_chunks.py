@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 from growthengine.clock import ManualClock, from_us, to_us
 from growthengine.engine import Engine
 from growthengine.scheduler.collector import collector_paused
-from growthengine.segments.engine import TIMER_KIND, timer_key
 from growthengine.segments.model import All, Compare, EventAggregate, Inactive, InSegment, Segment, TraitCondition
+from growthengine.segments.segment_pass import TIMER_KIND, timer_key
 from growthengine.storage.timer_store import Timer
 from growthengine.storage.unit_of_work import Tx
 from tests.conftest import START

@@ -30,7 +30,7 @@ from growthengine.bench.segments import _TimedTransitions, open_bench_engine
 from growthengine.bench.workload import BENCH_START
 from growthengine.engine import Engine
 from growthengine.scheduler.runner import TimerBatch
-from growthengine.segments.engine import TIMER_KIND as SEGMENT_TIMER
+from growthengine.segments.segment_pass import TIMER_KIND as SEGMENT_TIMER
 from growthengine.storage.unit_of_work import Tx
 
 TARGET_INSTANT_RATE = 50_000.0

@@ -36,7 +36,7 @@ from typing import Any
 from growthengine.bench.ingest import Advance, Measurement, measure_bare, time_stages
 from growthengine.bench.workload import BENCH_START, stream_calls
 from growthengine.engine import Engine
-from growthengine.segments.engine import TIMER_KIND as SEGMENT_TIMER
+from growthengine.segments.segment_pass import TIMER_KIND as SEGMENT_TIMER
 from growthengine.storage.segment_store import Transition
 from growthengine.storage.timer_store import Timer
 from growthengine.storage.unit_of_work import Tx

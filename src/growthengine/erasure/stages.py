@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from growthengine.domain.events import Event
 from growthengine.pipeline.stages import CommandHandler
-from growthengine.segments.engine import SegmentEngine, timer_key
+from growthengine.segments.engine import SegmentEngine
+from growthengine.segments.segment_pass import timer_key
 from growthengine.storage.unit_of_work import Tx
 
 _ALL = 10_000_000

@@ -54,6 +54,13 @@ from growthengine.segments.model import (
     Segment,
     TraitCondition,
 )
+from growthengine.segments.segment_pass import (
+    PassBatch,
+    closures,
+    late_note,
+    timers_fired,
+    want_timer,
+)
 from growthengine.segments.state_cache import CACHE_USERS, OwnershipView, StateCache
 from growthengine.storage.segment_store import Membership, Origin, Transition
 from growthengine.storage.timer_store import Timer
@@ -61,13 +68,7 @@ from growthengine.storage.unit_of_work import Tx
 
 log = logging.getLogger(__name__)
 
-TIMER_KIND = "segment"
 DEFAULT_ENTRY_MAX_LAG_US = 3_600_000_000
-
-
-def timer_key(segment: str, user_id: str) -> str:
-    """The one timer that looks again at a user's membership of a segment."""
-    return f"seg:{segment}:{user_id}"
 
 
 class TransitionListener(Protocol):
@@ -183,7 +184,7 @@ class SegmentEngine:
         with self._cached(tx):
             states = self._load(tx, list(by_user))
             now_us = to_us(self.clock.now())
-            batch = _Batch()
+            batch = PassBatch()
             changed: dict[str, State] = {}
             plan, prunes = self.plan, self._prunes
             for user_id, user_events in by_user.items():
@@ -233,7 +234,7 @@ class SegmentEngine:
             now_us = to_us(self.clock.now())
             prune_feeds(state, self._prunes, self._prunes, now_us)
             prune_activity(state, self.plan)
-            batch = _Batch()
+            batch = PassBatch()
             self._reconcile(batch, user_id, state, traits, now_us, set(self.segments), fired=set())
             self.cache.hold(user_id, state)
             self._write(tx, batch, {user_id: state}, now_us)
@@ -258,35 +259,16 @@ class SegmentEngine:
         (a timer is booked when time alone may change the answer, so it mostly does); the segments that refer to
         it are evaluated without reasons, and worded only when their membership changes."""
         now_us = to_us(due)
-        segments = self.segments
-        wanted: dict[str, set[str]] = {}
-        live: set[str] = set()  # users with a look booked by live work (the others': imported history's)
-        for timer in timers:
-            payload = timer.payload
-            key, user_id = payload.get("s"), payload.get("u")
-            if isinstance(key, str) and isinstance(user_id, str) and key in segments:
-                keys = wanted.get(user_id)
-                if keys is None:
-                    wanted[user_id] = keys = set()
-                keys.add(key)
-                if payload.get("o") != "import":
-                    live.add(user_id)
+        wanted, live = timers_fired(timers, self.segments)
         if not wanted:
             return
-        closures: dict[frozenset[str], set[str]] = {}  # the segments to evaluate, once per set of fired ones
-        closure_of: dict[str, set[str]] = {}
-        for user_id, keys in wanted.items():
-            group = frozenset(keys)
-            closure = closures.get(group)
-            if closure is None:
-                closures[group] = closure = self._with_dependents(keys)
-            closure_of[user_id] = closure
+        closure_of = closures(wanted, self._dependents)
         with self._cached(tx):
             states = self._load(tx, list(wanted))
             needs = self._need_profiles
             readers = [u for u, closure in closure_of.items() if u in states and not needs.isdisjoint(closure)]
             profiles = tx.profiles.get_many(readers) if readers else {}
-            batch = _Batch()
+            batch = PassBatch()
             changed: dict[str, State] = {}
             prunes, plan = self._prunes, self.plan
             for user_id, keys in wanted.items():
@@ -312,19 +294,9 @@ class SegmentEngine:
                 changed[user_id] = state
             self._write(tx, batch, changed, now_us)
 
-    def _with_dependents(self, keys: set[str]) -> set[str]:
-        out = set(keys)
-        frontier = list(keys)
-        while frontier:
-            for dependent in self._dependents.get(frontier.pop(), ()):
-                if dependent not in out:
-                    out.add(dependent)
-                    frontier.append(dependent)
-        return out
-
     # The decision ---------------------------------------------------------------------------------------
 
-    def _reconcile(self, batch: _Batch, user_id: str, state: State, traits: dict[str, Any], now_us: int,
+    def _reconcile(self, batch: PassBatch, user_id: str, state: State, traits: dict[str, Any], now_us: int,
                    keys: set[str], *, fired: set[str], force: bool = False, reason_prefix: str = "",
                    causes: dict[str, int] | None = None, origin: Origin = "live",
                    worded: set[str] | frozenset[str] = frozenset()) -> None:
@@ -378,7 +350,7 @@ class SegmentEngine:
                 elif verdict.next_us is not None:  # a change that time alone brings later is live
                     self._look_at(batch, state, segment, user_id, verdict.next_us, tz, now_us)
 
-    def _apply(self, batch: _Batch, segment: Segment, user_id: str, current: dict[str, Any],
+    def _apply(self, batch: PassBatch, segment: Segment, user_id: str, current: dict[str, Any],
                facets: dict[str, dict[str, Any]], now_us: int, reason: str, cause_us: int, origin: Origin) -> None:
         key = segment.key
         pattern = segment.pattern
@@ -406,56 +378,30 @@ class SegmentEngine:
                     Membership(key, user_id, entity, current[entity][0], facet["data"], facet["reason"])
                 )
 
-    def _look_at(self, batch: _Batch, state: State, segment: Segment, user_id: str, at_us: int, tz: str,
+    def _look_at(self, batch: PassBatch, state: State, segment: Segment, user_id: str, at_us: int, tz: str,
                  now_us: int, origin: Origin = "live") -> None:
-        """Book a look at the segment's first refresh instant at or after ``at_us`` (:meth:`_want_timer`), without
+        """Book a look at the segment's first refresh instant at or after ``at_us`` (``want_timer``), without
         working that instant out when an earlier look that stays as it is is booked already (most events)."""
         existing = state.get("t", {}).get(segment.key)
         if existing is not None and now_us <= existing <= at_us and (
                 origin == "import" or segment.key not in state.get("ti", {})):
-            return  # _want_timer keeps it as it is: the refresh instant is never before at_us
-        self._want_timer(batch, state, segment.key, user_id, refresh_at_or_after(segment.refresh, at_us, tz), now_us,
+            return  # want_timer keeps it as it is: the refresh instant is never before at_us
+        want_timer(batch, state, segment.key, user_id, refresh_at_or_after(segment.refresh, at_us, tz), now_us,
                          origin)
 
-    @staticmethod
-    def _want_timer(batch: _Batch, state: State, key: str, user_id: str, due_us: int, now_us: int,
-                    origin: Origin = "live") -> None:
-        """Book a look at ``key`` for ``due_us``. A look booked to apply what imported history changed says so
-        (``ti`` in the state, ``o`` in the timer): what it finds starts no flow, unless live work joins it."""
-        pending = state.setdefault("t", {})
-        imported = state.setdefault("ti", {}) if origin == "import" else state.get("ti", {})
-        existing = pending.get(key)
-        name = timer_key(key, user_id)
-        if existing is not None and now_us <= existing <= due_us:
-            # An earlier look is already booked; it will book the next one. Live work turns it into a live look.
-            if origin != "import" and key in imported:
-                del imported[key]
-                if not imported:
-                    state.pop("ti", None)
-                batch.timers.append((TIMER_KIND, name, existing, {"s": key, "u": user_id}))
-            return
-        pending[key] = due_us
-        payload: dict[str, Any] = {"s": key, "u": user_id}
-        if origin == "import":
-            payload["o"] = origin
-            imported[key] = due_us
-        elif imported.pop(key, None) is not None and not imported:
-            state.pop("ti", None)
-        batch.timers.append((TIMER_KIND, name, due_us, payload))
-
-    def _flush(self, tx: Tx, batch: _Batch, states: dict[str, State], now_us: int) -> None:
+    def _flush(self, tx: Tx, batch: PassBatch, states: dict[str, State], now_us: int) -> None:
         """Write what a pass decided, with states that are not this engine's in-memory ones (a rebuild's): they
         replace whatever memory held of those users, here and in any other process that owns them."""
         self.cache.forget(states)
         tx.segments.save_states(states, now_us)
         self._effects(tx, batch)
 
-    def _write(self, tx: Tx, batch: _Batch, states: dict[str, State], now_us: int) -> None:
+    def _write(self, tx: Tx, batch: PassBatch, states: dict[str, State], now_us: int) -> None:
         """Write what a pass decided over the in-memory states (the changed ones, once)."""
         self.cache.save(tx, states, now_us)
         self._effects(tx, batch)
 
-    def _effects(self, tx: Tx, batch: _Batch) -> None:
+    def _effects(self, tx: Tx, batch: PassBatch) -> None:
         tx.timers.schedule_many(batch.timers, earliest=True)
         tx.segments.delete_members(batch.removed)
         tx.segments.upsert_members(batch.members)
@@ -470,18 +416,3 @@ class SegmentEngine:
         return sorted({m.segment for m in tx.segments.members_of_user(user_id) if m.segment in self.segments})
 
 
-def late_note(lag_us: int) -> str:
-    """Why a live entry starts no flow (in the transition's reason)."""
-    minutes = lag_us // 60_000_000
-    return f"found {minutes // 60} h {minutes % 60} min after its event time (more than flow_entry_max_lag): " \
-        "starts no flow"
-
-
-class _Batch:
-    """What one pass decided, written together at the end."""
-
-    def __init__(self) -> None:
-        self.transitions: list[Transition] = []
-        self.members: list[Membership] = []
-        self.removed: list[tuple[str, str, str]] = []
-        self.timers: list[tuple[str, str, int, dict[str, Any]]] = []

@@ -16,9 +16,10 @@ import orjson
 from growthengine.clock import system_seconds, to_us
 from growthengine.domain.events import Event
 from growthengine.domain.partitions import ALL_PARTITIONS
-from growthengine.segments.engine import SegmentEngine, _Batch
+from growthengine.segments.engine import SegmentEngine
 from growthengine.segments.evaluate import Evaluator
 from growthengine.segments.feeds import State, apply_event, prune
+from growthengine.segments.segment_pass import PassBatch
 from growthengine.storage.segment_store import Origin
 from growthengine.storage.stage_log import COMMAND, Position
 from growthengine.storage.unit_of_work import Tx
@@ -116,7 +117,7 @@ def rebuild(engine: SegmentEngine, tx: Tx, keys: list[str] | None = None,
     result = RebuildResult()
     for chunk in fold_history(engine, tx, now_us, progress, applied_only):
         old_states = tx.segments.load_states([u for u, _, _ in chunk])
-        batch = _Batch()
+        batch = PassBatch()
         states: dict[str, State] = {}
         for user_id, state, traits in chunk:
             _reconcile_folded(engine, batch, user_id, state, old_states.get(user_id, {}), traits, now_us, chosen,
@@ -168,7 +169,7 @@ def rebuild_users(engine: SegmentEngine, tx: Tx, positions: dict[str, Position],
         history = _events_before(tx, chunk)
         profiles = tx.profiles.get_many(list(chunk))
         old_states = tx.segments.load_states(list(chunk))
-        batch = _Batch()
+        batch = PassBatch()
         states: dict[str, State] = {}
         for user_id, events in history.items():
             if not events and user_id not in old_states:
@@ -189,7 +190,7 @@ def rebuild_users(engine: SegmentEngine, tx: Tx, positions: dict[str, Position],
     return result
 
 
-def _reconcile_folded(engine: SegmentEngine, batch: _Batch, user_id: str, state: State, old: State,
+def _reconcile_folded(engine: SegmentEngine, batch: PassBatch, user_id: str, state: State, old: State,
                       traits: dict[str, Any], now_us: int, chosen: set[str], origin: Origin) -> None:
     """Decide memberships on a freshly folded ``state``, against what was stored (``old``: memberships, timers)."""
     state["m"] = old.get("m", {})
@@ -198,7 +199,7 @@ def _reconcile_folded(engine: SegmentEngine, batch: _Batch, user_id: str, state:
     engine._reconcile(batch, user_id, state, traits, now_us, chosen, fired=set(), force=True, origin=origin)
 
 
-def _write_chunk(engine: SegmentEngine, tx: Tx, batch: _Batch, states: dict[str, State], now_us: int,
+def _write_chunk(engine: SegmentEngine, tx: Tx, batch: PassBatch, states: dict[str, State], now_us: int,
                  result: RebuildResult) -> None:
     """Write one chunk's states and effects (replacing what any process held of those users in memory)."""
     result.entered += sum(1 for t in batch.transitions if t.kind == "enter")
