@@ -44,6 +44,7 @@ from growthengine.flows.audience_sync import AudienceSync
 from growthengine.flows.broadcasts import BROADCAST_COMMAND, BroadcastSender
 from growthengine.flows.dispatch import MESSAGE_TIMER, Dispatcher
 from growthengine.flows.engine import BROADCAST_TIMER, ENROLL_COMMAND, FlowEngine
+from growthengine.flows.fanout import FANOUT_COMMAND, FanOut
 from growthengine.flows.feedback import FEEDBACK_COMMAND
 from growthengine.flows.model import Flow
 from growthengine.flows.runner import RUN_TIMER, Runner
@@ -117,6 +118,8 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
                                      ERASE_COMMAND: segments_handler(segments),
                                      REBUILD_COMMAND: RebuildCommands(segments).on_commands}),  # rebuilds, back-fills
         Stage("flows", flows, {ENROLL_COMMAND: flows.on_enroll_commands,  # triggers, exits, feedback, listings
+                               FANOUT_COMMAND: FanOut(lambda: flows.flows, flows.command_enrollments,
+                                                      lambda: to_us(clock.now())).on_commands,  # price drops
                                FEEDBACK_COMMAND: flows.on_feedback_commands, ERASE_COMMAND: erase_flows,
                                BROADCAST_COMMAND: BroadcastSender(flows.runner,
                                                                   lambda: to_us(clock.now())).on_commands}),

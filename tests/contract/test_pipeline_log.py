@@ -225,3 +225,54 @@ def test_the_backlog_counts_each_partitions_rows_after_its_own_cursor(db_url: st
         assert counted == {"done": 1, "half": behind_half, "never": 301}
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_a_price_drop_reaches_the_favoriters_of_a_worker_that_is_behind(pg_cluster: PgCluster, tmp_path: Path,
+                                                                         clock: ManualClock) -> None:
+    """Two workers share the partitions; the one that applies the price change is ahead of the other, which has
+    not yet applied its users' favorites (stored before the price change). Every favoriter is still reached: each
+    partition's owner finds its own favoriters when it reaches the fan-out in its partition of the log."""
+    from growthengine.domain.partitions import partition_of
+
+    url = pg_cluster.new_database()
+    engines = [make_engine(url, clock, tmp_path / name) for name in ("a", "b")]
+    now = [1_000.0]
+    owners = [LeasedOwnership(e.store, lambda: now[0], worker_id=name) for e, name in zip(engines, "ab", strict=True)]
+    try:
+        for o in (*owners, *owners):
+            o.refresh()
+        for engine, owner in zip(engines, owners, strict=True):
+            engine.use_ownership(owner)
+        a_parts, b_parts = set(owners[0].partitions()), set(owners[1].partitions())
+        seller = next(f"seller{n}" for n in range(1000) if partition_of(f"seller{n}") in a_parts)
+        fans = [f"fan{n}" for n in range(60)]
+        assert {partition_of(f) in b_parts for f in fans} == {True, False}, "fans on both workers"
+        consent = {"push": True}
+        calls: list[dict[str, object]] = [
+            {"type": "track", "userId": seller, "event": "listing_created",
+             "properties": {"listing_id": "L7", "title": "Fuji", "price": 1000, "category": "cameras"}}]
+        calls += [{"type": "identify", "userId": f, "traits": {"push_token": f"t-{f}", "consent": consent}}
+                  for f in fans]
+        calls += [{"type": "track", "userId": f, "event": "favorite_added", "properties": {"listing_id": "L7"}}
+                  for f in fans]
+        calls.append({"type": "track", "userId": seller, "event": "listing_price_changed",
+                      "properties": {"listing_id": "L7", "old_price": 1000, "new_price": 800}})
+        assert engines[0].ingestion.ingest(calls).accepted == len(calls)
+
+        engines[0].pipeline.drain()  # a is ahead: the price change applied before b has seen any favorite
+        with engines[0].store.read() as tx:
+            stored = {u for (u,) in tx.conn.exec_driver_sql("SELECT user_id FROM favorites").all()}
+        assert stored == {f for f in fans if partition_of(f) in a_parts}, "b's favorites are not applied yet"
+        engines[1].pipeline.drain()
+        engines[0].pipeline.drain()
+        with engines[0].store.read() as tx:
+            enrolled = [u for (u,) in tx.conn.exec_driver_sql(
+                "SELECT user_id FROM events WHERE type = 'command' AND name = 'flow_enroll'").all()]
+            runs = [u for (u,) in tx.conn.exec_driver_sql(
+                "SELECT user_id FROM flow_runs WHERE flow_key = 'price_drop'").all()]
+        assert sorted(enrolled) == sorted(fans), "one enrolment command per favoriter, on either worker"
+        assert sorted(runs) == sorted(fans)
+    finally:
+        for engine in engines:
+            engine.close()

@@ -15,6 +15,7 @@ from growthengine.domain.messages import Message
 from growthengine.domain.profiles import Profile
 from growthengine.flows.dispatch import Dispatcher, Outgoing
 from growthengine.flows.enrolment import EnrolCandidate, Enrolment
+from growthengine.flows.fanout import announce
 from growthengine.flows.feedback import Feedback, apply_feedback
 from growthengine.flows.model import EventTrigger, Flow, Schedule, SegmentEntered
 from growthengine.flows.runner import RUN_TIMER, Runner
@@ -172,7 +173,7 @@ class FlowEngine:
         for flow, event, values, entity in matched:
             context = {"trigger": {**(listings.get(entity) or {}), **values}, "event": event.name}
             if isinstance(flow.trigger, EventTrigger) and flow.trigger.audience == "favorited":
-                self._fan_out(tx, flow, event, entity, context, now_us)
+                announce(tx, flow, event, entity, context, now_us)  # each partition's owner finds its favoriters
             else:
                 items.append((flow, (event.user_id, entity, event.ts_us, context), now_us))
         self.enroll_many(tx, items, profiles)
@@ -261,16 +262,6 @@ class FlowEngine:
         for message in tx.messages.for_run(run.id, ["scheduled"]):
             tx.messages.update(message.id, status="cancelled", reason="flow_exit", updated_us=now_us)
             tx.timers.cancel(f"msg:{message.id}")
-
-    def _fan_out(self, tx: Tx, flow: Flow, event: Event, entity: str, context: dict[str, Any], now_us: int) -> None:
-        """Everyone who favorited the listing (but the event's own user) gets a ``flow_enroll`` command."""
-        reached = 0
-        for chunk in tx.listings.favoriters(entity):
-            users = [u for u in chunk if u != event.user_id]
-            self.command_enrollments(tx, flow, users, entity, event.ts_us, context, now_us)
-            reached += len(users)
-        if reached:
-            log.info("%s: %s on %s reaches %d favoriters", flow.key, event.name, entity, reached)
 
     # Timers ---------------------------------------------------------------------------------------------
 

@@ -163,6 +163,19 @@ class StageLog:
 
     # Writing commands ------------------------------------------------------------------------------------
 
+    def append_partition_commands(self, user_id: str, name: str, ts_us: int, payload: dict[str, Any],
+                                  partitions: Sequence[int], received_us: int) -> None:
+        """Append one command per partition (not per user): each partition's owner applies its own, after every
+        earlier row of its partition. The payload carries the partition (``partition``)."""
+        m = self._m
+        sql = ("INSERT INTO events (type, name, user_id, ts_us, received_us, payload, partition) "
+               f"VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m})")
+        dumps = orjson.dumps
+        self._conn.exec_driver_sql(sql, [
+            (COMMAND, name, user_id, ts_us, received_us, dumps({**payload, "partition": p}).decode(), p)
+            for p in partitions
+        ])
+
     def append_commands(self, commands: Sequence[tuple[str, str, int, dict[str, Any]]], received_us: int) -> None:
         """Append per-user commands ``(user_id, name, ts_us, payload)`` for the owners of those users to apply."""
         if not commands:
