@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -25,7 +24,6 @@ pytestmark = pytest.mark.e2e
 JS = Path(__file__).parent / "js"
 ADMIN = {"Authorization": "Bearer e2e-ajs-admin"}
 WRITE_KEY = "e2e-ajs-write"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-dev-shm-usage"]
 
 PAGE = """<!doctype html><html lang="th"><head><meta charset="utf-8"><title>JaiKod</title>
 <script src="analytics.js"></script></head><body><h1>ร้านค้า</h1></body></html>"""
@@ -65,19 +63,6 @@ def shop(bundle: Path) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail("chromium is not on PATH: run scripts/system-deps.sh (Debian's chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 def test_analytics_js_sends_identify_track_and_page_from_another_origin(tmp_path: Path, shop: str,

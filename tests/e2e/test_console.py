@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ ADMIN_KEY = "e2e-console-admin"
 WRITE_KEY = "e2e-console-write"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 WRITE = {"Authorization": f"Bearer {WRITE_KEY}"}
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-dev-shm-usage"]
 CONSENT = {"push": True, "email": True, "in_app": True}
 SEGMENT = """name: "📷 Camera fans"
 description: Viewed cameras at least twice
@@ -90,19 +88,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
         response = http.post("/v1/batch", json={"batch": batch}, headers=WRITE)
         assert response.status_code == 200 and not response.json()["rejected"], response.text
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail("chromium is not on PATH: run scripts/system-deps.sh (Debian's chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 def test_a_marketer_builds_previews_publishes_and_finds_it_on_the_user_page(

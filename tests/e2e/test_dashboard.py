@@ -7,7 +7,6 @@ that Thai text is drawn with a Thai font, and saves a screenshot of each page un
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ WRITE_KEY = "e2e-dashboard-write"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 WRITE = {"Authorization": f"Bearer {WRITE_KEY}"}
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-dev-shm-usage"]
 THAI_FONTS = ("Loma", "Garuda", "Kinnari", "Norasi", "Sawasdee", "Tlwg", "Umpush", "Waree", "Purisa", "Laksaman",
               "Kinnari", "Noto Sans Thai", "Noto Serif Thai", "Sarabun")
 CONSENT = {"push": True, "email": True, "in_app": True}
@@ -78,19 +76,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     with serving(tmp, args, env, "dashboard") as running, httpx.Client(base_url=running.base_url, timeout=30) as http:
         feed(http)
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail("chromium is not on PATH: run scripts/system-deps.sh (Debian's chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 def shot(page: Any, name: str) -> None:
