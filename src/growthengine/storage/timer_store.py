@@ -10,6 +10,7 @@ import orjson
 import sqlalchemy as sa
 
 from growthengine.domain.partitions import partition_of
+from growthengine.storage.driver_cursor import driver_rows
 from growthengine.storage.event_log import marker
 from growthengine.storage.schema import timers
 
@@ -99,6 +100,22 @@ class TimerStore:
         loads = orjson.loads
         return [Timer(id_, kind, key, due_us, loads(payload), attempts)
                 for id_, kind, key, due_us, payload, attempts in self._conn.exec_driver_sql(sql, tuple(params))]
+
+    def take_next_instant(self, until_us: int, *, limit: int) -> list[Timer]:
+        """Claim and delete, in one statement, the timers of the earliest instant due, if it is by ``until_us``
+        (at most ``limit`` of them, lowest id first): what a manual clock advance fires next. A handler that
+        fails has its timers booked again (``Scheduler._retry_later``)."""
+        mark = marker(self._dialect)
+        pick = (f"SELECT id FROM timers WHERE due_us = (SELECT min(due_us) FROM timers) AND due_us <= {mark} "  # noqa: S608
+                f"ORDER BY id LIMIT {int(limit)}")
+        if self._dialect == "postgresql":
+            pick += " FOR UPDATE SKIP LOCKED"
+        sql = (f'DELETE FROM timers WHERE id IN ({pick}) '  # noqa: S608
+               'RETURNING id, kind, "key", due_us, payload, attempts')
+        loads = orjson.loads
+        return sorted((Timer(id_, kind, key, due_us, loads(payload), attempts)
+                       for id_, kind, key, due_us, payload, attempts in driver_rows(self._conn, sql, (until_us,))),
+                      key=lambda t: t.id)
 
     def delete(self, ids: Sequence[int]) -> None:
         """Delete timers by id (plain SQL, 500 a statement: fired timers are deleted instant by instant)."""
