@@ -10,7 +10,7 @@ import orjson
 import sqlalchemy as sa
 
 from growthengine.domain.partitions import partition_of
-from growthengine.storage.driver_cursor import driver_rows
+from growthengine.storage.driver_cursor import driver_many, driver_rows
 from growthengine.storage.event_log import marker
 from growthengine.storage.schema import timers
 
@@ -58,7 +58,7 @@ class TimerStore:
             return
         dumps = orjson.dumps
         rows = [(k, key, due, dumps(p).decode(), timer_partition(key, p)) for k, key, due, p in items]
-        self._conn.exec_driver_sql(self._upsert_earliest_sql if earliest else self._upsert_sql, rows)
+        driver_many(self._conn, self._upsert_earliest_sql if earliest else self._upsert_sql, rows)
 
     def cancel(self, key: str) -> None:
         self._conn.execute(sa.delete(timers).where(timers.c.key == key))
