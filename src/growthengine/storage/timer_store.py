@@ -106,16 +106,18 @@ class TimerStore:
         (at most ``limit`` of them, lowest id first): what a manual clock advance fires next. A handler that
         fails has its timers booked again (``Scheduler._retry_later``)."""
         mark = marker(self._dialect)
+        # The limit is a parameter: the statement's text stays the same from instant to instant, so the driver
+        # prepares it once (a text that changes is prepared again each time and pushes others out of its cache).
         pick = (f"SELECT id FROM timers WHERE due_us = (SELECT min(due_us) FROM timers) AND due_us <= {mark} "  # noqa: S608
-                f"ORDER BY id LIMIT {int(limit)}")
+                f"ORDER BY id LIMIT {mark}")
         if self._dialect == "postgresql":
             pick += " FOR UPDATE SKIP LOCKED"
         sql = (f'DELETE FROM timers WHERE id IN ({pick}) '  # noqa: S608
                'RETURNING id, kind, "key", due_us, payload, attempts')
         loads = orjson.loads
+        rows = driver_rows(self._conn, sql, (until_us, int(limit)))
         return sorted((Timer(id_, kind, key, due_us, loads(payload), attempts)
-                       for id_, kind, key, due_us, payload, attempts in driver_rows(self._conn, sql, (until_us,))),
-                      key=lambda t: t.id)
+                       for id_, kind, key, due_us, payload, attempts in rows), key=lambda t: t.id)
 
     def delete(self, ids: Sequence[int]) -> None:
         """Delete timers by id (plain SQL, 500 a statement: fired timers are deleted instant by instant)."""
