@@ -64,3 +64,39 @@ def test_a_timer_booked_by_an_instant_fires_before_a_later_one(engine: Engine, c
     engine.advance(at + dt.timedelta(seconds=1))
     assert fired == [("first", at), ("test_booked", from_us(to_us(at) + 1000)),
                      ("test_later", from_us(to_us(at) + 2000))]
+
+
+def test_a_failing_instant_is_undone_alone_and_booked_again(engine: Engine, clock: ManualClock) -> None:
+    """In a group, an instant whose handler fails loses its writes and is booked again with a backoff; the
+    instants before and after it keep theirs; a handler booking its own key again (a recurrence) keeps the new
+    timer."""
+    fired: list[str] = []
+
+    def handler(tx: Tx, timers: list[Timer], due: dt.datetime) -> None:
+        [timer] = timers
+        tx.state.put(f"test:{timer.key}", to_us(due))
+        fired.append(timer.key)
+        if timer.key == "bad":
+            raise RuntimeError("this instant fails")
+        if timer.key == "again":
+            tx.timers.schedule("test_kind", "again", to_us(due) + 3_600_000_000, {})
+
+    engine.scheduler.register("test_kind", handler)
+    at = START + dt.timedelta(minutes=5)
+    with engine.store.transaction() as tx:
+        for n, key in enumerate(("good", "bad", "again")):
+            tx.timers.schedule("test_kind", key, to_us(at) + n * 1000, {})
+    engine.advance(at + dt.timedelta(seconds=1))
+    assert fired == ["good", "bad", "again"]
+    with engine.store.read() as tx:
+        assert tx.state.get("test:good") == to_us(at)
+        assert tx.state.get("test:bad") is None, "the failed instant's writes were rolled back"
+        assert tx.state.get("test:again") == to_us(at) + 2000
+        bad, again = tx.timers.get("bad"), tx.timers.get("again")
+        assert bad is not None and (bad.due_us, bad.attempts) == (to_us(at) + 1000 + 1_000_000, 1)
+        assert again is not None and again.due_us == to_us(at) + 2000 + 3_600_000_000
+    engine.advance(at + dt.timedelta(seconds=3))
+    assert fired == ["good", "bad", "again", "bad"]
+    with engine.store.read() as tx:
+        bad = tx.timers.get("bad")
+        assert bad is not None and bad.attempts == 2

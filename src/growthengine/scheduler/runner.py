@@ -24,6 +24,7 @@ from typing import Protocol
 from growthengine.clock import Clock, ManualClock, from_us, to_us
 from growthengine.pipeline.ownership import Ownership, SoleOwner
 from growthengine.scheduler.collector import collector_paused
+from growthengine.storage.driver_cursor import DriverSavepoint
 from growthengine.storage.timer_store import Timer
 from growthengine.storage.unit_of_work import Store, Tx
 
@@ -127,24 +128,21 @@ class Scheduler:
         when nothing was due. Each instant is claimed when its turn comes, so a timer that an earlier instant
         booked, moved or cancelled is seen as it is then (as when each instant had its own transaction)."""
         fired = 0
-        first_us: int | None = None
+        bound_us = target_us
         tail = tx.log.tail()
         self._open()
         try:
             while fired < self.chunk:
-                next_us = tx.timers.next_due_us()
-                if next_us is None or next_us > target_us:
-                    break
-                if first_us is None:
-                    first_us = next_us
-                elif next_us - first_us > GROUP_SPAN_US:
-                    break
-                if next_us > to_us(clock.now()):
-                    clock.set(from_us(next_us))
-                due = tx.timers.claim_due(target_us, limit=self.chunk - fired, at_us=next_us)
+                # The earliest instant due, claimed and deleted in one statement when its turn comes.
+                due = tx.timers.take_next_instant(bound_us, limit=self.chunk - fired)
                 if not due:
                     break
-                fired += self._fire(tx, due)
+                due_us = due[0].due_us
+                if fired == 0:
+                    bound_us = min(target_us, due_us + GROUP_SPAN_US)
+                if due_us > to_us(clock.now()):
+                    clock.set(from_us(due_us))
+                fired += self._fire(tx, due, taken=True)
                 if tx.log.tail() != tail:
                     break  # the stages apply what this instant appended before a later instant fires
         except BaseException:
@@ -175,7 +173,9 @@ class Scheduler:
             self._open()
         self._group_kind = kind
 
-    def _fire(self, tx: Tx, due: list[Timer]) -> int:
+    def _fire(self, tx: Tx, due: list[Timer], *, taken: bool = False) -> int:
+        """Run the handlers of ``due``, each kind and instant under its own savepoint. ``taken``: the timers
+        were deleted when claimed (``TimerStore.take_next_instant``)."""
         by_kind: dict[tuple[str, int], list[Timer]] = defaultdict(list)
         for timer in due:
             by_kind[(timer.kind, timer.due_us)].append(timer)
@@ -189,15 +189,15 @@ class Scheduler:
                 continue
             self._entering(tx, kind)
             marks = [b.batch_mark() for b in self.batches]
-            savepoint = tx.conn.begin_nested()
             try:
-                # The handler may schedule a timer under the same key again (a recurrence):
-                # delete first so that the new row survives.
-                tx.timers.delete(ids)
-                handler(tx, batch, from_us(due_us))
-                savepoint.commit()
+                # Set and released by the driver: one savepoint per fired instant.
+                with DriverSavepoint(tx.conn, "ge_timer_fire"):
+                    # The handler may schedule a timer under the same key again (a recurrence):
+                    # delete first so that the new row survives.
+                    if not taken:
+                        tx.timers.delete(ids)
+                    handler(tx, batch, from_us(due_us))
             except Exception:
-                savepoint.rollback()
                 for deferred, mark in zip(self.batches, marks, strict=True):
                     deferred.batch_rollback(mark)
                 log.exception("timer handler %r failed for %d timer(s); retrying with backoff", kind, len(batch))

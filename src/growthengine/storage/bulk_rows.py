@@ -3,7 +3,8 @@
 On PostgreSQL a batch of rows goes as one array per column through ``unnest``: one statement, planned once, instead
 of one execution per row (psycopg's ``executemany``, which costs the server a parse-bind-execute round per row and
 was the larger part of its CPU under a worker's batches). On SQLite ``executemany`` of a prepared statement is
-already the fast path. The SQL is built from constant names and type names only; every value is a parameter.
+already the fast path. Both go straight to the driver (``driver_cursor.py``: the segment stage writes once per fired
+timer instant). The SQL is built from constant names and type names only; every value is a parameter.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from growthengine.storage.driver_cursor import driver_many, driver_run
 from growthengine.storage.event_log import marker
 
 Row = tuple[Any, ...]
@@ -29,8 +31,8 @@ def write_rows(conn: sa.Connection, dialect: str, head: str, tail: str, pg_types
         rows = list({key(row): row for row in rows}.values())
     if dialect == "postgresql":
         arrays = ", ".join(f"%s::{t}[]" for t in pg_types)
-        conn.exec_driver_sql(f"{head} SELECT * FROM unnest({arrays}) {tail}",  # noqa: S608
-                             tuple(list(column) for column in zip(*rows, strict=True)))
+        driver_run(conn, f"{head} SELECT * FROM unnest({arrays}) {tail}",  # noqa: S608
+                   tuple(list(column) for column in zip(*rows, strict=True)))
         return
     marks = ", ".join([marker(dialect)] * len(pg_types))
-    conn.exec_driver_sql(f"{head} VALUES ({marks}) {tail}", list(rows))
+    driver_many(conn, f"{head} VALUES ({marks}) {tail}", rows)

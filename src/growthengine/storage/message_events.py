@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from growthengine.domain.messages import Message
 from growthengine.domain.partitions import partition_of
+from growthengine.storage.bulk_rows import write_rows
 from growthengine.storage.flow_schema import messages
 from growthengine.storage.schema import RowId, metadata
 
@@ -55,17 +56,20 @@ def opened_at(status: str, data: Any, updated_us: int) -> int | None:
     return next((v for v in stamps if isinstance(v, int) and not isinstance(v, bool) and v), updated_us)
 
 
-def event_row(m: Message) -> dict[str, Any]:
-    """The event of a message written to the ledger as it is."""
-    return {"user_id": m.user_id, "message_id": m.id, "partition": partition_of(m.user_id), "flow_key": m.flow,
-            "step": m.step, "channel": m.channel, "variant": m.variant or "", "kind": m.kind, "status": m.status,
-            "reason": m.reason or "", "scheduled_us": m.scheduled_us, "sent_us": m.sent_us, "at_us": m.updated_us,
-            "opened_us": opened_at(m.status, m.data, m.updated_us)}
+_INSERTED_COLUMNS = ("user_id", "message_id", "partition", "flow_key", "step", "channel", "variant", "kind", "status",
+                     "reason", "scheduled_us", "sent_us", "at_us", "opened_us")
+_INSERTED = (f"INSERT INTO message_events ({', '.join(_INSERTED_COLUMNS)})", "",
+             ("text", "text", "smallint", "text", "text", "text", "text", "text", "text", "text", "bigint", "bigint",
+              "bigint", "bigint"))
 
 
 def append_inserted(conn: sa.Connection, items: Sequence[Message]) -> None:
+    """The events of messages written to the ledger: one plain statement (``bulk_rows.write_rows``)."""
     if items:
-        conn.execute(sa.insert(message_events), [event_row(m) for m in items])
+        rows = [(m.user_id, m.id, partition_of(m.user_id), m.flow, m.step, m.channel, m.variant or "", m.kind,
+                 m.status, m.reason or "", m.scheduled_us, m.sent_us, m.updated_us,
+                 opened_at(m.status, m.data, m.updated_us)) for m in items]
+        write_rows(conn, conn.dialect.name, *_INSERTED, rows)
 
 
 def append_updated(conn: sa.Connection, message_ids: Sequence[str]) -> None:

@@ -13,7 +13,7 @@ import orjson
 import sqlalchemy as sa
 
 from growthengine.domain.messages import Message
-from growthengine.storage.dialects import insert_for
+from growthengine.storage.bulk_rows import write_rows
 from growthengine.storage.flow_schema import messages, outbox
 from growthengine.storage.message_events import append_inserted, append_updated
 
@@ -25,6 +25,10 @@ _INSERT = (
     f"INSERT INTO messages ({', '.join(_INSERT_COLUMNS)}) "  # noqa: S608
     f"VALUES ({', '.join(['{m}'] * len(_INSERT_COLUMNS))}) ON CONFLICT (id) DO NOTHING"
 )
+
+_OUTBOX = ("INSERT INTO outbox (message_id, channel, provider, payload, created_us, state, attempts, next_us)",
+           "ON CONFLICT (message_id) DO NOTHING",
+           ("text", "text", "text", "text", "bigint", "text", "integer", "bigint"))
 
 
 class MessageStore:
@@ -125,10 +129,10 @@ class MessageStore:
         the local outbox, delivered by being written."""
         if not rows:
             return
-        encoded = [{**r, "payload": orjson.dumps(r["payload"]).decode(), "state": "pending" if pending else "done",
-                    "attempts": 0, "next_us": r["created_us"] if pending else None} for r in rows]
-        stmt = insert_for(self._dialect, outbox).on_conflict_do_nothing(index_elements=["message_id"])
-        self._conn.execute(stmt, encoded)
+        dumps, state = orjson.dumps, "pending" if pending else "done"
+        write_rows(self._conn, self._dialect, *_OUTBOX, [
+            (r["message_id"], r["channel"], r["provider"], dumps(r["payload"]).decode(), r["created_us"], state, 0,
+             r["created_us"] if pending else None) for r in rows])
 
     def counts(self) -> dict[str, int]:
         rows = self._conn.execute(sa.select(messages.c.status, sa.func.count()).group_by(messages.c.status))

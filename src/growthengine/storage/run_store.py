@@ -12,6 +12,16 @@ import sqlalchemy as sa
 from growthengine.storage.dialects import insert_for
 from growthengine.storage.flow_schema import flow_runs, flow_versions
 
+_INSERT_COLUMNS = ("id", "flow_key", "version", "user_id", "entity", "status", "cursor", "trigger_us", "entered_us",
+                   "updated_us", "context", "exit_reason")
+_INSERT_SQLITE = (f"INSERT INTO flow_runs ({', '.join(_INSERT_COLUMNS)}) "  # noqa: S608 (constant names)
+                  f"VALUES ({', '.join(['?'] * len(_INSERT_COLUMNS))})")
+_SAVE_SQLITE = "UPDATE flow_runs SET status = ?, cursor = ?, updated_us = ?, exit_reason = ?, context = ? WHERE id = ?"
+_SAVE_PG = ("UPDATE flow_runs AS r SET status = v.status, cursor = v.cursor, updated_us = v.updated_us, "
+            "exit_reason = v.exit_reason, context = v.context "
+            "FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::bigint[]) "
+            "AS v(status, cursor, updated_us, exit_reason, context, id) WHERE r.id = v.id")
+
 
 @dataclass(slots=True)
 class Run:
@@ -91,9 +101,10 @@ class RunStore:
                 ids += [r[0] for r in result]
             return ids
         first = int(self._conn.execute(sa.select(sa.func.coalesce(sa.func.max(flow_runs.c.id), 0))).scalar_one()) + 1
-        with_ids = [{**r, "id": first + i} for i, r in enumerate(encoded)]
-        self._conn.execute(flow_runs.insert(), with_ids)
-        return [r["id"] for r in with_ids]
+        ids = list(range(first, first + len(encoded)))
+        self._conn.exec_driver_sql(_INSERT_SQLITE, [(run_id, *(r.get(c) for c in _INSERT_COLUMNS[1:]))
+                                                    for run_id, r in zip(ids, encoded, strict=True)])
+        return ids
 
     def get_many(self, ids: Sequence[int]) -> dict[int, Run]:
         found: dict[int, Run] = {}
@@ -125,14 +136,15 @@ class RunStore:
     def save_many(self, runs: Sequence[Run]) -> None:
         if not runs:
             return
-        stmt = sa.update(flow_runs).where(flow_runs.c.id == sa.bindparam("run_id")).values(
-            status=sa.bindparam("status"), cursor=sa.bindparam("cursor"), updated_us=sa.bindparam("updated_us"),
-            exit_reason=sa.bindparam("exit_reason"), context=sa.bindparam("context"))
-        self._conn.execute(stmt, [
-            {"run_id": r.id, "status": r.status, "cursor": r.cursor, "updated_us": r.updated_us,
-             "exit_reason": r.exit_reason, "context": orjson.dumps(r.context, default=str).decode()}
-            for r in runs
-        ])
+        # Plain SQL (a batch of runs per timer group or pipeline batch); the last state of a run given twice wins.
+        dumps = orjson.dumps
+        last = {r.id: r for r in runs}
+        rows = [(r.status, r.cursor, r.updated_us, r.exit_reason, dumps(r.context, default=str).decode(), r.id)
+                for r in last.values()]
+        if self._dialect == "postgresql":
+            self._conn.exec_driver_sql(_SAVE_PG, tuple(list(column) for column in zip(*rows, strict=True)))
+        else:
+            self._conn.exec_driver_sql(_SAVE_SQLITE, rows)
 
     def for_user(self, user_id: str) -> list[Run]:
         query = sa.select(flow_runs).where(flow_runs.c.user_id == user_id).order_by(flow_runs.c.id)

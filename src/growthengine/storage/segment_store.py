@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from growthengine.domain.partitions import partition_of
 from growthengine.storage.bulk_rows import write_rows
+from growthengine.storage.driver_cursor import driver_many, driver_rows
 from growthengine.storage.event_log import in_list, list_params, marker
 from growthengine.storage.schema import segment_members, segment_state, segment_transitions
 
@@ -104,7 +105,7 @@ class SegmentStore:
             chunk = ids[start : start + 500]
             where = in_list(self._dialect, "user_id", len(chunk))
             sql = f"SELECT user_id, state FROM segment_state WHERE {where}"  # noqa: S608 (constant names, markers)
-            for user_id, state in self._conn.exec_driver_sql(sql + lock, list_params(self._dialect, chunk)):
+            for user_id, state in driver_rows(self._conn, sql + lock, list_params(self._dialect, chunk)):
                 found[user_id] = loads(state)
         return found
 
@@ -133,12 +134,12 @@ class SegmentStore:
 
     def put_fences(self, values: dict[str, str]) -> None:
         """Set fence keys (``values``: key -> JSON text)."""
-        self._conn.exec_driver_sql(_FENCE.format(m=self._mark), list(values.items()))
+        driver_many(self._conn, _FENCE.format(m=self._mark), list(values.items()))
 
     def fences(self) -> dict[str, str]:
         """Every fence key with its JSON text."""
         sql = f"SELECT key, value FROM engine_state WHERE key LIKE {self._mark}"  # noqa: S608 (a constant marker)
-        return dict(self._conn.exec_driver_sql(sql, (STATE_FENCE_PREFIX + "%",)).all())
+        return dict(driver_rows(self._conn, sql, (STATE_FENCE_PREFIX + "%",)))
 
     # Memberships ----------------------------------------------------------------------------------
 

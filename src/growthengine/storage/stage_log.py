@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from growthengine.domain.events import Event
 from growthengine.domain.partitions import PARTITIONS, partition_of
+from growthengine.storage.driver_cursor import driver_rows
 from growthengine.storage.event_log import marker
 
 Position = tuple[int, int]
@@ -81,11 +82,12 @@ class StageLog:
 
     def tail(self) -> Position:
         """The position of the newest row (what a stage caught up with everything has reached)."""
+        # Asked after each fired instant: straight to the driver.
         if self._dialect == "postgresql":
-            row = self._conn.exec_driver_sql("SELECT txid, id FROM events ORDER BY txid DESC, id DESC LIMIT 1").first()
+            rows = driver_rows(self._conn, "SELECT txid, id FROM events ORDER BY txid DESC, id DESC LIMIT 1")
         else:
-            row = self._conn.exec_driver_sql("SELECT 0, id FROM events ORDER BY id DESC LIMIT 1").first()
-        return (int(row[0]), int(row[1])) if row else START
+            rows = driver_rows(self._conn, "SELECT 0, id FROM events ORDER BY id DESC LIMIT 1")
+        return (int(rows[0][0]), int(rows[0][1])) if rows else START
 
     def backlog(self, stage: str) -> int:
         """How many rows ``stage`` has not applied yet (see :meth:`backlogs`)."""

@@ -10,6 +10,7 @@ import orjson
 import sqlalchemy as sa
 
 from growthengine.domain.partitions import partition_of
+from growthengine.storage.driver_cursor import driver_many, driver_rows
 from growthengine.storage.event_log import marker
 from growthengine.storage.schema import timers
 
@@ -57,7 +58,7 @@ class TimerStore:
             return
         dumps = orjson.dumps
         rows = [(k, key, due, dumps(p).decode(), timer_partition(key, p)) for k, key, due, p in items]
-        self._conn.exec_driver_sql(self._upsert_earliest_sql if earliest else self._upsert_sql, rows)
+        driver_many(self._conn, self._upsert_earliest_sql if earliest else self._upsert_sql, rows)
 
     def cancel(self, key: str) -> None:
         self._conn.execute(sa.delete(timers).where(timers.c.key == key))
@@ -99,6 +100,24 @@ class TimerStore:
         loads = orjson.loads
         return [Timer(id_, kind, key, due_us, loads(payload), attempts)
                 for id_, kind, key, due_us, payload, attempts in self._conn.exec_driver_sql(sql, tuple(params))]
+
+    def take_next_instant(self, until_us: int, *, limit: int) -> list[Timer]:
+        """Claim and delete, in one statement, the timers of the earliest instant due, if it is by ``until_us``
+        (at most ``limit`` of them, lowest id first): what a manual clock advance fires next. A handler that
+        fails has its timers booked again (``Scheduler._retry_later``)."""
+        mark = marker(self._dialect)
+        # The limit is a parameter: the statement's text stays the same from instant to instant, so the driver
+        # prepares it once (a text that changes is prepared again each time and pushes others out of its cache).
+        pick = (f"SELECT id FROM timers WHERE due_us = (SELECT min(due_us) FROM timers) AND due_us <= {mark} "  # noqa: S608
+                f"ORDER BY id LIMIT {mark}")
+        if self._dialect == "postgresql":
+            pick += " FOR UPDATE SKIP LOCKED"
+        sql = (f'DELETE FROM timers WHERE id IN ({pick}) '  # noqa: S608
+               'RETURNING id, kind, "key", due_us, payload, attempts')
+        loads = orjson.loads
+        rows = driver_rows(self._conn, sql, (until_us, int(limit)))
+        return sorted((Timer(id_, kind, key, due_us, loads(payload), attempts)
+                       for id_, kind, key, due_us, payload, attempts in rows), key=lambda t: t.id)
 
     def delete(self, ids: Sequence[int]) -> None:
         """Delete timers by id (plain SQL, 500 a statement: fired timers are deleted instant by instant)."""

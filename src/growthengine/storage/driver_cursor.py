@@ -1,0 +1,64 @@
+"""Statements handed straight to the database driver's cursor, inside the connection's open transaction.
+
+For the statements that run once per fired instant (100,000 cart timers due milliseconds apart are 100,000
+instants: the timer claim, the savepoint, the segment stage's states, fences, members, transitions and timers, the
+bulk writes of ``bulk_rows.py``): SQLAlchemy's ``exec_driver_sql`` costs three to four times what the driver itself
+spends on such a statement (its result set-up, events and bookkeeping). The SQL is plain text with the driver's own
+parameter marker (``marker(dialect)``); every value is a parameter. These statements are not seen by SQLAlchemy's
+event hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+
+def driver_rows(conn: sa.Connection, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """The rows ``sql`` returns, run by the driver in ``conn``'s transaction."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, tuple(params))
+        return list(cursor.fetchall()) if cursor.description is not None else []
+    finally:
+        cursor.close()
+
+
+def driver_run(conn: sa.Connection, sql: str, params: Sequence[Any] = ()) -> None:
+    """Run ``sql`` (no rows wanted) by the driver in ``conn``'s transaction."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, tuple(params))
+    finally:
+        cursor.close()
+
+
+def driver_many(conn: sa.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Run ``sql`` once per row of ``rows`` (the driver's ``executemany``) in ``conn``'s transaction."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(sql, rows)
+    finally:
+        cursor.close()
+
+
+class DriverSavepoint:
+    """A savepoint set and released by the driver (what ``Connection.begin_nested`` does, without its
+    bookkeeping), for work that must be undone alone if it fails: ``with DriverSavepoint(conn, "name"):``."""
+
+    __slots__ = ("_conn", "_name")
+
+    def __init__(self, conn: sa.Connection, name: str) -> None:
+        self._conn = conn
+        self._name = name
+
+    def __enter__(self) -> DriverSavepoint:
+        driver_run(self._conn, f"SAVEPOINT {self._name}")
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            driver_run(self._conn, f"ROLLBACK TO SAVEPOINT {self._name}")
+        driver_run(self._conn, f"RELEASE SAVEPOINT {self._name}")
