@@ -4,6 +4,7 @@ template with its preview for a chosen user in Thai and English and a test send.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -145,15 +146,20 @@ def add_editor_routes(router: APIRouter, engine: Engine, kit: Kit) -> None:
         data.update(segment_preview(key, form))
         return editor_page(request, "segment", data, 422 if data["problems"] else 200)
 
-    @router.post("/dashboard/segments/preview")
-    async def segment_preview_fragment(request: Request) -> Response:
-        form, refused = await posted(request, "segment")
+    async def preview_fragment(request: Request, kind: ConfigKind,
+                               preview: Callable[[str, dict[str, str]], dict[str, Any]], page: str) -> Response:
+        """A draft's preview alone (the editor's live preview), for a form posted with its session's token."""
+        form, refused = await posted(request, kind)
         if form is None:
             return refused or to_login(request)
         key = key_or_none(form.get("key"))
-        data = segment_preview(key, form) if key is not None else {
+        data = preview(key, form) if key is not None else {
             "problems": [{"path": "key", "message": kit.words(request)("bad_key")}]}
-        return kit.render(request, "segment_preview.html", "segments", data=data)
+        return kit.render(request, f"{kind}_preview.html", page, data=data)
+
+    @router.post("/dashboard/segments/preview")
+    async def segment_preview_fragment(request: Request) -> Response:
+        return await preview_fragment(request, "segment", segment_preview, "segments")
 
     # -- flows -------------------------------------------------------------------------------------------------
 
@@ -281,10 +287,4 @@ def add_editor_routes(router: APIRouter, engine: Engine, kit: Kit) -> None:
 
     @router.post("/dashboard/templates/preview")
     async def template_preview_fragment(request: Request) -> Response:
-        form, refused = await posted(request, "template")
-        if form is None:
-            return refused or to_login(request)
-        key = key_or_none(form.get("key"))
-        data = template_preview(key, form) if key is not None else {
-            "problems": [{"path": "key", "message": kit.words(request)("bad_key")}]}
-        return kit.render(request, "template_preview.html", "templates", data=data)
+        return await preview_fragment(request, "template", template_preview, "templates")

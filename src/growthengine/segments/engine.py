@@ -31,7 +31,6 @@ from growthengine.domain.events import Event
 from growthengine.domain.partitions import partition_of
 from growthengine.domain.profiles import Profile
 from growthengine.pipeline.ownership import Ownership
-from growthengine.segments.cadence import refresh_at_or_after
 from growthengine.segments.evaluate import Evaluator
 from growthengine.segments.feeds import (
     FeedPlan,
@@ -58,8 +57,8 @@ from growthengine.segments.segment_pass import (
     PassBatch,
     closures,
     late_note,
+    look_at,
     timers_fired,
-    want_timer,
 )
 from growthengine.segments.state_cache import CACHE_USERS, OwnershipView, StateCache
 from growthengine.storage.segment_store import Membership, Origin, Transition
@@ -343,12 +342,12 @@ class SegmentEngine:
                     else:
                         memberships.pop(key, None)
                 if verdict.next_us is not None:
-                    self._look_at(batch, state, segment, user_id, verdict.next_us, tz, now_us)
+                    look_at(batch, state, segment, user_id, verdict.next_us, tz, now_us)
             else:
                 if changed:  # applied at the next refresh instant, as found now (an import's changes stay its own)
-                    self._look_at(batch, state, segment, user_id, now_us, tz, now_us, origin)
+                    look_at(batch, state, segment, user_id, now_us, tz, now_us, origin)
                 elif verdict.next_us is not None:  # a change that time alone brings later is live
-                    self._look_at(batch, state, segment, user_id, verdict.next_us, tz, now_us)
+                    look_at(batch, state, segment, user_id, verdict.next_us, tz, now_us)
 
     def _apply(self, batch: PassBatch, segment: Segment, user_id: str, current: dict[str, Any],
                facets: dict[str, dict[str, Any]], now_us: int, reason: str, cause_us: int, origin: Origin) -> None:
@@ -377,17 +376,6 @@ class SegmentEngine:
                 batch.members.append(
                     Membership(key, user_id, entity, current[entity][0], facet["data"], facet["reason"])
                 )
-
-    def _look_at(self, batch: PassBatch, state: State, segment: Segment, user_id: str, at_us: int, tz: str,
-                 now_us: int, origin: Origin = "live") -> None:
-        """Book a look at the segment's first refresh instant at or after ``at_us`` (``want_timer``), without
-        working that instant out when an earlier look that stays as it is is booked already (most events)."""
-        existing = state.get("t", {}).get(segment.key)
-        if existing is not None and now_us <= existing <= at_us and (
-                origin == "import" or segment.key not in state.get("ti", {})):
-            return  # want_timer keeps it as it is: the refresh instant is never before at_us
-        want_timer(batch, state, segment.key, user_id, refresh_at_or_after(segment.refresh, at_us, tz), now_us,
-                         origin)
 
     def _flush(self, tx: Tx, batch: PassBatch, states: dict[str, State], now_us: int) -> None:
         """Write what a pass decided, with states that are not this engine's in-memory ones (a rebuild's): they

@@ -2,9 +2,9 @@
 
 A pass (a batch of events, a group of due timers, a rebuild's chunk) gathers its transitions, membership changes and
 timers in a :class:`PassBatch`, written together at its end (``SegmentEngine._effects``). A durable timer per
-(segment, user) looks again when time alone could change the answer: :func:`want_timer` books it (keeping an
-earlier one), :func:`timers_fired` and :func:`closures` turn a group of fired timers into the users and segments to
-look at again.
+(segment, user) looks again when time alone could change the answer: :func:`look_at` and :func:`want_timer` book
+it (keeping an earlier one), :func:`timers_fired` and :func:`closures` turn a group of fired timers into the users
+and segments to look at again.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from growthengine.segments.cadence import refresh_at_or_after
 from growthengine.segments.feeds import State
+from growthengine.segments.model import Segment
 from growthengine.storage.segment_store import Membership, Origin, Transition
 from growthengine.storage.timer_store import Timer
 
@@ -65,6 +67,17 @@ def want_timer(batch: PassBatch, state: State, key: str, user_id: str, due_us: i
     elif imported.pop(key, None) is not None and not imported:
         state.pop("ti", None)
     batch.timers.append((TIMER_KIND, name, due_us, payload))
+
+
+def look_at(batch: PassBatch, state: State, segment: Segment, user_id: str, at_us: int, tz: str, now_us: int,
+            origin: Origin = "live") -> None:
+    """Book a look at the segment's first refresh instant at or after ``at_us`` (:func:`want_timer`), without
+    working that instant out when an earlier look that stays as it is is booked already (most events)."""
+    existing = state.get("t", {}).get(segment.key)
+    if existing is not None and now_us <= existing <= at_us and (
+            origin == "import" or segment.key not in state.get("ti", {})):
+        return  # want_timer keeps it as it is: the refresh instant is never before at_us
+    want_timer(batch, state, segment.key, user_id, refresh_at_or_after(segment.refresh, at_us, tz), now_us, origin)
 
 
 def timers_fired(timers: Sequence[Timer], segments: Mapping[str, object]) -> tuple[dict[str, set[str]], set[str]]:
