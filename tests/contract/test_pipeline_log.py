@@ -73,6 +73,61 @@ def test_concurrent_senders_of_one_message_id_apply_it_once(db_url: str, tmp_pat
             e.close()
 
 
+def test_concurrent_ingestion_of_overlapping_batches_stores_every_call_once(db_url: str, tmp_path: Path,
+                                                                          clock: ManualClock) -> None:
+    """Engines ingesting at once (several API processes on PostgreSQL) with users in common, new and known, trait
+    changes, visitors being identified and one message id sent twice: no error reaches a sender (no deadlock
+    between the events' unique message ids and the profile rows, nor between two transactions creating the same
+    new profiles), and every call is stored once."""
+    engines = [make_engine(db_url, clock, tmp_path / f"e{i}") for i in range(3)]
+    errors: list[BaseException] = []
+    try:
+        for r in range(6):
+            barrier = threading.Barrier(len(engines))
+
+            def send(e: int, r: int = r, barrier: threading.Barrier = barrier) -> None:
+                rng = random.Random(r * 10 + e)
+                users = [f"u{r}-{n}" for n in rng.sample(range(60), 40)]  # new this round, shared between engines
+                calls: list[dict[str, object]] = []
+                for n, user in enumerate(users):
+                    calls.append({"type": "track", "userId": user, "event": "app_opened", "messageId": f"{r}-{e}-{n}"})
+                    if n % 3 == 0:
+                        calls.append({"type": "identify", "userId": user, "traits": {"name": f"n{e}"},
+                                      "messageId": f"{r}-{e}-{n}-i"})
+                    if n % 7 == 0:
+                        calls.append({"type": "identify", "userId": user, "anonymousId": f"v{r}-{n}",
+                                      "messageId": f"{r}-{e}-{n}-a"})
+                calls.append({"type": "track", "userId": f"u{r}-0", "event": "purchase", "messageId": f"shared-{r}",
+                              "properties": {"order_id": f"o{r}", "amount": 100, "listing_ids": ["L1"]}})
+                rng.shuffle(calls)
+                barrier.wait(timeout=30)
+                try:
+                    result = engines[e].ingestion.ingest(calls)
+                    assert not result.rejected, result.rejected
+                except BaseException as exc:  # noqa: BLE001 (reported below)
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=send, args=(e,)) for e in range(len(engines))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=120)
+        assert not errors, errors[:3]
+        with engines[0].store.read() as tx:
+            stored = tx.events.count()
+        expected = 0
+        for r in range(6):
+            for e in range(len(engines)):
+                rng = random.Random(r * 10 + e)
+                users = rng.sample(range(60), 40)
+                expected += sum(1 + (n % 3 == 0) + (n % 7 == 0) for n in range(len(users)))
+            expected += 1  # the shared purchase, once
+        assert stored == expected
+    finally:
+        for engine in engines:
+            engine.close()
+
+
 def test_the_cursor_never_skips_a_row_that_commits_late(db_url: str) -> None:
     store = Store.open(db_url)
     recorder = Recorder()

@@ -21,6 +21,7 @@ from growthengine.domain.events import Event
 from growthengine.domain.partitions import partition_of
 from growthengine.domain.profiles import ANONYMOUS_PREFIX, Profile, anonymous_key
 from growthengine.domain.traits import CHANNELS
+from growthengine.storage.database import is_lock_conflict
 from growthengine.storage.stage_log import COMMAND
 from growthengine.storage.unit_of_work import Store, Tx
 
@@ -28,6 +29,10 @@ MERGE_COMMAND = "merge"
 """A per-user command in the log: an anonymous visitor's history now belongs to this user."""
 
 log = logging.getLogger(__name__)
+
+CONFLICT_ATTEMPTS = 3
+"""How many times a batch is stored when PostgreSQL undoes its transaction for a deadlock (rare: rows are locked
+in user order first)."""
 
 
 @dataclass(slots=True)
@@ -119,10 +124,23 @@ class IngestionService:
                     owners.append(result)
                     result.warnings += [TraitWarning(index, d.path, d.message) for d in call.dropped]
         if calls:
-            with self._store.transaction() as tx:
-                fresh, fresh_owners = self._drop_duplicates(tx, calls, owners)
-                if fresh:
-                    self._store_calls(tx, fresh, fresh_owners, to_us(now), origin)
+            counts = [(r.accepted, r.duplicates) for r in results]
+            for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+                try:
+                    with self._store.transaction() as tx:
+                        fresh, fresh_owners = self._drop_duplicates(tx, calls, owners)
+                        if fresh:
+                            self._store_calls(tx, fresh, fresh_owners, to_us(now), origin)
+                    break
+                except Exception as exc:
+                    if attempt == CONFLICT_ATTEMPTS or not is_lock_conflict(exc):
+                        raise
+                    # Another engine's ingestion held rows this one needed in the other order (PostgreSQL chose
+                    # this transaction to undo): nothing of it was stored, so store it again.
+                    log.warning("ingest: a lock conflict with another transaction, storing again (%d of %d)",
+                                attempt + 1, CONFLICT_ATTEMPTS)
+                    for result, (accepted, duplicates) in zip(results, counts, strict=True):
+                        result.accepted, result.duplicates = accepted, duplicates
         for result in results:
             if result.rejected:
                 log.info("ingest: %d accepted, %d duplicate, %d rejected (first: %s)", result.accepted,
@@ -153,7 +171,15 @@ class IngestionService:
     def _store_calls(self, tx: Tx, calls: list[Call], owners: list[IngestResult], received_us: int,
                      origin: str | None = None) -> None:
         commands: list[dict[str, Any]] = []
-        keys = self._resolve_identities(tx, calls, commands, received_us)
+        anon_ids = [c.anonymous_id for c in calls if c.anonymous_id is not None]
+        anon_ids += [c.previous_id for c in calls if c.type == "alias" and c.previous_id is not None]
+        # The batch's users and visitors, claimed first and in one order: concurrent ingestions (other API
+        # processes on PostgreSQL) wait for each other instead of deadlocking over new profiles, identity links or
+        # a message id sent to both; and a visitor's link, read after the claim, cannot change until this commits.
+        tx.profiles.claim_keys([c.user_id for c in calls if c.user_id is not None]
+                               + [anonymous_key(a) for a in anon_ids])
+        links = tx.profiles.linked_users(anon_ids) if anon_ids else {}
+        keys = self._resolve_identities(tx, calls, commands, received_us, links)
         dumps = orjson.dumps
         # Append in event-time order so that a back-filled batch reads in the log as it happened.
         order = sorted(range(len(calls)), key=lambda i: calls[i].timestamp)
@@ -201,8 +227,6 @@ class IngestionService:
             seen[1] = min(seen[1], ts_us)
             if active is not None and (seen[2] is None or active > seen[2]):
                 seen[2] = active
-        if tx.dialect == "postgresql":
-            tx.profiles.lock(list({keys[i] for i in stored}))  # every row of the batch in one user order
         profiles = tx.profiles.get_many(sorted(merged), for_update=True) if merged else {}
         touched: dict[str, Profile] = {}
         for i in stored:
@@ -241,11 +265,9 @@ class IngestionService:
                 profile.apply_traits({"consent": {c: False for c in targets}}, event.ts_us)
 
     def _resolve_identities(self, tx: Tx, calls: list[Call], commands: list[dict[str, Any]],
-                            received_us: int) -> list[str]:
-        """The profile key of each call; an identify (or any call) with both ids links the anonymous history."""
-        anon_ids = [c.anonymous_id for c in calls if c.anonymous_id is not None]
-        anon_ids += [c.previous_id for c in calls if c.type == "alias" and c.previous_id is not None]
-        links = tx.profiles.linked_users(anon_ids) if anon_ids else {}
+                            received_us: int, links: dict[str, str]) -> list[str]:
+        """The profile key of each call; an identify (or any call) with both ids links the anonymous history
+        (``links``: the visitors already linked, updated here)."""
         # Links first, so that a visitor's anonymous calls earlier in the same batch land on the user too.
         for call in calls:
             if call.user_id is None:

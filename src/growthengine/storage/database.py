@@ -105,6 +105,15 @@ def begin_immediate(dbapi_conn: Any, *, timeout_s: float = WRITE_LOCK_TIMEOUT_S)
         cur.close()
 
 
+_LOCK_CONFLICTS = ("40P01", "40001")  # deadlock_detected, serialization_failure
+
+
+def is_lock_conflict(exc: BaseException) -> bool:
+    """Whether PostgreSQL undid a transaction for a deadlock or a serialization failure (worth storing again)."""
+    driver_error = getattr(exc, "orig", exc)  # SQLAlchemy wraps the driver's error; ``driver_cursor`` does not
+    return getattr(driver_error, "sqlstate", None) in _LOCK_CONFLICTS
+
+
 def create_postgres_engine(url: str) -> sa.Engine:
     """Production: PostgreSQL through psycopg 3, a connection pool per process."""
     return sa.create_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)

@@ -19,6 +19,7 @@ from growthengine.storage.schema import identities, profiles
 _COLUMNS = ("user_id", "anonymous", "traits", "trait_times", "first_seen_us", "last_active_us", "updated_us")
 _TYPES = ("text", "boolean", "text", "text", "bigint", "bigint", "bigint")
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM profiles WHERE "  # noqa: S608
+_CLAIM_SEED = 7270031  # the advisory lock keys of ``claim_keys``: a seeded hash, apart from the engine's other locks
 
 
 class ProfileStore:
@@ -76,8 +77,22 @@ class ProfileStore:
             sql = "SELECT user_id FROM profiles WHERE " + in_list(self._dialect, "user_id", len(chunk))  # noqa: S608
             self._conn.exec_driver_sql(sql + " ORDER BY user_id FOR UPDATE", list_params(self._dialect, chunk)).all()
 
+    def claim_keys(self, keys: Sequence[str]) -> None:
+        """Serialize this transaction with every other ingestion touching any of ``keys`` (profile keys and
+        visitors' keys), until it ends (PostgreSQL; SQLite writers take turns anyway).
+
+        Transaction-scoped advisory locks on a hash of each key, all in one statement and in hash order: unlike
+        row locks they also cover profiles and identity links that do not exist yet, so two ingestions creating
+        the same new users, or the same message id for one user, wait for each other instead of deadlocking.
+        """
+        if self._dialect != "postgresql" or not keys:
+            return
+        self._conn.exec_driver_sql(
+            "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtextextended(k, %s) AS h "
+            "FROM unnest(%s::text[]) AS k ORDER BY h) AS claimed", (_CLAIM_SEED, sorted(set(keys)))).all()
+
     def save_many(self, items: Iterable[Profile]) -> None:
-        rows = [_to_tuple(p) for p in items]
+        rows = sorted((_to_tuple(p) for p in items), key=lambda r: r[0])  # user order, as ``lock`` takes them
         if not rows:
             return
         write_rows(self._conn, self._dialect, *self._upsert, rows, key=lambda r: r[0])
