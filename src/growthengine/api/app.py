@@ -115,7 +115,7 @@ def start_embedded_worker(engine: Engine) -> Worker | ChildWorker | None:
     background threads with a fair share of the partitions through leases (sharing with any ``growth worker``)."""
     lock_path = sqlite_lock_path(engine.settings.db_url)
     refresh = None
-    if lock_path is not None or engine.store.dialect == "postgresql":
+    if lock_path is not None:
         return ChildWorker.start(engine.settings)
     if engine.store.dialect == "postgresql":
         ownership = LeasedOwnership(engine.store, system_seconds)
