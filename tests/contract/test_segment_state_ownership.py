@@ -8,9 +8,10 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
-from growthengine.clock import ManualClock
+from growthengine.clock import ManualClock, to_us
 from growthengine.domain.partitions import PARTITIONS
 from growthengine.engine import Engine
 from growthengine.pipeline.ownership import LeasedOwnership
@@ -74,3 +75,31 @@ def test_memory_is_dropped_when_the_leases_move(pg_cluster: PgCluster, tmp_path:
     finally:
         second.close()
         first.close()
+
+
+def test_the_fences_of_caches_gone_quiet_are_removed(pg_cluster: PgCluster, tmp_path: Path) -> None:
+    """Each worker start leaves its cache's own fence row behind when it ends; the next caches remove the rows
+    unwritten for an hour, and keep the live ones and the partitions' fences."""
+    url = pg_cluster.new_database()
+    clock = ManualClock(START)
+    engine = make_engine(url, clock, tmp_path / "a")
+    now_us = to_us(clock.now())
+    dead = orjson.dumps(f"dead:7:{now_us - 2 * 3_600_000_000}").decode()
+    older_format = orjson.dumps("older:3").decode()  # written before fences carried their time
+    alive = orjson.dumps(f"alive:9:{now_us - 60_000_000}").decode()
+    try:
+        with engine.store.transaction() as tx:
+            tx.segments.put_fences({"segcache:w:dead": dead, "segcache:w:older": older_format,
+                                    "segcache:w:alive": alive, "segcache:p:3": orjson.dumps("x").decode()})
+        ownership = LeasedOwnership(engine.store, lambda: 1_000.0, worker_id="a")
+        engine.use_ownership(ownership)
+        ownership.refresh()
+        engine.ingest([purchase("u1", 3000)])
+        with engine.store.read() as tx:
+            fences = tx.segments.fences()
+        assert "segcache:w:dead" not in fences and "segcache:w:older" not in fences
+        assert fences["segcache:w:alive"] == alive and "segcache:p:3" in fences
+        assert engine.segments.cache.own_key in fences
+        assert spend(engine, "u1") == 3000
+    finally:
+        engine.close()

@@ -23,6 +23,7 @@ least-recently-used: a dropped user is read from the database the next time.
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections import OrderedDict
@@ -38,6 +39,8 @@ from growthengine.storage.unit_of_work import Tx
 
 State = dict[str, Any]
 
+log = logging.getLogger(__name__)
+
 CACHE_USERS = 200_000
 """Users whose segment state a worker keeps in memory (least recently used evicted first). A user's state is a
 small document (activity days, the windows' recent entries, open cart items, memberships): a few KB in Python
@@ -45,6 +48,22 @@ objects, so the bound keeps the cache within a few hundred MB whatever the numbe
 read from the database when their events come."""
 
 _PARTITION_FENCE = STATE_FENCE_PREFIX + "p:"
+_CACHE_FENCE = STATE_FENCE_PREFIX + "w:"
+_SHARED_FENCE = _CACHE_FENCE + "shared"
+
+STALE_FENCE_US = 3_600_000_000
+"""A cache's own fence not written for an hour (business time) belongs to a cache that is gone."""
+
+SWEEP_EVERY_WRITES = 1_000
+"""A cache looks for stale fences at its first write and every this many writes after."""
+
+
+def _written_us(value: str) -> int:
+    """When a cache fence was last written (``"instance:writes:at_us"``); 0 for a value that does not say."""
+    try:
+        return int(orjson.loads(value).rsplit(":", 2)[2])
+    except (ValueError, IndexError, AttributeError, orjson.JSONDecodeError):
+        return 0
 
 
 class OwnershipView:
@@ -94,8 +113,8 @@ class StateCache:
     @property
     def own_key(self) -> str:
         if self.ownership.shared:
-            return STATE_FENCE_PREFIX + "w:shared"
-        return f"{STATE_FENCE_PREFIX}w:{self.instance}"
+            return _SHARED_FENCE
+        return f"{_CACHE_FENCE}{self.instance}"
 
     # Staying honest ---------------------------------------------------------------------------------------
 
@@ -174,10 +193,23 @@ class StateCache:
         with self._lock:
             tx.segments.save_states(states, at_us, owned=True)
             self._writes += 1
-            value = orjson.dumps(f"{self.instance}:{self._writes}").decode()
+            value = orjson.dumps(f"{self.instance}:{self._writes}:{at_us}").decode()
             tx.segments.put_fences({self.own_key: value})
             self._own_seen = value
+            if self._writes % SWEEP_EVERY_WRITES == 1:
+                self._sweep(tx, at_us)
             self._trim()
+
+    def _sweep(self, tx: Tx, at_us: int) -> None:
+        """Delete the own fences of caches gone quiet (a worker that ended or was killed leaves its fence behind,
+        one row per worker start): a cache writes its fence with every write, so one unwritten for
+        ``STALE_FENCE_US`` is gone, or idle and about to drop its memory anyway (its fence missing, it forgets all)."""
+        stale = [key for key, value in tx.segments.fences().items()
+                 if key.startswith(_CACHE_FENCE) and key != self.own_key and key != _SHARED_FENCE
+                 and _written_us(value) < at_us - STALE_FENCE_US]
+        if stale:
+            tx.segments.drop_fences(stale)
+            log.info("segment state: %d fence(s) of caches quiet for over an hour removed", len(stale))
 
     def _trim(self) -> None:
         states = self._states

@@ -136,6 +136,9 @@ class SegmentStore:
         """Set fence keys (``values``: key -> JSON text)."""
         driver_many(self._conn, _FENCE.format(m=self._mark), list(values.items()))
 
+    def drop_fences(self, keys: Sequence[str]) -> None:
+        driver_many(self._conn, f"DELETE FROM engine_state WHERE key = {self._mark}", [(k,) for k in keys])  # noqa: S608 (a marker)
+
     def fences(self) -> dict[str, str]:
         """Every fence key with its JSON text."""
         sql = f"SELECT key, value FROM engine_state WHERE key LIKE {self._mark}"  # noqa: S608 (a constant marker)
