@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from growthengine.domain.events import Event
 from growthengine.domain.partitions import PARTITIONS, partition_of
+from growthengine.storage.bulk_rows import write_rows
 from growthengine.storage.driver_cursor import driver_rows
 from growthengine.storage.event_log import marker
 
@@ -26,6 +27,8 @@ START: Position = (0, 0)
 COMMAND = "command"
 """The event type of a per-user command (written by the engine, never accepted from a client)."""
 
+_COMMAND_INSERT = "INSERT INTO events (type, name, user_id, ts_us, received_us, payload, partition)"
+_COMMAND_TYPES = ("text", "text", "text", "bigint", "bigint", "text", "smallint")
 _SELECT = "SELECT {tx}, id, partition, user_id, type, name, ts_us, payload, message_id, origin FROM events "
 
 
@@ -107,21 +110,16 @@ class StageLog:
             tx_col, bound, params = "e.txid", f"(e.txid, e.id) > ({m}, {m})", [*low]
         else:
             tx_col, bound, params = "0", f"e.id > {m}", [low[1]]
-        out = {stage: 0 for stage in stages}
-        if all(len(c) >= PARTITIONS for c in cursors.values()):
-            # Every partition has its cursor: each row is matched with its partition's cursor of every stage.
-            stage_in, stage_params = self._in("c.stage", list(stages))
-            sql = (f"SELECT c.stage, count(*) FROM events e JOIN stage_cursors c ON c.partition = e.partition "
-                   f"AND {stage_in} WHERE {bound} AND ({tx_col}, e.id) > (c.tx_pos, c.id_pos) GROUP BY c.stage")
-            rows: list[tuple[Any, Any]] = [tuple(r) for r in self._conn.exec_driver_sql(sql, (*stage_params, *params))]
-        else:
-            sql = (f"SELECT count(*) FROM events e LEFT JOIN stage_cursors c ON c.stage = {m} "
-                   f"AND c.partition = e.partition WHERE {bound} AND ({tx_col}, e.id) > (COALESCE(c.tx_pos, -1), "
-                   "COALESCE(c.id_pos, -1))")
-            rows = [(stage, self._conn.exec_driver_sql(sql, (stage, *params)).scalar_one()) for stage in stages]
-        for stage, count in rows:
-            out[str(stage)] = int(count)
-        return out
+        # The stages' cursors side by side, one row per partition, so that each row is joined once whatever the
+        # number of stages (a join per stage cost 2.6 times as much); a missing cursor counts from the start.
+        pivot = ", ".join(f"max(tx_pos) FILTER (WHERE stage = {m}) AS t{i}, max(id_pos) FILTER (WHERE stage = {m}) "
+                          f"AS i{i}" for i in range(len(stages)))
+        counts = ", ".join(f"count(*) FILTER (WHERE ({tx_col}, e.id) > (COALESCE(c.t{i}, -1), COALESCE(c.i{i}, -1)))"
+                           for i in range(len(stages)))
+        sql = (f"SELECT {counts} FROM events e LEFT JOIN (SELECT partition, {pivot} FROM stage_cursors "
+               f"GROUP BY partition) c ON c.partition = e.partition WHERE {bound}")
+        row = driver_rows(self._conn, sql, (*(x for stage in stages for x in (stage, stage)), *params))[0]
+        return {stage: int(count) for stage, count in zip(stages, row, strict=True)}
 
     # Cursors ---------------------------------------------------------------------------------------------
 
@@ -169,11 +167,8 @@ class StageLog:
                                   partitions: Sequence[int], received_us: int) -> None:
         """Append one command per partition (not per user): each partition's owner applies its own, after every
         earlier row of its partition. The payload carries the partition (``partition``)."""
-        m = self._m
-        sql = ("INSERT INTO events (type, name, user_id, ts_us, received_us, payload, partition) "
-               f"VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m})")
         dumps = orjson.dumps
-        self._conn.exec_driver_sql(sql, [
+        write_rows(self._conn, self._dialect, _COMMAND_INSERT, "", _COMMAND_TYPES, [
             (COMMAND, name, user_id, ts_us, received_us, dumps({**payload, "partition": p}).decode(), p)
             for p in partitions
         ])
@@ -182,11 +177,9 @@ class StageLog:
         """Append per-user commands ``(user_id, name, ts_us, payload)`` for the owners of those users to apply."""
         if not commands:
             return
-        m = self._m
-        sql = ("INSERT INTO events (type, name, user_id, ts_us, received_us, payload, partition) "
-               f"VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m})")
         dumps = orjson.dumps
-        self._conn.exec_driver_sql(sql, [
+        # One statement for the lot (a price drop's fan-out is a command per partition, enrolments one per user).
+        write_rows(self._conn, self._dialect, _COMMAND_INSERT, "", _COMMAND_TYPES, [
             (COMMAND, name, user_id, ts_us, received_us, dumps(payload).decode(), partition_of(user_id))
             for user_id, name, ts_us, payload in commands
         ])
