@@ -2,7 +2,9 @@
 
 On PostgreSQL a batch of rows goes as one array per column through ``unnest``: one statement, planned once, instead
 of one execution per row (psycopg's ``executemany``, which costs the server a parse-bind-execute round per row and
-was the larger part of its CPU under a worker's batches). On SQLite ``executemany`` of a prepared statement is
+was the larger part of its CPU under a worker's batches). The arrays go in psycopg's binary format (``%b``): its
+text format quotes every element through a regular expression in Python, 5-7 times slower for 20,000 JSON texts
+(a price drop's fan-out, the event append). On SQLite ``executemany`` of a prepared statement is
 already the fast path. Both go straight to the driver (``driver_cursor.py``: the segment stage writes once per fired
 timer instant). The SQL is built from constant names and type names only; every value is a parameter.
 """
@@ -30,7 +32,7 @@ def write_rows(conn: sa.Connection, dialect: str, head: str, tail: str, pg_types
     if key is not None:
         rows = list({key(row): row for row in rows}.values())
     if dialect == "postgresql":
-        arrays = ", ".join(f"%s::{t}[]" for t in pg_types)
+        arrays = ", ".join(f"%b::{t}[]" for t in pg_types)  # binary: no per-element quoting in Python
         driver_run(conn, f"{head} SELECT * FROM unnest({arrays}) {tail}",  # noqa: S608
                    tuple(list(column) for column in zip(*rows, strict=True)))
         return

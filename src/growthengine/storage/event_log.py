@@ -60,7 +60,7 @@ class EventLog:
         # duplicate is decided by the insert itself.
         self._insert_pg_sql = (
             f"INSERT INTO events ({', '.join(_COLUMNS)}) "  # noqa: S608
-            f"SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in _PG_TYPES)}) "
+            f"SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in _PG_TYPES)}) "
             "ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
         )
 

@@ -89,7 +89,7 @@ class ProfileStore:
             return
         self._conn.exec_driver_sql(
             "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtextextended(k, %s) AS h "
-            "FROM unnest(%s::text[]) AS k ORDER BY h) AS claimed", (_CLAIM_SEED, sorted(set(keys)))).all()
+            "FROM unnest(%b::text[]) AS k ORDER BY h) AS claimed", (_CLAIM_SEED, sorted(set(keys)))).all()
 
     def save_many(self, items: Iterable[Profile]) -> None:
         rows = sorted((_to_tuple(p) for p in items), key=lambda r: r[0])  # user order, as ``lock`` takes them

@@ -19,7 +19,7 @@ _INSERT_SQLITE = (f"INSERT INTO flow_runs ({', '.join(_INSERT_COLUMNS)}) "  # no
 _SAVE_SQLITE = "UPDATE flow_runs SET status = ?, cursor = ?, updated_us = ?, exit_reason = ?, context = ? WHERE id = ?"
 _SAVE_PG = ("UPDATE flow_runs AS r SET status = v.status, cursor = v.cursor, updated_us = v.updated_us, "
             "exit_reason = v.exit_reason, context = v.context "
-            "FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::bigint[]) "
+            "FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::text[], %b::text[], %b::bigint[]) "
             "AS v(status, cursor, updated_us, exit_reason, context, id) WHERE r.id = v.id")
 
 
