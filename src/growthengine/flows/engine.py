@@ -203,6 +203,11 @@ class FlowEngine:
         tx.log.append_commands([(u, ENROLL_COMMAND, trigger_us, payload) for u in users], now_us)
 
     def _marketplace_facts(self, tx: Tx, events: list[Event]) -> None:
+        """Favorites and listings as the batch's events leave them, written in a few statements (the same rows as
+        applying the events one by one: a favorite removed and added again is stored with its new time)."""
+        added: dict[tuple[str, str], int] = {}  # (listing, user) -> time of the favorite the batch leaves
+        removed: set[tuple[str, str]] = set()
+        listings: list[tuple[str, int, dict[str, Any]]] = []
         for event in events:
             props = event.properties
             listing = props.get("listing_id")
@@ -210,15 +215,19 @@ class FlowEngine:
                 continue
             listing = str(listing)
             if event.name == "favorite_added":
-                tx.listings.add_favorites([(listing, event.user_id, event.ts_us)])
+                added.setdefault((listing, event.user_id), event.ts_us)
             elif event.name == "favorite_removed":
-                tx.listings.remove_favorite(listing, event.user_id)
+                removed.add((listing, event.user_id))
+                added.pop((listing, event.user_id), None)
             elif event.name == "listing_created":
-                tx.listings.upsert_listing(listing, event.ts_us, seller_id=event.user_id, title=props.get("title"),
-                                           price=_number(props.get("price")), category=props.get("category"),
-                                           image_url=props.get("image_url"))
+                listings.append((listing, event.ts_us, {
+                    "seller_id": event.user_id, "title": props.get("title"), "price": _number(props.get("price")),
+                    "category": props.get("category"), "image_url": props.get("image_url")}))
             elif event.name == "listing_price_changed":
-                tx.listings.upsert_listing(listing, event.ts_us, price=_number(props.get("new_price")))
+                listings.append((listing, event.ts_us, {"price": _number(props.get("new_price"))}))
+        tx.listings.remove_favorites(sorted(removed))
+        tx.listings.add_favorites([(listing, user, at) for (listing, user), at in added.items()])
+        tx.listings.upsert_listings(listings)
 
     def _feedback(self, tx: Tx, events: list[Event], now_us: int) -> None:
         """The app's own ``message_opened`` / ``message_clicked`` events, applied as feedback on their messages."""

@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from growthengine.storage.dialects import insert_for
+from growthengine.storage.driver_cursor import driver_many
 from growthengine.storage.event_log import marker
 from growthengine.storage.flow_schema import favorites, listings
 
@@ -28,6 +29,7 @@ class ListingStore:
         mark = marker(dialect)
         self._select_sql = _SELECT.format(m=mark)
         self._upsert_sql = _UPSERT.format(m=mark)
+        self._delete_sql = f"DELETE FROM favorites WHERE user_id = {mark} AND listing_id = {mark}"  # noqa: S608
 
     def add_favorites(self, rows: Sequence[tuple[str, str, int]]) -> None:
         if not rows:
@@ -35,9 +37,10 @@ class ListingStore:
         stmt = insert_for(self._dialect, favorites).on_conflict_do_nothing(index_elements=["user_id", "listing_id"])
         self._conn.execute(stmt, [{"listing_id": lid, "user_id": uid, "added_us": at} for lid, uid, at in rows])
 
-    def remove_favorite(self, listing_id: str, user_id: str) -> None:
-        self._conn.execute(sa.delete(favorites).where(favorites.c.user_id == user_id,
-                                                      favorites.c.listing_id == listing_id))
+    def remove_favorites(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Delete these ``(listing_id, user_id)`` favorites."""
+        if pairs:
+            driver_many(self._conn, self._delete_sql, [(user, listing) for listing, user in pairs])
 
     def favoriters(self, listing_id: str, *, batch: int = 5000) -> Iterator[list[str]]:
         """Everyone whose favorites hold the listing, in chunks."""
@@ -53,13 +56,25 @@ class ListingStore:
             after = rows[-1]
 
     def upsert_listing(self, listing_id: str, at_us: int, **values: Any) -> None:
-        existing = self.get(listing_id)
-        row = {"listing_id": listing_id, "updated_us": at_us, "seller_id": None, "title": None, "price": None,
-               "category": None, "image_url": None}
-        if existing:
-            row.update({k: v for k, v in existing.items() if k != "updated_us"})
-        row.update({k: v for k, v in values.items() if v is not None})
-        self._conn.exec_driver_sql(self._upsert_sql, tuple(row[c] for c in _COLUMNS))
+        self.upsert_listings([(listing_id, at_us, values)])
+
+    def upsert_listings(self, changes: Sequence[tuple[str, int, dict[str, Any]]]) -> None:
+        """Apply ``(listing_id, at_us, values)`` changes in order: each sets the values that are not None and
+        keeps the others (a price change keeps the title); one read and one write for the lot."""
+        if not changes:
+            return
+        stored = self.get_many([listing for listing, _, _ in changes])
+        rows: dict[str, dict[str, Any]] = {}
+        for listing_id, at_us, values in changes:
+            row = rows.get(listing_id)
+            if row is None:
+                row = dict.fromkeys(_COLUMNS)
+                row.update(stored.get(listing_id) or {})
+                row["listing_id"] = listing_id
+                rows[listing_id] = row
+            row.update({k: v for k, v in values.items() if v is not None})
+            row["updated_us"] = at_us
+        driver_many(self._conn, self._upsert_sql, [tuple(row[c] for c in _COLUMNS) for row in rows.values()])
 
     def get(self, listing_id: str) -> dict[str, Any] | None:
         row = self._conn.exec_driver_sql(self._select_sql, (listing_id,)).first()

@@ -10,12 +10,16 @@ import orjson
 import sqlalchemy as sa
 
 from growthengine.storage.dialects import insert_for
+from growthengine.storage.driver_cursor import driver_rows
+from growthengine.storage.event_log import in_list, list_params
 from growthengine.storage.flow_schema import flow_runs, flow_versions
 
 _INSERT_COLUMNS = ("id", "flow_key", "version", "user_id", "entity", "status", "cursor", "trigger_us", "entered_us",
                    "updated_us", "context", "exit_reason")
 _INSERT_SQLITE = (f"INSERT INTO flow_runs ({', '.join(_INSERT_COLUMNS)}) "  # noqa: S608 (constant names)
                   f"VALUES ({', '.join(['?'] * len(_INSERT_COLUMNS))})")
+_SELECT_ACTIVE = (f"SELECT {', '.join(_INSERT_COLUMNS)} FROM flow_runs "  # noqa: S608 (constant names)
+                  "WHERE status = 'active' AND ")
 _SAVE_SQLITE = "UPDATE flow_runs SET status = ?, cursor = ?, updated_us = ?, exit_reason = ?, context = ? WHERE id = ?"
 _SAVE_PG = ("UPDATE flow_runs AS r SET status = v.status, cursor = v.cursor, updated_us = v.updated_us, "
             "exit_reason = v.exit_reason, context = v.context "
@@ -117,12 +121,17 @@ class RunStore:
         return found
 
     def active_for_users(self, user_ids: Sequence[str]) -> list[Run]:
+        # Asked for every pipeline batch's users: plain SQL for the driver (SQLAlchemy compiled the expanding IN
+        # anew each time).
         runs: list[Run] = []
         users = list(dict.fromkeys(user_ids))
+        loads = orjson.loads
         for start in range(0, len(users), 500):
-            query = sa.select(flow_runs).where(flow_runs.c.status == "active",
-                                               flow_runs.c.user_id.in_(users[start:start + 500]))
-            runs += [_run(r) for r in self._conn.execute(query).mappings()]
+            chunk = users[start:start + 500]
+            sql = _SELECT_ACTIVE + in_list(self._dialect, "user_id", len(chunk))
+            runs += [Run(id=r[0], flow=r[1], version=r[2], user_id=r[3], entity=r[4], status=r[5], cursor=r[6],
+                         trigger_us=r[7], entered_us=r[8], updated_us=r[9], context=loads(r[10]), exit_reason=r[11])
+                     for r in driver_rows(self._conn, sql, list_params(self._dialect, chunk))]
         return runs
 
     def save(self, run: Run) -> None:
