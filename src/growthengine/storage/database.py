@@ -13,6 +13,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
 
+from growthengine.clock import system_seconds
 from growthengine.private_files import private_dir, private_file
 
 log = logging.getLogger(__name__)
@@ -114,9 +115,37 @@ def is_lock_conflict(exc: BaseException) -> bool:
     return getattr(driver_error, "sqlstate", None) in _LOCK_CONFLICTS
 
 
+IDLE_PING_S = 10.0
+"""A pooled PostgreSQL connection idle longer than this is checked (``SELECT 1``) before it is handed out."""
+
+
 def create_postgres_engine(url: str) -> sa.Engine:
-    """Production: PostgreSQL through psycopg 3, a connection pool per process."""
-    return sa.create_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+    """Production: PostgreSQL through psycopg 3, a connection pool per process.
+
+    A connection that sat in the pool for ``IDLE_PING_S`` is pinged before use and replaced if the server has
+    gone (a restart, a failover, an idle timeout). SQLAlchemy's ``pool_pre_ping`` pinged before every
+    transaction: a server round trip for each ingest group and stage batch (py-spy: 6 % of PostgreSQL
+    ingestion), when a connection in steady use has just proved itself."""
+    engine = sa.create_engine(url, pool_size=5, max_overflow=5)
+
+    @sa.event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn, record):  # type: ignore[no-untyped-def]
+        record.info["idle_since"] = system_seconds()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn, record, _proxy):  # type: ignore[no-untyped-def]
+        since = record.info.get("idle_since")
+        if since is None or system_seconds() - since < IDLE_PING_S:
+            return
+        try:
+            with dbapi_conn.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            dbapi_conn.rollback()
+        except Exception as exc:  # the pool drops this connection and hands out a fresh one
+            log.warning("a pooled PostgreSQL connection was gone (%s); reconnecting", type(exc).__name__)
+            raise sa.exc.DisconnectionError() from exc
+
+    return engine
 
 
 def open_engine(url: str) -> tuple[sa.Engine, Dialect]:

@@ -1,0 +1,32 @@
+"""The PostgreSQL pool: a connection idle past ``IDLE_PING_S`` is pinged before it is handed out and, when the
+server has dropped it, replaced without the caller seeing an error (one in steady use is not pinged)."""
+
+from __future__ import annotations
+
+import pytest
+
+from growthengine.storage import database
+from growthengine.storage.unit_of_work import Store
+from tests.pg_cluster import PgCluster
+
+pytestmark = pytest.mark.postgres
+
+
+def _backend_pid(store: Store) -> int:
+    with store.read() as tx:
+        return int(tx.conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+
+def test_an_idle_connection_the_server_dropped_is_replaced(pg_cluster: PgCluster,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    url = pg_cluster.new_database()
+    store = Store.open(url)
+    try:
+        first = _backend_pid(store)
+        with Store.open(url, migrate_schema=False).engine.connect() as other:
+            assert other.exec_driver_sql("SELECT pg_terminate_backend(%s)", (first,)).scalar_one()
+        monkeypatch.setattr(database, "IDLE_PING_S", 0.0)
+        second = _backend_pid(store)  # no error: the dropped connection was found and replaced
+        assert second != first
+    finally:
+        store.close()
