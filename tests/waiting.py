@@ -52,3 +52,12 @@ class StalledHandler:
 
     def release(self) -> None:
         self._released.set()
+
+
+def run_together(target: Callable[[int], object], count: int, *, timeout_s: float = 120.0) -> None:
+    """Run ``target(0)`` ... ``target(count - 1)`` in threads of their own, and wait for all of them (races)."""
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout_s)

@@ -13,6 +13,7 @@ from growthengine.domain.messages import Message, message_id
 from growthengine.flows.dispatch import Outgoing
 from tests.conftest import START, make_engine
 from tests.pg_cluster import PgCluster
+from tests.waiting import run_together
 
 pytestmark = pytest.mark.postgres
 USERS = [f"u{n}" for n in range(60)]
@@ -42,11 +43,7 @@ def test_four_workers_never_send_two_marketing_pushes_in_a_day(pg_cluster: PgClu
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(engines))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    run_together(worker, len(engines))
     try:
         assert not errors, errors
         sent = [m for m in engines[0].messages(limit=10_000) if m.status == "sent"]

@@ -24,6 +24,7 @@ from growthengine.pipeline.stages import Stage
 from growthengine.storage.unit_of_work import Store, Tx
 from tests.conftest import make_engine
 from tests.pg_cluster import PgCluster
+from tests.waiting import run_together
 
 
 class Recorder:
@@ -107,11 +108,7 @@ def test_concurrent_ingestion_of_overlapping_batches_stores_every_call_once(db_u
                 except BaseException as exc:  # reported below, in the test's thread
                     errors.append(exc)
 
-            threads = [threading.Thread(target=send, args=(e,)) for e in range(len(engines))]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(timeout=120)
+            run_together(send, len(engines))
         assert not errors, errors[:3]
         with engines[0].store.read() as tx:
             stored = tx.events.count()
