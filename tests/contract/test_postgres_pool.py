@@ -1,10 +1,12 @@
-"""The PostgreSQL pool: a connection idle past ``IDLE_PING_S`` is pinged before it is handed out and, when the
-server has dropped it, replaced without the caller seeing an error (one in steady use is not pinged)."""
+"""PostgreSQL connections and locks: a pooled connection idle past ``IDLE_PING_S`` is pinged before it is handed
+out and, when the server has dropped it, replaced without the caller seeing an error (one in steady use is not
+pinged); ingestion's claims take at most one lock a partition."""
 
 from __future__ import annotations
 
 import pytest
 
+from growthengine.domain.partitions import PARTITIONS
 from growthengine.storage import database
 from growthengine.storage.unit_of_work import Store
 from tests.pg_cluster import PgCluster
@@ -28,5 +30,19 @@ def test_an_idle_connection_the_server_dropped_is_replaced(pg_cluster: PgCluster
         monkeypatch.setattr(database, "IDLE_PING_S", 0.0)
         second = _backend_pid(store)  # no error: the dropped connection was found and replaced
         assert second != first
+    finally:
+        store.close()
+
+
+def test_a_batch_of_thousands_of_users_claims_at_most_one_lock_a_partition(pg_cluster: PgCluster) -> None:
+    """Ingestion's claims stay within PostgreSQL's shared lock table (64 locks a connection by default) however
+    many users a batch has."""
+    store = Store.open(pg_cluster.new_database())
+    try:
+        with store.transaction() as tx:
+            tx.profiles.claim_keys([f"user-{n}" for n in range(5_000)] + [f"anon:{n}" for n in range(1_000)])
+            held = tx.conn.exec_driver_sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                           "AND pid = pg_backend_pid()").scalar_one()
+        assert 0 < held <= PARTITIONS
     finally:
         store.close()

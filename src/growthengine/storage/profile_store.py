@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from growthengine.domain.partitions import partition_of
 from growthengine.domain.profiles import Profile
 from growthengine.storage.bulk_rows import write_rows
 from growthengine.storage.dialects import insert_for
@@ -19,7 +20,7 @@ from growthengine.storage.schema import identities, profiles
 _COLUMNS = ("user_id", "anonymous", "traits", "trait_times", "first_seen_us", "last_active_us", "updated_us")
 _TYPES = ("text", "boolean", "text", "text", "bigint", "bigint", "bigint")
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM profiles WHERE "  # noqa: S608
-_CLAIM_SEED = 7270031  # the advisory lock keys of ``claim_keys``: a seeded hash, apart from the engine's other locks
+_CLAIM_SPACE = 7270031  # the first key of ``claim_keys``' advisory locks (two-key form: apart from the others)
 
 
 class ProfileStore:
@@ -81,15 +82,18 @@ class ProfileStore:
         """Serialize this transaction with every other ingestion touching any of ``keys`` (profile keys and
         visitors' keys), until it ends (PostgreSQL; SQLite writers take turns anyway).
 
-        Transaction-scoped advisory locks on a hash of each key, all in one statement and in hash order: unlike
-        row locks they also cover profiles and identity links that do not exist yet, so two ingestions creating
-        the same new users, or the same message id for one user, wait for each other instead of deadlocking.
+        A transaction-scoped advisory lock on each partition of the keys, all in one statement and in partition
+        order. Unlike row locks they also cover profiles and identity links that do not exist yet, so two
+        ingestions creating the same new users, or the same message id for one user, wait for each other instead
+        of deadlocking; a lock per partition rather than per key keeps a batch of thousands of users within 64
+        locks (PostgreSQL's shared lock table holds 64 per connection by default, ``max_locks_per_transaction``).
         """
         if self._dialect != "postgresql" or not keys:
             return
+        partitions = sorted({partition_of(k) for k in keys})
         self._conn.exec_driver_sql(
-            "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtextextended(k, %s) AS h "
-            "FROM unnest(%b::text[]) AS k ORDER BY h) AS claimed", (_CLAIM_SEED, sorted(set(keys)))).all()
+            "SELECT count(pg_advisory_xact_lock(%s, p)) FROM (SELECT p FROM unnest(%b::int[]) AS p ORDER BY p) "
+            "AS claimed", (_CLAIM_SPACE, partitions)).all()
 
     def save_many(self, items: Iterable[Profile]) -> None:
         rows = sorted((_to_tuple(p) for p in items), key=lambda r: r[0])  # user order, as ``lock`` takes them
