@@ -31,8 +31,8 @@ MERGE_COMMAND = "merge"
 log = logging.getLogger(__name__)
 
 CONFLICT_ATTEMPTS = 3
-"""How many times a batch is stored when PostgreSQL undoes its transaction for a deadlock (rare: rows are locked
-in user order first)."""
+"""How many times a batch is stored when PostgreSQL undoes its transaction for a deadlock (rare: each batch
+claims its users' partitions first, ``ProfileStore.claim_keys``)."""
 
 
 @dataclass(slots=True)

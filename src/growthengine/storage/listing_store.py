@@ -55,9 +55,6 @@ class ListingStore:
             yield list(rows)
             after = rows[-1]
 
-    def upsert_listing(self, listing_id: str, at_us: int, **values: Any) -> None:
-        self.upsert_listings([(listing_id, at_us, values)])
-
     def upsert_listings(self, changes: Sequence[tuple[str, int, dict[str, Any]]]) -> None:
         """Apply ``(listing_id, at_us, values)`` changes in order: each sets the values that are not None and
         keeps the others (a price change keeps the title); one read and one write for the lot."""

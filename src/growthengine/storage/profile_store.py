@@ -96,7 +96,7 @@ class ProfileStore:
             "AS claimed", (_CLAIM_SPACE, partitions)).all()
 
     def save_many(self, items: Iterable[Profile]) -> None:
-        rows = sorted((_to_tuple(p) for p in items), key=lambda r: r[0])  # user order, as ``lock`` takes them
+        rows = sorted((_to_tuple(p) for p in items), key=lambda r: r[0])  # in user order, as ``lock`` takes row locks
         if not rows:
             return
         write_rows(self._conn, self._dialect, *self._upsert, rows, key=lambda r: r[0])

@@ -116,8 +116,9 @@ class RunStore:
             query = sa.select(flow_runs).where(flow_runs.c.id.in_(list(ids[start:start + 500])))
             if self._dialect == "postgresql":
                 query = query.with_for_update()
-            for row in self._conn.execute(query).mappings():
-                found[row["id"]] = _run(row)
+            for row in self._conn.execute(query):
+                run = _run(row)
+                found[run.id] = run
         return found
 
     def active_for_users(self, user_ids: Sequence[str]) -> list[Run]:
@@ -125,13 +126,10 @@ class RunStore:
         # anew each time).
         runs: list[Run] = []
         users = list(dict.fromkeys(user_ids))
-        loads = orjson.loads
         for start in range(0, len(users), 500):
             chunk = users[start:start + 500]
             sql = _SELECT_ACTIVE + in_list(self._dialect, "user_id", len(chunk))
-            runs += [Run(id=r[0], flow=r[1], version=r[2], user_id=r[3], entity=r[4], status=r[5], cursor=r[6],
-                         trigger_us=r[7], entered_us=r[8], updated_us=r[9], context=loads(r[10]), exit_reason=r[11])
-                     for r in driver_rows(self._conn, sql, list_params(self._dialect, chunk))]
+            runs += [_run(r) for r in driver_rows(self._conn, sql, list_params(self._dialect, chunk))]
         return runs
 
     def save(self, run: Run) -> None:
@@ -157,7 +155,7 @@ class RunStore:
 
     def for_user(self, user_id: str) -> list[Run]:
         query = sa.select(flow_runs).where(flow_runs.c.user_id == user_id).order_by(flow_runs.c.id)
-        return [_run(r) for r in self._conn.execute(query).mappings()]
+        return [_run(r) for r in self._conn.execute(query)]
 
     def step_counts(self, flow: str) -> dict[tuple[str, str], int]:
         """Live runs per (status, cursor) of a flow."""
@@ -178,8 +176,8 @@ def _by_user(flow: str) -> sa.ColumnElement[bool]:
     return flow_runs.c.flow_key.op("||")(sa.literal_column("''")) == flow
 
 
-def _run(row: Any) -> Run:
-    return Run(id=row["id"], flow=row["flow_key"], version=row["version"], user_id=row["user_id"],
-               entity=row["entity"], status=row["status"], cursor=row["cursor"], trigger_us=row["trigger_us"],
-               entered_us=row["entered_us"], updated_us=row["updated_us"], context=orjson.loads(row["context"]),
-               exit_reason=row["exit_reason"])
+def _run(row: Sequence[Any]) -> Run:
+    """A ``flow_runs`` row, its columns in table order (``_INSERT_COLUMNS``, as ``select(flow_runs)`` gives them)."""
+    return Run(id=row[0], flow=row[1], version=row[2], user_id=row[3], entity=row[4], status=row[5], cursor=row[6],
+               trigger_us=row[7], entered_us=row[8], updated_us=row[9], context=orjson.loads(row[10]),
+               exit_reason=row[11])
