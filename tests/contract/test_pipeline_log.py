@@ -253,6 +253,25 @@ def _record_commands(recorder: Recorder) -> Callable[[Tx, list[Event]], None]:
     return apply
 
 
+@pytest.mark.postgres
+def test_a_read_holds_the_planner_to_the_log_order_for_itself_only(pg_cluster: PgCluster) -> None:
+    """The read turns the bitmap scan, the sequential scan and the sort off for its own statement (a fast-growing log
+    outruns its statistics) and leaves the rest of the stage's transaction planned as it was configured."""
+    store = Store.open(pg_cluster.new_database())
+    try:
+        with store.transaction() as tx:
+            tx.log.append_commands([(f"user{n}", "noop", n, {"n": f"c{n}"}) for n in range(50)], 0)
+        with store.transaction() as tx:
+            tx.conn.exec_driver_sql("SET LOCAL enable_sort = off")  # an operator's own choice, kept
+            rows = tx.log.read((0, 0), tuple(range(PARTITIONS)), 20, every_partition=False)
+            settings = {name: tx.conn.exec_driver_sql(f"SHOW {name}").scalar_one()
+                        for name in ("enable_bitmapscan", "enable_seqscan", "enable_sort")}
+        assert [r.event.properties["n"] for r in rows] == [f"c{n}" for n in range(20)]
+        assert settings == {"enable_bitmapscan": "on", "enable_seqscan": "on", "enable_sort": "off"}
+    finally:
+        store.close()
+
+
 def test_the_backlog_counts_each_partitions_rows_after_its_own_cursor(db_url: str) -> None:
     """The backlog of three stages: one caught up (but for a row appended since), one stopped part way, one that
     never ran (no cursors: everything is behind), each against the rows counted after each partition's cursor."""

@@ -21,6 +21,7 @@ from growthengine.domain.partitions import partition_of
 from growthengine.storage.bulk_rows import write_rows
 from growthengine.storage.flow_schema import messages
 from growthengine.storage.schema import RowId, metadata
+from growthengine.storage.stage_log import in_log_order
 
 message_events = sa.Table(
     "message_events",
@@ -95,13 +96,14 @@ def positions_after(conn: sa.Connection, dialect: str, after: tuple[int, int], p
     """``(position, partition, user_id)`` of the rows after ``after`` in ``(txid, id)`` order, in ``partitions``
     (all of them when ``every_partition``); on PostgreSQL only below the oldest running transaction."""
     if dialect == "postgresql":
-        sql = ("SELECT txid, id, partition, user_id FROM message_events WHERE (txid, id) > (%s, %s) "
-               "AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint ")
-        params: list[Any] = [after[0], after[1]]
-        if not every_partition:
-            sql += "AND partition = ANY(%s) "
-            params.append(list(partitions))
-        sql += f"ORDER BY txid, id LIMIT {int(limit)}"
+        sql = "SELECT txid, id, partition, user_id FROM message_events WHERE (txid, id) > (%s, %s) AND txid < %s "
+        with in_log_order(conn) as horizon:  # (the same index order as the event log's read)
+            params: list[Any] = [after[0], after[1], horizon]
+            if not every_partition:
+                sql += "AND partition = ANY(%s) "
+                params.append(list(partitions))
+            sql += f"ORDER BY txid, id LIMIT {int(limit)}"
+            return [((int(t), int(i)), int(p), str(u)) for t, i, p, u in conn.exec_driver_sql(sql, tuple(params))]
     else:
         sql = "SELECT 0, id, partition, user_id FROM message_events WHERE id > ? "
         params = [after[1]]
