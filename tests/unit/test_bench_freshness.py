@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from growthengine.bench.freshness import freshness_run, summary
 from growthengine.bench.workload import make_workload
+from tests.pg_cluster import PgCluster
 
 
 def test_a_paced_stream_has_every_probe_seen_and_every_push_made(tmp_path: Path) -> None:
@@ -18,3 +21,15 @@ def test_a_paced_stream_has_every_probe_seen_and_every_push_made(tmp_path: Path)
     assert s["probes"] == 5 and s["unseen"] == 0, "a probe every other batch (half a second), each one seen in high_ltv"
     assert s["fresh_max_ms"] >= s["fresh_p50_ms"] > 0 and s["ingest_p99_ms"] >= s["ingest_p50_ms"] > 0
     assert run.provider_calls == 20, "each favoriter's price-drop push reached the provider once"
+
+
+@pytest.mark.postgres
+def test_a_paced_stream_on_an_api_and_two_workers(pg_cluster: PgCluster, tmp_path: Path) -> None:
+    """The same stream on PostgreSQL with ``growth serve --api-only`` and two ``growth worker`` processes: the
+    probes' segment changes and the favoriters' pushes are made by the workers."""
+    workload = make_workload(600, users=60, seed=12)
+    run = freshness_run(workload, tmp_path, "workers", rate=300, seconds=2.0, connections=2, provider_delay_s=0.1,
+                        db_url=pg_cluster.new_database(), workers=2)
+    s = summary(run)
+    assert s["probes"] == 3 and s["unseen"] == 0, "every probe seen, though no API process runs a stage"
+    assert run.provider_calls == 20, "each favoriter's price-drop push reached the provider once, from a worker"

@@ -30,7 +30,7 @@ import httpx
 import orjson
 
 from growthengine.bench.ingest import BenchError
-from growthengine.bench.pipeline import Server
+from growthengine.bench.pipeline import Process, Server
 from growthengine.bench.workload import Workload
 from growthengine.clock import RealClock
 
@@ -248,9 +248,10 @@ def daytime_zone() -> str:
 
 
 def freshness_run(workload: Workload, work_dir: Path, label: str, *, rate: float, seconds: float, connections: int,
-                  provider_delay_s: float, db_url: str | None = None) -> FreshnessRun:
+                  provider_delay_s: float, db_url: str | None = None, workers: int = 0) -> FreshnessRun:
     """One paced run on a fresh database while a price drop's pushes go to an FCM double answering after
-    ``provider_delay_s``."""
+    ``provider_delay_s``: on ``growth serve`` (its embedded worker) or, with ``workers`` (PostgreSQL), on
+    ``growth serve --api-only`` and that many ``growth worker`` processes."""
     run_dir = work_dir / label
     run_dir.mkdir(parents=True, exist_ok=True)
     url = db_url or f"sqlite:///{run_dir / 'growth.db'}"
@@ -260,7 +261,9 @@ def freshness_run(workload: Workload, work_dir: Path, label: str, *, rate: float
             "channel_providers": {"push": "fcm"},
             "provider_settings": {"fcm": {"project_id": "bench", "access_token": "token", "base_url": base_url,
                                           "attempts": 1}}}}))
-        server = Server(url, run_dir, "serve", extra_args=["--config", str(config)])
+        server = Server(url, run_dir, "serve", api_only=workers > 0, extra_args=["--config", str(config)])
+        procs = [Process(["worker", "--db", url, "--config", str(config)], run_dir, f"worker-{i}", server.key)
+                 for i in range(workers)]
         try:
             server.wait_ready()
             _warm_up(server)
@@ -272,5 +275,7 @@ def freshness_run(workload: Workload, work_dir: Path, label: str, *, rate: float
                 time.sleep(0.05)
             run.provider_calls = double.calls
         finally:
+            for proc in procs:
+                proc.stop()
             server.stop()
     return run

@@ -110,6 +110,8 @@ def freshness(
                                                    "call (the second run)")] = 2.0,
     pg: Annotated[str | None, typer.Option("--pg", help="an empty PostgreSQL server's URL; the bench creates its own "
                                            "databases there (default: SQLite)")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="with --pg: growth serve --api-only and this many growth "
+                                         "worker processes (0: growth serve with its embedded worker)")] = 0,
 ) -> None:
     """A paced stream on the real clock: each probe's segment change visible over the API how soon after its
     answer (p50/p99/max), and ingestion latency with a fast and with a slow push provider sending meanwhile."""
@@ -119,9 +121,12 @@ def freshness(
 
     if rate < 100 or seconds <= 0:
         raise CliError("--rate must be at least 100 events/s and --seconds positive")
+    if workers < 0 or (workers and not pg):
+        raise CliError("--workers needs --pg (on SQLite one worker runs, the one inside growth serve) and is >= 0")
     events = int(rate * seconds)
     console.print(f"[bold]growth bench freshness[/]: {rate:,.0f} events/s for {seconds:g}s on "
-                  f"{'PostgreSQL' if pg else 'SQLite'}, {connections} clients; {machine_summary()}")
+                  f"{'PostgreSQL' if pg else 'SQLite'}, {connections} clients, "
+                  f"{f'an API and {workers} workers' if workers else 'growth serve'}; {machine_summary()}")
     with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
         task = progress.add_task("workload", total=events)
@@ -133,7 +138,8 @@ def freshness(
                 url = _pg_databases(pg, [f"bench_fresh_{len(runs)}"])[0] if pg else None
                 console.print(f"run: {label} ...")
                 runs.append(freshness_run(workload, Path(tmp), label.replace(" ", "-"), rate=rate, seconds=seconds,
-                                          connections=connections, provider_delay_s=delay, db_url=url))
+                                          connections=connections, provider_delay_s=delay, db_url=url,
+                                          workers=workers))
     except BenchError as exc:
         raise CliError(f"benchmark failed: {exc}") from None
     table = Table(title="freshness (ms from a probe's answer to its segment change over the API)")
