@@ -73,11 +73,13 @@ class RunStore:
         found: set[tuple[str, str]] = set()
         users = list(dict.fromkeys(u for u, _ in pairs))
         wanted = set(pairs)
+        m = "%s" if self._dialect == "postgresql" else "?"
+        # Asked for every enrolment batch: plain SQL for the driver (see ``_by_user`` for the flow_key test).
         for start in range(0, len(users), 500):
-            rows = self._conn.execute(
-                sa.select(flow_runs.c.user_id, flow_runs.c.entity).where(
-                    _by_user(flow), flow_runs.c.status == "active", flow_runs.c.user_id.in_(users[start:start + 500]))
-            )
+            chunk = users[start:start + 500]
+            sql = (f"SELECT user_id, entity FROM flow_runs WHERE flow_key || '' = {m} AND status = 'active' "  # noqa: S608
+                   f"AND {in_list(self._dialect, 'user_id', len(chunk))}")
+            rows = driver_rows(self._conn, sql, (flow, *list_params(self._dialect, chunk)))
             found.update((u, e) for u, e in rows if (u, e) in wanted)
         return found
 
