@@ -16,6 +16,7 @@ from growthengine.domain.profiles import Profile
 from growthengine.flows.dispatch import Outgoing
 from growthengine.flows.model import EventTrigger, Flow
 from growthengine.flows.runner import Runner
+from growthengine.scheduler.collector import collector_paused
 from growthengine.storage.run_store import Run
 from growthengine.storage.unit_of_work import Tx
 
@@ -34,9 +35,18 @@ class Enrolment:
                     profiles: dict[str, Profile] | None = None) -> int:
         """Start the runs of many flows at once, each candidate as of its own instant: a few statements per flow
         (the live-run check), then one insert of runs, one pass over their first steps and one flush of their
-        messages for the whole batch. The first candidate of a flow, user and entity wins."""
+        messages for the whole batch. The first candidate of a flow, user and entity wins.
+
+        Python's cyclic collector is held off meanwhile (as for a timer group, ``scheduler.collector``): a batch
+        allocates a few objects per run, freed by reference counting, and the collector's passes it set off walked
+        the whole heap (a third of a 20,000-user price drop's CPU time)."""
         if not items:
             return 0
+        with collector_paused():
+            return self._enroll_many(tx, items, profiles)
+
+    def _enroll_many(self, tx: Tx, items: Sequence[tuple[Flow, EnrolCandidate, int]],
+                     profiles: dict[str, Profile] | None) -> int:
         by_flow: dict[str, list[tuple[EnrolCandidate, int]]] = defaultdict(list)
         flows: dict[str, Flow] = {}
         for flow, candidate, at_us in items:
