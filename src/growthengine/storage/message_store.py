@@ -6,6 +6,7 @@ messages' new state to ``message_events`` (insert-only) in the same transaction,
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from growthengine.storage.message_events import append_inserted, append_updated
 _FIELDS = [c.name for c in messages.columns if c.name not in ("seq", "flow_key", "data")]
 # A price drop writes a ledger row per favoriter: the insert is plain SQL for the driver, as in the event log (the
 # same on both databases but for the parameter marker), built from the table's own column names (``noqa: S608``).
+_FIELD_VALUES = operator.attrgetter(*_FIELDS)  # a message's values of _FIELDS, as a tuple
 _INSERT_COLUMNS = (*_FIELDS, "flow_key", "data")
 _INSERT = (
     f"INSERT INTO messages ({', '.join(_INSERT_COLUMNS)}) "  # noqa: S608
@@ -51,8 +53,8 @@ class MessageStore:
         if fresh:
             sql = _INSERT.format(m="%s" if self._dialect == "postgresql" else "?")
             dumps = orjson.dumps
-            self._conn.exec_driver_sql(sql, [(*(getattr(m, name) for name in _FIELDS), m.flow,
-                                              dumps(m.data).decode()) for m in fresh])
+            values = _FIELD_VALUES
+            self._conn.exec_driver_sql(sql, [(*values(m), m.flow, dumps(m.data).decode()) for m in fresh])
             append_inserted(self._conn, fresh)  # the message-event history, in the same transaction
         return fresh
 
