@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from growthengine.bench.flows import FlowsSize, run_flows_bench
 from growthengine.bench.gate import GateSize, run_gate_bench
 from growthengine.bench.segments import SegmentsSize, run_segments_bench
@@ -54,3 +56,13 @@ def test_gate_bench_decides_and_flushes(tmp_path: Path) -> None:
     assert report.decisions == 600 and report.rate > 0
     assert sum(report.actions.values()) == 600 and "send" in report.actions
     assert report.flushed == 300 and report.flush_rate > 0 and sum(report.statuses.values()) == 300
+
+
+def test_flows_bench_runs_only_the_part_asked_for(tmp_path: Path) -> None:
+    _, stage = _stages()
+    report = run_flows_bench(FlowsSize(favoriters=40, waiting=30, carts=20, idle_seconds=0.3), tmp_path, stage,
+                             only="price-drop")
+    assert report.fanout_users == 40 and report.sent == 40 and report.outbox == 40
+    assert report.cart_users == 0 and report.waiting_runs == 0 and report.polls == 0
+    with pytest.raises(ValueError, match="unknown part"):
+        run_flows_bench(FlowsSize(favoriters=1), tmp_path, stage, only="everything")

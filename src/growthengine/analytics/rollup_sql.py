@@ -4,12 +4,20 @@ Each statement works on a set of users (``:users``, an expanding list): their me
 their newest ``message_events`` rows, each of their purchases and unsubscribes is credited to one message (the last
 touch), and the rollups are moved by ``INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO UPDATE`` (minus what the
 users' messages counted as before, plus what they count as now).
+
+The set of users is one parameter (``:users``): a JSON array read with ``json_each`` on SQLite, an array with
+``= ANY`` on PostgreSQL, so each statement's text is the same for every batch (an expanding list was compiled again
+by SQLAlchemy at every call, for every one of the twenty statements a batch runs). Build them with
+:func:`statements` for the connection's dialect and pass :func:`users_param` as ``users``.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import orjson
 import sqlalchemy as sa
 
 from growthengine.analytics.definitions import (
@@ -42,14 +50,14 @@ ANCHOR = f"CASE WHEN {WENT} THEN {COUNT_AT} WHEN e.status = 'suppressed' AND e.r
 NEWEST = ("e.id = (SELECT max(x.id) FROM message_events x WHERE x.user_id = e.user_id "
           "AND x.message_id = e.message_id)")
 
-MISSING_BUCKETS = sa.text(
+MISSING_BUCKETS = (
     f"SELECT DISTINCT q.b FROM (SELECT ({COUNT_AT}) / {BUCKET_US} AS b FROM message_events e "  # noqa: S608 (text of this module, never input)
     f"WHERE e.user_id IN :users UNION SELECT e.opened_us / {BUCKET_US} FROM message_events e "
     "WHERE e.user_id IN :users AND e.opened_us IS NOT NULL) q "
     "LEFT JOIN kpi_calendar c ON c.bucket = q.b WHERE c.bucket IS NULL"
-).bindparams(sa.bindparam("users", expanding=True))
+)
 
-FACTS = sa.text(
+FACTS = (
     "INSERT INTO kpi_messages (message_id, user_id, day, flow_key, step, channel, variant, kind, status, reason, grp, "  # noqa: S608 (text of this module, never input)
     "anchor_us, converted, unsubscribed, open_how, purchases, revenue) "
     f"SELECT e.message_id, e.user_id, cal.day, e.flow_key, e.step, e.channel, e.variant, e.kind, e.status, e.reason, "
@@ -57,14 +65,14 @@ FACTS = sa.text(
     f"JOIN kpi_calendar cal ON cal.bucket = ({COUNT_AT}) / {BUCKET_US} "
     f"LEFT JOIN kpi_calendar oh ON oh.bucket = e.opened_us / {BUCKET_US} "
     f"WHERE e.user_id IN :users AND {NEWEST}"
-).bindparams(sa.bindparam("users", expanding=True))
+)
 
 _LAST_TOUCH = ("(SELECT k.message_id FROM kpi_messages k WHERE k.user_id = p.user_id AND k.grp IN {groups} "
                "AND k.anchor_us <= p.ts_us AND k.anchor_us > p.ts_us - :window {also} "
                "ORDER BY k.anchor_us DESC, k.message_id DESC LIMIT 1)")
 
 
-def credits_sql(dialect: str) -> tuple[sa.TextClause, sa.TextClause]:
+def credits_sql(dialect: str) -> tuple[str, str]:
     """Credit each purchase (to a treated or control message) and each unsubscribe (to a treated message on a
     channel it covers) of the users to the last message whose window holds it."""
     if dialect == "postgresql":
@@ -82,16 +90,16 @@ def credits_sql(dialect: str) -> tuple[sa.TextClause, sa.TextClause]:
         ("u", UNSUBSCRIBE_EVENT, f"('{TREATED}')", covers, "0"),
     ):
         touch = _LAST_TOUCH.format(groups=groups, also=also)
-        statements.append(sa.text(
+        statements.append(
             "INSERT INTO kpi_credits (user_id, event_id, kind, message_id, amount) "  # noqa: S608 (text of this module, never input)
             f"SELECT q.user_id, q.id, '{kind}', q.message_id, q.amount FROM (SELECT p.user_id, p.id, "
             f"{touch} AS message_id, {value} AS amount FROM events p WHERE p.user_id IN :users "
             f"AND p.type = 'track' AND p.name = '{name}') q WHERE q.message_id IS NOT NULL"
-        ).bindparams(sa.bindparam("users", expanding=True)))
+        )
     return statements[0], statements[1]
 
 
-ATTRIBUTE = sa.text(
+ATTRIBUTE = (
     "UPDATE kpi_messages SET "
     "purchases = (SELECT count(*) FROM kpi_credits c WHERE c.message_id = kpi_messages.message_id AND c.kind = 'p'), "
     "revenue = (SELECT COALESCE(SUM(c.amount), 0) FROM kpi_credits c WHERE c.message_id = kpi_messages.message_id "
@@ -101,19 +109,17 @@ ATTRIBUTE = sa.text(
     "AND c.kind = 'u') "
     "WHERE user_id IN :users AND grp <> '' AND EXISTS (SELECT 1 FROM kpi_credits c "
     "WHERE c.message_id = kpi_messages.message_id)"
-).bindparams(sa.bindparam("users", expanding=True))
+)
 
-USERS_WITH_MESSAGES = sa.text(
+USERS_WITH_MESSAGES = (
     "SELECT DISTINCT user_id FROM message_events WHERE user_id IN :users "
     "UNION SELECT DISTINCT user_id FROM kpi_messages WHERE user_id IN :users "
     "UNION SELECT DISTINCT user_id FROM kpi_credits WHERE user_id IN :users"
-).bindparams(sa.bindparam("users", expanding=True))
+)
 """Which of the users could move a rollup: only they are recomputed for a purchase, an unsubscribe or a merge."""
 
-FORGET_FACTS = sa.text("DELETE FROM kpi_messages WHERE user_id IN :users").bindparams(
-    sa.bindparam("users", expanding=True))
-FORGET_CREDITS = sa.text("DELETE FROM kpi_credits WHERE user_id IN :users").bindparams(
-    sa.bindparam("users", expanding=True))
+FORGET_FACTS = "DELETE FROM kpi_messages WHERE user_id IN :users"
+FORGET_CREDITS = "DELETE FROM kpi_credits WHERE user_id IN :users"
 
 
 def _flag(condition: str) -> str:
@@ -161,13 +167,13 @@ DELTA_CREATE = sa.text(
 DELTA_CLEAR = sa.text("DELETE FROM kpi_delta")
 
 
-def _delta_statement(sign: int) -> sa.TextClause:
+def _delta_statement(sign: int) -> str:
     factor = "" if sign > 0 else "-1 * "
-    return sa.text(
+    return (
         f"INSERT INTO kpi_delta ({', '.join((*DAILY_KEYS, *DELTA_COUNTERS))}) "  # noqa: S608 (schema names)
         f"SELECT k.day, {', '.join(KINDS)}, {', '.join(factor + COUNTER_SQL[c] for c in DELTA_COUNTERS)} "
         "FROM kpi_messages k WHERE k.user_id IN :users GROUP BY 1, 2, 3, 4, 5, 6"
-    ).bindparams(sa.bindparam("users", expanding=True))
+    )
 
 
 DELTA_BEFORE = _delta_statement(-1)
@@ -207,19 +213,60 @@ ROLLUPS: tuple[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...], str
 
 
 def _rollup_statement(table: str, keys: Sequence[str], selected: Sequence[str], counters: Sequence[str],
-                      where: str, sign: int) -> sa.TextClause:
+                      where: str, sign: int) -> str:
     factor = "" if sign > 0 else "-1 * "
     values = [factor + ("COUNT(*)" if c == "n" else COUNTER_SQL[c]) for c in counters]
     groups = ", ".join(str(i + 1) for i in range(len(keys)))
-    return sa.text(
+    return (
         f"INSERT INTO {table} ({', '.join((*keys, *counters))}) "  # noqa: S608 (names from the schema)
         f"SELECT {', '.join((*selected, *values))} FROM kpi_messages k WHERE k.user_id IN :users {where} "
         f"GROUP BY {groups} ORDER BY {groups} "
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
         + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in counters)
-    ).bindparams(sa.bindparam("users", expanding=True))
+    )
 
 
 SUBTRACT = [_rollup_statement(*spec, sign=-1) for spec in ROLLUPS]
 ADD = [_rollup_statement(*spec, sign=1) for spec in ROLLUPS]
 ROLLUP_TABLES = ["kpi_daily", "kpi_monthly", "kpi_flow_days", *[spec[0] for spec in ROLLUPS]]
+
+
+def users_param(dialect: str, users: Sequence[str]) -> object:
+    """The value of ``:users`` for :func:`statements` of ``dialect``."""
+    return list(users) if dialect == "postgresql" else orjson.dumps(list(users)).decode()
+
+
+@dataclass(frozen=True)
+class RollupStatements:
+    """The statements over a set of users, for one dialect (``:users`` is :func:`users_param`)."""
+
+    missing_buckets: sa.TextClause
+    users_with_messages: sa.TextClause
+    delta_before: sa.TextClause
+    subtract: tuple[sa.TextClause, ...]
+    forget_facts: sa.TextClause
+    forget_credits: sa.TextClause
+    facts: sa.TextClause
+    credit_purchases: sa.TextClause
+    credit_unsubscribes: sa.TextClause
+    attribute: sa.TextClause
+    delta_after: sa.TextClause
+    add: tuple[sa.TextClause, ...]
+
+
+@functools.cache
+def statements(dialect: str) -> RollupStatements:
+    """The statements of this module for ``dialect``: ``IN :users`` becomes one array parameter."""
+    users = "= ANY(:users)" if dialect == "postgresql" else "IN (SELECT value FROM json_each(:users))"
+
+    def text(sql: str) -> sa.TextClause:
+        assert "IN :users" in sql
+        return sa.text(sql.replace("IN :users", users))
+
+    purchases, unsubscribes = credits_sql(dialect)
+    return RollupStatements(
+        missing_buckets=text(MISSING_BUCKETS), users_with_messages=text(USERS_WITH_MESSAGES),
+        delta_before=text(DELTA_BEFORE), subtract=tuple(text(s) for s in SUBTRACT),
+        forget_facts=text(FORGET_FACTS), forget_credits=text(FORGET_CREDITS), facts=text(FACTS),
+        credit_purchases=text(purchases), credit_unsubscribes=text(unsubscribes), attribute=text(ATTRIBUTE),
+        delta_after=text(DELTA_AFTER), add=tuple(text(s) for s in ADD))

@@ -74,9 +74,10 @@ class KpiRollups:
         message to credit a purchase or an unsubscribe to), so most purchasers cost one indexed lookup a batch."""
         found: set[str] = set()
         ordered = sorted(users)
+        sql = q.statements(tx.dialect)
         for start in range(0, len(ordered), USERS_PER_STATEMENT):
-            found.update(str(u) for (u,) in tx.conn.execute(q.USERS_WITH_MESSAGES,
-                                                              {"users": ordered[start:start + USERS_PER_STATEMENT]}))
+            chunk = q.users_param(tx.dialect, ordered[start:start + USERS_PER_STATEMENT])
+            found.update(str(u) for (u,) in tx.conn.execute(sql.users_with_messages, {"users": chunk}))
         return found
 
     # Recomputing users -----------------------------------------------------------------------------------
@@ -88,36 +89,37 @@ class KpiRollups:
         ordered = sorted(set(users))
         if not ordered:
             return
-        credit_purchases, credit_unsubscribes = q.credits_sql(tx.dialect)
+        sql = q.statements(tx.dialect)
         conn = tx.conn
-        chunks = [{"users": ordered[i:i + USERS_PER_STATEMENT]} for i in range(0, len(ordered), USERS_PER_STATEMENT)]
-        self._fill_calendar(conn, chunks)
+        chunks = [{"users": q.users_param(tx.dialect, ordered[i:i + USERS_PER_STATEMENT])}
+                  for i in range(0, len(ordered), USERS_PER_STATEMENT)]
+        self._fill_calendar(conn, sql, chunks)
         conn.execute(q.DELTA_CREATE)
         conn.execute(q.DELTA_CLEAR)
         for chunk in chunks:
-            conn.execute(q.DELTA_BEFORE, chunk)
-            for statement in q.SUBTRACT:
+            conn.execute(sql.delta_before, chunk)
+            for statement in sql.subtract:
                 conn.execute(statement, chunk)
-            conn.execute(q.FORGET_FACTS, chunk)
-            conn.execute(q.FORGET_CREDITS, chunk)
-            conn.execute(q.FACTS, {**chunk, "no": False})
+            conn.execute(sql.forget_facts, chunk)
+            conn.execute(sql.forget_credits, chunk)
+            conn.execute(sql.facts, {**chunk, "no": False})
             window = {**chunk, "window": self.config.window_us}
-            conn.execute(credit_purchases, window)
-            conn.execute(credit_unsubscribes, window)
-            conn.execute(q.ATTRIBUTE, chunk)
-            conn.execute(q.DELTA_AFTER, chunk)
-            for statement in q.ADD:
+            conn.execute(sql.credit_purchases, window)
+            conn.execute(sql.credit_unsubscribes, window)
+            conn.execute(sql.attribute, chunk)
+            conn.execute(sql.delta_after, chunk)
+            for statement in sql.add:
                 conn.execute(statement, chunk)
         for statement in q.APPLY_DELTA:
             conn.execute(statement)
         conn.execute(q.DELTA_CLEAR)
 
-    def _fill_calendar(self, conn: sa.Connection, chunks: list[dict[str, list[str]]]) -> None:
+    def _fill_calendar(self, conn: sa.Connection, sql: q.RollupStatements, chunks: list[dict[str, object]]) -> None:
         """The local day and hour of every 15 minutes these users' messages count at and were opened in (in bucket
         order)."""
         missing: set[int] = set()
         for chunk in chunks:
-            missing.update(int(b) for (b,) in conn.execute(q.MISSING_BUCKETS, chunk) if b is not None)
+            missing.update(int(b) for (b,) in conn.execute(sql.missing_buckets, chunk) if b is not None)
         if not missing:
             return
         rows = [{"bucket": b, "day": local_day(b * q.BUCKET_US, self._zone),

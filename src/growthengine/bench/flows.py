@@ -216,14 +216,24 @@ def measure_waiting(db_file: Path, size: FlowsSize, stage: Stage
     return waiting, seconds, cpu, loop_cpu, polls, fired
 
 
-def run_flows_bench(size: FlowsSize, db_dir: Path, stage: Stage) -> FlowsBench:
+PARTS = ("price-drop", "carts", "waiting")
+"""The three measurements, by the names ``--only`` takes."""
+
+
+def run_flows_bench(size: FlowsSize, db_dir: Path, stage: Stage, only: str | None = None) -> FlowsBench:
+    """Every measurement, or ``only`` one of :data:`PARTS` (the others are reported as not measured: zeros)."""
+    if only is not None and only not in PARTS:
+        raise ValueError(f"unknown part {only!r} (one of {', '.join(PARTS)})")
     db_dir.mkdir(parents=True, exist_ok=True)
     for name in ("flows-fanout.db", "flows-carts.db", "flows-waiting.db"):
         for suffix in ("", "-wal", "-shm", "-journal"):
             (db_dir / f"{name}{suffix}").unlink(missing_ok=True)
-    reached, seconds, cpu, sent, outbox = measure_fanout(db_dir / "flows-fanout.db", size, stage)
-    carts, cart_s, cart_cpu, pushed = measure_carts(db_dir / "flows-carts.db", size, stage)
-    waiting, idle_s, idle_cpu, loop_cpu, polls, fired = measure_waiting(db_dir / "flows-waiting.db", size, stage)
+    reached, seconds, cpu, sent, outbox = measure_fanout(db_dir / "flows-fanout.db", size, stage) \
+        if only in (None, "price-drop") else (0, 0.0, 0.0, 0, 0)
+    carts, cart_s, cart_cpu, pushed = measure_carts(db_dir / "flows-carts.db", size, stage) \
+        if only in (None, "carts") else (0, 0.0, 0.0, 0)
+    waiting, idle_s, idle_cpu, loop_cpu, polls, fired = measure_waiting(db_dir / "flows-waiting.db", size, stage) \
+        if only in (None, "waiting") else (0, 0.0, 0.0, 0.0, [], 0)
     return FlowsBench(cart_users=carts, cart_seconds=cart_s, cart_cpu_s=cart_cpu, cart_pushed=pushed,
                       size=size, fanout_users=reached, fanout_seconds=seconds, fanout_cpu_s=cpu, sent=sent,
                       outbox=outbox, waiting_runs=waiting, idle_seconds=idle_s, idle_cpu_s=idle_cpu,

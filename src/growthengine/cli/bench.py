@@ -295,6 +295,7 @@ def flows(
     waiting: Annotated[int, typer.Option(help="seller-coach runs left waiting (target: 1,000,000)")] = 100_000,
     idle_seconds: Annotated[float, typer.Option(help="seconds the idle worker loop is watched")] = 5.0,
     carts: Annotated[int, typer.Option(help="cart timers due over one minute (target: 100,000)")] = 20_000,
+    only: Annotated[str | None, typer.Option(help="run one measurement only: price-drop, carts or waiting")] = None,
     db_dir: Annotated[Path | None, _DB_DIR] = None,
 ) -> None:
     """Flow engine: a price drop fanned out to every favoriter (users/s), cart timers due milliseconds apart
@@ -303,37 +304,43 @@ def flows(
 
     if favoriters < 1 or waiting < 1 or carts < 1 or idle_seconds <= 0:
         raise CliError("--favoriters, --waiting and --carts must be at least 1, --idle-seconds positive")
+    if only is not None and only not in bench.PARTS:
+        raise CliError(f"--only takes one of: {', '.join(bench.PARTS)}")
     size = bench.FlowsSize(favoriters=favoriters, waiting=waiting, idle_seconds=idle_seconds, carts=carts)
     console.print(f"[bold]growth bench flows[/]: {favoriters:,} favoriters (target stated for "
                   f"{bench.TARGET_FAVORITERS:,}), {waiting:,} waiting runs (target stated for "
                   f"{bench.TARGET_WAITING:,}); {machine_summary()}; {_load()}")
     with _progress() as progress:
         stage = _RichStages(progress).stage
-        r = _in_dir(db_dir, lambda d: bench.run_flows_bench(size, d, stage))
+        r = _in_dir(db_dir, lambda d: bench.run_flows_bench(size, d, stage, only))
     assert isinstance(r, bench.FlowsBench)
     table = Table(title="Flows")
     for column in ("measure", "value", "target", "result", "ratio / note"):
         table.add_column(column, justify="right" if column == "value" else "left")
-    table.add_row("price drop fan-out", f"{r.fanout_rate:,.0f} users/s", f">= {bench.TARGET_FANOUT_RATE:,.0f} users/s",
-                  _verdict(r.fanout_rate >= bench.TARGET_FANOUT_RATE),
-                  f"{r.fanout_users:,} users in {r.fanout_seconds:.1f} s; {r.sent:,} sent, {r.outbox:,} in the "
-                  f"outbox; {r.fanout_rate / bench.TARGET_FANOUT_RATE:.2f} x target")
-    table.add_row("cart timers due ms apart", f"{r.cart_rate:,.0f} users/s",
-                  f">= {bench.TARGET_CART_RATE:,.0f} users/s", _verdict(r.cart_rate >= bench.TARGET_CART_RATE),
-                  f"{r.cart_users:,} runs entered in {r.cart_seconds:.1f} s, {r.cart_pushed:,} pushes in the "
-                  f"outbox; CPU {r.cart_cpu_s / r.cart_seconds if r.cart_seconds else 0:.0%} of one core; "
-                  f"{r.cart_rate / bench.TARGET_CART_RATE:.2f} x target (stated for {bench.TARGET_CARTS:,})")
+    if only in (None, "price-drop"):
+        table.add_row("price drop fan-out", f"{r.fanout_rate:,.0f} users/s",
+                      f">= {bench.TARGET_FANOUT_RATE:,.0f} users/s",
+                      _verdict(r.fanout_rate >= bench.TARGET_FANOUT_RATE),
+                      f"{r.fanout_users:,} users in {r.fanout_seconds:.1f} s; {r.sent:,} sent, {r.outbox:,} in the "
+                      f"outbox; {r.fanout_rate / bench.TARGET_FANOUT_RATE:.2f} x target")
+    if only in (None, "carts"):
+        table.add_row("cart timers due ms apart", f"{r.cart_rate:,.0f} users/s",
+                      f">= {bench.TARGET_CART_RATE:,.0f} users/s", _verdict(r.cart_rate >= bench.TARGET_CART_RATE),
+                      f"{r.cart_users:,} runs entered in {r.cart_seconds:.1f} s, {r.cart_pushed:,} pushes in the "
+                      f"outbox; CPU {r.cart_cpu_s / r.cart_seconds if r.cart_seconds else 0:.0%} of one core; "
+                      f"{r.cart_rate / bench.TARGET_CART_RATE:.2f} x target (stated for {bench.TARGET_CARTS:,})")
     poll = sorted(r.poll_ms)
     idle_ok = r.idle_cpu_share < bench.TARGET_IDLE_CPU_SHARE
-    table.add_row("idle worker CPU", f"{r.idle_cpu_share:.2%} of a core",
-                  f"< {bench.TARGET_IDLE_CPU_SHARE:.0%} of a core", _verdict(idle_ok),
-                  f"{r.waiting_runs:,} runs waiting; {r.idle_cpu_s * 1000:.0f} ms CPU in {r.idle_seconds:.1f} s "
-                  f"(the loop's thread {r.loop_cpu_s * 1000:.0f} ms), "
-                  f"{r.polls} polls, median {poll[len(poll) // 2] if poll else 0:.2f} ms; "
-                  f"{r.fired_while_idle} timers fired")
+    if only in (None, "waiting"):
+        table.add_row("idle worker CPU", f"{r.idle_cpu_share:.2%} of a core",
+                      f"< {bench.TARGET_IDLE_CPU_SHARE:.0%} of a core", _verdict(idle_ok),
+                      f"{r.waiting_runs:,} runs waiting; {r.idle_cpu_s * 1000:.0f} ms CPU in {r.idle_seconds:.1f} s "
+                      f"(the loop's thread {r.loop_cpu_s * 1000:.0f} ms), "
+                      f"{r.polls} polls, median {poll[len(poll) // 2] if poll else 0:.2f} ms; "
+                      f"{r.fired_while_idle} timers fired")
     out.print(table)
-    out.print(f"fan-out CPU {r.fanout_cpu_s / r.fanout_seconds if r.fanout_seconds else 0:.0%} of one core; "
-              f"after the run: {_load()}")
+    out.print(f"fan-out CPU {r.fanout_cpu_s / r.fanout_seconds if r.fanout_seconds else 0:.0%} of one core "
+              f"({r.fanout_cpu_s:.2f} s), cart timers CPU {r.cart_cpu_s:.2f} s; after the run: {_load()}")
 
 
 @app.command("gate")

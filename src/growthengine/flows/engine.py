@@ -20,6 +20,7 @@ from growthengine.flows.feedback import Feedback, apply_feedback
 from growthengine.flows.model import EventTrigger, Flow, Schedule, SegmentEntered
 from growthengine.flows.runner import RUN_TIMER, Runner
 from growthengine.flows.triggers import event_matches, exit_matches, exits_for, trigger_entity
+from growthengine.scheduler.collector import collector_paused
 from growthengine.storage.run_store import Run
 from growthengine.storage.segment_store import Transition
 from growthengine.storage.timer_store import Timer
@@ -179,7 +180,12 @@ class FlowEngine:
         self.enroll_many(tx, items, profiles)
 
     def on_enroll_commands(self, tx: Tx, commands: list[Event]) -> None:
-        """Apply ``flow_enroll`` commands: runs for the users they name, grouped by flow."""
+        """Apply ``flow_enroll`` commands: runs for the users they name, grouped by flow (with the cyclic collector
+        held off, see :meth:`Enrolment.enroll_many`)."""
+        with collector_paused():
+            self._enroll_commands(tx, commands)
+
+    def _enroll_commands(self, tx: Tx, commands: list[Event]) -> None:
         now_us = to_us(self.clock.now())
         by_flow: dict[str, list[tuple[str, str, int, dict[str, Any]]]] = defaultdict(list)
         for command in commands:

@@ -24,6 +24,7 @@ import orjson
 from growthengine.domain.events import Event
 from growthengine.domain.partitions import ALL_PARTITIONS, partition_of
 from growthengine.flows.model import Flow
+from growthengine.scheduler.collector import collector_paused
 from growthengine.storage.unit_of_work import Tx
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,12 @@ class FanOut:
         self.now_us = now_us
 
     def on_commands(self, tx: Tx, commands: list[Event]) -> None:
+        """Append the per-user commands (a page of favoriters at a time; the cyclic collector held off, see
+        :meth:`growthengine.flows.enrolment.Enrolment.enroll_many`)."""
+        with collector_paused():
+            self._fan_out(tx, commands)
+
+    def _fan_out(self, tx: Tx, commands: list[Event]) -> None:
         now_us = self.now_us()
         # One fan-out's commands (a partition each) read the favoriters once.
         groups: dict[bytes, tuple[dict[str, Any], set[int]]] = {}

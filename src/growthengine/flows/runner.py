@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from growthengine.clock import from_us, to_us
@@ -44,6 +44,7 @@ COUPON_ACTIVITY = "coupon"
 RECOMMENDATIONS_ACTIVITY = "recommendations"
 COPY_ACTIVITY = "copy"
 MAX_STEPS_PER_PASS = 200
+_ABSENT = object()  # a context key the template reads but the context does not have (not the same as None)
 
 
 class Runner:
@@ -61,7 +62,8 @@ class Runner:
         self.optimizer = optimizer
         self.copywriter = copywriter
         self.cache = PassCache(templates)
-        self._renders: dict[tuple[str, str, str], RenderedMessage] = {}
+        self._renders: dict[Hashable, RenderedMessage] = {}
+        self._used: dict[str, tuple[str, ...]] = {}  # per template, for a pass: the context keys its copy reads
 
     def tz(self, traits: dict[str, Any]) -> str:
         tz = traits.get("timezone")
@@ -152,13 +154,21 @@ class Runner:
     def flush(self, tx: Tx, out: Outgoing, now_us: int) -> None:
         self.dispatcher.flush(tx, out, now_us)
         self._renders.clear()
+        self._used.clear()  # a config reload may bring other templates before the next pass
         self.cache.clear()
 
     def _render(self, key: str, language: Any, context: dict[str, Any], variant: str | None = None
                 ) -> RenderedMessage:
         """Render, reusing the result for recipients whose copy cannot differ (same values of what it reads)."""
-        used = self.templates.variables(key) | {"user_context"}
-        cache_key = (key, f"{language}|{variant}", repr(sorted((k, context.get(k)) for k in used if k in context)))
+        used = self._used.get(key)
+        if used is None:
+            used = self._used[key] = tuple(sorted(self.templates.variables(key) | {"user_context"}))
+        values = tuple(_hashable(context.get(k, _ABSENT)) for k in used)
+        try:  # with each value's type: 3600 and 3600.0 are equal but may not render alike
+            cache_key: Hashable = (key, language, variant, values, tuple(map(type, values)))
+            hash(cache_key)
+        except TypeError:  # a list or a dict among the values: compared by their text
+            cache_key = (key, language, variant, repr(values))
         rendered = self._renders.get(cache_key)
         if rendered is None:
             rendered = self.templates.render(key, language, context, variant=variant)
@@ -353,3 +363,8 @@ class Runner:
         name = "purchase" if condition.converted is not None else condition.event_since_entry
         happened = any(e.name == name for e in tx.events.for_user(run.user_id, since_us=run.entered_us))
         return happened == (condition.converted if condition.converted is not None else True)
+
+
+def _hashable(value: Any) -> Any:
+    """A list of the context (the user's tags, often empty) as a tuple marked as a list, for the render cache key."""
+    return (list, *value) if type(value) is list else value

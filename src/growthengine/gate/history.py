@@ -82,13 +82,19 @@ class Policy:
     route: bool = True
     send_time: bool = True
     provider_channels: frozenset[str] = frozenset()
+    _switches: dict[str, frozenset[str]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """:meth:`routable` per planned channel (asked several times per candidate)."""
 
     def tz(self, traits: Mapping[str, Any]) -> str:
         tz = traits.get("timezone")
         return tz if isinstance(tz, str) and tz else self.business_timezone
 
-    def routable(self, message: Message) -> set[str]:
+    def routable(self, message: Message) -> frozenset[str]:
         """The channels a candidate could be switched to (their cap history is loaded too)."""
         if not self.route or message.kind != "marketing":
-            return set()
-        return {r.switch_to for r in self.channel_rules if r.channel == message.channel}
+            return frozenset()
+        found = self._switches.get(message.channel)
+        if found is None:
+            found = self._switches[message.channel] = frozenset(
+                r.switch_to for r in self.channel_rules if r.channel == message.channel)
+        return found

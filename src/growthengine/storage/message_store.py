@@ -6,6 +6,7 @@ messages' new state to ``message_events`` (insert-only) in the same transaction,
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,12 +15,15 @@ import sqlalchemy as sa
 
 from growthengine.domain.messages import Message
 from growthengine.storage.bulk_rows import write_rows
+from growthengine.storage.driver_cursor import driver_rows
+from growthengine.storage.event_log import in_list, list_params
 from growthengine.storage.flow_schema import messages, outbox
 from growthengine.storage.message_events import append_inserted, append_updated
 
 _FIELDS = [c.name for c in messages.columns if c.name not in ("seq", "flow_key", "data")]
 # A price drop writes a ledger row per favoriter: the insert is plain SQL for the driver, as in the event log (the
 # same on both databases but for the parameter marker), built from the table's own column names (``noqa: S608``).
+_FIELD_VALUES = operator.attrgetter(*_FIELDS)  # a message's values of _FIELDS, as a tuple
 _INSERT_COLUMNS = (*_FIELDS, "flow_key", "data")
 _INSERT = (
     f"INSERT INTO messages ({', '.join(_INSERT_COLUMNS)}) "  # noqa: S608
@@ -49,16 +53,17 @@ class MessageStore:
         if fresh:
             sql = _INSERT.format(m="%s" if self._dialect == "postgresql" else "?")
             dumps = orjson.dumps
-            self._conn.exec_driver_sql(sql, [(*(getattr(m, name) for name in _FIELDS), m.flow,
-                                              dumps(m.data).decode()) for m in fresh])
+            values = _FIELD_VALUES
+            self._conn.exec_driver_sql(sql, [(*values(m), m.flow, dumps(m.data).decode()) for m in fresh])
             append_inserted(self._conn, fresh)  # the message-event history, in the same transaction
         return fresh
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
-        for start in range(0, len(ids), 500):
-            rows = self._conn.execute(sa.select(messages.c.id).where(messages.c.id.in_(list(ids[start:start + 500]))))
-            found.update(r[0] for r in rows)
+        for start in range(0, len(ids), 500):  # a batch's ledger rows: plain SQL for the driver
+            chunk = list(ids[start:start + 500])
+            sql = "SELECT id FROM messages WHERE " + in_list(self._dialect, "id", len(chunk))  # noqa: S608 (markers)
+            found.update(r[0] for r in driver_rows(self._conn, sql, list_params(self._dialect, chunk)))
         return found
 
     def get(self, message_id: str) -> Message | None:
@@ -113,12 +118,13 @@ class MessageStore:
                    since_us: int) -> list[tuple[str, int, str]]:
         """(user, sent time, message id) of what went out to these users on the channel since an instant."""
         found: list[tuple[str, int, str]] = []
-        for start in range(0, len(user_ids), 500):
-            rows = self._conn.execute(
-                sa.select(messages.c.user_id, messages.c.sent_us, messages.c.id).where(
-                    messages.c.user_id.in_(list(user_ids[start:start + 500])), messages.c.channel == channel,
-                    messages.c.kind == kind, messages.c.sent_us.is_not(None), messages.c.sent_us >= since_us)
-            )
+        m = "%s" if self._dialect == "postgresql" else "?"
+        for start in range(0, len(user_ids), 500):  # a batch's cap history: plain SQL for the driver
+            chunk = list(user_ids[start:start + 500])
+            sql = ("SELECT user_id, sent_us, id FROM messages WHERE "  # noqa: S608 (constant names and markers)
+                   f"{in_list(self._dialect, 'user_id', len(chunk))} AND channel = {m} AND kind = {m} "
+                   f"AND sent_us IS NOT NULL AND sent_us >= {m}")
+            rows = driver_rows(self._conn, sql, (*list_params(self._dialect, chunk), channel, kind, since_us))
             found += [(u, int(t), i) for u, t, i in rows]
         return found
 

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from growthengine.storage.bulk_rows import write_rows
 from growthengine.storage.dialects import insert_for
 from growthengine.storage.driver_cursor import driver_rows
 from growthengine.storage.event_log import in_list, list_params
@@ -16,8 +17,8 @@ from growthengine.storage.flow_schema import flow_runs, flow_versions
 
 _INSERT_COLUMNS = ("id", "flow_key", "version", "user_id", "entity", "status", "cursor", "trigger_us", "entered_us",
                    "updated_us", "context", "exit_reason")
-_INSERT_SQLITE = (f"INSERT INTO flow_runs ({', '.join(_INSERT_COLUMNS)}) "  # noqa: S608 (constant names)
-                  f"VALUES ({', '.join(['?'] * len(_INSERT_COLUMNS))})")
+_INSERT_HEAD = f"INSERT INTO flow_runs ({', '.join(_INSERT_COLUMNS)})"
+_INSERT_TYPES = ("bigint", "text", "text", "text", "text", "text", "text", "bigint", "bigint", "bigint", "text", "text")
 _SELECT_ACTIVE = (f"SELECT {', '.join(_INSERT_COLUMNS)} FROM flow_runs "  # noqa: S608 (constant names)
                   "WHERE status = 'active' AND ")
 _SAVE_SQLITE = "UPDATE flow_runs SET status = ?, cursor = ?, updated_us = ?, exit_reason = ?, context = ? WHERE id = ?"
@@ -73,11 +74,13 @@ class RunStore:
         found: set[tuple[str, str]] = set()
         users = list(dict.fromkeys(u for u, _ in pairs))
         wanted = set(pairs)
+        m = "%s" if self._dialect == "postgresql" else "?"
+        # Asked for every enrolment batch: plain SQL for the driver (see ``_by_user`` for the flow_key test).
         for start in range(0, len(users), 500):
-            rows = self._conn.execute(
-                sa.select(flow_runs.c.user_id, flow_runs.c.entity).where(
-                    _by_user(flow), flow_runs.c.status == "active", flow_runs.c.user_id.in_(users[start:start + 500]))
-            )
+            chunk = users[start:start + 500]
+            sql = (f"SELECT user_id, entity FROM flow_runs WHERE flow_key || '' = {m} AND status = 'active' "  # noqa: S608
+                   f"AND {in_list(self._dialect, 'user_id', len(chunk))}")
+            rows = driver_rows(self._conn, sql, (flow, *list_params(self._dialect, chunk)))
             found.update((u, e) for u, e in rows if (u, e) in wanted)
         return found
 
@@ -92,23 +95,25 @@ class RunStore:
             found.update((u, e) for u, e in rows)
         return found
 
-    def create_many(self, rows: list[dict[str, Any]]) -> list[int]:
-        """Insert runs and return their ids, in order."""
-        if not rows:
+    def reserve_ids(self, count: int) -> list[int]:
+        """Ids for ``count`` runs written later in this transaction by :meth:`insert_many` (a batch of new runs is
+        taken through its first steps before it is written, once, as that pass leaves it)."""
+        if count <= 0:
             return []
-        encoded = [{**r, "context": orjson.dumps(r["context"], default=str).decode()} for r in rows]
-        if self._dialect == "postgresql" or len(encoded) == 1:
-            ids = []
-            for start in range(0, len(encoded), 1000):
-                result = self._conn.execute(flow_runs.insert().returning(flow_runs.c.id, sort_by_parameter_order=True),
-                                            encoded[start:start + 1000])
-                ids += [r[0] for r in result]
-            return ids
-        first = int(self._conn.execute(sa.select(sa.func.coalesce(sa.func.max(flow_runs.c.id), 0))).scalar_one()) + 1
-        ids = list(range(first, first + len(encoded)))
-        self._conn.exec_driver_sql(_INSERT_SQLITE, [(run_id, *(r.get(c) for c in _INSERT_COLUMNS[1:]))
-                                                    for run_id, r in zip(ids, encoded, strict=True)])
-        return ids
+        if self._dialect == "postgresql":
+            rows = driver_rows(self._conn, "SELECT nextval(pg_get_serial_sequence('flow_runs', 'id')) "
+                                           "FROM generate_series(1, %s)", (count,))
+            return [int(r[0]) for r in rows]
+        # One writer on SQLite: the ids after the largest stored (the runs are inserted in this transaction).
+        first = int(driver_rows(self._conn, "SELECT coalesce(max(id), 0) FROM flow_runs")[0][0]) + 1
+        return list(range(first, first + count))
+
+    def insert_many(self, runs: Sequence[Run]) -> None:
+        """Write new runs with the ids :meth:`reserve_ids` gave them: one statement, plain SQL for the driver."""
+        dumps = orjson.dumps
+        write_rows(self._conn, self._dialect, _INSERT_HEAD, "", _INSERT_TYPES, [
+            (r.id, r.flow, r.version, r.user_id, r.entity, r.status, r.cursor, r.trigger_us, r.entered_us,
+             r.updated_us, dumps(r.context, default=str).decode(), r.exit_reason) for r in runs])
 
     def get_many(self, ids: Sequence[int]) -> dict[int, Run]:
         found: dict[int, Run] = {}

@@ -211,8 +211,14 @@ class StageLog:
         if not commands:
             return
         dumps = orjson.dumps
+        # A fan-out gives every user's command the same payload object: encoded once (the commands hold them all
+        # alive meanwhile, so no two payloads share an id).
+        encoded: dict[int, str] = {}
+        for *_, payload in commands:
+            if id(payload) not in encoded:
+                encoded[id(payload)] = dumps(payload).decode()
         # One statement for the lot (a price drop's fan-out is a command per partition, enrolments one per user).
         write_rows(self._conn, self._dialect, _COMMAND_INSERT, "", _COMMAND_TYPES, [
-            (COMMAND, name, user_id, ts_us, received_us, dumps(payload).decode(), partition_of(user_id))
+            (COMMAND, name, user_id, ts_us, received_us, encoded[id(payload)], partition_of(user_id))
             for user_id, name, ts_us, payload in commands
         ])

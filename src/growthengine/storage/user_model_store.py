@@ -9,7 +9,7 @@ import orjson
 import sqlalchemy as sa
 
 from growthengine.storage.bulk_rows import write_rows
-from growthengine.storage.dialects import insert_for
+from growthengine.storage.driver_cursor import driver_rows
 from growthengine.storage.event_log import in_list, list_params
 from growthengine.storage.schema import user_models
 
@@ -22,12 +22,14 @@ class UserModelStore:
     def get_many(self, user_ids: Sequence[str], kind: str) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
         ids = list(dict.fromkeys(user_ids))
-        for start in range(0, len(ids), 500):
-            rows = self._conn.execute(
-                sa.select(user_models.c.user_id, user_models.c.model).where(
-                    user_models.c.kind == kind, user_models.c.user_id.in_(ids[start:start + 500]))
-            )
-            found.update({u: orjson.loads(m) for u, m in rows})
+        loads = orjson.loads
+        m = "%s" if self._dialect == "postgresql" else "?"
+        for start in range(0, len(ids), 500):  # a batch's channel scores: plain SQL for the driver
+            chunk = ids[start:start + 500]
+            sql = (f"SELECT user_id, model FROM user_models WHERE kind = {m} "  # noqa: S608 (constant names)
+                   f"AND {in_list(self._dialect, 'user_id', len(chunk))}")
+            found.update({u: loads(doc) for u, doc in driver_rows(self._conn, sql,
+                                                                 (kind, *list_params(self._dialect, chunk)))})
         return found
 
     def get_kinds(self, user_ids: Sequence[str], kinds: Sequence[str]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -63,10 +65,5 @@ class UserModelStore:
         return [orjson.loads(m) for (m,) in rows]
 
     def save_many(self, kind: str, models: dict[str, dict[str, Any]], at_us: int) -> None:
-        if not models:
-            return
-        stmt = insert_for(self._dialect, user_models)
-        stmt = stmt.on_conflict_do_update(index_elements=["user_id", "kind"],
-                                          set_={"model": stmt.excluded.model, "updated_us": stmt.excluded.updated_us})
-        self._conn.execute(stmt, [{"user_id": u, "kind": kind, "model": orjson.dumps(m).decode(), "updated_us": at_us}
-                                  for u, m in models.items()])
+        if models:
+            self.save_rows([(u, kind, m) for u, m in models.items()], at_us)
