@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from growthengine.domain.events import Event
 from growthengine.domain.partitions import partition_of
+from growthengine.storage.driver_cursor import driver_values
 from growthengine.storage.schema import events
 
 # The hot statements of the ingestion path are plain SQL handed to the driver (``exec_driver_sql``): SQLAlchemy's
@@ -22,6 +23,7 @@ COLUMNS = ("message_id", "type", "name", "user_id", "anonymous_id", "ts_us", "re
 _PG_TYPES = ("text", "text", "text", "text", "text", "bigint", "bigint", "text", "text", "smallint", "text")
 _NOT_COMMAND = events.c.type != "command"  # per-user commands for the stages share the log; they are no history
 _required_values = itemgetter(*COLUMNS[:-1])
+_SQLITE_HEAD = f"INSERT INTO events ({', '.join(COLUMNS)})"
 
 
 def _row_values(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -50,14 +52,9 @@ class EventLog:
     def __init__(self, conn: sa.Connection, dialect: str) -> None:
         self._conn = conn
         self._dialect = dialect
-        mark = marker(dialect)
-        self._insert_sql = (
-            f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join([mark] * len(COLUMNS))}) "  # noqa: S608
-            "ON CONFLICT (message_id) DO NOTHING"
-        )
-        # PostgreSQL: one statement for the whole batch, which says which rows it stored: a concurrent insert of the
-        # same message id (another engine, the same moment) waits for that one and is then left out, so the
-        # duplicate is decided by the insert itself.
+        # SQLite: a few multi-row statements (``driver_values``). PostgreSQL: one statement for the whole batch,
+        # which says which rows it stored: a concurrent insert of the same message id (another engine, the same
+        # moment) waits for that one and is then left out, so the duplicate is decided by the insert itself.
         self._insert_pg_sql = (
             f"INSERT INTO events ({', '.join(COLUMNS)}) "  # noqa: S608
             f"SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in _PG_TYPES)}) "
@@ -87,7 +84,7 @@ class EventLog:
         if not rows:
             return set()
         if self._dialect != "postgresql":
-            self._conn.exec_driver_sql(self._insert_sql, rows)
+            driver_values(self._conn, _SQLITE_HEAD, "ON CONFLICT (message_id) DO NOTHING", len(COLUMNS), rows)
             return set()
         columns = [list(col) for col in zip(*rows, strict=True)]
         stored = {r[0] for r in self._conn.exec_driver_sql(self._insert_pg_sql, tuple(columns)) if r[0] is not None}
