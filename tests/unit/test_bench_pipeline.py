@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from growthengine.bench.pipeline import reads_under_load, scale_out, sqlite_bench, summary
+from growthengine.bench.pipeline import api_only_burst, reads_under_load, scale_out, sqlite_bench, summary
 from growthengine.bench.workload import make_workload
 from tests.pg_cluster import PgCluster
 
@@ -34,3 +34,20 @@ def test_reads_are_timed_while_sixteen_clients_post_the_burst(tmp_path: Path) ->
     loaded = reads_under_load(workload, tmp_path, connections=16)
     assert loaded.connections == 16 and loaded.acknowledged.events == 800
     assert loaded.reads_ms and loaded.percentile(0.99) >= loaded.percentile(0.5) > 0
+
+
+def test_the_api_only_burst_measures_the_servers_cpu_by_thread(tmp_path: Path) -> None:
+    workload = make_workload(600, users=100, seed=6)
+    run = api_only_burst(workload, f"sqlite:///{tmp_path / 'api.db'}", tmp_path, "api", connections=2)
+    assert run.events == 600 and run.rate > 0
+    loop_s, writer_s = run.details["loop_cpu_s"], run.details["other_threads_cpu_s"]
+    # Both the event loop (HTTP, JSON, validation) and the ingest writer worked, and no more than the whole process.
+    assert loop_s > 0 and writer_s > 0 and loop_s + writer_s <= run.cpu_s + 0.05
+    assert "bare" not in run.details  # the bare append is PostgreSQL's comparison here
+
+
+@pytest.mark.postgres
+def test_the_api_only_burst_on_postgres_has_its_bare_append(pg_cluster: PgCluster, tmp_path: Path) -> None:
+    workload = make_workload(400, users=80, seed=6)
+    run = api_only_burst(workload, pg_cluster.new_database(), tmp_path, "api-pg", connections=2)
+    assert run.events == 400 and run.details["bare"].events == 400 and run.details["bare"].rate > 0

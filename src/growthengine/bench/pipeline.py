@@ -30,6 +30,7 @@ from growthengine.bench.ingest import (
     BenchError,
     Measurement,
     _free_port,
+    _process_cpu_s,
     _run_loadgen,
     measure_bare,
 )
@@ -225,6 +226,58 @@ def reads_under_load(workload: Workload, work_dir: Path, *, connections: int = 1
         raise BenchError(f"{len(load.errors)} request(s) failed, first: {load.errors[0]}")
     return ReadsUnderLoad(connections, Measurement(f"{connections} connections: acknowledged", load.accepted,
                                                    load.seconds, 0.0, {}), reads)
+
+
+def _threads_cpu_s(pid: int) -> dict[int, float]:
+    """User + system CPU seconds of each thread of a process, by thread id (Linux ``/proc``)."""
+    out: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def api_only_burst(workload: Workload, db_url: str, work_dir: Path, name: str, *, connections: int = 4,
+                   progress: Advance | None = None) -> Measurement:
+    """The burst through ``growth serve --api-only`` (no stage runs in the process): acknowledged, and the server's
+    CPU per event split between its event loop (HTTP, JSON, validation: the main thread) and the rest (the ingest
+    writer thread, which stores and commits). On PostgreSQL ``details["bare"]`` is the bare append of the rows the
+    server stored, measured right after on the same server (``postgres_bare``)."""
+    bodies = [(orjson.dumps({"batch": b}), len(b)) for b in workload.batches(BATCH)]
+    bodies_file = work_dir / f"{name}.bodies"
+    write_bodies(bodies_file, bodies)
+    server = Server(db_url, work_dir, name, api_only=True)
+    try:
+        server.wait_ready()
+        pid = server.proc.pid
+        cpu0, threads0 = _process_cpu_s(pid), _threads_cpu_s(pid)
+        load = _run_loadgen(server, bodies_file, connections, progress)  # type: ignore[arg-type]
+        cpu1, threads1 = _process_cpu_s(pid), _threads_cpu_s(pid)
+    finally:
+        server.stop()
+        bodies_file.unlink(missing_ok=True)
+    if load.errors:
+        raise BenchError(f"{len(load.errors)} request(s) failed, first: {load.errors[0]}")
+    used = {t: s - threads0.get(t, 0.0) for t, s in threads1.items()}
+    loop_s = used.get(pid, 0.0)
+    latencies = sorted(load.latencies_ms)
+    details: dict[str, Any] = {
+        "connections": connections, "requests": load.requests,
+        "loop_cpu_s": loop_s, "other_threads_cpu_s": sum(used.values()) - loop_s,
+        "latency_p50_ms": latencies[len(latencies) // 2] if latencies else 0.0,
+        "latency_p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else 0.0,
+    }
+    if db_url.startswith("postgresql"):
+        import psycopg
+
+        with psycopg.connect(db_url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+            rows = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE type != 'command' ORDER BY id").fetchall()  # noqa: S608
+        details["bare"] = postgres_bare([tuple(r) for r in rows], db_url)
+    cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else float("nan")
+    return Measurement(f"{name}: acknowledged, API only", load.accepted, load.seconds, cpu, details)
 
 
 def sqlite_bench(workload: Workload, work_dir: Path, *, connections: int = 4,

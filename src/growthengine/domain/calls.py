@@ -26,6 +26,7 @@ MAX_NESTING = 64
 _CORE_FIELDS = {"type", "userId", "anonymousId", "event", "properties", "traits", "timestamp", "messageId"}
 # Never stored: analytics.js puts the write key (a credential) in every call it sends.
 _SECRET_FIELDS = {"writeKey"}
+_STORED_APART = frozenset(_CORE_FIELDS | _SECRET_FIELDS)
 
 # Where anonymous visitors' profiles live (``domain.profiles.ANONYMOUS_PREFIX``); no userId may start with it.
 _RESERVED_USER_PREFIX = "anon:"
@@ -67,6 +68,15 @@ def _identifier(raw: dict[str, Any], key: str) -> str | None:
     value = raw.get(key)
     if value is None:
         return None
+    if type(value) is str:  # the common case, checked as below in the same order, without the number checks
+        if len(value) > MAX_ID_LENGTH:
+            raise InvalidCall(f"{key} is longer than {MAX_ID_LENGTH} characters")
+        text = value.strip(BLANK)
+        if not text:
+            raise InvalidCall(f"{key} must not be empty")
+        if "\x00" in text:
+            raise InvalidCall(f"{key} must not contain the NUL character (\\u0000)")
+        return text
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # JSON has one kind of number: 42.0 is the integer 42
     if isinstance(value, bool) or not isinstance(value, (str, int)):
@@ -89,14 +99,25 @@ def _shown(value: Any) -> str:
 
 
 def _nested_deeper_than(value: Any, limit: int, depth: int = 1) -> bool:
-    """Whether objects and arrays in ``value`` (at ``depth``) nest more than ``limit`` levels. The recursion is
-    bounded by ``limit``: it stops one level past it."""
-    if depth > limit:
-        return True
-    for child in value.values() if isinstance(value, dict) else value:
-        if isinstance(child, (dict, list)) and _nested_deeper_than(child, limit, depth + 1):
+    """Whether objects and arrays in ``value`` (at ``depth``) nest more than ``limit`` levels.
+
+    Level by level rather than by recursion (a call's containers are few and shallow: one pass over each level's
+    children, no Python call per container), and it stops one level past ``limit``."""
+    level: list[Any] = [value]
+    while level:
+        if depth > limit:
             return True
+        below: list[Any] = []
+        for container in level:
+            for child in container.values() if isinstance(container, dict) else container:
+                if isinstance(child, _CONTAINERS):
+                    below.append(child)
+        level = below
+        depth += 1
     return False
+
+
+_CONTAINERS = (dict, list)
 
 
 def _object(raw: dict[str, Any], key: str) -> dict[str, Any]:
@@ -155,7 +176,7 @@ def parse_call(
         anonymous_id=anonymous_id,
         timestamp=timestamp,
         message_id=message_id,
-        extra={k: v for k, v in raw.items() if k not in _CORE_FIELDS and k not in _SECRET_FIELDS},
+        extra=_extra(raw),
     )
 
     if call_type == "track":
@@ -187,6 +208,18 @@ def parse_call(
         if user_id is None:
             raise InvalidCall("an alias call needs a userId")
     return call
+
+
+def _extra(raw: dict[str, Any]) -> dict[str, Any]:
+    """The fields of ``raw`` kept in ``extra``, in their order (one set difference finds them: usually none or
+    only ``context``)."""
+    kept = raw.keys() - _STORED_APART
+    if not kept:
+        return {}
+    if len(kept) == 1:
+        key = kept.pop()
+        return {key: raw[key]}
+    return {k: v for k, v in raw.items() if k in kept}
 
 
 def _identify_traits(raw: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ sends a malformed phone number must not lose the user's email and consent with i
 
 from __future__ import annotations
 
+import functools
 import re
 import zoneinfo
 from dataclasses import dataclass
@@ -44,8 +45,12 @@ def _valid_timezone(name: str) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=16_384)
 def normalize_phone(value: str, region: str = PHONE_REGION) -> str | None:
-    """``value`` as E.164 (``081-234-5678`` -> ``+66812345678``), or None when it is not a valid number."""
+    """``value`` as E.164 (``081-234-5678`` -> ``+66812345678``), or None when it is not a valid number.
+
+    Remembered for the last 16,384 numbers: an SDK sends a user's traits with every identify, and parsing a number
+    (``phonenumbers``) costs about as much as all the rest of the call's validation."""
     if len(value) > _MAX_PHONE_LENGTH:
         return None
     try:

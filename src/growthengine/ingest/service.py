@@ -77,6 +77,18 @@ class IngestResult:
         return out
 
 
+@dataclass(slots=True)
+class ParsedRequest:
+    """A request's calls validated (:meth:`IngestionService.parse`), each stored call's event time, payload and
+    extra encoded once, side by side; ``result`` has the request's rejections and warnings."""
+
+    result: IngestResult
+    calls: list[Call] = field(default_factory=list)
+    ts_us: list[int] = field(default_factory=list)
+    payloads: list[str] = field(default_factory=list)
+    extras: list[str | None] = field(default_factory=list)
+
+
 class IngestionService:
     """Takes decoded calls (as from ``/v1/batch``) and makes them part of the engine's state."""
 
@@ -99,38 +111,63 @@ class IngestionService:
         stores the calls as history (``growth import``): they build state and memberships but start no flow."""
         return self.ingest_many([IngestRequest(raw_calls, default_type, batch_sent_at)], origin=origin)[0]
 
-    def ingest_many(self, requests: Sequence[IngestRequest], *, origin: str | None = None) -> list[IngestResult]:
+    def parse(self, request: IngestRequest, *, now: dt.datetime | None = None) -> ParsedRequest:
+        """Validate a request's calls and encode what each stores, outside any transaction.
+
+        The API does this on its event loop while the writer thread commits the group before (SQLite's and
+        PostgreSQL's drivers let go of the GIL while they work, so the two overlap); :meth:`ingest_many` takes the
+        result. Rejections and warnings are final here; ``accepted`` and ``duplicates`` are counted by the store.
+        """
+        now = self._clock.now() if now is None else now
+        tolerance = self._future_tolerance
+        default_type, sent_at = request.default_type, request.batch_sent_at
+        parsed = ParsedRequest(IngestResult())
+        result, calls, stamps, payloads, extras = parsed.result, parsed.calls, parsed.ts_us, parsed.payloads, \
+            parsed.extras
+        dumps = orjson.dumps
+        for index, raw in enumerate(request.calls):
+            try:
+                call = parse_call(raw, now=now, future_tolerance=tolerance, default_type=default_type,
+                                  batch_sent_at=sent_at)
+            except InvalidCall as exc:
+                result.rejected.append(Rejection(index, str(exc)))
+                continue
+            calls.append(call)
+            stamps.append(to_us(call.timestamp))
+            # The stored payload, encoded once: an identify's (cleaned) traits, any other call's properties.
+            payloads.append(dumps(call.traits if call.type == "identify" else call.properties).decode())
+            extras.append(dumps(call.extra).decode() if call.extra else None)
+            if call.dropped:
+                result.warnings += [TraitWarning(index, d.path, d.message) for d in call.dropped]
+        return parsed
+
+    def ingest_many(self, requests: Sequence[IngestRequest | ParsedRequest], *,
+                    origin: str | None = None) -> list[IngestResult]:
         """Store several batches in one transaction (group commit), one result each.
 
         Each batch gets the answer it would have got had the batches come one after the other in this order,
         and the events and profiles stored are the same; only the commit is shared (the API uses this for requests
-        that arrive together while the engine is busy).
+        that arrive together while the engine is busy, parsed beforehand by :meth:`parse`).
         """
         now = self._clock.now()
-        results = [IngestResult() for _ in requests]
-        calls: list[Call] = []
+        batches = [r if isinstance(r, ParsedRequest) else self.parse(r, now=now) for r in requests]
+        results = [b.result for b in batches]
+        flat = ParsedRequest(IngestResult())  # every batch's calls, one after the other
         owners: list[IngestResult] = []
-        tolerance = self._future_tolerance
-        for request, result in zip(requests, results, strict=True):
-            default_type, sent_at = request.default_type, request.batch_sent_at
-            for index, raw in enumerate(request.calls):
-                try:
-                    call = parse_call(raw, now=now, future_tolerance=tolerance, default_type=default_type,
-                                      batch_sent_at=sent_at)
-                except InvalidCall as exc:
-                    result.rejected.append(Rejection(index, str(exc)))
-                else:
-                    calls.append(call)
-                    owners.append(result)
-                    result.warnings += [TraitWarning(index, d.path, d.message) for d in call.dropped]
-        if calls:
-            counts = [(r.accepted, r.duplicates) for r in results]
+        for batch in batches:
+            batch.result.accepted = batch.result.duplicates = 0  # a request stored again (alone) counts afresh
+            flat.calls += batch.calls
+            flat.ts_us += batch.ts_us
+            flat.payloads += batch.payloads
+            flat.extras += batch.extras
+            owners += [batch.result] * len(batch.calls)
+        if flat.calls:
             for attempt in range(1, CONFLICT_ATTEMPTS + 1):
                 try:
                     with self._store.transaction() as tx:
-                        fresh, fresh_owners = self._drop_duplicates(tx, calls, owners)
+                        fresh = self._drop_duplicates(tx, flat.calls, owners)
                         if fresh:
-                            self._store_calls(tx, fresh, fresh_owners, to_us(now), origin)
+                            self._store_calls(tx, flat, owners, fresh, to_us(now), origin)
                     break
                 except Exception as exc:
                     if attempt == CONFLICT_ATTEMPTS or not is_lock_conflict(exc):
@@ -139,8 +176,8 @@ class IngestionService:
                     # this transaction to undo): nothing of it was stored, so store it again.
                     log.warning("ingest: a lock conflict with another transaction, storing again (%d of %d)",
                                 attempt + 1, CONFLICT_ATTEMPTS)
-                    for result, (accepted, duplicates) in zip(results, counts, strict=True):
-                        result.accepted, result.duplicates = accepted, duplicates
+                    for result in results:
+                        result.accepted = result.duplicates = 0
         for result in results:
             if result.rejected:
                 log.info("ingest: %d accepted, %d duplicate, %d rejected (first: %s)", result.accepted,
@@ -148,13 +185,11 @@ class IngestionService:
         return results
 
     @staticmethod
-    def _drop_duplicates(tx: Tx, calls: list[Call],
-                         owners: list[IngestResult]) -> tuple[list[Call], list[IngestResult]]:
-        """The calls to store, counting each as accepted or duplicate in its owner's result."""
+    def _drop_duplicates(tx: Tx, calls: list[Call], owners: list[IngestResult]) -> list[int]:
+        """The positions of the calls to store, counting each as accepted or duplicate in its owner's result."""
         # No message ids: no query (the store reads them 500 at a time).
         seen = tx.events.existing_message_ids([c.message_id for c in calls if c.message_id is not None])
-        fresh: list[Call] = []
-        fresh_owners: list[IngestResult] = []
+        fresh: list[int] = []
         for index, call in enumerate(calls):  # ``owners`` runs alongside ``calls``, one owner per call
             owner = owners[index]
             message_id = call.message_id
@@ -164,13 +199,16 @@ class IngestionService:
                     continue
                 seen.add(message_id)
             owner.accepted += 1
-            fresh.append(call)
-            fresh_owners.append(owner)
-        return fresh, fresh_owners
+            fresh.append(index)
+        return fresh
 
-    def _store_calls(self, tx: Tx, calls: list[Call], owners: list[IngestResult], received_us: int,
-                     origin: str | None = None) -> None:
-        commands: list[dict[str, Any]] = []
+    def _store_calls(self, tx: Tx, flat: ParsedRequest, all_owners: list[IngestResult], fresh: list[int],
+                     received_us: int, origin: str | None = None) -> None:
+        all_calls = flat.calls
+        calls = [all_calls[i] for i in fresh]
+        owners = [all_owners[i] for i in fresh]
+        stamps = [flat.ts_us[i] for i in fresh]
+        commands: list[tuple[Any, ...]] = []
         anon_ids = [c.anonymous_id for c in calls if c.anonymous_id is not None]
         anon_ids += [c.previous_id for c in calls if c.type == "alias" and c.previous_id is not None]
         # The batch's users and visitors, claimed first and in one order: concurrent ingestions (other API
@@ -180,35 +218,30 @@ class IngestionService:
                                + [anonymous_key(a) for a in anon_ids])
         links = tx.profiles.linked_users(anon_ids) if anon_ids else {}
         keys = self._resolve_identities(tx, calls, commands, received_us, links)
-        dumps = orjson.dumps
-        # Append in event-time order so that a back-filled batch reads in the log as it happened.
-        order = sorted(range(len(calls)), key=lambda i: calls[i].timestamp)
-        rows: list[dict[str, Any]] = []
+        # Append in event-time order so that a back-filled batch reads in the log as it happened (``sorted`` is
+        # stable: calls of one instant keep their order).
+        order = sorted(range(len(calls)), key=stamps.__getitem__)
+        partitions: dict[str, int] = {}
+        payloads, extras = flat.payloads, flat.extras
+        rows: list[tuple[Any, ...]] = []
         for i in order:
-            call, key = calls[i], keys[i]
-            properties = call.traits if call.type == "identify" else call.properties
-            rows.append({
-                "message_id": call.message_id,
-                "type": call.type,
-                "name": call.name[:200],
-                "user_id": key,
-                "anonymous_id": call.anonymous_id,
-                "ts_us": to_us(call.timestamp),
-                "received_us": received_us,
-                "payload": dumps(properties).decode(),
-                "extra": dumps(call.extra).decode() if call.extra else None,
-                "partition": partition_of(key),
-                "origin": origin,
-            })
+            call, key, at = calls[i], keys[i], fresh[i]
+            partition = partitions.get(key)
+            if partition is None:
+                partition = partitions[key] = partition_of(key)
+            rows.append((call.message_id, call.type, call.name[:200], key, call.anonymous_id, stamps[i],
+                         received_us, payloads[at], extras[at], partition, origin))
         # Merge commands first: the owner folds the visitor's history in before it applies this batch.
-        taken = tx.events.append(commands + rows)
+        taken = tx.events.append_values(commands + rows)
         if taken:
             # Another engine stored these message ids at the same moment: they are duplicates, and change nothing.
             for call, owner in zip(calls, owners, strict=True):
                 if call.message_id in taken:
                     owner.accepted -= 1
                     owner.duplicates += 1
-        stored = [i for i in order if calls[i].message_id is None or calls[i].message_id not in taken]
+            stored = [i for i in order if calls[i].message_id is None or calls[i].message_id not in taken]
+        else:
+            stored = order
         # A profile that only sees activity in this batch (most: tracks, pages, screens) is upserted in SQL without
         # being read; one whose traits or consent may change (an identify, an unsubscribe) is read and merged here.
         merged = {keys[i] for i in stored if _changes_traits(calls[i])}
@@ -217,23 +250,23 @@ class IngestionService:
             key = keys[i]
             if key in merged:
                 continue
-            call = calls[i]
-            ts_us = to_us(call.timestamp)
+            ts_us = stamps[i]
             seen = activity.get(key)
-            active = ts_us if call.type in _ACTIVITY else None
+            active = ts_us if calls[i].type in _ACTIVITY else None
             if seen is None:
                 activity[key] = [key.startswith(ANONYMOUS_PREFIX), ts_us, active]
                 continue
-            seen[1] = min(seen[1], ts_us)
+            if ts_us < seen[1]:
+                seen[1] = ts_us
             if active is not None and (seen[2] is None or active > seen[2]):
                 seen[2] = active
         profiles = tx.profiles.get_many(sorted(merged), for_update=True) if merged else {}
         touched: dict[str, Profile] = {}
         for i in stored:
-            call, key = calls[i], keys[i]
+            key = keys[i]
             if key not in merged:
                 continue
-            ts_us = to_us(call.timestamp)
+            call, ts_us = calls[i], stamps[i]
             profile = profiles.get(key)
             if profile is None:
                 # A visitor's call linked to a user (earlier in the same batch) lands on the user's profile:
@@ -264,7 +297,7 @@ class IngestionService:
             if targets:
                 profile.apply_traits({"consent": {c: False for c in targets}}, event.ts_us)
 
-    def _resolve_identities(self, tx: Tx, calls: list[Call], commands: list[dict[str, Any]],
+    def _resolve_identities(self, tx: Tx, calls: list[Call], commands: list[tuple[Any, ...]],
                             received_us: int, links: dict[str, str]) -> list[str]:
         """The profile key of each call; an identify (or any call) with both ids links the anonymous history
         (``links``: the visitors already linked, updated here)."""
@@ -316,8 +349,7 @@ def _changes_traits(call: Call) -> bool:
     return call.type == "identify" or (call.type == "track" and call.event == "unsubscribed")
 
 
-def _merge_command(anonymous_id: str, user_id: str, at_us: int, received_us: int) -> dict[str, Any]:
-    return {"message_id": None, "type": COMMAND, "name": MERGE_COMMAND, "user_id": user_id, "anonymous_id": None,
-            "ts_us": at_us, "received_us": received_us,
-            "payload": orjson.dumps({"anonymous": anonymous_key(anonymous_id)}).decode(), "extra": None,
-            "partition": partition_of(user_id)}
+def _merge_command(anonymous_id: str, user_id: str, at_us: int, received_us: int) -> tuple[Any, ...]:
+    """A merge command as a row of the log (``EventLog.append_values``)."""
+    return (None, COMMAND, MERGE_COMMAND, user_id, None, at_us, received_us,
+            orjson.dumps({"anonymous": anonymous_key(anonymous_id)}).decode(), None, partition_of(user_id), None)

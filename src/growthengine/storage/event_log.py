@@ -11,17 +11,19 @@ import sqlalchemy as sa
 
 from growthengine.domain.events import Event
 from growthengine.domain.partitions import partition_of
+from growthengine.storage.driver_cursor import driver_values
 from growthengine.storage.schema import events
 
 # The hot statements of the ingestion path are plain SQL handed to the driver (``exec_driver_sql``): SQLAlchemy's
 # per-row parameter processing cost more than SQLite's own work. The SQL is the same on both databases except for
 # the parameter marker (``?`` for sqlite3, ``%s`` for psycopg) and how a list is matched (``IN`` / ``= ANY``).
 # It is built from constant column names and markers only (hence the ``noqa: S608``); values are always parameters.
-_COLUMNS = ("message_id", "type", "name", "user_id", "anonymous_id", "ts_us", "received_us", "payload", "extra",
+COLUMNS = ("message_id", "type", "name", "user_id", "anonymous_id", "ts_us", "received_us", "payload", "extra",
             "partition", "origin")
 _PG_TYPES = ("text", "text", "text", "text", "text", "bigint", "bigint", "text", "text", "smallint", "text")
 _NOT_COMMAND = events.c.type != "command"  # per-user commands for the stages share the log; they are no history
-_required_values = itemgetter(*_COLUMNS[:-1])
+_required_values = itemgetter(*COLUMNS[:-1])
+_SQLITE_HEAD = f"INSERT INTO events ({', '.join(COLUMNS)})"
 
 
 def _row_values(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -50,16 +52,11 @@ class EventLog:
     def __init__(self, conn: sa.Connection, dialect: str) -> None:
         self._conn = conn
         self._dialect = dialect
-        mark = marker(dialect)
-        self._insert_sql = (
-            f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join([mark] * len(_COLUMNS))}) "  # noqa: S608
-            "ON CONFLICT (message_id) DO NOTHING"
-        )
-        # PostgreSQL: one statement for the whole batch, which says which rows it stored: a concurrent insert of the
-        # same message id (another engine, the same moment) waits for that one and is then left out, so the
-        # duplicate is decided by the insert itself.
+        # SQLite: a few multi-row statements (``driver_values``). PostgreSQL: one statement for the whole batch,
+        # which says which rows it stored: a concurrent insert of the same message id (another engine, the same
+        # moment) waits for that one and is then left out, so the duplicate is decided by the insert itself.
         self._insert_pg_sql = (
-            f"INSERT INTO events ({', '.join(_COLUMNS)}) "  # noqa: S608
+            f"INSERT INTO events ({', '.join(COLUMNS)}) "  # noqa: S608
             f"SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in _PG_TYPES)}) "
             "ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
         )
@@ -79,14 +76,19 @@ class EventLog:
     def append(self, rows: list[dict[str, Any]]) -> set[str]:
         """Append rows (already shaped as the ``events`` table); returns the message ids that were NOT stored
         because another transaction stored them first (always empty on SQLite, whose writers take turns)."""
+        return self.append_values([_row_values(r) for r in rows])
+
+    def append_values(self, rows: list[tuple[Any, ...]]) -> set[str]:
+        """:meth:`append` of rows given as tuples in the order of ``COLUMNS`` (``origin`` last, ``None``: live),
+        as ingestion builds them."""
         if not rows:
             return set()
         if self._dialect != "postgresql":
-            self._conn.exec_driver_sql(self._insert_sql, [_row_values(r) for r in rows])
+            driver_values(self._conn, _SQLITE_HEAD, "ON CONFLICT (message_id) DO NOTHING", len(COLUMNS), rows)
             return set()
-        columns = [list(col) for col in zip(*(_row_values(r) for r in rows), strict=True)]
+        columns = [list(col) for col in zip(*rows, strict=True)]
         stored = {r[0] for r in self._conn.exec_driver_sql(self._insert_pg_sql, tuple(columns)) if r[0] is not None}
-        return {r["message_id"] for r in rows if r["message_id"] is not None} - stored
+        return {r[0] for r in rows if r[0] is not None} - stored
 
     def reassign(self, from_user: str, to_user: str) -> int:
         """Move an anonymous visitor's history to the user they turned out to be."""

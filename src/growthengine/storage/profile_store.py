@@ -12,6 +12,7 @@ from growthengine.domain.partitions import partition_of
 from growthengine.domain.profiles import Profile
 from growthengine.storage.bulk_rows import write_rows
 from growthengine.storage.dialects import insert_for
+from growthengine.storage.driver_cursor import driver_values
 from growthengine.storage.event_log import in_list, list_params
 from growthengine.storage.schema import identities, profiles
 
@@ -20,6 +21,8 @@ from growthengine.storage.schema import identities, profiles
 _COLUMNS = ("user_id", "anonymous", "traits", "trait_times", "first_seen_us", "last_active_us", "updated_us")
 _TYPES = ("text", "boolean", "text", "text", "bigint", "bigint", "bigint")
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM profiles WHERE "  # noqa: S608
+_INSERT_HEAD = f"INSERT INTO profiles ({', '.join(_COLUMNS)})"
+_UPSERT = f"ON CONFLICT (user_id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _COLUMNS[1:])}"
 _CLAIM_SPACE = 7270031  # the first key of ``claim_keys``' advisory locks (two-key form: apart from the others)
 
 
@@ -27,9 +30,7 @@ class ProfileStore:
     def __init__(self, conn: sa.Connection, dialect: str) -> None:
         self._conn = conn
         self._dialect = dialect
-        updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])
-        self._upsert = (f"INSERT INTO profiles ({', '.join(_COLUMNS)})",
-                        f"ON CONFLICT (user_id) DO UPDATE SET {updates}", _TYPES)
+        self._upsert = _UPSERT
 
     def touch_many(self, activity: Sequence[tuple[str, bool, int, int | None]], updated_us: int) -> None:
         """Record activity without reading the profiles: ``(user_id, anonymous, earliest_us, last_active_us)``
@@ -47,9 +48,17 @@ class ProfileStore:
             "THEN excluded.last_active_us ELSE profiles.last_active_us END, "
             "updated_us = excluded.updated_us"
         )
-        write_rows(self._conn, self._dialect, f"INSERT INTO profiles ({', '.join(_COLUMNS)})", on_conflict,
-                   _TYPES, [(u, bool(anon), "{}", "{}", first, last, updated_us)
-                            for u, anon, first, last in sorted(activity)], key=lambda r: r[0])
+        self._write(on_conflict, [(u, bool(anon), "{}", "{}", first, last, updated_us)
+                                  for u, anon, first, last in sorted(activity)])
+
+    def _write(self, on_conflict: str, rows: list[tuple[Any, ...]]) -> None:
+        """Profile rows in user order, the last of each user only (one statement may not update a row twice):
+        ``unnest`` on PostgreSQL, a few multi-row statements on SQLite (``driver_values``: the ingest writer lets
+        go of the GIL a few times a batch, not once a row)."""
+        if self._dialect == "postgresql":
+            write_rows(self._conn, self._dialect, _INSERT_HEAD, on_conflict, _TYPES, rows, key=lambda r: r[0])
+            return
+        driver_values(self._conn, _INSERT_HEAD, on_conflict, len(_COLUMNS), list({r[0]: r for r in rows}.values()))
 
     def get(self, user_id: str) -> Profile | None:
         return self.get_many([user_id]).get(user_id)
@@ -99,7 +108,7 @@ class ProfileStore:
         rows = sorted((_to_tuple(p) for p in items), key=lambda r: r[0])  # in user order, as ``lock`` takes row locks
         if not rows:
             return
-        write_rows(self._conn, self._dialect, *self._upsert, rows, key=lambda r: r[0])
+        self._write(self._upsert, rows)
 
     def delete(self, user_id: str) -> None:
         self._conn.execute(sa.delete(profiles).where(profiles.c.user_id == user_id))
