@@ -31,6 +31,7 @@ from growthengine.domain.events import Event
 from growthengine.domain.partitions import partition_of
 from growthengine.domain.profiles import Profile
 from growthengine.pipeline.ownership import Ownership
+from growthengine.segments.compiled import Decide, compile_segment
 from growthengine.segments.evaluate import Evaluator
 from growthengine.segments.feeds import (
     FeedPlan,
@@ -103,6 +104,7 @@ class SegmentEngine:
         self.order = dependency_order(self.segments)
         self.plan = FeedPlan.build(self.segments.values())
         self._prunes: dict[str, PruneSpec] = prune_specs(self.segments.values())
+        self._decide: dict[str, Decide] = {key: compile_segment(seg) for key, seg in self.segments.items()}
         self.cache.forget(None)  # states read under the old rules may hold feeds no rule uses now
         by_event: dict[str, set[str]] = defaultdict(set)
         on_activity: set[str] = set()
@@ -309,45 +311,47 @@ class SegmentEngine:
             return
         tz = self._tz(traits)
         memberships = state.setdefault("m", {})
-        evaluator = Evaluator(traits, state, now_us, reasons=False)  # reasons only for what changes, below
+        decide = self._decide
         worded_evaluator: Evaluator | None = None
         for key in self.order:
             if key not in keys:
                 continue
             segment = self.segments[key]
             wording = key in worded
+            facets: dict[str, dict[str, Any]] | None = None
+            reason = ""
             if wording:
                 worded_evaluator = worded_evaluator or Evaluator(traits, state, now_us)
                 facets = worded_evaluator.segment(segment)
-                verdict = worded_evaluator.last_verdict
-            else:
-                facets = evaluator.segment(segment)
-                verdict = evaluator.last_verdict
+                reason, next_us = worded_evaluator.last_verdict.reason, worded_evaluator.last_verdict.next_us
+                found = {entity: facet["data"] for entity, facet in facets.items()}
+            else:  # compiled, no reason worded (reasons only for what changes, below)
+                found, next_us = decide[key](state, traits, now_us)
             current: dict[str, Any] = memberships.get(key, {})
             apply_now = force or segment.refresh == "realtime" or key in fired
-            changed = set(facets) != set(current) or any(
-                current[e][1] != facets[e]["data"] for e in facets if e in current
+            changed = found.keys() != current.keys() or any(
+                current[e][1] != data for e, data in found.items() if e in current
             )
             if apply_now:
                 if changed:
-                    if not wording:
+                    if facets is None:
                         worded_evaluator = worded_evaluator or Evaluator(traits, state, now_us)
                         facets = worded_evaluator.segment(segment)
-                        verdict = worded_evaluator.last_verdict
+                        reason = worded_evaluator.last_verdict.reason
                     cause_us = min(now_us, (causes or {}).get(key, now_us))
                     self._apply(batch, segment, user_id, current, facets, now_us,
-                                reason_prefix + verdict.reason, cause_us, origin)
+                                reason_prefix + reason, cause_us, origin)
                     if facets:
                         memberships[key] = {e: [current.get(e, [now_us])[0], f["data"]] for e, f in facets.items()}
                     else:
                         memberships.pop(key, None)
-                if verdict.next_us is not None:
-                    look_at(batch, state, segment, user_id, verdict.next_us, tz, now_us)
+                if next_us is not None:
+                    look_at(batch, state, segment, user_id, next_us, tz, now_us)
             else:
                 if changed:  # applied at the next refresh instant, as found now (an import's changes stay its own)
                     look_at(batch, state, segment, user_id, now_us, tz, now_us, origin)
-                elif verdict.next_us is not None:  # a change that time alone brings later is live
-                    look_at(batch, state, segment, user_id, verdict.next_us, tz, now_us)
+                elif next_us is not None:  # a change that time alone brings later is live
+                    look_at(batch, state, segment, user_id, next_us, tz, now_us)
 
     def _apply(self, batch: PassBatch, segment: Segment, user_id: str, current: dict[str, Any],
                facets: dict[str, dict[str, Any]], now_us: int, reason: str, cause_us: int, origin: Origin) -> None:

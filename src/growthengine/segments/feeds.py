@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import operator
 import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -281,8 +282,11 @@ def prune_window(feeds: dict[str, Any], fid: str, within_us: int, now_us: int) -
     entries = feeds.get(fid)
     if entries:
         cutoff = now_us - within_us
-        if any(e[0] <= cutoff for e in entries):  # most often nothing left the window: no new list
+        if min(entries, key=_at)[0] <= cutoff:  # most often nothing left the window: no new list
             feeds[fid] = [e for e in entries if e[0] > cutoff]
+
+
+_at = operator.itemgetter(0)
 
 
 def prune_pattern(feeds: dict[str, Any], fid: str, leaves_after_us: int, now_us: int) -> None:
@@ -295,8 +299,9 @@ def prune_pattern(feeds: dict[str, Any], fid: str, leaves_after_us: int, now_us:
         # An opening event older than leaves_after can never make a member again; a closing event matters to
         # openings at or before it, so it is kept as long as such an opening could still arrive late and count
         # (a purchase may come before its earlier add_to_cart).
-        if any(f[0] <= horizon for f in slot["f"]):
-            slot["f"] = [f for f in slot["f"] if f[0] > horizon]
+        openings = slot["f"]
+        if openings and min(openings, key=_at)[0] <= horizon:
+            slot["f"] = [f for f in openings if f[0] > horizon]
         if any(closing_order(c)[0] <= horizon for c in slot["c"]):
             slot["c"] = [c for c in slot["c"] if closing_order(c)[0] > horizon]
         if not slot["f"] and not slot["c"]:
