@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from growthengine.domain.events import Event
@@ -46,8 +46,14 @@ def _event(name: str, back: int, listing: str, seq: int) -> Event:
 
 @settings(max_examples=300, deadline=None)
 @given(steps=steps, repeat=st.integers(1, SHORT_WINDOW + 3))
+# A cart item pruned while another stays; a window pruned after it grew past the short ones.
+@example(steps=[("event", "add_to_cart", 3 * DAY, "L0", 1), ("event", "add_to_cart", 0, "L1", 2), ("prune", 0)],
+         repeat=1)
+@example(steps=[("event", "item_viewed", 2 * DAY, "L0", 1), ("event", "item_viewed", 0, "L0", 50), ("prune", 0),
+                ("event", "item_viewed", 0, "L0", 90)], repeat=SHORT_WINDOW + 3)
 def test_the_document_is_the_states_own_json_after_any_changes(steps: list[tuple[Any, ...]], repeat: int) -> None:
     documents = StateDocuments()
+    documents.replaced_feeds = PLAN.pattern_feeds
     state: State = {}
     for step in steps:
         if step[0] == "event":
@@ -70,6 +76,7 @@ def test_the_document_is_the_states_own_json_after_any_changes(steps: list[tuple
 
 def test_an_unchanged_part_is_not_encoded_again_and_a_grown_window_only_by_its_new_entries() -> None:
     documents = StateDocuments()
+    documents.replaced_feeds = PLAN.pattern_feeds
     state: State = {}
     for i in range(SHORT_WINDOW + 4):
         apply_event(state, _event("item_viewed", i * MIN, "L0", i + 1), PLAN, "Asia/Bangkok")
@@ -81,11 +88,15 @@ def test_an_unchanged_part_is_not_encoded_again_and_a_grown_window_only_by_its_n
     cart = next(fid for fid, feed in state["f"].items() if isinstance(feed, dict) and "L1" in feed)
     assert second["m"]["cart"] is first["m"]["cart"]
     assert second["f"][window] is first["f"][window]
-    assert second["f"][cart]["L1"] is first["f"][cart]["L1"]
+    assert second["f"][cart] is first["f"][cart]
     apply_event(state, _event("item_viewed", 0, "L0", 200), PLAN, "Asia/Bangkok")
     third = documents.view("u1", state)
     assert third["f"][window] is not first["f"][window]
-    assert third["f"][cart]["L1"] is first["f"][cart]["L1"]
+    assert third["f"][cart] is first["f"][cart]
     assert orjson.dumps(third) == orjson.dumps(state)
+    apply_event(state, _event("purchase", 0, "L1", 201), PLAN, "Asia/Bangkok")  # closes the cart item
+    fourth = documents.view("u1", state)
+    assert fourth["f"][cart] is not first["f"][cart]
+    assert orjson.dumps(fourth) == orjson.dumps(state)
     documents.forget(["u1"])
     assert len(documents) == 0

@@ -106,6 +106,7 @@ class SegmentEngine:
         self._prunes: dict[str, PruneSpec] = prune_specs(self.segments.values())
         self._decide: dict[str, Decide] = {key: compile_segment(seg) for key, seg in self.segments.items()}
         self.cache.forget(None)  # states read under the old rules may hold feeds no rule uses now
+        self.cache.documents.replaced_feeds = self.plan.pattern_feeds
         by_event: dict[str, set[str]] = defaultdict(set)
         on_activity: set[str] = set()
         on_traits: set[str] = set()

@@ -141,6 +141,11 @@ class FeedPlan:
                     window = max(window, node.within_us)
         return cls(aggregates, patterns, window, frozenset(ids))
 
+    @property
+    def pattern_feeds(self) -> frozenset[str]:
+        """The patterns' feeds (replaced whole when they change, never edited in place)."""
+        return frozenset(fid for entries in self.patterns.values() for fid, _, _ in entries)
+
 
 def walk(condition: Condition) -> Iterable[Condition]:
     yield condition
@@ -169,7 +174,8 @@ def apply_event(state: State, event: Event, plan: FeedPlan, tz: str) -> None:
             continue
         _add_to_aggregate(feeds, fid, node, event)
     for fid, pattern, role in plan.patterns.get(event.name, ()):
-        entities = feeds.setdefault(fid, {})
+        # A pattern's feed is replaced, not edited, when it changes (state_document.py encodes it again only then).
+        entities = feeds[fid] = dict(feeds.get(fid) or {})
         for entity in entity_ids(props, pattern.same):
             slot = entities.setdefault(entity, {"f": [], "c": []})
             if role == "first":
@@ -294,6 +300,7 @@ def prune_pattern(feeds: dict[str, Any], fid: str, leaves_after_us: int, now_us:
     if not entities:
         return
     horizon = now_us - leaves_after_us
+    changed = False
     for entity in list(entities):
         slot = entities[entity]
         # An opening event older than leaves_after can never make a member again; a closing event matters to
@@ -302,10 +309,15 @@ def prune_pattern(feeds: dict[str, Any], fid: str, leaves_after_us: int, now_us:
         openings = slot["f"]
         if openings and min(openings, key=_at)[0] <= horizon:
             slot["f"] = [f for f in openings if f[0] > horizon]
+            changed = True
         if any(closing_order(c)[0] <= horizon for c in slot["c"]):
             slot["c"] = [c for c in slot["c"] if closing_order(c)[0] > horizon]
+            changed = True
         if not slot["f"] and not slot["c"]:
             del entities[entity]
+            changed = True
+    if changed:
+        feeds[fid] = dict(entities)  # replaced, not edited (see apply_event)
 
 
 def prune_activity(state: State, plan: FeedPlan) -> None:

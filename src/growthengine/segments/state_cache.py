@@ -96,7 +96,7 @@ class StateCache:
         self.ownership = ownership or OwnershipView()
         self.instance = uuid.uuid4().hex[:12]
         self._states: OrderedDict[str, State] = OrderedDict()
-        self._documents = StateDocuments()
+        self.documents = StateDocuments()
         self._lock = threading.RLock()
         self._writes = 0
         self._own_seen: str | None = None
@@ -146,11 +146,11 @@ class StateCache:
                 if self._states:
                     self.drops += 1
                 self._states.clear()
-                self._documents.forget(None)
+                self.documents.forget(None)
                 return
             for user_id in user_ids:
                 self._states.pop(user_id, None)
-                self._documents.forget((user_id,))
+                self.documents.forget((user_id,))
 
     def _forget_partitions(self, partitions: set[int]) -> None:
         if partitions:
@@ -195,7 +195,7 @@ class StateCache:
         if not states:
             return
         with self._lock:
-            view = self._documents.view
+            view = self.documents.view
             tx.segments.save_states({u: view(u, s) for u, s in states.items()}, at_us, owned=True)
             self._writes += 1
             value = orjson.dumps(f"{self.instance}:{self._writes}:{at_us}").decode()
@@ -219,4 +219,4 @@ class StateCache:
     def _trim(self) -> None:
         states = self._states
         while len(states) > self.capacity:
-            self._documents.forget((states.popitem(last=False)[0],))
+            self.documents.forget((states.popitem(last=False)[0],))

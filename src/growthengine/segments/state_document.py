@@ -8,7 +8,7 @@ views): encoding it whole every batch was the stage's largest cost. The parts of
 * a membership (``m[segment]``) is replaced whole when it changes, never edited in place;
 * a window (a list feed) only grows in place (events appended); pruning replaces it with a new list: its encoding
   grows by the new entries' only;
-* a pattern's entity slot (``{"f": [...], "c": [...]}``) only grows its two lists in place; pruning replaces them.
+* a pattern's feed (its open entities) is replaced whole when an event or a prune changes it (``feeds.py``).
 
 Each part is kept as an :class:`orjson.Fragment` (encoded JSON that ``orjson.dumps`` copies as it is) beside a
 reference to the object it encodes (so the identity cannot be reused by another object while it is kept). What
@@ -29,16 +29,13 @@ State = dict[str, Any]
 SHORT_WINDOW = 16
 """A window with fewer entries is encoded as it is (a fragment costs more than it saves)."""
 
-_Slot = tuple[Any, Any, int, Any, int, orjson.Fragment]
-
-
 class _Parts:
-    __slots__ = ("members", "slots", "windows")
+    __slots__ = ("feeds", "members", "windows")
 
     def __init__(self) -> None:
         self.members: dict[str, tuple[Any, orjson.Fragment]] = {}
         self.windows: dict[str, tuple[list[Any], int, bytes, orjson.Fragment]] = {}
-        self.slots: dict[tuple[str, str], _Slot] = {}
+        self.feeds: dict[str, tuple[Any, orjson.Fragment]] = {}
 
 
 class StateDocuments:
@@ -46,6 +43,8 @@ class StateDocuments:
 
     def __init__(self) -> None:
         self._parts: dict[str, _Parts] = {}
+        self.replaced_feeds: frozenset[str] = frozenset()
+        """The feeds replaced whole when they change, never edited in place (the patterns': ``FeedPlan``)."""
 
     def __len__(self) -> int:
         return len(self._parts)
@@ -98,25 +97,14 @@ class StateDocuments:
             fragment = orjson.Fragment(encoded)
             new.windows[fid] = (feed, size, encoded, fragment)
             return fragment
-        if isinstance(feed, dict) and feed and _is_pattern(feed):
-            return {entity: self._slot(old, new, fid, entity, slot) for entity, slot in feed.items()}
+        if fid in self.replaced_feeds:
+            known_feed = old.feeds.get(fid) if old is not None else None
+            if known_feed is not None and known_feed[0] is feed:
+                fragment = known_feed[1]
+            else:
+                fragment = orjson.Fragment(orjson.dumps(feed))
+            new.feeds[fid] = (feed, fragment)
+            return fragment
         return feed  # a lifetime aggregate: small, and edited in place
 
-    @staticmethod
-    def _slot(old: _Parts | None, new: _Parts, fid: str, entity: str, slot: dict[str, Any]) -> orjson.Fragment:
-        opening, closing = slot["f"], slot["c"]
-        key = (fid, entity)
-        known = old.slots.get(key) if old is not None else None
-        if (known is not None and known[0] is slot and known[1] is opening and known[2] == len(opening)
-                and known[3] is closing and known[4] == len(closing)):
-            new.slots[key] = known
-            return known[5]
-        fragment = orjson.Fragment(orjson.dumps(slot))
-        new.slots[key] = (slot, opening, len(opening), closing, len(closing), fragment)
-        return fragment
 
-
-def _is_pattern(feed: dict[str, Any]) -> bool:
-    """A pattern's feed (entity -> ``{"f": [...], "c": [...]}``), not a lifetime aggregate (group -> counters)."""
-    first = next(iter(feed.values()))
-    return isinstance(first, dict) and "c" in first and "f" in first and len(first) == 2
