@@ -330,3 +330,20 @@ def test_an_opening_and_a_closing_event_stand_in_event_time_then_in_arrival_orde
     assert opening_order([500, {"listing_id": "L1"}]) == (500, 0), "stored before sequences: first at its instant"
     assert closing_order([500, 7]) == (500, 7)
     assert closing_order(500) == (500, LAST_AT_INSTANT), "a bare ts: stored before sequences, last at its instant"
+
+
+@pytest.mark.parametrize("tz", ["Asia/Bangkok", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe",
+                                "Europe/London", "Pacific/Chatham"])
+def test_the_local_day_of_an_instant_is_its_calendar_day_in_the_zone_across_offset_changes(tz: str) -> None:
+    import datetime as dt
+    import zoneinfo
+
+    from growthengine.segments.feeds import local_day
+
+    zone = zoneinfo.ZoneInfo(tz)
+    start = int(dt.datetime(2025, 3, 1, tzinfo=dt.UTC).timestamp()) * 1_000_000
+    step = 37 * 60_000_000 + 11  # every 37 minutes for a year: through both changes of offset, in and out of order
+    instants = [start + i * step for i in range(365 * 24 * 60 // 37)]
+    for ts in instants + instants[::-7]:
+        expected = (dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ts)).astimezone(zone)
+        assert local_day(ts, tz) == expected.date().toordinal(), ts

@@ -72,6 +72,7 @@ def test_the_document_is_the_states_own_json_after_any_changes(steps: list[tuple
         elif step[0] == "forget":
             documents.forget(None)
         assert orjson.dumps(documents.view("u1", state)) == orjson.dumps(state)
+        assert orjson.dumps(documents.document("u1", state)) == orjson.dumps(state)
 
 
 def test_an_unchanged_part_is_not_encoded_again_and_a_grown_window_only_by_its_new_entries() -> None:

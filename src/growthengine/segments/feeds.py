@@ -103,9 +103,28 @@ def zone_for(name: str) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo("Asia/Bangkok")
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_DAYS_KEPT = 1024
+_days: dict[str, tuple[int, int, int]] = {}
+"""Per zone, the last local day worked out: ``(first us, end us, ordinal)`` (kept only for a day of one offset)."""
+
+
 def local_day(ts_us: int, tz: str) -> int:
-    instant = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ts_us)
-    return instant.astimezone(zone_for(tz)).date().toordinal()
+    span = _days.get(tz)
+    if span is not None and span[0] <= ts_us < span[1]:
+        return span[2]
+    zone = zone_for(tz)
+    local = (_EPOCH + dt.timedelta(microseconds=ts_us)).astimezone(zone)
+    ordinal = local.date().toordinal()
+    start = ts_us - ((local.hour * 60 + local.minute) * 60 + local.second) * 1_000_000 - local.microsecond
+    end = start + DAY_US
+    offset = local.utcoffset()
+    if all((_EPOCH + dt.timedelta(microseconds=edge)).astimezone(zone).utcoffset() == offset
+           for edge in (start, end - 1)):  # no change of offset that day: every instant of it is this day
+        if len(_days) >= _DAYS_KEPT:
+            _days.clear()
+        _days[tz] = (start, end, ordinal)
+    return ordinal
 
 
 @dataclass(frozen=True)
@@ -301,21 +320,23 @@ def prune_pattern(feeds: dict[str, Any], fid: str, leaves_after_us: int, now_us:
         return
     horizon = now_us - leaves_after_us
     changed = False
-    for entity in list(entities):
-        slot = entities[entity]
+    gone: list[str] = []
+    for entity, slot in entities.items():
         # An opening event older than leaves_after can never make a member again; a closing event matters to
         # openings at or before it, so it is kept as long as such an opening could still arrive late and count
         # (a purchase may come before its earlier add_to_cart).
-        openings = slot["f"]
+        openings, closers = slot["f"], slot["c"]
         if openings and min(openings, key=_at)[0] <= horizon:
-            slot["f"] = [f for f in openings if f[0] > horizon]
+            slot["f"] = openings = [f for f in openings if f[0] > horizon]
             changed = True
-        if any(closing_order(c)[0] <= horizon for c in slot["c"]):
-            slot["c"] = [c for c in slot["c"] if closing_order(c)[0] > horizon]
+        if closers and any(closing_order(c)[0] <= horizon for c in closers):
+            slot["c"] = closers = [c for c in closers if closing_order(c)[0] > horizon]
             changed = True
-        if not slot["f"] and not slot["c"]:
-            del entities[entity]
-            changed = True
+        if not openings and not closers:
+            gone.append(entity)
+    for entity in gone:
+        del entities[entity]
+        changed = True
     if changed:
         feeds[fid] = dict(entities)  # replaced, not edited (see apply_event)
 

@@ -195,8 +195,8 @@ class StateCache:
         if not states:
             return
         with self._lock:
-            view = self.documents.view
-            tx.segments.save_states({u: view(u, s) for u, s in states.items()}, at_us, owned=True)
+            document = self.documents.document
+            tx.segments.save_states({u: document(u, s) for u, s in states.items()}, at_us, owned=True)
             self._writes += 1
             value = orjson.dumps(f"{self.instance}:{self._writes}:{at_us}").decode()
             tx.segments.put_fences({self.own_key: value})

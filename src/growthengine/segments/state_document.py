@@ -26,6 +26,10 @@ import orjson
 
 State = dict[str, Any]
 
+LARGE_STATE = 24
+"""A state with this many entries (window entries, open pattern entities, groups, membership facets) or more is
+written through its parts (a few KB of JSON)."""
+
 SHORT_WINDOW = 16
 """A window with fewer entries is encoded as it is (a fragment costs more than it saves)."""
 
@@ -55,6 +59,19 @@ class StateDocuments:
             return
         for user_id in user_ids:
             self._parts.pop(user_id, None)
+
+    def document(self, user_id: str, state: State) -> State:
+        """What ``save_states`` should encode for this state: the state itself when it is small (a view costs more
+        than it saves: most documents are a few hundred bytes), else its :meth:`view`."""
+        size = 0
+        for part in (state.get("f"), state.get("m")):
+            if part:
+                for value in part.values():
+                    size += len(value)
+        if size < LARGE_STATE:
+            self._parts.pop(user_id, None)
+            return state
+        return self.view(user_id, state)
 
     def view(self, user_id: str, state: State) -> State:
         """``state`` with its unchanged large parts as fragments (what ``save_states`` encodes)."""
