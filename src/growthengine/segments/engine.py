@@ -31,6 +31,7 @@ from growthengine.domain.events import Event
 from growthengine.domain.partitions import partition_of
 from growthengine.domain.profiles import Profile
 from growthengine.pipeline.ownership import Ownership
+from growthengine.scheduler.collector import collector_paused
 from growthengine.segments.compiled import Decide, compile_segment
 from growthengine.segments.evaluate import Evaluator
 from growthengine.segments.feeds import (
@@ -163,10 +164,15 @@ class SegmentEngine:
 
     @contextmanager
     def _cached(self, tx: Tx) -> Iterator[None]:
-        """Work on the in-memory state: checked against its fences first; dropped whole if the work fails."""
+        """Work on the in-memory state: checked against its fences first; dropped whole if the work fails.
+
+        The cyclic garbage collector is held off meanwhile (``scheduler/collector.py``): a pass allocates a few
+        objects per event, nearly all freed by reference counting, and the collector's passes that those
+        allocations triggered walked every state held in memory."""
         self.cache.check(tx)
         try:
-            yield
+            with collector_paused():
+                yield
         except BaseException:
             self.cache.forget(None)
             raise
