@@ -347,3 +347,29 @@ def test_the_local_day_of_an_instant_is_its_calendar_day_in_the_zone_across_offs
     for ts in instants + instants[::-7]:
         expected = (dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ts)).astimezone(zone)
         assert local_day(ts, tz) == expected.date().toordinal(), ts
+
+
+def test_a_window_keeps_its_entries_in_time_order_whatever_the_arrival_order_and_prunes_from_its_start() -> None:
+    segments = [seg("s", VIEWS_7D)]
+    plan = FeedPlan.build(segments)
+    times = [NOW - 3 * DAY, NOW - 8 * DAY, NOW - DAY, NOW - 8 * DAY, NOW - 5 * DAY, NOW - DAY]
+    state: State = {}
+    for i, ts in enumerate(times):
+        apply_event(state, Event(user_id="u1", name="item_viewed", ts_us=ts, id=i + 1), plan, "Asia/Bangkok")
+    window = state["f"][feed_id(VIEWS_7D)]
+    assert [e[0] for e in window] == sorted(times)
+    prune(state, plan, segments, NOW)
+    assert [e[0] for e in state["f"][feed_id(VIEWS_7D)]] == sorted(t for t in times if t > NOW - 7 * DAY)
+
+
+def test_a_window_stored_out_of_order_is_put_in_order_when_read_back() -> None:
+    from growthengine.segments.feeds import read_back
+
+    segments = [seg("s", VIEWS_7D)]
+    plan = FeedPlan.build(segments)
+    state: State = {"f": {feed_id(VIEWS_7D): [[NOW - DAY, 1, None], [NOW - 9 * DAY, 1, None], [NOW - DAY, 2, None]],
+                          "0ld0ld0ld0": [[1, 1, None]]}}
+    read_back(state, plan)
+    assert state["f"] == {feed_id(VIEWS_7D): [[NOW - 9 * DAY, 1, None], [NOW - DAY, 1, None], [NOW - DAY, 2, None]]}
+    prune(state, plan, segments, NOW)
+    assert state["f"][feed_id(VIEWS_7D)] == [[NOW - DAY, 1, None], [NOW - DAY, 2, None]]

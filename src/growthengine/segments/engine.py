@@ -40,10 +40,10 @@ from growthengine.segments.feeds import (
     PruneSpec,
     State,
     apply_event,
-    drop_unused_feeds,
     prune_activity,
     prune_feeds,
     prune_specs,
+    read_back,
     walk,
 )
 from growthengine.segments.loader import dependency_order
@@ -69,6 +69,8 @@ from growthengine.storage.unit_of_work import Tx
 log = logging.getLogger(__name__)
 
 DEFAULT_ENTRY_MAX_LAG_US = 3_600_000_000
+TOUCHING_KEPT = 4096
+"""Event names and types whose segments are kept worked out (names come from the senders: bounded)."""
 
 
 class TransitionListener(Protocol):
@@ -125,6 +127,7 @@ class SegmentEngine:
                 elif isinstance(node, InSegment):
                     dependents[node.key].add(key)
         self._by_event = dict(by_event)
+        self._touching: dict[tuple[str, str], frozenset[str]] = {}
         self._on_activity = on_activity
         self._on_traits = on_traits
         self._dependents = dict(dependents)
@@ -139,21 +142,32 @@ class SegmentEngine:
         """The segments these events can change, each with the event time of the latest event that touches it (a
         segment that refers to another takes its sources' time)."""
         causes: dict[str, int] = {}
+        touching = self._touching
         for event in events:
-            keys = self._by_event.get(event.name, set())
-            if event.is_activity:
-                keys = keys | self._on_activity
-            if event.type == "identify":
-                keys = keys | self._on_traits
+            keys = touching.get((event.name, event.type))
+            if keys is None:
+                keys = self._touched_by(event)
+            ts = event.ts_us
             for key in keys:
-                if causes.get(key, event.ts_us - 1) < event.ts_us:
-                    causes[key] = event.ts_us
+                if causes.get(key, ts - 1) < ts:
+                    causes[key] = ts
         for key in self.order:  # referenced segments come first: their time reaches every dependent in one pass
             if key in causes:
                 for dependent in self._dependents.get(key, ()):
                     if causes.get(dependent, causes[key] - 1) < causes[key]:
                         causes[dependent] = causes[key]
         return causes
+
+    def _touched_by(self, event: Event) -> frozenset[str]:
+        """The segments an event of this name and type can change (kept per name and type, a bounded number)."""
+        keys = frozenset(self._by_event.get(event.name, ()))
+        if event.is_activity:
+            keys |= self._on_activity
+        if event.type == "identify":
+            keys |= self._on_traits
+        if len(self._touching) < TOUCHING_KEPT:
+            self._touching[(event.name, event.type)] = keys
+        return keys
 
     def _tz(self, traits: dict[str, Any]) -> str:
         tz = traits.get("timezone")
@@ -178,7 +192,7 @@ class SegmentEngine:
 
     def _load(self, tx: Tx, user_ids: list[str]) -> dict[str, State]:
         """The users' state, from memory or read (a state read drops the feeds no rule uses any more)."""
-        return self.cache.load(tx, user_ids, lambda state: drop_unused_feeds(state, self.plan))
+        return self.cache.load(tx, user_ids, lambda state: read_back(state, self.plan))
 
     def _owns(self, user_id: str) -> bool:
         ownership = self.cache.ownership.ownership

@@ -6,8 +6,8 @@ views): encoding it whole every batch was the stage's largest cost. The parts of
 (``feeds.py`` and the engine keep to them), so a part still the same object, of the same length, is the same JSON:
 
 * a membership (``m[segment]``) is replaced whole when it changes, never edited in place;
-* a window (a list feed) only grows in place (events appended); pruning replaces it with a new list: its encoding
-  grows by the new entries' only;
+* a window (a list feed, in time order) only grows at its end in place (events in time order); a late event and
+  pruning replace it with a new list: its encoding grows by the new entries' only;
 * a pattern's feed (its open entities) is replaced whole when an event or a prune changes it (``feeds.py``).
 
 Each part is kept as an :class:`orjson.Fragment` (encoded JSON that ``orjson.dumps`` copies as it is) beside a
