@@ -330,3 +330,46 @@ def test_an_opening_and_a_closing_event_stand_in_event_time_then_in_arrival_orde
     assert opening_order([500, {"listing_id": "L1"}]) == (500, 0), "stored before sequences: first at its instant"
     assert closing_order([500, 7]) == (500, 7)
     assert closing_order(500) == (500, LAST_AT_INSTANT), "a bare ts: stored before sequences, last at its instant"
+
+
+@pytest.mark.parametrize("tz", ["Asia/Bangkok", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe",
+                                "Europe/London", "Pacific/Chatham"])
+def test_the_local_day_of_an_instant_is_its_calendar_day_in_the_zone_across_offset_changes(tz: str) -> None:
+    import datetime as dt
+    import zoneinfo
+
+    from growthengine.segments.feeds import local_day
+
+    zone = zoneinfo.ZoneInfo(tz)
+    start = int(dt.datetime(2025, 3, 1, tzinfo=dt.UTC).timestamp()) * 1_000_000
+    step = 37 * 60_000_000 + 11  # every 37 minutes for a year: through both changes of offset, in and out of order
+    instants = [start + i * step for i in range(365 * 24 * 60 // 37)]
+    for ts in instants + instants[::-7]:
+        expected = (dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ts)).astimezone(zone)
+        assert local_day(ts, tz) == expected.date().toordinal(), ts
+
+
+def test_a_window_keeps_its_entries_in_time_order_whatever_the_arrival_order_and_prunes_from_its_start() -> None:
+    segments = [seg("s", VIEWS_7D)]
+    plan = FeedPlan.build(segments)
+    times = [NOW - 3 * DAY, NOW - 8 * DAY, NOW - DAY, NOW - 8 * DAY, NOW - 5 * DAY, NOW - DAY]
+    state: State = {}
+    for i, ts in enumerate(times):
+        apply_event(state, Event(user_id="u1", name="item_viewed", ts_us=ts, id=i + 1), plan, "Asia/Bangkok")
+    window = state["f"][feed_id(VIEWS_7D)]
+    assert [e[0] for e in window] == sorted(times)
+    prune(state, plan, segments, NOW)
+    assert [e[0] for e in state["f"][feed_id(VIEWS_7D)]] == sorted(t for t in times if t > NOW - 7 * DAY)
+
+
+def test_a_window_stored_out_of_order_is_put_in_order_when_read_back() -> None:
+    from growthengine.segments.feeds import read_back
+
+    segments = [seg("s", VIEWS_7D)]
+    plan = FeedPlan.build(segments)
+    state: State = {"f": {feed_id(VIEWS_7D): [[NOW - DAY, 1, None], [NOW - 9 * DAY, 1, None], [NOW - DAY, 2, None]],
+                          "0ld0ld0ld0": [[1, 1, None]]}}
+    read_back(state, plan)
+    assert state["f"] == {feed_id(VIEWS_7D): [[NOW - 9 * DAY, 1, None], [NOW - DAY, 1, None], [NOW - DAY, 2, None]]}
+    prune(state, plan, segments, NOW)
+    assert state["f"][feed_id(VIEWS_7D)] == [[NOW - DAY, 1, None], [NOW - DAY, 2, None]]

@@ -11,9 +11,11 @@ origin, so the flow engine starts flows only on fresh, live entries (``flow_entr
 
 The state of the users this process owns stays in memory between batches (``state_cache.py``: a bounded LRU, kept
 honest by fences) and what a batch changes is written once, in its transaction. What an event can change is worked
-out once per configuration: how each feed forgets (no walk of every rule per user) and the segments each event name
-can move (only those, and the segments that refer to them, are evaluated). Evaluation words no reason; a segment
-whose membership changes is evaluated again with its reasons.
+out once per configuration: how each feed forgets (no walk of every rule per user), the segments each event name
+can move (only those, and the segments that refer to them, are evaluated) and each rule compiled to closures
+(``compiled.py``). The decision per user is ``decision.py``: compiled rules word no reason; a segment whose
+membership changes is evaluated again by the evaluator with its reasons. The documents written are encoded again
+only where they changed (``state_document.py``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any, Protocol
 
 from growthengine.clock import Clock, to_us
@@ -31,16 +32,18 @@ from growthengine.domain.events import Event
 from growthengine.domain.partitions import partition_of
 from growthengine.domain.profiles import Profile
 from growthengine.pipeline.ownership import Ownership
-from growthengine.segments.evaluate import Evaluator
+from growthengine.scheduler.collector import collector_paused
+from growthengine.segments.compiled import Decide, compile_segment
+from growthengine.segments.decision import reconcile
 from growthengine.segments.feeds import (
     FeedPlan,
     PruneSpec,
     State,
     apply_event,
-    drop_unused_feeds,
     prune_activity,
     prune_feeds,
     prune_specs,
+    read_back,
     walk,
 )
 from growthengine.segments.loader import dependency_order
@@ -56,18 +59,18 @@ from growthengine.segments.model import (
 from growthengine.segments.segment_pass import (
     PassBatch,
     closures,
-    late_note,
-    look_at,
     timers_fired,
 )
 from growthengine.segments.state_cache import CACHE_USERS, OwnershipView, StateCache
-from growthengine.storage.segment_store import Membership, Origin, Transition
+from growthengine.storage.segment_store import Origin, Transition
 from growthengine.storage.timer_store import Timer
 from growthengine.storage.unit_of_work import Tx
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ENTRY_MAX_LAG_US = 3_600_000_000
+TOUCHING_KEPT = 4096
+"""Event names and types whose segments are kept worked out (names come from the senders: bounded)."""
 
 
 class TransitionListener(Protocol):
@@ -103,7 +106,9 @@ class SegmentEngine:
         self.order = dependency_order(self.segments)
         self.plan = FeedPlan.build(self.segments.values())
         self._prunes: dict[str, PruneSpec] = prune_specs(self.segments.values())
+        self.decide: dict[str, Decide] = {key: compile_segment(seg) for key, seg in self.segments.items()}
         self.cache.forget(None)  # states read under the old rules may hold feeds no rule uses now
+        self.cache.documents.replaced_feeds = self.plan.pattern_feeds
         by_event: dict[str, set[str]] = defaultdict(set)
         on_activity: set[str] = set()
         on_traits: set[str] = set()
@@ -122,6 +127,7 @@ class SegmentEngine:
                 elif isinstance(node, InSegment):
                     dependents[node.key].add(key)
         self._by_event = dict(by_event)
+        self._touching: dict[tuple[str, str], frozenset[str]] = {}
         self._on_activity = on_activity
         self._on_traits = on_traits
         self._dependents = dict(dependents)
@@ -136,21 +142,32 @@ class SegmentEngine:
         """The segments these events can change, each with the event time of the latest event that touches it (a
         segment that refers to another takes its sources' time)."""
         causes: dict[str, int] = {}
+        touching = self._touching
         for event in events:
-            keys = self._by_event.get(event.name, set())
-            if event.is_activity:
-                keys = keys | self._on_activity
-            if event.type == "identify":
-                keys = keys | self._on_traits
+            keys = touching.get((event.name, event.type))
+            if keys is None:
+                keys = self._touched_by(event)
+            ts = event.ts_us
             for key in keys:
-                if causes.get(key, event.ts_us - 1) < event.ts_us:
-                    causes[key] = event.ts_us
+                if causes.get(key, ts - 1) < ts:
+                    causes[key] = ts
         for key in self.order:  # referenced segments come first: their time reaches every dependent in one pass
             if key in causes:
                 for dependent in self._dependents.get(key, ()):
                     if causes.get(dependent, causes[key] - 1) < causes[key]:
                         causes[dependent] = causes[key]
         return causes
+
+    def _touched_by(self, event: Event) -> frozenset[str]:
+        """The segments an event of this name and type can change (kept per name and type, a bounded number)."""
+        keys = frozenset(self._by_event.get(event.name, ()))
+        if event.is_activity:
+            keys |= self._on_activity
+        if event.type == "identify":
+            keys |= self._on_traits
+        if len(self._touching) < TOUCHING_KEPT:
+            self._touching[(event.name, event.type)] = keys
+        return keys
 
     def _tz(self, traits: dict[str, Any]) -> str:
         tz = traits.get("timezone")
@@ -160,17 +177,22 @@ class SegmentEngine:
 
     @contextmanager
     def _cached(self, tx: Tx) -> Iterator[None]:
-        """Work on the in-memory state: checked against its fences first; dropped whole if the work fails."""
+        """Work on the in-memory state: checked against its fences first; dropped whole if the work fails.
+
+        The cyclic garbage collector is held off meanwhile (``scheduler/collector.py``): a pass allocates a few
+        objects per event, nearly all freed by reference counting, and the collector's passes that those
+        allocations triggered walked every state held in memory."""
         self.cache.check(tx)
         try:
-            yield
+            with collector_paused():
+                yield
         except BaseException:
             self.cache.forget(None)
             raise
 
     def _load(self, tx: Tx, user_ids: list[str]) -> dict[str, State]:
         """The users' state, from memory or read (a state read drops the feeds no rule uses any more)."""
-        return self.cache.load(tx, user_ids, lambda state: drop_unused_feeds(state, self.plan))
+        return self.cache.load(tx, user_ids, lambda state: read_back(state, self.plan))
 
     def _owns(self, user_id: str) -> bool:
         ownership = self.cache.ownership.ownership
@@ -299,83 +321,9 @@ class SegmentEngine:
                    keys: set[str], *, fired: set[str], force: bool = False, reason_prefix: str = "",
                    causes: dict[str, int] | None = None, origin: Origin = "live",
                    worded: set[str] | frozenset[str] = frozenset()) -> None:
-        """Evaluate ``keys`` for one user; apply now (real-time, a fired refresh, a rebuild) or schedule.
-
-        ``causes`` gives each segment the event time of what touched it (default: ``now_us``, a timer's due time).
-        The segments in ``worded`` (those whose timers fired) are evaluated with their reasons at once; the others
-        without, and again with their reasons only when their membership changes.
-        """
-        if not keys:
-            return
-        tz = self._tz(traits)
-        memberships = state.setdefault("m", {})
-        evaluator = Evaluator(traits, state, now_us, reasons=False)  # reasons only for what changes, below
-        worded_evaluator: Evaluator | None = None
-        for key in self.order:
-            if key not in keys:
-                continue
-            segment = self.segments[key]
-            wording = key in worded
-            if wording:
-                worded_evaluator = worded_evaluator or Evaluator(traits, state, now_us)
-                facets = worded_evaluator.segment(segment)
-                verdict = worded_evaluator.last_verdict
-            else:
-                facets = evaluator.segment(segment)
-                verdict = evaluator.last_verdict
-            current: dict[str, Any] = memberships.get(key, {})
-            apply_now = force or segment.refresh == "realtime" or key in fired
-            changed = set(facets) != set(current) or any(
-                current[e][1] != facets[e]["data"] for e in facets if e in current
-            )
-            if apply_now:
-                if changed:
-                    if not wording:
-                        worded_evaluator = worded_evaluator or Evaluator(traits, state, now_us)
-                        facets = worded_evaluator.segment(segment)
-                        verdict = worded_evaluator.last_verdict
-                    cause_us = min(now_us, (causes or {}).get(key, now_us))
-                    self._apply(batch, segment, user_id, current, facets, now_us,
-                                reason_prefix + verdict.reason, cause_us, origin)
-                    if facets:
-                        memberships[key] = {e: [current.get(e, [now_us])[0], f["data"]] for e, f in facets.items()}
-                    else:
-                        memberships.pop(key, None)
-                if verdict.next_us is not None:
-                    look_at(batch, state, segment, user_id, verdict.next_us, tz, now_us)
-            else:
-                if changed:  # applied at the next refresh instant, as found now (an import's changes stay its own)
-                    look_at(batch, state, segment, user_id, now_us, tz, now_us, origin)
-                elif verdict.next_us is not None:  # a change that time alone brings later is live
-                    look_at(batch, state, segment, user_id, verdict.next_us, tz, now_us)
-
-    def _apply(self, batch: PassBatch, segment: Segment, user_id: str, current: dict[str, Any],
-               facets: dict[str, dict[str, Any]], now_us: int, reason: str, cause_us: int, origin: Origin) -> None:
-        key = segment.key
-        pattern = segment.pattern
-        found_by = "" if origin == "live" else f"{origin}: "  # a rebuild's or an import's transitions say so
-        reason = found_by + reason
-        for entity in current.keys() - facets.keys():
-            batch.transitions.append(Transition(key, user_id, entity, "exit", now_us, reason, current[entity][1],
-                                                cause_us, origin))
-            batch.removed.append((key, user_id, entity))
-        for entity, facet in facets.items():
-            if entity not in current:
-                event_us = cause_us
-                opened = facet["data"].get("at_us")
-                if pattern is not None and isinstance(opened, int):
-                    # An open entity became a member when its deadline passed, whatever brought the news.
-                    event_us = min(now_us, opened + pattern.within_us)
-                entry = Transition(key, user_id, entity, "enter", now_us, found_by + facet["reason"], facet["data"],
-                                   event_us, origin)
-                if origin == "live" and not entry.starts_flows(self.entry_max_lag_us):
-                    entry = replace(entry, reason=f"{entry.reason}; {late_note(entry.lag_us)}")
-                batch.transitions.append(entry)
-                batch.members.append(Membership(key, user_id, entity, now_us, facet["data"], facet["reason"]))
-            elif current[entity][1] != facet["data"]:
-                batch.members.append(
-                    Membership(key, user_id, entity, current[entity][0], facet["data"], facet["reason"])
-                )
+        """Evaluate ``keys`` for one user; apply now or schedule (``decision.py``)."""
+        reconcile(self, batch, user_id, state, traits, now_us, keys, fired=fired, force=force,
+                  reason_prefix=reason_prefix, causes=causes, origin=origin, worded=worded)
 
     def _flush(self, tx: Tx, batch: PassBatch, states: dict[str, State], now_us: int) -> None:
         """Write what a pass decided, with states that are not this engine's in-memory ones (a rebuild's): they

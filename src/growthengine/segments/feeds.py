@@ -7,7 +7,9 @@ A user's segment state is one JSON document:
 ``a`` is activity (every activity event), ``f`` holds one entry per event rule (a *feed*, named by a hash of the
 rule so an edited rule starts a fresh feed), ``m`` the user's memberships and ``t`` the pending timer per segment.
 
-Every feed is folded in event time, so the state does not depend on the order events arrive in. A pattern keeps,
+Every feed is folded in event time, so the state does not depend on the order events arrive in. A window keeps
+its entries ``[ts, value, group]`` in time order (a late event is put in its place), so pruning it looks at its
+first entry only. A pattern keeps,
 per entity, its opening events ``[ts, properties, seq]`` and its closing events ``[ts, seq]`` (``seq`` is the log id:
 events at the same instant are ordered by arrival, the same way live and in a rebuild), each for as long as it can
 still change an answer.
@@ -15,8 +17,10 @@ still change an answer.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import hashlib
+import operator
 import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -39,6 +43,7 @@ from growthengine.segments.model import (
 
 State = dict[str, Any]
 DAY_US = 86_400_000_000
+_at = operator.itemgetter(0)
 LAST_AT_INSTANT = 2**62
 """The arrival sequence of a closing event whose log id is unknown (state written before ids were kept): it follows
 every opening event of its instant, as closers at the same instant always did."""
@@ -102,9 +107,28 @@ def zone_for(name: str) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo("Asia/Bangkok")
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_DAYS_KEPT = 1024
+_days: dict[str, tuple[int, int, int]] = {}
+"""Per zone, the last local day worked out: ``(first us, end us, ordinal)`` (kept only for a day of one offset)."""
+
+
 def local_day(ts_us: int, tz: str) -> int:
-    instant = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ts_us)
-    return instant.astimezone(zone_for(tz)).date().toordinal()
+    span = _days.get(tz)
+    if span is not None and span[0] <= ts_us < span[1]:
+        return span[2]
+    zone = zone_for(tz)
+    local = (_EPOCH + dt.timedelta(microseconds=ts_us)).astimezone(zone)
+    ordinal = local.date().toordinal()
+    start = ts_us - ((local.hour * 60 + local.minute) * 60 + local.second) * 1_000_000 - local.microsecond
+    end = start + DAY_US
+    offset = local.utcoffset()
+    if all((_EPOCH + dt.timedelta(microseconds=edge)).astimezone(zone).utcoffset() == offset
+           for edge in (start, end - 1)):  # no change of offset that day: every instant of it is this day
+        if len(_days) >= _DAYS_KEPT:
+            _days.clear()
+        _days[tz] = (start, end, ordinal)
+    return ordinal
 
 
 @dataclass(frozen=True)
@@ -140,6 +164,11 @@ class FeedPlan:
                     window = max(window, node.within_us)
         return cls(aggregates, patterns, window, frozenset(ids))
 
+    @property
+    def pattern_feeds(self) -> frozenset[str]:
+        """The patterns' feeds (replaced whole when they change, never edited in place)."""
+        return frozenset(fid for entries in self.patterns.values() for fid, _, _ in entries)
+
 
 def walk(condition: Condition) -> Iterable[Condition]:
     yield condition
@@ -152,23 +181,36 @@ def walk(condition: Condition) -> Iterable[Condition]:
 
 def apply_event(state: State, event: Event, plan: FeedPlan, tz: str) -> None:
     """Fold one event into a user's state (order-independent: back-filled events land where they belong)."""
+    ts = event.ts_us
     if event.is_activity:
-        activity = state.setdefault("a", {"last": None, "days": {}})
-        if activity["last"] is None or event.ts_us > activity["last"]:
-            activity["last"] = event.ts_us
+        activity = state.get("a")
+        if activity is None:
+            activity = state["a"] = {"last": None, "days": {}}
+        last = activity["last"]
+        if last is None or ts > last:
+            activity["last"] = ts
         if plan.activity_window_us:
-            day = str(local_day(event.ts_us, tz))
+            day = str(local_day(ts, tz))
             days = activity["days"]
-            if days.get(day, -1) < event.ts_us:
-                days[day] = event.ts_us
-    feeds = state.setdefault("f", {})
+            if days.get(day, -1) < ts:
+                days[day] = ts
+    feeds = state.get("f")
+    if feeds is None:
+        feeds = state["f"] = {}
     props = event.properties
-    for fid, node in plan.aggregates.get(event.name, ()):
-        if node.where and not matches(props, node.where):
-            continue
-        _add_to_aggregate(feeds, fid, node, event)
-    for fid, pattern, role in plan.patterns.get(event.name, ()):
-        entities = feeds.setdefault(fid, {})
+    name = event.name
+    aggregates = plan.aggregates.get(name)
+    if aggregates:
+        for fid, node in aggregates:
+            if node.where and not matches(props, node.where):
+                continue
+            _add_to_aggregate(feeds, fid, node, event)
+    patterns = plan.patterns.get(name)
+    if not patterns:
+        return
+    for fid, pattern, role in patterns:
+        # A pattern's feed is replaced, not edited, when it changes (state_document.py encodes it again only then).
+        entities = feeds[fid] = dict(feeds.get(fid) or {})
         for entity in entity_ids(props, pattern.same):
             slot = entities.setdefault(entity, {"f": [], "c": []})
             if role == "first":
@@ -213,7 +255,16 @@ def _add_to_aggregate(feeds: dict[str, Any], fid: str, node: EventAggregate, eve
         group = str(raw)
     value = _measure_value(node, event.properties)
     if node.within_us is not None:
-        feeds.setdefault(fid, []).append([event.ts_us, value, group])
+        entry = [event.ts_us, value, group]
+        entries = feeds.get(fid)
+        if entries is None:
+            feeds[fid] = [entry]
+        elif not entries or entries[-1][0] <= entry[0]:
+            entries.append(entry)  # in time order: the window grows at its end, in place
+        else:  # a late event: a new list, in time order (state_document.py relies on windows only growing in place)
+            entries = list(entries)
+            bisect.insort(entries, entry, key=_at)
+            feeds[fid] = entries
         return
     feed = feeds.setdefault(fid, {})
     agg = feed.setdefault(group or "", {"n": 0, "s": 0, "d": [], "l": None})
@@ -270,6 +321,15 @@ def prune_feeds(state: State, fids: Iterable[str], specs: dict[str, PruneSpec], 
             prune_pattern(feeds, fid, spec[1], now_us)
 
 
+def read_back(state: State, plan: FeedPlan) -> None:
+    """A state read from the database, made ready to fold events into: the feeds no rule uses dropped, and every
+    window in time order (ties in their stored order; states written before windows were kept in order)."""
+    drop_unused_feeds(state, plan)
+    for feed in state.get("f", {}).values():
+        if isinstance(feed, list):
+            feed.sort(key=_at)
+
+
 def drop_unused_feeds(state: State, plan: FeedPlan) -> None:
     """Forget the feeds no rule uses any more (a rule edited or removed)."""
     feeds = state.get("f", {})
@@ -281,8 +341,8 @@ def prune_window(feeds: dict[str, Any], fid: str, within_us: int, now_us: int) -
     entries = feeds.get(fid)
     if entries:
         cutoff = now_us - within_us
-        if any(e[0] <= cutoff for e in entries):  # most often nothing left the window: no new list
-            feeds[fid] = [e for e in entries if e[0] > cutoff]
+        if entries[0][0] <= cutoff:  # in time order (apply_event, read_back): most often nothing left the window
+            feeds[fid] = entries[bisect.bisect_right(entries, cutoff, key=_at):]
 
 
 def prune_pattern(feeds: dict[str, Any], fid: str, leaves_after_us: int, now_us: int) -> None:
@@ -290,17 +350,26 @@ def prune_pattern(feeds: dict[str, Any], fid: str, leaves_after_us: int, now_us:
     if not entities:
         return
     horizon = now_us - leaves_after_us
-    for entity in list(entities):
-        slot = entities[entity]
+    changed = False
+    gone: list[str] = []
+    for entity, slot in entities.items():
         # An opening event older than leaves_after can never make a member again; a closing event matters to
         # openings at or before it, so it is kept as long as such an opening could still arrive late and count
         # (a purchase may come before its earlier add_to_cart).
-        if any(f[0] <= horizon for f in slot["f"]):
-            slot["f"] = [f for f in slot["f"] if f[0] > horizon]
-        if any(closing_order(c)[0] <= horizon for c in slot["c"]):
-            slot["c"] = [c for c in slot["c"] if closing_order(c)[0] > horizon]
-        if not slot["f"] and not slot["c"]:
-            del entities[entity]
+        openings, closers = slot["f"], slot["c"]
+        if openings and min(openings, key=_at)[0] <= horizon:
+            slot["f"] = openings = [f for f in openings if f[0] > horizon]
+            changed = True
+        if closers and any(closing_order(c)[0] <= horizon for c in closers):
+            slot["c"] = closers = [c for c in closers if closing_order(c)[0] > horizon]
+            changed = True
+        if not openings and not closers:
+            gone.append(entity)
+    for entity in gone:
+        del entities[entity]
+        changed = True
+    if changed:
+        feeds[fid] = dict(entities)  # replaced, not edited (see apply_event)
 
 
 def prune_activity(state: State, plan: FeedPlan) -> None:

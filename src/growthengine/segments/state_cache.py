@@ -34,6 +34,7 @@ import orjson
 
 from growthengine.domain.partitions import partition_of
 from growthengine.pipeline.ownership import Ownership
+from growthengine.segments.state_document import StateDocuments
 from growthengine.storage.segment_store import STATE_FENCE_PREFIX
 from growthengine.storage.unit_of_work import Tx
 
@@ -95,6 +96,7 @@ class StateCache:
         self.ownership = ownership or OwnershipView()
         self.instance = uuid.uuid4().hex[:12]
         self._states: OrderedDict[str, State] = OrderedDict()
+        self.documents = StateDocuments()
         self._lock = threading.RLock()
         self._writes = 0
         self._own_seen: str | None = None
@@ -144,9 +146,11 @@ class StateCache:
                 if self._states:
                     self.drops += 1
                 self._states.clear()
+                self.documents.forget(None)
                 return
             for user_id in user_ids:
                 self._states.pop(user_id, None)
+                self.documents.forget((user_id,))
 
     def _forget_partitions(self, partitions: set[int]) -> None:
         if partitions:
@@ -191,7 +195,8 @@ class StateCache:
         if not states:
             return
         with self._lock:
-            tx.segments.save_states(states, at_us, owned=True)
+            document = self.documents.document
+            tx.segments.save_states({u: document(u, s) for u, s in states.items()}, at_us, owned=True)
             self._writes += 1
             value = orjson.dumps(f"{self.instance}:{self._writes}:{at_us}").decode()
             tx.segments.put_fences({self.own_key: value})
@@ -214,4 +219,4 @@ class StateCache:
     def _trim(self) -> None:
         states = self._states
         while len(states) > self.capacity:
-            states.popitem(last=False)
+            self.documents.forget((states.popitem(last=False)[0],))
