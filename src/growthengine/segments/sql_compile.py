@@ -62,6 +62,8 @@ ACTIVITY = "('track', 'page', 'screen')"
 _TYPES = {"grp": "text", "s": "numeric"}  # of the leaves' columns by their last part; the others are whole numbers
 LEAVES = "ge_segment_leaves"
 """The temporary table of every user's leaf aggregates (``CompiledRebuild.setup``)."""
+OPENS = "ge_segment_opens_"
+"""The prefix of the temporary tables of a pattern leaf's open entities (``CompiledRebuild.tables``)."""
 SAME_INSTANT_BY_ARRIVAL = hasattr(feeds, "closing_order")
 """Whether the evaluator orders a pattern's events at one instant by their log id (event-time patterns) or lets a
 closing event close every opening event of its instant (before event time landed)."""
@@ -89,6 +91,9 @@ class CompiledSegment:
 class CompiledRebuild:
     setup: str
     """A SELECT of one row per user with every leaf's columns (stored as :data:`LEAVES` before the queries)."""
+    tables: dict[str, str]
+    """Temporary tables made before ``setup`` (which reads them), in order: name -> its SELECT (the open entities of
+    each pattern leaf, read again for the members' facets, so the pattern is computed once)."""
     params: dict[str, Any]
     segments: dict[str, CompiledSegment]
     skipped: dict[str, str]
@@ -117,6 +122,7 @@ class _Compiler:
         self.passed: dict[str, str] = {}  # column -> aggregate over the typed events e (GROUP BY user)
         self.scored: dict[str, str] = {}  # column -> expression over the pass's row g
         self.ctes: dict[str, str] = {}
+        self.tables: dict[str, str] = {}  # temporary tables made before the setup
         self.joined: dict[str, tuple[str, ...]] = {}  # CTE -> its columns (one row per user), joined by user
         self.memo: dict[Any, tuple[str, tuple[str, ...], str]] = {}  # leaf -> (alias, columns, predicate)
         self.count = 0
@@ -269,41 +275,44 @@ class _Compiler:
         j, add = self.json, self.params.add
         a = self.alias()
         names = ", ".join(add(n) for n in (node.first, *node.not_followed_by))
-        opens = f"CASE WHEN e.name = {add(node.first)} THEN 1 ELSE 0 END"
+        opening = f"CASE WHEN e.name = {add(node.first)} THEN 1 ELSE 0 END"
         events, where = f"{self.typed.table} e", [f"e.name IN ({names})"]
         single = j.prop(TYPED, node.same)
         source, element = j.elements(TYPED, node.same + "s")
         singles = " AND ".join([*where, j.is_scalar(single)])
         plurals = " AND ".join([*where, f"NOT {j.is_scalar(single)}", j.is_scalar(element)])
-        self.ctes[f"ents_{a}"] = (
-            f"SELECT e.user_id AS user_id, e.id AS id, e.ts_us AS ts_us, {opens} AS opens, "
+        ents = (
+            f"SELECT e.user_id AS user_id, e.id AS id, e.ts_us AS ts_us, {opening} AS opens, "
             f"{j.key(single)} AS entity FROM {events} WHERE {singles} "
-            f"UNION ALL SELECT e.user_id, e.id, e.ts_us, {opens}, {j.key(element)} "
+            f"UNION ALL SELECT e.user_id, e.id, e.ts_us, {opening}, {j.key(element)} "
             f"FROM {events} CROSS JOIN {source} WHERE {plurals}"
         )
         # An opening event stays open while no closing event (by the instant) follows it for its entity: the closing
         # events counted after it in a window over the entity's events in reverse order. At the same instant a
         # closing event comes after an opening one when it came later in the log (event time), or always (before).
         tie = "x.id DESC" if SAME_INSTANT_BY_ARRIVAL else "x.opens ASC, x.id DESC"
-        self.ctes[f"marks_{a}"] = (
+        marks = (
             f"SELECT x.*, COALESCE(SUM(1 - x.opens) OVER (PARTITION BY x.user_id, x.entity ORDER BY x.ts_us DESC, "
             f"{tie} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS later FROM ents_{a} x "
             f"WHERE x.opens = 1 OR x.ts_us <= {self.now}"
         )
-        self.ctes[f"opens_{a}"] = (
+        opens = (
             f"SELECT f.user_id AS user_id, f.entity AS entity, f.ts_us AS ts_us, f.id AS id, "
             f"ROW_NUMBER() OVER (PARTITION BY f.user_id, f.entity ORDER BY f.ts_us, f.id) AS rn FROM marks_{a} f "
             f"WHERE f.opens = 1 AND f.later = 0 AND f.ts_us + {add(node.within_us)} <= {self.now} "
             f"AND f.ts_us + {add(node.leaves_after_us)} > {self.now}"
         )
-        self.ctes[a] = f"SELECT user_id, COUNT(*) AS n_open FROM opens_{a} WHERE rn = 1 GROUP BY user_id"
+        # The open entities (the first opening event of each) are kept in a table of their own: the setup counts
+        # them per user and the members' facets read them again (the pattern is computed once).
+        self.tables[OPENS + a] = (f"WITH ents_{a} AS ({ents}), marks_{a} AS ({marks}) SELECT o.user_id AS user_id, "
+                                  f"o.entity AS entity, o.ts_us AS ts_us, o.id AS id FROM ({opens}) o WHERE o.rn = 1")
+        self.ctes[a] = f"SELECT user_id, COUNT(*) AS n_open FROM {OPENS}{a} GROUP BY user_id"
         self.joined[a] = ("n_open",)
         return a, ("n_open",), f"(COALESCE(j.{a}_n_open, 0) > 0)"
 
-    def _facets(self, a: str) -> str:
-        steps = ", ".join(f"{name}_{a} AS ({self.ctes[f'{name}_{a}']})" for name in ("ents", "marks", "opens"))
-        return (f"WITH {steps} SELECT o.user_id, o.entity, o.ts_us, ev.payload FROM opens_{a} o "
-                "JOIN events ev ON ev.id = o.id WHERE o.rn = 1")
+    @staticmethod
+    def _facets(a: str) -> str:
+        return f"SELECT o.user_id, o.entity, o.ts_us, ev.payload FROM {OPENS}{a} o JOIN events ev ON ev.id = o.id"
 
     def in_segment(self, node: InSegment) -> str:
         other = self.segments.get(node.key)
@@ -390,4 +399,4 @@ def compile_rebuild(segments: dict[str, Segment], keys: list[str], dialect: str,
             out[key] = compiler.query(segment)
         except NotCompilable as exc:
             skipped[key] = str(exc)
-    return CompiledRebuild(compiler.setup(), compiler.params.values, out, skipped)
+    return CompiledRebuild(compiler.setup(), dict(compiler.tables), compiler.params.values, out, skipped)

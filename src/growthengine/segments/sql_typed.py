@@ -105,17 +105,21 @@ def drop_typed_events(conn: sa.Connection) -> None:
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {TABLE}", execution_options=_PLAIN)
 
 
-def create_leaves(conn: sa.Connection, setup: str, params: dict[str, Any]) -> None:
-    """The users' leaf aggregates (``sql_compile.CompiledRebuild.setup``) as a temporary table, made once."""
+def create_leaves(conn: sa.Connection, setup: str, params: dict[str, Any], tables: dict[str, str]) -> None:
+    """The users' leaf aggregates (``sql_compile.CompiledRebuild.setup``) as a temporary table, made once, after the
+    temporary tables it reads (``CompiledRebuild.tables``)."""
     from growthengine.segments.sql_compile import LEAVES
 
-    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {LEAVES}", execution_options=_PLAIN)
-    conn.execute(sa.text(f"CREATE TEMPORARY TABLE {LEAVES} AS {setup}"), params, execution_options=_PLAIN)
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"ANALYZE {LEAVES}", execution_options=_PLAIN)
+    pg = conn.dialect.name == "postgresql"
+    for name, select in [*tables.items(), (LEAVES, setup)]:
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}", execution_options=_PLAIN)
+        conn.execute(sa.text(f"CREATE TEMPORARY TABLE {name} AS {select}"), params, execution_options=_PLAIN)
+        if pg:
+            conn.exec_driver_sql(f"ANALYZE {name}", execution_options=_PLAIN)
 
 
-def drop_leaves(conn: sa.Connection) -> None:
+def drop_leaves(conn: sa.Connection, tables: Iterable[str] = ()) -> None:
     from growthengine.segments.sql_compile import LEAVES
 
-    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {LEAVES}", execution_options=_PLAIN)
+    for name in (LEAVES, *tables):
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}", execution_options=_PLAIN)
