@@ -259,13 +259,19 @@ class _Compiler:
         log = self.typed.table
         zones = (f"(SELECT pz.user_id, {timezone_sql(self.json, self.json.doc('pz.traits'))} AS zone "
                  f"FROM profiles pz{' OFFSET 0' if self.json.pg else ''})")  # each user's traits parsed once
-        zone = f"COALESCE(pz.zone, {self.params.add(self.business_tz)})"
+        # Each user's last activity and time zone, once per user (not a profile read per event).
+        self.ctes[f"act_{a}"] = (f"SELECT a.user_id AS user_id, a.last AS last, pz.zone AS zone FROM (SELECT user_id, "
+                                 f"MAX(ts_us) AS last FROM {log} WHERE type IN {ACTIVITY} GROUP BY user_id) a "
+                                 f"LEFT JOIN {zones} pz ON pz.user_id = a.user_id{' OFFSET 0' if self.json.pg else ''}")
+        zone = f"COALESCE(act.zone, {self.params.add(self.business_tz)})"
         day = local_day_sql(self.json, "e.ts_us", zone, self.zones, self.business_tz)
-        self.ctes[a] = (f"SELECT act.user_id AS user_id, COUNT(DISTINCT {day}) AS days FROM (SELECT user_id, "
-                        f"MAX(ts_us) AS last FROM {log} WHERE type IN {ACTIVITY} GROUP BY user_id) act "
-                        f"JOIN {log} e ON e.user_id = act.user_id AND e.ts_us > act.last - "
-                        f"{self.params.add(node.within_us)} LEFT JOIN {zones} pz ON pz.user_id = act.user_id "
-                        f"WHERE e.type IN {ACTIVITY} GROUP BY act.user_id")
+        days = (f"FROM act_{a} act JOIN {log} e ON e.user_id = act.user_id AND e.ts_us > act.last - "
+                f"{self.params.add(node.within_us)} WHERE e.type IN {ACTIVITY}")
+        if self.json.pg:  # two hashed groupings, not a sort of every event for COUNT(DISTINCT)
+            self.ctes[a] = (f"SELECT d.user_id AS user_id, COUNT(d.day) AS days FROM (SELECT act.user_id AS user_id, "
+                            f"{day} AS day {days} GROUP BY act.user_id, {day}) d GROUP BY d.user_id")
+        else:  # the typed events are in user order: a small distinct set per user
+            self.ctes[a] = f"SELECT act.user_id AS user_id, COUNT(DISTINCT {day}) AS days {days} GROUP BY act.user_id"
         self.joined[a] = ("days",)
         return a, ("days",), self.json.compare_number(f"COALESCE(j.{a}_days, 0)", node.compare)
 
