@@ -259,10 +259,11 @@ class _Compiler:
         log = self.typed.table
         zones = (f"(SELECT pz.user_id, {timezone_sql(self.json, self.json.doc('pz.traits'))} AS zone "
                  f"FROM profiles pz{' OFFSET 0' if self.json.pg else ''})")  # each user's traits parsed once
-        # Each user's last activity and time zone, once per user (not a profile read per event).
-        self.ctes[f"act_{a}"] = (f"SELECT a.user_id AS user_id, a.last AS last, pz.zone AS zone FROM (SELECT user_id, "
-                                 f"MAX(ts_us) AS last FROM {log} WHERE type IN {ACTIVITY} GROUP BY user_id) a "
-                                 f"LEFT JOIN {zones} pz ON pz.user_id = a.user_id{' OFFSET 0' if self.json.pg else ''}")
+        # Each user's last activity (the one pass's, ``g``: see ``setup``) and time zone, once per user (not a
+        # profile read per event).
+        self.ctes[f"act_{a}"] = (f"SELECT g.user_id AS user_id, g.act_last AS last, pz.zone AS zone FROM g "
+                                 f"LEFT JOIN {zones} pz ON pz.user_id = g.user_id WHERE g.act_last IS NOT NULL"
+                                 f"{' OFFSET 0' if self.json.pg else ''}")
         zone = f"COALESCE(act.zone, {self.params.add(self.business_tz)})"
         day = local_day_sql(self.json, "e.ts_us", zone, self.zones, self.business_tz)
         days = (f"FROM act_{a} act JOIN {log} e ON e.user_id = act.user_id AND e.ts_us > act.last - "
@@ -366,7 +367,8 @@ class _Compiler:
         if not self.joined:
             with_ = f"WITH {', '.join(ctes)} " if ctes else ""
             return f"{with_}SELECT g.*{scored} FROM ({one_pass}) g"
-        ctes.append(f"g AS {materialized}(SELECT g.*{scored} FROM ({one_pass}) g)")
+        # g first: the other leaves may read it (active days read each user's last activity from it).
+        ctes.insert(0, f"g AS {materialized}(SELECT g.*{scored} FROM ({one_pass}) g)")
         own = [*self.passed, *self.scored]
         others = [(a, c) for a, columns in self.joined.items() for c in columns]
         nulls = {name: f"CAST(NULL AS {_TYPES.get(name.rsplit('_', 1)[-1], 'bigint')})"
