@@ -12,8 +12,9 @@ columns, one scan and one parse of the payloads). :func:`compile_rebuild` then w
   business time zone) and patterns (per entity, ``listing_id`` or each of ``listing_ids``, the opening events due by
   ``as_of`` and not yet left with no closing event at or after them; at the same instant, after them in the log
   when the evaluator orders same-instant events by arrival; window functions over each entity's events, no
-  anti-join), are their own common table expressions, joined to it by user. An identical leaf in two segments is
-  computed once.
+  anti-join), are their own common table expressions, joined to it by user. A pattern's open entities are a
+  temporary table of their own (``tables``, made before the setup), which the setup counts per user and the
+  members' facets read again. An identical leaf in two segments is computed once.
 * per segment, a query over that table: each user who is a member at ``as_of`` or is stored as one (so a rebuild
   sees its exits), with the leaves' aggregates and ``member``, decided in SQL; :mod:`growthengine.segments.
   sql_rebuild` hands the aggregates to the Python evaluator to word the reason, so reasons read the same whichever
