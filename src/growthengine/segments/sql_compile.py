@@ -6,7 +6,8 @@ columns, one scan and one parse of the payloads). :func:`compile_rebuild` then w
 * ``setup``: one row per user in the log with every leaf's aggregates, of every segment being rebuilt, made in ONE
   ``GROUP BY user`` pass over the typed events: each plain aggregate (``count``/``sum``/``distinct``/``last`` of the
   events of one name, filtered, windowed or lifetime) and the last activity are conditional aggregates of that pass
-  (``SUM(CASE WHEN <its events> THEN ... END)``). The leaves that need more than one row per user, ``per`` (the
+  (``SUM(...) FILTER (WHERE <its events>)``: the other rows do not reach the aggregate). The leaves that need more
+  than one row per user, ``per`` (the
   best group by ``ROW_NUMBER()``: qualifying first, then the largest value, then the largest group, as the evaluator
   picks it), ``active_days`` (distinct local days after ``last - within``, in the user's ``timezone`` trait or the
   business time zone) and patterns (per entity, ``listing_id`` or each of ``listing_ids``, the opening events due by
@@ -199,19 +200,19 @@ class _Compiler:
         j = self.json
         a = self.alias()
         cond = " AND ".join(self._where(node))
-        self.passed[f"{a}_n"] = f"SUM(CASE WHEN {cond} THEN 1 END)"
-        self.passed[f"{a}_l"] = f"MAX(CASE WHEN {cond} THEN e.ts_us END)"
+        self.passed[f"{a}_n"] = f"SUM(1) FILTER (WHERE {cond})"
+        self.passed[f"{a}_l"] = f"MAX(e.ts_us) FILTER (WHERE {cond})"
         names = ["n", "l"]
         if node.measure in ("sum", "distinct"):
             if node.of is None:
                 raise NotCompilable(f"{node.measure} without a property")
             value = j.prop(TYPED, node.of)
             if node.measure == "sum":
-                self.passed[f"{a}_s"] = f"SUM(CASE WHEN {cond} THEN {j.summand(value)} END)"
-                self.passed[f"{a}_fl"] = f"MAX(CASE WHEN {cond} THEN {j.float_flag(value)} END)"
+                self.passed[f"{a}_s"] = f"SUM({j.summand(value)}) FILTER (WHERE {cond})"
+                self.passed[f"{a}_fl"] = f"MAX({j.float_flag(value)}) FILTER (WHERE {cond})"
                 names += ["s", "fl"]
             else:
-                self.passed[f"{a}_d"] = f"COUNT(DISTINCT CASE WHEN {cond} THEN {j.key(value)} END)"
+                self.passed[f"{a}_d"] = f"COUNT(DISTINCT {j.key(value)}) FILTER (WHERE {cond})"
                 names.append("d")
         measured = {"count": f"g.{a}_n", "sum": f"g.{a}_s", "distinct": f"g.{a}_d",
                     "last": f"({self.now} - g.{a}_l)"}[node.measure]
@@ -250,7 +251,7 @@ class _Compiler:
         return a, (*names, "ok"), f"(COALESCE(j.{a}_ok, 0) = 1)"
 
     def _activity(self) -> None:
-        self.passed["act_last"] = f"MAX(CASE WHEN e.type IN {ACTIVITY} THEN e.ts_us END)"
+        self.passed["act_last"] = f"MAX(e.ts_us) FILTER (WHERE e.type IN {ACTIVITY})"
         if self.top and "j.act_last AS act_last" not in self.selects:
             self.selects.append("j.act_last AS act_last")
 
