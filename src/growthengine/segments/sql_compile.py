@@ -64,6 +64,8 @@ ACTIVITY = "('track', 'page', 'screen')"
 _TYPES = {"grp": "text", "s": "numeric"}  # of the leaves' columns by their last part; the others are whole numbers
 LEAVES = "ge_segment_leaves"
 """The temporary table of every user's leaf aggregates (``CompiledRebuild.setup``)."""
+USER_AGGREGATES = "ge_segment_pass"
+"""The temporary table of the one pass's aggregates per user (``CompiledRebuild.tables``) when other leaves join it."""
 OPENS = "ge_segment_opens_"
 """The prefix of the temporary tables of a pattern leaf's open entities (``CompiledRebuild.tables``)."""
 SAME_INSTANT_BY_ARRIVAL = hasattr(feeds, "closing_order")
@@ -369,8 +371,11 @@ class _Compiler:
         if not self.joined:
             with_ = f"WITH {', '.join(ctes)} " if ctes else ""
             return f"{with_}SELECT g.*{scored} FROM ({one_pass}) g"
-        # g first: the other leaves may read it (active days read each user's last activity from it).
-        ctes.insert(0, f"g AS {materialized}(SELECT g.*{scored} FROM ({one_pass}) g)")
+        # The pass is a table of its own, made first: the other leaves may read it (active days read each user's
+        # last activity from it), and PostgreSQL plans their joins with its true size (as a common table
+        # expression it guessed, and hashed every event instead of the users).
+        self.tables[USER_AGGREGATES] = f"SELECT g.*{scored} FROM ({one_pass}) g"
+        ctes.insert(0, f"g AS {'NOT MATERIALIZED ' if self.json.pg else ''}(SELECT * FROM {USER_AGGREGATES})")
         own = [*self.passed, *self.scored]
         others = [(a, c) for a, columns in self.joined.items() for c in columns]
         nulls = {name: f"CAST(NULL AS {_TYPES.get(name.rsplit('_', 1)[-1], 'bigint')})"
