@@ -242,8 +242,8 @@ def segments(
 
         instant_bench(timers, with_flows, cold, db_dir)
         return
-    if pg is not None:
-        raise CliError("--pg goes with --rebuild")
+    if pg is not None or no_python:
+        raise CliError("--pg and --no-python go with --rebuild")
     if events < batch or users < 1 or timers < 1 or not 1 <= batch <= 10_000 or paced_seconds <= 0:
         raise CliError("--events must be at least --batch (1-10,000); --users and --timers at least 1")
     size = bench.SegmentsSize(users=users, events=events, batch=batch, timers=timers, paced_seconds=paced_seconds)
