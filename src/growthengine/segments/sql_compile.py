@@ -7,15 +7,15 @@ columns, one scan and one parse of the payloads). :func:`compile_rebuild` then w
   ``GROUP BY user`` pass over the typed events: each plain aggregate (``count``/``sum``/``distinct``/``last`` of the
   events of one name, filtered, windowed or lifetime) and the last activity are conditional aggregates of that pass
   (``SUM(...) FILTER (WHERE <its events>)``: the other rows do not reach the aggregate). The leaves that need more
-  than one row per user, ``per`` (the
-  best group by ``ROW_NUMBER()``: qualifying first, then the largest value, then the largest group, as the evaluator
-  picks it), ``active_days`` (distinct local days after ``last - within``, in the user's ``timezone`` trait or the
-  business time zone) and patterns (per entity, ``listing_id`` or each of ``listing_ids``, the opening events due by
-  ``as_of`` and not yet left with no closing event at or after them; at the same instant, after them in the log
-  when the evaluator orders same-instant events by arrival; window functions over each entity's events, no
-  anti-join), are their own common table expressions, joined to it by user. A pattern's open entities are a
-  temporary table of their own (``tables``, made before the setup), which the setup counts per user and the
-  members' facets read again. An identical leaf in two segments is computed once.
+  than one row per user, ``per`` (the best group by ``ROW_NUMBER()``: qualifying first, then the largest value, then
+  the largest group, as the evaluator picks it), ``active_days`` (distinct local days after ``last - within``, in
+  the user's ``timezone`` trait or the business time zone) and patterns (per entity, ``listing_id`` or each of
+  ``listing_ids``, the opening events due by ``as_of`` and not yet left with no closing event at or after them; at
+  the same instant, after them in the log when the evaluator orders same-instant events by arrival; window
+  functions over each entity's events, no anti-join), are their own common table expressions, joined to it by
+  user. A pattern's open entities are a temporary table of their own (``tables``, made before the setup), which
+  the setup counts per user and the members' facets read again. An identical leaf in two segments is computed
+  once.
 * per segment, a query over that table: each user who is a member at ``as_of`` or is stored as one (so a rebuild
   sees its exits), with the leaves' aggregates and ``member``, decided in SQL; :mod:`growthengine.segments.
   sql_rebuild` hands the aggregates to the Python evaluator to word the reason, so reasons read the same whichever
