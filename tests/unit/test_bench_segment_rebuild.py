@@ -23,7 +23,8 @@ def test_rebuild_bench_agrees_three_ways(tmp_path: Path, pg_cluster: PgCluster) 
     report = run_rebuild_bench(RebuildSize(users=300, events=6_000), tmp_path, _stage, pg_cluster.new_database())
     # Each run checks the others found the same members; the defaults all have some at this size.
     assert set(report.members) == {"high_ltv", "window_shoppers", "local_buyers", "cart_abandoners", "churn_risk"}
-    assert report.python.seconds > 0 and report.sql_sqlite.seconds > 0 and report.sql_pg is not None
+    assert report.python is not None and report.python.seconds > 0
+    assert report.sql_sqlite.seconds > 0 and report.sql_pg is not None
     assert report.sql_sqlite.details["entered"] == sum(report.members.values())
     assert report.duckdb_query_s > 0 and report.duckdb_load_s > 0 and report.ratio > 0
 
@@ -33,6 +34,20 @@ def test_rebuild_bench_on_the_command_line(tmp_path: Path) -> None:
                                       "--db-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "SQL (SQLite) / DuckDB" in result.output and "members (the same every way)" in result.output
+
+
+@pytest.mark.postgres
+def test_without_the_python_rebuild_sql_is_checked_against_duckdb(tmp_path: Path, pg_cluster: PgCluster) -> None:
+    report = run_rebuild_bench(RebuildSize(users=300, events=6_000), tmp_path, _stage, pg_cluster.new_database(),
+                               python=False)
+    assert report.python is None and not (tmp_path / "rebuild-python.db").exists()
+    # the PostgreSQL rebuild ran on the SQLite file's rows, copied: the same members as DuckDB's
+    assert report.sql_pg is not None and report.sql_pg.details["members"] == report.members
+    assert set(report.members) == {"high_ltv", "window_shoppers", "local_buyers", "cart_abandoners", "churn_risk"}
+    result = CliRunner().invoke(app, ["bench", "segments", "--rebuild", "--no-python", "--users", "100", "--events",
+                                      "1000", "--db-dir", str(tmp_path / "cli")])
+    assert result.exit_code == 0, result.output
+    assert "skipped" in result.output and "members (the same every way)" in result.output
 
 
 def test_a_missing_duckdb_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

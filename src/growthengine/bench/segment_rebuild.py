@@ -1,9 +1,10 @@
 """``growth bench segments --rebuild``: a full rebuild of the five default segments, three ways, on the same rows.
 
-* **Python**: ``segments.rebuild.rebuild`` (every user's events replayed through the evaluator), on SQLite;
+* **Python**: ``segments.rebuild.rebuild`` (every user's events replayed through the evaluator), on SQLite (skipped
+  with ``--no-python``, slow at full size: the SQL rebuilds' members are then checked against DuckDB's);
 * **SQL**: ``segments.sql_rebuild.sql_rebuild`` (the log read once into a typed temporary table, every segment's
   aggregates in one pass per user, then one query per segment) on a copy of the same SQLite file, and on PostgreSQL
-  when a URL is given (``--pg``; the database must hold no events yet);
+  when a URL is given (``--pg``; the database must hold no events yet: the SQLite file's rows are copied into it);
 * **DuckDB**: the same five segments written by hand for DuckDB over typed columns (amount, province, listing ids
   taken out of the JSON when the rows are exported), in a subprocess (``bench.duckdb_segments``) so that its memory
   stays out of the engine's; its load of the exported file and its queries are timed apart.
@@ -65,7 +66,8 @@ class RebuildSize:
 @dataclass
 class RebuildBench:
     size: RebuildSize
-    python: Measurement
+    python: Measurement | None
+    """None when skipped (``--no-python``): the SQL rebuilds' members are then checked against DuckDB's."""
     sql_sqlite: Measurement
     sql_pg: Measurement | None
     duckdb_load_s: float
@@ -138,6 +140,31 @@ def _insert(store: Store, size: RebuildSize, as_of_us: int, progress: Callable[[
                                           for i, u in enumerate(users)])
 
 
+def _copy_to_pg(source: Store, pg: Store, progress: Callable[[int], None]) -> None:
+    """The SQLite file's events and profiles into an empty PostgreSQL database by ``COPY`` (the same rows, in the
+    same order, without generating them again)."""
+    profile_columns = "user_id, anonymous, traits, trait_times, first_seen_us, last_active_us, updated_us"
+    with source.read() as src, pg.transaction() as tx:
+        if tx.events.count():
+            raise BenchError("the database already holds events: give an empty one")
+        cursor = tx.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        events = src.conn.exec_driver_sql(f"SELECT {_COLUMNS} FROM events ORDER BY id")  # noqa: S608
+        n = 0
+        with cursor.copy(f"COPY events ({_COLUMNS}) FROM STDIN") as copy:
+            for n, row in enumerate(events, 1):
+                copy.write_row(row)
+                if n % 100_000 == 0:
+                    progress(100_000)
+        progress(n % 100_000)
+        profiles = src.conn.exec_driver_sql(f"SELECT {profile_columns} FROM profiles")  # noqa: S608
+        with cursor.copy(f"COPY profiles ({profile_columns}) FROM STDIN") as copy:
+            for row in profiles:
+                copy.write_row((row[0], bool(row[1]), *row[2:]))  # SQLite's 0/1 as PostgreSQL's boolean
+    # As a log that has lived is: vacuumed and analyzed (else autovacuum does it during the timed rebuild).
+    with pg.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM ANALYZE events")
+
+
 def _segment_engine() -> SegmentEngine:
     from growthengine.config.loader import load_config
 
@@ -206,7 +233,9 @@ def run_duckdb(csv_path: Path, as_of_us: int) -> dict[str, Any]:
     return answer
 
 
-def run_rebuild_bench(size: RebuildSize, db_dir: Path, stage: Stage, pg_url: str | None = None) -> RebuildBench:
+def run_rebuild_bench(size: RebuildSize, db_dir: Path, stage: Stage, pg_url: str | None = None, *,
+                      python: bool = True) -> RebuildBench:
+    """The three rebuilds on the same rows; ``python=False`` skips the Python rebuild (slow at full size)."""
     db_dir.mkdir(parents=True, exist_ok=True)
     as_of_us = to_us(AS_OF)
     paths = [db_dir / "rebuild-python.db", db_dir / "rebuild-sql.db", db_dir / "rebuild-events.csv"]
@@ -214,41 +243,46 @@ def run_rebuild_bench(size: RebuildSize, db_dir: Path, stage: Stage, pg_url: str
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
     python_db, sql_db, csv_path = paths
-    store = Store.open(f"sqlite:///{python_db}")
+    store = Store.open(f"sqlite:///{sql_db}")
     try:
         _insert(store, size, as_of_us, stage("generate", size.events))
     finally:
         store.close()
-    shutil.copyfile(python_db, sql_db)
-    stores = {"python": Store.open(f"sqlite:///{python_db}"), "sql": Store.open(f"sqlite:///{sql_db}")}
+    py = None
+    if python:
+        shutil.copyfile(sql_db, python_db)
+        store = Store.open(f"sqlite:///{python_db}")
+        try:
+            done = stage("python rebuild", 1)
+            py = _timed("Python rebuild (SQLite)", store, _python, size.events)
+            done(1)
+        finally:
+            store.close()
+    store = Store.open(f"sqlite:///{sql_db}")
     try:
-        done = stage("python rebuild", 1)
-        python = _timed("Python rebuild (SQLite)", stores["python"], _python, size.events)
-        done(1)
         done = stage("sql rebuild", 1)
-        sql = _timed("SQL rebuild (SQLite)", stores["sql"], _sql, size.events)
+        sql = _timed("SQL rebuild (SQLite)", store, _sql, size.events)
         done(1)
         start = time.perf_counter()
-        export_typed(stores["sql"], csv_path)
+        export_typed(store, csv_path)
         export_s = time.perf_counter() - start
+        sql_pg = None
+        if pg_url is not None:
+            pg = Store.open(pg_url)
+            try:
+                _copy_to_pg(store, pg, stage("load PostgreSQL", size.events))
+                sql_pg = _timed("SQL rebuild (PostgreSQL)", pg, _sql, size.events)
+            finally:
+                pg.close()
     finally:
-        for s in stores.values():
-            s.close()
-    sql_pg = None
-    if pg_url is not None:
-        pg = Store.open(pg_url)
-        try:
-            _insert(pg, size, as_of_us, stage("load PostgreSQL", size.events))
-            sql_pg = _timed("SQL rebuild (PostgreSQL)", pg, _sql, size.events)
-        finally:
-            pg.close()
+        store.close()
     done = stage("duckdb", 1)
     duck = run_duckdb(csv_path, as_of_us)
     done(1)
-    expected = python.details["members"]
+    expected, by = (py.details["members"], "the Python rebuild") if py is not None else (duck["members"], "DuckDB")
     for m in (sql, sql_pg):
         if m is not None and m.details["members"] != expected:
-            raise BenchError(f"{m.name} found {m.details['members']}, the Python rebuild {expected}")
+            raise BenchError(f"{m.name} found {m.details['members']}, {by} {expected}")
     if duck["members"] != expected:
-        raise BenchError(f"DuckDB found {duck['members']}, the Python rebuild {expected}")
-    return RebuildBench(size, python, sql, sql_pg, duck["load_s"], duck["query_s"], export_s, expected)
+        raise BenchError(f"DuckDB found {duck['members']}, {by} {expected}")
+    return RebuildBench(size, py, sql, sql_pg, duck["load_s"], duck["query_s"], export_s, expected)

@@ -220,6 +220,8 @@ def segments(
                                           "(needs the dev extras)")] = False,
     pg: Annotated[str | None, typer.Option("--pg", help="with --rebuild: also on this PostgreSQL database "
                                            "(migrated here; it must hold no events)")] = None,
+    no_python: Annotated[bool, typer.Option("--no-python", help="with --rebuild: skip the Python rebuild (slow at "
+                                            "full size); the SQL members are checked against DuckDB's")] = False,
     instant: Annotated[bool, typer.Option("--instant", help="only --timers segment timers due at one instant, the "
                                           "segment stage's own share (no flow listening)")] = False,
     with_flows: Annotated[bool, typer.Option("--flows", help="with --instant: the flows listen too (their share "
@@ -233,15 +235,15 @@ def segments(
     if rebuild:
         from growthengine.cli.bench_rebuild import rebuild_bench
 
-        rebuild_bench(users, events, db_dir, pg)
+        rebuild_bench(users, events, db_dir, pg, python=not no_python)
         return
     if instant or with_flows or cold:
         from growthengine.cli.bench_timers import instant_bench
 
         instant_bench(timers, with_flows, cold, db_dir)
         return
-    if pg is not None:
-        raise CliError("--pg goes with --rebuild")
+    if pg is not None or no_python:
+        raise CliError("--pg and --no-python go with --rebuild")
     if events < batch or users < 1 or timers < 1 or not 1 <= batch <= 10_000 or paced_seconds <= 0:
         raise CliError("--events must be at least --batch (1-10,000); --users and --timers at least 1")
     size = bench.SegmentsSize(users=users, events=events, batch=batch, timers=timers, paced_seconds=paced_seconds)

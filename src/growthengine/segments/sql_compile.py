@@ -6,14 +6,16 @@ columns, one scan and one parse of the payloads). :func:`compile_rebuild` then w
 * ``setup``: one row per user in the log with every leaf's aggregates, of every segment being rebuilt, made in ONE
   ``GROUP BY user`` pass over the typed events: each plain aggregate (``count``/``sum``/``distinct``/``last`` of the
   events of one name, filtered, windowed or lifetime) and the last activity are conditional aggregates of that pass
-  (``SUM(CASE WHEN <its events> THEN ... END)``). The leaves that need more than one row per user, ``per`` (the
-  best group by ``ROW_NUMBER()``: qualifying first, then the largest value, then the largest group, as the evaluator
-  picks it), ``active_days`` (distinct local days after ``last - within``, in the user's ``timezone`` trait or the
-  business time zone) and patterns (per entity, ``listing_id`` or each of ``listing_ids``, the opening events due by
-  ``as_of`` and not yet left with no closing event at or after them; at the same instant, after them in the log
-  when the evaluator orders same-instant events by arrival; window functions over each entity's events, no
-  anti-join), are their own common table expressions, joined to it by user. An identical leaf in two segments is
-  computed once.
+  (``SUM(...) FILTER (WHERE <its events>)``: the other rows do not reach the aggregate). The leaves that need more
+  than one row per user, ``per`` (the best group by ``ROW_NUMBER()``: qualifying first, then the largest value, then
+  the largest group, as the evaluator picks it), ``active_days`` (distinct local days after ``last - within``, in
+  the user's ``timezone`` trait or the business time zone) and patterns (per entity, ``listing_id`` or each of
+  ``listing_ids``, the opening events due by ``as_of`` and not yet left with no closing event at or after them; at
+  the same instant, after them in the log when the evaluator orders same-instant events by arrival; window
+  functions over each entity's events, no anti-join), are their own common table expressions, joined to it by
+  user. A pattern's open entities are a temporary table of their own (``tables``, made before the setup), which
+  the setup counts per user and the members' facets read again. An identical leaf in two segments is computed
+  once.
 * per segment, a query over that table: each user who is a member at ``as_of`` or is stored as one (so a rebuild
   sees its exits), with the leaves' aggregates and ``member``, decided in SQL; :mod:`growthengine.segments.
   sql_rebuild` hands the aggregates to the Python evaluator to word the reason, so reasons read the same whichever
@@ -62,6 +64,10 @@ ACTIVITY = "('track', 'page', 'screen')"
 _TYPES = {"grp": "text", "s": "numeric"}  # of the leaves' columns by their last part; the others are whole numbers
 LEAVES = "ge_segment_leaves"
 """The temporary table of every user's leaf aggregates (``CompiledRebuild.setup``)."""
+USER_AGGREGATES = "ge_segment_pass"
+"""The temporary table of the one pass's aggregates per user (``CompiledRebuild.tables``) when other leaves join it."""
+OPENS = "ge_segment_opens_"
+"""The prefix of the temporary tables of a pattern leaf's open entities (``CompiledRebuild.tables``)."""
 SAME_INSTANT_BY_ARRIVAL = hasattr(feeds, "closing_order")
 """Whether the evaluator orders a pattern's events at one instant by their log id (event-time patterns) or lets a
 closing event close every opening event of its instant (before event time landed)."""
@@ -89,6 +95,9 @@ class CompiledSegment:
 class CompiledRebuild:
     setup: str
     """A SELECT of one row per user with every leaf's columns (stored as :data:`LEAVES` before the queries)."""
+    tables: dict[str, str]
+    """Temporary tables made before ``setup`` (which reads them), in order: name -> its SELECT (the open entities of
+    each pattern leaf, read again for the members' facets, so the pattern is computed once)."""
     params: dict[str, Any]
     segments: dict[str, CompiledSegment]
     skipped: dict[str, str]
@@ -117,6 +126,7 @@ class _Compiler:
         self.passed: dict[str, str] = {}  # column -> aggregate over the typed events e (GROUP BY user)
         self.scored: dict[str, str] = {}  # column -> expression over the pass's row g
         self.ctes: dict[str, str] = {}
+        self.tables: dict[str, str] = {}  # temporary tables made before the setup
         self.joined: dict[str, tuple[str, ...]] = {}  # CTE -> its columns (one row per user), joined by user
         self.memo: dict[Any, tuple[str, tuple[str, ...], str]] = {}  # leaf -> (alias, columns, predicate)
         self.count = 0
@@ -192,19 +202,19 @@ class _Compiler:
         j = self.json
         a = self.alias()
         cond = " AND ".join(self._where(node))
-        self.passed[f"{a}_n"] = f"SUM(CASE WHEN {cond} THEN 1 END)"
-        self.passed[f"{a}_l"] = f"MAX(CASE WHEN {cond} THEN e.ts_us END)"
+        self.passed[f"{a}_n"] = f"SUM(1) FILTER (WHERE {cond})"
+        self.passed[f"{a}_l"] = f"MAX(e.ts_us) FILTER (WHERE {cond})"
         names = ["n", "l"]
         if node.measure in ("sum", "distinct"):
             if node.of is None:
                 raise NotCompilable(f"{node.measure} without a property")
             value = j.prop(TYPED, node.of)
             if node.measure == "sum":
-                self.passed[f"{a}_s"] = f"SUM(CASE WHEN {cond} THEN {j.summand(value)} END)"
-                self.passed[f"{a}_fl"] = f"MAX(CASE WHEN {cond} THEN {j.float_flag(value)} END)"
+                self.passed[f"{a}_s"] = f"SUM({j.summand(value)}) FILTER (WHERE {cond})"
+                self.passed[f"{a}_fl"] = f"MAX({j.float_flag(value)}) FILTER (WHERE {cond})"
                 names += ["s", "fl"]
             else:
-                self.passed[f"{a}_d"] = f"COUNT(DISTINCT CASE WHEN {cond} THEN {j.key(value)} END)"
+                self.passed[f"{a}_d"] = f"COUNT(DISTINCT {j.key(value)}) FILTER (WHERE {cond})"
                 names.append("d")
         measured = {"count": f"g.{a}_n", "sum": f"g.{a}_s", "distinct": f"g.{a}_d",
                     "last": f"({self.now} - g.{a}_l)"}[node.measure]
@@ -243,7 +253,7 @@ class _Compiler:
         return a, (*names, "ok"), f"(COALESCE(j.{a}_ok, 0) = 1)"
 
     def _activity(self) -> None:
-        self.passed["act_last"] = f"MAX(CASE WHEN e.type IN {ACTIVITY} THEN e.ts_us END)"
+        self.passed["act_last"] = f"MAX(e.ts_us) FILTER (WHERE e.type IN {ACTIVITY})"
         if self.top and "j.act_last AS act_last" not in self.selects:
             self.selects.append("j.act_last AS act_last")
 
@@ -253,13 +263,20 @@ class _Compiler:
         log = self.typed.table
         zones = (f"(SELECT pz.user_id, {timezone_sql(self.json, self.json.doc('pz.traits'))} AS zone "
                  f"FROM profiles pz{' OFFSET 0' if self.json.pg else ''})")  # each user's traits parsed once
-        zone = f"COALESCE(pz.zone, {self.params.add(self.business_tz)})"
+        # Each user's last activity (the one pass's, ``g``: see ``setup``) and time zone, once per user (not a
+        # profile read per event).
+        self.ctes[f"act_{a}"] = (f"SELECT g.user_id AS user_id, g.act_last AS last, pz.zone AS zone FROM g "
+                                 f"LEFT JOIN {zones} pz ON pz.user_id = g.user_id WHERE g.act_last IS NOT NULL"
+                                 f"{' OFFSET 0' if self.json.pg else ''}")
+        zone = f"COALESCE(act.zone, {self.params.add(self.business_tz)})"
         day = local_day_sql(self.json, "e.ts_us", zone, self.zones, self.business_tz)
-        self.ctes[a] = (f"SELECT act.user_id AS user_id, COUNT(DISTINCT {day}) AS days FROM (SELECT user_id, "
-                        f"MAX(ts_us) AS last FROM {log} WHERE type IN {ACTIVITY} GROUP BY user_id) act "
-                        f"JOIN {log} e ON e.user_id = act.user_id AND e.ts_us > act.last - "
-                        f"{self.params.add(node.within_us)} LEFT JOIN {zones} pz ON pz.user_id = act.user_id "
-                        f"WHERE e.type IN {ACTIVITY} GROUP BY act.user_id")
+        days = (f"FROM act_{a} act JOIN {log} e ON e.user_id = act.user_id AND e.ts_us > act.last - "
+                f"{self.params.add(node.within_us)} WHERE e.type IN {ACTIVITY}")
+        if self.json.pg:  # two hashed groupings, not a sort of every event for COUNT(DISTINCT)
+            self.ctes[a] = (f"SELECT d.user_id AS user_id, COUNT(d.day) AS days FROM (SELECT act.user_id AS user_id, "
+                            f"{day} AS day {days} GROUP BY act.user_id, {day}) d GROUP BY d.user_id")
+        else:  # the typed events are in user order: a small distinct set per user
+            self.ctes[a] = f"SELECT act.user_id AS user_id, COUNT(DISTINCT {day}) AS days {days} GROUP BY act.user_id"
         self.joined[a] = ("days",)
         return a, ("days",), self.json.compare_number(f"COALESCE(j.{a}_days, 0)", node.compare)
 
@@ -269,41 +286,44 @@ class _Compiler:
         j, add = self.json, self.params.add
         a = self.alias()
         names = ", ".join(add(n) for n in (node.first, *node.not_followed_by))
-        opens = f"CASE WHEN e.name = {add(node.first)} THEN 1 ELSE 0 END"
+        opening = f"CASE WHEN e.name = {add(node.first)} THEN 1 ELSE 0 END"
         events, where = f"{self.typed.table} e", [f"e.name IN ({names})"]
         single = j.prop(TYPED, node.same)
         source, element = j.elements(TYPED, node.same + "s")
         singles = " AND ".join([*where, j.is_scalar(single)])
         plurals = " AND ".join([*where, f"NOT {j.is_scalar(single)}", j.is_scalar(element)])
-        self.ctes[f"ents_{a}"] = (
-            f"SELECT e.user_id AS user_id, e.id AS id, e.ts_us AS ts_us, {opens} AS opens, "
+        ents = (
+            f"SELECT e.user_id AS user_id, e.id AS id, e.ts_us AS ts_us, {opening} AS opens, "
             f"{j.key(single)} AS entity FROM {events} WHERE {singles} "
-            f"UNION ALL SELECT e.user_id, e.id, e.ts_us, {opens}, {j.key(element)} "
+            f"UNION ALL SELECT e.user_id, e.id, e.ts_us, {opening}, {j.key(element)} "
             f"FROM {events} CROSS JOIN {source} WHERE {plurals}"
         )
         # An opening event stays open while no closing event (by the instant) follows it for its entity: the closing
         # events counted after it in a window over the entity's events in reverse order. At the same instant a
         # closing event comes after an opening one when it came later in the log (event time), or always (before).
         tie = "x.id DESC" if SAME_INSTANT_BY_ARRIVAL else "x.opens ASC, x.id DESC"
-        self.ctes[f"marks_{a}"] = (
+        marks = (
             f"SELECT x.*, COALESCE(SUM(1 - x.opens) OVER (PARTITION BY x.user_id, x.entity ORDER BY x.ts_us DESC, "
             f"{tie} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS later FROM ents_{a} x "
             f"WHERE x.opens = 1 OR x.ts_us <= {self.now}"
         )
-        self.ctes[f"opens_{a}"] = (
+        opens = (
             f"SELECT f.user_id AS user_id, f.entity AS entity, f.ts_us AS ts_us, f.id AS id, "
             f"ROW_NUMBER() OVER (PARTITION BY f.user_id, f.entity ORDER BY f.ts_us, f.id) AS rn FROM marks_{a} f "
             f"WHERE f.opens = 1 AND f.later = 0 AND f.ts_us + {add(node.within_us)} <= {self.now} "
             f"AND f.ts_us + {add(node.leaves_after_us)} > {self.now}"
         )
-        self.ctes[a] = f"SELECT user_id, COUNT(*) AS n_open FROM opens_{a} WHERE rn = 1 GROUP BY user_id"
+        # The open entities (the first opening event of each) are kept in a table of their own: the setup counts
+        # them per user and the members' facets read them again (the pattern is computed once).
+        self.tables[OPENS + a] = (f"WITH ents_{a} AS ({ents}), marks_{a} AS ({marks}) SELECT o.user_id AS user_id, "
+                                  f"o.entity AS entity, o.ts_us AS ts_us, o.id AS id FROM ({opens}) o WHERE o.rn = 1")
+        self.ctes[a] = f"SELECT user_id, COUNT(*) AS n_open FROM {OPENS}{a} GROUP BY user_id"
         self.joined[a] = ("n_open",)
         return a, ("n_open",), f"(COALESCE(j.{a}_n_open, 0) > 0)"
 
-    def _facets(self, a: str) -> str:
-        steps = ", ".join(f"{name}_{a} AS ({self.ctes[f'{name}_{a}']})" for name in ("ents", "marks", "opens"))
-        return (f"WITH {steps} SELECT o.user_id, o.entity, o.ts_us, ev.payload FROM opens_{a} o "
-                "JOIN events ev ON ev.id = o.id WHERE o.rn = 1")
+    @staticmethod
+    def _facets(a: str) -> str:
+        return f"SELECT o.user_id, o.entity, o.ts_us, ev.payload FROM {OPENS}{a} o JOIN events ev ON ev.id = o.id"
 
     def in_segment(self, node: InSegment) -> str:
         other = self.segments.get(node.key)
@@ -351,7 +371,11 @@ class _Compiler:
         if not self.joined:
             with_ = f"WITH {', '.join(ctes)} " if ctes else ""
             return f"{with_}SELECT g.*{scored} FROM ({one_pass}) g"
-        ctes.append(f"g AS {materialized}(SELECT g.*{scored} FROM ({one_pass}) g)")
+        # The pass is a table of its own, made first: the other leaves may read it (active days read each user's
+        # last activity from it), and PostgreSQL plans their joins with its true size (as a common table
+        # expression it guessed, and hashed every event instead of the users).
+        self.tables[USER_AGGREGATES] = f"SELECT g.*{scored} FROM ({one_pass}) g"
+        ctes.insert(0, f"g AS {'NOT MATERIALIZED ' if self.json.pg else ''}(SELECT * FROM {USER_AGGREGATES})")
         own = [*self.passed, *self.scored]
         others = [(a, c) for a, columns in self.joined.items() for c in columns]
         nulls = {name: f"CAST(NULL AS {_TYPES.get(name.rsplit('_', 1)[-1], 'bigint')})"
@@ -390,4 +414,4 @@ def compile_rebuild(segments: dict[str, Segment], keys: list[str], dialect: str,
             out[key] = compiler.query(segment)
         except NotCompilable as exc:
             skipped[key] = str(exc)
-    return CompiledRebuild(compiler.setup(), compiler.params.values, out, skipped)
+    return CompiledRebuild(compiler.setup(), dict(compiler.tables), compiler.params.values, out, skipped)

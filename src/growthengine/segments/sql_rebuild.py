@@ -80,12 +80,12 @@ def compile_all(engine: SegmentEngine, tx: Tx, keys: list[str], as_of_us: int, z
     typed = create_typed_events(tx.conn, tx.dialect, engine.segments.values())
     plan = compile_rebuild(engine.segments, keys, tx.dialect, as_of_us, typed,
                            business_tz=engine.business_timezone, zones=zones, fresh=fresh, max_zones=MAX_ZONES)
-    create_leaves(tx.conn, plan.setup, plan.params)
+    create_leaves(tx.conn, plan.setup, plan.params, plan.tables)
     return plan
 
 
-def drop_all(tx: Tx) -> None:
-    drop_leaves(tx.conn)
+def drop_all(tx: Tx, plan: CompiledRebuild) -> None:
+    drop_leaves(tx.conn, plan.tables)
     drop_typed_events(tx.conn)
 
 
@@ -262,7 +262,7 @@ def sql_memberships(engine: SegmentEngine, tx: Tx, as_of_us: int) -> tuple[dict[
                                      f"the evaluator on its aggregates says {sorted(v.facets)} ({v.reason})")
             if v.member:
                 out[(key, v.user_id)] = v.facets
-    drop_all(tx)
+    drop_all(tx, plan)
     return out, skipped
 
 
@@ -300,7 +300,7 @@ def sql_rebuild(engine: SegmentEngine, tx: Tx, keys: list[str] | None = None) ->
         elif key in plan.segments:
             _rebuild_one(tx, plan.segments[key], as_of_us, result, memberships)
             result.compiled.append(key)
-    drop_all(tx)
+    drop_all(tx, plan)
     _save_memberships(tx, memberships, as_of_us)
     engine.forget_cached(list(memberships))  # their stored state was written here, not by the stage
     if result.fell_back:
