@@ -11,6 +11,7 @@ segment whose membership changes (``tests/unit/test_segment_compiled.py`` checks
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -50,28 +51,27 @@ def _earlier(a: int | None, b: int | None) -> int | None:
     return b
 
 
+_ORDERED: dict[str, Callable[[Any, Any], Any]] = {
+    "gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le, "eq": operator.eq}
+
+
 def comparer(cmp: Compare) -> Callable[[Any], bool]:
-    """``compare(value, cmp)`` as a function of the value (the common numeric operators inlined)."""
+    """``compare(value, cmp)`` as a function of the value: a number's ordering picked once, here, not per call."""
     op, operand = cmp.op, cmp.operand
     numeric = isinstance(operand, (int, float)) and not isinstance(operand, bool)
-    if numeric and op in ("gt", "gte", "lt", "lte", "eq"):
-        def numeric_compare(value: Any) -> bool:
-            if value is None:
-                return op == "eq" and operand is None
-            try:
-                if op == "gt":
-                    return bool(value > operand)
-                if op == "gte":
-                    return bool(value >= operand)
-                if op == "lt":
-                    return bool(value < operand)
-                if op == "lte":
-                    return bool(value <= operand)
-                return bool(value == operand)
-            except TypeError:
-                return False
-        return numeric_compare
-    return lambda value: compare(value, cmp)
+    test = _ORDERED.get(op) if numeric else None
+    if test is None:
+        return lambda value: compare(value, cmp)
+    ordered = test
+
+    def numeric_compare(value: Any) -> bool:
+        if value is None:  # (equal to no number, and not ordered against one)
+            return False
+        try:
+            return bool(ordered(value, operand))
+        except TypeError:
+            return False
+    return numeric_compare
 
 
 def compile_segment(segment: Segment) -> Decide:
