@@ -4,9 +4,10 @@ On PostgreSQL a batch of rows goes as one array per column through ``unnest``: o
 of one execution per row (psycopg's ``executemany``, which costs the server a parse-bind-execute round per row and
 was the larger part of its CPU under a worker's batches). The arrays go in psycopg's binary format (``%b``): its
 text format quotes every element through a regular expression in Python, 5-7 times slower for 20,000 JSON texts
-(a price drop's fan-out, the event append). On SQLite ``executemany`` of a prepared statement is
-already the fast path. Both go straight to the driver (``driver_cursor.py``: the segment stage writes once per fired
-timer instant). The SQL is built from constant names and type names only; every value is a parameter.
+(a price drop's fan-out, the event append). On SQLite a few multi-row ``VALUES`` statements
+(``driver_values``): ``executemany`` hands the GIL back and takes it again for every row. Both go straight to the
+driver (``driver_cursor.py``: the segment stage writes once per fired timer instant). The SQL is built from
+constant names and type names only; every value is a parameter.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from growthengine.storage.driver_cursor import driver_many, driver_run
-from growthengine.storage.event_log import marker
+from growthengine.storage.driver_cursor import driver_run, driver_values
 
 Row = tuple[Any, ...]
 
@@ -36,5 +36,4 @@ def write_rows(conn: sa.Connection, dialect: str, head: str, tail: str, pg_types
         driver_run(conn, f"{head} SELECT * FROM unnest({arrays}) {tail}",  # noqa: S608
                    tuple(list(column) for column in zip(*rows, strict=True)))
         return
-    marks = ", ".join([marker(dialect)] * len(pg_types))
-    driver_many(conn, f"{head} VALUES ({marks}) {tail}", rows)
+    driver_values(conn, head, tail, len(pg_types), rows)

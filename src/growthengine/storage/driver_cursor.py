@@ -47,21 +47,25 @@ def driver_many(conn: sa.Connection, sql: str, rows: Sequence[Sequence[Any]]) ->
 
 
 VALUES_CHUNKS = (64, 16, 4, 1)
-"""Rows a statement of :func:`driver_values` (greedy: 400 rows are 6 x 64 + 4 x 4). 64 rows of up to 15 columns
-stay within the 999 parameters of the oldest SQLite builds."""
+"""Rows a statement of :func:`driver_values` (greedy: 400 rows are 6 x 64 + 4 x 4), fewer for wide rows."""
+MAX_PARAMETERS = 999
+"""What one SQLite statement may take in the oldest builds (3.32 and later take 32,766)."""
 
 
 def driver_values(conn: sa.Connection, head: str, tail: str, width: int, rows: Sequence[Sequence[Any]]) -> None:
     """``head VALUES (?, ...), (?, ...), ... tail`` for ``rows`` of ``width`` values (SQLite), in their order, a
-    few statements in all (:data:`VALUES_CHUNKS`) instead of one execution per row.
+    few statements in all (:data:`VALUES_CHUNKS`, at most :data:`MAX_PARAMETERS` values a statement) instead of
+    one execution per row.
 
     ``executemany`` lets go of the GIL around each row's step and must take it back after each: beside a busy
     event loop (the API parsing the next requests) the writer then waits for the GIL once per row. A statement of
     64 rows lets go of it once, for longer, while the loop works."""
+    most = max(1, MAX_PARAMETERS // width)
+    sizes = sorted({min(size, most) for size in VALUES_CHUNKS}, reverse=True)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         at, count = 0, len(rows)
-        for size in VALUES_CHUNKS:
+        for size in sizes:
             while count - at >= size:
                 cursor.execute(_values_sql(head, tail, width, size), list(chain.from_iterable(rows[at:at + size])))
                 at += size
@@ -69,7 +73,7 @@ def driver_values(conn: sa.Connection, head: str, tail: str, width: int, rows: S
         cursor.close()
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=256)
 def _values_sql(head: str, tail: str, width: int, size: int) -> str:
     one = "(" + ", ".join(["?"] * width) + ")"
     return f"{head} VALUES {', '.join([one] * size)} {tail}"

@@ -12,7 +12,6 @@ from growthengine.domain.partitions import partition_of
 from growthengine.domain.profiles import Profile
 from growthengine.storage.bulk_rows import write_rows
 from growthengine.storage.dialects import insert_for
-from growthengine.storage.driver_cursor import driver_values
 from growthengine.storage.event_log import in_list, list_params
 from growthengine.storage.schema import identities, profiles
 
@@ -52,13 +51,8 @@ class ProfileStore:
                                   for u, anon, first, last in sorted(activity)])
 
     def _write(self, on_conflict: str, rows: list[tuple[Any, ...]]) -> None:
-        """Profile rows in user order, the last of each user only (one statement may not update a row twice):
-        ``unnest`` on PostgreSQL, a few multi-row statements on SQLite (``driver_values``: the ingest writer lets
-        go of the GIL a few times a batch, not once a row)."""
-        if self._dialect == "postgresql":
-            write_rows(self._conn, self._dialect, _INSERT_HEAD, on_conflict, _TYPES, rows, key=lambda r: r[0])
-            return
-        driver_values(self._conn, _INSERT_HEAD, on_conflict, len(_COLUMNS), list({r[0]: r for r in rows}.values()))
+        """Profile rows in user order, the last of each user only (one statement may not update a row twice)."""
+        write_rows(self._conn, self._dialect, _INSERT_HEAD, on_conflict, _TYPES, rows, key=lambda r: r[0])
 
     def get(self, user_id: str) -> Profile | None:
         return self.get_many([user_id]).get(user_id)
