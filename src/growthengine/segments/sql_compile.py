@@ -36,7 +36,6 @@ and ``nan``); a float sum may differ in its last bits (the order of addition); l
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from growthengine.segments import feeds
@@ -55,6 +54,7 @@ from growthengine.segments.model import (
     TraitCondition,
 )
 from growthengine.segments.sql_json import TYPED, JsonSql, NotCompilable, Params, local_day_sql
+from growthengine.segments.sql_plan import LEAVES, OPENS, USER_AGGREGATES, CompiledRebuild, CompiledSegment, Leaf
 from growthengine.segments.sql_typed import TypedEvents
 
 __all__ = ["LEAVES", "CompiledRebuild", "CompiledSegment", "Leaf", "NotCompilable", "compile_rebuild",
@@ -62,46 +62,9 @@ __all__ = ["LEAVES", "CompiledRebuild", "CompiledSegment", "Leaf", "NotCompilabl
 
 ACTIVITY = "('track', 'page', 'screen')"
 _TYPES = {"grp": "text", "s": "numeric"}  # of the leaves' columns by their last part; the others are whole numbers
-LEAVES = "ge_segment_leaves"
-"""The temporary table of every user's leaf aggregates (``CompiledRebuild.setup``)."""
-USER_AGGREGATES = "ge_segment_pass"
-"""The temporary table of the one pass's aggregates per user (``CompiledRebuild.tables``) when other leaves join it."""
-OPENS = "ge_segment_opens_"
-"""The prefix of the temporary tables of a pattern leaf's open entities (``CompiledRebuild.tables``)."""
 SAME_INSTANT_BY_ARRIVAL = hasattr(feeds, "closing_order")
 """Whether the evaluator orders a pattern's events at one instant by their log id (event-time patterns) or lets a
 closing event close every opening event of its instant (before event time landed)."""
-
-
-@dataclass(frozen=True)
-class Leaf:
-    """A leaf of the segment's own condition and the names of its columns in the result rows."""
-
-    node: EventAggregate | Inactive | ActiveDays | Pattern | InSegment
-    alias: str
-
-
-@dataclass
-class CompiledSegment:
-    segment: Segment
-    sql: str
-    params: dict[str, Any]
-    leaves: list[Leaf] = field(default_factory=list)
-    facet_sql: dict[str, str] = field(default_factory=dict)
-    """Per pattern leaf (its alias): the open entities, rows of (user_id, entity, ts_us, payload)."""
-
-
-@dataclass
-class CompiledRebuild:
-    setup: str
-    """A SELECT of one row per user with every leaf's columns (stored as :data:`LEAVES` before the queries)."""
-    tables: dict[str, str]
-    """Temporary tables made before ``setup`` (which reads them), in order: name -> its SELECT (the open entities of
-    each pattern leaf, read again for the members' facets, so the pattern is computed once)."""
-    params: dict[str, Any]
-    segments: dict[str, CompiledSegment]
-    skipped: dict[str, str]
-    """Segments that cannot be compiled, with why."""
 
 
 def timezone_sql(json: JsonSql, traits_doc: str) -> str:

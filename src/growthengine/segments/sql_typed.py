@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from growthengine.segments.feeds import walk
 from growthengine.segments.model import EventAggregate, Pattern, Segment
 from growthengine.segments.sql_json import TYPED, JsonSql, NotCompilable, Params
+from growthengine.segments.sql_plan import LEAVES
 
 TABLE = "ge_typed_events"
 PG_WORK_MEM = "1GB"
@@ -119,10 +120,8 @@ def drop_typed_events(conn: sa.Connection) -> None:
 
 
 def create_leaves(conn: sa.Connection, setup: str, params: dict[str, Any], tables: dict[str, str]) -> None:
-    """The users' leaf aggregates (``sql_compile.CompiledRebuild.setup``) as a temporary table, made once, after the
+    """The users' leaf aggregates (``sql_plan.CompiledRebuild.setup``) as a temporary table, made once, after the
     temporary tables it reads (``CompiledRebuild.tables``)."""
-    from growthengine.segments.sql_compile import LEAVES
-
     pg = conn.dialect.name == "postgresql"
     for name, select in [*tables.items(), (LEAVES, setup)]:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}", execution_options=_PLAIN)
@@ -132,7 +131,5 @@ def create_leaves(conn: sa.Connection, setup: str, params: dict[str, Any], table
 
 
 def drop_leaves(conn: sa.Connection, tables: Iterable[str] = ()) -> None:
-    from growthengine.segments.sql_compile import LEAVES
-
     for name in (LEAVES, *tables):
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}", execution_options=_PLAIN)
