@@ -44,6 +44,7 @@ def serve(
     from growthengine.api.app import create_app
     from growthengine.bootstrap import build_engine
     from growthengine.keys import first_key_line, load_keyring
+    from growthengine.scheduler.collector import settle_long_running_process
 
     if clock is None:
         # make run: the simulated marketplace drives a manual clock (business time simulated, system time real).
@@ -77,6 +78,7 @@ def serve(
         live = start_live_simulation(settings, sim_key, drives_clock=clock == "manual")
     api = create_app(engine, keys, run_workers=not api_only)
     role = "API only" if api_only else "API and worker"
+    settle_long_running_process()
     console.print(f"Growth Engine on http://{settings.host}:{settings.port} ({engine.store.dialect}, "
                   f"{engine.clock.mode} clock, {role})")
     try:
@@ -118,6 +120,7 @@ def worker(db: DbOption = None, config: ConfigOption = None) -> None:
     from growthengine.pipeline.ownership import LeasedOwnership
     from growthengine.pipeline.worker import Worker
     from growthengine.pipeline.worker_lock import WorkerLock, WorkerLockHeld, sqlite_lock_path
+    from growthengine.scheduler.collector import settle_long_running_process
 
     settings = cli_settings(db, config)
     setup_logging(settings, default_level=logging.INFO)
@@ -142,6 +145,7 @@ def worker(db: DbOption = None, config: ConfigOption = None) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    settle_long_running_process()
     console.print(f"growth worker on {engine.store.dialect}"
                   + (f" as {ownership.worker_id}" if ownership else " (every partition; file lock held)"))
     deliveries = None

@@ -1,4 +1,4 @@
-"""Python's cyclic garbage collector held off while a group of timers fires.
+"""Python's cyclic garbage collector: held off while a group of timers fires, and set for a long-running process.
 
 A group allocates a few objects per timer (rows, states' entries, transitions), almost all freed by reference
 counting as soon as they are written. With the segment stage's states held in memory, the collector's full passes
@@ -15,6 +15,9 @@ import gc
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+LONG_RUNNING_THRESHOLDS = (20_000, 20, 20)
+"""The collector's thresholds in ``growth serve`` and ``growth worker`` (Python's are ``(700, 10, 10)``)."""
 
 _lock = threading.Lock()
 _holders = 0
@@ -37,3 +40,19 @@ def collector_paused() -> Iterator[None]:
             _holders -= 1
             if _holders == 0 and _was_enabled:
                 gc.enable()
+
+
+def settle_long_running_process() -> None:
+    """Set the collector up for a server or worker that has finished starting.
+
+    What start-up built (modules, the app, the engine's configuration) lives as long as the process: it is
+    collected once and frozen (``gc.freeze``), so later passes never walk it again. And a young pass runs every
+    20,000 new objects rather than every 700: a request's objects (a decoded 100-call batch is a few hundred
+    dicts and lists) are then almost always freed by reference counting before any pass sees them, instead of
+    being walked and promoted to older generations that full passes walk again. Measured on the API under a burst
+    of 100-call batches: the collector took about 9 us of the event loop's CPU per event with Python's defaults,
+    under 1 us this way. Cyclic garbage is still collected, only in larger rounds.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*LONG_RUNNING_THRESHOLDS)
