@@ -40,6 +40,11 @@ OFFSET_INSTANT_PATTERN = "^" + _DAY + "[Tt ]" + _TIME + _OFFSET + "$"
 # A calendar day, an instant, or nothing (a parameter left empty takes its default).
 DAY_OR_INSTANT_PATTERN = "^(?:" + _DAY + "(?:[Tt ]" + _TIME + _OFFSET + ")?)?$"
 _INSTANT = re.compile(INSTANT_PATTERN)
+# The shape nearly every SDK writes (``2026-01-05T08:44:46.423+07:00``, ``...Z``), a subset of INSTANT_PATTERN
+# that ``datetime.fromisoformat`` reads as it is (at most six fractional digits, ``T`` and ``Z`` upper case): a
+# value of this shape that ``fromisoformat`` accepts is a real calendar instant INSTANT_PATTERN accepts too.
+_COMMON_INSTANT = re.compile(r"(?:19[7-9][0-9]|2[0-9]{3})-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+                             r"(?:\.[0-9]{1,6})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])")
 _FRACTION = re.compile(r"(\.[0-9]{6})[0-9]+")
 
 
@@ -62,6 +67,20 @@ def parse_instant(value: object, *, field: str = "timestamp", require_offset: bo
     """
     if not isinstance(value, str):
         raise TimeFormatError(f"{field} must be an ISO-8601 string, got {type(value).__name__}")
+    if _COMMON_INSTANT.fullmatch(value):
+        try:
+            common = dt.datetime.fromisoformat(value)
+        except ValueError:
+            pass  # 31 April and the like: the full path below says why
+        else:
+            utc = common.astimezone(dt.UTC)
+            if EARLIEST <= utc < LATEST:
+                return utc
+    return _parse_any_instant(value, field, require_offset)
+
+
+def _parse_any_instant(value: str, field: str, require_offset: bool) -> dt.datetime:
+    """Every shape INSTANT_PATTERN takes (the common one included), with the reason when ``value`` is none."""
     if len(value) > 64 or not _INSTANT.match(value):
         raise TimeFormatError(f"{field} is not an ISO-8601 time of the years {EARLIEST.year} to {LATEST.year - 1} "
                               f"(such as 2026-01-05T09:00:00+07:00): {value[:64]!r}")

@@ -107,12 +107,15 @@ def _nested_deeper_than(value: Any, limit: int, depth: int = 1) -> bool:
     while level:
         if depth > limit:
             return True
-        below: list[Any] = []
-        for container in level:
-            for child in container.values() if isinstance(container, dict) else container:
-                if isinstance(child, _CONTAINERS):
-                    below.append(child)
-        level = below
+        if len(level) == 1:  # the usual case: one container (the call, or its one nested object)
+            only = level[0]
+            level = [c for c in (only.values() if isinstance(only, dict) else only) if isinstance(c, _CONTAINERS)]
+        else:
+            below: list[Any] = []
+            for container in level:
+                below += [c for c in (container.values() if isinstance(container, dict) else container)
+                          if isinstance(c, _CONTAINERS)]
+            level = below
         depth += 1
     return False
 

@@ -21,6 +21,10 @@ PHONE_REGION = "TH"
 _MAX_PHONE_LENGTH = 64
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+# A Thai number as apps send it, in E.164 (``+66812345678``) or in the national form (``0812345678``): digits only,
+# no leading zero after the country code. Its E.164 form is known without ``phonenumbers.parse``; only whether it
+# is a valid number is asked (a number of another shape takes the full path).
+_THAI_DIGITS = re.compile(r"(?:\+66|0)([1-9][0-9]{7,8})")
 
 
 class TraitError(ValueError):
@@ -53,6 +57,11 @@ def normalize_phone(value: str, region: str = PHONE_REGION) -> str | None:
     (``phonenumbers``) costs about as much as all the rest of the call's validation."""
     if len(value) > _MAX_PHONE_LENGTH:
         return None
+    thai = _THAI_DIGITS.fullmatch(value) if region == "TH" else None
+    if thai is not None:
+        national = thai.group(1)
+        if phonenumbers.is_valid_number(phonenumbers.PhoneNumber(country_code=66, national_number=int(national))):
+            return "+66" + national
     try:
         number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException:
