@@ -108,13 +108,11 @@ class StageLog:
                 params += list(partitions)
         sql += f"{order} LIMIT {int(limit)}"
         loads = orjson.loads
-        out: list[LogRow] = []
-        for tx_pos, row_id, part, user_id, type_, name, ts_us, payload, message_id, origin in \
-                self._conn.exec_driver_sql(sql, tuple(params)):
-            event = Event(user_id=user_id, name=name, ts_us=ts_us, type=type_, properties=loads(payload),
-                          message_id=message_id, id=row_id, origin=origin)
-            out.append(LogRow((int(tx_pos), int(row_id)), int(part), event))
-        return out
+        # Thousands of rows a batch: read by the driver, with no SQLAlchemy row object per row.
+        return [LogRow((int(tx_pos), int(row_id)), int(part),
+                       Event(user_id, name, ts_us, type_, loads(payload), message_id, row_id, origin))
+                for tx_pos, row_id, part, user_id, type_, name, ts_us, payload, message_id, origin
+                in driver_rows(self._conn, sql, params)]
 
     def tail(self) -> Position:
         """The position of the newest row (what a stage caught up with everything has reached)."""
