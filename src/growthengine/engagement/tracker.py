@@ -74,12 +74,12 @@ class EngagementTracker:
         self._experiment_outcomes(tx, events, found)
         signals: list[Signal] = []
         engaged: list[tuple[str, str, str]] = []  # user, channel, message id
-        for event in events:
-            at = from_us(event.ts_us)
+        for event in events:  # most events are neither: no instant is made for them
             if event.name in MESSAGE_SIGNALS:
                 message = found.get(str(event.properties.get("message_id")))
                 if message is None:
                     continue
+                at = from_us(event.ts_us)
                 engaged.append((message.user_id, message.channel, message.id))
                 own, other = MESSAGE_SIGNALS[event.name]
                 for channel in TIMED_CHANNELS:
@@ -87,6 +87,7 @@ class EngagementTracker:
                     if weight > 0:
                         signals.append((message.user_id, channel, at, weight))
             elif event.name in ACTIVITY_SIGNALS:
+                at = from_us(event.ts_us)
                 signals.extend((event.user_id, channel, at, weight)
                                for channel, weight in ACTIVITY_SIGNALS[event.name].items())
         if engaged:

@@ -27,6 +27,23 @@ def _zone(name: str) -> tuple[zoneinfo.ZoneInfo, str]:
     return resolve_zone(name)
 
 
+def round4(value: float) -> float:
+    """``round(value, 4)``, the same float, about four times faster for the weights a model holds.
+
+    Python rounds a float to decimals through its exact decimal expansion (correct, and slow). A weight times 10^4
+    is exact to well under 10^-6 in this range, so unless it lies within 10^-6 of a tie between two neighbours its
+    nearest integer ``n`` is the one the exact rounding picks, and ``n / 10000`` (a correctly rounded division) is
+    the float nearest that decimal: what ``round`` returns. Ties, near-ties and values out of range go to ``round``.
+    """
+    scaled = value * 10_000.0
+    if 0.0 < scaled < 1e9:
+        whole = int(scaled)
+        part = scaled - whole
+        if abs(part - 0.5) > 1e-6:
+            return (whole + (part > 0.5)) / 10_000.0
+    return round(value, 4)
+
+
 def update_document(doc: dict[str, Any] | None, points: Iterable[tuple[dt.datetime, float]], *, now: dt.datetime,
                     tz: str = DEFAULT_TZ, config: SendTimeConfig | None = None) -> dict[str, Any]:
     """The stored model ``doc`` (``None``: a new model in zone ``tz``) with ``points`` added as of ``now``: what
@@ -42,11 +59,10 @@ def update_document(doc: dict[str, Any] | None, points: Iterable[tuple[dt.dateti
         events = 0
     else:
         zone, zone_name = _zone(str(doc.get("tz") or DEFAULT_TZ))
-        for key, value in (doc.get("w") or {}).items():
-            index = int(key)
-            if not 0 <= index < HOURS_PER_WEEK:
-                raise ValueError(f"hour of week {index} out of range")
-            counts[index] = float(value)
+        counts = {int(key): float(value) for key, value in (doc.get("w") or {}).items()}
+        if counts and (min(counts) < 0 or max(counts) >= HOURS_PER_WEEK):
+            index = next(i for i in counts if not 0 <= i < HOURS_PER_WEEK)
+            raise ValueError(f"hour of week {index} out of range")
         as_of = dt.datetime.fromisoformat(doc["as_of"]).astimezone(dt.UTC) if doc.get("as_of") else None
         events = int(doc.get("events", 0))
     half_life_s = cfg.half_life.total_seconds()
@@ -65,11 +81,6 @@ def update_document(doc: dict[str, Any] | None, points: Iterable[tuple[dt.dateti
         index = local.weekday() * 24 + local.hour
         counts[index] = counts.get(index, 0.0) + weight * 0.5 ** (age_s / half_life_s)
         events += 1
-    weights: dict[str, float] = {}
-    for index in sorted(counts):
-        value = counts[index]
-        if value > 0:
-            rounded = round(value, 4)
-            if rounded > 0:
-                weights[str(index)] = rounded
+    # The hours whose weight rounds to more than zero, in hour order (a weight at or under zero rounds to none).
+    weights = {str(index): rounded for index in sorted(counts) if (rounded := round4(counts[index])) > 0}
     return {"v": 1, "tz": zone_name, "events": events, "as_of": target.isoformat(), "w": weights}
