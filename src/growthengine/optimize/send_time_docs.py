@@ -20,6 +20,8 @@ from growthengine.optimize.send_time import DEFAULT_TZ, SendTimeConfig, resolve_
 from growthengine.optimize.send_time_population import HOURS_PER_WEEK
 
 _DEFAULT_CONFIG = SendTimeConfig()
+_HOUR_KEYS = tuple(str(index) for index in range(HOURS_PER_WEEK))
+_HOUR_OF = {key: index for index, key in enumerate(_HOUR_KEYS)}
 
 
 @functools.lru_cache(maxsize=256)
@@ -52,6 +54,7 @@ def update_document(doc: dict[str, Any] | None, points: Iterable[tuple[dt.dateti
     if now.tzinfo is None:
         raise ValueError("instants must carry a UTC offset")
     now = now.astimezone(dt.UTC)
+    half_life_s = cfg.half_life.total_seconds()
     counts: dict[int, float] = {}
     if doc is None:
         zone, zone_name = _zone(tz)
@@ -59,17 +62,23 @@ def update_document(doc: dict[str, Any] | None, points: Iterable[tuple[dt.dateti
         events = 0
     else:
         zone, zone_name = _zone(str(doc.get("tz") or DEFAULT_TZ))
-        counts = {int(key): float(value) for key, value in (doc.get("w") or {}).items()}
-        if counts and (min(counts) < 0 or max(counts) >= HOURS_PER_WEEK):
-            index = next(i for i in counts if not 0 <= i < HOURS_PER_WEEK)
-            raise ValueError(f"hour of week {index} out of range")
         as_of = dt.datetime.fromisoformat(doc["as_of"]).astimezone(dt.UTC) if doc.get("as_of") else None
         events = int(doc.get("events", 0))
-    half_life_s = cfg.half_life.total_seconds()
+        # Decoded and decayed in one pass (each weight times the same factor as in two); hours as written by
+        # ``update_document`` are looked up, any other spelling of an hour goes through ``int`` and is checked.
+        factor = 0.5 ** ((now - as_of).total_seconds() / half_life_s) if as_of is not None and now > as_of else 1.0
+        stored = doc.get("w") or {}
+        try:
+            counts = {_HOUR_OF[key]: float(value) * factor for key, value in stored.items()} if factor != 1.0 \
+                else {_HOUR_OF[key]: float(value) for key, value in stored.items()}
+        except (KeyError, TypeError):
+            counts = {int(key): float(value) for key, value in stored.items()}
+            if counts and (min(counts) < 0 or max(counts) >= HOURS_PER_WEEK):
+                index = next(i for i in counts if not 0 <= i < HOURS_PER_WEEK)
+                raise ValueError(f"hour of week {index} out of range") from None
+            if factor != 1.0:
+                counts = {i: v * factor for i, v in counts.items()}
     target = now if as_of is None or now > as_of else as_of
-    if as_of is not None and target > as_of:
-        factor = 0.5 ** ((target - as_of).total_seconds() / half_life_s)
-        counts = {i: v * factor for i, v in counts.items()}
     for instant, weight in points:
         if weight <= 0 or not math.isfinite(weight):
             continue
@@ -82,5 +91,5 @@ def update_document(doc: dict[str, Any] | None, points: Iterable[tuple[dt.dateti
         counts[index] = counts.get(index, 0.0) + weight * 0.5 ** (age_s / half_life_s)
         events += 1
     # The hours whose weight rounds to more than zero, in hour order (a weight at or under zero rounds to none).
-    weights = {str(index): rounded for index in sorted(counts) if (rounded := round4(counts[index])) > 0}
+    weights = {_HOUR_KEYS[index]: rounded for index in sorted(counts) if (rounded := round4(counts[index])) > 0}
     return {"v": 1, "tz": zone_name, "events": events, "as_of": target.isoformat(), "w": weights}

@@ -201,6 +201,7 @@ class Pipeline:
 
 
 def _after(rows: list[LogRow], cursors: dict[int, Position]) -> list[LogRow]:
-    if not cursors:
-        return rows
+    """The rows (in log order) past the stage's cursor of their partition."""
+    if not cursors or not rows or rows[0].position > max(cursors.values()):
+        return rows  # the usual case: the stage is where the batch starts, in every partition
     return [r for r in rows if r.position > cursors.get(r.partition, START)]
