@@ -56,6 +56,7 @@ from growthengine.segments.model import (
     Segment,
     TraitCondition,
 )
+from growthengine.segments.pattern_reasons import Wording, pattern_wording
 from growthengine.segments.segment_pass import (
     PassBatch,
     closures,
@@ -107,6 +108,8 @@ class SegmentEngine:
         self.plan = FeedPlan.build(self.segments.values())
         self._prunes: dict[str, PruneSpec] = prune_specs(self.segments.values())
         self.decide: dict[str, Decide] = {key: compile_segment(seg) for key, seg in self.segments.items()}
+        self.wordings: dict[str, Wording] = {key: word for key, seg in self.segments.items()
+                                             if (word := pattern_wording(seg)) is not None}
         self.cache.forget(None)  # states read under the old rules may hold feeds no rule uses now
         self.cache.documents.replaced_feeds = self.plan.pattern_feeds
         by_event: dict[str, set[str]] = defaultdict(set)
