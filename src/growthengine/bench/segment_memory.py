@@ -7,7 +7,9 @@ are the seeded marketplace stream (:mod:`growthengine.bench.workload`, skewed: a
 user ends with stored segment state, and the engine holds what its state cache holds (the most recently used
 ``cache_users``, 200,000 by default; the others were evicted and are read back from the database when their events
 come). The figure is the process's peak resident set size (``VmHWM`` in ``/proc/self/status``; ``ru_maxrss`` where
-there is no ``/proc``), with the states held, the users with stored state and the events ingested.
+there is no ``/proc``), with the states held, the users with stored state and the events ingested. The resident set
+at the end is split into anonymous memory (the Python heap and SQLite's page cache) and file pages (SQLite maps up
+to ``mmap_size``, 1 GiB, of its file: pages the kernel shares and can reclaim, counted in the peak all the same).
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ class SegmentMemory:
     peak_rss_mb: float
     rss_mb: float
     """Resident set size at the end."""
+    anon_mb: float
+    """Of which anonymous memory (the Python heap, SQLite's page cache) at the end."""
+    file_mb: float
+    """Of which file pages mapped (SQLite maps up to ``mmap_size`` of its file; shared, reclaimable) at the end."""
     seconds: float
     hit_share: float
 
@@ -118,9 +124,10 @@ def run_memory_bench(size: MemorySize, db_dir: Path, stage: Callable[[str, int],
             stored = int(conn.exec_driver_sql("SELECT count(*) FROM segment_state").scalar_one())
         held, capacity = len(cache), cache.capacity
         rss = _status_mb("VmRSS") or 0.0
+        anon, mapped = _status_mb("RssAnon") or 0.0, _status_mb("RssFile") or 0.0
         peak = peak_rss_mb()
     finally:
         engine.close()
     return SegmentMemory(size=size, events=accepted, users_with_state=stored, held=held, capacity=capacity,
-                         peak_rss_mb=peak, rss_mb=rss, seconds=seconds,
+                         peak_rss_mb=peak, rss_mb=rss, anon_mb=anon, file_mb=mapped, seconds=seconds,
                          hit_share=cache.hits / looked if looked else 0.0)
