@@ -228,6 +228,8 @@ def segments(
                                              "reported apart)")] = False,
     cold: Annotated[bool, typer.Option("--cold", help="with --instant: no segment state in memory (each read from "
                                        "the database)")] = False,
+    memory: Annotated[bool, typer.Option("--memory", help="only the peak resident memory with every one of --users "
+                                         "holding segment state (--events at least --users)")] = False,
 ) -> None:
     """Segment engine: ingestion vs bare append, event-to-transition p99, timers/s, rebuild time, peak memory."""
     from growthengine.bench import segments as bench
@@ -236,6 +238,11 @@ def segments(
         from growthengine.cli.bench_rebuild import rebuild_bench
 
         rebuild_bench(users, events, db_dir, pg, python=not no_python)
+        return
+    if memory:
+        from growthengine.cli.bench_memory import memory_bench
+
+        memory_bench(users, events, batch, db_dir)
         return
     if instant or with_flows or cold:
         from growthengine.cli.bench_timers import instant_bench

@@ -31,22 +31,25 @@ def reconcile(engine: SegmentEngine, batch: PassBatch, user_id: str, state: Stat
 
     ``causes`` gives each segment the event time of what touched it (default: ``now_us``, a timer's due time).
     The segments in ``worded`` (those whose timers fired) are evaluated with their reasons at once; the others
-    without, and again with their reasons only when their membership changes.
+    without, and again with their reasons only when their membership changes. A segment whose rule is one pattern
+    is always decided by its compiled rule and its reasons worded from the facets found
+    (``pattern_reasons.py``): no second walk of its rule, and no evaluator, when its timers fire.
     """
     if not keys:
         return
     tz = engine._tz(traits)
     memberships = state.setdefault("m", {})
     decide = engine.decide
+    wordings = engine.wordings
     worded_evaluator: Evaluator | None = None
     for key in engine.order:
         if key not in keys:
             continue
         segment = engine.segments[key]
-        wording = key in worded
+        word = wordings.get(key)
         facets: dict[str, dict[str, Any]] | None = None
         reason = ""
-        if wording:
+        if key in worded and word is None:
             worded_evaluator = worded_evaluator or Evaluator(traits, state, now_us)
             facets = worded_evaluator.segment(segment)
             reason, next_us = worded_evaluator.last_verdict.reason, worded_evaluator.last_verdict.next_us
@@ -60,7 +63,9 @@ def reconcile(engine: SegmentEngine, batch: PassBatch, user_id: str, state: Stat
         )
         if apply_now:
             if changed:
-                if facets is None:
+                if word is not None:  # one pattern: worded from what the compiled rule found
+                    reason, facets = word(found)
+                elif facets is None:
                     worded_evaluator = worded_evaluator or Evaluator(traits, state, now_us)
                     facets = worded_evaluator.segment(segment)
                     reason = worded_evaluator.last_verdict.reason

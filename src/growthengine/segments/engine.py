@@ -56,6 +56,8 @@ from growthengine.segments.model import (
     Segment,
     TraitCondition,
 )
+from growthengine.segments.pattern_horizons import Horizons, prune_user_feeds
+from growthengine.segments.pattern_reasons import Wording, pattern_wording
 from growthengine.segments.segment_pass import (
     PassBatch,
     closures,
@@ -107,6 +109,8 @@ class SegmentEngine:
         self.plan = FeedPlan.build(self.segments.values())
         self._prunes: dict[str, PruneSpec] = prune_specs(self.segments.values())
         self.decide: dict[str, Decide] = {key: compile_segment(seg) for key, seg in self.segments.items()}
+        self.wordings: dict[str, Wording] = {key: word for key, seg in self.segments.items()
+                                             if (word := pattern_wording(seg)) is not None}
         self.cache.forget(None)  # states read under the old rules may hold feeds no rule uses now
         self.cache.documents.replaced_feeds = self.plan.pattern_feeds
         by_event: dict[str, set[str]] = defaultdict(set)
@@ -207,7 +211,7 @@ class SegmentEngine:
             now_us = to_us(self.clock.now())
             batch = PassBatch()
             changed: dict[str, State] = {}
-            plan, prunes = self.plan, self._prunes
+            plan = self.plan
             for user_id, user_events in by_user.items():
                 profile = profiles.get(user_id)
                 traits = profile.traits if profile else {}
@@ -219,8 +223,9 @@ class SegmentEngine:
                 for event in user_events:
                     apply_event(state, event, plan, tz)
                 # Every feed that forgets is pruned, by the specs found once (not a walk of every rule): what time
-                # has made useless goes whichever event comes, as the stored state has always shown.
-                prune_feeds(state, list(state.get("f", ())), prunes, now_us)
+                # has made useless goes whichever event comes, as the stored state has always shown (a large
+                # pattern feed is walked only when it can have something to forget: pattern_horizons.py).
+                self._prune(user_id, state, now_us)
                 prune_activity(state, plan)
                 causes = self._affected(user_events)
                 # History loaded by growth import builds state and memberships; its transitions start no flow.
@@ -229,6 +234,18 @@ class SegmentEngine:
                                 origin=origin)
                 changed[user_id] = state
             self._write(tx, batch, changed, now_us)
+
+    def _prune(self, user_id: str, state: State, now_us: int) -> None:
+        """Prune every feed of a state held in memory, with the user's kept pattern horizons."""
+        held = self.cache.horizons
+        kept = held.get(user_id)
+        horizons: Horizons = kept if kept is not None else {}
+        prune_user_feeds(state, self._prunes, now_us, horizons)
+        if kept is None:
+            if horizons:
+                held[user_id] = horizons
+        elif not horizons:
+            del held[user_id]
 
     def on_merge_commands(self, tx: Tx, commands: list[Event]) -> None:
         """Per-user ``merge`` commands from the log: fold each user's history (up to the command) again."""
@@ -291,7 +308,7 @@ class SegmentEngine:
             profiles = tx.profiles.get_many(readers) if readers else {}
             batch = PassBatch()
             changed: dict[str, State] = {}
-            prunes, plan = self._prunes, self.plan
+            plan = self.plan
             for user_id, keys in wanted.items():
                 state = states.get(user_id)
                 if state is None:
@@ -306,9 +323,7 @@ class SegmentEngine:
                     state.pop("ti", None)
                 profile = profiles.get(user_id)
                 traits = profile.traits if profile else {}
-                feeds = state.get("f")
-                if feeds:
-                    prune_feeds(state, list(feeds), prunes, now_us)
+                self._prune(user_id, state, now_us)
                 prune_activity(state, plan)
                 self._reconcile(batch, user_id, state, traits, now_us, closure_of[user_id], fired=keys,
                                 origin="live" if user_id in live else "import", worded=keys)

@@ -34,6 +34,7 @@ import orjson
 
 from growthengine.domain.partitions import partition_of
 from growthengine.pipeline.ownership import Ownership
+from growthengine.segments.pattern_horizons import Horizons
 from growthengine.segments.state_document import StateDocuments
 from growthengine.storage.segment_store import STATE_FENCE_PREFIX
 from growthengine.storage.unit_of_work import Tx
@@ -97,6 +98,8 @@ class StateCache:
         self.instance = uuid.uuid4().hex[:12]
         self._states: OrderedDict[str, State] = OrderedDict()
         self.documents = StateDocuments()
+        self.horizons: dict[str, Horizons] = {}
+        """Per user held, the earliest times of their large pattern feeds (``pattern_horizons.py``)."""
         self._lock = threading.RLock()
         self._writes = 0
         self._own_seen: str | None = None
@@ -147,10 +150,12 @@ class StateCache:
                     self.drops += 1
                 self._states.clear()
                 self.documents.forget(None)
+                self.horizons.clear()
                 return
             for user_id in user_ids:
                 self._states.pop(user_id, None)
                 self.documents.forget((user_id,))
+                self.horizons.pop(user_id, None)
 
     def _forget_partitions(self, partitions: set[int]) -> None:
         if partitions:
@@ -219,4 +224,6 @@ class StateCache:
     def _trim(self) -> None:
         states = self._states
         while len(states) > self.capacity:
-            self.documents.forget((states.popitem(last=False)[0],))
+            user_id = states.popitem(last=False)[0]
+            self.documents.forget((user_id,))
+            self.horizons.pop(user_id, None)

@@ -115,7 +115,13 @@ class SegmentStore:
         if not states:
             return
         dumps = orjson.dumps
-        rows = [(u, dumps(s).decode(), at_us) for u, s in states.items()]
+        if self._dialect == "sqlite":
+            # The encoded bytes as they are (stored as a BLOB, read back as bytes, which orjson parses): a heavy
+            # user's document is tens of KB of mostly Thai text, and decoding it to str for the driver to encode
+            # again cost as much as encoding it. PostgreSQL's text column takes text.
+            rows: list[tuple[str, str | bytes, int]] = [(u, dumps(s), at_us) for u, s in states.items()]
+        else:
+            rows = [(u, dumps(s).decode(), at_us) for u, s in states.items()]
         write_rows(self._conn, self._dialect, *_SAVE_STATE, rows)
         if not owned:
             self.touch_fences(states)
