@@ -295,7 +295,9 @@ def local_day_sql(json: JsonSql, ts: str, zone_expr: str, zones: list[str], fall
         offset = fixed_offset_us(zone)
         if offset is not None:
             shifted = f"({ts} + {json.p.add(offset)})"
-            return f"CAST(floor({shifted} / 86400000000.0) AS bigint)" if json.pg else f"(({shifted}) / {DAY_US})"
+            if json.pg:  # floor division in whole numbers (bigint division truncates; numeric's is slow per row)
+                return f"({shifted} / {DAY_US} - CASE WHEN {shifted} % {DAY_US} < 0 THEN 1 ELSE 0 END)"
+            return f"(({shifted}) / {DAY_US})"
         name = json.p.add(zone_for(zone).key)
         if json.pg:
             return f"(CAST((to_timestamp({ts} / 1000000.0) AT TIME ZONE {name}) AS date) - DATE '1970-01-01')"
