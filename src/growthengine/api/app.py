@@ -116,7 +116,7 @@ def start_embedded_worker(engine: Engine) -> Worker | ChildWorker | None:
     lock_path = sqlite_lock_path(engine.settings.db_url)
     refresh = None
     if lock_path is not None:
-        return ChildWorker.start(engine.settings)
+        return ChildWorker.start(engine.settings, wake=engine.work_arrived)
     if engine.store.dialect == "postgresql":
         ownership = LeasedOwnership(engine.store, system_seconds)
         engine.use_ownership(ownership)

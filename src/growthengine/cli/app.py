@@ -117,6 +117,7 @@ def worker(db: DbOption = None, config: ConfigOption = None) -> None:
     from growthengine.api.app import config_watcher
     from growthengine.bootstrap import build_engine
     from growthengine.clock import system_seconds
+    from growthengine.pipeline.child import listen_for_wakes
     from growthengine.pipeline.ownership import LeasedOwnership
     from growthengine.pipeline.worker import Worker
     from growthengine.pipeline.worker_lock import WorkerLock, WorkerLockHeld, sqlite_lock_path
@@ -145,6 +146,8 @@ def worker(db: DbOption = None, config: ConfigOption = None) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    # New work in the log (growth serve's ingestion, when this worker is its child): look now, not at the next poll.
+    listen_for_wakes(engine.work_arrived)
     settle_long_running_process()
     console.print(f"growth worker on {engine.store.dialect}"
                   + (f" as {ownership.worker_id}" if ownership else " (every partition; file lock held)"))
