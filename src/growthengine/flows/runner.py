@@ -193,8 +193,7 @@ class Runner:
         if self.links is not None and send.kind == "marketing":
             unsubscribe_url = self.links.url(run.user_id, send.channel, mid)
             context["unsubscribe_url"] = unsubscribe_url
-        missing = sorted(self.templates.missing_variables(send.template, [k for k, v in context.items()
-                                                                           if v is not None]))
+        missing = self.templates.missing_in(send.template, context)
         if missing:
             # An earlier action could not provide what this message needs (a coupon): skip it, say why.
             run.context.setdefault("skipped", []).append({"step": step, "missing": missing, "at_us": now_us})
@@ -264,7 +263,7 @@ class Runner:
         """The push counterpart of an email template, rendered for this message (None when there is none)."""
         key = counterpart_key(template, "push")
         if key not in self.templates or self.templates.get(key).channel != "push" or \
-                self.templates.missing_variables(key, [k for k, v in context.items() if v is not None]):
+                self.templates.missing_in(key, context):
             return None
         try:
             alt = self._render(key, language, context)

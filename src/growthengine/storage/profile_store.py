@@ -12,6 +12,7 @@ from growthengine.domain.partitions import partition_of
 from growthengine.domain.profiles import Profile
 from growthengine.storage.bulk_rows import write_rows
 from growthengine.storage.dialects import insert_for
+from growthengine.storage.driver_cursor import driver_rows
 from growthengine.storage.event_log import in_list, list_params
 from growthengine.storage.schema import identities, profiles
 
@@ -64,7 +65,7 @@ class ProfileStore:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             sql = _SELECT + in_list(self._dialect, "user_id", len(chunk)) + lock
-            for row in self._conn.exec_driver_sql(sql, list_params(self._dialect, chunk)):
+            for row in driver_rows(self._conn, sql, list_params(self._dialect, chunk)):  # no result wrapper a row
                 found[row[0]] = _from_tuple(row)
         return found
 

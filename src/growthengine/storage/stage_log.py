@@ -108,13 +108,13 @@ class StageLog:
                 params += list(partitions)
         sql += f"{order} LIMIT {int(limit)}"
         loads = orjson.loads
-        out: list[LogRow] = []
-        for tx_pos, row_id, part, user_id, type_, name, ts_us, payload, message_id, origin in \
-                self._conn.exec_driver_sql(sql, tuple(params)):
-            event = Event(user_id=user_id, name=name, ts_us=ts_us, type=type_, properties=loads(payload),
-                          message_id=message_id, id=row_id, origin=origin)
-            out.append(LogRow((int(tx_pos), int(row_id)), int(part), event))
-        return out
+        # Straight to the driver (a price drop's batches are thousands of per-user commands: SQLAlchemy's result
+        # wrapper cost more per row than the driver's fetch).
+        return [LogRow((int(tx_pos), int(row_id)), int(part),
+                       Event(user_id=user_id, name=name, ts_us=ts_us, type=type_, properties=loads(payload),
+                             message_id=message_id, id=row_id, origin=origin))
+                for tx_pos, row_id, part, user_id, type_, name, ts_us, payload, message_id, origin
+                in driver_rows(self._conn, sql, params)]
 
     def tail(self) -> Position:
         """The position of the newest row (what a stage caught up with everything has reached)."""
@@ -159,10 +159,14 @@ class StageLog:
     def cursors(self, stages: Sequence[str]) -> dict[str, dict[int, Position]]:
         """Every stored cursor of these stages, by stage and partition (a missing one is at the start)."""
         out: dict[str, dict[int, Position]] = {s: {} for s in stages}
-        rows = self._conn.exec_driver_sql("SELECT stage, partition, tx_pos, id_pos FROM stage_cursors")
+        if not out:
+            return out
+        # Only these stages' rows (every stage's cursors are 64 rows each; the pipeline asks twice a batch).
+        stage_in, params = self._in("stage", list(out))
+        rows = driver_rows(self._conn, f"SELECT stage, partition, tx_pos, id_pos FROM stage_cursors WHERE {stage_in}",
+                           params)
         for stage, part, tx_pos, id_pos in rows:
-            if stage in out:
-                out[stage][int(part)] = (int(tx_pos), int(id_pos))
+            out[stage][int(part)] = (int(tx_pos), int(id_pos))
         return out
 
     def cursor_times(self) -> dict[str, float]:
