@@ -164,12 +164,13 @@ class Runner:
         if used is None:
             used = self._used[key] = tuple(sorted(self.templates.variables(key) | {"user_context"}))
         values = tuple(_hashable(context.get(k, _ABSENT)) for k in used)
-        try:  # with each value's type: 3600 and 3600.0 are equal but may not render alike
-            cache_key: Hashable = (key, language, variant, values, tuple(map(type, values)))
-            hash(cache_key)
+        # with each value's type: 3600 and 3600.0 are equal but may not render alike
+        cache_key: Hashable = (key, language, variant, values, tuple(map(type, values)))
+        try:
+            rendered = self._renders.get(cache_key)  # hashed once, here
         except TypeError:  # a list or a dict among the values: compared by their text
             cache_key = (key, language, variant, repr(values))
-        rendered = self._renders.get(cache_key)
+            rendered = self._renders.get(cache_key)
         if rendered is None:
             rendered = self.templates.render(key, language, context, variant=variant)
             if len(self._renders) < 10_000:
