@@ -65,7 +65,7 @@ class ProfileStore:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             sql = _SELECT + in_list(self._dialect, "user_id", len(chunk)) + lock
-            for row in driver_rows(self._conn, sql, list_params(self._dialect, chunk)):  # no result wrapper a row
+            for row in driver_rows(self._conn, sql, list_params(self._dialect, chunk)):
                 found[row[0]] = _from_tuple(row)
         return found
 

@@ -108,11 +108,9 @@ class StageLog:
                 params += list(partitions)
         sql += f"{order} LIMIT {int(limit)}"
         loads = orjson.loads
-        # Straight to the driver (a price drop's batches are thousands of per-user commands: SQLAlchemy's result
-        # wrapper cost more per row than the driver's fetch).
+        # Thousands of rows a batch: read by the driver, with no SQLAlchemy row object per row.
         return [LogRow((int(tx_pos), int(row_id)), int(part),
-                       Event(user_id=user_id, name=name, ts_us=ts_us, type=type_, properties=loads(payload),
-                             message_id=message_id, id=row_id, origin=origin))
+                       Event(user_id, name, ts_us, type_, loads(payload), message_id, row_id, origin))
                 for tx_pos, row_id, part, user_id, type_, name, ts_us, payload, message_id, origin
                 in driver_rows(self._conn, sql, params)]
 
