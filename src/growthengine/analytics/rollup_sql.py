@@ -118,6 +118,16 @@ USERS_WITH_MESSAGES = (
 )
 """Which of the users could move a rollup: only they are recomputed for a purchase, an unsubscribe or a merge."""
 
+USERS_WITH_FACTS = (
+    "SELECT DISTINCT user_id FROM kpi_messages WHERE user_id IN :users "  # noqa: S608 (text of this module)
+    "UNION SELECT DISTINCT user_id FROM kpi_credits WHERE user_id IN :users "
+    "UNION SELECT DISTINCT user_id FROM events WHERE user_id IN :users AND type = 'track' "
+    f"AND name IN ('{CONVERSION_EVENT}', '{UNSUBSCRIBE_EVENT}')"
+)
+"""Which of the users have something to take back or to credit: facts or credits already counted, or a purchase or
+an unsubscribe to credit. For the others (a price drop's favoriters getting their first message) recomputing is
+only adding their new facts: what the full recompute would subtract, forget, credit and attribute is empty."""
+
 FORGET_FACTS = "DELETE FROM kpi_messages WHERE user_id IN :users"
 FORGET_CREDITS = "DELETE FROM kpi_credits WHERE user_id IN :users"
 
@@ -242,6 +252,7 @@ class RollupStatements:
 
     missing_buckets: sa.TextClause
     users_with_messages: sa.TextClause
+    users_with_facts: sa.TextClause
     delta_before: sa.TextClause
     subtract: tuple[sa.TextClause, ...]
     forget_facts: sa.TextClause
@@ -266,6 +277,7 @@ def statements(dialect: str) -> RollupStatements:
     purchases, unsubscribes = credits_sql(dialect)
     return RollupStatements(
         missing_buckets=text(MISSING_BUCKETS), users_with_messages=text(USERS_WITH_MESSAGES),
+        users_with_facts=text(USERS_WITH_FACTS),
         delta_before=text(DELTA_BEFORE), subtract=tuple(text(s) for s in SUBTRACT),
         forget_facts=text(FORGET_FACTS), forget_credits=text(FORGET_CREDITS), facts=text(FACTS),
         credit_purchases=text(purchases), credit_unsubscribes=text(unsubscribes), attribute=text(ATTRIBUTE),

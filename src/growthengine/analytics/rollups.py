@@ -91,12 +91,21 @@ class KpiRollups:
             return
         sql = q.statements(tx.dialect)
         conn = tx.conn
-        chunks = [{"users": q.users_param(tx.dialect, ordered[i:i + USERS_PER_STATEMENT])}
-                  for i in range(0, len(ordered), USERS_PER_STATEMENT)]
+        chunks = self._chunks(tx.dialect, ordered)
         self._fill_calendar(conn, sql, chunks)
+        counted: set[str] = set()
+        for chunk in chunks:
+            counted.update(str(u) for (u,) in conn.execute(sql.users_with_facts, chunk))
         conn.execute(q.DELTA_CREATE)
         conn.execute(q.DELTA_CLEAR)
-        for chunk in chunks:
+        # Users with nothing counted, credited or to credit yet: their new facts are added, nothing taken back (the
+        # statements the others run below would find no row of theirs).
+        for chunk in self._chunks(tx.dialect, [u for u in ordered if u not in counted]):
+            conn.execute(sql.facts, {**chunk, "no": False})
+            conn.execute(sql.delta_after, chunk)
+            for statement in sql.add:
+                conn.execute(statement, chunk)
+        for chunk in self._chunks(tx.dialect, [u for u in ordered if u in counted]):
             conn.execute(sql.delta_before, chunk)
             for statement in sql.subtract:
                 conn.execute(statement, chunk)
@@ -113,6 +122,11 @@ class KpiRollups:
         for statement in q.APPLY_DELTA:
             conn.execute(statement)
         conn.execute(q.DELTA_CLEAR)
+
+    @staticmethod
+    def _chunks(dialect: str, users: list[str]) -> list[dict[str, object]]:
+        return [{"users": q.users_param(dialect, users[i:i + USERS_PER_STATEMENT])}
+                for i in range(0, len(users), USERS_PER_STATEMENT)]
 
     def _fill_calendar(self, conn: sa.Connection, sql: q.RollupStatements, chunks: list[dict[str, object]]) -> None:
         """The local day and hour of every 15 minutes these users' messages count at and were opened in (in bucket

@@ -87,9 +87,10 @@ class MessageTemplate:
     languages: tuple[str, ...]
     variables: frozenset[str] = field(default_factory=frozenset)
 
-    @property
+    @functools.cached_property
     def required_variables(self) -> frozenset[str]:
-        """Variables a caller must pass: those used, less the ones with defaults or declared optional."""
+        """Variables a caller must pass: those used, less the ones with defaults or declared optional (worked out
+        once: a fan-out asks for every message)."""
         return self.variables - set(self.defaults) - self.optional
 
 
@@ -142,6 +143,11 @@ class TemplateRegistry:
     def missing_variables(self, key: str, provided: Iterable[str]) -> frozenset[str]:
         """Required variables that ``provided`` does not cover."""
         return self.get(key).required_variables - set(provided)
+
+    def missing_in(self, key: str, context: Mapping[str, Any]) -> list[str]:
+        """Required variables that ``context`` lacks or holds as ``None`` (:meth:`missing_variables` of its keys
+        with a value), sorted; asked per message, so it looks up the few required names, not every context key."""
+        return sorted(k for k in self.get(key).required_variables if context.get(k) is None)
 
     def choose_variant(self, key: str, user_context: Iterable[str] = ()) -> str:
         """The first variant (in file order) whose ``when`` tags meet the user's context, else the default."""

@@ -164,12 +164,13 @@ class Runner:
         if used is None:
             used = self._used[key] = tuple(sorted(self.templates.variables(key) | {"user_context"}))
         values = tuple(_hashable(context.get(k, _ABSENT)) for k in used)
-        try:  # with each value's type: 3600 and 3600.0 are equal but may not render alike
-            cache_key: Hashable = (key, language, variant, values, tuple(map(type, values)))
-            hash(cache_key)
+        # with each value's type: 3600 and 3600.0 are equal but may not render alike
+        cache_key: Hashable = (key, language, variant, values, tuple(map(type, values)))
+        try:
+            rendered = self._renders.get(cache_key)  # hashed once, here
         except TypeError:  # a list or a dict among the values: compared by their text
             cache_key = (key, language, variant, repr(values))
-        rendered = self._renders.get(cache_key)
+            rendered = self._renders.get(cache_key)
         if rendered is None:
             rendered = self.templates.render(key, language, context, variant=variant)
             if len(self._renders) < 10_000:
@@ -193,8 +194,7 @@ class Runner:
         if self.links is not None and send.kind == "marketing":
             unsubscribe_url = self.links.url(run.user_id, send.channel, mid)
             context["unsubscribe_url"] = unsubscribe_url
-        missing = sorted(self.templates.missing_variables(send.template, [k for k, v in context.items()
-                                                                           if v is not None]))
+        missing = self.templates.missing_in(send.template, context)
         if missing:
             # An earlier action could not provide what this message needs (a coupon): skip it, say why.
             run.context.setdefault("skipped", []).append({"step": step, "missing": missing, "at_us": now_us})
@@ -264,7 +264,7 @@ class Runner:
         """The push counterpart of an email template, rendered for this message (None when there is none)."""
         key = counterpart_key(template, "push")
         if key not in self.templates or self.templates.get(key).channel != "push" or \
-                self.templates.missing_variables(key, [k for k, v in context.items() if v is not None]):
+                self.templates.missing_in(key, context):
             return None
         try:
             alt = self._render(key, language, context)

@@ -52,15 +52,20 @@ def load_history(tx: Tx, candidates: Sequence[Candidate], policy: Policy, now_us
 
 def _cap_history(tx: Tx, candidates: Sequence[Candidate], policy: Policy, now_us: int) -> dict[CapKey, list[Sent]]:
     caps = policy.rules.caps
-    reach = [(c, {c.message.channel} | policy.routable(c.message)) for c in candidates] if caps else []
     found: dict[CapKey, list[Sent]] = {}
-    capped_users = sorted({c.message.user_id for c, channels in reach
-                           if any(cap.kind == c.message.kind and cap.channel in channels for cap in caps)})
+    # Each cap's candidates: those of its kind that may go on its channel (planned, or switched to), in one pass.
+    per_cap: list[list[Candidate]] = [[] for _ in caps]
+    for candidate in candidates if caps else ():
+        message = candidate.message
+        routable = policy.routable(message)
+        for capped, cap in zip(per_cap, caps, strict=True):
+            if cap.kind == message.kind and (cap.channel == message.channel or cap.channel in routable):
+                capped.append(candidate)
+    capped_users = sorted({c.message.user_id for capped in per_cap for c in capped})
     if not capped_users:
         return found
     tx.profiles.lock(capped_users)
-    for cap in caps:
-        capped = [c for c, channels in reach if c.message.kind == cap.kind and cap.channel in channels]
+    for cap, capped in zip(caps, per_cap, strict=True):
         if not capped:
             continue
         users = sorted({c.message.user_id for c in capped})

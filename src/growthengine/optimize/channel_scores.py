@@ -145,6 +145,10 @@ class Outcome:
     engaged: float = 0.0
 
 
+DEFAULT_SCORE_CONFIG = ScoreConfig()
+"""Shared by every :class:`ChannelScores` made without one (frozen; a send's trial builds one per user)."""
+
+
 def outcome_key(message_id: str) -> str:
     """The short key a message is remembered by: the last 12 characters of its id."""
     return message_id[-12:]
@@ -157,7 +161,7 @@ class ChannelScores:
                  history: Mapping[str, Sequence[Outcome]] | None = None) -> None:
         if method not in ("relative", "rate"):
             raise ValueError("method must be relative or rate")
-        self.config = config or ScoreConfig()
+        self.config = config or DEFAULT_SCORE_CONFIG
         self.method: ScoreMethod = method
         self.history: dict[str, list[Outcome]] = {
             c: sorted((Outcome(o.key, o.at_s, o.sends, o.engaged) for o in items), key=lambda o: o.at_s)

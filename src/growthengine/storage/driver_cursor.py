@@ -11,6 +11,7 @@ event hooks.
 from __future__ import annotations
 
 import functools
+import sqlite3
 from collections.abc import Sequence
 from itertools import chain
 from typing import Any
@@ -46,10 +47,17 @@ def driver_many(conn: sa.Connection, sql: str, rows: Sequence[Sequence[Any]]) ->
         cursor.close()
 
 
-VALUES_CHUNKS = (64, 16, 4, 1)
-"""Rows a statement of :func:`driver_values` (greedy: 400 rows are 6 x 64 + 4 x 4), fewer for wide rows."""
-MAX_PARAMETERS = 999
-"""What one SQLite statement may take in the oldest builds (3.32 and later take 32,766)."""
+VALUES_CHUNKS = (512, 64, 16, 4, 1)
+"""Rows a statement of :func:`driver_values` (greedy: 700 rows are 512 + 2 x 64 + 3 x 16 + 3 x 4), fewer for wide
+rows.
+
+Few, large statements matter most inside a savepoint (every pipeline stage runs in one): with ``temp_store=MEMORY``
+SQLite keeps the savepoint's journal of original pages in memory, and each multi-row statement, which opens and
+releases a statement savepoint of its own, walks that journal from its start when it is released. 200,000 commands
+of a price drop's fan-out written 64 rows a statement cost 18.5 us a row (the later, the dearer) against 2.6 us
+a row 512 rows a statement (``benchmarks/README.md``, "Send path, fourth pass")."""
+MAX_PARAMETERS = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
+"""What one SQLite statement may take: 999 in builds before 3.32, 32,766 since."""
 
 
 def driver_values(conn: sa.Connection, head: str, tail: str, width: int, rows: Sequence[Sequence[Any]]) -> None:

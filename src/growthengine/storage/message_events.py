@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from growthengine.domain.messages import Message
 from growthengine.domain.partitions import partition_of
 from growthengine.storage.bulk_rows import write_rows
+from growthengine.storage.driver_cursor import driver_rows
 from growthengine.storage.flow_schema import messages
 from growthengine.storage.schema import RowId, metadata
 from growthengine.storage.stage_log import in_log_order
@@ -111,4 +112,4 @@ def positions_after(conn: sa.Connection, dialect: str, after: tuple[int, int], p
             sql += f"AND partition IN ({','.join('?' * len(partitions))}) "
             params += list(partitions)
         sql += f"ORDER BY id LIMIT {int(limit)}"
-    return [((int(t), int(i)), int(p), str(u)) for t, i, p, u in conn.exec_driver_sql(sql, tuple(params))]
+    return [((int(t), int(i)), int(p), str(u)) for t, i, p, u in driver_rows(conn, sql, params)]

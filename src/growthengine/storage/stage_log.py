@@ -157,10 +157,14 @@ class StageLog:
     def cursors(self, stages: Sequence[str]) -> dict[str, dict[int, Position]]:
         """Every stored cursor of these stages, by stage and partition (a missing one is at the start)."""
         out: dict[str, dict[int, Position]] = {s: {} for s in stages}
-        rows = self._conn.exec_driver_sql("SELECT stage, partition, tx_pos, id_pos FROM stage_cursors")
+        if not out:
+            return out
+        # Only these stages' rows (every stage's cursors are 64 rows each; the pipeline asks twice a batch).
+        stage_in, params = self._in("stage", list(out))
+        rows = driver_rows(self._conn, f"SELECT stage, partition, tx_pos, id_pos FROM stage_cursors WHERE {stage_in}",
+                           params)
         for stage, part, tx_pos, id_pos in rows:
-            if stage in out:
-                out[stage][int(part)] = (int(tx_pos), int(id_pos))
+            out[stage][int(part)] = (int(tx_pos), int(id_pos))
         return out
 
     def cursor_times(self) -> dict[str, float]:
