@@ -64,20 +64,17 @@ def update_document(doc: dict[str, Any] | None, points: Iterable[tuple[dt.dateti
         zone, zone_name = _zone(str(doc.get("tz") or DEFAULT_TZ))
         as_of = dt.datetime.fromisoformat(doc["as_of"]).astimezone(dt.UTC) if doc.get("as_of") else None
         events = int(doc.get("events", 0))
-        # Decoded and decayed in one pass (each weight times the same factor as in two); hours as written by
-        # ``update_document`` are looked up, any other spelling of an hour goes through ``int`` and is checked.
+        # Decoded and decayed in one pass (each weight times the same factor as in two; times 1.0 it is unchanged);
+        # hours as written by ``update_document`` are looked up, any other spelling goes through ``int``, checked.
         factor = 0.5 ** ((now - as_of).total_seconds() / half_life_s) if as_of is not None and now > as_of else 1.0
         stored = doc.get("w") or {}
         try:
-            counts = {_HOUR_OF[key]: float(value) * factor for key, value in stored.items()} if factor != 1.0 \
-                else {_HOUR_OF[key]: float(value) for key, value in stored.items()}
+            counts = {_HOUR_OF[key]: float(value) * factor for key, value in stored.items()}
         except (KeyError, TypeError):
-            counts = {int(key): float(value) for key, value in stored.items()}
+            counts = {int(key): float(value) * factor for key, value in stored.items()}
             if counts and (min(counts) < 0 or max(counts) >= HOURS_PER_WEEK):
                 index = next(i for i in counts if not 0 <= i < HOURS_PER_WEEK)
                 raise ValueError(f"hour of week {index} out of range") from None
-            if factor != 1.0:
-                counts = {i: v * factor for i, v in counts.items()}
     target = now if as_of is None or now > as_of else as_of
     for instant, weight in points:
         if weight <= 0 or not math.isfinite(weight):
