@@ -15,6 +15,7 @@ import pytest
 
 from tests.e2e.serve import KEY_IN_OUTPUT, START, ServeProcess, clean_env, serving
 from tests.pg_cluster import PgCluster
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -180,6 +181,41 @@ def test_serve_on_postgresql(tmp_path: Path, pg_cluster: PgCluster) -> None:
         advanced = http.post("/v1/clock/advance", json={"by": "P1D"}, headers=ADMIN)
         assert advanced.json()["now"] == "2026-01-06T02:00:00Z"
     assert "Traceback" not in server.output()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            found.append(int(status.parent.name))
+    return found
+
+
+@pytest.mark.postgres
+def test_serve_on_postgresql_runs_its_worker_as_a_child_without_the_password_in_sight(
+        tmp_path: Path, pg_cluster: PgCluster) -> None:
+    """On the real clock ``growth serve`` on PostgreSQL runs its worker as a child process (the API keeps a core
+    and an interpreter of its own); the database password goes to the child in its environment, never on its
+    command line (which any user of the machine can read). The cluster trusts local connections, so the password
+    is not checked, only carried."""
+    url = pg_cluster.new_database().replace("postgresql://postgres@", "postgresql://postgres:s3cret-pw@")
+    env = clean_env(api_key=ADMIN_KEY, write_keys=WRITE_KEY)
+    with serving(tmp_path, ["--db", url], env) as server, httpx.Client(base_url=server.base_url, timeout=10) as http:
+        [child] = wait_until(lambda: _children(server.proc.pid), what="the worker's child process")
+        command = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        assert b"worker" in command and not any(b"s3cret-pw" in part for part in command), command
+        purchase = {"userId": "big-buyer", "event": "purchase", "properties": {"order_id": "o1", "amount": 6000}}
+        assert http.post("/v1/track", json=purchase, headers=WRITE).json()["accepted"] == 1
+        # The child, not the API, applies it: the user enters high_ltv.
+        wait_until(lambda: "high_ltv" in http.get("/v1/users/big-buyer", headers=ADMIN).json()["segments"],
+                   what="the child worker put the buyer in high_ltv")
+    output = server.output()
+    assert "worker started as child process" in output and "s3cret-pw" not in output
+    assert "Traceback" not in output
 
 
 def test_a_bad_start_is_one_clear_line_an_exit_and_the_helper_says_so(tmp_path: Path) -> None:

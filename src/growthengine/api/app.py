@@ -33,12 +33,11 @@ from growthengine.api.cors import EngineCORS
 from growthengine.api.errors import install_error_handlers
 from growthengine.api.query_rules import single_valued_query
 from growthengine.api.responses import OrjsonResponse
-from growthengine.clock import ManualClock, system_seconds
+from growthengine.clock import ManualClock
 from growthengine.dashboard import mount_dashboard
 from growthengine.engine import Engine
 from growthengine.observability import LagSource, install_operations
 from growthengine.pipeline.child import ChildWorker
-from growthengine.pipeline.ownership import LeasedOwnership
 from growthengine.pipeline.worker import Worker
 from growthengine.pipeline.worker_lock import sqlite_lock_path
 
@@ -46,9 +45,8 @@ log = logging.getLogger(__name__)
 
 
 def create_app(engine: Engine, keys: KeyRing, *, run_workers: bool = True, lag: LagSource | None = None) -> FastAPI:
-    """The API around an engine. On the real clock an embedded worker (a child process on SQLite, background
-    threads on PostgreSQL; never the event loop) runs the pipeline, the timers and the deliveries, unless
-    ``run_workers`` is off (``growth serve --api-only``).
+    """The API around an engine. On the real clock an embedded worker (a child process; never the event loop) runs
+    the pipeline, the timers and the deliveries, unless ``run_workers`` is off (``growth serve --api-only``).
 
     ``lag`` tells how far each pipeline stage is behind, for ``/readyz`` and ``/metrics`` (default: the pipeline's
     own lag per stage)."""
@@ -110,18 +108,14 @@ def config_watcher(engine: Engine) -> Callable[[], None]:
 
 
 def start_embedded_worker(engine: Engine) -> Worker | ChildWorker | None:
-    """The worker of ``growth serve``. On SQLite it is a child process (``growth worker``, holding the file lock
-    that makes it the only one), so that the API keeps a core and the GIL of its own; on PostgreSQL it runs in
-    background threads with a fair share of the partitions through leases (sharing with any ``growth worker``)."""
-    lock_path = sqlite_lock_path(engine.settings.db_url)
-    refresh = None
-    if lock_path is not None:
+    """The worker of ``growth serve``: a child process (``growth worker`` on the same database and config), so that
+    the API keeps a core and the GIL of its own. On SQLite the child holds the file lock that makes it the only
+    worker; on PostgreSQL it takes a fair share of the partitions through leases, beside any other ``growth
+    worker``. Only an in-memory SQLite database, which no other process can open, runs its worker in background
+    threads of this process."""
+    if sqlite_lock_path(engine.settings.db_url) is not None or engine.store.dialect == "postgresql":
         return ChildWorker.start(engine.settings, wake=engine.work_arrived)
-    if engine.store.dialect == "postgresql":
-        ownership = LeasedOwnership(engine.store, system_seconds)
-        engine.use_ownership(ownership)
-        refresh = ownership.refresh
-    worker = Worker(engine, refresh_ownership=refresh, on_idle=config_watcher(engine))
+    worker = Worker(engine, on_idle=config_watcher(engine))
     worker.start_threads()
-    log.info("embedded worker started")
+    log.info("embedded worker started in background threads")
     return worker

@@ -1,5 +1,5 @@
-"""``growth serve`` on SQLite runs its worker as a child process (``growth worker`` on the same database and config
-file), so the API keeps a core of its own. The child ends with its parent, whatever way the parent ends.
+"""``growth serve`` runs its worker as a child process (``growth worker`` on the same database and config file), so
+the API keeps a core of its own. The child ends with its parent, whatever way the parent ends.
 
 Ingestion wakes the child when it stores something (``SIGUSR1``, which ``growth worker`` answers by looking at the
 log at once): without it an idle child looked only every ``IDLE_WAIT_S`` (50 ms), which was most of an event's
@@ -16,6 +16,8 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 from growthengine.settings import Settings
 
@@ -48,6 +50,14 @@ def listen_for_wakes(work_arrived: threading.Event) -> None:
 
     threading.Thread(target=pass_on, name="growth-wakes", daemon=True).start()
     signal.signal(WAKE_SIGNAL, handle)
+
+
+def _without_password(db_url: str) -> tuple[str, str | None]:
+    """The database URL without its password, and the password (``None`` when it has none)."""
+    parsed = make_url(db_url)
+    if parsed.password is None:
+        return db_url, None
+    return parsed._replace(password=None).render_as_string(hide_password=False), str(parsed.password)
 
 
 def _die_with_parent() -> None:  # runs in the child before exec (Linux)
@@ -112,12 +122,15 @@ class ChildWorker:
 
     @staticmethod
     def _spawn(settings: Settings) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "growthengine.cli.app", "worker", "--db", settings.db_url]
+        db_url, password = _without_password(settings.db_url)
+        command = [sys.executable, "-m", "growthengine.cli.app", "worker", "--db", db_url]
         if settings.config_file is not None:
             command += ["--config", str(settings.config_file.resolve())]
         # The same data folder (the unsubscribe links' secret) and the same served address (public links).
         env = {**os.environ, "GROWTH_DATA_DIR": str(settings.data_dir.resolve()), "GROWTH_HOST": settings.host,
                "GROWTH_PORT": str(settings.port)}
+        if password is not None:
+            env["PGPASSWORD"] = password  # libpq's own variable: not on a command line every user can read
         if "public_url" in settings.model_fields_set:
             env["GROWTH_PUBLIC_URL"] = settings.public_url
         proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,  # noqa: S603 (our own program)
