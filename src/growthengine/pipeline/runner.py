@@ -3,10 +3,10 @@ effects together with its cursor, so a crash at any point neither loses nor repe
 
 A batch takes whatever is stored (up to ``batch_size`` rows), never waiting for a batch to fill, and ends at a
 tombstone (``tombstones``: an erased user's ``erase`` command), so that every stage applies it after exactly the
-events before it and none after; a tombstone every stage has applied is retired (it keeps only a token). Each
-stage runs in
-a savepoint: a stage that fails keeps its cursor (it retries that batch next time, and after
-``MAX_FAILURES`` tries skips it, loudly) while the others go on.
+events before it and none after; a tombstone every stage has applied is retired (it keeps only a token). The batch
+is read in a snapshot, then each stage runs in a transaction of its own that moves its cursor: a stage that fails
+keeps its cursor (it retries that batch next time, and after ``MAX_FAILURES`` tries skips it, loudly) while the
+others go on, and on SQLite ingestion's commits get the write lock between two stages.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from growthengine.clock import system_seconds
 from growthengine.domain.profiles import Profile
-from growthengine.pipeline.ownership import Ownership
+from growthengine.pipeline.ownership import LeaseLost, Ownership
 from growthengine.pipeline.stages import CommandHandler, Stage, Tail
 from growthengine.storage.stage_log import COMMAND, START, LogRow, Position
 from growthengine.storage.unit_of_work import Store, Tx
@@ -53,8 +53,9 @@ class Pipeline:
     after_commit: list[Callable[[], object]] = field(default_factory=list)
     tails: Sequence[Tail] = ()
     pause_s: float = 0.0
-    """A breath after each batch that read something: on SQLite, where the write lock is shared with ingestion, it
-    lets a waiting ingestion commit go between two batches (see ``storage.database.begin_immediate``)."""
+    """A breath after each stage's transaction and each batch that read something: on SQLite, where the write lock
+    is shared with ingestion, it lets a waiting ingestion commit go in between (``storage.database.begin_immediate``
+    polls for the lock every half millisecond)."""
     tombstones: Mapping[str, CommandHandler] = field(default_factory=dict)
     """Commands that end a batch, each with what becomes of it once every stage has applied it (an erasure's
     tombstone keeps only its token)."""
@@ -95,30 +96,35 @@ class Pipeline:
             return 0
         names = [s.name for s in self.stages]
         began = time.perf_counter()
-        with self.store.transaction() as tx:
-            self.ownership.check(tx)
+        every = self.ownership.every_partition
+        # The batch is read in a snapshot (on SQLite without the write lock, which ingestion needs meanwhile).
+        with self.store.read() as tx:
             cursors = tx.log.cursors(names)
-            every = self.ownership.every_partition
             start = min((cursors[n].get(p, START) for n in names for p in partitions), default=START)
             rows = tx.log.read(start, partitions, self._next_size(), every_partition=every)
-            if not rows:
-                # No new log rows: only the tails (the KPI rollups over message changes) may have work.
+            if rows:
+                if not config_checked and self.config_current is not None and not self.config_current(tx):
+                    raise _ConfigMoved  # nothing written yet: the batch is read again under the new config
+                rows = self._through_first_tombstone(rows)
+                users = list({r.event.user_id for r in rows if r.event.type != COMMAND})
+                profiles = tx.profiles.get_many(users)
+        if not rows:
+            # No new log rows: only the tails (the KPI rollups over message changes) may have work.
+            with self.store.transaction() as tx:
+                self.ownership.check(tx)
                 return self._tails(tx, partitions, every)
-            if not config_checked and self.config_current is not None and not self.config_current(tx):
-                raise _ConfigMoved  # nothing written yet: the batch is read again under the new config
-            rows = self._through_first_tombstone(rows)
-            end = rows[-1].position
-            users = list({r.event.user_id for r in rows if r.event.type != COMMAND})
-            profiles = tx.profiles.get_many(users)
-            done = []
-            for stage in self.stages:
-                mine = _after(rows, cursors[stage.name])
-                if mine and not self._run(tx, stage, mine, profiles, end):
-                    continue
+        end = rows[-1].position
+        done = []
+        for stage in self.stages:
+            mine = _after(rows, cursors[stage.name])
+            if self._run(stage, mine, profiles, partitions, end, cursors):
                 done.append(stage.name)
-            if not done:
-                return 0  # every stage failed on this batch: they try again on the next pass, not in a loop
-            tx.log.advance(done, partitions, end, self.now_s(), cursors)
+            if self.pause_s:
+                time.sleep(self.pause_s)  # a waiting ingestion commit goes in between (SQLite)
+        if not done:
+            return 0  # every stage failed on this batch: they try again on the next pass, not in a loop
+        with self.store.transaction() as tx:
+            self.ownership.check(tx)
             self._retire_applied_tombstones(tx, rows, cursors, set(done))
             self._tails(tx, partitions, every)
         cost = (time.perf_counter() - began) / len(rows)
@@ -166,23 +172,34 @@ class Pipeline:
             return self.batch_size
         return max(min(MIN_BATCH, self.batch_size), min(self.batch_size, int(BATCH_TIME_S / self._row_cost_s)))
 
-    def _run(self, tx: Tx, stage: Stage, rows: list[LogRow], profiles: dict[str, Profile], end: Position) -> bool:
-        savepoint = tx.conn.begin_nested()
+    def _run(self, stage: Stage, rows: list[LogRow], profiles: dict[str, Profile], partitions: Sequence[int],
+             end: Position, cursors: dict[str, dict[int, Position]]) -> bool:
+        """The stage's part of the batch in a transaction of its own, which also moves its cursor to ``end`` (on
+        SQLite ingestion commits between two stages, not only between two batches). A stage that fails has its
+        transaction undone and keeps its cursor: it retries that batch next time, and after ``MAX_FAILURES`` tries
+        its rows are skipped, loudly."""
         try:
-            stage.consume(tx, [r.event for r in rows], profiles)
-            savepoint.commit()
+            with self.store.transaction() as tx:
+                self.ownership.check(tx)
+                if rows:
+                    stage.consume(tx, [r.event for r in rows], profiles)
+                tx.log.advance([stage.name], partitions, end, self.now_s(), cursors)
             return True
+        except LeaseLost:
+            raise
         except Exception:
-            savepoint.rollback()
             key = (stage.name, end)
             tries = self._failures.get(key, 0) + 1
             self._failures[key] = tries
-            if tries >= MAX_FAILURES:
-                log.exception("stage %s failed %d times on rows up to %s; skipping them", stage.name, tries, end)
-                self._failures.pop(key, None)
-                return True
-            log.exception("stage %s failed on rows up to %s (try %d); it will try again", stage.name, end, tries)
-            return False
+            if tries < MAX_FAILURES:
+                log.exception("stage %s failed on rows up to %s (try %d); it will try again", stage.name, end, tries)
+                return False
+            log.exception("stage %s failed %d times on rows up to %s; skipping them", stage.name, tries, end)
+            self._failures.pop(key, None)
+        with self.store.transaction() as tx:
+            self.ownership.check(tx)
+            tx.log.advance([stage.name], partitions, end, self.now_s(), cursors)
+        return True
 
     def lag(self) -> list[StageLag]:
         """Per stage: rows not yet applied (for the partitions of this database) and seconds since it last moved
