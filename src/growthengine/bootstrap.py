@@ -143,7 +143,7 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
     scheduler.register(SNAPSHOT_TIMER, analytics.on_snapshot_timers)
     # Deliveries to real providers, after the ledger has committed the messages.
     delivery = DeliveryWorker(store, {p.provider.name: p.provider for p in flows.dispatcher.providers.values()
-                                      if isinstance(p, LedgerBridge)}, clock)
+                                      if isinstance(p, LedgerBridge)}, clock, ownership.worker_id)
     # Calls of flow runs to other services (coupons, recommendations, generated copy), outside transactions.
     runner = flows.runner
     activities = ActivityExecutor(store, clock, runner.coupons, runner.recommendations, runner.copywriter)

@@ -137,6 +137,7 @@ class Engine:
         self.pipeline.ownership = ownership
         self.scheduler.ownership = ownership
         self.segments.use_ownership(ownership)  # its in-memory state follows the leases
+        self.delivery.claimer = ownership.worker_id  # its heartbeat keeps its deliveries' claims
 
     def run_due(self) -> int:
         """Do the work that is due now (the background worker calls this on the real clock)."""

@@ -238,7 +238,7 @@ def test_provider_calls_are_counted_and_timed(engine: Engine) -> None:
                                      "payload": {"id": f"m{n}", "user_id": "u", "channel": "push",
                                                  "kind": "marketing", "to": "token"},
                                      "created_us": now_us} for n in range(3)], pending=True)
-    DeliveryWorker(engine.store, {"fcm": Flaky()}, engine.clock).drain()
+    DeliveryWorker(engine.store, {"fcm": Flaky()}, engine.clock, "test-worker").drain()
     text = EngineMetrics(engine).render().decode()
     assert sample_values(text, "growth_provider_requests_total") == {
         '{outcome="error",provider="fcm"}': 1.0, '{outcome="failed_transient",provider="fcm"}': 1.0,

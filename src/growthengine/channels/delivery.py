@@ -2,8 +2,9 @@
 
 A message bound for a real provider is written to the ledger and to the outbox (``pending``) in the flow's
 transaction; only then, outside any transaction, is the provider called, with the message id as its idempotency
-key. A crash between the call and the record leaves the row pending; after its lease it is sent again with the
-same id, which the provider (or the device, for push) folds into one. Transient failures are retried with backoff,
+key. A crash between the call and the record leaves the row pending; after its lease (or, once the worker that
+claimed it has gone silent, sooner) it is sent again with the same id, which the provider (or the device, for push)
+folds into one. Transient failures are retried with backoff,
 permanent ones are recorded with their reason, and a dead address (an unregistered push token) is cleared.
 """
 
@@ -27,16 +28,22 @@ from growthengine.storage.unit_of_work import Store
 log = logging.getLogger(__name__)
 
 LEASE_S = 60.0
+"""How long a claimed delivery is this worker's (a provider call with its retries fits in it)."""
+CLAIMER_SILENT_S = 15.0
+"""A worker without a heartbeat this long has gone (the partition leases' time to live): the deliveries it claimed
+are taken over without waiting for their lease (``MessageStore.claim_pending``)."""
 MAX_ATTEMPTS = 6
 BATCH = 20
 
 
 class DeliveryWorker:
-    def __init__(self, store: Store, providers: Mapping[str, Provider], clock: Clock) -> None:
+    def __init__(self, store: Store, providers: Mapping[str, Provider], clock: Clock, claimer: str) -> None:
         self.store = store
         self.providers = dict(providers)  # by provider name
         self.clock = clock
         self.work_arrived = threading.Event()  # set when the ledger may hold new messages for real providers
+        # Who claims: the worker's id (a leased worker's heartbeat says it is alive; ``Engine.use_ownership``).
+        self.claimer = claimer
 
     def drain(self, *, max_batches: int = 1000) -> int:
         """Deliver what is due now; returns how many deliveries were attempted."""
@@ -46,7 +53,8 @@ class DeliveryWorker:
         for _ in range(max_batches):
             now_us = to_us(self.clock.now())
             with self.store.transaction() as tx:
-                rows = tx.messages.claim_pending(now_us, system_seconds(), limit=BATCH, lease_s=LEASE_S)
+                rows = tx.messages.claim_pending(now_us, system_seconds(), limit=BATCH, lease_s=LEASE_S,
+                                                 claimer=self.claimer, silent_s=CLAIMER_SILENT_S)
             if not rows:
                 break
             for row in rows:

@@ -28,8 +28,15 @@ class LeaseLost(RuntimeError):
     """This worker no longer holds a partition it was writing; the transaction is rolled back."""
 
 
+def process_worker_id() -> str:
+    """A name for this process's worker, unique across machines and restarts."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 class Ownership(Protocol):
     every_partition: bool
+    worker_id: str
+    """Who writes: a leased worker's heartbeat says it is alive (``pipeline_workers``)."""
 
     def partitions(self) -> tuple[int, ...]: ...
 
@@ -41,6 +48,9 @@ class SoleOwner:
     """One process owns every partition (the embedded engine; the one worker on SQLite)."""
 
     every_partition = True
+
+    def __init__(self) -> None:
+        self.worker_id = process_worker_id()
 
     def partitions(self) -> tuple[int, ...]:
         return ALL_PARTITIONS
@@ -61,7 +71,7 @@ class LeasedOwnership:
 
     store: Store
     now_s: Callable[[], float]
-    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+    worker_id: str = field(default_factory=process_worker_id)
     ttl_s: float = LEASE_TTL_S
     every_partition: bool = False
     renew_every_s: float = RENEW_EVERY_S

@@ -84,6 +84,7 @@ outbox = sa.Table(
     sa.Column("next_us", sa.BigInteger, nullable=True),  # business time: when a pending row may first go
     # System time: when a lease runs out or a retry may go (backoff and leases are real, whatever the test clock).
     sa.Column("retry_at_s", sa.Float, nullable=True),
+    sa.Column("claimed_by", sa.String(128), nullable=True),  # the worker whose lease ``retry_at_s`` is, if any
     sa.Index("ux_outbox_message", "message_id", unique=True),
     sa.Index("ix_outbox_pending", "state", "next_us"),
 )

@@ -19,6 +19,7 @@ from growthengine.storage.driver_cursor import driver_rows
 from growthengine.storage.event_log import in_list, list_params
 from growthengine.storage.flow_schema import messages, outbox
 from growthengine.storage.message_events import append_inserted, append_updated
+from growthengine.storage.pipeline_schema import pipeline_workers, provider_calls
 
 _FIELDS = [c.name for c in messages.columns if c.name not in ("seq", "flow_key", "data")]
 # A price drop writes a ledger row per favoriter: the insert is plain SQL for the driver, as in the event log (the
@@ -153,11 +154,19 @@ class MessageStore:
 
     # Outbox ---------------------------------------------------------------------------------------
 
-    def claim_pending(self, now_us: int, system_s: float, *, limit: int, lease_s: float) -> list[dict[str, Any]]:
+    def claim_pending(self, now_us: int, system_s: float, *, limit: int, lease_s: float, claimer: str,
+                      silent_s: float) -> list[dict[str, Any]]:
         """Pending deliveries that are due (their business time has come, and any retry wait or lease is over in
-        system time), leased to this worker for ``lease_s`` (other workers skip them on PostgreSQL)."""
+        system time), leased to ``claimer`` for ``lease_s`` (other workers skip them on PostgreSQL).
+
+        A lease held by another worker ends early when that worker has gone: claimed at least ``silent_s`` ago by
+        a worker without a heartbeat in the last ``silent_s`` (``pipeline_workers``; a worker killed mid-send), so
+        its unsent messages go within about twice ``silent_s`` instead of at the end of the lease."""
+        live = sa.select(pipeline_workers.c.worker_id).where(pipeline_workers.c.heartbeat_s >= system_s - silent_s)
+        gone = sa.and_(outbox.c.claimed_by.is_not(None), outbox.c.claimed_by != claimer,
+                       outbox.c.retry_at_s <= system_s + lease_s - silent_s, outbox.c.claimed_by.not_in(live))
         query = (sa.select(outbox).where(outbox.c.state == "pending", outbox.c.next_us <= now_us,
-                                         sa.or_(outbox.c.retry_at_s.is_(None), outbox.c.retry_at_s <= system_s))
+                                         sa.or_(outbox.c.retry_at_s.is_(None), outbox.c.retry_at_s <= system_s, gone))
                  .order_by(outbox.c.next_us, outbox.c.id).limit(limit))
         if self._dialect == "postgresql":
             query = query.with_for_update(skip_locked=True)
@@ -165,20 +174,19 @@ class MessageStore:
                 for r in self._conn.execute(query).mappings()]
         if rows:
             self._conn.execute(sa.update(outbox).where(outbox.c.id.in_([r["id"] for r in rows]))
-                               .values(retry_at_s=system_s + lease_s, attempts=outbox.c.attempts + 1))
+                               .values(retry_at_s=system_s + lease_s, attempts=outbox.c.attempts + 1,
+                                       claimed_by=claimer))
         return rows
 
     def record_provider_call(self, provider: str, outcome: str, latency_s: float, at_s: float) -> None:
         """One call to a channel provider, as ``/metrics`` counts it (insert-only)."""
-        from growthengine.storage.pipeline_schema import provider_calls
-
         self._conn.execute(sa.insert(provider_calls).values(provider=provider, outcome=outcome, latency_s=latency_s,
                                                             at_s=at_s))
 
     def settle(self, outbox_id: int, state: str, retry_at_s: float | None = None) -> None:
         """Done, failed, or pending again (a retry that may go at ``retry_at_s``, system time)."""
         self._conn.execute(sa.update(outbox).where(outbox.c.id == outbox_id)
-                           .values(state=state, retry_at_s=retry_at_s))
+                           .values(state=state, retry_at_s=retry_at_s, claimed_by=None))
 
     def outbox(self, *, channel: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         query = sa.select(outbox).order_by(outbox.c.id).limit(limit)
