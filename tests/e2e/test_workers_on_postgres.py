@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
 
 import httpx
 import psycopg
 import pytest
 
+from growthengine.bench.freshness import fcm_double
 from tests.e2e.serve import ServeProcess, WorkerProcess, clean_env, daytime_zone
 from tests.pg_cluster import PgCluster
 
@@ -100,40 +96,6 @@ def _lease_owners(url: str) -> int:
     return int(row[0]) if row else 0
 
 
-class _FcmDouble(BaseHTTPRequestHandler):
-    """FCM's v1 send: records each call's message id (``data.message_id``: the engine's idempotency key) and when."""
-
-    calls: ClassVar[list[tuple[str, float]]] = []
-    lock: ClassVar[threading.Lock] = threading.Lock()
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-        with self.lock:
-            self.calls.append((body["message"]["data"]["message_id"], time.time()))
-        answer = b'{"name": "projects/e2e/messages/1"}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
-@contextmanager
-def _fcm_double() -> Iterator[tuple[str, type[_FcmDouble]]]:
-    handler = type("FcmDouble", (_FcmDouble,), {"calls": [], "lock": threading.Lock()})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def _cart_pushes(url: str) -> list[tuple[str, str, str]]:
     with psycopg.connect(url) as conn:
         rows = conn.execute("SELECT id, user_id, status FROM messages WHERE flow_key = 'cart_abandonment' "
@@ -145,7 +107,7 @@ def test_a_worker_killed_while_due_carts_are_pushed_loses_nothing_and_sends_noth
         pg_cluster: PgCluster, tmp_path: Path) -> None:
     url = pg_cluster.new_database()
     env = clean_env(api_key="scale-admin")
-    with _fcm_double() as (fcm_url, fcm):
+    with fcm_double(0.0) as (fcm_url, fcm):
         config = tmp_path / "growth.yaml"
         config.write_text(json.dumps({"settings": {
             "channel_providers": {"push": "fcm"},
@@ -171,13 +133,13 @@ def test_a_worker_killed_while_due_carts_are_pushed_loses_nothing_and_sends_noth
                                     headers=ADMIN, timeout=60)
                 assert answer.status_code == 200 and answer.json()["accepted"] == len(calls[start:start + 1000])
             assert time.time() < due, "the carts were stored before they fell due"
-            _wait_for(lambda: len(fcm.calls) >= CARTS // 4, 90, "a quarter of the pushes at the provider")
+            _wait_for(lambda: fcm.calls >= CARTS // 4, 90, "a quarter of the pushes at the provider")
             workers[0].kill()
-            _wait_for(lambda: len({m for m, _ in fcm.calls}) >= CARTS, 120, "every push at the provider")
+            _wait_for(lambda: len({m for m, _ in fcm.received}) >= CARTS, 120, "every push at the provider")
             time.sleep(1.0)  # anything that would be sent twice would show up now
             pushes = _cart_pushes(url)
             with fcm.lock:
-                calls_made = list(fcm.calls)
+                calls_made = list(fcm.received)
         finally:
             for w in workers:
                 w.stop()

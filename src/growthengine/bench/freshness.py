@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import orjson
@@ -32,7 +32,7 @@ import orjson
 from growthengine.bench.ingest import BenchError
 from growthengine.bench.pipeline import Process, Server
 from growthengine.bench.workload import Workload
-from growthengine.clock import RealClock
+from growthengine.clock import RealClock, system_seconds
 
 BATCH = 100
 PROBE_EVERY_S = 0.5
@@ -178,15 +178,20 @@ def paced(server: Server, workload: Workload, *, rate: float, seconds: float, co
 
 
 class _FcmDouble(BaseHTTPRequestHandler):
-    """FCM's v1 send, answering after ``delay_s`` (the provider's own latency)."""
+    """FCM's v1 send, answering after ``delay_s`` (the provider's own latency). ``received`` holds each call's
+    message id (``data.message_id``, the engine's idempotency key) and when it came (system time, seconds)."""
 
     delay_s = 0.0
     calls = 0
+    received: ClassVar[list[tuple[str, float]]] = []
+    lock: ClassVar[threading.Lock] = threading.Lock()
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = orjson.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
         time.sleep(type(self).delay_s)
-        type(self).calls += 1
+        with self.lock:
+            type(self).calls += 1
+            self.received.append((str(body["message"]["data"]["message_id"]), system_seconds()))
         body = json.dumps({"name": "projects/bench/messages/1"}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -200,7 +205,8 @@ class _FcmDouble(BaseHTTPRequestHandler):
 
 @contextmanager
 def fcm_double(delay_s: float) -> Iterator[tuple[str, type[_FcmDouble]]]:
-    handler = type("FcmDouble", (_FcmDouble,), {"delay_s": delay_s, "calls": 0})
+    handler = type("FcmDouble", (_FcmDouble,), {"delay_s": delay_s, "calls": 0, "received": [],
+                                                 "lock": threading.Lock()})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
