@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from tests.e2e.serve import KEY_IN_OUTPUT, START, ServeProcess, clean_env, serving
+from tests.e2e.test_crash_safety_stages import _children
 from tests.pg_cluster import PgCluster
 from tests.waiting import wait_until
 
@@ -181,18 +182,6 @@ def test_serve_on_postgresql(tmp_path: Path, pg_cluster: PgCluster) -> None:
         advanced = http.post("/v1/clock/advance", json={"by": "P1D"}, headers=ADMIN)
         assert advanced.json()["now"] == "2026-01-06T02:00:00Z"
     assert "Traceback" not in server.output()
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
-        except OSError:
-            continue
-        if fields.get("PPid", "").strip() == str(pid):
-            found.append(int(status.parent.name))
-    return found
 
 
 @pytest.mark.postgres
