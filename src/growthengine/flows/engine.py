@@ -15,7 +15,7 @@ from growthengine.domain.messages import Message
 from growthengine.domain.profiles import Profile
 from growthengine.flows.dispatch import Dispatcher, Outgoing
 from growthengine.flows.enrol_pages import ENROLL_COMMAND as ENROLL_COMMAND  # (bootstrap wires it)
-from growthengine.flows.enrol_pages import enrol_pages, named_users
+from growthengine.flows.enrol_pages import applied_payload, enrol_pages, named_users
 from growthengine.flows.enrolment import EnrolCandidate, Enrolment
 from growthengine.flows.fanout import announce
 from growthengine.flows.feedback import Feedback, apply_feedback
@@ -203,6 +203,9 @@ class FlowEngine:
                 log.info("%d enrolment(s) in %s dropped: the flow is no longer live", len(candidates), key)
                 continue
             self.enroll(tx, flow, [c for c in candidates if c[0] in profiles], now_us, profiles)
+        # Applied pages keep no user's id (``enrol_pages``: an erased user's id must leave the log).
+        tx.log.rewrite_commands([(c.id, applied) for c in commands
+                                 if c.id is not None and (applied := applied_payload(c)) is not None])
 
     @staticmethod
     def command_enrollments(tx: Tx, flow: Flow, users: list[str], entity: str, trigger_us: int,

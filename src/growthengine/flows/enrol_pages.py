@@ -10,6 +10,13 @@ as the per-user commands were applied. A command without ``users`` names its own
 Pages are small enough that the smallest batch the pipeline reads (``MIN_BATCH`` rows) names no more users than its
 largest batch of per-user commands did (``BATCH_SIZE``): the batch sizer counts rows, so a page command costs it
 the time of ``ENROLL_PAGE`` enrolments, and the transaction it sizes stays within its bounds.
+
+Erasure (CONTRACT: the log keeps no id of an erased user). A page's log row is keyed by a fixed key of its partition
+(:func:`page_key`), never by one of the users it names, so erasing one of them (which deletes every log row keyed
+by that user at once) does not take the other users' enrolments with it. The names themselves are emptied from the
+page when its owner applies it, in the same transaction (:func:`applied_payload`): the erasure's tombstone lies in
+the same partition after any page that names the user, so by the time every stage has applied the tombstone, no
+page in the log names them (a page applied after the erasure starts nothing for them: they have no profile).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from growthengine.domain.events import Event
-from growthengine.domain.partitions import partition_of
+from growthengine.domain.partitions import PARTITIONS, partition_of
 from growthengine.pipeline.runner import BATCH_SIZE, MIN_BATCH
 
 ENROLL_COMMAND = "flow_enroll"
@@ -32,19 +39,48 @@ ENROLL_PAGE = max(1, BATCH_SIZE // MIN_BATCH)
 Command = tuple[str, str, int, dict[str, Any]]
 
 
+def _page_keys() -> tuple[str, ...]:
+    keys: dict[int, str] = {}
+    n = 0
+    while len(keys) < PARTITIONS:
+        key = f"~flow_enroll page {n}"
+        keys.setdefault(partition_of(key), key)
+        n += 1
+    return tuple(keys[p] for p in range(PARTITIONS))
+
+
+_PAGE_KEYS = _page_keys()
+
+
+def page_key(partition: int) -> str:
+    """The key a page's log row is stored under: not a user's id, but it hashes to the page's partition (so the
+    row lies in the partition of the users it names, like theirs)."""
+    return _PAGE_KEYS[partition]
+
+
 def enrol_pages(users: Sequence[str], trigger_us: int, payload: dict[str, Any]) -> list[Command]:
-    """``(user_id, name, ts_us, payload)`` commands naming ``users`` (each once, in their order within each
-    partition), at most :data:`ENROLL_PAGE` a command; a command's own user is the first it names, so it lands in
-    their partition."""
+    """``(key, name, ts_us, payload)`` commands naming ``users`` (each once, in their order within each partition),
+    at most :data:`ENROLL_PAGE` a command, each stored under its partition's :func:`page_key`."""
     by_partition: dict[int, list[str]] = defaultdict(list)
     for user in dict.fromkeys(users):
         by_partition[partition_of(user)].append(user)
     commands: list[Command] = []
-    for members in by_partition.values():
+    for partition, members in by_partition.items():
         for start in range(0, len(members), ENROLL_PAGE):
             page = members[start:start + ENROLL_PAGE]
-            commands.append((page[0], ENROLL_COMMAND, trigger_us, {**payload, "users": page}))
+            commands.append((page_key(partition), ENROLL_COMMAND, trigger_us, {**payload, "users": page}))
     return commands
+
+
+def applied_payload(command: Event) -> dict[str, Any] | None:
+    """What a page keeps once applied (its flow, entity and trigger time, how many it named, no names); ``None``
+    for a per-user command, which is left as it is (erasing its user deletes it)."""
+    p = command.properties
+    users = p.get("users")
+    if not isinstance(users, list):
+        return None
+    return {"flow": p.get("flow"), "entity": p.get("entity"), "trigger_us": p.get("trigger_us"), "users": [],
+            "named": len(users)}
 
 
 def named_users(command: Event) -> list[str]:
