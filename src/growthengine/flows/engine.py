@@ -204,7 +204,7 @@ class FlowEngine:
                 continue
             self.enroll(tx, flow, [c for c in candidates if c[0] in profiles], now_us, profiles)
         # Applied pages keep no user's id (``enrol_pages``: an erased user's id must leave the log).
-        tx.log.rewrite_commands([(c.id, applied) for c in commands
+        tx.log.rewrite_commands([(c.user_id, c.id, applied) for c in commands
                                  if c.id is not None and (applied := applied_payload(c)) is not None])
 
     @staticmethod

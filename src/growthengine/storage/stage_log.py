@@ -208,14 +208,16 @@ class StageLog:
             for p in partitions
         ])
 
-    def rewrite_commands(self, payloads: Sequence[tuple[int, dict[str, Any]]]) -> None:
-        """Replace applied commands' payloads ``(row id, payload)`` (what a page of enrolments keeps once its owner
-        applied it: no user's id); other rows are never touched."""
+    def rewrite_commands(self, payloads: Sequence[tuple[str, int, dict[str, Any]]]) -> None:
+        """Replace applied commands' payloads ``(row key, row id, payload)`` (what a page of enrolments keeps once
+        its owner applied it: no user's id); other rows are never touched. Each row is found by its primary key
+        (``user_id, id`` on PostgreSQL, which has no index on the id alone)."""
         if payloads:
             m = self._m
             dumps = orjson.dumps
-            driver_many(self._conn, f"UPDATE events SET payload = {m} WHERE id = {m} AND type = '{COMMAND}'",
-                        [(dumps(payload).decode(), row_id) for row_id, payload in payloads])
+            driver_many(self._conn,
+                        f"UPDATE events SET payload = {m} WHERE user_id = {m} AND id = {m} AND type = '{COMMAND}'",
+                        [(dumps(payload).decode(), key, row_id) for key, row_id, payload in payloads])
 
     def append_commands(self, commands: Sequence[tuple[str, str, int, dict[str, Any]]], received_us: int) -> None:
         """Append per-user commands ``(user_id, name, ts_us, payload)`` for the owners of those users to apply."""
