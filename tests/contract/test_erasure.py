@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import orjson
 import pytest
 
 from growthengine.engine import Engine
@@ -105,3 +106,39 @@ def test_waiting_messages_and_timers_of_the_user_are_cancelled(any_engine: Engin
     engine.advance(engine.clock.now() + dt.timedelta(days=3))
     statuses = {m.id: (m.status, m.reason) for m in engine.messages(limit=1000) if m.id in {h.id for h in held}}
     assert set(statuses.values()) == {("cancelled", "erased")}
+
+
+def test_a_favoriter_erased_while_the_fan_out_waits_leaves_no_trace_and_the_others_are_reached(
+        any_engine: Engine) -> None:
+    """A price drop's enrolments travel as pages of users (``flows/enrol_pages.py``). A favoriter erased after the
+    pages were written and before their owner applied them is not enrolled, the others on the same pages are, and
+    no log row names the erased user afterwards."""
+    engine = any_engine
+    fans = [f"fan-erase-{n}" for n in range(40)]
+    gone = fans[7]
+    engine.ingest([{"type": "identify", "userId": f, "traits": {"push_token": f"t-{f}", "consent": {"push": True}}}
+                   for f in fans])
+    engine.ingest([{"type": "track", "userId": f, "event": "favorite_added", "properties": {"listing_id": "L-er"}}
+                   for f in fans])
+    engine.ingest([{"type": "track", "userId": "seller-er", "event": "listing_created",
+                    "properties": {"listing_id": "L-er", "title": "Fuji", "price": 1000, "category": "cameras"}}])
+    stored(engine, [{"type": "track", "userId": "seller-er", "event": "listing_price_changed",
+                     "properties": {"listing_id": "L-er", "old_price": 1000, "new_price": 800}}])
+    engine.pipeline.step()  # the price change: a fan-out command per partition
+    engine.pipeline.step()  # the fan-out: the pages of favoriters, not applied yet
+    with engine.store.transaction() as tx:
+        pages = tx.conn.execute(events.select().where(events.c.name == "flow_enroll")).mappings().all()
+        assert pages and any(gone in r["payload"] for r in pages), "a page names the user"
+        assert all(r["user_id"] not in fans for r in pages), "pages are not keyed by a user they name"
+        assert sum(len(orjson.loads(r["payload"])["users"]) for r in pages) == len(fans)
+        assert engine.erasure.erase(tx, gone, "api") is not None
+    engine.process_pending()
+    with engine.store.transaction() as tx:
+        runs = sorted(r.user_id for f in fans for r in tx.runs.for_user(f) if r.flow == "price_drop")
+        assert traces(tx.conn, [gone]) == []
+        named = sum(orjson.loads(r["payload"])["named"] for r in tx.conn.execute(
+            events.select().where(events.c.name == "flow_enroll")).mappings())
+    assert runs == sorted(f for f in fans if f != gone)
+    assert named == len(fans), "every page applied, its names emptied"
+    pushed = {m.user_id for m in engine.messages(flow="price_drop", channel="push", limit=1000)}
+    assert pushed == set(fans) - {gone}

@@ -10,7 +10,9 @@ SMS or in-app) is queued. Two measurements:
   policy (channel switch on); the prefetch is timed apart, building the messages is not timed;
 * **dispatcher flush**: ``Dispatcher.flush`` of ``flush_messages`` fresh messages in the same batches: the router
   (channel scores), the gate, the send ledger, the outbox and the sent hooks: what it costs to get a decided
-  message written and delivered to the local outbox.
+  message written and delivered to the local outbox (target: 20,000 messages/s). Its CPU seconds
+  (``time.process_time``) are printed beside the wall figure: on a machine shared with other work the wall time
+  also holds the time spent waiting for a core (the run queue), which the CPU seconds do not.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ Stage = Callable[[str, int], Advance]
 Item = tuple[Message, dict[str, Any], float]
 
 TARGET_DECISION_RATE = 100_000.0
+TARGET_FLUSH_RATE = 20_000.0
 TARGET_MESSAGES = 1_000_000
 ZONES = ("Asia/Bangkok", "Asia/Bangkok", "Asia/Bangkok", "Asia/Tokyo", "Europe/London", "America/New_York")
 CHANNELS = ("push", "push", "email", "email", "sms", "in_app")
@@ -59,6 +62,7 @@ class GateBench:
     flush_seconds: float = 0.0
     statuses: dict[str, int] = field(default_factory=dict)
     prefetch_seconds: float = 0.0
+    flush_cpu_s: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -143,16 +147,17 @@ def run_gate_bench(size: GateSize, db_dir: Path, stage: Stage) -> GateBench:
             progress(len(items))
 
         progress = stage("flush", size.flush_messages)
-        flush_s = 0.0
+        flush_s = flush_cpu = 0.0
         statuses: dict[str, int] = {}
         for items in _batches(size.flush_messages, size.batch, "flushed", now_us):
-            start_s = time.perf_counter()
+            cpu0, start_s = time.process_time(), time.perf_counter()
             out = Outgoing()
             for message, traits, holdout in items:
                 out.add(message, traits, holdout)
             with engine.store.transaction() as tx:
                 dispatcher.flush(tx, out, now_us)
             flush_s += time.perf_counter() - start_s
+            flush_cpu += time.process_time() - cpu0
             for message, _, _ in items:
                 statuses[message.status] = statuses.get(message.status, 0) + 1
             progress(len(items))
@@ -160,4 +165,4 @@ def run_gate_bench(size: GateSize, db_dir: Path, stage: Stage) -> GateBench:
         engine.close()
     return GateBench(size=size, decisions=decisions, seconds=seconds, cpu_s=cpu, actions=actions,
                      flushed=size.flush_messages, flush_seconds=flush_s, statuses=statuses,
-                     prefetch_seconds=prefetch_s)
+                     prefetch_seconds=prefetch_s, flush_cpu_s=flush_cpu)

@@ -24,6 +24,7 @@ from growthengine.engagement.service import switch
 from growthengine.gate.decision import Decision, SendGate
 from growthengine.gate.history import Candidate, Policy
 from growthengine.gate.history_loader import Models
+from growthengine.scheduler.collector import collector_paused
 from growthengine.storage.unit_of_work import Tx
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,15 @@ class Dispatcher:
         the pass's timers. Each message is decided and written as of its candidate's instant (``now_us`` when it
         has none of its own).
 
-        ``learn=False``: the sends teach the optimization models nothing (an erased user's audience removals)."""
+        ``learn=False``: the sends teach the optimization models nothing (an erased user's audience removals).
+
+        Python's cyclic collector is held off meanwhile (``scheduler/collector.py``, as for a batch of enrolments): a
+        flush allocates a few objects per message, freed by reference counting, and a full pass its allocations set
+        off walks the whole heap (0.25 s against 0.15 s for the flush of 5,000 messages it fell in)."""
+        with collector_paused():
+            self._flush(tx, outgoing, now_us, learn=learn)
+
+    def _flush(self, tx: Tx, outgoing: Outgoing, now_us: int, *, learn: bool) -> None:
         timers, outgoing.timers = outgoing.timers, []
         candidates, outgoing.candidates = outgoing.candidates, []
         if not candidates:

@@ -14,6 +14,8 @@ from growthengine.domain.events import Event
 from growthengine.domain.messages import Message
 from growthengine.domain.profiles import Profile
 from growthengine.flows.dispatch import Dispatcher, Outgoing
+from growthengine.flows.enrol_pages import ENROLL_COMMAND as ENROLL_COMMAND  # (bootstrap wires it)
+from growthengine.flows.enrol_pages import applied_payload, enrol_pages, named_users
 from growthengine.flows.enrolment import EnrolCandidate, Enrolment
 from growthengine.flows.fanout import announce
 from growthengine.flows.feedback import Feedback, apply_feedback
@@ -29,9 +31,6 @@ from growthengine.storage.unit_of_work import Tx
 log = logging.getLogger(__name__)
 
 BROADCAST_TIMER = "broadcast"
-ENROLL_COMMAND = "flow_enroll"
-"""A per-user command in the log: start a run of a flow for this user (a fan-out reaches users one by one, each
-applied by the worker that owns the user)."""
 FEEDBACK = {"message_opened": "opened", "message_clicked": "clicked"}
 
 # Loads an older version of a flow from its stored definition (runs in flight keep their version).
@@ -188,25 +187,33 @@ class FlowEngine:
     def _enroll_commands(self, tx: Tx, commands: list[Event]) -> None:
         now_us = to_us(self.clock.now())
         by_flow: dict[str, list[tuple[str, str, int, dict[str, Any]]]] = defaultdict(list)
+        users: dict[str, None] = {}
         for command in commands:
             p = command.properties
-            by_flow[str(p.get("flow"))].append((command.user_id, str(p.get("entity", "")),
-                                                int(p.get("trigger_us", command.ts_us)), dict(p.get("context") or {})))
+            entity, trigger_us = str(p.get("entity", "")), int(p.get("trigger_us", command.ts_us))
+            context = p.get("context") or {}
+            named = named_users(command)
+            users.update(dict.fromkeys(named))
+            by_flow[str(p.get("flow"))].extend((u, entity, trigger_us, dict(context)) for u in named)
         # A user erased since the fan-out was written has no profile: nothing starts for them.
-        profiles = tx.profiles.get_many(list({c.user_id for c in commands}))
+        profiles = tx.profiles.get_many(list(users))
         for key, candidates in by_flow.items():
             flow = self.flows.get(key)
             if flow is None:
                 log.info("%d enrolment(s) in %s dropped: the flow is no longer live", len(candidates), key)
                 continue
             self.enroll(tx, flow, [c for c in candidates if c[0] in profiles], now_us, profiles)
+        # Applied pages keep no user's id (``enrol_pages``: an erased user's id must leave the log).
+        tx.log.rewrite_commands([(c.user_id, c.id, applied) for c in commands
+                                 if c.id is not None and (applied := applied_payload(c)) is not None])
 
     @staticmethod
     def command_enrollments(tx: Tx, flow: Flow, users: list[str], entity: str, trigger_us: int,
                             context: dict[str, Any], now_us: int) -> None:
-        """Ask each user's owner to start a run (fan-outs never write other users' state themselves)."""
+        """Ask each user's owner to start a run (fan-outs never write other users' state themselves): a command per
+        partition and page of users (``enrol_pages``)."""
         payload = {"flow": flow.key, "entity": entity, "trigger_us": trigger_us, "context": context}
-        tx.log.append_commands([(u, ENROLL_COMMAND, trigger_us, payload) for u in users], now_us)
+        tx.log.append_commands(enrol_pages(users, trigger_us, payload), now_us)
 
     def _marketplace_facts(self, tx: Tx, events: list[Event]) -> None:
         """Favorites and listings as the batch's events leave them, written in a few statements (the same rows as

@@ -8,8 +8,8 @@ the favorite was stored before the price change. So the fan-out goes in two step
 1. :func:`announce`: the price change's owner appends one ``listing_fanout`` command to every partition.
 2. :func:`FanOut.on_commands`: each partition's owner reaches the command after every earlier event of its own
    partition (the favorites stored before the price change among them), reads the listing's favoriters of the
-   partitions it applies, and appends a per-user ``flow_enroll`` command for each (applied by the same owner, as
-   every fan-out's enrolment is).
+   partitions it applies, and appends ``flow_enroll`` commands naming them, a page of users of one partition each
+   (``enrol_pages.py``; applied by the same owner, as every fan-out's enrolment is).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 FANOUT_COMMAND = "listing_fanout"
 
 Enrol = Callable[[Tx, Flow, list[str], str, int, dict[str, Any], int], None]
-"""``FlowEngine.command_enrollments``: per-user ``flow_enroll`` commands."""
+"""``FlowEngine.command_enrollments``: ``flow_enroll`` commands, a page of one partition's users each."""
 
 
 def announce(tx: Tx, flow: Flow, event: Event, entity: str, context: dict[str, Any], now_us: int) -> None:

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from growthengine.domain.events import Event
 from growthengine.domain.partitions import PARTITIONS, partition_of
 from growthengine.storage.bulk_rows import write_rows
-from growthengine.storage.driver_cursor import driver_rows
+from growthengine.storage.driver_cursor import driver_many, driver_rows
 from growthengine.storage.event_log import marker
 
 Position = tuple[int, int]
@@ -207,6 +207,17 @@ class StageLog:
             (COMMAND, name, user_id, ts_us, received_us, dumps({**payload, "partition": p}).decode(), p)
             for p in partitions
         ])
+
+    def rewrite_commands(self, payloads: Sequence[tuple[str, int, dict[str, Any]]]) -> None:
+        """Replace applied commands' payloads ``(row key, row id, payload)`` (what a page of enrolments keeps once
+        its owner applied it: no user's id); other rows are never touched. Each row is found by its primary key
+        (``user_id, id`` on PostgreSQL, which has no index on the id alone)."""
+        if payloads:
+            m = self._m
+            dumps = orjson.dumps
+            driver_many(self._conn,
+                        f"UPDATE events SET payload = {m} WHERE user_id = {m} AND id = {m} AND type = '{COMMAND}'",
+                        [(dumps(payload).decode(), key, row_id) for key, row_id, payload in payloads])
 
     def append_commands(self, commands: Sequence[tuple[str, str, int, dict[str, Any]]], received_us: int) -> None:
         """Append per-user commands ``(user_id, name, ts_us, payload)`` for the owners of those users to apply."""
