@@ -54,13 +54,21 @@ from growthengine.segments.model import (
     TraitCondition,
 )
 from growthengine.segments.sql_json import TYPED, JsonSql, NotCompilable, Params, local_day_sql
-from growthengine.segments.sql_plan import LEAVES, OPENS, USER_AGGREGATES, CompiledRebuild, CompiledSegment, Leaf
-from growthengine.segments.sql_typed import TypedEvents
+from growthengine.segments.sql_plan import (
+    LEAVES,
+    LOG_USERS,
+    NON_ACTIVITY,
+    OPENS,
+    USER_AGGREGATES,
+    CompiledRebuild,
+    CompiledSegment,
+    Leaf,
+)
+from growthengine.segments.sql_typed import ACTIVITY, USER_ORDER, TypedEvents
 
 __all__ = ["LEAVES", "CompiledRebuild", "CompiledSegment", "Leaf", "NotCompilable", "compile_rebuild",
            "timezone_sql"]
 
-ACTIVITY = "('track', 'page', 'screen')"
 _TYPES = {"grp": "text", "s": "numeric"}  # of the leaves' columns by their last part; the others are whole numbers
 SAME_INSTANT_BY_ARRIVAL = hasattr(feeds, "closing_order")
 """Whether the evaluator orders a pattern's events at one instant by their log id (event-time patterns) or lets a
@@ -216,30 +224,35 @@ class _Compiler:
         return a, (*names, "ok"), f"(COALESCE(j.{a}_ok, 0) = 1)"
 
     def _activity(self) -> None:
-        self.passed["act_last"] = f"MAX(e.ts_us) FILTER (WHERE e.type IN {ACTIVITY})"
         if self.top and "j.act_last AS act_last" not in self.selects:
             self.selects.append("j.act_last AS act_last")
 
     def active_days(self, node: ActiveDays) -> tuple[str, tuple[str, ...], str]:
         self._activity()
         a = self.alias()
-        log = self.typed.table
+        pg = self.json.pg
         zones = (f"(SELECT pz.user_id, {timezone_sql(self.json, self.json.doc('pz.traits'))} AS zone "
-                 f"FROM profiles pz{' OFFSET 0' if self.json.pg else ''})")  # each user's traits parsed once
-        # Each user's last activity (the one pass's, ``g``: see ``setup``) and time zone, once per user (not a
-        # profile read per event).
-        self.ctes[f"act_{a}"] = (f"SELECT g.user_id AS user_id, g.act_last AS last, pz.zone AS zone FROM g "
-                                 f"LEFT JOIN {zones} pz ON pz.user_id = g.user_id WHERE g.act_last IS NOT NULL"
-                                 f"{' OFFSET 0' if self.json.pg else ''}")
+                 f"FROM profiles pz{' OFFSET 0' if pg else ''})")  # each user's traits parsed once
+        # Each user's last activity (the log's users, made before) and time zone, once per user (not a profile
+        # read per event).
+        self.ctes[f"act_{a}"] = (f"SELECT u.user_id AS user_id, u.act_last AS last, u.has_other AS has_other, "
+                                 f"pz.zone AS zone FROM {LOG_USERS} u LEFT JOIN {zones} pz ON pz.user_id = u.user_id "
+                                 f"WHERE u.act_last IS NOT NULL{' OFFSET 0' if pg else ''}")
         zone = f"COALESCE(act.zone, {self.params.add(self.business_tz)})"
         day = local_day_sql(self.json, "e.ts_us", zone, self.zones, self.business_tz)
-        days = (f"FROM act_{a} act JOIN {log} e ON e.user_id = act.user_id AND e.ts_us > act.last - "
-                f"{self.params.add(node.within_us)} WHERE e.type IN {ACTIVITY}")
-        if self.json.pg:  # two hashed groupings, not a sort of every event for COUNT(DISTINCT)
+        within = self.params.add(node.within_us)
+        if pg:  # two hashed groupings, not a sort of every event for COUNT(DISTINCT)
+            days = (f"FROM act_{a} act JOIN events e ON e.user_id = act.user_id AND e.ts_us > act.last - {within} "
+                    f"WHERE e.type IN {ACTIVITY}")
             self.ctes[a] = (f"SELECT d.user_id AS user_id, COUNT(d.day) AS days FROM (SELECT act.user_id AS user_id, "
                             f"{day} AS day {days} GROUP BY act.user_id, {day}) d GROUP BY d.user_id")
-        else:  # the typed events are in user order: a small distinct set per user
-            self.ctes[a] = f"SELECT act.user_id AS user_id, COUNT(DISTINCT {day}) AS days {days} GROUP BY act.user_id"
+        else:
+            # The log's (user, instant) index, from each user's window on: instants and ids, no row read. An event
+            # that is not activity is left out by its id (only for the users who have such events).
+            days = (f"FROM act_{a} act JOIN events e INDEXED BY {USER_ORDER} ON e.user_id = act.user_id "
+                    f"AND e.ts_us > act.last - {within} AND e.ts_us <= act.last")
+            self.ctes[a] = (f"SELECT act.user_id AS user_id, COUNT(DISTINCT {day}) FILTER (WHERE act.has_other = 0 "
+                            f"OR e.id NOT IN (SELECT id FROM {NON_ACTIVITY})) AS days {days} GROUP BY act.user_id")
         self.joined[a] = ("days",)
         return a, ("days",), self.json.compare_number(f"COALESCE(j.{a}_days, 0)", node.compare)
 
@@ -250,7 +263,10 @@ class _Compiler:
         a = self.alias()
         names = ", ".join(add(n) for n in (node.first, *node.not_followed_by))
         opening = f"CASE WHEN e.name = {add(node.first)} THEN 1 ELSE 0 END"
-        events, where = f"{self.typed.table} e", [f"e.name IN ({names})"]
+        # Only the events after ``as_of - leaves_after`` matter: an entity opened before is not open any more, and
+        # a closing event before every opening event that can still be open closes none of them.
+        events = f"{self.typed.table} e"
+        where = [f"e.name IN ({names})", f"e.ts_us > {add(self.as_of_us - node.leaves_after_us)}"]
         single = j.prop(TYPED, node.same)
         source, element = j.elements(TYPED, node.same + "s")
         singles = " AND ".join([*where, j.is_scalar(single)])
@@ -323,35 +339,32 @@ class _Compiler:
         return CompiledSegment(segment, sql, self.params.values, list(self.leaves), dict(self.facet_sql))
 
     def setup(self) -> str:
-        """Every user in the log with every leaf's columns: the one pass, scored, and the other leaves gathered by
-        user (a UNION ALL grouped by user, not joins: SQLite may run a join as a scan of the leaf per user)."""
-        passed = "".join(f", {expr} AS {name}" for name, expr in self.passed.items())
-        one_pass = f"SELECT e.user_id AS user_id{passed} FROM {self.typed.table} e GROUP BY e.user_id"
-        scored = "".join(f", {expr} AS {name}" for name, expr in self.scored.items())
+        """Every user in the log with every leaf's columns: the log's users (with the last activity), the one pass,
+        scored, and the other leaves gathered by user (a UNION ALL grouped by user, not joins: SQLite may run a
+        join as a scan of the leaf per user)."""
         # SQLite would run a CTE joined to every user again per user (a co-routine): each is computed once.
         materialized = "" if self.json.pg else "MATERIALIZED "
         ctes = [f"{name} AS {materialized}({body})" for name, body in self.ctes.items()]
-        if not self.joined:
-            with_ = f"WITH {', '.join(ctes)} " if ctes else ""
-            return f"{with_}SELECT g.*{scored} FROM ({one_pass}) g"
-        # The pass is a table of its own, made first: the other leaves may read it (active days read each user's
-        # last activity from it), and PostgreSQL plans their joins with its true size (as a common table
-        # expression it guessed, and hashed every event instead of the users).
-        self.tables[USER_AGGREGATES] = f"SELECT g.*{scored} FROM ({one_pass}) g"
-        ctes.insert(0, f"g AS {'NOT MATERIALIZED ' if self.json.pg else ''}(SELECT * FROM {USER_AGGREGATES})")
-        own = [*self.passed, *self.scored]
-        others = [(a, c) for a, columns in self.joined.items() for c in columns]
-        nulls = {name: f"CAST(NULL AS {_TYPES.get(name.rsplit('_', 1)[-1], 'bigint')})"
-                 for name in [*own, *(f"{a}_{c}" for a, c in others)]}
-        parts = ["SELECT g.user_id" + "".join(f", g.{name}" for name in own)
-                 + "".join(f", {nulls[f'{a}_{c}']} AS {a}_{c}" for a, c in others) + " FROM g"]
-        for alias in self.joined:
-            values = [f"{a}.{c}" if a == alias else nulls[f"{a}_{c}"] for a, c in others]
-            parts.append(f"SELECT {alias}.user_id{''.join(', ' + nulls[n] for n in own)}, {', '.join(values)} "
-                         f"FROM {alias}")
-        names = [*own, *(f"{a}_{c}" for a, c in others)]
+        parts: list[tuple[str, dict[str, str]]] = [(f"{LOG_USERS} u", {"user_id": "u.user_id",
+                                                                       "act_last": "u.act_last"})]
+        if self.passed:
+            # The pass is a table of its own, made first: PostgreSQL plans what reads it with its true size.
+            passed = "".join(f", {expr} AS {name}" for name, expr in self.passed.items())
+            one_pass = f"SELECT e.user_id AS user_id{passed} FROM {self.typed.table} e GROUP BY e.user_id"
+            scored = "".join(f", {expr} AS {name}" for name, expr in self.scored.items())
+            self.tables[USER_AGGREGATES] = f"SELECT g.*{scored} FROM ({one_pass}) g"
+            parts.append((f"{USER_AGGREGATES} g", {"user_id": "g.user_id", **{
+                name: f"g.{name}" for name in [*self.passed, *self.scored]}}))
+        for alias, columns in self.joined.items():
+            parts.append((alias, {"user_id": f"{alias}.user_id", **{f"{alias}_{c}": f"{alias}.{c}" for c in columns}}))
+        names = [name for _, columns in parts for name in columns if name != "user_id"]
+        nulls = {name: f"CAST(NULL AS {_TYPES.get(name.rsplit('_', 1)[-1], 'bigint')})" for name in names}
+        selects = [f"SELECT {columns['user_id']} AS user_id, "
+                   + ", ".join(f"{columns.get(n, nulls[n])} AS {n}" for n in names) + f" FROM {source}"
+                   for source, columns in parts]
+        with_ = f"WITH {', '.join(ctes)} " if ctes else ""
         gathered = "".join(f", MAX({n}) AS {n}" for n in names)
-        return f"WITH {', '.join(ctes)} SELECT user_id{gathered} FROM ({' UNION ALL '.join(parts)}) x GROUP BY user_id"
+        return f"{with_}SELECT user_id{gathered} FROM ({' UNION ALL '.join(selects)}) x GROUP BY user_id"
 
 
 def compile_rebuild(segments: dict[str, Segment], keys: list[str], dialect: str, as_of_us: int,

@@ -13,6 +13,11 @@ LEAVES = "ge_segment_leaves"
 """The temporary table of every user's leaf aggregates (``CompiledRebuild.setup``)."""
 USER_AGGREGATES = "ge_segment_pass"
 """The temporary table of the one pass's aggregates per user (``CompiledRebuild.tables``) when other leaves join it."""
+LOG_USERS = "ge_log_users"
+"""The temporary table of every user in the log (a stored event that is not a command) with the last activity
+(``act_last``) read from the log's (user, instant) index, made by ``sql_typed`` before the setup."""
+NON_ACTIVITY = "ge_non_activity"
+"""SQLite: the temporary table of the log's events that are not activity (commands, ``identify``...), by id."""
 OPENS = "ge_segment_opens_"
 """The prefix of the temporary tables of a pattern leaf's open entities (``CompiledRebuild.tables``)."""
 

@@ -77,7 +77,7 @@ def compile_all(engine: SegmentEngine, tx: Tx, keys: list[str], as_of_us: int, z
                 fresh: set[str]) -> CompiledRebuild:
     """The log copied once into the typed table, every user's leaves of ``keys`` in one pass (:data:`LEAVES`), and
     one query per segment over it."""
-    typed = create_typed_events(tx.conn, tx.dialect, engine.segments.values())
+    typed = create_typed_events(tx.conn, tx.dialect, engine.segments.values(), as_of_us)
     plan = compile_rebuild(engine.segments, keys, tx.dialect, as_of_us, typed,
                            business_tz=engine.business_timezone, zones=zones, fresh=fresh, max_zones=MAX_ZONES)
     create_leaves(tx.conn, plan.setup, plan.params, plan.tables)
