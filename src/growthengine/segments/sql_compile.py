@@ -53,7 +53,7 @@ from growthengine.segments.model import (
     Segment,
     TraitCondition,
 )
-from growthengine.segments.sql_json import TYPED, JsonSql, NotCompilable, Params, local_day_sql
+from growthengine.segments.sql_json import DAY_US, TYPED, JsonSql, NotCompilable, Params, local_day_sql
 from growthengine.segments.sql_plan import (
     LEAVES,
     LOG_USERS,
@@ -69,7 +69,6 @@ from growthengine.segments.sql_typed import ACTIVITY, USER_ORDER, TypedEvents
 __all__ = ["LEAVES", "CompiledRebuild", "CompiledSegment", "Leaf", "NotCompilable", "compile_rebuild",
            "timezone_sql"]
 
-_TYPES = {"grp": "text", "s": "numeric"}  # of the leaves' columns by their last part; the others are whole numbers
 SAME_INSTANT_BY_ARRIVAL = hasattr(feeds, "closing_order")
 """Whether the evaluator orders a pattern's events at one instant by their log id (event-time patterns) or lets a
 closing event close every opening event of its instant (before event time landed)."""
@@ -98,7 +97,8 @@ class _Compiler:
         self.scored: dict[str, str] = {}  # column -> expression over the pass's row g
         self.ctes: dict[str, str] = {}
         self.tables: dict[str, str] = {}  # temporary tables made before the setup
-        self.joined: dict[str, tuple[str, ...]] = {}  # CTE -> its columns (one row per user), joined by user
+        self.joined: dict[str, tuple[str, ...]] = {}  # leaf table -> its columns (one row per user), joined by user
+        self.by_user: dict[str, tuple[str, ...]] = {}  # tables with one row per user -> their columns
         self.memo: dict[Any, tuple[str, tuple[str, ...], str]] = {}  # leaf -> (alias, columns, predicate)
         self.count = 0
         # Per segment.
@@ -218,8 +218,10 @@ class _Compiler:
         ok = j.compare_number(measured, node.compare)
         scored = f"SELECT g.*, CASE WHEN {ok} THEN 1 ELSE 0 END AS ok FROM ({inner}) g"
         ranked = measured.replace("g.", "r.")
-        self.ctes[a] = (f"SELECT t.* FROM (SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.user_id ORDER BY "
+        kept = ", ".join(f"t.{c}" for c in ("user_id", *names, "ok"))
+        self.ctes[a] = (f"SELECT {kept} FROM (SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.user_id ORDER BY "
                         f"r.ok DESC, {ranked} DESC, r.grp{j.C} DESC) AS rn FROM ({scored}) r) t WHERE t.rn = 1")
+        self.by_user[a] = ("user_id", *names, "ok")
         self.joined[a] = (*names, "ok")
         return a, (*names, "ok"), f"(COALESCE(j.{a}_ok, 0) = 1)"
 
@@ -235,26 +237,47 @@ class _Compiler:
                  f"FROM profiles pz{' OFFSET 0' if pg else ''})")  # each user's traits parsed once
         # Each user's last activity (the log's users, made before) and time zone, once per user (not a profile
         # read per event).
-        self.ctes[f"act_{a}"] = (f"SELECT u.user_id AS user_id, u.act_last AS last, u.has_other AS has_other, "
-                                 f"pz.zone AS zone FROM {LOG_USERS} u LEFT JOIN {zones} pz ON pz.user_id = u.user_id "
-                                 f"WHERE u.act_last IS NOT NULL{' OFFSET 0' if pg else ''}")
+        act = f"act_{a}"
+        self.ctes[act] = (f"SELECT u.user_id AS user_id, u.act_last AS last, u.has_other AS has_other, "
+                          f"pz.zone AS zone FROM {LOG_USERS} u LEFT JOIN {zones} pz ON pz.user_id = u.user_id "
+                          f"WHERE u.act_last IS NOT NULL{' OFFSET 0' if pg else ''}")
+        self.by_user[act] = ("user_id", "last", "has_other", "zone")
         zone = f"COALESCE(act.zone, {self.params.add(self.business_tz)})"
-        day = local_day_sql(self.json, "e.ts_us", zone, self.zones, self.business_tz)
         within = self.params.add(node.within_us)
+        day = local_day_sql(self.json, "e.ts_us", zone, self.zones, self.business_tz)
         if pg:  # two hashed groupings, not a sort of every event for COUNT(DISTINCT)
-            days = (f"FROM act_{a} act JOIN events e ON e.user_id = act.user_id AND e.ts_us > act.last - {within} "
+            days = (f"FROM {act} act JOIN events e ON e.user_id = act.user_id AND e.ts_us > act.last - {within} "
                     f"WHERE e.type IN {ACTIVITY}")
             self.ctes[a] = (f"SELECT d.user_id AS user_id, COUNT(d.day) AS days FROM (SELECT act.user_id AS user_id, "
                             f"{day} AS day {days} GROUP BY act.user_id, {day}) d GROUP BY d.user_id")
         else:
-            # The log's (user, instant) index, from each user's window on: instants and ids, no row read. An event
-            # that is not activity is left out by its id (only for the users who have such events).
-            days = (f"FROM act_{a} act JOIN events e INDEXED BY {USER_ORDER} ON e.user_id = act.user_id "
-                    f"AND e.ts_us > act.last - {within} AND e.ts_us <= act.last")
-            self.ctes[a] = (f"SELECT act.user_id AS user_id, COUNT(DISTINCT {day}) FILTER (WHERE act.has_other = 0 "
-                            f"OR e.id NOT IN (SELECT id FROM {NON_ACTIVITY})) AS days {days} GROUP BY act.user_id")
+            self.ctes[a] = self._sqlite_days(act, within, zone, day)
+        self.by_user[a] = ("user_id", "days")
         self.joined[a] = ("days",)
         return a, ("days",), self.json.compare_number(f"COALESCE(j.{a}_days, 0)", node.compare)
+
+    def _sqlite_days(self, act: str, within: str, zone: str, day: str) -> str:
+        """SQLite: the local days of every event in the window, from the log's (user, instant) index (instants and
+        ids: no row read, no copy), less the days whose events in the window are none of them activity (found from
+        the few that are not, each such day's events counted again in the index)."""
+        every = (f"SELECT act.user_id AS user_id, COUNT(DISTINCT {day}) AS days FROM {act} act JOIN events e "
+                 f"INDEXED BY {USER_ORDER} ON e.user_id = act.user_id AND e.ts_us > act.last - {within} "
+                 "AND e.ts_us <= act.last GROUP BY act.user_id")
+        n_day = day.replace("e.ts_us", "n.ts_us")
+        x_day = day.replace("e.ts_us", "x.ts_us").replace("act.zone", "d.zone")
+        # Two instants of one local day are less than 25 hours apart: the day's events are within two days of
+        # any of its instants, in any zone.
+        two_days = self.params.add(2 * DAY_US)
+        others = (f"SELECT n.user_id AS user_id, act.last AS last, act.zone AS zone, {n_day} AS day, COUNT(*) AS c, "
+                  f"MIN(n.ts_us) AS lo, MAX(n.ts_us) AS hi FROM {NON_ACTIVITY} n JOIN {act} act ON "
+                  f"act.user_id = n.user_id WHERE act.has_other = 1 AND n.ts_us > act.last - {within} "
+                  f"AND n.ts_us <= act.last GROUP BY n.user_id, day")
+        only = (f"SELECT d.user_id AS user_id, COUNT(*) AS n FROM ({others}) d WHERE d.c = (SELECT COUNT(*) "
+                f"FROM events x INDEXED BY {USER_ORDER} WHERE x.user_id = d.user_id AND x.ts_us > MAX(d.last - "
+                f"{within}, d.lo - {two_days}) AND x.ts_us <= MIN(d.last, d.hi + {two_days}) AND {x_day} = d.day) "
+                "GROUP BY d.user_id")
+        return (f"SELECT t.user_id AS user_id, t.days - COALESCE(o.n, 0) AS days FROM ({every}) t "
+                f"LEFT JOIN ({only}) o ON o.user_id = t.user_id")
 
     def pattern(self, node: Pattern) -> tuple[str, tuple[str, ...], str]:
         if node.first in node.not_followed_by:
@@ -297,6 +320,7 @@ class _Compiler:
         self.tables[OPENS + a] = (f"WITH ents_{a} AS ({ents}), marks_{a} AS ({marks}) SELECT o.user_id AS user_id, "
                                   f"o.entity AS entity, o.ts_us AS ts_us, o.id AS id FROM ({opens}) o WHERE o.rn = 1")
         self.ctes[a] = f"SELECT user_id, COUNT(*) AS n_open FROM {OPENS}{a} GROUP BY user_id"
+        self.by_user[a] = ("user_id", "n_open")
         self.joined[a] = ("n_open",)
         return a, ("n_open",), f"(COALESCE(j.{a}_n_open, 0) > 0)"
 
@@ -339,32 +363,26 @@ class _Compiler:
         return CompiledSegment(segment, sql, self.params.values, list(self.leaves), dict(self.facet_sql))
 
     def setup(self) -> str:
-        """Every user in the log with every leaf's columns: the log's users (with the last activity), the one pass,
-        scored, and the other leaves gathered by user (a UNION ALL grouped by user, not joins: SQLite may run a
-        join as a scan of the leaf per user)."""
-        # SQLite would run a CTE joined to every user again per user (a co-routine): each is computed once.
-        materialized = "" if self.json.pg else "MATERIALIZED "
-        ctes = [f"{name} AS {materialized}({body})" for name, body in self.ctes.items()]
-        parts: list[tuple[str, dict[str, str]]] = [(f"{LOG_USERS} u", {"user_id": "u.user_id",
-                                                                       "act_last": "u.act_last"})]
+        """Every user in the log with every leaf's columns: the log's users (with the last activity) joined by user
+        to the one pass (scored) and to the other leaves, each a temporary table made before with one row per user
+        (on SQLite keyed by user: each user looked up, no sort of them all)."""
         if self.passed:
             # The pass is a table of its own, made first: PostgreSQL plans what reads it with its true size.
             passed = "".join(f", {expr} AS {name}" for name, expr in self.passed.items())
             one_pass = f"SELECT e.user_id AS user_id{passed} FROM {self.typed.table} e GROUP BY e.user_id"
             scored = "".join(f", {expr} AS {name}" for name, expr in self.scored.items())
             self.tables[USER_AGGREGATES] = f"SELECT g.*{scored} FROM ({one_pass}) g"
-            parts.append((f"{USER_AGGREGATES} g", {"user_id": "g.user_id", **{
-                name: f"g.{name}" for name in [*self.passed, *self.scored]}}))
+            self.by_user[USER_AGGREGATES] = ("user_id", *self.passed, *self.scored)
+        self.tables.update(self.ctes)
+        selects = ["u.user_id AS user_id", "u.act_last AS act_last"]
+        joins = []
+        if self.passed:
+            selects += [f"g.{name} AS {name}" for name in [*self.passed, *self.scored]]
+            joins.append(f"LEFT JOIN {USER_AGGREGATES} g ON g.user_id = u.user_id")
         for alias, columns in self.joined.items():
-            parts.append((alias, {"user_id": f"{alias}.user_id", **{f"{alias}_{c}": f"{alias}.{c}" for c in columns}}))
-        names = [name for _, columns in parts for name in columns if name != "user_id"]
-        nulls = {name: f"CAST(NULL AS {_TYPES.get(name.rsplit('_', 1)[-1], 'bigint')})" for name in names}
-        selects = [f"SELECT {columns['user_id']} AS user_id, "
-                   + ", ".join(f"{columns.get(n, nulls[n])} AS {n}" for n in names) + f" FROM {source}"
-                   for source, columns in parts]
-        with_ = f"WITH {', '.join(ctes)} " if ctes else ""
-        gathered = "".join(f", MAX({n}) AS {n}" for n in names)
-        return f"{with_}SELECT user_id{gathered} FROM ({' UNION ALL '.join(selects)}) x GROUP BY user_id"
+            selects += [f"{alias}.{c} AS {alias}_{c}" for c in columns]
+            joins.append(f"LEFT JOIN {alias} ON {alias}.user_id = u.user_id")
+        return f"SELECT {', '.join(selects)} FROM {LOG_USERS} u {' '.join(joins)}"
 
 
 def compile_rebuild(segments: dict[str, Segment], keys: list[str], dialect: str, as_of_us: int,
@@ -390,4 +408,5 @@ def compile_rebuild(segments: dict[str, Segment], keys: list[str], dialect: str,
             out[key] = compiler.query(segment)
         except NotCompilable as exc:
             skipped[key] = str(exc)
-    return CompiledRebuild(compiler.setup(), dict(compiler.tables), compiler.params.values, out, skipped)
+    setup = compiler.setup()
+    return CompiledRebuild(setup, dict(compiler.tables), compiler.params.values, out, skipped, dict(compiler.by_user))

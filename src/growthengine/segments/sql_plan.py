@@ -51,3 +51,6 @@ class CompiledRebuild:
     segments: dict[str, CompiledSegment]
     skipped: dict[str, str]
     """Segments that cannot be compiled, with why."""
+    by_user: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """The tables of ``tables`` with one row per user, with their columns (``user_id`` first): SQLite keeps them
+    keyed by user (``WITHOUT ROWID``, written in user order), so that what joins them by user looks each user up."""

@@ -28,6 +28,7 @@ from growthengine.segments.feeds import State, feed_id, walk
 from growthengine.segments.model import ActiveDays, EventAggregate, InSegment, Pattern
 from growthengine.segments.sql_compile import CompiledRebuild, CompiledSegment, compile_rebuild, timezone_sql
 from growthengine.segments.sql_json import JsonSql, Params, register_sqlite_functions
+from growthengine.segments.sql_phases import Phases
 from growthengine.segments.sql_typed import create_leaves, create_typed_events, drop_leaves, drop_typed_events
 from growthengine.storage.segment_store import Membership, Transition
 from growthengine.storage.unit_of_work import Tx
@@ -49,6 +50,8 @@ class SqlRebuildResult:
     fell_back: list[str] = field(default_factory=list)
     disagreements: int = 0
     """Users whose SQL membership the evaluator, given the SQL's aggregates, did not confirm (left as stored)."""
+    phases: Phases = field(default_factory=Phases)
+    """How long each part took (logged at the end)."""
 
 
 @dataclass(frozen=True)
@@ -74,13 +77,13 @@ def user_zones(tx: Tx) -> list[str]:
 
 
 def compile_all(engine: SegmentEngine, tx: Tx, keys: list[str], as_of_us: int, zones: list[str],
-                fresh: set[str]) -> CompiledRebuild:
-    """The log copied once into the typed table, every user's leaves of ``keys`` in one pass (:data:`LEAVES`), and
-    one query per segment over it."""
-    typed = create_typed_events(tx.conn, tx.dialect, engine.segments.values(), as_of_us)
+                fresh: set[str], phases: Phases | None = None) -> CompiledRebuild:
+    """What the leaves read of the log (``sql_typed``), every user's leaves of ``keys`` (:data:`LEAVES`), and one
+    query per segment over it."""
+    typed = create_typed_events(tx.conn, tx.dialect, engine.segments.values(), as_of_us, phases)
     plan = compile_rebuild(engine.segments, keys, tx.dialect, as_of_us, typed,
                            business_tz=engine.business_timezone, zones=zones, fresh=fresh, max_zones=MAX_ZONES)
-    create_leaves(tx.conn, plan.setup, plan.params, plan.tables)
+    create_leaves(tx.conn, plan.setup, plan.params, plan.tables, phases, plan.by_user)
     return plan
 
 
@@ -212,6 +215,21 @@ def _rebuild_one(tx: Tx, compiled: CompiledSegment, as_of_us: int, result: SqlRe
     removed: list[tuple[str, str, str]] = []
     settled = {u for u, entities in stored.items() if set(entities) == {""} and entities[""][1] == {}} \
         if _plain(compiled) else None
+    with result.phases.timed("verdicts"):
+        _verdicts(tx, compiled, as_of_us, result, memberships, stored, settled, transitions, members, removed)
+    with result.phases.timed("writes"):
+        tx.segments.delete_members(removed)
+        tx.segments.upsert_members(members)
+        tx.segments.record_transitions(transitions)
+    result.entered += sum(1 for t in transitions if t.kind == "enter")
+    result.exited += sum(1 for t in transitions if t.kind == "exit")
+
+
+def _verdicts(tx: Tx, compiled: CompiledSegment, as_of_us: int, result: SqlRebuildResult,
+              memberships: dict[str, dict[str, dict[str, list[Any]] | None]],
+              stored: dict[str, dict[str, tuple[int, dict[str, Any], str]]], settled: set[str] | None,
+              transitions: list[Transition], members: list[Membership], removed: list[tuple[str, str, str]]) -> None:
+    key = compiled.segment.key
     for v in verdicts(tx, compiled, as_of_us, settled):
         result.rows += 1
         if v.member != bool(v.facets):
@@ -237,11 +255,6 @@ def _rebuild_one(tx: Tx, compiled: CompiledSegment, as_of_us: int, result: SqlRe
         if changed:
             since = {e: current[e][0] if e in current else as_of_us for e in v.facets}
             memberships[v.user_id][key] = {e: [since[e], f["data"]] for e, f in v.facets.items()} or None
-    tx.segments.delete_members(removed)
-    tx.segments.upsert_members(members)
-    tx.segments.record_transitions(transitions)
-    result.entered += sum(1 for t in transitions if t.kind == "enter")
-    result.exited += sum(1 for t in transitions if t.kind == "exit")
 
 
 def sql_memberships(engine: SegmentEngine, tx: Tx, as_of_us: int) -> tuple[dict[tuple[str, str], Facets], list[str]]:
@@ -291,7 +304,7 @@ def sql_rebuild(engine: SegmentEngine, tx: Tx, keys: list[str] | None = None) ->
     needs_zones = any(isinstance(n, ActiveDays) for k in chosen for n in walk(engine.segments[k].condition))
     zones = user_zones(tx) if needs_zones else []
     memberships: dict[str, dict[str, dict[str, list[Any]] | None]] = defaultdict(dict)
-    plan = compile_all(engine, tx, [k for k in engine.order if k in chosen], as_of_us, zones, chosen)
+    plan = compile_all(engine, tx, [k for k in engine.order if k in chosen], as_of_us, zones, chosen, result.phases)
     for key in engine.order:
         if key in plan.skipped:
             result.fell_back.append(key)
@@ -300,14 +313,18 @@ def sql_rebuild(engine: SegmentEngine, tx: Tx, keys: list[str] | None = None) ->
         elif key in plan.segments:
             _rebuild_one(tx, plan.segments[key], as_of_us, result, memberships)
             result.compiled.append(key)
-    drop_all(tx, plan)
-    _save_memberships(tx, memberships, as_of_us)
+    with result.phases.timed("drop"):
+        drop_all(tx, plan)
+    with result.phases.timed("members' state"):
+        _save_memberships(tx, memberships, as_of_us)
     engine.forget_cached(list(memberships))  # their stored state was written here, not by the stage
     if result.fell_back:
-        _python_rebuild(engine, tx, result)
+        with result.phases.timed("Python fallback"):
+            _python_rebuild(engine, tx, result)
     log.info("rebuilt %s in SQL (%d users looked at): %d entered, %d left%s", ", ".join(result.compiled) or "nothing",
              result.rows, result.entered, result.exited,
              f"; by the Python evaluator: {', '.join(result.fell_back)}" if result.fell_back else "")
+    log.info("SQL rebuild's phases: %s", result.phases.describe())
     return result
 
 

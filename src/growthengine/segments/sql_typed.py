@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from growthengine.segments.feeds import walk
 from growthengine.segments.model import EventAggregate, Pattern, Segment
 from growthengine.segments.sql_json import TYPED, JsonSql, NotCompilable, Params
+from growthengine.segments.sql_phases import Phases
 from growthengine.segments.sql_plan import LEAVES, LOG_USERS, NON_ACTIVITY
 
 TABLE = "ge_typed_events"
@@ -90,10 +91,11 @@ def events_read(segments: Iterable[Segment], as_of_us: int) -> dict[str, int | N
     return after
 
 
-def create_typed_events(conn: sa.Connection, dialect: str, segments: Iterable[Segment],
-                        as_of_us: int) -> TypedEvents:
+def create_typed_events(conn: sa.Connection, dialect: str, segments: Iterable[Segment], as_of_us: int,
+                        phases: Phases | None = None) -> TypedEvents:
     """(Re)create the temporary tables for ``segments`` in this connection's session (see the module's docstring):
     the typed events and the log's users."""
+    phases = phases or Phases()
     segments = list(segments)
     used = properties_used(segments)
     props = []
@@ -125,6 +127,15 @@ def create_typed_events(conn: sa.Connection, dialect: str, segments: Iterable[Se
     wanted += [f"(name = {params.add(name)} AND ts_us > {params.add(bound)})"
                for name, bound in sorted(reach.items()) if bound is not None]
     reached = f"type <> 'command' AND ({' OR '.join(wanted) or '1 = 0'})"
+    with phases.timed("typed events"):
+        _copy(conn, pg, selects, reached, names, params, len(props))
+    with phases.timed("log's users"):
+        _create_log_users(conn, pg)
+    return TypedEvents({name: n for n, name in enumerate(props)})
+
+
+def _copy(conn: sa.Connection, pg: bool, selects: list[str], reached: str, names: list[str], params: Params,
+          props: int) -> None:
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {TABLE}", execution_options=_PLAIN)
     if pg:
         # PostgreSQL parses a payload once (OFFSET 0 keeps the subquery apart), and only an event's a rule reads.
@@ -140,14 +151,12 @@ def create_typed_events(conn: sa.Connection, dialect: str, segments: Iterable[Se
         # per row. The log is read in its own order (no lookup per row through the user index: that was most of
         # the copy when every event was copied), the events reached sorted once.
         columns = ", ".join(["id INTEGER", "user_id TEXT", "name TEXT", "ts_us INTEGER",
-                             *(f"c{n}_t TEXT, c{n}_v" for n in range(len(props)))])
+                             *(f"c{n}_t TEXT, c{n}_v" for n in range(props))])
         conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {TABLE} ({columns}, PRIMARY KEY (user_id, ts_us, id)) "
                              "WITHOUT ROWID", execution_options=_PLAIN)
         conn.execute(sa.text(f"INSERT INTO {TABLE} SELECT {', '.join(selects)} FROM events e NOT INDEXED "  # noqa: S608
                              f"WHERE {reached} ORDER BY e.user_id, e.ts_us, e.id"), params.values,
                      execution_options=_PLAIN)
-    _create_log_users(conn, pg)
-    return TypedEvents({name: n for n, name in enumerate(props)})
 
 
 def _pg_session(conn: sa.Connection) -> None:
@@ -198,15 +207,27 @@ def drop_typed_events(conn: sa.Connection) -> None:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}", execution_options=_PLAIN)
 
 
-def create_leaves(conn: sa.Connection, setup: str, params: dict[str, Any], tables: dict[str, str]) -> None:
+def create_leaves(conn: sa.Connection, setup: str, params: dict[str, Any], tables: dict[str, str],
+                  phases: Phases | None = None, by_user: dict[str, tuple[str, ...]] | None = None) -> None:
     """The users' leaf aggregates (``sql_plan.CompiledRebuild.setup``) as a temporary table, made once, after the
-    temporary tables it reads (``CompiledRebuild.tables``)."""
+    temporary tables it reads (``CompiledRebuild.tables``; on SQLite those of ``by_user`` keyed by user)."""
     pg = conn.dialect.name == "postgresql"
+    phases = phases or Phases()
+    by_user = by_user or {}
     for name, select in [*tables.items(), (LEAVES, setup)]:
-        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}", execution_options=_PLAIN)
-        conn.execute(sa.text(f"CREATE TEMPORARY TABLE {name} AS {select}"), params, execution_options=_PLAIN)
-        if pg:
-            conn.exec_driver_sql(f"ANALYZE {name}", execution_options=_PLAIN)
+        with phases.timed(name.removeprefix("ge_").replace("_", " ")):
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}", execution_options=_PLAIN)
+            if not pg and name in by_user:
+                # Columns without a type (no affinity): each keeps the value the query gave, as CREATE ... AS does.
+                columns = by_user[name]
+                conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} ({', '.join(columns)}, PRIMARY KEY "
+                                     f"({columns[0]})) WITHOUT ROWID", execution_options=_PLAIN)
+                conn.execute(sa.text(f"INSERT INTO {name} ({', '.join(columns)}) {select}"), params,
+                             execution_options=_PLAIN)
+                continue
+            conn.execute(sa.text(f"CREATE TEMPORARY TABLE {name} AS {select}"), params, execution_options=_PLAIN)
+            if pg:
+                conn.exec_driver_sql(f"ANALYZE {name}", execution_options=_PLAIN)
 
 
 def drop_leaves(conn: sa.Connection, tables: Iterable[str] = ()) -> None:
