@@ -94,6 +94,7 @@ class _Compiler:
         self.fresh = fresh
         # Shared by every segment: the one pass, its scored columns, the leaves joined to it, identical leaves once.
         self.passed: dict[str, str] = {}  # column -> aggregate over the typed events e (GROUP BY user)
+        self.pass_names: set[str] = set()  # the event names the pass aggregates
         self.scored: dict[str, str] = {}  # column -> expression over the pass's row g
         self.ctes: dict[str, str] = {}
         self.tables: dict[str, str] = {}  # temporary tables made before the setup
@@ -173,6 +174,7 @@ class _Compiler:
         j = self.json
         a = self.alias()
         cond = " AND ".join(self._where(node))
+        self.pass_names.add(node.event)
         self.passed[f"{a}_n"] = f"SUM(1) FILTER (WHERE {cond})"
         self.passed[f"{a}_l"] = f"MAX(e.ts_us) FILTER (WHERE {cond})"
         names = ["n", "l"]
@@ -369,7 +371,11 @@ class _Compiler:
         if self.passed:
             # The pass is a table of its own, made first: PostgreSQL plans what reads it with its true size.
             passed = "".join(f", {expr} AS {name}" for name, expr in self.passed.items())
-            one_pass = f"SELECT e.user_id AS user_id{passed} FROM {self.typed.table} e GROUP BY e.user_id"
+            # Only the events of the names it aggregates reach its grouping (the others are a pattern's or a per
+            # group's, read apart).
+            names = ", ".join(self.params.add(name) for name in sorted(self.pass_names))
+            one_pass = (f"SELECT e.user_id AS user_id{passed} FROM {self.typed.table} e WHERE e.name IN ({names}) "
+                        "GROUP BY e.user_id")
             scored = "".join(f", {expr} AS {name}" for name, expr in self.scored.items())
             self.tables[USER_AGGREGATES] = f"SELECT g.*{scored} FROM ({one_pass}) g"
             self.by_user[USER_AGGREGATES] = ("user_id", *self.passed, *self.scored)

@@ -147,16 +147,14 @@ def _copy(conn: sa.Connection, pg: bool, selects: list[str], reached: str, names
                      params.values, execution_options=_PLAIN)
         conn.exec_driver_sql(f"ANALYZE {TABLE}", execution_options=_PLAIN)
     else:
-        # Kept in (user, instant, id) order: every per-user GROUP BY reads it in order, without a sort or a lookup
-        # per row. The log is read in its own order (no lookup per row through the user index: that was most of
-        # the copy when every event was copied), the events reached sorted once.
+        # The log read in its own order, not through the user index (a lookup per row: most of the copy when every
+        # event was copied); not kept in user order either (sorting it as it is written cost more than the one
+        # pass's sort of the events it groups).
         columns = ", ".join(["id INTEGER", "user_id TEXT", "name TEXT", "ts_us INTEGER",
                              *(f"c{n}_t TEXT, c{n}_v" for n in range(props))])
-        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {TABLE} ({columns}, PRIMARY KEY (user_id, ts_us, id)) "
-                             "WITHOUT ROWID", execution_options=_PLAIN)
+        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {TABLE} ({columns})", execution_options=_PLAIN)
         conn.execute(sa.text(f"INSERT INTO {TABLE} SELECT {', '.join(selects)} FROM events e NOT INDEXED "  # noqa: S608
-                             f"WHERE {reached} ORDER BY e.user_id, e.ts_us, e.id"), params.values,
-                     execution_options=_PLAIN)
+                             f"WHERE {reached}"), params.values, execution_options=_PLAIN)
 
 
 def _pg_session(conn: sa.Connection) -> None:
