@@ -22,6 +22,7 @@ import orjson
 import sqlalchemy as sa
 
 from growthengine.clock import to_us
+from growthengine.scheduler.collector import collector_paused
 from growthengine.segments.engine import SegmentEngine
 from growthengine.segments.evaluate import Evaluator
 from growthengine.segments.feeds import State, feed_id, walk
@@ -30,7 +31,13 @@ from growthengine.segments.sql_compile import CompiledRebuild, CompiledSegment, 
 from growthengine.segments.sql_json import JsonSql, Params, register_sqlite_functions
 from growthengine.segments.sql_phases import Phases
 from growthengine.segments.sql_plan import Leaf
-from growthengine.segments.sql_typed import create_leaves, create_typed_events, drop_leaves, drop_typed_events
+from growthengine.segments.sql_typed import (
+    create_leaves,
+    create_typed_events,
+    drop_leaves,
+    drop_typed_events,
+    sqlite_session,
+)
 from growthengine.storage.segment_store import Membership, Transition
 from growthengine.storage.unit_of_work import Tx
 
@@ -346,9 +353,22 @@ def _save_memberships(tx: Tx, memberships: dict[str, dict[str, dict[str, list[An
 
 def sql_rebuild(engine: SegmentEngine, tx: Tx, keys: list[str] | None = None) -> SqlRebuildResult:
     """Rebuild ``keys`` (default: every segment) at the engine's time, set-based; see the module's docstring."""
+    result = SqlRebuildResult()
+    # The collector held off (the project's way for a bounded group of work, ``scheduler/collector.py``): the
+    # verdicts, memberships and transitions of every member stay alive until written, and its passes walked them
+    # again and again (3,000,000 events: verdicts 2.7-3.1 -> 1.7 CPU s).
+    with sqlite_session(tx.conn), collector_paused():
+        _sql_rebuild(engine, tx, keys, result)
+    log.info("rebuilt %s in SQL (%d users looked at): %d entered, %d left%s", ", ".join(result.compiled) or "nothing",
+             result.rows, result.entered, result.exited,
+             f"; by the Python evaluator: {', '.join(result.fell_back)}" if result.fell_back else "")
+    log.info("SQL rebuild's phases: %s", result.phases.describe())
+    return result
+
+
+def _sql_rebuild(engine: SegmentEngine, tx: Tx, keys: list[str] | None, result: SqlRebuildResult) -> None:
     as_of_us = to_us(engine.clock.now())
     chosen = set(keys) if keys else set(engine.segments)
-    result = SqlRebuildResult()
     prepare(tx)
     needs_zones = any(isinstance(n, ActiveDays) for k in chosen for n in walk(engine.segments[k].condition))
     zones = user_zones(tx) if needs_zones else []
@@ -370,11 +390,6 @@ def sql_rebuild(engine: SegmentEngine, tx: Tx, keys: list[str] | None = None) ->
     if result.fell_back:
         with result.phases.timed("Python fallback"):
             _python_rebuild(engine, tx, result)
-    log.info("rebuilt %s in SQL (%d users looked at): %d entered, %d left%s", ", ".join(result.compiled) or "nothing",
-             result.rows, result.entered, result.exited,
-             f"; by the Python evaluator: {', '.join(result.fell_back)}" if result.fell_back else "")
-    log.info("SQL rebuild's phases: %s", result.phases.describe())
-    return result
 
 
 def _python_rebuild(engine: SegmentEngine, tx: Tx, result: SqlRebuildResult) -> None:
