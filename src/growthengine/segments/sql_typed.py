@@ -172,19 +172,19 @@ def sqlite_session(conn: sa.Connection) -> Iterator[None]:
     if conn.dialect.name != "sqlite":
         yield
         return
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    # Each statement run to its end (fetchall) or closed: a statement left open keeps the connection from
+    # registering the rebuild's SQL functions.
+    (cache,) = driver.execute("PRAGMA cache_size").fetchall()[0]
+    (mmap,) = driver.execute("PRAGMA mmap_size").fetchall()[0]
+    driver.execute(f"PRAGMA cache_size = -{int(SQLITE_CACHE_KIB)}").close()
+    driver.execute(f"PRAGMA mmap_size = {int(SQLITE_MMAP_BYTES)}").fetchall()
     try:
-        (cache,) = cursor.execute("PRAGMA cache_size").fetchone()
-        (mmap,) = cursor.execute("PRAGMA mmap_size").fetchone()
-        cursor.execute(f"PRAGMA cache_size = -{int(SQLITE_CACHE_KIB)}")
-        cursor.execute(f"PRAGMA mmap_size = {int(SQLITE_MMAP_BYTES)}")
-        try:
-            yield
-        finally:
-            cursor.execute(f"PRAGMA cache_size = {int(cache)}")
-            cursor.execute(f"PRAGMA mmap_size = {int(mmap)}")
+        yield
     finally:
-        cursor.close()
+        driver.execute(f"PRAGMA cache_size = {int(cache)}").close()
+        driver.execute(f"PRAGMA mmap_size = {int(mmap)}").fetchall()
 
 
 def _pg_session(conn: sa.Connection) -> None:
