@@ -1,21 +1,23 @@
 """The segments of a rebuild compiled to SQL over the log's typed events: one pass per user, then one query each.
 
-A rebuild first copies the log into a typed temporary table (``sql_typed``: the properties the segments read as
-columns, one scan and one parse of the payloads). :func:`compile_rebuild` then writes
+A rebuild first makes what it reads of the log (``sql_typed``): the typed events (the events a leaf can reach, with
+the properties the segments read as columns, one scan and one parse of the payloads) and the log's users (every
+user with a stored event, with the last activity). :func:`compile_rebuild` then writes
 
-* ``setup``: one row per user in the log with every leaf's aggregates, of every segment being rebuilt, made in ONE
-  ``GROUP BY user`` pass over the typed events: each plain aggregate (``count``/``sum``/``distinct``/``last`` of the
-  events of one name, filtered, windowed or lifetime) and the last activity are conditional aggregates of that pass
-  (``SUM(...) FILTER (WHERE <its events>)``: the other rows do not reach the aggregate). The leaves that need more
-  than one row per user, ``per`` (the best group by ``ROW_NUMBER()``: qualifying first, then the largest value, then
-  the largest group, as the evaluator picks it), ``active_days`` (distinct local days after ``last - within``, in
-  the user's ``timezone`` trait or the business time zone) and patterns (per entity, ``listing_id`` or each of
-  ``listing_ids``, the opening events due by ``as_of`` and not yet left with no closing event at or after them; at
-  the same instant, after them in the log when the evaluator orders same-instant events by arrival; window
-  functions over each entity's events, no anti-join), are their own common table expressions, joined to it by
-  user. A pattern's open entities are a temporary table of their own (``tables``, made before the setup), which
-  the setup counts per user and the members' facets read again. An identical leaf in two segments is computed
-  once.
+* ``setup``: one row per user in the log (the log's users) with every leaf's aggregates, of every segment being
+  rebuilt, each leaf's a temporary table with one row per user (``tables``, made first; on SQLite keyed by user),
+  joined by user. The plain aggregates (``count``/``sum``/``distinct``/``last`` of the events of one name,
+  filtered, windowed or lifetime) are conditional aggregates of ONE ``GROUP BY user`` pass over the typed events of
+  the names they read (``SUM(...) FILTER (WHERE <its events>)``: the other rows do not reach the aggregate). The
+  leaves that need more than one row per user are their own: ``per`` (the best group by ``ROW_NUMBER()``:
+  qualifying first, then the largest value, then the largest group, as the evaluator picks it), ``active_days``
+  (distinct local days of activity after ``last - within``, in the user's ``timezone`` trait or the business time
+  zone, read from the log itself: on SQLite its (user, instant) index) and patterns (per entity, ``listing_id`` or
+  each of ``listing_ids``, the opening events due by ``as_of`` and not yet left with no closing event at or after
+  them; at the same instant, after them in the log when the evaluator orders same-instant events by arrival;
+  window functions over each entity's events, no anti-join). A pattern's open entities are a table of their own,
+  which the setup counts per user and the members' facets read again. An identical leaf in two segments is
+  computed once.
 * per segment, a query over that table: each user who is a member at ``as_of`` or is stored as one (so a rebuild
   sees its exits), with the leaves' aggregates and ``member``, decided in SQL; :mod:`growthengine.segments.
   sql_rebuild` hands the aggregates to the Python evaluator to word the reason, so reasons read the same whichever

@@ -12,7 +12,7 @@ from growthengine.segments.model import ActiveDays, EventAggregate, Inactive, In
 LEAVES = "ge_segment_leaves"
 """The temporary table of every user's leaf aggregates (``CompiledRebuild.setup``)."""
 USER_AGGREGATES = "ge_segment_pass"
-"""The temporary table of the one pass's aggregates per user (``CompiledRebuild.tables``) when other leaves join it."""
+"""The temporary table of the one pass's aggregates per user (``CompiledRebuild.tables``)."""
 LOG_USERS = "ge_log_users"
 """The temporary table of every user in the log (a stored event that is not a command) with the last activity
 (``act_last``) read from the log's (user, instant) index, made by ``sql_typed`` before the setup."""
@@ -46,7 +46,8 @@ class CompiledRebuild:
     """A SELECT of one row per user with every leaf's columns (stored as :data:`LEAVES` before the queries)."""
     tables: dict[str, str]
     """Temporary tables made before ``setup`` (which reads them), in order: name -> its SELECT (the open entities of
-    each pattern leaf, read again for the members' facets, so the pattern is computed once)."""
+    each pattern leaf, read again for the members' facets, so the pattern is computed once; the one pass; each
+    other leaf's rows per user)."""
     params: dict[str, Any]
     segments: dict[str, CompiledSegment]
     skipped: dict[str, str]
