@@ -57,6 +57,7 @@ from growthengine.segments.model import (
 )
 from growthengine.segments.sql_json import DAY_US, TYPED, JsonSql, NotCompilable, Params, local_day_sql
 from growthengine.segments.sql_plan import (
+    LEAF,
     LEAVES,
     LOG_USERS,
     NON_ACTIVITY,
@@ -223,9 +224,9 @@ class _Compiler:
         scored = f"SELECT g.*, CASE WHEN {ok} THEN 1 ELSE 0 END AS ok FROM ({inner}) g"
         ranked = measured.replace("g.", "r.")
         kept = ", ".join(f"t.{c}" for c in ("user_id", *names, "ok"))
-        self.ctes[a] = (f"SELECT {kept} FROM (SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.user_id ORDER BY "
+        self.ctes[LEAF + a] = (f"SELECT {kept} FROM (SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.user_id ORDER BY "
                         f"r.ok DESC, {ranked} DESC, r.grp{j.C} DESC) AS rn FROM ({scored}) r) t WHERE t.rn = 1")
-        self.by_user[a] = ("user_id", *names, "ok")
+        self.by_user[LEAF + a] = ("user_id", *names, "ok")
         self.joined[a] = (*names, "ok")
         return a, (*names, "ok"), f"(COALESCE(j.{a}_ok, 0) = 1)"
 
@@ -241,7 +242,7 @@ class _Compiler:
                  f"FROM profiles pz{' OFFSET 0' if pg else ''})")  # each user's traits parsed once
         # Each user's last activity (the log's users, made before) and time zone, once per user (not a profile
         # read per event).
-        act = f"act_{a}"
+        act = f"{LEAF}act_{a}"
         self.ctes[act] = (f"SELECT u.user_id AS user_id, u.act_last AS last, u.has_other AS has_other, "
                           f"pz.zone AS zone FROM {LOG_USERS} u LEFT JOIN {zones} pz ON pz.user_id = u.user_id "
                           f"WHERE u.act_last IS NOT NULL{' OFFSET 0' if pg else ''}")
@@ -252,11 +253,11 @@ class _Compiler:
         if pg:  # two hashed groupings, not a sort of every event for COUNT(DISTINCT)
             days = (f"FROM {act} act JOIN events e ON e.user_id = act.user_id AND e.ts_us > act.last - {within} "
                     f"WHERE e.type IN {ACTIVITY}")
-            self.ctes[a] = (f"SELECT d.user_id AS user_id, COUNT(d.day) AS days FROM (SELECT act.user_id AS user_id, "
-                            f"{day} AS day {days} GROUP BY act.user_id, {day}) d GROUP BY d.user_id")
+            self.ctes[LEAF + a] = (f"SELECT d.user_id AS user_id, COUNT(d.day) AS days FROM (SELECT act.user_id AS "
+                                   f"user_id, {day} AS day {days} GROUP BY act.user_id, {day}) d GROUP BY d.user_id")
         else:
-            self.ctes[a] = self._sqlite_days(act, within, zone, day)
-        self.by_user[a] = ("user_id", "days")
+            self.ctes[LEAF + a] = self._sqlite_days(act, within, zone, day)
+        self.by_user[LEAF + a] = ("user_id", "days")
         self.joined[a] = ("days",)
         return a, ("days",), self.json.compare_number(f"COALESCE(j.{a}_days, 0)", node.compare)
 
@@ -323,8 +324,8 @@ class _Compiler:
         # them per user and the members' facets read them again (the pattern is computed once).
         self.tables[OPENS + a] = (f"WITH ents_{a} AS ({ents}), marks_{a} AS ({marks}) SELECT o.user_id AS user_id, "
                                   f"o.entity AS entity, o.ts_us AS ts_us, o.id AS id FROM ({opens}) o WHERE o.rn = 1")
-        self.ctes[a] = f"SELECT user_id, COUNT(*) AS n_open FROM {OPENS}{a} GROUP BY user_id"
-        self.by_user[a] = ("user_id", "n_open")
+        self.ctes[LEAF + a] = f"SELECT user_id, COUNT(*) AS n_open FROM {OPENS}{a} GROUP BY user_id"
+        self.by_user[LEAF + a] = ("user_id", "n_open")
         self.joined[a] = ("n_open",)
         return a, ("n_open",), f"(COALESCE(j.{a}_n_open, 0) > 0)"
 
@@ -389,7 +390,7 @@ class _Compiler:
             joins.append(f"LEFT JOIN {USER_AGGREGATES} g ON g.user_id = u.user_id")
         for alias, columns in self.joined.items():
             selects += [f"{alias}.{c} AS {alias}_{c}" for c in columns]
-            joins.append(f"LEFT JOIN {alias} ON {alias}.user_id = u.user_id")
+            joins.append(f"LEFT JOIN {LEAF}{alias} {alias} ON {alias}.user_id = u.user_id")
         return f"SELECT {', '.join(selects)} FROM {LOG_USERS} u {' '.join(joins)}"
 
 

@@ -18,6 +18,8 @@ LOG_USERS = "ge_log_users"
 (``act_last``) read from the log's (user, instant) index, made by ``sql_typed`` before the setup."""
 NON_ACTIVITY = "ge_non_activity"
 """SQLite: the temporary table of the log's events that are not activity (commands, ``identify``...), by id."""
+LEAF = "ge_leaf_"
+"""The prefix of the temporary tables of a leaf's rows per user (``CompiledRebuild.tables``), named by its alias."""
 OPENS = "ge_segment_opens_"
 """The prefix of the temporary tables of a pattern leaf's open entities (``CompiledRebuild.tables``)."""
 

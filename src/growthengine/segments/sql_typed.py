@@ -243,7 +243,7 @@ def create_leaves(conn: sa.Connection, setup: str, params: dict[str, Any], table
     phases = phases or Phases()
     by_user = by_user or {}
     for name, select in [*tables.items(), (LEAVES, setup)]:
-        with phases.timed(name.removeprefix("ge_").replace("_", " ")):
+        with phases.timed(name.removeprefix("ge_").removeprefix("leaf_").replace("_", " ")):
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}", execution_options=_PLAIN)
             if not pg and name in by_user:
                 # Columns without a type (no affinity): each keeps the value the query gave, as CREATE ... AS does.
