@@ -114,8 +114,9 @@ later = st.sampled_from([0, 1, 59, 60, 61, 24 * 60, 7 * 24 * 60 + 1, 31 * 24 * 6
 def _call(step: dict[str, Any], last: dt.datetime) -> dict[str, Any]:
     if "timezone" in step:
         traits = {"timezone": step["timezone"], **({"is_seller": step["is_seller"]} if step["is_seller"] else {})}
+        at = last - dt.timedelta(minutes=step.get("back", 0))
         return {"type": "identify", "userId": step["user"], "traits": traits, "messageId": f"s{next(_ids)}",
-                "timestamp": last.isoformat()}
+                "timestamp": at.isoformat()}
     name, at = step["name"], last - dt.timedelta(minutes=step["back"])
     props: dict[str, Any] = {"listing_id": step["listing"], "amount": step["amount"], "province": step["province"],
                              "title": "Fuji X100V"}
@@ -203,6 +204,15 @@ EXAMPLES: list[tuple[list[dict[str, Any]], list[Condition], int]] = [
     ([{"user": "u0", "timezone": "America/New_York", "is_seller": True},
       *[_ev("app_opened", back=(k * 24 + 5) * 60) for k in range(0, 70, 3)]],
      [All((ActiveDays(Compare("gte", 3), 7 * D), TraitCondition("is_seller", Compare("eq", True))))], 24 * 60),
+    # Events that are not activity: a day with only an identify call inside the active-days window is not an
+    # active day; an identify after the last activity does not move it; a user with only identify calls is in the
+    # log (a member of "no purchase"), with no activity.
+    ([*[_ev("app_opened", back=k * 24 * 60) for k in (0, 2, 5)],
+      {"user": "u0", "timezone": "Asia/Bangkok", "is_seller": None, "back": 3 * 24 * 60},
+      {"user": "u0", "timezone": "Asia/Bangkok", "is_seller": None, "back": 0},
+      {"user": "u1", "timezone": "Europe/London", "is_seller": True, "back": 60}],
+     [ActiveDays(Compare("gte", 4), 7 * D), ActiveDays(Compare("gte", 3), 7 * D), Inactive(H),
+      EventAggregate("purchase", "count", Compare("eq", 0))], 30),
     # Found: one windowed rule written twice in a condition is one feed (its count was doubled in the reason).
     ([_ev("item_viewed")], [All((EventAggregate("item_viewed", "count", Compare("gte", 0), None, H),) * 2)], 0),
 ]

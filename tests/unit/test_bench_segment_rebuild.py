@@ -26,6 +26,9 @@ def test_rebuild_bench_agrees_three_ways(tmp_path: Path, pg_cluster: PgCluster) 
     assert report.python is not None and report.python.seconds > 0
     assert report.sql_sqlite.seconds > 0 and report.sql_pg is not None
     assert report.sql_sqlite.details["entered"] == sum(report.members.values())
+    phases = dict((name, seconds) for name, seconds, _ in report.sql_sqlite.details["phases"])
+    assert {"typed events", "log's users", "verdicts", "writes"} <= set(phases)
+    assert sum(phases.values()) <= report.sql_sqlite.seconds
     assert report.duckdb_query_s > 0 and report.duckdb_load_s > 0 and report.ratio > 0
 
 
@@ -34,6 +37,7 @@ def test_rebuild_bench_on_the_command_line(tmp_path: Path) -> None:
                                       "--db-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "SQL (SQLite) / DuckDB" in result.output and "members (the same every way)" in result.output
+    assert "SQL rebuild (SQLite), its phases" in result.output and "typed events" in result.output
 
 
 @pytest.mark.postgres

@@ -85,3 +85,18 @@ def test_cli_rebuild_with_the_sql_engine(sqlite_url: str) -> None:
     assert "rebuilt all segments in SQL" in result.output and "0 entered, 0 left" in result.output
     refused = runner.invoke(app, ["segments", "rebuild", "--engine", "duck", "--db", sqlite_url])
     assert isinstance(refused.exception, CliError) and "--engine must be python or sql" in str(refused.exception)
+
+
+def test_the_rebuild_times_its_phases_and_gives_its_connection_back_as_it_was(
+        engine: Engine, clock: ManualClock, caplog: pytest.LogCaptureFixture) -> None:
+    engine.ingest([_track("u1", "purchase", clock.now(), order_id="o1", amount=6000.0, listing_ids=["L1"])])
+    with engine.store.transaction() as tx:
+        pragmas = [tx.conn.exec_driver_sql(f"PRAGMA {p}").scalar() for p in ("cache_size", "mmap_size")]
+        with caplog.at_level(logging.INFO, logger="growthengine.segments.sql_rebuild"):
+            result = sql_rebuild(engine.segments, tx)
+        # its own cache and memory map while it ran; the connection's own after
+        assert [tx.conn.exec_driver_sql(f"PRAGMA {p}").scalar() for p in ("cache_size", "mmap_size")] == pragmas
+    names = [p.name for p in result.phases]
+    assert names[:2] == ["typed events", "log's users"] and "verdicts" in names and "writes" in names
+    assert all(p.seconds >= 0 and p.cpu_s >= 0 for p in result.phases)
+    assert "SQL rebuild's phases: typed events" in caplog.text

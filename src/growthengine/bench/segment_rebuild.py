@@ -183,7 +183,11 @@ def _timed(name: str, store: Store, run: Callable[[SegmentEngine, Any], Any], ev
     with store.transaction() as tx:
         result = run(engine, tx)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
-    return Measurement(name, events, seconds, cpu, {"entered": result.entered, "members": _members(store)})
+    details: dict[str, Any] = {"entered": result.entered, "members": _members(store)}
+    phases = getattr(result, "phases", None)  # the SQL rebuild's, timed part by part
+    if phases is not None:
+        details["phases"] = [(p.name, p.seconds, p.cpu_s) for p in phases]
+    return Measurement(name, events, seconds, cpu, details)
 
 
 def _python(engine: SegmentEngine, tx: Any) -> Any:

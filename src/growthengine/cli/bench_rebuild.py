@@ -49,4 +49,8 @@ def rebuild_bench(users: int, events: int, db_dir: Path | None, pg: str | None, 
                          for m in (r.sql_sqlite, r.sql_pg) if m is not None)
     out.print(f"SQL (SQLite) / DuckDB: {r.ratio:,.1f} x (goal: within {bench.TARGET_DUCKDB_RATIO:.0f} x){versus}")
     out.print(f"{verdicts} (the target, {target:.0f} s, is stated for {10_000_000:,} events)")
+    for m in (r.sql_sqlite, r.sql_pg):
+        if m is not None and m.details.get("phases"):
+            out.print(f"{m.name}, its phases (elapsed / CPU of this process): " + ", ".join(
+                f"{name} {seconds:,.2f} / {cpu:,.2f} s" for name, seconds, cpu in m.details["phases"]))
     out.print("members (the same every way): " + ", ".join(f"{k} {v:,}" for k, v in sorted(r.members.items())))

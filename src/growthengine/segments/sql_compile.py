@@ -1,21 +1,23 @@
 """The segments of a rebuild compiled to SQL over the log's typed events: one pass per user, then one query each.
 
-A rebuild first copies the log into a typed temporary table (``sql_typed``: the properties the segments read as
-columns, one scan and one parse of the payloads). :func:`compile_rebuild` then writes
+A rebuild first makes what it reads of the log (``sql_typed``): the typed events (the events a leaf can reach, with
+the properties the segments read as columns, one scan and one parse of the payloads) and the log's users (every
+user with a stored event, with the last activity). :func:`compile_rebuild` then writes
 
-* ``setup``: one row per user in the log with every leaf's aggregates, of every segment being rebuilt, made in ONE
-  ``GROUP BY user`` pass over the typed events: each plain aggregate (``count``/``sum``/``distinct``/``last`` of the
-  events of one name, filtered, windowed or lifetime) and the last activity are conditional aggregates of that pass
-  (``SUM(...) FILTER (WHERE <its events>)``: the other rows do not reach the aggregate). The leaves that need more
-  than one row per user, ``per`` (the best group by ``ROW_NUMBER()``: qualifying first, then the largest value, then
-  the largest group, as the evaluator picks it), ``active_days`` (distinct local days after ``last - within``, in
-  the user's ``timezone`` trait or the business time zone) and patterns (per entity, ``listing_id`` or each of
-  ``listing_ids``, the opening events due by ``as_of`` and not yet left with no closing event at or after them; at
-  the same instant, after them in the log when the evaluator orders same-instant events by arrival; window
-  functions over each entity's events, no anti-join), are their own common table expressions, joined to it by
-  user. A pattern's open entities are a temporary table of their own (``tables``, made before the setup), which
-  the setup counts per user and the members' facets read again. An identical leaf in two segments is computed
-  once.
+* ``setup``: one row per user in the log (the log's users) with every leaf's aggregates, of every segment being
+  rebuilt, each leaf's a temporary table with one row per user (``tables``, made first; on SQLite keyed by user),
+  joined by user. The plain aggregates (``count``/``sum``/``distinct``/``last`` of the events of one name,
+  filtered, windowed or lifetime) are conditional aggregates of ONE ``GROUP BY user`` pass over the typed events of
+  the names they read (``SUM(...) FILTER (WHERE <its events>)``: the other rows do not reach the aggregate). The
+  leaves that need more than one row per user are their own: ``per`` (the best group by ``ROW_NUMBER()``:
+  qualifying first, then the largest value, then the largest group, as the evaluator picks it), ``active_days``
+  (distinct local days of activity after ``last - within``, in the user's ``timezone`` trait or the business time
+  zone, read from the log itself: on SQLite its (user, instant) index) and patterns (per entity, ``listing_id`` or
+  each of ``listing_ids``, the opening events due by ``as_of`` and not yet left with no closing event at or after
+  them; at the same instant, after them in the log when the evaluator orders same-instant events by arrival;
+  window functions over each entity's events, no anti-join). A pattern's open entities are a table of their own,
+  which the setup counts per user and the members' facets read again. An identical leaf in two segments is
+  computed once.
 * per segment, a query over that table: each user who is a member at ``as_of`` or is stored as one (so a rebuild
   sees its exits), with the leaves' aggregates and ``member``, decided in SQL; :mod:`growthengine.segments.
   sql_rebuild` hands the aggregates to the Python evaluator to word the reason, so reasons read the same whichever
@@ -53,15 +55,23 @@ from growthengine.segments.model import (
     Segment,
     TraitCondition,
 )
-from growthengine.segments.sql_json import TYPED, JsonSql, NotCompilable, Params, local_day_sql
-from growthengine.segments.sql_plan import LEAVES, OPENS, USER_AGGREGATES, CompiledRebuild, CompiledSegment, Leaf
-from growthengine.segments.sql_typed import TypedEvents
+from growthengine.segments.sql_json import DAY_US, TYPED, JsonSql, NotCompilable, Params, local_day_sql
+from growthengine.segments.sql_plan import (
+    LEAF,
+    LEAVES,
+    LOG_USERS,
+    NON_ACTIVITY,
+    OPENS,
+    USER_AGGREGATES,
+    CompiledRebuild,
+    CompiledSegment,
+    Leaf,
+)
+from growthengine.segments.sql_typed import ACTIVITY, USER_ORDER, TypedEvents
 
 __all__ = ["LEAVES", "CompiledRebuild", "CompiledSegment", "Leaf", "NotCompilable", "compile_rebuild",
            "timezone_sql"]
 
-ACTIVITY = "('track', 'page', 'screen')"
-_TYPES = {"grp": "text", "s": "numeric"}  # of the leaves' columns by their last part; the others are whole numbers
 SAME_INSTANT_BY_ARRIVAL = hasattr(feeds, "closing_order")
 """Whether the evaluator orders a pattern's events at one instant by their log id (event-time patterns) or lets a
 closing event close every opening event of its instant (before event time landed)."""
@@ -87,10 +97,12 @@ class _Compiler:
         self.fresh = fresh
         # Shared by every segment: the one pass, its scored columns, the leaves joined to it, identical leaves once.
         self.passed: dict[str, str] = {}  # column -> aggregate over the typed events e (GROUP BY user)
+        self.pass_names: set[str] = set()  # the event names the pass aggregates
         self.scored: dict[str, str] = {}  # column -> expression over the pass's row g
         self.ctes: dict[str, str] = {}
         self.tables: dict[str, str] = {}  # temporary tables made before the setup
-        self.joined: dict[str, tuple[str, ...]] = {}  # CTE -> its columns (one row per user), joined by user
+        self.joined: dict[str, tuple[str, ...]] = {}  # leaf table -> its columns (one row per user), joined by user
+        self.by_user: dict[str, tuple[str, ...]] = {}  # tables with one row per user -> their columns
         self.memo: dict[Any, tuple[str, tuple[str, ...], str]] = {}  # leaf -> (alias, columns, predicate)
         self.count = 0
         # Per segment.
@@ -165,6 +177,7 @@ class _Compiler:
         j = self.json
         a = self.alias()
         cond = " AND ".join(self._where(node))
+        self.pass_names.add(node.event)
         self.passed[f"{a}_n"] = f"SUM(1) FILTER (WHERE {cond})"
         self.passed[f"{a}_l"] = f"MAX(e.ts_us) FILTER (WHERE {cond})"
         names = ["n", "l"]
@@ -210,38 +223,66 @@ class _Compiler:
         ok = j.compare_number(measured, node.compare)
         scored = f"SELECT g.*, CASE WHEN {ok} THEN 1 ELSE 0 END AS ok FROM ({inner}) g"
         ranked = measured.replace("g.", "r.")
-        self.ctes[a] = (f"SELECT t.* FROM (SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.user_id ORDER BY "
+        kept = ", ".join(f"t.{c}" for c in ("user_id", *names, "ok"))
+        self.ctes[LEAF + a] = (f"SELECT {kept} FROM (SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.user_id ORDER BY "
                         f"r.ok DESC, {ranked} DESC, r.grp{j.C} DESC) AS rn FROM ({scored}) r) t WHERE t.rn = 1")
+        self.by_user[LEAF + a] = ("user_id", *names, "ok")
         self.joined[a] = (*names, "ok")
         return a, (*names, "ok"), f"(COALESCE(j.{a}_ok, 0) = 1)"
 
     def _activity(self) -> None:
-        self.passed["act_last"] = f"MAX(e.ts_us) FILTER (WHERE e.type IN {ACTIVITY})"
         if self.top and "j.act_last AS act_last" not in self.selects:
             self.selects.append("j.act_last AS act_last")
 
     def active_days(self, node: ActiveDays) -> tuple[str, tuple[str, ...], str]:
         self._activity()
         a = self.alias()
-        log = self.typed.table
+        pg = self.json.pg
         zones = (f"(SELECT pz.user_id, {timezone_sql(self.json, self.json.doc('pz.traits'))} AS zone "
-                 f"FROM profiles pz{' OFFSET 0' if self.json.pg else ''})")  # each user's traits parsed once
-        # Each user's last activity (the one pass's, ``g``: see ``setup``) and time zone, once per user (not a
-        # profile read per event).
-        self.ctes[f"act_{a}"] = (f"SELECT g.user_id AS user_id, g.act_last AS last, pz.zone AS zone FROM g "
-                                 f"LEFT JOIN {zones} pz ON pz.user_id = g.user_id WHERE g.act_last IS NOT NULL"
-                                 f"{' OFFSET 0' if self.json.pg else ''}")
+                 f"FROM profiles pz{' OFFSET 0' if pg else ''})")  # each user's traits parsed once
+        # Each user's last activity (the log's users, made before) and time zone, once per user (not a profile
+        # read per event).
+        act = f"{LEAF}act_{a}"
+        self.ctes[act] = (f"SELECT u.user_id AS user_id, u.act_last AS last, u.has_other AS has_other, "
+                          f"pz.zone AS zone FROM {LOG_USERS} u LEFT JOIN {zones} pz ON pz.user_id = u.user_id "
+                          f"WHERE u.act_last IS NOT NULL{' OFFSET 0' if pg else ''}")
+        self.by_user[act] = ("user_id", "last", "has_other", "zone")
         zone = f"COALESCE(act.zone, {self.params.add(self.business_tz)})"
+        within = self.params.add(node.within_us)
         day = local_day_sql(self.json, "e.ts_us", zone, self.zones, self.business_tz)
-        days = (f"FROM act_{a} act JOIN {log} e ON e.user_id = act.user_id AND e.ts_us > act.last - "
-                f"{self.params.add(node.within_us)} WHERE e.type IN {ACTIVITY}")
-        if self.json.pg:  # two hashed groupings, not a sort of every event for COUNT(DISTINCT)
-            self.ctes[a] = (f"SELECT d.user_id AS user_id, COUNT(d.day) AS days FROM (SELECT act.user_id AS user_id, "
-                            f"{day} AS day {days} GROUP BY act.user_id, {day}) d GROUP BY d.user_id")
-        else:  # the typed events are in user order: a small distinct set per user
-            self.ctes[a] = f"SELECT act.user_id AS user_id, COUNT(DISTINCT {day}) AS days {days} GROUP BY act.user_id"
+        if pg:  # two hashed groupings, not a sort of every event for COUNT(DISTINCT)
+            days = (f"FROM {act} act JOIN events e ON e.user_id = act.user_id AND e.ts_us > act.last - {within} "
+                    f"WHERE e.type IN {ACTIVITY}")
+            self.ctes[LEAF + a] = (f"SELECT d.user_id AS user_id, COUNT(d.day) AS days FROM (SELECT act.user_id AS "
+                                   f"user_id, {day} AS day {days} GROUP BY act.user_id, {day}) d GROUP BY d.user_id")
+        else:
+            self.ctes[LEAF + a] = self._sqlite_days(act, within, zone, day)
+        self.by_user[LEAF + a] = ("user_id", "days")
         self.joined[a] = ("days",)
         return a, ("days",), self.json.compare_number(f"COALESCE(j.{a}_days, 0)", node.compare)
+
+    def _sqlite_days(self, act: str, within: str, zone: str, day: str) -> str:
+        """SQLite: the local days of every event in the window, from the log's (user, instant) index (instants and
+        ids: no row read, no copy), less the days whose events in the window are none of them activity (found from
+        the few that are not, each such day's events counted again in the index)."""
+        every = (f"SELECT act.user_id AS user_id, COUNT(DISTINCT {day}) AS days FROM {act} act JOIN events e "
+                 f"INDEXED BY {USER_ORDER} ON e.user_id = act.user_id AND e.ts_us > act.last - {within} "
+                 "AND e.ts_us <= act.last GROUP BY act.user_id")
+        n_day = day.replace("e.ts_us", "n.ts_us")
+        x_day = day.replace("e.ts_us", "x.ts_us").replace("act.zone", "d.zone")
+        # Two instants of one local day are less than 25 hours apart: the day's events are within two days of
+        # any of its instants, in any zone.
+        two_days = self.params.add(2 * DAY_US)
+        others = (f"SELECT n.user_id AS user_id, act.last AS last, act.zone AS zone, {n_day} AS day, COUNT(*) AS c, "
+                  f"MIN(n.ts_us) AS lo, MAX(n.ts_us) AS hi FROM {NON_ACTIVITY} n JOIN {act} act ON "
+                  f"act.user_id = n.user_id WHERE act.has_other = 1 AND n.ts_us > act.last - {within} "
+                  f"AND n.ts_us <= act.last GROUP BY n.user_id, day")
+        only = (f"SELECT d.user_id AS user_id, COUNT(*) AS n FROM ({others}) d WHERE d.c = (SELECT COUNT(*) "
+                f"FROM events x INDEXED BY {USER_ORDER} WHERE x.user_id = d.user_id AND x.ts_us > MAX(d.last - "
+                f"{within}, d.lo - {two_days}) AND x.ts_us <= MIN(d.last, d.hi + {two_days}) AND {x_day} = d.day) "
+                "GROUP BY d.user_id")
+        return (f"SELECT t.user_id AS user_id, t.days - COALESCE(o.n, 0) AS days FROM ({every}) t "
+                f"LEFT JOIN ({only}) o ON o.user_id = t.user_id")
 
     def pattern(self, node: Pattern) -> tuple[str, tuple[str, ...], str]:
         if node.first in node.not_followed_by:
@@ -250,7 +291,10 @@ class _Compiler:
         a = self.alias()
         names = ", ".join(add(n) for n in (node.first, *node.not_followed_by))
         opening = f"CASE WHEN e.name = {add(node.first)} THEN 1 ELSE 0 END"
-        events, where = f"{self.typed.table} e", [f"e.name IN ({names})"]
+        # Only the events after ``as_of - leaves_after`` matter: an entity opened before is not open any more, and
+        # a closing event before every opening event that can still be open closes none of them.
+        events = f"{self.typed.table} e"
+        where = [f"e.name IN ({names})", f"e.ts_us > {add(self.as_of_us - node.leaves_after_us)}"]
         single = j.prop(TYPED, node.same)
         source, element = j.elements(TYPED, node.same + "s")
         singles = " AND ".join([*where, j.is_scalar(single)])
@@ -280,7 +324,8 @@ class _Compiler:
         # them per user and the members' facets read them again (the pattern is computed once).
         self.tables[OPENS + a] = (f"WITH ents_{a} AS ({ents}), marks_{a} AS ({marks}) SELECT o.user_id AS user_id, "
                                   f"o.entity AS entity, o.ts_us AS ts_us, o.id AS id FROM ({opens}) o WHERE o.rn = 1")
-        self.ctes[a] = f"SELECT user_id, COUNT(*) AS n_open FROM {OPENS}{a} GROUP BY user_id"
+        self.ctes[LEAF + a] = f"SELECT user_id, COUNT(*) AS n_open FROM {OPENS}{a} GROUP BY user_id"
+        self.by_user[LEAF + a] = ("user_id", "n_open")
         self.joined[a] = ("n_open",)
         return a, ("n_open",), f"(COALESCE(j.{a}_n_open, 0) > 0)"
 
@@ -323,35 +368,30 @@ class _Compiler:
         return CompiledSegment(segment, sql, self.params.values, list(self.leaves), dict(self.facet_sql))
 
     def setup(self) -> str:
-        """Every user in the log with every leaf's columns: the one pass, scored, and the other leaves gathered by
-        user (a UNION ALL grouped by user, not joins: SQLite may run a join as a scan of the leaf per user)."""
-        passed = "".join(f", {expr} AS {name}" for name, expr in self.passed.items())
-        one_pass = f"SELECT e.user_id AS user_id{passed} FROM {self.typed.table} e GROUP BY e.user_id"
-        scored = "".join(f", {expr} AS {name}" for name, expr in self.scored.items())
-        # SQLite would run a CTE joined to every user again per user (a co-routine): each is computed once.
-        materialized = "" if self.json.pg else "MATERIALIZED "
-        ctes = [f"{name} AS {materialized}({body})" for name, body in self.ctes.items()]
-        if not self.joined:
-            with_ = f"WITH {', '.join(ctes)} " if ctes else ""
-            return f"{with_}SELECT g.*{scored} FROM ({one_pass}) g"
-        # The pass is a table of its own, made first: the other leaves may read it (active days read each user's
-        # last activity from it), and PostgreSQL plans their joins with its true size (as a common table
-        # expression it guessed, and hashed every event instead of the users).
-        self.tables[USER_AGGREGATES] = f"SELECT g.*{scored} FROM ({one_pass}) g"
-        ctes.insert(0, f"g AS {'NOT MATERIALIZED ' if self.json.pg else ''}(SELECT * FROM {USER_AGGREGATES})")
-        own = [*self.passed, *self.scored]
-        others = [(a, c) for a, columns in self.joined.items() for c in columns]
-        nulls = {name: f"CAST(NULL AS {_TYPES.get(name.rsplit('_', 1)[-1], 'bigint')})"
-                 for name in [*own, *(f"{a}_{c}" for a, c in others)]}
-        parts = ["SELECT g.user_id" + "".join(f", g.{name}" for name in own)
-                 + "".join(f", {nulls[f'{a}_{c}']} AS {a}_{c}" for a, c in others) + " FROM g"]
-        for alias in self.joined:
-            values = [f"{a}.{c}" if a == alias else nulls[f"{a}_{c}"] for a, c in others]
-            parts.append(f"SELECT {alias}.user_id{''.join(', ' + nulls[n] for n in own)}, {', '.join(values)} "
-                         f"FROM {alias}")
-        names = [*own, *(f"{a}_{c}" for a, c in others)]
-        gathered = "".join(f", MAX({n}) AS {n}" for n in names)
-        return f"WITH {', '.join(ctes)} SELECT user_id{gathered} FROM ({' UNION ALL '.join(parts)}) x GROUP BY user_id"
+        """Every user in the log with every leaf's columns: the log's users (with the last activity) joined by user
+        to the one pass (scored) and to the other leaves, each a temporary table made before with one row per user
+        (on SQLite keyed by user: each user looked up, no sort of them all)."""
+        if self.passed:
+            # The pass is a table of its own, made first: PostgreSQL plans what reads it with its true size.
+            passed = "".join(f", {expr} AS {name}" for name, expr in self.passed.items())
+            # Only the events of the names it aggregates reach its grouping (the others are a pattern's or a per
+            # group's, read apart).
+            names = ", ".join(self.params.add(name) for name in sorted(self.pass_names))
+            one_pass = (f"SELECT e.user_id AS user_id{passed} FROM {self.typed.table} e WHERE e.name IN ({names}) "
+                        "GROUP BY e.user_id")
+            scored = "".join(f", {expr} AS {name}" for name, expr in self.scored.items())
+            self.tables[USER_AGGREGATES] = f"SELECT g.*{scored} FROM ({one_pass}) g"
+            self.by_user[USER_AGGREGATES] = ("user_id", *self.passed, *self.scored)
+        self.tables.update(self.ctes)
+        selects = ["u.user_id AS user_id", "u.act_last AS act_last"]
+        joins = []
+        if self.passed:
+            selects += [f"g.{name} AS {name}" for name in [*self.passed, *self.scored]]
+            joins.append(f"LEFT JOIN {USER_AGGREGATES} g ON g.user_id = u.user_id")
+        for alias, columns in self.joined.items():
+            selects += [f"{alias}.{c} AS {alias}_{c}" for c in columns]
+            joins.append(f"LEFT JOIN {LEAF}{alias} {alias} ON {alias}.user_id = u.user_id")
+        return f"SELECT {', '.join(selects)} FROM {LOG_USERS} u {' '.join(joins)}"
 
 
 def compile_rebuild(segments: dict[str, Segment], keys: list[str], dialect: str, as_of_us: int,
@@ -377,4 +417,5 @@ def compile_rebuild(segments: dict[str, Segment], keys: list[str], dialect: str,
             out[key] = compiler.query(segment)
         except NotCompilable as exc:
             skipped[key] = str(exc)
-    return CompiledRebuild(compiler.setup(), dict(compiler.tables), compiler.params.values, out, skipped)
+    setup = compiler.setup()
+    return CompiledRebuild(setup, dict(compiler.tables), compiler.params.values, out, skipped, dict(compiler.by_user))

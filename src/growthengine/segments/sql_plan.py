@@ -12,7 +12,14 @@ from growthengine.segments.model import ActiveDays, EventAggregate, Inactive, In
 LEAVES = "ge_segment_leaves"
 """The temporary table of every user's leaf aggregates (``CompiledRebuild.setup``)."""
 USER_AGGREGATES = "ge_segment_pass"
-"""The temporary table of the one pass's aggregates per user (``CompiledRebuild.tables``) when other leaves join it."""
+"""The temporary table of the one pass's aggregates per user (``CompiledRebuild.tables``)."""
+LOG_USERS = "ge_log_users"
+"""The temporary table of every user in the log (a stored event that is not a command) with the last activity
+(``act_last``) read from the log's (user, instant) index, made by ``sql_typed`` before the setup."""
+NON_ACTIVITY = "ge_non_activity"
+"""SQLite: the temporary table of the log's events that are not activity (commands, ``identify``...), by id."""
+LEAF = "ge_leaf_"
+"""The prefix of the temporary tables of a leaf's rows per user (``CompiledRebuild.tables``), named by its alias."""
 OPENS = "ge_segment_opens_"
 """The prefix of the temporary tables of a pattern leaf's open entities (``CompiledRebuild.tables``)."""
 
@@ -41,8 +48,12 @@ class CompiledRebuild:
     """A SELECT of one row per user with every leaf's columns (stored as :data:`LEAVES` before the queries)."""
     tables: dict[str, str]
     """Temporary tables made before ``setup`` (which reads them), in order: name -> its SELECT (the open entities of
-    each pattern leaf, read again for the members' facets, so the pattern is computed once)."""
+    each pattern leaf, read again for the members' facets, so the pattern is computed once; the one pass; each
+    other leaf's rows per user)."""
     params: dict[str, Any]
     segments: dict[str, CompiledSegment]
     skipped: dict[str, str]
     """Segments that cannot be compiled, with why."""
+    by_user: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """The tables of ``tables`` with one row per user, with their columns (``user_id`` first): SQLite keeps them
+    keyed by user (``WITHOUT ROWID``, written in user order), so that what joins them by user looks each user up."""
