@@ -1,5 +1,6 @@
 """``growth serve``'s ingestion wakes its child worker process at once (a signal), and never before the child can
-take the signal (its default action would end the child)."""
+take the signal (its default action would end the child); a worker told to stop (SIGTERM) stops, whatever its main
+thread was doing when the signal came."""
 
 from __future__ import annotations
 
@@ -67,9 +68,9 @@ def test_each_stored_batch_wakes_the_child_once_it_listens(child: tuple[ChildWor
 # The worker's loop at its busiest: its main thread waits on and clears the event while wakes keep arriving.
 _BUSY_WORKER = """
 import os, signal, sys, threading
-from growthengine.pipeline.child import WAKE_SIGNAL, listen_for_wakes
+from growthengine.pipeline.child import WAKE_SIGNAL, listen_for_signals
 event = threading.Event()
-listen_for_wakes(event)
+listen_for_signals(event, lambda: None)
 stop = threading.Event()
 def send():
     while not stop.is_set():
@@ -93,9 +94,45 @@ def test_wakes_arriving_while_the_worker_waits_and_clears_never_stall_it() -> No
 
 
 def test_a_wake_sets_the_event(tmp_path: Path) -> None:
-    script = ("import os, threading\nfrom growthengine.pipeline.child import WAKE_SIGNAL, listen_for_wakes\n"
-              "event = threading.Event()\nlisten_for_wakes(event)\nos.kill(os.getpid(), WAKE_SIGNAL)\n"
+    script = ("import os, threading\nfrom growthengine.pipeline.child import WAKE_SIGNAL, listen_for_signals\n"
+              "event = threading.Event()\nlisten_for_signals(event, lambda: None)\nos.kill(os.getpid(), WAKE_SIGNAL)\n"
               "print(event.wait(30))\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                           check=True)
     assert done.stdout.strip() == "True"
+
+
+# A worker's loop told to stop again and again (SIGTERM from its parent's shutdown, from the parent's death, from an
+# operator) while its main thread waits on and clears the event it is woken by: it must stop. When the stop
+# handler itself set that event, a signal landing inside ``clear`` deadlocked the main thread on the event's lock,
+# and the worker never stopped (seen once: a child worker left running, its stack ``Event.clear`` -> handler ->
+# ``Event.set``). The window is a few instructions wide, so this loop does not reproduce that deadlock reliably:
+# it holds the listener to stopping under a storm of stops; the handlers' taking no lock is by construction.
+_STOPPED_WORKER = """
+import os, signal, threading, time
+from growthengine.pipeline.child import listen_for_signals
+event = threading.Event()
+stop = threading.Event()
+listen_for_signals(event, stop.set)
+busy = [False]
+def send():
+    while not busy[0]:
+        time.sleep(0.001)
+    while True:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.0002)
+threading.Thread(target=send, daemon=True).start()
+turns = 0
+while not stop.is_set():
+    event.clear()
+    event.wait(0.001)
+    turns += 1
+    busy[0] = turns >= 200  # the stops begin once the loop is well under way
+print(turns)
+"""
+
+
+def test_a_stop_signal_stops_the_worker_whatever_its_main_thread_holds() -> None:
+    done = subprocess.run([sys.executable, "-c", _STOPPED_WORKER], capture_output=True, text=True, timeout=30,
+                          check=True)
+    assert int(done.stdout) >= 200  # it stopped under the signals, after the loop was under way

@@ -112,12 +112,11 @@ def worker(db: DbOption = None, config: ConfigOption = None) -> None:
     On PostgreSQL any number of workers share the users through partition leases; on SQLite one worker runs at a
     time (the one inside ``growth serve`` counts).
     """
-    import signal
 
     from growthengine.api.app import config_watcher
     from growthengine.bootstrap import build_engine
     from growthengine.clock import system_seconds
-    from growthengine.pipeline.child import listen_for_wakes
+    from growthengine.pipeline.child import listen_for_signals
     from growthengine.pipeline.ownership import LeasedOwnership
     from growthengine.pipeline.worker import Worker
     from growthengine.pipeline.worker_lock import WorkerLock, WorkerLockHeld, sqlite_lock_path
@@ -140,14 +139,13 @@ def worker(db: DbOption = None, config: ConfigOption = None) -> None:
     runner = Worker(engine, refresh_ownership=ownership.refresh if ownership else None,
                     on_idle=config_watcher(engine))
 
-    def _stop(_signum: int, _frame: object) -> None:
+    def _stop() -> None:
         runner.stop.set()
-        engine.work_arrived.set()
+        engine.delivery.work_arrived.set()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    # New work in the log (growth serve's ingestion, when this worker is its child): look now, not at the next poll.
-    listen_for_wakes(engine.work_arrived)
+    # SIGTERM and SIGINT stop the worker; new work in the log (growth serve's ingestion, when this worker is its
+    # child) makes it look now, not at its next poll.
+    listen_for_signals(engine.work_arrived, _stop)
     settle_long_running_process()
     console.print(f"growth worker on {engine.store.dialect}"
                   + (f" as {ownership.worker_id}" if ownership else " (every partition; file lock held)"))

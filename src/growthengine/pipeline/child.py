@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,28 +29,41 @@ WAKE_SIGNAL = signal.SIGUSR1
 """What ``growth worker`` takes as "new work in the log": it looks at once instead of at its next idle poll."""
 
 
-def listen_for_wakes(work_arrived: threading.Event) -> None:
-    """Set ``work_arrived`` whenever this process gets :data:`WAKE_SIGNAL` (call from the main thread).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    The handler only writes a byte to a pipe: a Python signal handler runs in the main thread between two of its
-    instructions, possibly while that thread holds ``work_arrived``'s own lock (in ``wait``, ``set`` or ``clear``),
-    so setting the event there could deadlock the worker. A thread of its own reads the pipe and sets the event.
+
+def listen_for_signals(work_arrived: threading.Event, on_stop: Callable[[], None]) -> None:
+    """:data:`WAKE_SIGNAL` sets ``work_arrived``; ``SIGTERM`` and ``SIGINT`` call ``on_stop`` (call from the main
+    thread).
+
+    The handlers take no lock: a Python signal handler runs in the main thread between two of its instructions,
+    possibly while that thread holds the lock of the very event it would set (in ``wait``, ``set`` or ``clear``),
+    which deadlocked a worker told to stop (it then never stopped). A handler only notes a stop in a plain flag and
+    writes a byte to a pipe; a thread of its own reads the pipe, sets the event and calls ``on_stop``.
     """
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
+    stopping = [False]
 
-    def handle(_signum: int, _frame: object) -> None:
+    def handle(signum: int, _frame: object) -> None:
+        if signum != WAKE_SIGNAL:
+            stopping[0] = True  # seen by the reader even if the pipe is too full for this byte
         try:
             os.write(write_end, b"w")
         except BlockingIOError:
-            pass  # the pipe is full of wakes not yet passed on: one more adds nothing
+            pass  # the pipe is full of bytes not yet passed on: the reader wakes anyway
 
     def pass_on() -> None:
+        stopped = False
         while os.read(read_end, 4096):
             work_arrived.set()
+            if stopping[0] and not stopped:
+                stopped = True
+                on_stop()
 
-    threading.Thread(target=pass_on, name="growth-wakes", daemon=True).start()
-    signal.signal(WAKE_SIGNAL, handle)
+    threading.Thread(target=pass_on, name="growth-signals", daemon=True).start()
+    for signum in (WAKE_SIGNAL, *STOP_SIGNALS):
+        signal.signal(signum, handle)
 
 
 def _without_password(db_url: str) -> tuple[str, str | None]:
