@@ -1,21 +1,50 @@
-"""The cyclic garbage collector's set-up for a long-running process (``growth serve``, ``growth worker``)."""
+"""The cyclic garbage collector's set-up for a long-running process (``growth serve``, ``growth worker``), and its
+freeze policy for what groups of work leave alive (``scheduler/collector.py``)."""
 
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Iterator
 
 import pytest
 
-from growthengine.scheduler.collector import LONG_RUNNING_THRESHOLDS, settle_long_running_process
+from growthengine.scheduler import collector
+from growthengine.scheduler.collector import (
+    LONG_RUNNING_THRESHOLDS,
+    collector_paused,
+    policy,
+    settle_long_running_process,
+    unsettle,
+)
 
 
 @pytest.fixture
 def restored_collector() -> Iterator[None]:
     thresholds = gc.get_threshold()
+    enabled = gc.isenabled()
+    gc.enable()
     yield
-    gc.unfreeze()
+    unsettle()
     gc.set_threshold(*thresholds)
+    if not enabled:
+        gc.disable()
+
+
+class Node:
+    """A cycle: reference counting never frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+class Leaf:
+    """An object reference counting frees (no cycle)."""
+
+
+def _ids_walked() -> set[int]:
+    """The objects the collector's generations hold (frozen ones are not among them)."""
+    return {id(o) for o in gc.get_objects()}
 
 
 @pytest.mark.usefixtures("restored_collector")
@@ -48,13 +77,85 @@ def test_a_request_sized_burst_of_objects_meets_no_young_pass() -> None:
 @pytest.mark.usefixtures("restored_collector")
 def test_cyclic_garbage_is_still_collected() -> None:
     settle_long_running_process()
-
-    class Node:
-        def __init__(self) -> None:
-            self.me = self
-
     made = 2 * LONG_RUNNING_THRESHOLDS[0]
     for _ in range(made):
-        Node()  # a cycle: reference counting never frees it
+        Node()
     alive = sum(1 for o in gc.get_objects() if type(o) is Node)
     assert alive < made  # young passes ran by themselves, without a gc.collect()
+
+
+@pytest.mark.usefixtures("restored_collector")
+def test_what_a_group_leaves_alive_is_frozen_not_walked() -> None:
+    settle_long_running_process()
+    full_passes = policy.full_passes
+    with collector_paused():
+        states = {f"u{i}": {"f": {"w": [[i, 1.0, None]]}, "m": {}, "x": Leaf()} for i in range(1_000)}  # cached
+    assert gc.isenabled()
+    assert gc.get_count()[0] < 100  # no young pass is owed for what the group made
+    walked = _ids_walked()
+    assert id(states) not in walked and id(states["u7"]["f"]["w"]) not in walked
+    assert policy.full_passes == full_passes  # a freeze, not a pass over the heap
+    ref = weakref.ref(states["u7"]["x"])
+    del states  # no cycle: reference counting frees frozen objects as any other
+    assert ref() is None
+
+
+@pytest.mark.usefixtures("restored_collector")
+def test_cyclic_garbage_made_in_groups_is_collected_once_enough_was_added(monkeypatch: pytest.MonkeyPatch) -> None:
+    settle_long_running_process()
+    monkeypatch.setattr(collector, "FULL_PASS_MIN_OBJECTS", 5_000)
+    due = max(5_000, policy.frozen_at_full // collector.FULL_PASS_SHARE)
+    with collector_paused():
+        first = Node()
+        probe = weakref.ref(first)
+        del first  # garbage inside the group: frozen with the rest at its end
+    assert probe() is not None
+    added = 0
+    while probe() is not None and added <= 2 * due:
+        with collector_paused():
+            keep = [Node() for _ in range(1_000)]  # alive at the group's end, garbage after it
+        del keep
+        added += 1_000
+    assert probe() is None  # a full pass ran once the groups had added a quarter of the heap
+    assert not any(type(o) is Node for o in gc.get_objects())
+
+
+@pytest.mark.usefixtures("restored_collector")
+def test_a_cycle_frozen_alive_is_collected_by_the_timed_full_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    settle_long_running_process()
+    now = [1_000_000.0]
+    monkeypatch.setattr(collector, "system_seconds", lambda: now[0])
+    policy.full_at_s = now[0]
+    with collector_paused():
+        node = Node()  # alive when the group ends: frozen
+    probe = weakref.ref(node)
+    del node  # garbage now, among the frozen objects
+    gc.collect()  # an ordinary full collection does not walk frozen objects
+    assert probe() is not None
+    with collector_paused():
+        pass
+    assert probe() is not None  # not yet: nothing due
+    now[0] += collector.FULL_PASS_EVERY_S
+    with collector_paused():
+        pass
+    assert probe() is None
+
+
+@pytest.mark.usefixtures("restored_collector")
+def test_a_cycle_made_after_the_freeze_outside_groups_is_collected() -> None:
+    settle_long_running_process()
+    with collector_paused():
+        pass
+    node = Node()
+    probe = weakref.ref(node)
+    del node
+    gc.collect()
+    assert probe() is None
+
+
+def test_without_the_long_running_set_up_groups_freeze_nothing(restored_collector: None) -> None:
+    before = gc.get_freeze_count()
+    with collector_paused():
+        made = [Node() for _ in range(100)]
+    assert gc.get_freeze_count() == before
+    assert id(made[0]) in _ids_walked()
