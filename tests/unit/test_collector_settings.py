@@ -104,7 +104,8 @@ def test_what_a_group_leaves_alive_is_frozen_not_walked() -> None:
 def test_cyclic_garbage_made_in_groups_is_collected_once_enough_was_added(monkeypatch: pytest.MonkeyPatch) -> None:
     settle_long_running_process()
     monkeypatch.setattr(collector, "FULL_PASS_MIN_OBJECTS", 5_000)
-    due = max(5_000, policy.frozen_at_full // collector.FULL_PASS_SHARE)
+    policy.frozen_at_full = 20_000  # as if the last full pass had left a heap this size
+    due = 20_000
     with collector_paused():
         first = Node()
         probe = weakref.ref(first)
@@ -116,7 +117,7 @@ def test_cyclic_garbage_made_in_groups_is_collected_once_enough_was_added(monkey
             keep = [Node() for _ in range(1_000)]  # alive at the group's end, garbage after it
         del keep
         added += 1_000
-    assert probe() is None  # a full pass ran once the groups had added a quarter of the heap
+    assert probe() is None  # a full pass ran once the groups had added the heap's size again
     assert not any(type(o) is Node for o in gc.get_objects())
 
 
@@ -159,3 +160,25 @@ def test_without_the_long_running_set_up_groups_freeze_nothing(restored_collecto
         made = [Node() for _ in range(100)]
     assert gc.get_freeze_count() == before
     assert id(made[0]) in _ids_walked()
+
+
+@pytest.mark.usefixtures("restored_collector")
+def test_a_finalizer_that_holds_a_group_during_a_full_pass_does_not_deadlock(monkeypatch: pytest.MonkeyPatch) -> None:
+    settle_long_running_process()
+    monkeypatch.setattr(collector, "FULL_PASS_EVERY_S", 0.0)  # the next group's end runs a full pass
+    ran: list[bool] = []
+
+    class Holder:
+        def __init__(self) -> None:
+            self.me = self
+
+        def __del__(self) -> None:
+            with collector_paused():
+                ran.append(True)
+
+    passes = policy.full_passes
+    with collector_paused():
+        Holder()  # cyclic garbage with a finalizer, collected by the full pass at the group's end
+    assert policy.full_passes == passes + 1
+    assert ran == [True]
+    assert gc.isenabled()

@@ -13,11 +13,11 @@ collector's passes over it find nothing to free. There, when the last group runn
 (``gc.freeze``: moved out of the generations the collector walks, in constant time, no pass) instead of being
 walked by a young pass and then the older ones. Frozen objects are still freed by reference counting as usual;
 only a cycle among them that becomes garbage waits, for the next *full pass* (unfreeze everything, collect every
-generation, freeze again): it runs once the objects added to the heap by groups since the last full pass reach a
-quarter of what that pass left frozen (the bound CPython itself keeps for its oldest generation), or
-``FULL_PASS_EVERY_S`` of system time after it, whichever comes first. Cyclic garbage is thus collected at most that
-late, and a full pass costs one walk of the heap per quarter of it added. Objects made outside groups (a request's)
-meet the young passes as before.
+generation, freeze again): it runs once the objects the groups added to the heap since the last full pass reach
+what that pass left (the heap doubled; at least ``FULL_PASS_MIN_OBJECTS``), or ``FULL_PASS_EVERY_S`` of system time
+after it, whichever comes first. Cyclic garbage is thus collected at most that late (what waits is at most the
+heap's size again), and a full pass costs one walk of the heap per heap's worth added while the cache fills, then
+one every ten minutes. Objects made outside groups (a request's) meet the young passes as before.
 """
 
 from __future__ import annotations
@@ -32,15 +32,15 @@ from growthengine.clock import system_seconds
 LONG_RUNNING_THRESHOLDS = (20_000, 20, 20)
 """The collector's thresholds in ``growth serve`` and ``growth worker`` (Python's are ``(700, 10, 10)``)."""
 
-FULL_PASS_SHARE = 4
-"""A full pass runs once the objects groups added since the last one reach 1 / this of what it left frozen."""
-FULL_PASS_MIN_OBJECTS = 200_000
-"""... and at least this many (a small heap is not walked again for a few thousand objects)."""
+FULL_PASS_MIN_OBJECTS = 500_000
+"""A full pass runs once the objects groups added since the last one reach what it left frozen, and at least this
+many (a small heap is not walked again for a few thousand objects)."""
 FULL_PASS_EVERY_S = 600.0
 """At most this long (system time) between full passes while groups run: cycles among objects frozen alive that
 became garbage later (not counted as added) are collected within it."""
 
-_lock = threading.Lock()
+_lock = threading.RLock()
+"""Re-entrant: a full pass may run finalizers, on this thread, that hold a group of their own."""
 _holders = 0
 _was_enabled = False
 
@@ -58,12 +58,17 @@ class _Policy:
         self.full_passes = 0
         self.freezes = 0
         self.thresholds_before: tuple[int, int, int] = (700, 10, 10)
+        self._busy = False
 
     def full_pass(self) -> None:
         """Collect every generation, the frozen objects included, and freeze what is left."""
-        gc.unfreeze()
-        gc.collect()
-        gc.freeze()
+        self._busy = True
+        try:
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
+        finally:
+            self._busy = False
         self.frozen_at_full = gc.get_freeze_count()  # a walk of the frozen list: once per full pass
         self.added = 0
         self.full_at_s = system_seconds()
@@ -71,8 +76,10 @@ class _Policy:
 
     def group_ended(self) -> None:
         """Freeze what the groups that just ended left alive (a full pass instead when one is due)."""
+        if self._busy:  # a group held by a finalizer that the full pass runs: that pass sees to it
+            return
         self.added += gc.get_count()[0]  # tracked objects allocated less those freed since the last young pass
-        due = max(FULL_PASS_MIN_OBJECTS, self.frozen_at_full // FULL_PASS_SHARE)
+        due = max(FULL_PASS_MIN_OBJECTS, self.frozen_at_full)
         if self.added >= due or system_seconds() - self.full_at_s >= FULL_PASS_EVERY_S:
             self.full_pass()
         else:
@@ -97,12 +104,11 @@ def collector_paused() -> Iterator[None]:
         yield
     finally:
         with _lock:
+            if _holders == 1 and _was_enabled and policy.on:
+                policy.group_ended()  # still held meanwhile: a group a finalizer holds during a full pass nests
             _holders -= 1
-            if _holders == 0:
-                if _was_enabled and policy.on:
-                    policy.group_ended()
-                if _was_enabled:
-                    gc.enable()
+            if _holders == 0 and _was_enabled:
+                gc.enable()
 
 
 def settle_long_running_process() -> None:
