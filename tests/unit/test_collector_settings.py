@@ -101,23 +101,37 @@ def test_what_a_group_leaves_alive_is_frozen_not_walked() -> None:
 
 
 @pytest.mark.usefixtures("restored_collector")
-def test_cyclic_garbage_made_in_groups_is_collected_once_enough_was_added(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cyclic_garbage_a_group_made_is_collected_at_its_end() -> None:
+    settle_long_running_process()
+    full_passes = policy.full_passes
+    with collector_paused():
+        node = Node()
+        probe = weakref.ref(node)
+        del node  # garbage inside the group
+        assert probe() is not None  # the collector is off meanwhile
+    assert probe() is None  # the young pass at the group's end freed it, before the freeze
+    assert policy.full_passes == full_passes
+
+
+@pytest.mark.usefixtures("restored_collector")
+def test_cycles_frozen_alive_are_collected_once_groups_added_the_heap_again(monkeypatch: pytest.MonkeyPatch) -> None:
     settle_long_running_process()
     monkeypatch.setattr(collector, "FULL_PASS_MIN_OBJECTS", 5_000)
     policy.frozen_at_full = 20_000  # as if the last full pass had left a heap this size
-    due = 20_000
     with collector_paused():
-        first = Node()
-        probe = weakref.ref(first)
-        del first  # garbage inside the group: frozen with the rest at its end
+        first = Node()  # alive at the group's end: frozen
+    probe = weakref.ref(first)
+    del first
+    gc.collect()  # an ordinary collection does not walk frozen objects
     assert probe() is not None
     added = 0
-    while probe() is not None and added <= 2 * due:
+    while probe() is not None and added <= 40_000:
         with collector_paused():
             keep = [Node() for _ in range(1_000)]  # alive at the group's end, garbage after it
         del keep
         added += 1_000
     assert probe() is None  # a full pass ran once the groups had added the heap's size again
+    assert added >= 10_000  # and not before
     assert not any(type(o) is Node for o in gc.get_objects())
 
 

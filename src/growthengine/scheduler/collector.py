@@ -9,15 +9,16 @@ threads are counted, so the collector is on again once the last group running en
 
 In a long-running process (``growth serve``, ``growth worker``: :func:`settle_long_running_process`) what a group
 leaves alive is mostly the segment state held in memory (the cache's entries), which lives for many groups: the
-collector's passes over it find nothing to free. There, when the last group running ends, what it left is frozen
-(``gc.freeze``: moved out of the generations the collector walks, in constant time, no pass) instead of being
-walked by a young pass and then the older ones. Frozen objects are still freed by reference counting as usual;
-only a cycle among them that becomes garbage waits, for the next *full pass* (unfreeze everything, collect every
-generation, freeze again): it runs once the objects the groups added to the heap since the last full pass reach
-what that pass left (the heap doubled; at least ``FULL_PASS_MIN_OBJECTS``), or ``FULL_PASS_EVERY_S`` of system time
-after it, whichever comes first. Cyclic garbage is thus collected at most that late (what waits is at most the
-heap's size again), and a full pass costs one walk of the heap per heap's worth added while the cache fills, then
-one every ten minutes. Objects made outside groups (a request's) meet the young passes as before.
+collector's older passes over it find nothing to free. There, when the last group running ends, one young pass
+walks what the groups made that is still alive (their own cyclic garbage is freed there, as a young pass would
+free it), and what survives it is frozen (``gc.freeze``: moved out of the generations the collector walks, in
+constant time) instead of being promoted to the older generations and walked again by their passes. Frozen objects
+are still freed by reference counting as usual; only a cycle among them that becomes garbage later waits, for the
+next *full pass* (unfreeze everything, collect every generation, freeze again): it runs ``FULL_PASS_EVERY_S`` of
+system time after the last one, or once the objects the groups added since then reach what that pass left (the
+heap doubled) and at least ``FULL_PASS_MIN_OBJECTS`` (as many as the collector's own oldest-generation pass waits
+for under ``LONG_RUNNING_THRESHOLDS``), whichever comes first. Objects made outside groups (a request's) meet the
+young passes as before.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ from growthengine.clock import system_seconds
 LONG_RUNNING_THRESHOLDS = (20_000, 20, 20)
 """The collector's thresholds in ``growth serve`` and ``growth worker`` (Python's are ``(700, 10, 10)``)."""
 
-FULL_PASS_MIN_OBJECTS = 500_000
+FULL_PASS_MIN_OBJECTS = LONG_RUNNING_THRESHOLDS[0] * LONG_RUNNING_THRESHOLDS[1] * LONG_RUNNING_THRESHOLDS[2]
 """A full pass runs once the objects groups added since the last one reach what it left frozen, and at least this
-many (a small heap is not walked again for a few thousand objects)."""
+many: the new objects after which the collector's own oldest-generation pass would run under those thresholds."""
 FULL_PASS_EVERY_S = 600.0
 """At most this long (system time) between full passes while groups run: cycles among objects frozen alive that
 became garbage later (not counted as added) are collected within it."""
@@ -75,16 +76,20 @@ class _Policy:
         self.full_passes += 1
 
     def group_ended(self) -> None:
-        """Freeze what the groups that just ended left alive (a full pass instead when one is due)."""
+        """A young pass over what the groups that just ended made, then freeze what survived (a full pass instead
+        when one is due)."""
         if self._busy:  # a group held by a finalizer that the full pass runs: that pass sees to it
             return
-        self.added += gc.get_count()[0]  # tracked objects allocated less those freed since the last young pass
+        young = gc.get_count()[0]  # tracked objects allocated less those freed since the last young pass
+        self.added += young
         due = max(FULL_PASS_MIN_OBJECTS, self.frozen_at_full)
         if self.added >= due or system_seconds() - self.full_at_s >= FULL_PASS_EVERY_S:
             self.full_pass()
-        else:
-            gc.freeze()
-            self.freezes += 1
+            return
+        if young:
+            gc.collect(0)  # what the groups made and left: their cyclic garbage is freed, the rest survives
+        gc.freeze()
+        self.freezes += 1
 
 
 policy = _Policy()
