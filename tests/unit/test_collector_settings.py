@@ -87,6 +87,7 @@ def test_cyclic_garbage_is_still_collected() -> None:
 @pytest.mark.usefixtures("restored_collector")
 def test_what_a_group_leaves_alive_is_frozen_not_walked() -> None:
     settle_long_running_process()
+    gc.set_threshold(100, 20, 20)  # a young pass is owed after 100 new objects
     full_passes = policy.full_passes
     with collector_paused():
         states = {f"u{i}": {"f": {"w": [[i, 1.0, None]]}, "m": {}, "x": Leaf()} for i in range(1_000)}  # cached
@@ -103,24 +104,38 @@ def test_what_a_group_leaves_alive_is_frozen_not_walked() -> None:
 @pytest.mark.usefixtures("restored_collector")
 def test_cyclic_garbage_a_group_made_is_collected_at_its_end() -> None:
     settle_long_running_process()
+    gc.set_threshold(100, 20, 20)
     full_passes = policy.full_passes
     with collector_paused():
+        made = [{"n": i} for i in range(200)]  # enough new objects that a young pass is owed
         node = Node()
         probe = weakref.ref(node)
         del node  # garbage inside the group
         assert probe() is not None  # the collector is off meanwhile
     assert probe() is None  # the young pass at the group's end freed it, before the freeze
     assert policy.full_passes == full_passes
+    assert id(made) not in _ids_walked()  # and the survivors were frozen
+
+
+@pytest.mark.usefixtures("restored_collector")
+def test_a_small_group_owes_no_young_pass_and_freezes_nothing() -> None:
+    settle_long_running_process()
+    freezes = policy.freezes
+    with collector_paused():
+        made = [{"n": i} for i in range(100)]
+    assert policy.freezes == freezes
+    assert id(made) in _ids_walked()  # still young: walked by the next young pass when one is owed
 
 
 @pytest.mark.usefixtures("restored_collector")
 def test_cycles_frozen_alive_are_collected_once_groups_added_the_heap_again(monkeypatch: pytest.MonkeyPatch) -> None:
     settle_long_running_process()
+    gc.set_threshold(100, 20, 20)
     monkeypatch.setattr(collector, "FULL_PASS_MIN_OBJECTS", 5_000)
     policy.frozen_at_full = 20_000  # as if the last full pass had left a heap this size
     with collector_paused():
-        first = Node()  # alive at the group's end: frozen
-    probe = weakref.ref(first)
+        first = [Node() for _ in range(200)]  # alive at the group's end: frozen
+    probe = weakref.ref(first[0])
     del first
     gc.collect()  # an ordinary collection does not walk frozen objects
     assert probe() is not None
@@ -138,21 +153,23 @@ def test_cycles_frozen_alive_are_collected_once_groups_added_the_heap_again(monk
 @pytest.mark.usefixtures("restored_collector")
 def test_a_cycle_frozen_alive_is_collected_by_the_timed_full_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     settle_long_running_process()
+    gc.set_threshold(100, 20, 20)
     now = [1_000_000.0]
     monkeypatch.setattr(collector, "system_seconds", lambda: now[0])
     policy.full_at_s = now[0]
     with collector_paused():
-        node = Node()  # alive when the group ends: frozen
-    probe = weakref.ref(node)
-    del node  # garbage now, among the frozen objects
+        nodes = [Node() for _ in range(200)]  # alive when the group ends: frozen
+    probe = weakref.ref(nodes[0])
+    del nodes  # garbage now, among the frozen objects
     gc.collect()  # an ordinary full collection does not walk frozen objects
     assert probe() is not None
     with collector_paused():
-        pass
+        made = [{"n": i} for i in range(200)]
     assert probe() is not None  # not yet: nothing due
     now[0] += collector.FULL_PASS_EVERY_S
     with collector_paused():
-        pass
+        more = [{"n": i} for i in range(200)]  # a young pass owed again: the full pass is due by now
+    del made, more
     assert probe() is None
 
 
@@ -180,6 +197,7 @@ def test_without_the_long_running_set_up_groups_freeze_nothing(restored_collecto
 def test_a_finalizer_that_holds_a_group_during_a_full_pass_does_not_deadlock(monkeypatch: pytest.MonkeyPatch) -> None:
     settle_long_running_process()
     monkeypatch.setattr(collector, "FULL_PASS_EVERY_S", 0.0)  # the next group's end runs a full pass
+    gc.set_threshold(100, 20, 20)
     ran: list[bool] = []
 
     class Holder:
@@ -192,7 +210,9 @@ def test_a_finalizer_that_holds_a_group_during_a_full_pass_does_not_deadlock(mon
 
     passes = policy.full_passes
     with collector_paused():
+        made = [{"n": i} for i in range(200)]  # a young pass owed
         Holder()  # cyclic garbage with a finalizer, collected by the full pass at the group's end
+    del made
     assert policy.full_passes == passes + 1
     assert ran == [True]
     assert gc.isenabled()

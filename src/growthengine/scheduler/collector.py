@@ -9,16 +9,16 @@ threads are counted, so the collector is on again once the last group running en
 
 In a long-running process (``growth serve``, ``growth worker``: :func:`settle_long_running_process`) what a group
 leaves alive is mostly the segment state held in memory (the cache's entries), which lives for many groups: the
-collector's older passes over it find nothing to free. There, when the last group running ends, one young pass
-walks what the groups made that is still alive (their own cyclic garbage is freed there, as a young pass would
-free it), and what survives it is frozen (``gc.freeze``: moved out of the generations the collector walks, in
-constant time) instead of being promoted to the older generations and walked again by their passes. Frozen objects
-are still freed by reference counting as usual; only a cycle among them that becomes garbage later waits, for the
-next *full pass* (unfreeze everything, collect every generation, freeze again): it runs ``FULL_PASS_EVERY_S`` of
-system time after the last one, or once the objects the groups added since then reach what that pass left (the
-heap doubled) and at least ``FULL_PASS_MIN_OBJECTS`` (as many as the collector's own oldest-generation pass waits
-for under ``LONG_RUNNING_THRESHOLDS``), whichever comes first. Objects made outside groups (a request's) meet the
-young passes as before.
+collector's older passes over it find nothing to free. There, when the last group running ends and a young pass is
+owed (more new objects than the young threshold, as the collector itself counts them), that young pass runs
+(cyclic garbage among the new objects is freed, as it would be) and what survives it is frozen (``gc.freeze``:
+moved out of the generations the collector walks, in constant time) instead of being promoted to the older
+generations and walked again by their passes. Frozen objects are still freed by reference counting as usual; only
+a cycle among them that becomes garbage later waits, for the next *full pass* (unfreeze everything, collect every
+generation, freeze again): it runs ``FULL_PASS_EVERY_S`` of system time after the last one, or once the objects
+the groups added since then reach what that pass left (the heap doubled) and at least ``FULL_PASS_MIN_OBJECTS``
+(as many as the collector's own oldest-generation pass waits for under ``LONG_RUNNING_THRESHOLDS``), whichever
+comes first. Objects made outside groups (a request's) meet the young passes as before.
 """
 
 from __future__ import annotations
@@ -76,18 +76,19 @@ class _Policy:
         self.full_passes += 1
 
     def group_ended(self) -> None:
-        """A young pass over what the groups that just ended made, then freeze what survived (a full pass instead
-        when one is due)."""
+        """When a young pass is owed (the young threshold passed), run it, then freeze what survived (a full pass
+        instead when one is due)."""
         if self._busy:  # a group held by a finalizer that the full pass runs: that pass sees to it
             return
         young = gc.get_count()[0]  # tracked objects allocated less those freed since the last young pass
+        if young <= gc.get_threshold()[0]:
+            return  # no young pass owed yet: what the groups made waits in the young generation for a later end
         self.added += young
         due = max(FULL_PASS_MIN_OBJECTS, self.frozen_at_full)
         if self.added >= due or system_seconds() - self.full_at_s >= FULL_PASS_EVERY_S:
             self.full_pass()
             return
-        if young:
-            gc.collect(0)  # what the groups made and left: their cyclic garbage is freed, the rest survives
+        gc.collect(0)  # the young pass owed: cyclic garbage among what was made is freed, the rest survives
         gc.freeze()
         self.freezes += 1
 
