@@ -54,7 +54,7 @@ class _Policy:
         self.frozen_at_full = 0
         """Objects frozen by the last full pass (what the heap held then)."""
         self.added = 0
-        """Objects groups left alive (net of those freed) since the last full pass, frozen at each group's end."""
+        """New objects (net of those freed) at the group ends that owed a young pass, since the last full pass."""
         self.full_at_s = 0.0
         self.full_passes = 0
         self.freezes = 0
