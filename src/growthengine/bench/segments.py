@@ -19,7 +19,9 @@ they feed) on a manual clock, and five measurements in one run:
 * **rebuild**: ``Engine.rebuild_segments()`` of all five from the whole event log;
 * **memory**: the peak resident set size of the process (``ru_maxrss``).
 
-Time is measured with ``time.perf_counter``; the engine itself never reads the wall clock.
+All but the bare append run under the cyclic garbage collector's set-up of ``growth worker``
+(:func:`as_long_running_worker`), as the stage does in production. Time is measured with ``time.perf_counter``; the
+engine itself never reads the wall clock.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import datetime as dt
 import resource
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -122,6 +125,20 @@ def percentile(values: list[float], q: float) -> float:
 def peak_rss_mb() -> float:
     """The process's peak resident set size (Linux reports ``ru_maxrss`` in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@contextmanager
+def as_long_running_worker() -> Iterator[None]:
+    """The cyclic garbage collector set up as ``growth serve`` and ``growth worker`` set it once their engine is
+    built (``scheduler/collector.py``: start-up frozen, young passes every 20,000 objects, what each group of work
+    leaves alive frozen at its end), and put back as it was afterwards (the bench may run inside another process)."""
+    from growthengine.scheduler.collector import settle_long_running_process, unsettle
+
+    settle_long_running_process()
+    try:
+        yield
+    finally:
+        unsettle()
 
 
 def open_bench_engine(db_file: Path, now: dt.datetime) -> Engine:
@@ -304,19 +321,20 @@ def run_segments_bench(size: SegmentsSize, db_dir: Path, stage: Stage) -> Segmen
     # A minute after the workload's last instant: the weekly digest (Mondays 09:00) stays out of the timers.
     engine = open_bench_engine(db_dir / "segments.db", BENCH_START + dt.timedelta(minutes=1))
     try:
-        ingest = measure_ingest(engine, size, stage("ingest", size.events))
-        with engine.store.transaction() as tx:
-            counts = {"profiles": tx.profiles.count(), "events": tx.events.count(),
-                      "segment timers": tx.timers.count(SEGMENT_TIMER), "timers": tx.timers.count()}
-            counts.update({f"members {k}": v for k, v in tx.segments.sizes().items()})
-        paced = int(size.paced_rate * size.paced_seconds)
-        latencies, paced_events, paced_s = measure_latency(engine, size, stage("paced 5k/s", paced))
-        add_carts(engine, size, stage("carts", size.timers))
-        timers, segment_s = measure_timers(engine, stage("segment timers", size.timers))
-        with engine.store.transaction() as tx:
-            events = tx.events.count()
-        rebuild = measure_rebuild(engine, stage("rebuild", events))
-        rss = peak_rss_mb()
+        with as_long_running_worker():  # as growth worker runs the stage
+            ingest = measure_ingest(engine, size, stage("ingest", size.events))
+            with engine.store.transaction() as tx:
+                counts = {"profiles": tx.profiles.count(), "events": tx.events.count(),
+                          "segment timers": tx.timers.count(SEGMENT_TIMER), "timers": tx.timers.count()}
+                counts.update({f"members {k}": v for k, v in tx.segments.sizes().items()})
+            paced = int(size.paced_rate * size.paced_seconds)
+            latencies, paced_events, paced_s = measure_latency(engine, size, stage("paced 5k/s", paced))
+            add_carts(engine, size, stage("carts", size.timers))
+            timers, segment_s = measure_timers(engine, stage("segment timers", size.timers))
+            with engine.store.transaction() as tx:
+                events = tx.events.count()
+            rebuild = measure_rebuild(engine, stage("rebuild", events))
+            rss = peak_rss_mb()
         rows = min(size.baseline_rows, counts["events"])
         bare = measure_baseline(engine, size, db_dir / "segments-bare.db", stage("bare append", rows))
     finally:

@@ -257,7 +257,8 @@ def segments(
     scale = bench.TARGET_EVENTS / events
     console.print(f"[bold]growth bench segments[/]: {users:,} users, {events:,} events ({batch} a batch), "
                   f"{timers:,} timers; the targets are stated for {bench.TARGET_USERS:,} users and "
-                  f"{bench.TARGET_EVENTS:,} events ({scale:,.0f} x this size); {machine_summary()}; {_load()}")
+                  f"{bench.TARGET_EVENTS:,} events ({scale:,.0f} x this size); the collector set up as in growth "
+                  f"worker; {machine_summary()}; {_load()}")
     with _progress() as progress:
         stage = _RichStages(progress).stage
         r = _in_dir(db_dir, lambda d: bench.run_segments_bench(size, d, stage))

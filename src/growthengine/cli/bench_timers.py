@@ -21,8 +21,8 @@ def instant_bench(timers: int, flows: bool, cold: bool, db_dir: Path | None) -> 
     listening = "the flows and ads audiences listening" if flows else "no flow listening"
     listening += ", states read from the database" if cold else ", states in memory"
     console.print(f"[bold]growth bench segments --instant[/]: {timers:,} segment timers due at one instant, "
-                  f"{listening} (the target is stated for {bench.TARGET_INSTANT_TIMERS:,}); {machine_summary()}; "
-                  f"{_load()}")
+                  f"{listening} (the target is stated for {bench.TARGET_INSTANT_TIMERS:,}); the collector set up as in "
+                  f"growth worker; {machine_summary()}; {_load()}")
     with _progress() as progress:
         stage = _RichStages(progress).stage
         try:

@@ -354,9 +354,7 @@ class SegmentEngine:
 
     def _effects(self, tx: Tx, batch: PassBatch) -> None:
         tx.timers.schedule_many(batch.timers, earliest=True)
-        tx.segments.delete_members(batch.removed)
-        tx.segments.upsert_members(batch.members)
-        tx.segments.record_transitions(batch.transitions)
+        tx.segments.write_changes(batch.removed, batch.members, batch.transitions)
         if batch.transitions:
             for listener in self.listeners:
                 listener.on_transitions(tx, batch.transitions)

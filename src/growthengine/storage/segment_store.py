@@ -88,6 +88,24 @@ class Membership:
     reason: str
 
 
+class _Encoded:
+    """JSON texts of the data dicts written by one call, by object: a dict shared by rows is encoded once. The
+    rows keep their dicts alive for the call, so an identity is not reused meanwhile."""
+
+    __slots__ = ("_texts",)
+
+    def __init__(self) -> None:
+        self._texts: dict[int, tuple[dict[str, Any], str]] = {}
+
+    def text(self, data: dict[str, Any]) -> str:
+        known = self._texts.get(id(data))
+        if known is not None and known[0] is data:
+            return known[1]
+        text = orjson.dumps(data).decode()
+        self._texts[id(data)] = (data, text)
+        return text
+
+
 class SegmentStore:
     def __init__(self, conn: sa.Connection, dialect: str) -> None:
         self._conn = conn
@@ -152,12 +170,21 @@ class SegmentStore:
 
     # Memberships ----------------------------------------------------------------------------------
 
-    def upsert_members(self, members: Sequence[Membership]) -> None:
+    def upsert_members(self, members: Sequence[Membership], *, encoded: _Encoded | None = None) -> None:
         if not members:
             return
-        dumps = orjson.dumps
-        rows = [(m.segment, m.user_id, m.entity, m.since_us, dumps(m.data).decode(), m.reason) for m in members]
+        text = (encoded or _Encoded()).text
+        rows = [(m.segment, m.user_id, m.entity, m.since_us, text(m.data), m.reason) for m in members]
         write_rows(self._conn, self._dialect, *_UPSERT_MEMBER, rows, key=lambda r: (r[1], r[0], r[2]))
+
+    def write_changes(self, removed: Sequence[tuple[str, str, str]], members: Sequence[Membership],
+                      transitions: Sequence[Transition]) -> None:
+        """A pass's memberships left, memberships written and transitions: an entry's membership and its
+        transition hold the same data, encoded once."""
+        encoded = _Encoded()
+        self.delete_members(removed)
+        self.upsert_members(members, encoded=encoded)
+        self.record_transitions(transitions, encoded=encoded)
 
     def delete_members(self, keys: Sequence[tuple[str, str, str]]) -> None:
         if keys:
@@ -204,11 +231,11 @@ class SegmentStore:
 
     # Transitions ----------------------------------------------------------------------------------
 
-    def record_transitions(self, transitions: Sequence[Transition]) -> None:
+    def record_transitions(self, transitions: Sequence[Transition], *, encoded: _Encoded | None = None) -> None:
         if not transitions:
             return
-        dumps = orjson.dumps
-        rows = [(t.segment, t.user_id, t.entity, t.kind, t.at_us, t.reason, dumps(t.data).decode(),
+        text = (encoded or _Encoded()).text
+        rows = [(t.segment, t.user_id, t.entity, t.kind, t.at_us, t.reason, text(t.data),
                  t.at_us if t.event_us is None else t.event_us, t.origin) for t in transitions]
         write_rows(self._conn, self._dialect, *_TRANSITION, rows)
 
