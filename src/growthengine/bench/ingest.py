@@ -324,9 +324,12 @@ def _run_loadgen(server: _Server, bodies_file: Path, connections: int, progress:
     assert proc.stdout is not None and proc.stderr is not None
     result: dict[str, Any] | None = None
     shown = 0
+    started_at = time.perf_counter()
     for line in proc.stdout:
         kind, _, value = line.strip().partition(" ")
-        if kind == "progress":
+        if kind == "started":
+            started_at = time.perf_counter()
+        elif kind == "progress":
             done = int(value)
             if progress is not None:
                 progress(done - shown)
@@ -338,7 +341,7 @@ def _run_loadgen(server: _Server, bodies_file: Path, connections: int, progress:
         raise BenchError(f"the load generator failed (status {proc.returncode}): {errors.strip()[-500:]}")
     if progress is not None:
         progress(int(result["events"]) - shown)
-    return LoadResult(**result)
+    return LoadResult(**{**result, "started_at": started_at})
 
 
 # All three ---------------------------------------------------------------------------------------------

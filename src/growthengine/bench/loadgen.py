@@ -34,6 +34,8 @@ class LoadResult:
     rejected: int = 0
     errors: list[str] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
+    started_at: float = 0.0
+    """When the first requests went, on the clock of the process that ran the load generator (``perf_counter``)."""
 
 
 def write_bodies(path: Path, bodies: list[tuple[bytes, int]]) -> None:
@@ -114,6 +116,7 @@ async def _run(port: int, key: str, bodies: list[tuple[bytes, int]], connections
                 print(f"progress {done_events}", flush=True)
 
     cpu0 = time.process_time()
+    print("started", flush=True)  # the caller's own clock marks it: the burst starts now, not at the launch
     start = time.perf_counter()
     await asyncio.gather(*(worker(r, w) for r, w in streams))
     result.seconds = time.perf_counter() - start
