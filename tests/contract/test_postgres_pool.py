@@ -46,3 +46,22 @@ def test_a_batch_of_thousands_of_users_claims_at_most_one_lock_a_partition(pg_cl
         assert 0 < held <= PARTITIONS
     finally:
         store.close()
+
+
+def test_statements_run_often_are_planned_for_their_own_values(pg_cluster: PgCluster) -> None:
+    """psycopg prepares a statement after a few runs; PostgreSQL would then settle on one generic plan, made for the
+    tables as they were then (a profile lookup prepared on a nearly empty table went on scanning it whole once it
+    held thousands of rows). The engine's connections plan every execution for its own values."""
+    store = Store.open(pg_cluster.new_database())
+    try:
+        for n in range(12):
+            with store.read() as tx:
+                tx.profiles.get_many([f"user-{n}", f"user-{n + 1}"])
+        with store.read() as tx:
+            generic, custom = tx.conn.exec_driver_sql(
+                "SELECT coalesce(sum(generic_plans), 0), coalesce(sum(custom_plans), 0) FROM pg_prepared_statements "
+                "WHERE statement LIKE %s", ("%FROM profiles%",)).one()
+        assert custom >= 6, "the lookup was prepared (and planned again each time)"
+        assert generic == 0, "no generic plan was used"
+    finally:
+        store.close()

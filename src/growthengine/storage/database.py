@@ -133,6 +133,16 @@ def create_postgres_engine(url: str) -> sa.Engine:
     ingestion), when a connection in steady use has just proved itself."""
     engine = sa.create_engine(url, pool_size=5, max_overflow=5)
 
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        # psycopg prepares a statement run often, and PostgreSQL may then keep one generic plan for it, made for the
+        # table as it was: a profile lookup prepared while ``profiles`` was nearly empty kept scanning the whole
+        # table once it held thousands of rows (until an ANALYZE), and held a worker back for seconds a batch.
+        # Every execution planned for its own values instead (the statements are simple: planning is cheap).
+        with dbapi_conn.cursor() as cursor:
+            cursor.execute("SET plan_cache_mode = force_custom_plan")
+        dbapi_conn.commit()
+
     @sa.event.listens_for(engine, "checkin")
     def _on_checkin(_dbapi_conn, record):  # type: ignore[no-untyped-def]
         record.info["idle_since"] = system_seconds()
