@@ -30,6 +30,12 @@ MIN_BATCH = 100
 BATCH_TIME_S = 0.2
 """A batch aims to hold its transaction about this long (on SQLite the write lock is shared with ingestion)."""
 MAX_FAILURES = 3
+BREATHE_BETWEEN_STAGES_FROM = 1_000
+"""A batch of at least this many rows (the worker is behind: ingestion is running ahead of it) breathes after
+each stage's transaction, so that ingestion's waiting commits go in between; a smaller one (the worker keeps up)
+breathes only at its end, so that each event's effects are seen soonest. Measured on SQLite at 5,000 events/s:
+breaths after every stage let the worker fall seconds behind (fresh p99 0.8-4.7 s), none at all kept ingestion
+waiting behind whole batches in a burst (acknowledged 6,200 against 9,300-10,500 events/s)."""
 
 
 class _ConfigMoved(Exception):
@@ -119,7 +125,7 @@ class Pipeline:
             mine = _after(rows, cursors[stage.name])
             if self._run(stage, mine, profiles, partitions, end, cursors):
                 done.append(stage.name)
-            if self.pause_s:
+            if self.pause_s and len(rows) >= BREATHE_BETWEEN_STAGES_FROM:
                 time.sleep(self.pause_s)  # a waiting ingestion commit goes in between (SQLite)
         if not done:
             return 0  # every stage failed on this batch: they try again on the next pass, not in a loop
