@@ -6,7 +6,7 @@ tombstone (``tombstones``: an erased user's ``erase`` command), so that every st
 events before it and none after; a tombstone every stage has applied is retired (it keeps only a token). The batch
 is read in a snapshot, then each stage runs in a transaction of its own that moves its cursor: a stage that fails
 keeps its cursor (it retries that batch next time, and after ``MAX_FAILURES`` tries skips it, loudly) while the
-others go on, and on SQLite ingestion's commits get the write lock between two stages.
+others go on, and on SQLite ingestion's commits can take the write lock between two stages.
 """
 
 from __future__ import annotations
@@ -59,9 +59,10 @@ class Pipeline:
     after_commit: list[Callable[[], object]] = field(default_factory=list)
     tails: Sequence[Tail] = ()
     pause_s: float = 0.0
-    """A breath after each stage's transaction and each batch that read something: on SQLite, where the write lock
-    is shared with ingestion, it lets a waiting ingestion commit go in between (``storage.database.begin_immediate``
-    polls for the lock every half millisecond)."""
+    """A breath after each batch that read something, and after each stage's transaction in a batch of
+    :data:`BREATHE_BETWEEN_STAGES_FROM` rows or more: on SQLite, where the write lock is shared with ingestion, it
+    lets a waiting ingestion commit go in between (``storage.database.begin_immediate`` polls for the lock every
+    half millisecond)."""
     tombstones: Mapping[str, CommandHandler] = field(default_factory=dict)
     """Commands that end a batch, each with what becomes of it once every stage has applied it (an erasure's
     tombstone keeps only its token)."""
