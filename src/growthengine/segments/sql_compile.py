@@ -55,19 +55,19 @@ from growthengine.segments.model import (
     Segment,
     TraitCondition,
 )
+from growthengine.segments.sql_days import sqlite_active_days
 from growthengine.segments.sql_json import DAY_US, TYPED, JsonSql, NotCompilable, Params, local_day_sql
 from growthengine.segments.sql_plan import (
     LEAF,
     LEAVES,
     LOG_USERS,
-    NON_ACTIVITY,
     OPENS,
     USER_AGGREGATES,
     CompiledRebuild,
     CompiledSegment,
     Leaf,
 )
-from growthengine.segments.sql_typed import ACTIVITY, USER_ORDER, TypedEvents
+from growthengine.segments.sql_typed import ACTIVITY, TypedEvents
 
 __all__ = ["LEAVES", "CompiledRebuild", "CompiledSegment", "Leaf", "NotCompilable", "compile_rebuild",
            "timezone_sql"]
@@ -256,33 +256,10 @@ class _Compiler:
             self.ctes[LEAF + a] = (f"SELECT d.user_id AS user_id, COUNT(d.day) AS days FROM (SELECT act.user_id AS "
                                    f"user_id, {day} AS day {days} GROUP BY act.user_id, {day}) d GROUP BY d.user_id")
         else:
-            self.ctes[LEAF + a] = self._sqlite_days(act, within, zone, day)
+            self.ctes[LEAF + a] = sqlite_active_days(act, within, day, self.params.add(2 * DAY_US))
         self.by_user[LEAF + a] = ("user_id", "days")
         self.joined[a] = ("days",)
         return a, ("days",), self.json.compare_number(f"COALESCE(j.{a}_days, 0)", node.compare)
-
-    def _sqlite_days(self, act: str, within: str, zone: str, day: str) -> str:
-        """SQLite: the local days of every event in the window, from the log's (user, instant) index (instants and
-        ids: no row read, no copy), less the days whose events in the window are none of them activity (found from
-        the few that are not, each such day's events counted again in the index)."""
-        every = (f"SELECT act.user_id AS user_id, COUNT(DISTINCT {day}) AS days FROM {act} act JOIN events e "
-                 f"INDEXED BY {USER_ORDER} ON e.user_id = act.user_id AND e.ts_us > act.last - {within} "
-                 "AND e.ts_us <= act.last GROUP BY act.user_id")
-        n_day = day.replace("e.ts_us", "n.ts_us")
-        x_day = day.replace("e.ts_us", "x.ts_us").replace("act.zone", "d.zone")
-        # Two instants of one local day are less than 25 hours apart: the day's events are within two days of
-        # any of its instants, in any zone.
-        two_days = self.params.add(2 * DAY_US)
-        others = (f"SELECT n.user_id AS user_id, act.last AS last, act.zone AS zone, {n_day} AS day, COUNT(*) AS c, "
-                  f"MIN(n.ts_us) AS lo, MAX(n.ts_us) AS hi FROM {NON_ACTIVITY} n JOIN {act} act ON "
-                  f"act.user_id = n.user_id WHERE act.has_other = 1 AND n.ts_us > act.last - {within} "
-                  f"AND n.ts_us <= act.last GROUP BY n.user_id, day")
-        only = (f"SELECT d.user_id AS user_id, COUNT(*) AS n FROM ({others}) d WHERE d.c = (SELECT COUNT(*) "
-                f"FROM events x INDEXED BY {USER_ORDER} WHERE x.user_id = d.user_id AND x.ts_us > MAX(d.last - "
-                f"{within}, d.lo - {two_days}) AND x.ts_us <= MIN(d.last, d.hi + {two_days}) AND {x_day} = d.day) "
-                "GROUP BY d.user_id")
-        return (f"SELECT t.user_id AS user_id, t.days - COALESCE(o.n, 0) AS days FROM ({every}) t "
-                f"LEFT JOIN ({only}) o ON o.user_id = t.user_id")
 
     def pattern(self, node: Pattern) -> tuple[str, tuple[str, ...], str]:
         if node.first in node.not_followed_by:
