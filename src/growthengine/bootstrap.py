@@ -139,7 +139,8 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
     scheduler.register(RUN_TIMER, flows.on_run_timers)
     scheduler.register(MESSAGE_TIMER, flows.on_message_timers)
     scheduler.register(BROADCAST_TIMER, flows.on_broadcast_timers)
-    scheduler.batches.append(flows.enrolment)  # runs started by timers due ms apart: one batch per group
+    # Timers due ms apart: the segment stage's writes, then the runs its entries start, once per group of instants.
+    scheduler.batches += [segments.timer_group, flows.enrolment]
     scheduler.register(SNAPSHOT_TIMER, analytics.on_snapshot_timers)
     # Deliveries to real providers, after the ledger has committed the messages.
     delivery = DeliveryWorker(store, {p.provider.name: p.provider for p in flows.dispatcher.providers.values()

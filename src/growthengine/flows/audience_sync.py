@@ -34,6 +34,8 @@ class AudienceSync:
         self.rules = rules
 
     def on_transitions(self, tx: Tx, transitions: list[Transition]) -> None:
+        if not any(t.segment == rule.segment for rule in self.rules for t in transitions):
+            return  # (most timer instants: nothing of an audience's segment moved)
         now_us = to_us(self.clock.now())
         out = Outgoing()
         for rule in self.rules:

@@ -18,6 +18,7 @@ from growthengine.flows.model import EventTrigger, Flow
 from growthengine.flows.runner import Runner
 from growthengine.scheduler.collector import collector_paused
 from growthengine.storage.run_store import Run
+from growthengine.storage.timer_store import Timer
 from growthengine.storage.unit_of_work import Tx
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,12 @@ class Enrolment:
         deferred = self._deferred
         if deferred is not None:
             del deferred[mark:]
+
+    def before_fire(self, tx: Tx, timers: Sequence[Timer]) -> None:
+        """Nothing deferred here is read by a timer's handler."""
+
+    def after_fire(self, tx: Tx) -> None:
+        """Nothing deferred here books a timer."""
 
     def close_batch(self, tx: Tx) -> None:
         """Start the runs that segment entries of the group's instants asked for, each as of its instant."""

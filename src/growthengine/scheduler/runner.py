@@ -2,10 +2,11 @@
 
 Timers due milliseconds apart (100,000 carts whose hour runs out over one minute) are fired instant after instant
 inside one transaction: each instant's handlers run as of that instant (the manual clock set to it), and the work
-they hand to a :class:`TimerBatch` (the flow runs that segment entries start) is done once for the whole group,
-each item as of its own instant. A group ends after a chunk of timers (``CLAIM_BATCH``, 5,000 by default),
-``GROUP_SPAN_US`` of business time, or as soon as a handler appends to the event log (the stages must see it at that
-instant); then it commits and the ``after_commit`` hooks run once for the group, not once per instant.
+they hand to a :class:`TimerBatch` (the segment stage's writes, the flow runs that segment entries start) is done
+once for the whole group, each item as of its own instant. A group ends after a chunk of timers (``CLAIM_BATCH``,
+5,000 by default), ``GROUP_SPAN_US`` of business time, or as soon as a handler appends to the event log (the stages
+must see it at that instant); then it commits and the ``after_commit`` hooks run once for the group, not once per
+instant.
 
 Timers due at one instant are claimed a chunk at a time by one statement (on PostgreSQL only the partitions this
 worker owns, rows locked and skipped by the others) and handed to their kind's handler together, which works on
@@ -18,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from growthengine.clock import Clock, ManualClock, from_us, to_us
@@ -54,6 +55,12 @@ class TimerBatch(Protocol):
     def batch_rollback(self, mark: int) -> None:
         """Forget what was deferred after ``mark``."""
 
+    def before_fire(self, tx: Tx, timers: Sequence[Timer]) -> None:
+        """These timers fire next (outside their savepoint): do now whatever deferred work they would read."""
+
+    def after_fire(self, tx: Tx) -> None:
+        """An instant's handlers have run (outside its savepoint), before the next instant is claimed."""
+
     def close_batch(self, tx: Tx) -> None:
         """Do what was deferred, in ``tx``, and stop deferring."""
 
@@ -73,7 +80,7 @@ class Scheduler:
         self.ownership: Ownership = ownership or SoleOwner()
         self._handlers: dict[str, TimerHandler] = {}
         self.after_commit: list[Callable[[], object]] = []  # run after each committed batch (deliveries)
-        self.batches: list[TimerBatch] = []  # work done once per group of instants (flow enrolments)
+        self.batches: list[TimerBatch] = []  # work done once per group of instants, in this order
         self._group_kind: str | None = None
 
     def register(self, kind: str, handler: TimerHandler) -> None:
@@ -188,6 +195,8 @@ class Scheduler:
                 done.extend(ids)
                 continue
             self._entering(tx, kind)
+            for deferring in self.batches:
+                deferring.before_fire(tx, batch)
             marks = [b.batch_mark() for b in self.batches]
             try:
                 # Set and released by the driver: one savepoint per fired instant.
@@ -202,6 +211,8 @@ class Scheduler:
                     deferred.batch_rollback(mark)
                 log.exception("timer handler %r failed for %d timer(s); retrying with backoff", kind, len(batch))
                 self._retry_later(tx, batch)
+            for deferring in self.batches:
+                deferring.after_fire(tx)
             done.extend(ids)
         return len(done)
 

@@ -64,6 +64,7 @@ from growthengine.segments.segment_pass import (
     timers_fired,
 )
 from growthengine.segments.state_cache import CACHE_USERS, OwnershipView, StateCache
+from growthengine.segments.timer_group import InstantPass, TimerGroup
 from growthengine.storage.segment_store import Origin, Transition
 from growthengine.storage.timer_store import Timer
 from growthengine.storage.unit_of_work import Tx
@@ -90,6 +91,8 @@ class SegmentEngine:
         self.entry_max_lag_us = entry_max_lag_us
         self.listeners: list[TransitionListener] = list(transition_listeners)
         self.cache = StateCache(cache_users)
+        self.timer_group = TimerGroup(self._write_group, self.cache.forget)
+        """Inside a scheduler's group of instants, the passes its timers make are written at the group's end."""
         self.configure(segments)
 
     def use_ownership(self, ownership: Ownership) -> None:
@@ -180,13 +183,15 @@ class SegmentEngine:
     # Ingestion ----------------------------------------------------------------------------------------
 
     @contextmanager
-    def _cached(self, tx: Tx) -> Iterator[None]:
-        """Work on the in-memory state: checked against its fences first; dropped whole if the work fails.
+    def _cached(self, tx: Tx, *, check: bool = True) -> Iterator[None]:
+        """Work on the in-memory state: checked against its fences first (unless ``check`` is false: checked
+        already in this transaction); dropped whole if the work fails.
 
         The cyclic garbage collector is held off meanwhile (``scheduler/collector.py``): a pass allocates a few
         objects per event, nearly all freed by reference counting, and the collector's passes that those
         allocations triggered walked every state held in memory."""
-        self.cache.check(tx)
+        if check:
+            self.cache.check(tx)
         try:
             with collector_paused():
                 yield
@@ -301,7 +306,10 @@ class SegmentEngine:
         if not wanted:
             return
         closure_of = closures(wanted, self._dependents)
-        with self._cached(tx):
+        group = self.timer_group.current
+        with self._cached(tx, check=group is None or not group.checked):
+            if group is not None:
+                group.checked = True
             states = self._load(tx, list(wanted))
             needs = self._need_profiles
             readers = [u for u, closure in closure_of.items() if u in states and not needs.isdisjoint(closure)]
@@ -328,7 +336,13 @@ class SegmentEngine:
                 self._reconcile(batch, user_id, state, traits, now_us, closure_of[user_id], fired=keys,
                                 origin="live" if user_id in live else "import", worded=keys)
                 changed[user_id] = state
-            self._write(tx, batch, changed, now_us)
+            if group is None:
+                self._write(tx, batch, changed, now_us)
+            else:
+                # The listeners hear of the instant's transitions now (the flows defer the runs they start to
+                # the group's end too: ``TimerBatch``); its rows are written with the group's others.
+                self.timer_group.keep(InstantPass(batch, changed, now_us))
+                self._tell(tx, batch.transitions)
 
     # The decision ---------------------------------------------------------------------------------------
 
@@ -355,9 +369,19 @@ class SegmentEngine:
     def _effects(self, tx: Tx, batch: PassBatch) -> None:
         tx.timers.schedule_many(batch.timers, earliest=True)
         tx.segments.write_changes(batch.removed, batch.members, batch.transitions)
-        if batch.transitions:
+        self._tell(tx, batch.transitions)
+
+    def _tell(self, tx: Tx, transitions: list[Transition]) -> None:
+        if transitions:
             for listener in self.listeners:
-                listener.on_transitions(tx, batch.transitions)
+                listener.on_transitions(tx, transitions)
+
+    def _write_group(self, tx: Tx, states: dict[str, State], batch: PassBatch, now_us: int) -> None:
+        """Write what a group of timer instants decided (``TimerGroup``; the listeners heard at each instant)."""
+        with self._cached(tx, check=False):
+            self.cache.save(tx, states, now_us)
+            tx.timers.schedule_many(batch.timers, earliest=True)
+            tx.segments.write_changes(batch.removed, batch.members, batch.transitions)
 
     # Reading ------------------------------------------------------------------------------------------
 
