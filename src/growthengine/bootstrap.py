@@ -63,6 +63,7 @@ from growthengine.segments.segment_pass import TIMER_KIND as SEGMENT_TIMER
 from growthengine.settings import Settings
 from growthengine.storage.config_store import ConfigStore
 from growthengine.storage.unit_of_work import Store
+from growthengine.storage.wal_keeper import WalKeeper
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,10 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
     # After the stages, every batch: the KPI rollups over the message events written since the last one.
     pipeline = Pipeline(store, stages, ownership, pause_s=pause_s, tombstones={ERASE_COMMAND: retire_tombstones},
                         tails=[analytics])
+    if WalKeeper.applies_to(store) and not isinstance(clock, ManualClock):
+        # SQLite's write-ahead log kept short between the worker's batches (ingestion's commits then run no
+        # checkpoint of their own).
+        pipeline.after_commit.append(WalKeeper(store).after_batch)
     # Durable timers, by kind.
     scheduler.register(SEGMENT_TIMER, segments.on_timers)
     scheduler.register(RUN_TIMER, flows.on_run_timers)

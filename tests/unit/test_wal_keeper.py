@@ -1,0 +1,95 @@
+"""The worker keeps SQLite's write-ahead log short (``storage/wal_keeper.py``): a long log is copied into the database
+and started again, a reader of the moment is waited for only briefly, and the check runs at most every so often."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from growthengine.clock import RealClock
+from growthengine.engine import Engine
+from growthengine.settings import Settings
+from growthengine.storage.unit_of_work import Store
+from growthengine.storage.wal_keeper import WalKeeper
+
+RESTART_FRAMES = 200
+
+
+def _writes(path: str, commits: int) -> None:
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS scratch (id INTEGER PRIMARY KEY, body BLOB)")
+        for _ in range(commits):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("INSERT INTO scratch (body) VALUES (?)", [(bytes(3000),) for _ in range(20)])
+            conn.execute("COMMIT")
+    conn.close()
+
+
+def _log_frames(path: str) -> int:
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        frames = int(conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+    conn.close()
+    return frames
+
+
+def test_a_long_log_is_started_again_once_its_readers_are_gone(sqlite_url: str) -> None:
+    store = Store.open(sqlite_url)
+    path = store.engine.url.database
+    assert path is not None
+    try:
+        keeper = WalKeeper(store, restart_frames=RESTART_FRAMES)
+        assert WalKeeper.applies_to(store)
+        reader = sqlite3.connect(path, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM events").fetchone()  # a snapshot held, as a batch read holds one
+        _writes(path, 30)
+        held = keeper.settle()
+        assert held.frames >= RESTART_FRAMES
+        assert not held.restarted, "a reader still on the log: waited for briefly, not started again"
+        reader.execute("COMMIT")
+        reader.close()
+        settled = keeper.settle()
+        assert settled.restarted and settled.copied == settled.frames
+        assert keeper.restarts == 1
+        _writes(path, 1)
+        assert _log_frames(path) < settled.frames / 10, "the next commit wrote at the log's start"
+    finally:
+        store.close()
+
+
+def test_the_log_is_looked_at_most_every_so_often(sqlite_url: str) -> None:
+    store = Store.open(sqlite_url)
+    path = store.engine.url.database
+    assert path is not None
+    now = [100.0]
+    try:
+        keeper = WalKeeper(store, every_s=0.2, restart_frames=RESTART_FRAMES, monotonic=lambda: now[0])
+        _writes(path, 30)
+        keeper.after_batch()
+        assert keeper.restarts == 1
+        _writes(path, 30)
+        now[0] += 0.1
+        keeper.after_batch()
+        assert keeper.restarts == 1, "too soon: not looked at"
+        now[0] += 0.15
+        keeper.after_batch()
+        assert keeper.restarts == 2
+    finally:
+        store.close()
+
+
+def _keeps(engine: Engine) -> bool:
+    return any(isinstance(getattr(hook, "__self__", None), WalKeeper) for hook in engine.pipeline.after_commit)
+
+
+def test_the_worker_on_a_sqlite_file_keeps_the_log_and_the_manual_clock_does_not(engine: Engine, sqlite_url: str,
+                                                                                  tmp_path: Path) -> None:
+    from growthengine.bootstrap import build_engine
+
+    assert not _keeps(engine), "the manual clock: one process, nothing beside it"
+    settings = Settings(db_url=sqlite_url, data_dir=tmp_path / "real", clock="real")
+    real = build_engine(settings, clock=RealClock())
+    try:
+        assert _keeps(real)
+    finally:
+        real.close()
