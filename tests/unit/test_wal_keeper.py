@@ -36,8 +36,9 @@ def test_a_long_log_is_started_again_once_its_readers_are_gone(sqlite_url: str) 
     store = Store.open(sqlite_url)
     path = store.engine.url.database
     assert path is not None
+    now = [100.0]
     try:
-        keeper = WalKeeper(store, restart_frames=RESTART_FRAMES)
+        keeper = WalKeeper(store, restart_frames=RESTART_FRAMES, monotonic=lambda: now[0])
         assert WalKeeper.applies_to(store)
         reader = sqlite3.connect(path, isolation_level=None)
         reader.execute("BEGIN")
@@ -48,6 +49,7 @@ def test_a_long_log_is_started_again_once_its_readers_are_gone(sqlite_url: str) 
         assert not held.restarted, "a reader still on the log: waited for briefly, not started again"
         reader.execute("COMMIT")
         reader.close()
+        now[0] += 0.3  # past the pause after a try that could not finish
         settled = keeper.settle()
         assert settled.restarted and settled.copied == settled.frames
         assert keeper.restarts == 1
@@ -74,6 +76,35 @@ def test_the_log_is_looked_at_most_every_so_often(sqlite_url: str) -> None:
         now[0] += 0.15
         keeper.after_batch()
         assert keeper.restarts == 2
+    finally:
+        store.close()
+
+
+def test_a_long_reader_is_not_waited_for_again_and_again(sqlite_url: str) -> None:
+    """A restart a reader kept from finishing is tried again only after a pause that grows (0.2, 0.4, 0.8 s ...):
+    each try holds writers up for its wait."""
+    store = Store.open(sqlite_url)
+    path = store.engine.url.database
+    assert path is not None
+    now = [100.0]
+    try:
+        keeper = WalKeeper(store, every_s=0.2, restart_frames=RESTART_FRAMES, monotonic=lambda: now[0])
+        reader = sqlite3.connect(path, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM events").fetchone()
+        _writes(path, 30)
+        tried = []
+        for _ in range(12):  # 0.25 s apart: 3 s in all
+            keeper.after_batch()
+            tried.append(keeper.attempts)
+            now[0] += 0.25
+        assert keeper.restarts == 0
+        assert tried == [1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 4]
+        reader.execute("COMMIT")
+        reader.close()
+        now[0] += 1.6
+        keeper.after_batch()
+        assert keeper.restarts == 1, "the reader gone: started again at the next try"
     finally:
         store.close()
 

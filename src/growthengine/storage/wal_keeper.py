@@ -10,8 +10,10 @@ index.
 The worker calls :meth:`WalKeeper.after_batch` after each batch, between its transactions: at most every
 ``every_s`` it copies what it can into the database (a passive checkpoint: it waits for nobody) and, once the log
 holds ``restart_frames`` or more, asks SQLite to start it again (``wal_checkpoint(RESTART)``), waiting at most
-``RESTART_WAIT_MS`` for the readers of the moment to finish: writers wait meanwhile, so that wait is kept short,
-and a checkpoint that could not finish in it is simply tried again later. Measured with ``growth bench pipeline``:
+``RESTART_WAIT_MS`` for the readers of the moment to finish. Writers wait meanwhile, so that wait is kept short, and
+a restart that could not finish in it (a long reader: an export, a large report) is tried again only after a
+growing pause (up to ``MAX_BACKOFF_S``), so that a reader of several seconds does not stall ingestion again and
+again. Measured with ``growth bench pipeline``:
 see benchmarks/README.md, "Pipeline", sixth pass.
 """
 
@@ -31,6 +33,7 @@ CHECK_EVERY_S = 0.2
 RESTART_FRAMES = 20_000
 """About 80 MB of 4 KB pages: twice ``wal_autocheckpoint`` (``storage/database.py``)."""
 RESTART_WAIT_MS = 100
+MAX_BACKOFF_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,10 @@ class WalKeeper:
         self.restart_frames = restart_frames
         self._monotonic = monotonic
         self._last = float("-inf")
+        self._retry_at = float("-inf")
+        self._backoff_s = 0.0
         self.restarts = 0
+        self.attempts = 0
 
     @staticmethod
     def applies_to(store: Store) -> bool:
@@ -72,8 +78,9 @@ class WalKeeper:
             cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
                 _busy, frames, copied = cur.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                if frames < self.restart_frames:
+                if frames < self.restart_frames or self._monotonic() < self._retry_at:
                     return Settled(frames, copied, restarted=False)
+                self.attempts += 1
                 cur.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
                 try:
                     busy, _frames, copied = cur.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
@@ -84,5 +91,11 @@ class WalKeeper:
         restarted = not busy
         if restarted:
             self.restarts += 1
+            self._backoff_s = 0.0
             log.debug("write-ahead log of %d frames copied into the database and started again", frames)
+        else:
+            self._backoff_s = min(MAX_BACKOFF_S, max(2 * self._backoff_s, self.every_s))
+            self._retry_at = self._monotonic() + self._backoff_s
+            log.debug("write-ahead log of %d frames: a reader kept it from starting again; next try in %.1f s",
+                      frames, self._backoff_s)
         return Settled(frames, copied, restarted)
