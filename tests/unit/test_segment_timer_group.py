@@ -127,14 +127,15 @@ def test_a_look_booked_inside_the_group_fires_in_time_order(any_engine: Engine, 
                      ("u2", "enter", 300_000), ("u2", "exit", 650_000)]
 
 
-class _FailsFor:
-    """A transition listener that fails for one user's entries (a flow's bug)."""
+class _FailsOn:
+    """A transition listener that fails on one user's, or one segment's, transitions (a flow's bug)."""
 
-    def __init__(self, user_id: str) -> None:
+    def __init__(self, *, user_id: str | None = None, segment: str | None = None) -> None:
         self.user_id = user_id
+        self.segment = segment
 
     def on_transitions(self, tx: Tx, transitions: list[Transition]) -> None:
-        if any(t.user_id == self.user_id for t in transitions):
+        if any(t.user_id == self.user_id or t.segment == self.segment for t in transitions):
             raise RuntimeError("a flow failed")
 
 
@@ -143,7 +144,7 @@ def test_a_failing_instant_in_a_group_is_undone_alone(engine: Engine, clock: Man
     """The failing instant (first, middle or last of the group) keeps nothing and is booked again; the others'
     rows are all written, and what memory holds is what is stored."""
     last = _carts(engine, clock)
-    engine.segments.listeners.append(_FailsFor(bad))
+    engine.segments.listeners.append(_FailsOn(user_id=bad))
     engine.advance(last + dt.timedelta(hours=1, milliseconds=10))  # before the failed look's retry, 1 s later
     with engine.store.read() as tx:
         entered = {t.user_id for t in tx.segments.transitions(segment="cart_abandoners") if t.kind == "enter"}
@@ -161,17 +162,6 @@ def test_a_failing_instant_in_a_group_is_undone_alone(engine: Engine, clock: Man
     assert bad in entered
 
 
-class _FailsOn:
-    """A transition listener that fails on one segment's transitions."""
-
-    def __init__(self, segment: str) -> None:
-        self.segment = segment
-
-    def on_transitions(self, tx: Tx, transitions: list[Transition]) -> None:
-        if any(t.segment == self.segment for t in transitions):
-            raise RuntimeError("a flow failed")
-
-
 def test_a_user_at_two_instants_of_a_group_keeps_the_first_when_the_second_fails(engine: Engine,
                                                                                   clock: ManualClock) -> None:
     """u1's cart look (at +1 h) and busy look (100 ms later) fall in one group. The first is written before the
@@ -183,7 +173,7 @@ def test_a_user_at_two_instants_of_a_group_keeps_the_first_when_the_second_fails
     hour = START + dt.timedelta(hours=1)
     engine.advance(hour - 300 * MS)
     assert not engine.ingest(_pings("u1", hour, [-400, -300])).rejected
-    engine.segments.listeners.append(_FailsOn("busy"))
+    engine.segments.listeners.append(_FailsOn(segment="busy"))
     engine.advance(hour + 150 * MS)  # the cart look at +0, the busy look at +100 ms fails
     with engine.store.read() as tx:
         moves = sorted((t.segment, t.kind, t.at_us - to_us(hour)) for t in tx.segments.transitions(user_id="u1"))

@@ -4,7 +4,11 @@ and started again, a reader of the moment is waited for only briefly, and the ch
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from growthengine.clock import RealClock
 from growthengine.engine import Engine
@@ -32,81 +36,76 @@ def _log_frames(path: str) -> int:
     return frames
 
 
-def test_a_long_log_is_started_again_once_its_readers_are_gone(sqlite_url: str) -> None:
-    store = Store.open(sqlite_url)
-    path = store.engine.url.database
-    assert path is not None
-    now = [100.0]
-    try:
-        keeper = WalKeeper(store, restart_frames=RESTART_FRAMES, monotonic=lambda: now[0])
-        assert WalKeeper.applies_to(store)
-        reader = sqlite3.connect(path, isolation_level=None)
-        reader.execute("BEGIN")
-        reader.execute("SELECT count(*) FROM events").fetchone()  # a snapshot held, as a batch read holds one
-        _writes(path, 30)
-        held = keeper.settle()
-        assert held.frames >= RESTART_FRAMES
-        assert not held.restarted, "a reader still on the log: waited for briefly, not started again"
-        reader.execute("COMMIT")
-        reader.close()
-        now[0] += 0.3  # past the pause after a try that could not finish
-        settled = keeper.settle()
-        assert settled.restarted and settled.copied == settled.frames
-        assert keeper.restarts == 1
-        _writes(path, 1)
-        assert _log_frames(path) < settled.frames / 10, "the next commit wrote at the log's start"
-    finally:
-        store.close()
+@dataclass
+class Log:
+    path: str
+    keeper: WalKeeper
+    now: list[float]
 
-
-def test_the_log_is_looked_at_most_every_so_often(sqlite_url: str) -> None:
-    store = Store.open(sqlite_url)
-    path = store.engine.url.database
-    assert path is not None
-    now = [100.0]
-    try:
-        keeper = WalKeeper(store, every_s=0.2, restart_frames=RESTART_FRAMES, monotonic=lambda: now[0])
-        _writes(path, 30)
-        keeper.after_batch()
-        assert keeper.restarts == 1
-        _writes(path, 30)
-        now[0] += 0.1
-        keeper.after_batch()
-        assert keeper.restarts == 1, "too soon: not looked at"
-        now[0] += 0.15
-        keeper.after_batch()
-        assert keeper.restarts == 2
-    finally:
-        store.close()
-
-
-def test_a_long_reader_is_not_waited_for_again_and_again(sqlite_url: str) -> None:
-    """A restart a reader kept from finishing is tried again only after a pause that grows (0.2, 0.4, 0.8 s ...):
-    each try holds writers up for its wait."""
-    store = Store.open(sqlite_url)
-    path = store.engine.url.database
-    assert path is not None
-    now = [100.0]
-    try:
-        keeper = WalKeeper(store, every_s=0.2, restart_frames=RESTART_FRAMES, monotonic=lambda: now[0])
-        reader = sqlite3.connect(path, isolation_level=None)
+    def reader(self) -> sqlite3.Connection:
+        """A connection holding a snapshot, as a worker's batch read holds one."""
+        reader = sqlite3.connect(self.path, isolation_level=None)
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM events").fetchone()
-        _writes(path, 30)
-        tried = []
-        for _ in range(12):  # 0.25 s apart: 3 s in all
-            keeper.after_batch()
-            tried.append(keeper.attempts)
-            now[0] += 0.25
-        assert keeper.restarts == 0
-        assert tried == [1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 4]
-        reader.execute("COMMIT")
-        reader.close()
-        now[0] += 1.6
-        keeper.after_batch()
-        assert keeper.restarts == 1, "the reader gone: started again at the next try"
-    finally:
-        store.close()
+        return reader
+
+
+@pytest.fixture
+def wal(sqlite_url: str) -> Iterator[Log]:
+    store = Store.open(sqlite_url)
+    path = store.engine.url.database
+    assert path is not None and WalKeeper.applies_to(store)
+    now = [100.0]
+    yield Log(path, WalKeeper(store, every_s=0.2, restart_frames=RESTART_FRAMES, monotonic=lambda: now[0]), now)
+    store.close()
+
+
+def test_a_long_log_is_started_again_once_its_readers_are_gone(wal: Log) -> None:
+    reader = wal.reader()
+    _writes(wal.path, 30)
+    held = wal.keeper.settle()
+    assert held.frames >= RESTART_FRAMES
+    assert not held.restarted, "a reader still on the log: waited for briefly, not started again"
+    reader.execute("COMMIT")
+    reader.close()
+    wal.now[0] += 0.3  # past the pause after a try that could not finish
+    settled = wal.keeper.settle()
+    assert settled.restarted and settled.copied == settled.frames
+    assert wal.keeper.restarts == 1
+    _writes(wal.path, 1)
+    assert _log_frames(wal.path) < settled.frames / 10, "the next commit wrote at the log's start"
+
+
+def test_the_log_is_looked_at_most_every_so_often(wal: Log) -> None:
+    _writes(wal.path, 30)
+    wal.keeper.after_batch()
+    assert wal.keeper.restarts == 1
+    _writes(wal.path, 30)
+    wal.now[0] += 0.1
+    wal.keeper.after_batch()
+    assert wal.keeper.restarts == 1, "too soon: not looked at"
+    wal.now[0] += 0.15
+    wal.keeper.after_batch()
+    assert wal.keeper.restarts == 2
+
+
+def test_a_long_reader_is_not_waited_for_again_and_again(wal: Log) -> None:
+    """A restart a reader kept from finishing is tried again only after a pause that grows (0.2, 0.4, 0.8 s ...):
+    each try holds writers up for its wait."""
+    reader = wal.reader()
+    _writes(wal.path, 30)
+    tried = []
+    for _ in range(12):  # 0.25 s apart: 3 s in all
+        wal.keeper.after_batch()
+        tried.append(wal.keeper.attempts)
+        wal.now[0] += 0.25
+    assert wal.keeper.restarts == 0
+    assert tried == [1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 4]
+    reader.execute("COMMIT")
+    reader.close()
+    wal.now[0] += 1.6
+    wal.keeper.after_batch()
+    assert wal.keeper.restarts == 1, "the reader gone: started again at the next try"
 
 
 def _keeps(engine: Engine) -> bool:

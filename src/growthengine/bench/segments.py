@@ -269,26 +269,25 @@ class TimedBatch:
     def batch_rollback(self, mark: int) -> None:
         self.inner.batch_rollback(mark)
 
-    def before_fire(self, tx: Tx, timers: Sequence[Timer]) -> None:
+    @contextmanager
+    def _timed(self) -> Iterator[None]:
         start = time.perf_counter()
         try:
-            self.inner.before_fire(tx, timers)
+            yield
         finally:
             self.clock[0] += time.perf_counter() - start
+
+    def before_fire(self, tx: Tx, timers: Sequence[Timer]) -> None:
+        with self._timed():
+            self.inner.before_fire(tx, timers)
 
     def after_fire(self, tx: Tx) -> None:
-        start = time.perf_counter()
-        try:
+        with self._timed():
             self.inner.after_fire(tx)
-        finally:
-            self.clock[0] += time.perf_counter() - start
 
     def close_batch(self, tx: Tx) -> None:
-        start = time.perf_counter()
-        try:
+        with self._timed():
             self.inner.close_batch(tx)
-        finally:
-            self.clock[0] += time.perf_counter() - start
 
 
 def add_carts(engine: Engine, size: SegmentsSize, progress: Advance) -> None:
