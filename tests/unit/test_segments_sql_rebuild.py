@@ -97,9 +97,9 @@ def test_the_rebuild_times_its_phases_and_gives_its_connection_back_as_it_was(
         # its own cache and memory map while it ran; the connection's own after
         assert [tx.conn.exec_driver_sql(f"PRAGMA {p}").scalar() for p in ("cache_size", "mmap_size")] == pragmas
     names = [p.name for p in result.phases]
-    assert names[:2] == ["typed events", "log's users"] and "verdicts" in names and "writes" in names
+    assert names[:3] == ["users' zones", "typed events", "log's users"] and "verdicts" in names and "writes" in names
     assert all(p.seconds >= 0 and p.cpu_s >= 0 for p in result.phases)
-    assert "SQL rebuild's phases: typed events" in caplog.text
+    assert "SQL rebuild's phases: users' zones" in caplog.text
 
 
 class _Discard(Exception):

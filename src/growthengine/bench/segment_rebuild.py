@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -186,7 +187,10 @@ def _timed(name: str, store: Store, run: Callable[[SegmentEngine, Any], Any], ev
     details: dict[str, Any] = {"entered": result.entered, "members": _members(store)}
     phases = getattr(result, "phases", None)  # the SQL rebuild's, timed part by part
     if phases is not None:
-        details["phases"] = [(p.name, p.seconds, p.cpu_s) for p in phases]
+        details["phases"] = [(p.name, p.seconds, p.cpu_s, p.server_cpu_s) for p in phases]
+        server = [p.server_cpu_s for p in phases if p.server_cpu_s is not None]
+        if server:
+            details["server_cpu_s"] = sum(server)
     return Measurement(name, events, seconds, cpu, details)
 
 
@@ -196,10 +200,31 @@ def _python(engine: SegmentEngine, tx: Any) -> Any:
     return rebuild(engine, tx)
 
 
+def backend_cpu(tx: Any) -> Callable[[], float] | None:
+    """On PostgreSQL, a reader of the CPU seconds this transaction's server backend has used (from ``/proc``: the
+    server must run on this machine, as the benchmark's throw-away one does); None elsewhere or when unreadable."""
+    if tx.dialect != "postgresql":
+        return None
+    pid = tx.conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    stat = Path(f"/proc/{int(pid)}/stat")
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def read() -> float:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick  # utime + stime, after the state (field 3)
+
+    try:
+        read()
+    except OSError:
+        return None
+    return read
+
+
 def _sql(engine: SegmentEngine, tx: Any) -> Any:
+    from growthengine.segments.sql_phases import Phases
     from growthengine.segments.sql_rebuild import sql_rebuild
 
-    result = sql_rebuild(engine, tx)
+    result = sql_rebuild(engine, tx, phases=Phases(server_cpu=backend_cpu(tx)))
     if result.fell_back or result.disagreements:
         raise BenchError(f"SQL rebuild fell back for {result.fell_back}, {result.disagreements} disagreements")
     return result
