@@ -201,22 +201,27 @@ def _python(engine: SegmentEngine, tx: Any) -> Any:
 
 
 def backend_cpu(tx: Any) -> Callable[[], float] | None:
-    """On PostgreSQL, a reader of the CPU seconds this transaction's server backend has used (from ``/proc``: the
-    server must run on this machine, as the benchmark's throw-away one does); None elsewhere or when unreadable."""
+    """On PostgreSQL, a reader of the CPU seconds the server spent for this transaction: its backend's, and its
+    parallel workers' (children of the postmaster, counted in the postmaster's children's times once they end with
+    their query; so are any other backend's that ends meanwhile: none in the benchmark). From ``/proc``: the server
+    must run on this machine, as the benchmark's throw-away one does; None elsewhere or when unreadable."""
     if tx.dialect != "postgresql":
         return None
     pid = tx.conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-    stat = Path(f"/proc/{int(pid)}/stat")
     tick = os.sysconf("SC_CLK_TCK")
 
-    def read() -> float:
-        fields = stat.read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / tick  # utime + stime, after the state (field 3)
+    def fields(of: int) -> list[str]:
+        return Path(f"/proc/{of}/stat").read_text().rsplit(")", 1)[1].split()  # from field 3 (the state) on
 
     try:
-        read()
-    except OSError:
+        postmaster = int(fields(int(pid))[1])
+    except (OSError, ValueError, IndexError):
         return None
+
+    def read() -> float:
+        own, children = fields(int(pid)), fields(postmaster)  # utime, stime; the ended children's cutime, cstime
+        return (int(own[11]) + int(own[12]) + int(children[13]) + int(children[14])) / tick
+
     return read
 
 

@@ -181,6 +181,10 @@ def _rebuild_one(tx: Tx, compiled: CompiledSegment, as_of_us: int, result: SqlRe
     with result.phases.timed("verdicts"):
         _verdicts(tx, compiled, as_of_us, result, memberships, stored, settled, transitions, members, removed)
     with result.phases.timed("writes"):
+        # In the order of the tables' keys (user first): each index page is written once, not a page per row in the
+        # query's (hashed) order; a stable sort keeps a user's exits before its entries.
+        members.sort(key=lambda m: m.user_id)
+        transitions.sort(key=lambda t: t.user_id)
         tx.segments.delete_members(removed)
         tx.segments.upsert_members(members)
         tx.segments.record_transitions(transitions)
