@@ -55,7 +55,7 @@ from growthengine.segments.model import (
     Segment,
     TraitCondition,
 )
-from growthengine.segments.sql_days import DaysUses, inactive_guard, sqlite_active_days
+from growthengine.segments.sql_days import DaysUses, inactive_guard, pg_active_days, sqlite_active_days
 from growthengine.segments.sql_json import DAY_US, TYPED, JsonSql, NotCompilable, Params, local_day_sql
 from growthengine.segments.sql_plan import (
     LEAF,
@@ -67,7 +67,7 @@ from growthengine.segments.sql_plan import (
     CompiledSegment,
     Leaf,
 )
-from growthengine.segments.sql_typed import ACTIVITY, TypedEvents
+from growthengine.segments.sql_typed import TypedEvents
 
 __all__ = ["LEAVES", "CompiledRebuild", "CompiledSegment", "Leaf", "NotCompilable", "compile_rebuild",
            "timezone_sql"]
@@ -252,13 +252,8 @@ class _Compiler:
         zone = f"COALESCE(act.zone, {self.params.add(self.business_tz)})"
         within = self.params.add(node.within_us)
         day = local_day_sql(self.json, "e.ts_us", zone, self.zones, self.business_tz)
-        if pg:  # two hashed groupings, not a sort of every event for COUNT(DISTINCT)
-            days = (f"FROM {act} act JOIN events e ON e.user_id = act.user_id AND e.ts_us > act.last - {within} "
-                    f"WHERE e.type IN {ACTIVITY}")
-            self.ctes[LEAF + a] = (f"SELECT d.user_id AS user_id, COUNT(d.day) AS days FROM (SELECT act.user_id AS "
-                                   f"user_id, {day} AS day {days} GROUP BY act.user_id, {day}) d GROUP BY d.user_id")
-        else:
-            self.ctes[LEAF + a] = sqlite_active_days(act, within, day, self.params.add(2 * DAY_US))
+        self.ctes[LEAF + a] = pg_active_days(act, within, day) if pg else \
+            sqlite_active_days(act, within, day, self.params.add(2 * DAY_US))
         self.by_user[LEAF + a] = ("user_id", "days")
         self.joined[a] = ("days",)
         return a, ("days",), self.json.compare_number(f"COALESCE(j.{a}_days, 0)", node.compare)
@@ -310,8 +305,7 @@ class _Compiler:
 
     @staticmethod
     def _facets(a: str) -> str:
-        # The payload looked up by the log's key (user, id), an open entity at a time: a join by id alone hashed
-        # every event of the log (PostgreSQL's key is (user_id, id)).
+        # The payload looked up by the log's key, (user_id, id): a join by id alone hashed every event on PostgreSQL.
         return (f"SELECT o.user_id, o.entity, o.ts_us, (SELECT ev.payload FROM events ev WHERE ev.user_id = o.user_id "
                 f"AND ev.id = o.id) FROM {OPENS}{a} o")
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from growthengine.segments.model import ActiveDays, Condition, Inactive
 from growthengine.segments.sql_json import JsonSql, Params
 from growthengine.segments.sql_plan import LOG_USERS, NON_ACTIVITY
-from growthengine.segments.sql_typed import USER_ORDER
+from growthengine.segments.sql_typed import ACTIVITY, USER_ORDER
 
 
 def inactive_guard(items: Sequence[Condition], now: str, params: Params) -> str | None:
@@ -57,6 +57,15 @@ class DaysUses:
                  f"ON pz.user_id = u.user_id WHERE {where}{fence}")
         return (f"SELECT x.user_id AS user_id, x.last AS last, x.has_other AS has_other, "
                 f"{timezone_sql(json, 'x.traits')} AS zone FROM ({users}) x")
+
+
+def pg_active_days(act: str, within: str, day: str) -> str:
+    """PostgreSQL: per user of ``act``, the distinct local days (``day``, at ``e.ts_us``) of the activity events in
+    the window, by two hashed groupings (not a sort of every event for ``COUNT(DISTINCT ...)``)."""
+    days = (f"FROM {act} act JOIN events e ON e.user_id = act.user_id AND e.ts_us > act.last - {within} "
+            f"WHERE e.type IN {ACTIVITY}")
+    return (f"SELECT d.user_id AS user_id, COUNT(d.day) AS days FROM (SELECT act.user_id AS user_id, {day} AS day "
+            f"{days} GROUP BY act.user_id, {day}) d GROUP BY d.user_id")
 
 
 def sqlite_active_days(act: str, within: str, day: str, two_days: str) -> str:
