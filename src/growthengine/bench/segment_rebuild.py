@@ -203,8 +203,8 @@ def _python(engine: SegmentEngine, tx: Any) -> Any:
 def backend_cpu(tx: Any) -> Callable[[], float] | None:
     """On PostgreSQL, a reader of the CPU seconds the server spent for this transaction: its backend's, and its
     parallel workers' (children of the postmaster, counted in the postmaster's children's times once they end with
-    their query; so are any other backend's that ends meanwhile: none in the benchmark). From ``/proc``: the server
-    must run on this machine, as the benchmark's throw-away one does; None elsewhere or when unreadable."""
+    their query; so are those of any other child that ends meanwhile, an autovacuum worker's too). From ``/proc``:
+    the server must run on this machine, as the benchmark's throw-away one does; None elsewhere or unreadable."""
     if tx.dialect != "postgresql":
         return None
     pid = tx.conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
