@@ -213,6 +213,11 @@ EXAMPLES: list[tuple[list[dict[str, Any]], list[Condition], int]] = [
       {"user": "u1", "timezone": "Europe/London", "is_seller": True, "back": 60}],
      [ActiveDays(Compare("gte", 4), 7 * D), ActiveDays(Compare("gte", 3), 7 * D), Inactive(H),
       EventAggregate("purchase", "count", Compare("eq", 0))], 30),
+    # Active days beside an inactive leaf (counted only where it holds): u0 quiet for two days, u1 active today.
+    ([*[_ev("app_opened", back=(k * 24 + 2) * 60) for k in range(2, 6)],
+      *[_ev("app_opened", "u1", back=(k * 24 + 2) * 60) for k in (0, 3, 4)]],
+     [All((Inactive(D), ActiveDays(Compare("gte", 2), 7 * D))),
+      Not(All((ActiveDays(Compare("lt", 3), 7 * D), Inactive(H), Inactive(D))))], 60),
     # Found: one windowed rule written twice in a condition is one feed (its count was doubled in the reason).
     ([_ev("item_viewed")], [All((EventAggregate("item_viewed", "count", Compare("gte", 0), None, H),) * 2)], 0),
 ]

@@ -26,9 +26,14 @@ def test_rebuild_bench_agrees_three_ways(tmp_path: Path, pg_cluster: PgCluster) 
     assert report.python is not None and report.python.seconds > 0
     assert report.sql_sqlite.seconds > 0 and report.sql_pg is not None
     assert report.sql_sqlite.details["entered"] == sum(report.members.values())
-    phases = dict((name, seconds) for name, seconds, _ in report.sql_sqlite.details["phases"])
+    phases = dict((name, seconds) for name, seconds, _, _ in report.sql_sqlite.details["phases"])
     assert {"typed events", "log's users", "verdicts", "writes"} <= set(phases)
     assert sum(phases.values()) <= report.sql_sqlite.seconds
+    # PostgreSQL's own work, read from its backend (the server runs here): counted per phase and in all
+    assert "server_cpu_s" not in report.sql_sqlite.details
+    server = [srv for _, _, _, srv in report.sql_pg.details["phases"]]
+    assert all(srv is not None and srv >= 0 for srv in server) and sum(server) > 0
+    assert report.sql_pg.details["server_cpu_s"] == pytest.approx(sum(server))
     assert report.duckdb_query_s > 0 and report.duckdb_load_s > 0 and report.ratio > 0
 
 

@@ -97,6 +97,37 @@ def test_the_rebuild_times_its_phases_and_gives_its_connection_back_as_it_was(
         # its own cache and memory map while it ran; the connection's own after
         assert [tx.conn.exec_driver_sql(f"PRAGMA {p}").scalar() for p in ("cache_size", "mmap_size")] == pragmas
     names = [p.name for p in result.phases]
-    assert names[:2] == ["typed events", "log's users"] and "verdicts" in names and "writes" in names
+    assert names[:3] == ["users' zones", "typed events", "log's users"] and "verdicts" in names and "writes" in names
     assert all(p.seconds >= 0 and p.cpu_s >= 0 for p in result.phases)
-    assert "SQL rebuild's phases: typed events" in caplog.text
+    assert "SQL rebuild's phases: users' zones" in caplog.text
+
+
+class _Discard(Exception):
+    """Rolls a transaction back on purpose."""
+
+
+def test_active_days_beside_inactive_counted_where_they_can_matter(any_engine: Engine, clock: ManualClock) -> None:
+    """churn_risk (inactive 30d, and 10 active days in the 60 before): the SQL rebuild counts active days only for
+    inactive users and for users stored as members, and every entry's and exit's reason has the user's days (u2 is
+    not inactive, but a stored member: its exit's reason counts its 13 days, not 0)."""
+    now = clock.now()
+    days = [now - dt.timedelta(days=d, hours=3) for d in range(35, 47)]  # 12 active days, 35-46 days ago
+    calls = [_track(u, "app_opened", at) for u in ("u1", "u2", "u5") for at in days]
+    calls += [_track(u, "app_opened", now - dt.timedelta(days=1)) for u in ("u2", "u5")]  # active again
+    calls += [_track("u3", "app_opened", at) for at in days[:3]]  # u3: inactive, but 3 active days only
+    any_engine.ingest(calls)
+    with pytest.raises(_Discard), any_engine.store.transaction() as tx:
+        tx.segments.clear_segment("churn_risk")
+        tx.segments.upsert_members([Membership("churn_risk", u, "", 1, {}, "made up") for u in ("u2", "u3")])
+        before = len(tx.segments.transitions(segment="churn_risk", limit=10_000))
+        assert sql_rebuild(any_engine.segments, tx, ["churn_risk"]).compiled == ["churn_risk"]
+        found = sorted((t.user_id, t.kind, t.reason)
+                       for t in tx.segments.transitions(segment="churn_risk", limit=10_000)[before:])
+        raise _Discard
+    assert found == [
+        ("u1", "enter", "no activity for 35 days (> 30d) and 12 active days in the 60d before the last activity ≥ 10"),
+        ("u2", "exit", "rebuild: active 1 days ago (not > 30d) and 13 active days in the 60d before the last "
+                       "activity ≥ 10"),
+        ("u3", "exit", "rebuild: no activity for 35 days (> 30d) and 3 active days in the 60d before the last "
+                       "activity ≥ 10"),
+    ]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -186,7 +187,10 @@ def _timed(name: str, store: Store, run: Callable[[SegmentEngine, Any], Any], ev
     details: dict[str, Any] = {"entered": result.entered, "members": _members(store)}
     phases = getattr(result, "phases", None)  # the SQL rebuild's, timed part by part
     if phases is not None:
-        details["phases"] = [(p.name, p.seconds, p.cpu_s) for p in phases]
+        details["phases"] = [(p.name, p.seconds, p.cpu_s, p.server_cpu_s) for p in phases]
+        server = [p.server_cpu_s for p in phases if p.server_cpu_s is not None]
+        if server:
+            details["server_cpu_s"] = sum(server)
     return Measurement(name, events, seconds, cpu, details)
 
 
@@ -196,10 +200,36 @@ def _python(engine: SegmentEngine, tx: Any) -> Any:
     return rebuild(engine, tx)
 
 
+def backend_cpu(tx: Any) -> Callable[[], float] | None:
+    """On PostgreSQL, a reader of the CPU seconds the server spent for this transaction: its backend's, and its
+    parallel workers' (children of the postmaster, counted in the postmaster's children's times once they end with
+    their query; so are those of any other child that ends meanwhile, an autovacuum worker's too). From ``/proc``:
+    the server must run on this machine, as the benchmark's throw-away one does; None elsewhere or unreadable."""
+    if tx.dialect != "postgresql":
+        return None
+    pid = tx.conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def fields(of: int) -> list[str]:
+        return Path(f"/proc/{of}/stat").read_text().rsplit(")", 1)[1].split()  # from field 3 (the state) on
+
+    try:
+        postmaster = int(fields(int(pid))[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+    def read() -> float:
+        own, children = fields(int(pid)), fields(postmaster)  # utime, stime; the ended children's cutime, cstime
+        return (int(own[11]) + int(own[12]) + int(children[13]) + int(children[14])) / tick
+
+    return read
+
+
 def _sql(engine: SegmentEngine, tx: Any) -> Any:
+    from growthengine.segments.sql_phases import Phases
     from growthengine.segments.sql_rebuild import sql_rebuild
 
-    result = sql_rebuild(engine, tx)
+    result = sql_rebuild(engine, tx, phases=Phases(server_cpu=backend_cpu(tx)))
     if result.fell_back or result.disagreements:
         raise BenchError(f"SQL rebuild fell back for {result.fell_back}, {result.disagreements} disagreements")
     return result

@@ -55,7 +55,7 @@ from growthengine.segments.model import (
     Segment,
     TraitCondition,
 )
-from growthengine.segments.sql_days import sqlite_active_days
+from growthengine.segments.sql_days import DaysUses, inactive_guard, pg_active_days, sqlite_active_days
 from growthengine.segments.sql_json import DAY_US, TYPED, JsonSql, NotCompilable, Params, local_day_sql
 from growthengine.segments.sql_plan import (
     LEAF,
@@ -67,7 +67,7 @@ from growthengine.segments.sql_plan import (
     CompiledSegment,
     Leaf,
 )
-from growthengine.segments.sql_typed import ACTIVITY, TypedEvents
+from growthengine.segments.sql_typed import TypedEvents
 
 __all__ = ["LEAVES", "CompiledRebuild", "CompiledSegment", "Leaf", "NotCompilable", "compile_rebuild",
            "timezone_sql"]
@@ -105,6 +105,8 @@ class _Compiler:
         self.by_user: dict[str, tuple[str, ...]] = {}  # tables with one row per user -> their columns
         self.memo: dict[Any, tuple[str, tuple[str, ...], str]] = {}  # leaf -> (alias, columns, predicate)
         self.count = 0
+        self.days_uses: dict[str, DaysUses] = {}  # active-days leaf -> where it is read
+        self.segment_key = ""
         # Per segment.
         self.selects: list[str] = []
         self.leaves: list[Leaf] = []
@@ -118,7 +120,10 @@ class _Compiler:
 
     def condition(self, node: Condition) -> str:
         if isinstance(node, All):
-            return "(" + " AND ".join(self.condition(c) for c in node.items) + ")" if node.items else "(1 = 1)"
+            # An active-days leaf beside an ``inactive`` one is read only where that one holds (``sql_days``).
+            guard = inactive_guard(node.items, self.now, self.params)
+            parts = [self._memoized(c, guard) if isinstance(c, ActiveDays) else self.condition(c) for c in node.items]
+            return "(" + " AND ".join(parts) + ")" if parts else "(1 = 1)"
         if isinstance(node, AnyOf):
             return "(" + " OR ".join(self.condition(c) for c in node.items) + ")" if node.items else "(1 = 0)"
         if isinstance(node, Not):
@@ -135,7 +140,7 @@ class _Compiler:
             return f"(j.act_last IS NOT NULL AND {self.now} - j.act_last > {self.params.add(node.more_than_us)})"
         return self._memoized(node)
 
-    def _memoized(self, node: EventAggregate | ActiveDays | Pattern) -> str:
+    def _memoized(self, node: EventAggregate | ActiveDays | Pattern, guard: str | None = None) -> str:
         try:
             known = self.memo.get(node)
         except TypeError:  # an operand that cannot be hashed (a list): compiled again
@@ -154,6 +159,7 @@ class _Compiler:
         a, columns, predicate = known
         if isinstance(node, ActiveDays):
             self._activity()  # the evaluator reads the last activity with the days
+            self.days_uses.setdefault(a, DaysUses()).add(guard, self.segment_key)
         if self.top:
             self.leaves.append(Leaf(node, a))
             self.selects.extend(f"j.{a}_{c} AS {a}_{c}" for c in columns)
@@ -238,25 +244,16 @@ class _Compiler:
         self._activity()
         a = self.alias()
         pg = self.json.pg
-        zones = (f"(SELECT pz.user_id, {timezone_sql(self.json, self.json.doc('pz.traits'))} AS zone "
-                 f"FROM profiles pz{' OFFSET 0' if pg else ''})")  # each user's traits parsed once
         # Each user's last activity (the log's users, made before) and time zone, once per user (not a profile
-        # read per event).
+        # read per event); only the users whose days can matter (``setup``: ``sql_days.DaysUses``).
         act = f"{LEAF}act_{a}"
-        self.ctes[act] = (f"SELECT u.user_id AS user_id, u.act_last AS last, u.has_other AS has_other, "
-                          f"pz.zone AS zone FROM {LOG_USERS} u LEFT JOIN {zones} pz ON pz.user_id = u.user_id "
-                          f"WHERE u.act_last IS NOT NULL{' OFFSET 0' if pg else ''}")
+        self.ctes[act] = ""
         self.by_user[act] = ("user_id", "last", "has_other", "zone")
         zone = f"COALESCE(act.zone, {self.params.add(self.business_tz)})"
         within = self.params.add(node.within_us)
         day = local_day_sql(self.json, "e.ts_us", zone, self.zones, self.business_tz)
-        if pg:  # two hashed groupings, not a sort of every event for COUNT(DISTINCT)
-            days = (f"FROM {act} act JOIN events e ON e.user_id = act.user_id AND e.ts_us > act.last - {within} "
-                    f"WHERE e.type IN {ACTIVITY}")
-            self.ctes[LEAF + a] = (f"SELECT d.user_id AS user_id, COUNT(d.day) AS days FROM (SELECT act.user_id AS "
-                                   f"user_id, {day} AS day {days} GROUP BY act.user_id, {day}) d GROUP BY d.user_id")
-        else:
-            self.ctes[LEAF + a] = sqlite_active_days(act, within, day, self.params.add(2 * DAY_US))
+        self.ctes[LEAF + a] = pg_active_days(act, within, day) if pg else \
+            sqlite_active_days(act, within, day, self.params.add(2 * DAY_US))
         self.by_user[LEAF + a] = ("user_id", "days")
         self.joined[a] = ("days",)
         return a, ("days",), self.json.compare_number(f"COALESCE(j.{a}_days, 0)", node.compare)
@@ -308,7 +305,9 @@ class _Compiler:
 
     @staticmethod
     def _facets(a: str) -> str:
-        return f"SELECT o.user_id, o.entity, o.ts_us, ev.payload FROM {OPENS}{a} o JOIN events ev ON ev.id = o.id"
+        # The payload looked up by the log's key, (user_id, id): a join by id alone hashed every event on PostgreSQL.
+        return (f"SELECT o.user_id, o.entity, o.ts_us, (SELECT ev.payload FROM events ev WHERE ev.user_id = o.user_id "
+                f"AND ev.id = o.id) FROM {OPENS}{a} o")
 
     def in_segment(self, node: InSegment) -> str:
         other = self.segments.get(node.key)
@@ -335,6 +334,7 @@ class _Compiler:
 
     def query(self, segment: Segment) -> CompiledSegment:
         self.selects, self.leaves, self.facet_sql, self.top, self.inlining = [], [], {}, True, []
+        self.segment_key = segment.key
         member = self.condition(segment.condition)
         key = self.params.add(segment.key)
         selects = ", ".join(["j.user_id AS user_id", "p.traits AS traits", *self.selects,
@@ -348,6 +348,8 @@ class _Compiler:
         """Every user in the log with every leaf's columns: the log's users (with the last activity) joined by user
         to the one pass (scored) and to the other leaves, each a temporary table made before with one row per user
         (on SQLite keyed by user: each user looked up, no sort of them all)."""
+        for a, uses in self.days_uses.items():
+            self.ctes[f"{LEAF}act_{a}"] = uses.act_users(self.json, timezone_sql)
         if self.passed:
             # The pass is a table of its own, made first: PostgreSQL plans what reads it with its true size.
             passed = "".join(f", {expr} AS {name}" for name, expr in self.passed.items())
