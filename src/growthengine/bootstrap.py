@@ -54,7 +54,7 @@ from growthengine.ingest.service import MERGE_COMMAND, IngestionService
 from growthengine.optimize.content_generator import GeneratorConfig, OpenAICompatibleGenerator
 from growthengine.optimize.copy_variants import CopyWriter
 from growthengine.pipeline.ownership import Ownership, SoleOwner
-from growthengine.pipeline.runner import Pipeline
+from growthengine.pipeline.runner import BATCH_TIME_S, MANUAL_BATCH_TIME_S, Pipeline
 from growthengine.pipeline.stages import Stage
 from growthengine.scheduler.runner import Scheduler
 from growthengine.segments.engine import SegmentEngine
@@ -133,8 +133,9 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
     # On SQLite the worker's batches share the write lock with ingestion: a 2 ms breath between them.
     pause_s = 0.002 if store.dialect == "sqlite" and not isinstance(clock, ManualClock) else 0.0
     # After the stages, every batch: the KPI rollups over the message events written since the last one.
+    manual = isinstance(clock, ManualClock)
     pipeline = Pipeline(store, stages, ownership, pause_s=pause_s, tombstones={ERASE_COMMAND: retire_tombstones},
-                        tails=[analytics])
+                        tails=[analytics], batch_time_s=MANUAL_BATCH_TIME_S if manual else BATCH_TIME_S)
     if WalKeeper.applies_to(store) and not isinstance(clock, ManualClock):
         # SQLite's write-ahead log kept short between the worker's batches (ingestion's commits then run no
         # checkpoint of their own).
