@@ -130,13 +130,13 @@ def build_engine(settings: Settings, *, clock: Clock | None = None, store: Store
         Stage("analytics", analytics, {MERGE_COMMAND: analytics.on_merge_commands,  # conversions, unsubscribes
                                        ERASE_COMMAND: erase_kpis}),
     ]
-    # On SQLite the worker's batches share the write lock with ingestion: a 2 ms breath between them.
-    pause_s = 0.002 if store.dialect == "sqlite" and not isinstance(clock, ManualClock) else 0.0
-    # After the stages, every batch: the KPI rollups over the message events written since the last one.
     manual = isinstance(clock, ManualClock)
+    # On SQLite the worker's batches share the write lock with ingestion: a 2 ms breath between them.
+    pause_s = 0.002 if store.dialect == "sqlite" and not manual else 0.0
+    # After the stages, every batch: the KPI rollups over the message events written since the last one.
     pipeline = Pipeline(store, stages, ownership, pause_s=pause_s, tombstones={ERASE_COMMAND: retire_tombstones},
                         tails=[analytics], batch_time_s=MANUAL_BATCH_TIME_S if manual else BATCH_TIME_S)
-    if WalKeeper.applies_to(store) and not isinstance(clock, ManualClock):
+    if WalKeeper.applies_to(store) and not manual:
         # SQLite's write-ahead log kept short between the worker's batches (ingestion's commits then run no
         # checkpoint of their own).
         pipeline.after_commit.append(WalKeeper(store).after_batch)

@@ -112,7 +112,6 @@ def worker(db: DbOption = None, config: ConfigOption = None) -> None:
     On PostgreSQL any number of workers share the users through partition leases; on SQLite one worker runs at a
     time (the one inside ``growth serve`` counts).
     """
-
     from growthengine.api.app import config_watcher
     from growthengine.bootstrap import build_engine
     from growthengine.clock import system_seconds

@@ -28,11 +28,11 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 2_000
 MIN_BATCH = 100
 BATCH_TIME_S = 0.2
+"""A batch aims to hold its transaction about this long (on SQLite the write lock is shared with ingestion)."""
 MANUAL_BATCH_TIME_S = 1.0
 """Under the manual clock one process does everything and a request waits for all of it: no other writer waits for
 the lock, so batches are sized for 1 s (fewer commits and rounds of the tails; a 200,000-user price drop took 17 %
 less CPU than at 0.2 s, benchmarks/README.md "Flows")."""
-"""A batch aims to hold its transaction about this long (on SQLite the write lock is shared with ingestion)."""
 MAX_FAILURES = 3
 BREATHE_BETWEEN_STAGES_FROM = 1_000
 """A batch of at least this many rows (the worker is behind: ingestion is running ahead of it) breathes after

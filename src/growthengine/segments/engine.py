@@ -367,9 +367,12 @@ class SegmentEngine:
         self._effects(tx, batch)
 
     def _effects(self, tx: Tx, batch: PassBatch) -> None:
+        self._store(tx, batch)
+        self._tell(tx, batch.transitions)
+
+    def _store(self, tx: Tx, batch: PassBatch) -> None:
         tx.timers.schedule_many(batch.timers, earliest=True)
         tx.segments.write_changes(batch.removed, batch.members, batch.transitions)
-        self._tell(tx, batch.transitions)
 
     def _tell(self, tx: Tx, transitions: list[Transition]) -> None:
         if transitions:
@@ -380,8 +383,7 @@ class SegmentEngine:
         """Write what a group of timer instants decided (``TimerGroup``; the listeners heard at each instant)."""
         with self._cached(tx, check=False):
             self.cache.save(tx, states, now_us)
-            tx.timers.schedule_many(batch.timers, earliest=True)
-            tx.segments.write_changes(batch.removed, batch.members, batch.transitions)
+            self._store(tx, batch)
 
     # Reading ------------------------------------------------------------------------------------------
 

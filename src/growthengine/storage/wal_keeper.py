@@ -13,8 +13,7 @@ holds ``restart_frames`` or more, asks SQLite to start it again (``wal_checkpoin
 ``RESTART_WAIT_MS`` for the readers of the moment to finish. Writers wait meanwhile, so that wait is kept short, and
 a restart that could not finish in it (a long reader: an export, a large report) is tried again only after a
 growing pause (up to ``MAX_BACKOFF_S``), so that a reader of several seconds does not stall ingestion again and
-again. Measured with ``growth bench pipeline``:
-see benchmarks/README.md, "Pipeline", sixth pass.
+again. Measured with ``growth bench pipeline``: benchmarks/README.md, "Pipeline", sixth pass.
 """
 
 from __future__ import annotations
