@@ -27,7 +27,7 @@ from typing import Any
 from growthengine.clock import from_us, to_us
 from growthengine.content.coupons import CouponRequest
 from growthengine.content.formatting import format_datetime
-from growthengine.domain.messages import Message, message_id
+from growthengine.domain.messages import Message, step_message_id
 from growthengine.domain.traits import has_consent
 from growthengine.flows.actions import ActionFailed, fetch_recommendations
 from growthengine.flows.describe import describe_step
@@ -130,7 +130,7 @@ class _PreviewRunner(Runner):
         missing = run.context.get("skipped", [])[skipped:]
         if missing:
             return f"skipped: no {', '.join(missing[-1]['missing'])} (an earlier step or the trigger gives it)"
-        failed = tx.messages.get(message_id(flow.key, run.user_id, run.entity, run.id, step))
+        failed = tx.messages.get(step_message_id(flow.key, run.user_id, run.entity, run.id, step))
         return f"failed to render: {(failed.data.get('error') if failed else None) or 'render_error'}"
 
     def wake(self, wait: Wait, run: Run, traits: dict[str, Any], at_us: int) -> int:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from growthengine.clock import from_us, to_us
 from growthengine.consent.unsubscribe import UnsubscribeLinks
 from growthengine.content.templates import RenderedMessage, RenderError, TemplateRegistry
-from growthengine.domain.messages import Message, message_id
+from growthengine.domain.messages import Message, step_message_id
 from growthengine.domain.traits import has_consent
 from growthengine.engagement.experiments import experiment_key
 from growthengine.flows.actions import (
@@ -180,7 +180,7 @@ class Runner:
     def _send(self, tx: Tx, run: Run, flow: Flow, step: str, send: Send, traits: dict[str, Any],
               now_us: int, out: Outgoing) -> bool:
         """Decide the step's message into ``out``; ``False`` while the run waits for its generated copy."""
-        mid = message_id(flow.key, run.user_id, run.entity, run.id, step)
+        mid = step_message_id(flow.key, run.user_id, run.entity, run.id, step)
         # the run's entity, else the listing its trigger event was about (a flow with one run per user)
         listing_id = run_listing_id(run)
         listing = self.cache.listing(tx, listing_id) if listing_id else None
