@@ -26,8 +26,7 @@ def step_message_id(flow: str, user_id: str, entity: str | None, run_id: int | N
     outbox and KPI rows then go to the right-hand end of their message-id indexes instead of one random page each.
     A price drop's 200,000 messages written with hashed ids alone dirtied nearly every leaf page of three such
     indexes in every batch (``benchmarks/README.md``, "Price drop: message ids in run order")."""
-    raw = f"{flow}|{user_id}|{entity}|{run_id}|{step}"
-    digest = hashlib.sha1(raw.encode("utf-8"), usedforsecurity=False).hexdigest()[:20]
+    digest = message_id(flow, user_id, entity, run_id, step)[4:24]  # 20 hex digits of the same hash, after "msg_"
     return f"msg_{run_id or 0:012x}{digest}"
 
 
