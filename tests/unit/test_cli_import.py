@@ -5,20 +5,32 @@ messageId, bad lines reported by number and skipped; history builds state and me
 from __future__ import annotations
 
 import datetime as dt
+import gc
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from typer.testing import CliRunner, Result
 
 from growthengine.bootstrap import build_command_engine
 from growthengine.cli.app import app
 from growthengine.clock import ManualClock
 from growthengine.engine import Engine
+from growthengine.scheduler import collector
 from growthengine.settings import Settings
 from tests.conftest import START, make_engine
 
 CONSENT = {"push": True, "email": True, "in_app": True}
+
+
+@pytest.fixture(autouse=True)
+def collector_restored() -> Iterator[None]:
+    """An import that applies the stages sets the collector up as ``growth worker`` does: put back afterwards, for
+    the tests that run after these in this process."""
+    yield
+    collector.unsettle()
 
 
 def _at(minutes_ago: int) -> str:
@@ -149,3 +161,11 @@ def test_import_on_the_real_clock_applies_the_history_itself(sqlite_url: str, tm
         assert engine.messages(limit=100) == []
     finally:
         engine.close()
+
+
+def test_an_import_that_applies_the_stages_sets_the_collector_up_as_a_worker(sqlite_url: str, tmp_path: Path) -> None:
+    assert not collector.policy.on
+    result = _import(str(_history(tmp_path)), "--db", sqlite_url)
+    assert result.exit_code == 0, result.output
+    assert collector.policy.on and gc.get_threshold() == collector.LONG_RUNNING_THRESHOLDS
+    assert gc.isenabled()

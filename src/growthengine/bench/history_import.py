@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 
 from growthengine.bench.ingest import BenchError, Measurement
+from growthengine.bench.segments import as_long_running_worker
 from growthengine.ingest.history import ImportReport, import_history
 
 Stage = Callable[[str, int], Callable[[int], None]]
@@ -107,16 +108,18 @@ def run_import_bench(events: int, users: int, db_dir: Path, stage: Stage, seed: 
         expected_bad = write_history(history, events, users, engine.clock.now(), seed)
         done(events)
         good = events - len(expected_bad)
-        done = stage("store", history.stat().st_size)
-        stored, report = _timed("stored", good, lambda: import_history(engine.ingestion, history, progress=done))
-        assert isinstance(report, ImportReport)
-        done = stage("apply", 1)
-        applied, _ = _timed("applied (pipeline stages)", good, engine.pipeline.drain)
-        done(1)
-        done = stage("again", history.stat().st_size)
-        again, repeat = _timed("again (all duplicates)", good,
-                               lambda: import_history(engine.ingestion, history, progress=done))
-        assert isinstance(repeat, ImportReport)
+        with as_long_running_worker():  # the collector as `growth import` sets it up when it applies the stages
+            done = stage("store", history.stat().st_size)
+            stored, report = _timed("stored", good,
+                                    lambda: import_history(engine.ingestion, history, progress=done))
+            assert isinstance(report, ImportReport)
+            done = stage("apply", 1)
+            applied, _ = _timed("applied (pipeline stages)", good, engine.pipeline.drain)
+            done(1)
+            done = stage("again", history.stat().st_size)
+            again, repeat = _timed("again (all duplicates)", good,
+                                   lambda: import_history(engine.ingestion, history, progress=done))
+            assert isinstance(repeat, ImportReport)
     finally:
         engine.close()
     bad = [line for line, _ in report.problems]

@@ -49,6 +49,12 @@ def import_command(
             lock = None  # the running worker applies what is stored
     applies = lock is not None  # on PostgreSQL the workers that own the users apply it
     engine = build_command_engine(settings)
+    if applies:
+        # This process applies the stages as ``growth worker`` does, for as long as the file takes: its collector
+        # is set up the same way (benchmarks/README.md "Import": the stages' part 12-14 % less CPU).
+        from growthengine.scheduler.collector import settle_long_running_process
+
+        settle_long_running_process()
     try:
         after_batch: Callable[[], object] | None = None
         if applies:
