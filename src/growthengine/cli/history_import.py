@@ -51,7 +51,7 @@ def import_command(
     engine = build_command_engine(settings)
     if applies:
         # This process applies the stages as ``growth worker`` does, for as long as the file takes: its collector
-        # is set up the same way (benchmarks/README.md "Import": the stages' part 12-14 % less CPU).
+        # is set up the same way (benchmarks/README.md "Import": the stages' part 6-15 % less CPU).
         from growthengine.scheduler.collector import settle_long_running_process
 
         settle_long_running_process()
