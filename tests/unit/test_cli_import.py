@@ -18,6 +18,8 @@ from growthengine.bootstrap import build_command_engine
 from growthengine.cli.app import app
 from growthengine.clock import ManualClock
 from growthengine.engine import Engine
+from growthengine.ingest.history import BATCH_LINES, BULK_BATCH_LINES, ImportReport, import_history
+from growthengine.pipeline.worker_lock import WorkerLock, sqlite_lock_path
 from growthengine.scheduler import collector
 from growthengine.settings import Settings
 from tests.conftest import START, make_engine
@@ -169,3 +171,29 @@ def test_an_import_that_applies_the_stages_sets_the_collector_up_as_a_worker(sql
     assert result.exit_code == 0, result.output
     assert collector.policy.on and gc.get_threshold() == collector.LONG_RUNNING_THRESHOLDS
     assert gc.isenabled()
+
+
+def _batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
+    """The ``batch_lines`` each import of the command asks for (the real import runs)."""
+    asked: list[int | None] = []
+
+    def recording(*args: Any, **kwargs: Any) -> ImportReport:
+        asked.append(kwargs.get("batch_lines"))
+        return import_history(*args, **kwargs)
+
+    monkeypatch.setattr("growthengine.cli.history_import.import_history", recording)
+    return asked
+
+
+def test_an_import_alone_stores_bulk_transactions_and_beside_a_worker_smaller_ones(
+        sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = _batch_sizes(monkeypatch)
+    assert _import(str(_history(tmp_path)), "--db", sqlite_url).exit_code == 0
+    lock = WorkerLock(sqlite_lock_path(sqlite_url) or tmp_path / "none")
+    lock.acquire()  # a running engine's worker holds it: its ingestion waits for each of the import's commits
+    try:
+        beside = _import(str(_history(tmp_path)), "--db", sqlite_url)
+    finally:
+        lock.release()
+    assert beside.exit_code == 0 and "a running worker applies" in beside.output, beside.output
+    assert asked == [BULK_BATCH_LINES, BATCH_LINES]

@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from growthengine.cli.options import CliError, ConfigOption, DbOption, cli_settings, console, out, setup_logging
-from growthengine.ingest.history import ImportReport, check_history, import_history
+from growthengine.ingest.history import BATCH_LINES, BULK_BATCH_LINES, ImportReport, check_history, import_history
 from growthengine.settings import Settings
 
 SHOWN_PROBLEMS = 20
@@ -59,9 +59,11 @@ def import_command(
         after_batch: Callable[[], object] | None = None
         if applies:
             after_batch = engine.process_pending if engine.manual else engine.pipeline.drain
+        # Smaller transactions only beside a running SQLite worker (the engine's ingestion waits for the lock).
+        beside_worker = lock_path is not None and lock is None
         report = _with_progress(file, lambda advance: import_history(
             engine.ingestion, file, start_flows=start_flows, progress=advance,
-            after_batch=after_batch))
+            after_batch=after_batch, batch_lines=BATCH_LINES if beside_worker else BULK_BATCH_LINES))
         if applies and not engine.manual:
             engine.run_due()  # segment timers the history made due
             engine.pipeline.drain()

@@ -22,7 +22,13 @@ from growthengine.ingest.service import IngestionService
 from growthengine.scheduler.collector import collector_paused
 
 BATCH_LINES = 5000
-"""Lines stored a transaction: fewer, larger commits (an import is a bulk load; a bad line is still rejected alone)."""
+"""Lines stored a transaction beside a running engine on SQLite, whose ingestion waits for the write lock meanwhile
+(an import is a bulk load: fewer, larger commits than a request's; a bad line is still rejected alone)."""
+BULK_BATCH_LINES = 20_000
+"""Lines stored a transaction when nothing else writes meanwhile (``growth import`` applying the stages itself, with
+SQLite's worker lock) or on PostgreSQL. The log's and the profiles' indexes are keyed by random ids, so each commit
+rewrites most of their leaf pages whatever its size: at 1,000,000 lines, 20,000 a transaction stored 21-28 % more
+lines a second than 5,000 (no gain at 200,000; 50,000 no better than 20,000; benchmarks/README.md "Import")."""
 PROGRESS_BYTES = 1 << 20  # the progress bar moves a megabyte at a time (not once a line)
 MAX_REPORTED = 1000  # bad lines kept for the report (all are counted)
 
@@ -70,8 +76,10 @@ def _lines(path: Path, progress: Progress | None) -> Iterator[tuple[int, Any]]:
         progress(unreported)
 
 
-def _batches(path: Path, report: ImportReport, progress: Progress | None,
+def _batches(path: Path, report: ImportReport, progress: Progress | None, size: int | None = None,
              ) -> Iterator[tuple[list[int], list[Any]]]:
+    """The good lines ``size`` at a time (:data:`BATCH_LINES` when not given); the bad ones go to ``report``."""
+    limit = size or BATCH_LINES
     numbers: list[int] = []
     calls: list[Any] = []
     for number, call in _lines(path, progress):
@@ -81,7 +89,7 @@ def _batches(path: Path, report: ImportReport, progress: Progress | None,
             continue
         numbers.append(number)
         calls.append(call)
-        if len(calls) >= BATCH_LINES:
+        if len(calls) >= limit:
             yield numbers, calls
             numbers, calls = [], []
     if calls:
@@ -106,11 +114,13 @@ def _collector_off_each(batches: Iterator[tuple[list[int], list[Any]]],
 
 
 def import_history(ingestion: IngestionService, path: Path, *, start_flows: bool = False,
-                   progress: Progress | None = None, after_batch: AfterBatch | None = None) -> ImportReport:
-    """Store every good line of ``path`` in the log, batch by batch; report the bad ones by line number."""
+                   progress: Progress | None = None, after_batch: AfterBatch | None = None,
+                   batch_lines: int | None = None) -> ImportReport:
+    """Store every good line of ``path`` in the log, ``batch_lines`` a transaction (:data:`BATCH_LINES` when not
+    given); report the bad ones by line number."""
     report = ImportReport()
     origin = None if start_flows else "import"
-    for numbers, calls in _collector_off_each(_batches(path, report, progress)):
+    for numbers, calls in _collector_off_each(_batches(path, report, progress, batch_lines)):
         result = ingestion.ingest(calls, origin=origin)
         report.accepted += result.accepted
         report.duplicates += result.duplicates
