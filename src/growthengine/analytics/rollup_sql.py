@@ -167,78 +167,79 @@ KINDS = ("k.flow_key", "k.step", "k.channel", "k.variant", "k.kind")
 DAILY_KEYS = ("day", "flow_key", "step", "channel", "variant", "kind")
 DELTA_COUNTERS = (*KPI_COUNTERS, *CHANNEL_COUNTERS, *REVENUE_SUMS)
 
-# The counters' change at the daily grain, gathered once per set of users (minus before, plus after) in a scratch
-# table of this connection, then added to the daily, monthly and per-flow-day rollups from there.
-DELTA_CREATE = sa.text(
+# What the users' messages change, gathered once per set of users (minus before, plus after) in scratch tables of
+# this connection, then added to the rollups that every worker shares (a day's counters, a month's, a status's
+# current count) once, table by table, each in key order: two workers recomputing at once then take the shared rows'
+# locks in the same order, so one waits for the other instead of deadlocking (a first version moved the per-status
+# rollups chunk by chunk, and two workers' chunks could lock a day's row and a month's row in opposite orders).
+KINDS = ("k.flow_key", "k.step", "k.channel", "k.variant", "k.kind")
+DAILY_KEYS = ("day", "flow_key", "step", "channel", "variant", "kind")
+DELTA_COUNTERS = (*KPI_COUNTERS, *CHANNEL_COUNTERS, *REVENUE_SUMS)
+REASON_KEYS = ("day", "flow_key", "step", "channel", "status", "reason")
+OPEN_KEYS = ("flow_key", "channel", "how")
+
+DELTA_CREATE = [sa.text(sql) for sql in (
     "CREATE TEMPORARY TABLE IF NOT EXISTS kpi_delta ("
     + ", ".join([f"{k} VARCHAR(100) NOT NULL" for k in DAILY_KEYS]
                 + [f"{c} {'DOUBLE PRECISION' if c in REVENUE_SUMS else 'BIGINT'} NOT NULL" for c in DELTA_COUNTERS])
-    + ")")
-DELTA_CLEAR = sa.text("DELETE FROM kpi_delta")
+    + ")",
+    "CREATE TEMPORARY TABLE IF NOT EXISTS kpi_delta_reasons ("
+    + ", ".join(f"{k} VARCHAR(100) NOT NULL" for k in REASON_KEYS) + ", n BIGINT NOT NULL)",
+    "CREATE TEMPORARY TABLE IF NOT EXISTS kpi_delta_opens (flow_key VARCHAR(100) NOT NULL, "
+    "channel VARCHAR(16) NOT NULL, how INTEGER NOT NULL, n BIGINT NOT NULL)",
+)]
+DELTA_CLEAR = [sa.text(f"DELETE FROM {t}") for t in ("kpi_delta", "kpi_delta_reasons", "kpi_delta_opens")]  # noqa: S608
 
 
-def _delta_statement(sign: int) -> str:
+def _delta_statements(sign: int) -> tuple[str, ...]:
     factor = "" if sign > 0 else "-1 * "
     return (
         f"INSERT INTO kpi_delta ({', '.join((*DAILY_KEYS, *DELTA_COUNTERS))}) "  # noqa: S608 (schema names)
         f"SELECT k.day, {', '.join(KINDS)}, {', '.join(factor + COUNTER_SQL[c] for c in DELTA_COUNTERS)} "
-        "FROM kpi_messages k WHERE k.user_id IN :users GROUP BY 1, 2, 3, 4, 5, 6"
+        "FROM kpi_messages k WHERE k.user_id IN :users GROUP BY 1, 2, 3, 4, 5, 6",
+        f"INSERT INTO kpi_delta_reasons ({', '.join(REASON_KEYS)}, n) "  # noqa: S608 (schema names)
+        f"SELECT {', '.join('k.' + k for k in REASON_KEYS)}, {factor}COUNT(*) "
+        "FROM kpi_messages k WHERE k.user_id IN :users GROUP BY 1, 2, 3, 4, 5, 6",
+        f"INSERT INTO kpi_delta_opens ({', '.join(OPEN_KEYS)}, n) "  # noqa: S608 (schema names)
+        f"SELECT k.flow_key, k.channel, k.open_how, {factor}COUNT(*) "
+        "FROM kpi_messages k WHERE k.user_id IN :users AND k.open_how IS NOT NULL GROUP BY 1, 2, 3",
     )
 
 
-DELTA_BEFORE = _delta_statement(-1)
-DELTA_AFTER = _delta_statement(1)
+DELTA_BEFORE = _delta_statements(-1)
+DELTA_AFTER = _delta_statements(1)
 
 
-def _apply_delta(table: str, keys: Sequence[str], selected: Sequence[str], counters: Sequence[str]) -> sa.TextClause:
+def _apply_delta(table: str, keys: Sequence[str], selected: Sequence[str], counters: Sequence[str], *,
+                 source: str = "kpi_delta", where: str = "1 = 1") -> sa.TextClause:
     groups = ", ".join(str(i + 1) for i in range(len(keys)))
     changed = " OR ".join(f"SUM(d.{c}) <> 0" for c in counters)
     return sa.text(
         f"INSERT INTO {table} ({', '.join((*keys, *counters))}) "  # noqa: S608 (schema names)
-        f"SELECT {', '.join((*selected, *[f'SUM(d.{c})' for c in counters]))} FROM kpi_delta d WHERE 1 = 1 "
+        f"SELECT {', '.join((*selected, *[f'SUM(d.{c})' for c in counters]))} FROM {source} d WHERE {where} "
         f"GROUP BY {groups} HAVING {changed} ORDER BY {groups} "
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
         + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in counters))
 
 
+_REASON_DIMS = REASON_KEYS[1:]
 APPLY_DELTA = [
     _apply_delta("kpi_daily", DAILY_KEYS, [f"d.{k}" for k in DAILY_KEYS], (*KPI_COUNTERS, *REVENUE_SUMS)),
     _apply_delta("kpi_monthly", ("month", *DAILY_KEYS[1:]),
                  ["substr(d.day, 1, 7)", *[f"d.{k}" for k in DAILY_KEYS[1:]]], (*KPI_COUNTERS, *REVENUE_SUMS)),
     _apply_delta("kpi_flow_days", ("day", "flow_key"), ("d.day", "d.flow_key"), DELTA_COUNTERS),
+    _apply_delta("kpi_reasons", REASON_KEYS, [f"d.{k}" for k in REASON_KEYS], ("n",),
+                 source="kpi_delta_reasons", where="d.reason <> ''"),
+    _apply_delta("kpi_reasons_monthly", ("month", *_REASON_DIMS),
+                 ["substr(d.day, 1, 7)", *[f"d.{k}" for k in _REASON_DIMS]], ("n",),
+                 source="kpi_delta_reasons", where="d.reason <> ''"),
+    _apply_delta("kpi_open_hours", OPEN_KEYS, [f"d.{k}" for k in OPEN_KEYS], ("n",), source="kpi_delta_opens"),
+    _apply_delta("kpi_current", _REASON_DIMS, [f"d.{k}" for k in _REASON_DIMS], ("n",),
+                 source="kpi_delta_reasons"),
 ]
-
-ROLLUPS: tuple[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...], str], ...] = (
-    # table, its key columns, what they are selected as, counters, the rows of kpi_messages that count
-    ("kpi_reasons", ("day", "flow_key", "step", "channel", "status", "reason"),
-     ("k.day", "k.flow_key", "k.step", "k.channel", "k.status", "k.reason"), ("n",), "AND k.reason <> ''"),
-    ("kpi_reasons_monthly", ("month", "flow_key", "step", "channel", "status", "reason"),
-     ("substr(k.day, 1, 7)", "k.flow_key", "k.step", "k.channel", "k.status", "k.reason"), ("n",),
-     "AND k.reason <> ''"),
-    ("kpi_open_hours", ("flow_key", "channel", "how"), ("k.flow_key", "k.channel", "k.open_how"), ("n",),
-     "AND k.open_how IS NOT NULL"),
-    ("kpi_current", ("flow_key", "step", "channel", "status", "reason"),
-     ("k.flow_key", "k.step", "k.channel", "k.status", "k.reason"), ("n",), ""),
-)
-
-
-def _rollup_statement(table: str, keys: Sequence[str], selected: Sequence[str], counters: Sequence[str],
-                      where: str, sign: int) -> str:
-    factor = "" if sign > 0 else "-1 * "
-    values = [factor + ("COUNT(*)" if c == "n" else COUNTER_SQL[c]) for c in counters]
-    groups = ", ".join(str(i + 1) for i in range(len(keys)))
-    return (
-        f"INSERT INTO {table} ({', '.join((*keys, *counters))}) "  # noqa: S608 (names from the schema)
-        f"SELECT {', '.join((*selected, *values))} FROM kpi_messages k WHERE k.user_id IN :users {where} "
-        f"GROUP BY {groups} ORDER BY {groups} "
-        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
-        + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in counters)
-    )
-
-
-SUBTRACT = [_rollup_statement(*spec, sign=-1) for spec in ROLLUPS]
-ADD = [_rollup_statement(*spec, sign=1) for spec in ROLLUPS]
-ROLLUP_TABLES = ["kpi_daily", "kpi_monthly", "kpi_flow_days", *[spec[0] for spec in ROLLUPS]]
+"""In this order, each in key order (see above)."""
+ROLLUP_TABLES = ["kpi_daily", "kpi_monthly", "kpi_flow_days", "kpi_reasons", "kpi_reasons_monthly", "kpi_open_hours",
+                 "kpi_current"]
 
 
 def users_param(dialect: str, users: Sequence[str]) -> object:
@@ -253,16 +254,14 @@ class RollupStatements:
     missing_buckets: sa.TextClause
     users_with_messages: sa.TextClause
     users_with_facts: sa.TextClause
-    delta_before: sa.TextClause
-    subtract: tuple[sa.TextClause, ...]
+    delta_before: tuple[sa.TextClause, ...]
     forget_facts: sa.TextClause
     forget_credits: sa.TextClause
     facts: sa.TextClause
     credit_purchases: sa.TextClause
     credit_unsubscribes: sa.TextClause
     attribute: sa.TextClause
-    delta_after: sa.TextClause
-    add: tuple[sa.TextClause, ...]
+    delta_after: tuple[sa.TextClause, ...]
 
 
 @functools.cache
@@ -278,7 +277,7 @@ def statements(dialect: str) -> RollupStatements:
     return RollupStatements(
         missing_buckets=text(MISSING_BUCKETS), users_with_messages=text(USERS_WITH_MESSAGES),
         users_with_facts=text(USERS_WITH_FACTS),
-        delta_before=text(DELTA_BEFORE), subtract=tuple(text(s) for s in SUBTRACT),
+        delta_before=tuple(text(s) for s in DELTA_BEFORE),
         forget_facts=text(FORGET_FACTS), forget_credits=text(FORGET_CREDITS), facts=text(FACTS),
         credit_purchases=text(purchases), credit_unsubscribes=text(unsubscribes), attribute=text(ATTRIBUTE),
-        delta_after=text(DELTA_AFTER), add=tuple(text(s) for s in ADD))
+        delta_after=tuple(text(s) for s in DELTA_AFTER))

@@ -84,7 +84,7 @@ class KpiRollups:
 
     def recompute_users(self, tx: Tx, users: Iterable[str]) -> None:
         """Recompute these users' facts, credits and their share of every rollup. The calendar is filled first and
-        the daily, monthly and per-flow-day rollups are moved once at the end, each in key order, so that two
+        every rollup (shared by all workers) is moved once at the end, table by table, each in key order, so that two
         workers doing this at once take their shared locks in the same order."""
         ordered = sorted(set(users))
         if not ordered:
@@ -96,18 +96,16 @@ class KpiRollups:
         counted: set[str] = set()
         for chunk in chunks:
             counted.update(str(u) for (u,) in conn.execute(sql.users_with_facts, chunk))
-        conn.execute(q.DELTA_CREATE)
-        conn.execute(q.DELTA_CLEAR)
+        for statement in (*q.DELTA_CREATE, *q.DELTA_CLEAR):
+            conn.execute(statement)
         # Users with nothing counted, credited or to credit yet: their new facts are added, nothing taken back (the
         # statements the others run below would find no row of theirs).
         for chunk in self._chunks(tx.dialect, [u for u in ordered if u not in counted]):
             conn.execute(sql.facts, {**chunk, "no": False})
-            conn.execute(sql.delta_after, chunk)
-            for statement in sql.add:
+            for statement in sql.delta_after:
                 conn.execute(statement, chunk)
         for chunk in self._chunks(tx.dialect, [u for u in ordered if u in counted]):
-            conn.execute(sql.delta_before, chunk)
-            for statement in sql.subtract:
+            for statement in sql.delta_before:
                 conn.execute(statement, chunk)
             conn.execute(sql.forget_facts, chunk)
             conn.execute(sql.forget_credits, chunk)
@@ -116,12 +114,11 @@ class KpiRollups:
             conn.execute(sql.credit_purchases, window)
             conn.execute(sql.credit_unsubscribes, window)
             conn.execute(sql.attribute, chunk)
-            conn.execute(sql.delta_after, chunk)
-            for statement in sql.add:
+            for statement in sql.delta_after:
                 conn.execute(statement, chunk)
-        for statement in q.APPLY_DELTA:
+        # The shared rollups last, once, table by table in key order (rollup_sql.py): no deadlock between workers.
+        for statement in (*q.APPLY_DELTA, *q.DELTA_CLEAR):
             conn.execute(statement)
-        conn.execute(q.DELTA_CLEAR)
 
     @staticmethod
     def _chunks(dialect: str, users: list[str]) -> list[dict[str, object]]:
