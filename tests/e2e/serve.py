@@ -41,7 +41,7 @@ def growth_command() -> list[str]:
     if script.exists():
         return [str(script)]
     found = shutil.which("growth")
-    return [found] if found else [sys.executable, "-m", "growthengine.cli.app"]
+    return [found] if found else [sys.executable, "-m", "growthengine.cli"]
 
 
 class ServeProcess:

@@ -219,7 +219,7 @@ def measure(db_file: Path, repeat: int, progress: Advance) -> list[PageTiming]:
            "PYTHONUNBUFFERED": "1"}
     env.pop("GROWTH_DB_URL", None)
     log_path = db_file.with_suffix(".log")
-    cmd = [sys.executable, "-m", "growthengine.cli.app", "serve", "--db", f"sqlite:///{db_file}", "--host",
+    cmd = [sys.executable, "-m", "growthengine.cli", "serve", "--db", f"sqlite:///{db_file}", "--host",
            "127.0.0.1", "--port", str(port), "--clock", "manual", "--start", NOW.isoformat()]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, cwd=db_file.parent, env=env, stdout=log,  # noqa: S603 (our own program)

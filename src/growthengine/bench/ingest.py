@@ -247,7 +247,7 @@ class _Server:
         env = {**os.environ, "GROWTH_API_KEY": self.key, "GROWTH_DATA_DIR": str(work_dir / "http-data"),
                "PYTHONUNBUFFERED": "1"}
         env.pop("GROWTH_DB_URL", None)
-        cmd = [sys.executable, "-m", "growthengine.cli.app", "serve", "--db", f"sqlite:///{db_file}",
+        cmd = [sys.executable, "-m", "growthengine.cli", "serve", "--db", f"sqlite:///{db_file}",
                "--host", "127.0.0.1", "--port", str(self.port), "--clock", "manual",
                "--start", workload.now.isoformat()]
         with self.log_path.open("wb") as log:

@@ -137,7 +137,7 @@ class ChildWorker:
     @staticmethod
     def _spawn(settings: Settings) -> subprocess.Popen[bytes]:
         db_url, password = _without_password(settings.db_url)
-        command = [sys.executable, "-m", "growthengine.cli.app", "worker", "--db", db_url]
+        command = [sys.executable, "-m", "growthengine.cli", "worker", "--db", db_url]
         if settings.config_file is not None:
             command += ["--config", str(settings.config_file.resolve())]
         # The same data folder (the unsubscribe links' secret) and the same served address (public links).
