@@ -81,8 +81,10 @@ def pipeline(
         console.print("PostgreSQL not measured: pass --pg postgresql://user@host/ (an empty server the bench may "
                       "create databases on)")
     elif scale is not None:
-        console.print(f"backlog of {events:,} events: 1 worker {scale[1]:.1f}s, 2 workers {scale[2]:.1f}s "
-                      f"({scale[1] / scale[2]:.2f} x)")
+        one, two = scale[1], scale[2]
+        console.print(f"backlog of {events:,} events, from the first partition taken: 1 worker {one.working_s:.1f}s, "
+                      f"2 workers {two.working_s:.1f}s ({one.working_s / two.working_s:.2f} x); with the processes' "
+                      f"start: {one.total_s:.1f}s, {two.total_s:.1f}s ({one.total_s / two.total_s:.2f} x)")
 
 
 def _pg_databases(url: str, names: list[str]) -> list[str]:
