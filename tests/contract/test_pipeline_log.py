@@ -204,6 +204,26 @@ def test_leases_share_fairly_and_fence_a_worker_whose_lease_passed(pg_cluster: P
         store.close()
 
 
+@pytest.mark.postgres
+def test_workers_that_announce_themselves_first_take_their_fair_share_at_once(pg_cluster: PgCluster) -> None:
+    """``growth worker`` heartbeats before it takes anything (``JOIN_WAIT_S``): workers started together each take
+    half at their first refresh; none takes everything and gives half back (losing the batch it had begun)."""
+    store = Store.open(pg_cluster.new_database())
+    now = [1_000.0]
+    a, b = (LeasedOwnership(store, lambda: now[0], worker_id=w) for w in ("a", "b"))
+    try:
+        a.announce()
+        assert a.partitions() == (), "announcing takes nothing"
+        b.announce()
+        a.refresh()
+        assert len(a.partitions()) == PARTITIONS // 2, "a counts b before it takes"
+        b.refresh()
+        assert len(b.partitions()) == PARTITIONS // 2
+        assert not set(a.partitions()) & set(b.partitions())
+    finally:
+        store.close()
+
+
 def _enrolment_commands(tx: Tx) -> int:
     """How many users the log's applied ``flow_enroll`` commands named (a page of one partition's users each, keyed
     by its partition's page key; applied pages keep the count, not the names)."""

@@ -90,6 +90,26 @@ def test_a_worker_killed_mid_fanout_loses_nothing_and_repeats_nothing(pg_cluster
         api.stop()
 
 
+def test_workers_started_together_each_take_half_with_no_give_back(pg_cluster: PgCluster, tmp_path: Path) -> None:
+    """Two ``growth worker`` processes started at once see each other before either takes a partition, so each
+    takes its fair share at once and neither gives any back (which would undo the batch it had begun)."""
+    url = pg_cluster.new_database()
+    env = clean_env(api_key="scale-admin")
+    workers = [WorkerProcess(tmp_path, ["--db", url], env, name=f"joined{i}") for i in range(2)]
+    try:
+        _wait_for(lambda: _lease_owners(url) == 2, 60, "two workers to share the partitions")
+        time.sleep(1.5)  # three heartbeats: a give-back, if any, would be logged by now
+        with psycopg.connect(url) as conn:
+            shares = sorted(n for (n,) in conn.execute(
+                "SELECT count(*) FROM partition_leases WHERE owner IS NOT NULL GROUP BY owner"))
+        assert shares == [32, 32]
+        for w in workers:
+            assert "took 32 partition(s)" in w.output() and "gave back" not in w.output(), w.output()[-2000:]
+    finally:
+        for w in workers:
+            w.stop()
+
+
 def _lease_owners(url: str) -> int:
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT count(DISTINCT owner) FROM partition_leases WHERE owner IS NOT NULL").fetchone()

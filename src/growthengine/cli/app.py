@@ -116,7 +116,7 @@ def worker(db: DbOption = None, config: ConfigOption = None) -> None:
     from growthengine.bootstrap import build_engine
     from growthengine.clock import system_seconds
     from growthengine.pipeline.child import listen_for_signals
-    from growthengine.pipeline.ownership import LeasedOwnership
+    from growthengine.pipeline.ownership import JOIN_WAIT_S, LeasedOwnership
     from growthengine.pipeline.worker import Worker
     from growthengine.pipeline.worker_lock import WorkerLock, WorkerLockHeld, sqlite_lock_path
     from growthengine.scheduler.collector import settle_long_running_process
@@ -151,6 +151,10 @@ def worker(db: DbOption = None, config: ConfigOption = None) -> None:
     deliveries = None
     try:
         import threading
+
+        if ownership is not None:
+            ownership.announce()  # workers started together count each other before any takes a partition
+            runner.stop.wait(JOIN_WAIT_S)
 
         deliveries = threading.Thread(target=runner.run_deliveries, name="growth-deliveries", daemon=True)
         deliveries.start()

@@ -22,6 +22,11 @@ LEASE_TTL_S = 15.0
 RENEW_EVERY_S = 2.0
 """Leases are extended this often; in between, :meth:`LeasedOwnership.refresh` only heartbeats and looks at the
 fair share (so a worker that joins gets its share within a heartbeat or two, not a renewal period)."""
+JOIN_WAIT_S = 1.0
+"""How long a starting worker is seen alive (a heartbeat) before it takes any partition: workers started together
+then count each other and each takes its fair share at once. Without it the first to start took every partition and
+gave half back a heartbeat later, losing the batch it had begun on them (about a second's work of both, seen when
+two workers start on a backlog)."""
 
 
 class LeaseLost(RuntimeError):
@@ -89,6 +94,12 @@ class LeasedOwnership:
                 for p in lost:
                     self.held.pop(p, None)
             raise LeaseLost(f"worker {self.worker_id} lost partitions {lost}")
+
+    def announce(self) -> None:
+        """Heartbeat only: other workers count this one from now on, before it holds anything
+        (:data:`JOIN_WAIT_S`)."""
+        with self._lock, self.store.transaction() as tx:
+            tx.leases.heartbeat(self.worker_id, self.now_s(), "growth worker")
 
     def refresh(self) -> None:
         """Heartbeat, renew what is held, give back more than a fair share, take free or expired partitions."""
