@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from growthengine.bench.freshness import freshness_run, summary
+from growthengine.bench.freshness import FreshnessRun, freshness_run, pooled, provider_order, summary
 from growthengine.bench.workload import make_workload
 from tests.pg_cluster import PgCluster
 
@@ -33,3 +33,17 @@ def test_a_paced_stream_on_an_api_and_two_workers(pg_cluster: PgCluster, tmp_pat
     s = summary(run)
     assert s["probes"] == 3 and s["unseen"] == 0, "every probe seen, though no API process runs a stage"
     assert run.provider_calls == 20, "each favoriter's price-drop push reached the provider once, from a worker"
+
+
+def test_the_providers_alternate_so_a_drift_weighs_on_both_and_runs_pool_into_one() -> None:
+    assert provider_order(1) == [False, True]
+    assert provider_order(2) == [False, True, True, False]
+    assert provider_order(3) == [False, True, True, False, False, True]
+    first = FreshnessRun("a", 400.0, sent_events=100, seconds=1.0, ingest_ms=[1.0, 2.0], fresh_ms=[10.0], unseen=1,
+                         provider_calls=20, pushes_during_run=5)
+    second = FreshnessRun("b", 400.0, sent_events=300, seconds=1.0, ingest_ms=[3.0], fresh_ms=[30.0, 20.0])
+    both = pooled([first, second], "pooled")
+    assert (both.label, both.sent_events, both.achieved_per_s) == ("pooled", 400, 200.0)
+    assert sorted(both.ingest_ms) == [1.0, 2.0, 3.0] and sorted(both.fresh_ms) == [10.0, 20.0, 30.0]
+    assert (both.unseen, both.provider_calls, both.pushes_during_run) == (1, 20, 5)
+    assert first.ingest_ms == [1.0, 2.0], "the runs themselves are left as they were"

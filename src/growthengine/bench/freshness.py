@@ -75,6 +75,30 @@ def summary(run: FreshnessRun) -> dict[str, Any]:
             "pushes_during_run": run.pushes_during_run}
 
 
+def provider_order(rounds: int) -> list[bool]:
+    """Which provider each run uses (``True``: the slow one), ``rounds`` of one run each, in the order fast, slow,
+    slow, fast, fast, slow, ...: a drift of the machine's speed over the runs then weighs on both alike (runs of a
+    15 s stream differ by tens of percent in p99 on a shared machine, more than the effect looked for)."""
+    order: list[bool] = []
+    for r in range(rounds):
+        order += [False, True] if r % 2 == 0 else [True, False]
+    return order
+
+
+def pooled(runs: list[FreshnessRun], label: str) -> FreshnessRun:
+    """Several runs' latencies as one run's (the percentiles over every request and probe of them)."""
+    out = FreshnessRun(label, runs[0].offered_per_s if runs else 0.0)
+    for run in runs:
+        out.sent_events += run.sent_events
+        out.seconds += run.seconds
+        out.ingest_ms += run.ingest_ms
+        out.fresh_ms += run.fresh_ms
+        out.unseen += run.unseen
+        out.provider_calls += run.provider_calls
+        out.pushes_during_run += run.pushes_during_run
+    return out
+
+
 class _Probes:
     """Probe users waiting to show in the segment, polled by one thread."""
 
