@@ -172,9 +172,6 @@ DELTA_COUNTERS = (*KPI_COUNTERS, *CHANNEL_COUNTERS, *REVENUE_SUMS)
 # current count) once, table by table, each in key order: two workers recomputing at once then take the shared rows'
 # locks in the same order, so one waits for the other instead of deadlocking (a first version moved the per-status
 # rollups chunk by chunk, and two workers' chunks could lock a day's row and a month's row in opposite orders).
-KINDS = ("k.flow_key", "k.step", "k.channel", "k.variant", "k.kind")
-DAILY_KEYS = ("day", "flow_key", "step", "channel", "variant", "kind")
-DELTA_COUNTERS = (*KPI_COUNTERS, *CHANNEL_COUNTERS, *REVENUE_SUMS)
 REASON_KEYS = ("day", "flow_key", "step", "channel", "status", "reason")
 OPEN_KEYS = ("flow_key", "channel", "how")
 
