@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from growthengine.clock import RealClock
+
 BENCH_START = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=7)))
 """The engine's (manual) clock during the benchmark; every event is at or before it."""
 
@@ -159,6 +161,14 @@ def stream_calls(events: int, *, users: int = 100_000, seed: int = 7, now: dt.da
     gen = _Generator(users, seed, now, span)
     for i in range(events):
         yield gen.call(i, events)
+
+
+def live_workload(events: int, *, users: int = 100_000, seed: int = 7,
+                  progress: Callable[[int], None] | None = None) -> Workload:
+    """:func:`make_workload` dated the 15 minutes before now, for an engine on the real clock: a live stream, whose
+    segment entries start flows. Dated at ``BENCH_START`` instead, a real-clock engine found every time-based entry
+    due at once and 11 months late (more than ``flow_entry_max_lag``), so it recorded them and started no flow."""
+    return make_workload(events, users=users, seed=seed, now=RealClock().now(), progress=progress)
 
 
 def make_workload(events: int, *, users: int = 100_000, seed: int = 7, now: dt.datetime = BENCH_START,

@@ -31,7 +31,7 @@ def pipeline(
     """The pipeline on the real clock: acknowledged vs end to end vs a bare append; reads under write load."""
     from growthengine.bench.ingest import BenchError
     from growthengine.bench.pipeline import postgres_bench, reads_under_load, scale_out, sqlite_bench, summary
-    from growthengine.bench.workload import make_workload
+    from growthengine.bench.workload import live_workload
 
     if events < 100:
         raise CliError("--events must be at least 100")
@@ -41,7 +41,7 @@ def pipeline(
     with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
         task = progress.add_task("workload", total=events)
-        workload = make_workload(events, users=users, seed=seed, progress=lambda n: progress.advance(task, n))
+        workload = live_workload(events, users=users, seed=seed, progress=lambda n: progress.advance(task, n))
         try:
             with tempfile.TemporaryDirectory(prefix="growth-bench-pipeline-") as tmp:
                 work = db_dir or Path(tmp)
@@ -121,7 +121,7 @@ def freshness(
     answer (p50/p99/max), and ingestion latency with a fast and with a slow push provider sending meanwhile."""
     from growthengine.bench.freshness import FreshnessRun, freshness_run, pooled, provider_order, summary
     from growthengine.bench.ingest import BenchError
-    from growthengine.bench.workload import make_workload
+    from growthengine.bench.workload import live_workload
 
     if rate < 100 or seconds <= 0:
         raise CliError("--rate must be at least 100 events/s and --seconds positive")
@@ -136,7 +136,7 @@ def freshness(
     with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
         task = progress.add_task("workload", total=events)
-        workload = make_workload(events, users=users, seed=seed, progress=lambda n: progress.advance(task, n))
+        workload = live_workload(events, users=users, seed=seed, progress=lambda n: progress.advance(task, n))
     runs: list[FreshnessRun] = []
     order = provider_order(rounds)
     try:
