@@ -4,12 +4,14 @@ through the provider double, and the latencies measured from real requests."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
 
 from growthengine.bench.freshness import FreshnessRun, freshness_run, pooled, provider_order, summary
-from growthengine.bench.workload import make_workload
+from growthengine.bench.workload import live_workload, make_workload
+from growthengine.clock import RealClock
 from tests.pg_cluster import PgCluster
 
 
@@ -47,3 +49,14 @@ def test_the_providers_alternate_so_a_drift_weighs_on_both_and_runs_pool_into_on
     assert sorted(both.ingest_ms) == [1.0, 2.0, 3.0] and sorted(both.fresh_ms) == [10.0, 20.0, 30.0]
     assert (both.unseen, both.provider_calls, both.pushes_during_run) == (1, 20, 5)
     assert first.ingest_ms == [1.0, 2.0], "the runs themselves are left as they were"
+
+
+def test_the_real_clock_benchmarks_stream_events_dated_the_minutes_before_now() -> None:
+    """On the real clock a stream dated at the manual-clock benchmarks' instant would be months late to the engine
+    (every segment entry found late, no flow started): the live workload is dated the 15 minutes before now."""
+    before = RealClock().now()
+    workload = live_workload(500, users=50, seed=3)
+    after = RealClock().now()
+    stamps = [dt.datetime.fromisoformat(c["timestamp"]) for c in workload.calls]
+    assert all(before - dt.timedelta(minutes=17) <= t <= after for t in stamps)
+    assert max(stamps) - min(stamps) > dt.timedelta(minutes=10), "spread over the span, not one instant"
