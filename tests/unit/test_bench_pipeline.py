@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from growthengine.bench.pipeline import api_only_burst, reads_under_load, scale_out, sqlite_bench, summary
+from growthengine.bench.pipeline import api_only_burst, reads_under_load, sqlite_bench, summary
+from growthengine.bench.scale_out import scale_out
 from growthengine.bench.workload import make_workload
 from tests.pg_cluster import PgCluster
 

@@ -30,7 +30,8 @@ def pipeline(
 ) -> None:
     """The pipeline on the real clock: acknowledged vs end to end vs a bare append; reads under write load."""
     from growthengine.bench.ingest import BenchError
-    from growthengine.bench.pipeline import postgres_bench, reads_under_load, scale_out, sqlite_bench, summary
+    from growthengine.bench.pipeline import postgres_bench, reads_under_load, sqlite_bench, summary
+    from growthengine.bench.scale_out import scale_out
     from growthengine.bench.workload import live_workload
 
     if events < 100:

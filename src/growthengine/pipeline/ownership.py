@@ -22,6 +22,8 @@ LEASE_TTL_S = 15.0
 RENEW_EVERY_S = 2.0
 """Leases are extended this often; in between, :meth:`LeasedOwnership.refresh` only heartbeats and looks at the
 fair share (so a worker that joins gets its share within a heartbeat or two, not a renewal period)."""
+WORKER_DESCRIPTION = "growth worker"
+"""What a leased worker's heartbeat row says it is (``pipeline_workers.description``)."""
 JOIN_WAIT_S = 1.0
 """How long a starting worker is seen alive (a heartbeat) before it takes any partition: workers started together
 then count each other and each takes its fair share at once. Without it the first to start took every partition and
@@ -99,7 +101,7 @@ class LeasedOwnership:
         """Heartbeat only: other workers count this one from now on, before it holds anything
         (:data:`JOIN_WAIT_S`)."""
         with self._lock, self.store.transaction() as tx:
-            tx.leases.heartbeat(self.worker_id, self.now_s(), "growth worker")
+            tx.leases.heartbeat(self.worker_id, self.now_s(), WORKER_DESCRIPTION)
 
     def refresh(self) -> None:
         """Heartbeat, renew what is held, give back more than a fair share, take free or expired partitions."""
@@ -109,7 +111,7 @@ class LeasedOwnership:
     def _refresh(self) -> None:
         now = self.now_s()
         with self.store.transaction() as tx:
-            tx.leases.heartbeat(self.worker_id, now, "growth worker")
+            tx.leases.heartbeat(self.worker_id, now, WORKER_DESCRIPTION)
             live = tx.leases.live_workers(now - self.ttl_s)
             share = -(-PARTITIONS // max(1, len(live)))  # ceiling
             due = self._renewed_s is None or now - self._renewed_s >= self.renew_every_s
